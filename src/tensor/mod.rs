@@ -1,0 +1,103 @@
+//! `Tensor`: a shape over contiguous, row-major f32 storage that lives on one device.
+//!
+//! Storage is shared (`Arc`) and immutable once built, so cloning and reshaping are free. On the CPU a tensor is
+//! either owned or a zero-copy view into a memory-mapped checkpoint. Device backends add their own storage
+//! variants; ops dispatch on the variant so that model code is written once.
+
+mod storage;
+
+pub use storage::{CpuStorage, Storage};
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+
+#[derive(Clone)]
+pub struct Tensor {
+    storage: Storage,
+    shape: Vec<usize>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, {:?})", self.shape, self.device())
+    }
+}
+
+impl Tensor {
+    /// A CPU tensor that owns `data`; errors if the element count does not match the shape.
+    pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+        let numel: usize = shape.iter().product();
+        if data.len() != numel {
+            return Err(Error::shape("from_vec", format!("{} values for shape {shape:?}", data.len())));
+        }
+        Ok(Tensor { storage: Storage::Cpu(CpuStorage::owned(data)), shape: shape.to_vec() })
+    }
+
+    pub(crate) fn from_storage(storage: Storage, shape: Vec<usize>) -> Tensor {
+        Tensor { storage, shape }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Size of the last dimension (1 for a scalar).
+    pub fn last_dim(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1)
+    }
+
+    /// Number of rows when the tensor is viewed as `[numel / last_dim, last_dim]`.
+    pub fn rows(&self) -> usize {
+        self.numel() / self.last_dim().max(1)
+    }
+
+    pub fn device(&self) -> Device {
+        self.storage.device()
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The same storage under another shape with the same element count.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let numel: usize = shape.iter().product();
+        if numel != self.numel() {
+            return Err(Error::shape("reshape", format!("{:?} -> {shape:?}", self.shape)));
+        }
+        Ok(Tensor { storage: self.storage.clone(), shape: shape.to_vec() })
+    }
+
+    /// The values on the CPU (a borrow for CPU tensors).
+    pub fn cpu_slice(&self) -> Result<&[f32]> {
+        match &self.storage {
+            Storage::Cpu(s) => Ok(s.as_slice()),
+        }
+    }
+
+    /// A host copy of the values, whatever the device.
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        Ok(self.cpu_slice()?.to_vec())
+    }
+
+    /// This tensor on `device` (no copy when it is already there).
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(self.clone()),
+        }
+    }
+
+    /// Dimensions as a fixed-size array, or a shape error naming `op`.
+    pub fn dims<const N: usize>(&self, op: &'static str) -> Result<[usize; N]> {
+        <[usize; N]>::try_from(self.shape.as_slice())
+            .map_err(|_| Error::shape(op, format!("expected rank {N}, got shape {:?}", self.shape)))
+    }
+}

@@ -1,0 +1,101 @@
+//! Reading Hugging Face checkpoints: `config.json` and `model.safetensors` (or a sharded
+//! `model.safetensors.index.json`), memory-mapped.
+//!
+//! f32 tensors whose data is 4-byte aligned are zero-copy views into the map; f16/bf16 (and unaligned f32) are
+//! converted once into owned f32. No weight is ever copied twice.
+
+mod config;
+mod safetensors_file;
+mod var_builder;
+
+pub use config::JsonConfig;
+pub use safetensors_file::{save_safetensors, SafetensorsFile};
+pub use var_builder::VarBuilder;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// All tensors of a checkpoint directory, possibly spread over several shards.
+pub struct Checkpoint {
+    dir: PathBuf,
+    shards: Vec<SafetensorsFile>,
+    /// tensor name -> index into `shards`
+    location: HashMap<String, usize>,
+}
+
+impl Checkpoint {
+    /// Open `dir/model.safetensors`, or the shards listed by `dir/model.safetensors.index.json`.
+    pub fn open(dir: &Path) -> Result<Checkpoint> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let shard_paths = if single.exists() {
+            vec![single]
+        } else if index.exists() {
+            shard_paths_from_index(&index)?
+        } else {
+            return Err(Error::io(
+                &single,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no model.safetensors or model.safetensors.index.json"),
+            ));
+        };
+        let mut shards = Vec::with_capacity(shard_paths.len());
+        let mut location = HashMap::new();
+        for (i, path) in shard_paths.iter().enumerate() {
+            let file = SafetensorsFile::open(path)?;
+            for name in file.names() {
+                location.insert(name.to_string(), i);
+            }
+            shards.push(file);
+        }
+        Ok(Checkpoint { dir: dir.to_path_buf(), shards, location })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.location.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.location.keys().map(String::as_str)
+    }
+
+    pub fn shards(&self) -> &[SafetensorsFile] {
+        &self.shards
+    }
+
+    /// The tensor `name` as f32, checked against `expected` shape when given.
+    pub fn get(&self, name: &str, expected: Option<&[usize]>) -> Result<Tensor> {
+        let shard = self.location.get(name).ok_or_else(|| Error::MissingTensor {
+            path: self.shards.first().map(|s| s.path().to_path_buf()).unwrap_or_else(|| self.dir.clone()),
+            tensor: name.to_string(),
+        })?;
+        self.shards[*shard].get(name, expected)
+    }
+
+    pub fn var_builder(&self) -> VarBuilder<'_> {
+        VarBuilder::new(self)
+    }
+}
+
+fn shard_paths_from_index(index: &Path) -> Result<Vec<PathBuf>> {
+    let cfg = JsonConfig::read(index)?;
+    let map = cfg.object("weight_map")?;
+    let mut files: Vec<String> = Vec::new();
+    for (tensor, file) in map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| Error::field(index, format!("weight_map.{tensor}"), "expected a file name"))?;
+        if !files.iter().any(|f| f == file) {
+            files.push(file.to_string());
+        }
+    }
+    files.sort();
+    let dir = index.parent().unwrap_or(Path::new("."));
+    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}

@@ -1,0 +1,65 @@
+//! Prefix-scoped access to a checkpoint, so that model structs mirror the checkpoint's key tree
+//! (`vb.pp("encoder").pp("layer").pp(i)`).
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+use super::Checkpoint;
+
+#[derive(Clone)]
+pub struct VarBuilder<'a> {
+    checkpoint: &'a Checkpoint,
+    prefix: String,
+}
+
+impl<'a> VarBuilder<'a> {
+    pub(super) fn new(checkpoint: &'a Checkpoint) -> Self {
+        VarBuilder { checkpoint, prefix: String::new() }
+    }
+
+    /// Push a path component (`pp` = "push prefix").
+    pub fn pp(&self, name: impl std::fmt::Display) -> VarBuilder<'a> {
+        let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
+        VarBuilder { checkpoint: self.checkpoint, prefix }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.checkpoint.contains(&self.path(name))
+    }
+
+    /// The tensor `prefix.name` with exactly `shape`.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.checkpoint.get(&self.path(name), Some(shape))
+    }
+
+    /// The first of several spellings that exists (checkpoints on disk and newer in-memory names differ,
+    /// e.g. `attention.attention.query` vs `attention.q_proj`). The error names the first spelling.
+    pub fn get_any(&self, names: &[&str], shape: &[usize]) -> Result<Tensor> {
+        for name in names {
+            if self.contains(name) {
+                return self.get(name, shape);
+            }
+        }
+        Err(Error::MissingTensor {
+            path: self.checkpoint.shards().first().map(|s| s.path().to_path_buf()).unwrap_or_default(),
+            tensor: names.iter().map(|n| self.path(n)).collect::<Vec<_>>().join("` or `"),
+        })
+    }
+
+    /// Like `get` but `None` when absent (optional biases, poolers).
+    pub fn get_opt(&self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
+        if self.contains(name) {
+            self.get(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
