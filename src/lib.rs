@@ -3,6 +3,9 @@
 
 pub mod device;
 pub mod error;
+pub mod models;
+pub mod nn;
+pub mod ops;
 pub mod tensor;
 pub mod weights;
 

@@ -1,0 +1,107 @@
+//! CLIP's text tower: token + position embeddings, causal encoder, `final_layer_norm`, pooling at the first
+//! end-of-text token, optional `text_projection`.
+
+use crate::error::{Error, Result};
+use crate::nn::{Encoder, EncoderConfig, LayerNorm, Linear};
+use crate::ops;
+use crate::tensor::Tensor;
+use crate::weights::{JsonConfig, VarBuilder};
+
+pub struct ClipText {
+    pub eos_token_id: u32,
+    pub context_length: usize,
+    pub encoder_config: EncoderConfig,
+    token_embedding: Tensor,
+    position_embedding: Tensor,
+    encoder: Encoder,
+    final_norm: LayerNorm,
+    projection: Option<Linear>,
+}
+
+pub struct TextOutput {
+    /// `[B, T, D]` (T = longest sequence; shorter ones are padded with end-of-text after their end)
+    pub last_hidden_state: Tensor,
+    /// `[B, D]` at each sequence's first end-of-text token
+    pub pooler_output: Tensor,
+    pub text_embeds: Option<Tensor>,
+}
+
+impl ClipText {
+    pub fn load(cfg: &JsonConfig, vb: &VarBuilder, projection: Option<Linear>) -> Result<ClipText> {
+        let d = cfg.usize("hidden_size")?;
+        let (vocab, context_length) = (
+            cfg.usize("vocab_size")?,
+            cfg.usize_or("max_position_embeddings", 77)?,
+        );
+        let encoder_config = EncoderConfig {
+            hidden: d,
+            intermediate: cfg.usize("intermediate_size")?,
+            layers: cfg.usize("num_hidden_layers")?,
+            heads: cfg.usize("num_attention_heads")?,
+            eps: cfg.f64_or("layer_norm_eps", 1e-5)?,
+            activation: crate::models::activation(cfg, "quick_gelu")?,
+            qkv_bias: true,
+            causal: true,
+        };
+        let emb = vb.pp("embeddings");
+        Ok(ClipText {
+            eos_token_id: cfg.usize_or("eos_token_id", 49407)? as u32,
+            context_length,
+            token_embedding: emb.get("token_embedding.weight", &[vocab, d])?,
+            position_embedding: emb.get("position_embedding.weight", &[context_length, d])?,
+            encoder: Encoder::load(
+                &vb.pp("encoder").pp("layers"),
+                encoder_config.clone(),
+                &super::NAMES,
+            )?,
+            final_norm: LayerNorm::load(vb, "final_layer_norm", d, encoder_config.eps)?,
+            encoder_config,
+            projection,
+        })
+    }
+
+    pub fn forward(&self, ids: &[Vec<u32>]) -> Result<TextOutput> {
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
+        if ids.is_empty() || longest == 0 || longest > self.context_length {
+            return Err(Error::invalid(
+                "clip text",
+                format!(
+                    "{} sequences of up to {longest} tokens (context is {})",
+                    ids.len(),
+                    self.context_length
+                ),
+            ));
+        }
+        let pool_at: Vec<usize> = ids
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .position(|&t| t == self.eos_token_id)
+                    .unwrap_or(s.len() - 1)
+            })
+            .collect();
+        let padded: Vec<Vec<u32>> = ids
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .copied()
+                    .chain(std::iter::repeat(self.eos_token_id))
+                    .take(longest)
+                    .collect()
+            })
+            .collect();
+        let tokens = ops::embedding(&padded, &self.token_embedding, &self.position_embedding)?;
+        let last_hidden_state = self.final_norm.forward(&self.encoder.forward(tokens)?)?;
+        let pooler_output = ops::select_rows(&last_hidden_state, &pool_at)?;
+        let text_embeds = self
+            .projection
+            .as_ref()
+            .map(|p| p.forward(&pooler_output))
+            .transpose()?;
+        Ok(TextOutput {
+            last_hidden_state,
+            pooler_output,
+            text_embeds,
+        })
+    }
+}

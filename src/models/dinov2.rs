@@ -1,0 +1,109 @@
+//! DINOv2 (Oquab et al. 2023) as transformers' `Dinov2Model` / `Dinov2ForImageClassification`
+//! (facebook/dinov2-small … -giant): pre-LN blocks with layer scale, position embeddings resampled bicubically
+//! for any input size, pooler = CLS after the final LayerNorm, classifier over concat(CLS, mean of patches).
+
+use crate::error::{Error, Result};
+use crate::nn::{BlockNames, Encoder, EncoderConfig, LayerNorm, Linear, PatchEmbeddings};
+use crate::ops;
+use crate::tensor::Tensor;
+use crate::weights::{JsonConfig, VarBuilder};
+
+use super::VisionOutput;
+
+const NAMES: BlockNames = BlockNames {
+    norm1: "norm1",
+    norm2: "norm2",
+    query: &["attention.attention.query", "attention.q_proj"],
+    key: &["attention.attention.key", "attention.k_proj"],
+    value: &["attention.attention.value", "attention.v_proj"],
+    out: &["attention.output.dense", "attention.o_proj"],
+    fc1: &["mlp.fc1"],
+    fc2: &["mlp.fc2"],
+    layer_scale: Some(("layer_scale1.lambda1", "layer_scale2.lambda1")),
+};
+
+pub struct Dinov2 {
+    pub image_size: usize,
+    pub encoder_config: EncoderConfig,
+    embeddings: PatchEmbeddings,
+    encoder: Encoder,
+    norm: LayerNorm,
+    classifier: Option<Linear>,
+}
+
+impl Dinov2 {
+    pub fn load(cfg: &JsonConfig, root: &VarBuilder) -> Result<Dinov2> {
+        if cfg.bool_or("use_swiglu_ffn", false)? {
+            return Err(Error::field(
+                cfg.path(),
+                "use_swiglu_ffn",
+                "SwiGLU feed-forward (dinov2-giant) is not supported",
+            ));
+        }
+        let vb = if root.contains("dinov2.embeddings.cls_token") {
+            root.pp("dinov2")
+        } else {
+            root.clone()
+        };
+        let d = cfg.usize("hidden_size")?;
+        let (p, c, image_size) = (
+            cfg.usize("patch_size")?,
+            cfg.usize_or("num_channels", 3)?,
+            cfg.usize("image_size")?,
+        );
+        let grid = image_size / p;
+        let mlp_ratio = cfg.f64_or("mlp_ratio", 4.0)?;
+        let encoder_config = EncoderConfig {
+            hidden: d,
+            intermediate: (d as f64 * mlp_ratio) as usize,
+            layers: cfg.usize("num_hidden_layers")?,
+            heads: cfg.usize("num_attention_heads")?,
+            eps: cfg.f64_or("layer_norm_eps", 1e-6)?,
+            activation: super::activation(cfg, "gelu")?,
+            qkv_bias: cfg.bool_or("qkv_bias", true)?,
+            causal: false,
+        };
+        let emb = vb.pp("embeddings");
+        let projection = emb.pp("patch_embeddings").pp("projection");
+        let embeddings = PatchEmbeddings::new(
+            projection.get("weight", &[d, c, p, p])?,
+            Some(projection.get("bias", &[d])?),
+            emb.get("cls_token", &[1, 1, d])?,
+            emb.get("position_embeddings", &[1, grid * grid + 1, d])?,
+        )?;
+        let encoder = Encoder::load(
+            &vb.pp("encoder").pp("layer"),
+            encoder_config.clone(),
+            &NAMES,
+        )?;
+        let norm = LayerNorm::load(&vb, "layernorm", d, encoder_config.eps)?;
+        let classifier = super::vit::classifier(root, 2 * d)?;
+        Ok(Dinov2 {
+            image_size,
+            encoder_config,
+            embeddings,
+            encoder,
+            norm,
+            classifier,
+        })
+    }
+
+    pub fn forward(&self, pixels: &Tensor) -> Result<VisionOutput> {
+        let hidden = self.encoder.forward(self.embeddings.forward(pixels)?)?;
+        let last_hidden_state = self.norm.forward(&hidden)?;
+        let cls = ops::select_rows(&last_hidden_state, &vec![0; last_hidden_state.shape()[0]])?;
+        let logits = match &self.classifier {
+            Some(c) => Some(c.forward(&ops::concat_last(
+                &cls,
+                &ops::mean_tokens(&last_hidden_state, 1)?,
+            )?)?),
+            None => None,
+        };
+        Ok(VisionOutput {
+            last_hidden_state,
+            pooler_output: Some(cls),
+            image_embeds: None,
+            logits,
+        })
+    }
+}

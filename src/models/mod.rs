@@ -1,0 +1,141 @@
+//! Hugging Face vision(-language) transformers, one file per architecture, loaded from a checkpoint directory
+//! by `config.json`'s `model_type` / `architectures`.
+
+pub mod clip;
+pub mod dinov2;
+pub mod vit;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use crate::weights::{Checkpoint, JsonConfig};
+
+/// What an image forward returns; names and shapes as transformers.
+pub struct VisionOutput {
+    /// `[B, T, D]`
+    pub last_hidden_state: Tensor,
+    /// `[B, D]` (ViT pooler, DINOv2 CLS after the final norm, CLIP post-LN CLS)
+    pub pooler_output: Option<Tensor>,
+    /// `[B, P]` CLIP projected embeddings (unit-normalised for a full `CLIPModel`, as transformers)
+    pub image_embeds: Option<Tensor>,
+    /// `[B, classes]` for `…ForImageClassification` checkpoints
+    pub logits: Option<Tensor>,
+}
+
+impl VisionOutput {
+    /// The one vector per image that `cpeal embed --images` writes: projected embeds, else the pooler, else CLS.
+    pub fn pooled(&self) -> Result<Tensor> {
+        if let Some(t) = self.image_embeds.as_ref().or(self.pooler_output.as_ref()) {
+            return Ok(t.clone());
+        }
+        let b = self.last_hidden_state.shape()[0];
+        crate::ops::select_rows(&self.last_hidden_state, &vec![0; b])
+    }
+}
+
+pub enum Model {
+    Vit(vit::Vit),
+    Dinov2(dinov2::Dinov2),
+    Clip(clip::Clip),
+}
+
+pub const SUPPORTED: &str = "ViTModel, ViTForImageClassification, Dinov2Model, Dinov2ForImageClassification, \
+CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection, CLIPTextModel, CLIPTextModelWithProjection";
+
+impl Model {
+    /// Load `dir/config.json` + weights; the architecture comes from `architectures[0]` (or `model_type`).
+    pub fn load(dir: &Path) -> Result<Model> {
+        let config = JsonConfig::read(&dir.join("config.json"))?;
+        let arch = architecture(&config)?;
+        let ckpt = Checkpoint::open(dir)?;
+        let vb = ckpt.var_builder();
+        Ok(match arch.as_str() {
+            "ViTModel" | "ViTForImageClassification" => Model::Vit(vit::Vit::load(&config, &vb)?),
+            "Dinov2Model" | "Dinov2ForImageClassification" => {
+                Model::Dinov2(dinov2::Dinov2::load(&config, &vb)?)
+            }
+            "CLIPModel"
+            | "CLIPVisionModel"
+            | "CLIPVisionModelWithProjection"
+            | "CLIPTextModel"
+            | "CLIPTextModelWithProjection" => Model::Clip(clip::Clip::load(&config, &vb, &arch)?),
+            other => {
+                return Err(Error::UnknownArchitecture {
+                    path: config.path().to_path_buf(),
+                    arch: other.to_string(),
+                    supported: SUPPORTED.to_string(),
+                })
+            }
+        })
+    }
+
+    /// pixel_values `[B, 3, H, W]` (already normalised) → outputs.
+    pub fn forward_images(&self, pixels: &Tensor) -> Result<VisionOutput> {
+        match self {
+            Model::Vit(m) => m.forward(pixels),
+            Model::Dinov2(m) => m.forward(pixels),
+            Model::Clip(m) => m.forward_images(pixels),
+        }
+    }
+
+    pub fn clip(&self) -> Option<&clip::Clip> {
+        match self {
+            Model::Clip(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// `model_type` of the vision tower, for default preprocessing.
+    pub fn vision_model_type(&self) -> &'static str {
+        match self {
+            Model::Vit(_) => "vit",
+            Model::Dinov2(_) => "dinov2",
+            Model::Clip(_) => "clip",
+        }
+    }
+
+    /// The square input size the checkpoint was trained at (`image_size`), if it has a vision tower.
+    pub fn image_size(&self) -> Option<usize> {
+        match self {
+            Model::Vit(m) => Some(m.image_size),
+            Model::Dinov2(m) => Some(m.image_size),
+            Model::Clip(m) => m.vision.as_ref().map(|v| v.image_size),
+        }
+    }
+}
+
+/// `architectures[0]`, or a default from `model_type` when the list is absent.
+pub fn architecture(config: &JsonConfig) -> Result<String> {
+    if let Some(a) = config.first_str("architectures") {
+        return Ok(a.to_string());
+    }
+    let model_type = config.str("model_type")?;
+    Ok(match model_type {
+        "vit" => "ViTModel",
+        "dinov2" => "Dinov2Model",
+        "clip" => "CLIPModel",
+        "clip_vision_model" => "CLIPVisionModel",
+        "clip_text_model" => "CLIPTextModel",
+        other => {
+            return Err(Error::UnknownArchitecture {
+                path: config.path().to_path_buf(),
+                arch: format!("model_type {other}"),
+                supported: SUPPORTED.to_string(),
+            })
+        }
+    }
+    .to_string())
+}
+
+/// `hidden_act` of a config as an activation, with an error naming the field when unknown.
+pub(crate) fn activation(config: &JsonConfig, default: &str) -> Result<crate::ops::Activation> {
+    let name = config.str_or("hidden_act", default)?;
+    crate::ops::Activation::from_hf(name).ok_or_else(|| {
+        Error::field(
+            config.path(),
+            "hidden_act",
+            format!("unsupported activation `{name}`"),
+        )
+    })
+}

@@ -1,0 +1,85 @@
+//! Building blocks shared by every architecture: `Linear`, `LayerNorm`, and the pre-LayerNorm transformer
+//! block that ViT, DINOv2 and both CLIP towers all use (they differ only in tensor names, activation, layer
+//! scale and the causal mask). Weights are frozen backbone tensors; adapters hook in at `Linear`.
+
+mod block;
+mod patches;
+
+pub use block::{BlockNames, Encoder, EncoderConfig};
+pub use patches::PatchEmbeddings;
+
+use crate::error::Result;
+use crate::ops::{self, Epilogue};
+use crate::tensor::Tensor;
+use crate::weights::VarBuilder;
+
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// `{name}.weight` `[out, in]` and, if `with_bias`, `{name}.bias` `[out]`; the first spelling found is used.
+    pub fn load(
+        vb: &VarBuilder,
+        names: &[&str],
+        in_dim: usize,
+        out_dim: usize,
+        with_bias: bool,
+    ) -> Result<Linear> {
+        let weights: Vec<String> = names.iter().map(|n| format!("{n}.weight")).collect();
+        let found = names
+            .iter()
+            .zip(&weights)
+            .find(|(_, w)| vb.contains(w))
+            .map(|(n, _)| *n)
+            .unwrap_or(names[0]);
+        let weight = vb.get_any(
+            &weights.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[out_dim, in_dim],
+        )?;
+        let bias = if with_bias {
+            Some(vb.get(&format!("{found}.bias"), &[out_dim])?)
+        } else {
+            None
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.weight.shape()[0]
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::linear(x, &self.weight, Epilogue::bias(self.bias.as_ref()))
+    }
+
+    /// Forward with more fused into the epilogue (activation, layer scale, residual).
+    pub fn forward_with<'a>(
+        &'a self,
+        x: &Tensor,
+        extend: impl FnOnce(Epilogue<'a>) -> Epilogue<'a>,
+    ) -> Result<Tensor> {
+        ops::linear(x, &self.weight, extend(Epilogue::bias(self.bias.as_ref())))
+    }
+}
+
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(vb: &VarBuilder, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: vb.get(&format!("{name}.weight"), &[dim])?,
+            bias: vb.get(&format!("{name}.bias"), &[dim])?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}

@@ -1,0 +1,83 @@
+//! Image → token sequence: patch projection, class token, position embeddings (bicubically resampled,
+//! as transformers does, when the input's patch grid differs from the checkpoint's; cached per grid size).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::tensor::Tensor;
+
+pub struct PatchEmbeddings {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub patch: usize,
+    pub class_token: Tensor,
+    /// `[1 + g·g, D]` for the checkpoint's square grid `g × g`
+    pub positions: Tensor,
+    resampled: Mutex<HashMap<(usize, usize), Tensor>>,
+}
+
+impl PatchEmbeddings {
+    pub fn new(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        class_token: Tensor,
+        positions: Tensor,
+    ) -> Result<Self> {
+        let patch = weight.shape().get(2).copied().unwrap_or(0);
+        let d = positions.last_dim();
+        let positions = positions.reshape(&[positions.numel() / d, d])?;
+        let class_token = class_token.reshape(&[d])?;
+        Ok(PatchEmbeddings {
+            weight,
+            bias,
+            patch,
+            class_token,
+            positions,
+            resampled: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Side of the checkpoint's square patch grid.
+    pub fn grid(&self) -> usize {
+        ((self.positions.shape()[0] - 1) as f64).sqrt().round() as usize
+    }
+
+    /// pixels `[B, C, H, W]` → `[B, 1 + (H/P)(W/P), D]`.
+    pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let [_, _, h, w] = pixels.dims::<4>("patch_embeddings")?;
+        if h < self.patch || w < self.patch {
+            return Err(Error::shape(
+                "patch_embeddings",
+                format!(
+                    "image {h}x{w} is smaller than one {0}x{0} patch",
+                    self.patch
+                ),
+            ));
+        }
+        let patches = ops::patch_embed(pixels, &self.weight, self.bias.as_ref())?;
+        let positions = self.positions_for(h / self.patch, w / self.patch)?;
+        ops::assemble_tokens(&patches, &self.class_token, &positions)
+    }
+
+    fn positions_for(&self, gh: usize, gw: usize) -> Result<Tensor> {
+        let g = self.grid();
+        if gh == g && gw == g {
+            return Ok(self.positions.clone());
+        }
+        let mut cache = self.resampled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = cache.get(&(gh, gw)) {
+            return Ok(t.clone());
+        }
+        let d = self.positions.shape()[1];
+        let all = self.positions.to_vec()?;
+        let grid = Tensor::from_vec(all[d..].to_vec(), &[g, g, d])?;
+        let resampled = ops::interpolate_bicubic(&grid, gh, gw)?.to_vec()?;
+        let mut joined = all[..d].to_vec();
+        joined.extend_from_slice(&resampled);
+        let t = Tensor::from_vec(joined, &[1 + gh * gw, d])?.to_device(&self.positions.device())?;
+        cache.insert((gh, gw), t.clone());
+        Ok(t)
+    }
+}

@@ -1,0 +1,117 @@
+//! Element-wise ops: activations (also used as linear epilogues), residual add, row L2 normalisation.
+
+use crate::error::{Error, Result};
+use crate::tensor::{Storage, Tensor};
+
+use super::{math, par_rows};
+
+/// Activation applied in a linear layer's epilogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    /// exact GELU, x·Φ(x) (transformers' `gelu`)
+    Gelu,
+    /// x·σ(1.702·x) (CLIP's `quick_gelu`)
+    QuickGelu,
+    Tanh,
+}
+
+impl Activation {
+    /// Parse a transformers `hidden_act` value.
+    pub fn from_hf(name: &str) -> Option<Activation> {
+        match name {
+            "gelu" | "gelu_python" => Some(Activation::Gelu),
+            "quick_gelu" => Some(Activation::QuickGelu),
+            "tanh" => Some(Activation::Tanh),
+            "linear" | "identity" => Some(Activation::None),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::None => x,
+            Activation::Gelu => 0.5 * x * (1.0 + math::erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Activation::QuickGelu => x / (1.0 + math::exp(-1.702 * x)),
+            Activation::Tanh => x.tanh(),
+        }
+    }
+
+    /// Apply in place to a slice; one loop per activation so each vectorises.
+    pub fn apply_slice(self, xs: &mut [f32]) {
+        match self {
+            Activation::None => {}
+            Activation::Gelu => xs.iter_mut().for_each(|x| *x = Activation::Gelu.apply(*x)),
+            Activation::QuickGelu => xs
+                .iter_mut()
+                .for_each(|x| *x = Activation::QuickGelu.apply(*x)),
+            Activation::Tanh => xs.iter_mut().for_each(|x| *x = x.tanh()),
+        }
+    }
+}
+
+/// a + b, same shapes.
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.shape() != b.shape() {
+        return Err(Error::shape(
+            "add",
+            format!("{:?} + {:?}", a.shape(), b.shape()),
+        ));
+    }
+    match (a.storage(), b.storage()) {
+        (Storage::Cpu(_), Storage::Cpu(_)) => {
+            let (x, y) = (a.cpu_slice()?, b.cpu_slice()?);
+            let out: Vec<f32> = x.iter().zip(y).map(|(p, q)| p + q).collect();
+            Tensor::from_vec(out, a.shape())
+        }
+    }
+}
+
+/// Each row of the last dimension divided by its L2 norm.
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let width = x.last_dim();
+    match x.storage() {
+        Storage::Cpu(_) => {
+            let src = x.cpu_slice()?;
+            let mut out = src.to_vec();
+            par_rows(&mut out, width, |_, row| {
+                let norm = row
+                    .iter()
+                    .map(|v| (*v as f64) * (*v as f64))
+                    .sum::<f64>()
+                    .sqrt() as f32;
+                row.iter_mut()
+                    .for_each(|v| *v /= norm.max(f32::MIN_POSITIVE));
+            });
+            Tensor::from_vec(out, x.shape())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::test_util::erf64;
+
+    #[test]
+    fn activations_match_definitions() {
+        for &x in &[-3.1f32, -0.7, 0.3, 1.9] {
+            let gelu = 0.5 * x as f64 * (1.0 + erf64(x as f64 / 2f64.sqrt()));
+            assert!((Activation::Gelu.apply(x) as f64 - gelu).abs() < 1e-6);
+            let q = x as f64 / (1.0 + (-1.702 * x as f64).exp());
+            assert!((Activation::QuickGelu.apply(x) as f64 - q).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn l2_normalize_gives_unit_rows() {
+        let x = Tensor::from_vec(vec![3.0, 4.0, -1.0, 2.0, 2.0, 1.0], &[2, 3]).unwrap();
+        let y = l2_normalize(&x).unwrap().to_vec().unwrap();
+        for row in y.chunks(3) {
+            let n: f32 = row.iter().map(|v| v * v).sum();
+            assert!((n - 1.0).abs() < 1e-6);
+        }
+        assert!((y[0] - 3.0 / 26f32.sqrt()).abs() < 1e-6);
+    }
+}

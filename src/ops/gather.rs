@@ -1,0 +1,189 @@
+//! Token bookkeeping: prepend the class token and add position embeddings, look up token embeddings, pick one
+//! token per sequence (CLS, end-of-text), average patch tokens, concatenate features.
+
+use crate::error::{Error, Result};
+use crate::tensor::{Storage, Tensor};
+
+use super::par_rows;
+
+/// `[B, N, D]` patches → `[B, 1+N, D]` = concat(cls, patches) + pos, with cls `[D]` and pos `[1+N, D]`.
+pub fn assemble_tokens(patches: &Tensor, cls: &Tensor, pos: &Tensor) -> Result<Tensor> {
+    let [b, n, d] = patches.dims::<3>("assemble_tokens")?;
+    if cls.numel() != d || pos.shape() != [n + 1, d] {
+        return Err(Error::shape(
+            "assemble_tokens",
+            format!(
+                "patches {:?}, class token {:?}, positions {:?}",
+                patches.shape(),
+                cls.shape(),
+                pos.shape()
+            ),
+        ));
+    }
+    match patches.storage() {
+        Storage::Cpu(_) => {
+            let (src, cls, pos) = (patches.cpu_slice()?, cls.cpu_slice()?, pos.cpu_slice()?);
+            let mut out = vec![0f32; b * (n + 1) * d];
+            par_rows(&mut out, d, |row, dst| {
+                let (bi, t) = (row / (n + 1), row % (n + 1));
+                let token = if t == 0 {
+                    cls
+                } else {
+                    &src[(bi * n + t - 1) * d..][..d]
+                };
+                let p = &pos[t * d..][..d];
+                dst.iter_mut()
+                    .zip(token.iter().zip(p))
+                    .for_each(|(o, (x, q))| *o = x + q);
+            });
+            Tensor::from_vec(out, &[b, n + 1, d])
+        }
+    }
+}
+
+/// Token embeddings of `ids` (one sequence per row, all of length T) plus position embeddings: `[B, T, D]`.
+pub fn embedding(ids: &[Vec<u32>], table: &Tensor, pos: &Tensor) -> Result<Tensor> {
+    let [vocab, d] = table.dims::<2>("embedding")?;
+    let t = ids.first().map_or(0, Vec::len);
+    if ids.iter().any(|s| s.len() != t) || pos.dims::<2>("embedding")?[0] < t || pos.shape()[1] != d
+    {
+        return Err(Error::shape(
+            "embedding",
+            format!(
+                "{} sequences of unequal length or longer than {:?}",
+                ids.len(),
+                pos.shape()
+            ),
+        ));
+    }
+    if let Some(bad) = ids.iter().flatten().find(|&&id| id as usize >= vocab) {
+        return Err(Error::shape(
+            "embedding",
+            format!("token id {bad} outside the vocabulary of {vocab}"),
+        ));
+    }
+    match table.storage() {
+        Storage::Cpu(_) => {
+            let (tab, pos) = (table.cpu_slice()?, pos.cpu_slice()?);
+            let mut out = vec![0f32; ids.len() * t * d];
+            par_rows(&mut out, d, |row, dst| {
+                let id = ids[row / t][row % t] as usize;
+                let (e, p) = (&tab[id * d..][..d], &pos[(row % t) * d..][..d]);
+                dst.iter_mut()
+                    .zip(e.iter().zip(p))
+                    .for_each(|(o, (x, q))| *o = x + q);
+            });
+            Tensor::from_vec(out, &[ids.len(), t, d])
+        }
+    }
+}
+
+/// `x[b, index[b], :]` for each sequence: `[B, T, D]` → `[B, D]`.
+pub fn select_rows(x: &Tensor, index: &[usize]) -> Result<Tensor> {
+    let [b, t, d] = x.dims::<3>("select_rows")?;
+    if index.len() != b || index.iter().any(|&i| i >= t) {
+        return Err(Error::shape(
+            "select_rows",
+            format!("indices {index:?} for shape {:?}", x.shape()),
+        ));
+    }
+    match x.storage() {
+        Storage::Cpu(_) => {
+            let src = x.cpu_slice()?;
+            let out: Vec<f32> = index
+                .iter()
+                .enumerate()
+                .flat_map(|(bi, &i)| src[(bi * t + i) * d..][..d].iter().copied())
+                .collect();
+            Tensor::from_vec(out, &[b, d])
+        }
+    }
+}
+
+/// Mean over tokens `from..T` of `[B, T, D]` → `[B, D]` (DINOv2's classifier uses the patch-token mean).
+pub fn mean_tokens(x: &Tensor, from: usize) -> Result<Tensor> {
+    let [b, t, d] = x.dims::<3>("mean_tokens")?;
+    if from >= t {
+        return Err(Error::shape(
+            "mean_tokens",
+            format!("start {from} for {t} tokens"),
+        ));
+    }
+    match x.storage() {
+        Storage::Cpu(_) => {
+            let src = x.cpu_slice()?;
+            let mut out = vec![0f32; b * d];
+            par_rows(&mut out, d, |bi, dst| {
+                for ti in from..t {
+                    dst.iter_mut()
+                        .zip(&src[(bi * t + ti) * d..][..d])
+                        .for_each(|(o, v)| *o += v);
+                }
+                dst.iter_mut().for_each(|o| *o /= (t - from) as f32);
+            });
+            Tensor::from_vec(out, &[b, d])
+        }
+    }
+}
+
+/// `[B, D1]` ⧺ `[B, D2]` → `[B, D1+D2]`.
+pub fn concat_last(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let ([n, d1], [n2, d2]) = (a.dims::<2>("concat_last")?, b.dims::<2>("concat_last")?);
+    if n != n2 {
+        return Err(Error::shape(
+            "concat_last",
+            format!("{:?} and {:?}", a.shape(), b.shape()),
+        ));
+    }
+    match a.storage() {
+        Storage::Cpu(_) => {
+            let (x, y) = (a.cpu_slice()?, b.cpu_slice()?);
+            let out: Vec<f32> = (0..n)
+                .flat_map(|i| x[i * d1..][..d1].iter().chain(&y[i * d2..][..d2]).copied())
+                .collect();
+            Tensor::from_vec(out, &[n, d1 + d2])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assemble_prepends_class_token_and_adds_positions() {
+        let patches = Tensor::from_vec(vec![1., 2., 3., 4.], &[1, 2, 2]).unwrap();
+        let cls = Tensor::from_vec(vec![10., 20.], &[2]).unwrap();
+        let pos = Tensor::from_vec(vec![0.5, 0.5, 1., 1., 2., 2.], &[3, 2]).unwrap();
+        let y = assemble_tokens(&patches, &cls, &pos).unwrap();
+        assert_eq!(y.to_vec().unwrap(), vec![10.5, 20.5, 2., 3., 5., 6.]);
+    }
+
+    #[test]
+    fn embedding_rejects_out_of_vocabulary_ids() {
+        let table = Tensor::from_vec(vec![1.; 6], &[3, 2]).unwrap();
+        let pos = Tensor::from_vec(vec![1.; 4], &[2, 2]).unwrap();
+        assert!(embedding(&[vec![0, 3]], &table, &pos).is_err());
+        let y = embedding(&[vec![2, 1]], &table, &pos).unwrap();
+        assert_eq!(y.shape(), &[1, 2, 2]);
+    }
+
+    #[test]
+    fn select_mean_concat() {
+        let x = Tensor::from_vec((0..12).map(|v| v as f32 + 1.0).collect(), &[2, 3, 2]).unwrap();
+        assert_eq!(
+            select_rows(&x, &[2, 0]).unwrap().to_vec().unwrap(),
+            vec![5., 6., 7., 8.]
+        );
+        assert_eq!(
+            mean_tokens(&x, 1).unwrap().to_vec().unwrap(),
+            vec![4., 5., 10., 11.]
+        );
+        let a = Tensor::from_vec(vec![1., 2.], &[2, 1]).unwrap();
+        assert_eq!(
+            concat_last(&a, &a).unwrap().to_vec().unwrap(),
+            vec![1., 1., 2., 2.]
+        );
+        assert!(select_rows(&x, &[3, 0]).is_err());
+    }
+}

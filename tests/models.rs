@@ -1,0 +1,112 @@
+//! Every hf-tiny fixture reproduced from its checkpoint: outputs within 1e-4 (max abs) of transformers' float64
+//! forward, and a batch of one equal to the same row of the full batch.
+
+mod common;
+
+use common::{fixture, load, max_abs_diff};
+use cpeal::models::Model;
+use cpeal::weights::SafetensorsFile;
+use cpeal::Tensor;
+
+const TOL: f32 = 1e-4;
+
+fn check_vision(name: &str, outputs: &[&str]) {
+    let dir = fixture(&format!("hf-tiny/{name}"));
+    let model = Model::load(&dir).unwrap();
+    let pixels = load(&dir.join("inputs.safetensors"), "pixel_values");
+    let out = model.forward_images(&pixels).unwrap();
+    let expected = dir.join("expected.safetensors");
+    for &key in outputs {
+        let got = match key {
+            "last_hidden_state" => &out.last_hidden_state,
+            "pooler_output" => out.pooler_output.as_ref().unwrap(),
+            "image_embeds" => out.image_embeds.as_ref().unwrap(),
+            other => panic!("unknown output {other}"),
+        };
+        let err = max_abs_diff(got, &load(&expected, key));
+        assert!(err <= TOL, "{name}/{key}: max abs error {err}");
+    }
+}
+
+#[test]
+fn vit_matches_transformers() {
+    check_vision("vit", &["last_hidden_state", "pooler_output"]);
+}
+
+#[test]
+fn clip_vision_with_projection_matches_transformers() {
+    check_vision("clip_vision", &["last_hidden_state", "image_embeds"]);
+}
+
+#[test]
+fn dinov2_with_interpolated_positions_matches_transformers() {
+    check_vision("dinov2", &["last_hidden_state", "pooler_output"]);
+}
+
+#[test]
+fn clip_model_text_image_and_logits_match_transformers() {
+    let dir = fixture("hf-tiny/clip");
+    let model = Model::load(&dir).unwrap();
+    let clip = model.clip().unwrap();
+    let inputs = SafetensorsFile::open(&dir.join("inputs.safetensors")).unwrap();
+    let (ids, shape) = inputs.get_i64("input_ids").unwrap();
+    let (mask, _) = inputs.get_i64("attention_mask").unwrap();
+    let sequences: Vec<Vec<u32>> = (0..shape[0])
+        .map(|r| {
+            (0..shape[1])
+                .filter(|&c| mask[r * shape[1] + c] == 1)
+                .map(|c| ids[r * shape[1] + c] as u32)
+                .collect()
+        })
+        .collect();
+    let text = clip.forward_texts(&sequences).unwrap().text_embeds.unwrap();
+    let images = model
+        .forward_images(&inputs.get("pixel_values", None).unwrap())
+        .unwrap()
+        .image_embeds
+        .unwrap();
+    let expected = dir.join("expected.safetensors");
+    for (key, got) in [("text_embeds", &text), ("image_embeds", &images)] {
+        let err = max_abs_diff(got, &load(&expected, key));
+        assert!(err <= TOL, "clip/{key}: max abs error {err}");
+    }
+    let logits = clip.logits_per_image(&images, &text).unwrap();
+    let err = max_abs_diff(&logits, &load(&expected, "logits_per_image"));
+    assert!(err <= 1e-3, "clip/logits_per_image: max abs error {err}");
+}
+
+fn row(t: &Tensor, i: usize) -> Vec<f32> {
+    let per = t.numel() / t.shape()[0];
+    t.to_vec().unwrap()[i * per..(i + 1) * per].to_vec()
+}
+
+#[test]
+fn batch_of_one_equals_row_of_batch() {
+    for name in ["vit", "clip_vision", "dinov2"] {
+        let dir = fixture(&format!("hf-tiny/{name}"));
+        let model = Model::load(&dir).unwrap();
+        let pixels = load(&dir.join("inputs.safetensors"), "pixel_values");
+        let full = model.forward_images(&pixels).unwrap();
+        let per = pixels.numel() / pixels.shape()[0];
+        let mut one_shape = pixels.shape().to_vec();
+        one_shape[0] = 1;
+        for i in 0..pixels.shape()[0] {
+            let single = Tensor::from_vec(
+                pixels.to_vec().unwrap()[i * per..(i + 1) * per].to_vec(),
+                &one_shape,
+            )
+            .unwrap();
+            let out = model.forward_images(&single).unwrap();
+            let (a, b) = (
+                row(&full.last_hidden_state, i),
+                out.last_hidden_state.to_vec().unwrap(),
+            );
+            let diff = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(diff < 1e-5, "{name} row {i}: {diff}");
+        }
+    }
+}
