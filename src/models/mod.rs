@@ -3,6 +3,7 @@
 
 pub mod clip;
 pub mod dinov2;
+pub mod presets;
 pub mod vit;
 
 use std::path::Path;

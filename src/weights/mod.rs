@@ -97,6 +97,23 @@ impl Checkpoint {
         self.shards[*shard].get(name, expected)
     }
 
+    /// Total parameter count and the dtypes present, e.g. `(86_567_656, ["F32"])`.
+    pub fn summary(&self) -> (usize, Vec<String>) {
+        let mut params = 0;
+        let mut dtypes: Vec<String> = Vec::new();
+        for shard in &self.shards {
+            for name in shard.names() {
+                let info = shard.info(name).expect("name listed by the shard");
+                params += info.shape.iter().product::<usize>();
+                let dtype = format!("{:?}", info.dtype);
+                if !dtypes.contains(&dtype) {
+                    dtypes.push(dtype);
+                }
+            }
+        }
+        (params, dtypes)
+    }
+
     pub fn var_builder(&self) -> VarBuilder<'_> {
         VarBuilder::new(self)
     }

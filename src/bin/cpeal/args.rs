@@ -20,4 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Architecture, sizes, parameter count and dtype of a Hugging Face checkpoint.
     Info(cmd::info::Args),
+    /// Image features (`last_hidden_state`, `pooler_output`, `image_embeds`) from a checkpoint.
+    Embed(cmd::embed::Args),
+    /// Time whole-model forwards.
+    Bench(cmd::bench::Args),
 }

@@ -1,0 +1,101 @@
+//! `cpeal bench forward`: images/s of a whole-model forward at a batch size, on a checkpoint or on a preset
+//! architecture with random weights. Validation lives in the tests; this only times.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cpeal::models::{presets, Model};
+use cpeal::{Device, DeviceKind, Error, Tensor};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(clap::Subcommand)]
+pub enum What {
+    /// Time image forwards (images/s).
+    Forward(ForwardArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ForwardArgs {
+    /// preset with random weights: vit-b16, dinov2-s14, clip-b16-vision
+    #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+    pub arch: Option<String>,
+    /// a checkpoint directory instead of a preset
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, default_value_t = 224)]
+    pub image_size: usize,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceKind,
+    /// print one JSON object instead of a sentence
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &Args) -> cpeal::Result<()> {
+    match &args.what {
+        What::Forward(a) => forward(a),
+    }
+}
+
+fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
+    if args.batch_size == 0 || args.iters == 0 {
+        return Err(Error::invalid("bench", "--batch-size and --iters must be at least 1"));
+    }
+    let device = Device::open(args.device)?;
+    let (dir, label, _tmp) = match (&args.model, &args.arch) {
+        (Some(dir), _) => (dir.clone(), dir.display().to_string(), None),
+        (None, Some(arch)) => {
+            let tmp = std::env::temp_dir().join(format!("cpeal-bench-{arch}-{}", std::process::id()));
+            presets::write_random_checkpoint(arch, &tmp, 0)?;
+            (tmp.clone(), arch.clone(), Some(TempDir(tmp)))
+        }
+        (None, None) => return Err(Error::invalid("bench", "give --arch or --model")),
+    };
+    let model = Model::load(&dir)?;
+    let s = args.image_size;
+    let data: Vec<f32> = (0..args.batch_size * 3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+    let pixels = Tensor::from_vec(data, &[args.batch_size, 3, s, s])?.to_device(&device)?;
+    for _ in 0..args.warmup {
+        model.forward_images(&pixels)?;
+    }
+    let mut times = Vec::with_capacity(args.iters);
+    for _ in 0..args.iters {
+        let start = Instant::now();
+        let out = model.forward_images(&pixels)?;
+        out.last_hidden_state.to_vec()?; // include the device → host copy of the result
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let ips = args.batch_size as f64 / median;
+    let threads = rayon::current_num_threads();
+    if args.json {
+        println!(
+            "{{\"arch\":\"{label}\",\"device\":\"{}\",\"batch\":{},\"image_size\":{s},\"threads\":{threads},\"median_s\":{median:.4},\"images_per_s\":{ips:.3}}}",
+            device.name(),
+            args.batch_size
+        );
+    } else {
+        println!("{label} on {} ({threads} threads), batch {} at {s}px: {ips:.2} images/s (median of {} runs, {median:.3} s/batch)", device.name(), args.batch_size, args.iters);
+    }
+    Ok(())
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}

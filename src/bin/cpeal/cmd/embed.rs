@@ -1,0 +1,100 @@
+//! `cpeal embed`: image features from a checkpoint.
+//! `--input X.safetensors` (`pixel_values` [B,3,H,W], normalised) → transformers' outputs by name;
+//! `--images DIR_OR_FILES…` → pooled embeddings [N, D] plus the file order, streamed in batches.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use cpeal::models::{Model, VisionOutput};
+use cpeal::weights::{save_safetensors, SafetensorsFile};
+use cpeal::{Device, DeviceKind, Error, Tensor};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Hugging Face checkpoint directory
+    #[arg(long)]
+    pub model: PathBuf,
+    /// safetensors file with `pixel_values` [B, 3, H, W] (f32, already normalised)
+    #[arg(long, conflicts_with = "images", required_unless_present = "images")]
+    pub input: Option<PathBuf>,
+    /// image files or folders (searched recursively); writes pooled embeddings [N, D]
+    #[arg(long, num_args = 1..)]
+    pub images: Vec<PathBuf>,
+    /// output safetensors file
+    #[arg(long)]
+    pub output: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceKind,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+}
+
+pub fn run(args: &Args) -> cpeal::Result<()> {
+    if args.batch_size == 0 {
+        return Err(Error::invalid("--batch-size", "must be at least 1"));
+    }
+    let device = Device::open(args.device)?;
+    let model = Model::load(&args.model)?;
+    match &args.input {
+        Some(input) => embed_tensor_file(&model, &device, input, args),
+        None => Err(Error::invalid("--images", "image folders are not wired yet")),
+    }
+}
+
+fn embed_tensor_file(model: &Model, device: &Device, input: &Path, args: &Args) -> cpeal::Result<()> {
+    let pixels = SafetensorsFile::open(input)?.get("pixel_values", None)?;
+    let [b, c, _, _] = pixels
+        .dims::<4>("pixel_values")
+        .map_err(|_| Error::tensor(input, "pixel_values", format!("shape {:?}, expected [B, 3, H, W]", pixels.shape())))?;
+    if c != 3 || b == 0 {
+        return Err(Error::tensor(input, "pixel_values", format!("shape {:?}, expected [B, 3, H, W]", pixels.shape())));
+    }
+    let mut parts: Vec<VisionOutput> = Vec::new();
+    for start in (0..b).step_by(args.batch_size) {
+        let batch = slice_batch(&pixels, start, (start + args.batch_size).min(b))?.to_device(device)?;
+        parts.push(model.forward_images(&batch)?);
+    }
+    let out = concat_outputs(&parts)?;
+    let mut named: Vec<(&str, &Tensor)> = vec![("last_hidden_state", &out.last_hidden_state)];
+    for (name, t) in [("pooler_output", &out.pooler_output), ("image_embeds", &out.image_embeds), ("logits", &out.logits)] {
+        if let Some(t) = t {
+            named.push((name, t));
+        }
+    }
+    let meta = HashMap::from([("model".to_string(), args.model.display().to_string())]);
+    save_safetensors(&args.output, &named, Some(meta))?;
+    eprintln!("wrote {} ({} images)", args.output.display(), b);
+    Ok(())
+}
+
+/// Rows `start..end` of the leading dimension.
+pub fn slice_batch(t: &Tensor, start: usize, end: usize) -> cpeal::Result<Tensor> {
+    let per = t.numel() / t.shape()[0];
+    let mut shape = t.shape().to_vec();
+    shape[0] = end - start;
+    Tensor::from_vec(t.cpu_slice()?[start * per..end * per].to_vec(), &shape)
+}
+
+/// Concatenate tensors along the leading dimension.
+pub fn concat_rows(parts: &[&Tensor]) -> cpeal::Result<Tensor> {
+    let mut shape = parts[0].shape().to_vec();
+    shape[0] = parts.iter().map(|t| t.shape()[0]).sum();
+    let mut data = Vec::with_capacity(shape.iter().product());
+    for t in parts {
+        data.extend_from_slice(&t.to_vec()?);
+    }
+    Tensor::from_vec(data, &shape)
+}
+
+fn concat_outputs(parts: &[VisionOutput]) -> cpeal::Result<VisionOutput> {
+    let optional = |get: fn(&VisionOutput) -> Option<&Tensor>| -> cpeal::Result<Option<Tensor>> {
+        let tensors: Option<Vec<&Tensor>> = parts.iter().map(get).collect();
+        tensors.map(|ts| concat_rows(&ts)).transpose()
+    };
+    Ok(VisionOutput {
+        last_hidden_state: concat_rows(&parts.iter().map(|p| &p.last_hidden_state).collect::<Vec<_>>())?,
+        pooler_output: optional(|p| p.pooler_output.as_ref())?,
+        image_embeds: optional(|p| p.image_embeds.as_ref())?,
+        logits: optional(|p| p.logits.as_ref())?,
+    })
+}
