@@ -3,7 +3,11 @@
 
 pub mod device;
 pub mod error;
+pub mod images;
+pub mod preprocess;
+pub mod progress;
 pub mod tensor;
+pub mod tokenizer;
 pub mod weights;
 
 pub use device::{Device, DeviceKind};

@@ -25,7 +25,11 @@ impl Storage {
 pub enum CpuStorage {
     Owned(Arc<Vec<f32>>),
     /// `len` f32 values at `byte_offset` (4-byte aligned) inside `map`.
-    Mapped { map: Arc<Mmap>, byte_offset: usize, len: usize },
+    Mapped {
+        map: Arc<Mmap>,
+        byte_offset: usize,
+        len: usize,
+    },
 }
 
 impl CpuStorage {
@@ -36,7 +40,11 @@ impl CpuStorage {
     pub fn as_slice(&self) -> &[f32] {
         match self {
             CpuStorage::Owned(v) => v.as_slice(),
-            CpuStorage::Mapped { map, byte_offset, len } => {
+            CpuStorage::Mapped {
+                map,
+                byte_offset,
+                len,
+            } => {
                 let bytes = &map[*byte_offset..*byte_offset + len * 4];
                 bytemuck::cast_slice(bytes)
             }

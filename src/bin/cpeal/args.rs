@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use crate::cmd;
 
 #[derive(Parser)]
-#[command(name = "cpeal", version, about = "Parameter-efficient active learning with uncertainty calibration")]
+#[command(
+    name = "cpeal",
+    version,
+    about = "Parameter-efficient active learning with uncertainty calibration"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
