@@ -137,7 +137,7 @@ fn corrupt_file_error_names_it_and_ends_the_stream() {
     let err = results[1].as_ref().unwrap_err();
     assert!(matches!(err, Error::Image { .. }), "{err:?}");
     assert!(err.to_string().contains("c_corrupt.png"), "{err}");
-    let err = load_batch(&[bad.clone()], &pre()).unwrap_err();
+    let err = load_batch(std::slice::from_ref(&bad), &pre()).unwrap_err();
     assert!(
         err.to_string().contains(&bad.display().to_string()),
         "{err}"
@@ -155,7 +155,7 @@ fn empty_folder_missing_path_and_no_args_are_errors() {
         "{err}"
     );
     let missing = dir.path().join("nope");
-    let err = ImageSource::from_args(&[missing.clone()]).unwrap_err();
+    let err = ImageSource::from_args(std::slice::from_ref(&missing)).unwrap_err();
     assert!(
         matches!(err, Error::Io { .. }) && err.to_string().contains("nope"),
         "{err}"

@@ -51,8 +51,8 @@ fn constant_colour_normalises_per_channel_exactly() {
         let out = pre.preprocess_image(&DynamicImage::ImageRgb8(img));
         let hw = 24 * 24;
         assert_eq!(out.len(), 3 * hw);
-        for c in 0..3 {
-            let want = expected_value(colour[c], pre.image_mean[c], pre.image_std[c]);
+        for (c, &value) in colour.iter().enumerate() {
+            let want = expected_value(value, pre.image_mean[c], pre.image_std[c]);
             assert!(
                 channel(&out, c, hw).iter().all(|&v| v == want),
                 "{model} channel {c}"
