@@ -182,19 +182,22 @@ impl Preprocessor {
         let mut out = vec![0f32; 3 * oh * ow];
         let top = floor_half(h as i64 - oh as i64);
         let left = floor_half(w as i64 - ow as i64);
-        let scale = self.channel_transforms();
+        // each u8 level maps to one value per channel: look it up instead of recomputing
+        let luts = self
+            .channel_transforms()
+            .map(|t| std::array::from_fn::<f32, 256, _>(|v| t.apply(v as u8)));
         for y in 0..oh {
             let sy = top + y as i64;
             for x in 0..ow {
                 let sx = left + x as i64;
                 let inside = sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w;
-                for (c, t) in scale.iter().enumerate() {
+                for (c, lut) in luts.iter().enumerate() {
                     let v = if inside {
                         pixels[(sy as usize * w + sx as usize) * 3 + c]
                     } else {
                         0
                     };
-                    out[(c * oh + y) * ow + x] = t.apply(v);
+                    out[(c * oh + y) * ow + x] = lut[v as usize];
                 }
             }
         }

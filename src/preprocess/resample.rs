@@ -137,15 +137,19 @@ fn vertical(src: &[u8], (w, h): (usize, usize), c: usize, out_h: usize, filter: 
     let co = coefficients(h, out_h, filter);
     let stride = w * c;
     let mut out = vec![0u8; stride * out_h];
+    let mut acc = vec![0i64; stride];
     for (yy, &(ymin, ymax)) in co.bounds.iter().enumerate() {
         let k = &co.weights[yy * co.ksize..yy * co.ksize + ymax];
-        let out_row = &mut out[yy * stride..(yy + 1) * stride];
-        for (i, o) in out_row.iter_mut().enumerate() {
-            let mut ss: i64 = 1 << (PRECISION_BITS - 1);
-            for (y, &ky) in k.iter().enumerate() {
-                ss += src[(ymin + y) * stride + i] as i64 * ky as i64;
+        acc.fill(1 << (PRECISION_BITS - 1));
+        // row by row, so the inner loop runs over contiguous memory
+        for (y, &ky) in k.iter().enumerate() {
+            let row = &src[(ymin + y) * stride..(ymin + y + 1) * stride];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v as i64 * ky as i64;
             }
-            *o = clip8(ss);
+        }
+        for (o, &a) in out[yy * stride..(yy + 1) * stride].iter_mut().zip(&acc) {
+            *o = clip8(a);
         }
     }
     out
