@@ -3,10 +3,14 @@
 
 pub mod device;
 pub mod error;
+pub mod images;
 pub mod models;
 pub mod nn;
 pub mod ops;
+pub mod preprocess;
+pub mod progress;
 pub mod tensor;
+pub mod tokenizer;
 pub mod weights;
 
 pub use device::{Device, DeviceKind};
