@@ -22,6 +22,10 @@ pub enum Command {
     Info(cmd::info::Args),
     /// Image features (`last_hidden_state`, `pooler_output`, `image_embeds`) from a checkpoint.
     Embed(cmd::embed::Args),
+    /// CLIP text embeddings (`text_embeds`).
+    EmbedText(cmd::embed_text::Args),
+    /// CLIP zero-shot classification of images as CSV (path, class, probability).
+    ZeroShot(cmd::zero_shot::Args),
     /// Time whole-model forwards.
     Bench(cmd::bench::Args),
 }

@@ -37,10 +37,14 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     let model = Model::load(&args.model)?;
     match &args.input {
         Some(input) => embed_tensor_file(&model, &device, input, args),
-        None => Err(Error::invalid(
-            "--images",
-            "image folders are not wired yet",
-        )),
+        None => super::embed_images::run(
+            &model,
+            &args.model,
+            &device,
+            &args.images,
+            args.batch_size,
+            &args.output,
+        ),
     }
 }
 

@@ -2,7 +2,10 @@
 
 pub mod bench;
 pub mod embed;
+pub mod embed_images;
+pub mod embed_text;
 pub mod info;
+pub mod zero_shot;
 
 use crate::args::Command;
 
@@ -11,5 +14,7 @@ pub fn dispatch(command: Command) -> cpeal::Result<()> {
         Command::Info(args) => info::run(&args),
         Command::Embed(args) => embed::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::EmbedText(args) => embed_text::run(&args),
+        Command::ZeroShot(args) => zero_shot::run(&args),
     }
 }
