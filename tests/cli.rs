@@ -275,7 +275,7 @@ fn zero_shot_and_embed_text_on_tiny_clip() {
     let tmp = tempfile::tempdir().unwrap();
     for i in 0..3u8 {
         let img = image::RgbImage::from_fn(40, 30, |x, y| {
-            image::Rgb([(x * 5) as u8 + i * 40, (y * 8) as u8, 200 - i * 50])
+            image::Rgb([((x * 5 + i as u32 * 40) % 256) as u8, (y * 8) as u8, 200 - i * 50])
         });
         img.save(tmp.path().join(format!("img{i}.png"))).unwrap();
     }
