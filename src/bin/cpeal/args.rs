@@ -16,4 +16,6 @@ pub struct Cli {
 pub enum Command {
     /// Architecture, sizes, parameter count and dtype of a Hugging Face checkpoint.
     Info(cmd::info::Args),
+    /// Convert an exported DINOv2 ONNX graph into a Hugging Face Dinov2Model checkpoint.
+    ConvertOnnxDinov2(cmd::convert::Args),
 }
