@@ -97,6 +97,9 @@ const PLAIN: Opts = Opts { layers: 2, fused_qkv: false, layer_scale: true, erf_g
 /// (to be transposed), or (initializer, 0, 0) for tensors copied as they are.
 type Expect = HashMap<String, (String, usize, usize)>;
 
+/// Tensors by name with shape and values.
+type Named = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 fn layer_norm(b: &mut Builder, x: &str, exp: &mut Expect, hf: &str) -> String {
     let axes = || vec![("axes", Attr::Ints(vec![-1]))];
     let mean = b.node("ReduceMean", &[x], axes());
@@ -267,7 +270,7 @@ fn embeddings(b: &mut Builder, exp: &mut Expect) -> (String, String, String) {
 struct Tiny {
     bytes: Vec<u8>,
     expect: Expect,
-    weights: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    weights: Named,
     pos_pieces: (String, String),
 }
 
@@ -304,7 +307,7 @@ fn expected_values(t: &Tiny, hf: &str) -> Vec<f32> {
     out
 }
 
-fn convert(t: &Tiny) -> cpeal::Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+fn convert(t: &Tiny) -> cpeal::Result<Named> {
     let model = decode_model(&t.bytes).expect("test graph decodes");
     let w = map_dinov2_graph(&model.graph, std::path::Path::new("tiny.onnx"))?;
     Ok(w.tensors.into_iter().map(|(n, t)| (n, (t.shape().to_vec(), t.to_vec().unwrap()))).collect())
@@ -443,4 +446,28 @@ fn xorshift_values_are_distinct() {
     s.dedup();
     assert_eq!(s.len(), v.len());
     assert_ne!(values(1, 8), values(2, 8));
+}
+
+#[test]
+fn corrupted_bytes_give_errors_never_panics() {
+    let t = tiny(Opts { layers: 1, ..PLAIN });
+    let path = std::path::Path::new("corrupt.onnx");
+    let try_bytes = |bytes: &[u8]| {
+        if let Ok(model) = decode_model(bytes) {
+            let _ = map_dinov2_graph(&model.graph, path);
+        }
+    };
+    for cut in (0..t.bytes.len()).step_by(37) {
+        try_bytes(&t.bytes[..cut]);
+    }
+    let mut state = 12345u64;
+    for _ in 0..300 {
+        let mut bytes = t.bytes.clone();
+        for _ in 0..4 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let at = (state >> 33) as usize % bytes.len();
+            bytes[at] ^= (state >> 24) as u8 | 1;
+        }
+        try_bytes(&bytes);
+    }
 }

@@ -64,6 +64,9 @@ pub fn map_dinov2(index: &GraphIndex<'_>) -> Result<Dinov2Weights> {
     push_vector(index, "layernorm.weight", &final_ln.weight, d, &mut out)?;
     push_vector(index, "layernorm.bias", &final_ln.bias, d, &mut out)?;
     let eps = check_eps(index, &blocks, &final_ln)?;
+    if let Some(b) = blocks.iter().find(|b| (b.heads, b.intermediate) != (blocks[0].heads, blocks[0].intermediate)) {
+        return Err(index.tensor_err(&b.output, "blocks differ in head count or MLP width"));
+    }
     let meta = Dinov2Meta {
         hidden_size: d,
         num_hidden_layers: blocks.len(),
@@ -96,6 +99,9 @@ fn embeddings(index: &GraphIndex<'_>, out: &mut Vec<(String, Tensor)>) -> Result
     let [hidden, channels, kh, kw] = shape[..] else {
         return Err(index.tensor_err(w_name, format!("patch Conv weight must be 4-D, is {shape:?}")));
     };
+    if hidden == 0 || channels == 0 || kh == 0 {
+        return Err(index.tensor_err(w_name, format!("patch Conv weight has an empty dimension: {shape:?}")));
+    }
     if kh != kw || conv.attr_ints("strides").is_some_and(|s| s.iter().any(|&v| v as usize != kh)) {
         return Err(index.node_err(conv, "patch Conv must have a square kernel equal to its stride"));
     }
@@ -161,7 +167,7 @@ fn constant_through(index: &GraphIndex<'_>, name: &str) -> Result<String> {
         }
         let node = index.producer(&cur).ok_or_else(|| index.tensor_err(&cur, "not produced by any node"))?;
         match node.op_type.as_str() {
-            "Expand" | "Tile" | "Cast" | "Identity" => cur = node.inputs[0].clone(),
+            "Expand" | "Tile" | "Cast" | "Identity" => cur = first_input(index, node)?,
             op => return Err(index.node_err(node, format!("expected a broadcast constant, found {op}"))),
         }
     }
@@ -210,9 +216,13 @@ fn patch_grid_source(index: &GraphIndex<'_>, start: &str) -> Result<(String, Opt
             "Resize" => resize = Some(describe_resize(node)),
             op => return Err(index.node_err(node, format!("unexpected {op} on the position-embedding path"))),
         }
-        cur = node.inputs[0].clone();
+        cur = first_input(index, node)?;
     }
     Err(index.tensor_err(start, "position-embedding path too long"))
+}
+
+fn first_input(index: &GraphIndex<'_>, node: &Node) -> Result<String> {
+    node.inputs.first().cloned().ok_or_else(|| index.node_err(node, "node has no input"))
 }
 
 fn describe_resize(node: &Node) -> String {
@@ -284,8 +294,8 @@ fn attention_projections(index: &GraphIndex<'_>, lins: Vec<Linear>, d: usize) ->
                 index.tensor_err(&fused.weight, format!("fused QKV weight is {shape:?}, expected [{d}, {}]", 3 * d))
             );
         }
-        let heads = heads_after(index, &fused.output)?
-            .ok_or_else(|| index.tensor_err(&fused.output, "head count not found"))?;
+        let heads = heads_after(index, &fused.output)?.filter(|&h| d % h == 0);
+        let heads = heads.ok_or_else(|| index.tensor_err(&fused.output, "no head count dividing the width found"))?;
         return Ok(([(fused.clone(), 0), (fused.clone(), d), (fused.clone(), 2 * d)], heads));
     }
     if lins.len() != 3 {
@@ -338,7 +348,7 @@ fn heads_after(index: &GraphIndex<'_>, start: &str) -> Result<Option<usize>> {
     let Some(reshape) = index.consumers_op(start, "Reshape").into_iter().next() else {
         return Ok(None);
     };
-    let shape_in = &reshape.inputs[1];
+    let shape_in = reshape.inputs.get(1).ok_or_else(|| index.node_err(reshape, "Reshape without a shape input"))?;
     let dims: Vec<i64> = if index.is_constant(shape_in) {
         index.constant_i64(shape_in)?
     } else {
@@ -382,14 +392,14 @@ fn emit_block(index: &GraphIndex<'_>, i: usize, b: &Block, d: usize, out: &mut V
     push_vector(index, &format!("{p}.norm1.bias"), &b.ln1.bias, d, out)?;
     for (role, (lin, col)) in ["query", "key", "value"].iter().zip(&b.qkv) {
         let name = format!("{p}.attention.attention.{role}");
-        push_linear(index, &name, lin, *col, d, out)?;
+        push_linear(index, &name, lin, *col, (d, d), out)?;
     }
-    push_linear(index, &format!("{p}.attention.output.dense"), &b.dense, 0, d, out)?;
+    push_linear(index, &format!("{p}.attention.output.dense"), &b.dense, 0, (d, d), out)?;
     push_vector(index, &format!("{p}.layer_scale1.lambda1"), &b.ls1, d, out)?;
     push_vector(index, &format!("{p}.norm2.weight"), &b.ln2.weight, d, out)?;
     push_vector(index, &format!("{p}.norm2.bias"), &b.ln2.bias, d, out)?;
-    push_linear(index, &format!("{p}.mlp.fc1"), &b.fc1, 0, b.intermediate, out)?;
-    push_linear(index, &format!("{p}.mlp.fc2"), &b.fc2, 0, d, out)?;
+    push_linear(index, &format!("{p}.mlp.fc1"), &b.fc1, 0, (d, b.intermediate), out)?;
+    push_linear(index, &format!("{p}.mlp.fc2"), &b.fc2, 0, (b.intermediate, d), out)?;
     push_vector(index, &format!("{p}.layer_scale2.lambda1"), &b.ls2, d, out)
 }
 
@@ -399,13 +409,16 @@ fn push_linear(
     name: &str,
     lin: &Linear,
     col: usize,
-    n_out: usize,
+    (want_in, n_out): (usize, usize),
     out: &mut Vec<(String, Tensor)>,
 ) -> Result<()> {
     let (w, shape) = index.constant_f32(&lin.weight)?;
     let [n_in, total] = shape[..] else {
         return Err(index.tensor_err(&lin.weight, "MatMul weight must be 2-D"));
     };
+    if n_in != want_in {
+        return Err(index.tensor_err(&lin.weight, format!("shape {shape:?} for `{name}`, expected {want_in} inputs")));
+    }
     if col + n_out > total {
         return Err(index.tensor_err(&lin.weight, format!("shape {shape:?} has no columns {col}..{}", col + n_out)));
     }

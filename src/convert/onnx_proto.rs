@@ -490,13 +490,9 @@ impl TensorProto {
         let values: Vec<T> = if self.raw.is_empty() {
             list.to_vec()
         } else {
-            if self.raw.len() != numel * width {
-                return Err(format!(
-                    "raw_data has {} bytes, dims {:?} need {}",
-                    self.raw.len(),
-                    self.dims,
-                    numel * width
-                ));
+            let need = numel.checked_mul(width).ok_or_else(|| format!("dims {:?} overflow", self.dims))?;
+            if self.raw.len() != need {
+                return Err(format!("raw_data has {} bytes, dims {:?} need {need}", self.raw.len(), self.dims));
             }
             self.raw.chunks_exact(width).map(decode).collect()
         };
