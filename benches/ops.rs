@@ -1,9 +1,9 @@
 //! CPU op throughput on ViT-B/16 shapes (batch 8 × 197 tokens): the GEMMs of a block and attention.
 //! Correctness is asserted in the unit tests; this only times.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use cpeal::ops::{self, Activation, Epilogue};
 use cpeal::Tensor;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn rand(n: usize, seed: u32) -> Vec<f32> {
     (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / 16777216.0) - 0.5).collect()

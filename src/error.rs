@@ -9,37 +9,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     #[error("{path}: not a valid safetensors file: {reason}")]
     BadSafetensors { path: PathBuf, reason: String },
 
     #[error("{path}: tensor `{tensor}`: {reason}")]
-    Tensor {
-        path: PathBuf,
-        tensor: String,
-        reason: String,
-    },
+    Tensor { path: PathBuf, tensor: String, reason: String },
 
     #[error("{path}: missing tensor `{tensor}`")]
     MissingTensor { path: PathBuf, tensor: String },
 
     #[error("{path}: field `{field}`: {reason}")]
-    Field {
-        path: PathBuf,
-        field: String,
-        reason: String,
-    },
+    Field { path: PathBuf, field: String, reason: String },
 
     #[error("{path}: unsupported architecture `{arch}` (supported: {supported})")]
-    UnknownArchitecture {
-        path: PathBuf,
-        arch: String,
-        supported: String,
-    },
+    UnknownArchitecture { path: PathBuf, arch: String, supported: String },
 
     #[error("{path}: cannot decode image: {reason}")]
     Image { path: PathBuf, reason: String },
@@ -56,44 +41,19 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.as_ref().to_path_buf(), source }
     }
-    pub fn field(
-        path: impl AsRef<Path>,
-        field: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        Error::Field {
-            path: path.as_ref().to_path_buf(),
-            field: field.into(),
-            reason: reason.into(),
-        }
+    pub fn field(path: impl AsRef<Path>, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Field { path: path.as_ref().to_path_buf(), field: field.into(), reason: reason.into() }
     }
-    pub fn tensor(
-        path: impl AsRef<Path>,
-        tensor: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        Error::Tensor {
-            path: path.as_ref().to_path_buf(),
-            tensor: tensor.into(),
-            reason: reason.into(),
-        }
+    pub fn tensor(path: impl AsRef<Path>, tensor: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Tensor { path: path.as_ref().to_path_buf(), tensor: tensor.into(), reason: reason.into() }
     }
     pub fn invalid(context: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Invalid {
-            context: context.into(),
-            reason: reason.into(),
-        }
+        Error::Invalid { context: context.into(), reason: reason.into() }
     }
     pub fn shape(op: &'static str, reason: impl Into<String>) -> Self {
-        Error::Shape {
-            op,
-            reason: reason.into(),
-        }
+        Error::Shape { op, reason: reason.into() }
     }
 }
 

@@ -40,10 +40,7 @@ impl ImageSource {
                 if found.is_empty() {
                     return Err(Error::invalid(
                         path.display().to_string(),
-                        format!(
-                            "no images found in this folder (looked for {})",
-                            IMAGE_EXTENSIONS.join(", ")
-                        ),
+                        format!("no images found in this folder (looked for {})", IMAGE_EXTENSIONS.join(", ")),
                     ));
                 }
                 found.sort();
@@ -91,16 +88,9 @@ impl ImageSource {
                     }
                 }
             })
-            .map_err(|e| {
-                Error::invalid("images", format!("cannot start the prefetch thread: {e}"))
-            })?;
+            .map_err(|e| Error::invalid("images", format!("cannot start the prefetch thread: {e}")))?;
         let progress = Some(Progress::new(self.files.len(), "images"));
-        Ok(Batches {
-            rx,
-            worker: Some(worker),
-            progress,
-            failed: false,
-        })
+        Ok(Batches { rx, worker: Some(worker), progress, failed: false })
     }
 }
 
@@ -184,10 +174,7 @@ pub fn load_batch(files: &[PathBuf], pre: &Preprocessor) -> Result<Batch> {
         }
         data.extend_from_slice(&pixels);
     }
-    Ok((
-        files.to_vec(),
-        Tensor::from_vec(data, &[files.len(), 3, h, w])?,
-    ))
+    Ok((files.to_vec(), Tensor::from_vec(data, &[files.len(), 3, h, w])?))
 }
 
 fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -205,9 +192,6 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn has_image_extension(path: &Path) -> bool {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     ext.is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()))
 }

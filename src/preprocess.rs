@@ -67,10 +67,7 @@ impl Preprocessor {
         match model_type {
             "clip" | "clip_vision_model" => Ok(base),
             "vit" => Ok(Preprocessor {
-                size: ResizeTo::Exact {
-                    height: image_size,
-                    width: image_size,
-                },
+                size: ResizeTo::Exact { height: image_size, width: image_size },
                 resample: Filter::Bilinear,
                 do_center_crop: false,
                 image_mean: [0.5; 3],
@@ -83,19 +80,12 @@ impl Preprocessor {
                 image_std: IMAGENET_STD,
                 ..base
             }),
-            other => crate::bail!(
-                "preprocessor",
-                "no default preprocessing for model type `{other}`"
-            ),
+            other => crate::bail!("preprocessor", "no default preprocessing for model type `{other}`"),
         }
     }
 
     /// `dir/preprocessor_config.json` when present, else [`Preprocessor::default_for`].
-    pub fn from_dir(
-        dir: impl AsRef<Path>,
-        model_type: &str,
-        image_size: usize,
-    ) -> Result<Preprocessor> {
+    pub fn from_dir(dir: impl AsRef<Path>, model_type: &str, image_size: usize) -> Result<Preprocessor> {
         let path = dir.as_ref().join("preprocessor_config.json");
         let defaults = Preprocessor::default_for(model_type, image_size)?;
         if path.exists() {
@@ -126,11 +116,7 @@ impl Preprocessor {
             image_std: read_triple(cfg, "image_std", d.image_std)?,
         };
         if let Some(i) = p.image_std.iter().position(|&s| s == 0.0 || !s.is_finite()) {
-            return Err(Error::field(
-                cfg.path(),
-                format!("image_std[{i}]"),
-                "must be a finite non-zero number",
-            ));
+            return Err(Error::field(cfg.path(), format!("image_std[{i}]"), "must be a finite non-zero number"));
         }
         Ok(p)
     }
@@ -146,11 +132,7 @@ impl Preprocessor {
 
     /// (height, width) of the output for a `w×h` input.
     pub fn output_size_for(&self, w: usize, h: usize) -> (usize, usize) {
-        let (rw, rh) = if self.do_resize {
-            self.resized_size(w, h)
-        } else {
-            (w, h)
-        };
+        let (rw, rh) = if self.do_resize { self.resized_size(w, h) } else { (w, h) };
         if self.do_center_crop {
             self.crop_size
         } else {
@@ -160,11 +142,7 @@ impl Preprocessor {
 
     /// Decoded image → CHW f32 (3 channels).
     pub fn preprocess_image(&self, image: &DynamicImage) -> Vec<f32> {
-        let rgb = if self.do_convert_rgb {
-            to_rgb_like_pil(image)
-        } else {
-            image.to_rgb8()
-        };
+        let rgb = if self.do_convert_rgb { to_rgb_like_pil(image) } else { image.to_rgb8() };
         let (mut w, mut h) = (rgb.width() as usize, rgb.height() as usize);
         let mut pixels = rgb.into_raw();
         if self.do_resize {
@@ -174,29 +152,19 @@ impl Preprocessor {
                 (w, h) = (nw, nh);
             }
         }
-        let (oh, ow) = if self.do_center_crop {
-            self.crop_size
-        } else {
-            (h, w)
-        };
+        let (oh, ow) = if self.do_center_crop { self.crop_size } else { (h, w) };
         let mut out = vec![0f32; 3 * oh * ow];
         let top = floor_half(h as i64 - oh as i64);
         let left = floor_half(w as i64 - ow as i64);
         // each u8 level maps to one value per channel: look it up instead of recomputing
-        let luts = self
-            .channel_transforms()
-            .map(|t| std::array::from_fn::<f32, 256, _>(|v| t.apply(v as u8)));
+        let luts = self.channel_transforms().map(|t| std::array::from_fn::<f32, 256, _>(|v| t.apply(v as u8)));
         for y in 0..oh {
             let sy = top + y as i64;
             for x in 0..ow {
                 let sx = left + x as i64;
                 let inside = sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w;
                 for (c, lut) in luts.iter().enumerate() {
-                    let v = if inside {
-                        pixels[(sy as usize * w + sx as usize) * 3 + c]
-                    } else {
-                        0
-                    };
+                    let v = if inside { pixels[(sy as usize * w + sx as usize) * 3 + c] } else { 0 };
                     out[(c * oh + y) * ow + x] = lut[v as usize];
                 }
             }
@@ -211,18 +179,12 @@ impl Preprocessor {
 
     /// Row-major 8-bit grayscale pixels (e.g. 28×28 Fashion-MNIST) through the same pipeline.
     pub fn from_gray_u8(&self, pixels: &[u8], width: usize, height: usize) -> Result<Vec<f32>> {
-        let n = width
-            .checked_mul(height)
-            .filter(|&n| n > 0 && n == pixels.len());
-        let image = n
-            .and_then(|_| GrayImage::from_raw(width as u32, height as u32, pixels.to_vec()))
-            .ok_or_else(|| {
+        let n = width.checked_mul(height).filter(|&n| n > 0 && n == pixels.len());
+        let image =
+            n.and_then(|_| GrayImage::from_raw(width as u32, height as u32, pixels.to_vec())).ok_or_else(|| {
                 Error::invalid(
                     "grayscale image",
-                    format!(
-                        "{} pixels do not make a {width}x{height} image",
-                        pixels.len()
-                    ),
+                    format!("{} pixels do not make a {width}x{height} image", pixels.len()),
                 )
             })?;
         Ok(self.preprocess_image(&DynamicImage::ImageLuma8(image)))
@@ -248,9 +210,7 @@ impl Preprocessor {
     fn channel_transforms(&self) -> [ChannelTransform; 3] {
         std::array::from_fn(|c| ChannelTransform {
             rescale: self.do_rescale.then_some(self.rescale_factor),
-            norm: self
-                .do_normalize
-                .then(|| (self.image_mean[c] as f32, self.image_std[c] as f32)),
+            norm: self.do_normalize.then(|| (self.image_mean[c] as f32, self.image_std[c] as f32)),
         })
     }
 }
@@ -283,20 +243,11 @@ fn floor_half(n: i64) -> i64 {
 /// Decodes an image file by content; errors name the file.
 pub fn decode_image(path: &Path) -> Result<DynamicImage> {
     let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = reader.with_guessed_format().map_err(|e| Error::Image {
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
+    let reader = reader.with_guessed_format().map_err(|e| Error::Image { path: path.into(), reason: e.to_string() })?;
     if reader.format().is_none() {
-        return Err(Error::Image {
-            path: path.into(),
-            reason: "unrecognised image format".into(),
-        });
+        return Err(Error::Image { path: path.into(), reason: "unrecognised image format".into() });
     }
-    reader.decode().map_err(|e| Error::Image {
-        path: path.into(),
-        reason: e.to_string(),
-    })
+    reader.decode().map_err(|e| Error::Image { path: path.into(), reason: e.to_string() })
 }
 
 /// transformers' `convert_to_rgb`: images with alpha are composited onto opaque white (Pillow's integer
@@ -332,19 +283,18 @@ fn read_size(cfg: &JsonConfig, default: ResizeTo) -> Result<ResizeTo> {
     };
     let err = |reason: &str| Error::field(cfg.path(), "size", reason.to_string());
     match v {
-        Value::Number(_) => positive(v)
-            .map(ResizeTo::ShortestEdge)
-            .ok_or_else(|| err("expected a positive integer")),
+        Value::Number(_) => positive(v).map(ResizeTo::ShortestEdge).ok_or_else(|| err("expected a positive integer")),
         Value::Object(m) => {
             let get = |k: &str| m.get(k).filter(|x| !x.is_null());
             if let Some(s) = get("shortest_edge") {
-                let s =
-                    positive(s).ok_or_else(|| err("`shortest_edge` must be a positive integer"))?;
+                let s = positive(s).ok_or_else(|| err("`shortest_edge` must be a positive integer"))?;
                 return Ok(ResizeTo::ShortestEdge(s));
             }
             match (get("height").and_then(positive), get("width").and_then(positive)) {
                 (Some(height), Some(width)) => Ok(ResizeTo::Exact { height, width }),
-                _ => Err(err("expected {\"shortest_edge\": N} or {\"height\": H, \"width\": W} with positive integers")),
+                _ => {
+                    Err(err("expected {\"shortest_edge\": N} or {\"height\": H, \"width\": W} with positive integers"))
+                }
             }
         }
         _ => Err(err("expected an integer or an object")),
@@ -355,19 +305,10 @@ fn read_crop(cfg: &JsonConfig, default: (usize, usize)) -> Result<(usize, usize)
     let Some(v) = cfg.raw("crop_size") else {
         return Ok(default);
     };
-    let err = || {
-        Error::field(
-            cfg.path(),
-            "crop_size",
-            "expected a positive integer or {\"height\": H, \"width\": W}",
-        )
-    };
+    let err = || Error::field(cfg.path(), "crop_size", "expected a positive integer or {\"height\": H, \"width\": W}");
     match v {
         Value::Number(_) => positive(v).map(|s| (s, s)).ok_or_else(err),
-        Value::Object(m) => match (
-            m.get("height").and_then(positive),
-            m.get("width").and_then(positive),
-        ) {
+        Value::Object(m) => match (m.get("height").and_then(positive), m.get("width").and_then(positive)) {
             (Some(h), Some(w)) => Ok((h, w)),
             _ => Err(err()),
         },
@@ -397,16 +338,10 @@ fn read_triple(cfg: &JsonConfig, key: &str, default: [f64; 3]) -> Result<[f64; 3
     if let Some(x) = v.as_f64() {
         return Ok([x; 3]);
     }
-    let list: Option<Vec<f64>> = v
-        .as_array()
-        .and_then(|a| a.iter().map(Value::as_f64).collect());
+    let list: Option<Vec<f64>> = v.as_array().and_then(|a| a.iter().map(Value::as_f64).collect());
     match list.as_deref() {
         Some(&[a, b, c]) => Ok([a, b, c]),
-        _ => Err(Error::field(
-            cfg.path(),
-            key,
-            format!("expected a number or a list of 3 numbers, got {v}"),
-        )),
+        _ => Err(Error::field(cfg.path(), key, format!("expected a number or a list of 3 numbers, got {v}"))),
     }
 }
 

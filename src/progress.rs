@@ -15,10 +15,7 @@ pub struct Progress {
 
 enum Sink {
     Bar(ProgressBar),
-    Json {
-        last_reported: Option<u64>,
-        step: u64,
-    },
+    Json { last_reported: Option<u64>, step: u64 },
 }
 
 impl Progress {
@@ -35,31 +32,17 @@ impl Progress {
     pub fn json(total: usize, label: &str) -> Progress {
         let total = total as u64;
         let step = (total / 100).max(1);
-        Progress {
-            total,
-            done: 0,
-            label: label.to_string(),
-            sink: Sink::Json {
-                last_reported: None,
-                step,
-            },
-        }
+        Progress { total, done: 0, label: label.to_string(), sink: Sink::Json { last_reported: None, step } }
     }
 
     fn bar(total: usize, label: &str) -> Progress {
         let bar = ProgressBar::new(total as u64);
-        let style =
-            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
-                .map(|s| s.progress_chars("=> "))
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         bar.set_message(label.to_string());
-        Progress {
-            total: total as u64,
-            done: 0,
-            label: label.to_string(),
-            sink: Sink::Bar(bar),
-        }
+        Progress { total: total as u64, done: 0, label: label.to_string(), sink: Sink::Bar(bar) }
     }
 
     pub fn done(&self) -> usize {
@@ -79,10 +62,7 @@ impl Progress {
         self.done += n as u64;
         match &mut self.sink {
             Sink::Bar(bar) => bar.inc(n as u64),
-            Sink::Json {
-                last_reported,
-                step,
-            } => {
+            Sink::Json { last_reported, step } => {
                 let due = last_reported.is_none_or(|l| self.done >= l + *step);
                 if due && self.done < self.total {
                     *last_reported = Some(self.done);

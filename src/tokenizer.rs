@@ -46,39 +46,21 @@ impl ClipTokenizer {
         if let Err(e) = std::fs::metadata(path) {
             return Err(Error::io(path, e));
         }
-        let inner = Tokenizer::from_file(path).map_err(|e| {
-            Error::field(
-                path,
-                "<top level>",
-                format!("not a valid tokenizer.json: {e}"),
-            )
-        })?;
+        let inner = Tokenizer::from_file(path)
+            .map_err(|e| Error::field(path, "<top level>", format!("not a valid tokenizer.json: {e}")))?;
         let special = |tok: &str| {
-            inner.token_to_id(tok).ok_or_else(|| {
-                Error::field(
-                    path,
-                    "model.vocab",
-                    format!("no `{tok}` token in the vocabulary"),
-                )
-            })
+            inner
+                .token_to_id(tok)
+                .ok_or_else(|| Error::field(path, "model.vocab", format!("no `{tok}` token in the vocabulary")))
         };
         let (bos, eos) = (special(BOS)?, special(EOS)?);
-        Ok(ClipTokenizer {
-            inner,
-            path: path.to_path_buf(),
-            bos,
-            eos,
-            context_length: DEFAULT_CONTEXT_LENGTH,
-        })
+        Ok(ClipTokenizer { inner, path: path.to_path_buf(), bos, eos, context_length: DEFAULT_CONTEXT_LENGTH })
     }
 
     /// Same tokenizer with another context length (at least 2: start and end tokens).
     pub fn with_context_length(mut self, context_length: usize) -> Result<ClipTokenizer> {
         if context_length < 2 {
-            crate::bail!(
-                "tokenizer context length",
-                "must be at least 2, got {context_length}"
-            );
+            crate::bail!("tokenizer context length", "must be at least 2, got {context_length}");
         }
         self.context_length = context_length;
         Ok(self)
@@ -103,12 +85,10 @@ impl ClipTokenizer {
     /// `[BOS, tokens…, EOS]`, at most `context_length` ids, EOS always last.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let cleaned = clip_clean(text);
-        let enc = self.inner.encode(cleaned.as_str(), false).map_err(|e| {
-            Error::invalid(
-                format!("{}: encoding {text:?}", self.path.display()),
-                e.to_string(),
-            )
-        })?;
+        let enc = self
+            .inner
+            .encode(cleaned.as_str(), false)
+            .map_err(|e| Error::invalid(format!("{}: encoding {text:?}", self.path.display()), e.to_string()))?;
         Ok(self.wrap(enc.get_ids()))
     }
 
@@ -130,8 +110,5 @@ impl ClipTokenizer {
 /// CLIP's `whitespace_clean` + lowercasing: runs of whitespace become one space, ends are stripped.
 /// (The `tokenizer.json` normalizer does the same, but not every exported file carries it.)
 pub fn clip_clean(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }

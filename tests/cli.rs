@@ -9,10 +9,7 @@ use std::process::{Command, Output};
 use common::{cpeal_bin, fixture, load, max_abs_diff};
 
 fn run(args: &[&str]) -> Output {
-    Command::new(cpeal_bin())
-        .args(args)
-        .output()
-        .expect("cpeal runs")
+    Command::new(cpeal_bin()).args(args).output().expect("cpeal runs")
 }
 
 fn stderr(out: &Output) -> String {
@@ -47,10 +44,9 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn embed_input_reproduces_fixture_outputs() {
-    for (name, keys) in [
-        ("vit", ["last_hidden_state", "pooler_output"]),
-        ("clip_vision", ["last_hidden_state", "image_embeds"]),
-    ] {
+    for (name, keys) in
+        [("vit", ["last_hidden_state", "pooler_output"]), ("clip_vision", ["last_hidden_state", "image_embeds"])]
+    {
         let dir = fixture(&format!("hf-tiny/{name}"));
         let tmp = tempfile::tempdir().unwrap();
         let out_path = tmp.path().join("out.safetensors");
@@ -69,10 +65,7 @@ fn embed_input_reproduces_fixture_outputs() {
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
         for key in keys {
-            let err = max_abs_diff(
-                &load(&out_path, key),
-                &load(&dir.join("expected.safetensors"), key),
-            );
+            let err = max_abs_diff(&load(&out_path, key), &load(&dir.join("expected.safetensors"), key));
             assert!(err <= 1e-4, "{name}/{key}: {err}");
         }
     }
@@ -83,10 +76,7 @@ fn info_reports_architecture_and_parameters() {
     let out = run(&["info", "--model", s(&fixture("hf-tiny/dinov2"))]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(
-        text.contains("Dinov2Model") && text.contains("layers 2") && text.contains("F32"),
-        "{text}"
-    );
+    assert!(text.contains("Dinov2Model") && text.contains("layers 2") && text.contains("F32"), "{text}");
 }
 
 #[test]
@@ -95,24 +85,14 @@ fn truncated_checkpoint_is_named() {
     let file = dir.join("model.safetensors");
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() - 100]).unwrap();
-    assert_clean_failure(
-        &run(&["info", "--model", s(&dir)]),
-        &["model.safetensors", "truncated"],
-    );
+    assert_clean_failure(&run(&["info", "--model", s(&dir)]), &["model.safetensors", "truncated"]);
 }
 
 #[test]
 fn non_safetensors_file_is_named() {
     let (_tmp, dir) = copy_model("vit");
-    std::fs::write(
-        dir.join("model.safetensors"),
-        b"this is not a safetensors file at all",
-    )
-    .unwrap();
-    assert_clean_failure(
-        &run(&["info", "--model", s(&dir)]),
-        &["model.safetensors", "not a valid safetensors file"],
-    );
+    std::fs::write(dir.join("model.safetensors"), b"this is not a safetensors file at all").unwrap();
+    assert_clean_failure(&run(&["info", "--model", s(&dir)]), &["model.safetensors", "not a valid safetensors file"]);
 }
 
 #[test]
@@ -124,11 +104,7 @@ fn shape_mismatch_with_config_names_tensor() {
     std::fs::write(dir.join("config.json"), cfg).unwrap();
     assert_clean_failure(
         &run(&["info", "--model", s(&dir)]),
-        &[
-            "model.safetensors",
-            "encoder.layer.0.intermediate.dense.weight",
-            "[96, 48]",
-        ],
+        &["model.safetensors", "encoder.layer.0.intermediate.dense.weight", "[96, 48]"],
     );
 }
 
@@ -145,10 +121,7 @@ fn wrong_dtype_names_tensor() {
     let patched = header.replacen(key, "\"embeddings.cls_token\":{\"dtype\":\"I32\"", 1);
     bytes.splice(8..8 + n, patched.into_bytes());
     std::fs::write(&file, bytes).unwrap();
-    assert_clean_failure(
-        &run(&["info", "--model", s(&dir)]),
-        &["embeddings.cls_token", "dtype"],
-    );
+    assert_clean_failure(&run(&["info", "--model", s(&dir)]), &["embeddings.cls_token", "dtype"]);
 }
 
 #[test]
@@ -158,46 +131,29 @@ fn missing_tensor_is_named() {
         .unwrap()
         .replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
     std::fs::write(dir.join("config.json"), cfg).unwrap();
-    assert_clean_failure(
-        &run(&["info", "--model", s(&dir)]),
-        &["missing tensor", "encoder.layer.2."],
-    );
+    assert_clean_failure(&run(&["info", "--model", s(&dir)]), &["missing tensor", "encoder.layer.2."]);
 }
 
 #[test]
 fn unknown_architecture_is_named() {
     let (_tmp, dir) = copy_model("vit");
-    let cfg = std::fs::read_to_string(dir.join("config.json"))
-        .unwrap()
-        .replace("\"ViTModel\"", "\"SwinModel\"");
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap().replace("\"ViTModel\"", "\"SwinModel\"");
     std::fs::write(dir.join("config.json"), cfg).unwrap();
-    assert_clean_failure(
-        &run(&["info", "--model", s(&dir)]),
-        &["config.json", "SwinModel"],
-    );
+    assert_clean_failure(&run(&["info", "--model", s(&dir)]), &["config.json", "SwinModel"]);
 }
 
 #[test]
 fn missing_config_field_is_named() {
     let (_tmp, dir) = copy_model("vit");
-    let cfg = std::fs::read_to_string(dir.join("config.json"))
-        .unwrap()
-        .replace("\"hidden_size\": 48,", "");
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap().replace("\"hidden_size\": 48,", "");
     std::fs::write(dir.join("config.json"), cfg).unwrap();
-    assert_clean_failure(
-        &run(&["info", "--model", s(&dir)]),
-        &["config.json", "hidden_size", "missing"],
-    );
+    assert_clean_failure(&run(&["info", "--model", s(&dir)]), &["config.json", "hidden_size", "missing"]);
 }
 
 #[test]
 fn undecodable_image_is_named() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("broken.png"),
-        b"\x89PNG\r\n\x1a\nnot really",
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join("broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
     let out_path = tmp.path().join("out.safetensors");
     let out = run(&[
         "embed",
@@ -264,10 +220,7 @@ fn cuda_request_without_backend_fails_cleanly_and_auto_falls_back() {
         "auto",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("device: "),
-        "auto must say which device it picked"
-    );
+    assert!(stderr(&out).contains("device: "), "auto must say which device it picked");
 }
 
 #[test]
@@ -282,15 +235,7 @@ fn zero_shot_and_embed_text_on_tiny_clip() {
     let classes = tmp.path().join("classes.txt");
     std::fs::write(&classes, "cat\ndog\nriver\n").unwrap();
     let clip = fixture("hf-tiny/clip");
-    let out = run(&[
-        "zero-shot",
-        "--model",
-        s(&clip),
-        "--images",
-        s(tmp.path()),
-        "--classnames",
-        s(&classes),
-    ]);
+    let out = run(&["zero-shot", "--model", s(&clip), "--images", s(tmp.path()), "--classnames", s(&classes)]);
     assert!(out.status.success(), "{}", stderr(&out));
     let csv = String::from_utf8_lossy(&out.stdout).into_owned();
     let rows: Vec<&str> = csv.lines().collect();
@@ -303,15 +248,7 @@ fn zero_shot_and_embed_text_on_tiny_clip() {
         assert!((1.0 / 3.0..=1.0).contains(&p), "{row}");
     }
     let text_out = tmp.path().join("t.safetensors");
-    let out = run(&[
-        "embed-text",
-        "--model",
-        s(&clip),
-        "--text",
-        "a photo of a cat.",
-        "--output",
-        s(&text_out),
-    ]);
+    let out = run(&["embed-text", "--model", s(&clip), "--text", "a photo of a cat.", "--output", s(&text_out)]);
     assert!(out.status.success(), "{}", stderr(&out));
     let t = load(&text_out, "text_embeds");
     assert_eq!(t.shape(), &[1, 24]);

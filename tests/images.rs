@@ -9,18 +9,12 @@ use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb};
 
 fn save(path: &Path, seed: u32, format: ImageFormat) {
     let img = ImageBuffer::from_fn(20 + seed % 7, 18 + seed % 5, |x, y| {
-        Rgb([
-            (x * seed % 256) as u8,
-            (y * 3 + seed) as u8,
-            ((x + y + seed) * 9 % 256) as u8,
-        ])
+        Rgb([(x * seed % 256) as u8, (y * 3 + seed) as u8, ((x + y + seed) * 9 % 256) as u8])
     });
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).unwrap();
     }
-    DynamicImage::ImageRgb8(img)
-        .save_with_format(path, format)
-        .unwrap();
+    DynamicImage::ImageRgb8(img).save_with_format(path, format).unwrap();
 }
 
 /// A folder tree with PNG and JPEG files (mixed-case extensions) and files that are not images.
@@ -70,16 +64,8 @@ fn batches_follow_sorted_order_and_match_single_image_preprocessing() {
     let (dir, sorted) = image_tree();
     let src = ImageSource::from_args(&[dir.path().to_path_buf()]).unwrap();
     let pre = pre();
-    let batches: Vec<_> = src
-        .batches(&pre, 2)
-        .unwrap()
-        .quiet()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(
-        batches.iter().map(|(f, _)| f.len()).collect::<Vec<_>>(),
-        vec![2, 2, 1]
-    );
+    let batches: Vec<_> = src.batches(&pre, 2).unwrap().quiet().collect::<Result<_, _>>().unwrap();
+    assert_eq!(batches.iter().map(|(f, _)| f.len()).collect::<Vec<_>>(), vec![2, 2, 1]);
     let files: Vec<PathBuf> = batches.iter().flat_map(|(f, _)| f.clone()).collect();
     assert_eq!(files, sorted);
     for (files, tensor) in &batches {
@@ -87,12 +73,7 @@ fn batches_follow_sorted_order_and_match_single_image_preprocessing() {
         let data = tensor.to_vec().unwrap();
         for (i, f) in files.iter().enumerate() {
             let single = pre.load_and_preprocess(f).unwrap();
-            assert_eq!(
-                &data[i * 768..(i + 1) * 768],
-                single.as_slice(),
-                "{}",
-                f.display()
-            );
+            assert_eq!(&data[i * 768..(i + 1) * 768], single.as_slice(), "{}", f.display());
         }
     }
 }
@@ -102,20 +83,10 @@ fn batch_of_one_equals_the_same_row_of_a_batch_of_n() {
     let (dir, _) = image_tree();
     let src = ImageSource::from_args(&[dir.path().to_path_buf()]).unwrap();
     let pre = pre();
-    let whole: Vec<_> = src
-        .batches(&pre, 64)
-        .unwrap()
-        .quiet()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let whole: Vec<_> = src.batches(&pre, 64).unwrap().quiet().collect::<Result<_, _>>().unwrap();
     assert_eq!(whole.len(), 1);
     let all = whole[0].1.to_vec().unwrap();
-    let ones: Vec<_> = src
-        .batches(&pre, 1)
-        .unwrap()
-        .quiet()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let ones: Vec<_> = src.batches(&pre, 1).unwrap().quiet().collect::<Result<_, _>>().unwrap();
     assert_eq!(ones.len(), src.len());
     for (i, (files, t)) in ones.iter().enumerate() {
         assert_eq!(files, &vec![src.files()[i].clone()]);
@@ -138,10 +109,7 @@ fn corrupt_file_error_names_it_and_ends_the_stream() {
     assert!(matches!(err, Error::Image { .. }), "{err:?}");
     assert!(err.to_string().contains("c_corrupt.png"), "{err}");
     let err = load_batch(std::slice::from_ref(&bad), &pre()).unwrap_err();
-    assert!(
-        err.to_string().contains(&bad.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&bad.display().to_string()), "{err}");
 }
 
 #[test]
@@ -150,16 +118,10 @@ fn empty_folder_missing_path_and_no_args_are_errors() {
     std::fs::create_dir(dir.path().join("nested")).unwrap();
     std::fs::write(dir.path().join("nested/notes.txt"), "x").unwrap();
     let err = ImageSource::from_args(&[dir.path().to_path_buf()]).unwrap_err();
-    assert!(
-        err.to_string().contains(&dir.path().display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
     let missing = dir.path().join("nope");
     let err = ImageSource::from_args(std::slice::from_ref(&missing)).unwrap_err();
-    assert!(
-        matches!(err, Error::Io { .. }) && err.to_string().contains("nope"),
-        "{err}"
-    );
+    assert!(matches!(err, Error::Io { .. }) && err.to_string().contains("nope"), "{err}");
     assert!(ImageSource::from_args(&[]).is_err());
     let one = ImageSource::from_files(vec![]);
     assert!(one.batches(&pre(), 0).is_err());
@@ -169,12 +131,8 @@ fn empty_folder_missing_path_and_no_args_are_errors() {
 fn mixed_aspect_without_crop_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let (wide, tall) = (dir.path().join("1wide.png"), dir.path().join("2tall.png"));
-    DynamicImage::ImageRgb8(ImageBuffer::from_pixel(40, 20, Rgb([1, 2, 3])))
-        .save(&wide)
-        .unwrap();
-    DynamicImage::ImageRgb8(ImageBuffer::from_pixel(20, 40, Rgb([1, 2, 3])))
-        .save(&tall)
-        .unwrap();
+    DynamicImage::ImageRgb8(ImageBuffer::from_pixel(40, 20, Rgb([1, 2, 3]))).save(&wide).unwrap();
+    DynamicImage::ImageRgb8(ImageBuffer::from_pixel(20, 40, Rgb([1, 2, 3]))).save(&tall).unwrap();
     let mut pre = pre();
     pre.do_center_crop = false;
     let err = load_batch(&[wide.clone(), tall.clone()], &pre).unwrap_err();
@@ -201,8 +159,5 @@ fn progress_counts_and_formats_json_lines() {
     assert_eq!((p.done(), p.total(), p.label()), (5, 5, "images"));
     p.finish();
     let line: serde_json::Value = serde_json::from_str(&json_line(4, 9)).unwrap();
-    assert_eq!(
-        line,
-        serde_json::json!({"event": "progress", "done": 4, "total": 9})
-    );
+    assert_eq!(line, serde_json::json!({"event": "progress", "done": 4, "total": 9}));
 }

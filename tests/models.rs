@@ -52,19 +52,10 @@ fn clip_model_text_image_and_logits_match_transformers() {
     let (ids, shape) = inputs.get_i64("input_ids").unwrap();
     let (mask, _) = inputs.get_i64("attention_mask").unwrap();
     let sequences: Vec<Vec<u32>> = (0..shape[0])
-        .map(|r| {
-            (0..shape[1])
-                .filter(|&c| mask[r * shape[1] + c] == 1)
-                .map(|c| ids[r * shape[1] + c] as u32)
-                .collect()
-        })
+        .map(|r| (0..shape[1]).filter(|&c| mask[r * shape[1] + c] == 1).map(|c| ids[r * shape[1] + c] as u32).collect())
         .collect();
     let text = clip.forward_texts(&sequences).unwrap().text_embeds.unwrap();
-    let images = model
-        .forward_images(&inputs.get("pixel_values", None).unwrap())
-        .unwrap()
-        .image_embeds
-        .unwrap();
+    let images = model.forward_images(&inputs.get("pixel_values", None).unwrap()).unwrap().image_embeds.unwrap();
     let expected = dir.join("expected.safetensors");
     for (key, got) in [("text_embeds", &text), ("image_embeds", &images)] {
         let err = max_abs_diff(got, &load(&expected, key));
@@ -91,21 +82,11 @@ fn batch_of_one_equals_row_of_batch() {
         let mut one_shape = pixels.shape().to_vec();
         one_shape[0] = 1;
         for i in 0..pixels.shape()[0] {
-            let single = Tensor::from_vec(
-                pixels.to_vec().unwrap()[i * per..(i + 1) * per].to_vec(),
-                &one_shape,
-            )
-            .unwrap();
+            let single =
+                Tensor::from_vec(pixels.to_vec().unwrap()[i * per..(i + 1) * per].to_vec(), &one_shape).unwrap();
             let out = model.forward_images(&single).unwrap();
-            let (a, b) = (
-                row(&full.last_hidden_state, i),
-                out.last_hidden_state.to_vec().unwrap(),
-            );
-            let diff = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f32::max);
+            let (a, b) = (row(&full.last_hidden_state, i), out.last_hidden_state.to_vec().unwrap());
+            let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
             assert!(diff < 1e-5, "{name} row {i}: {diff}");
         }
     }

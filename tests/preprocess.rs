@@ -2,9 +2,7 @@
 
 use std::path::Path;
 
-use cpeal::preprocess::{
-    Filter, Preprocessor, ResizeTo, IMAGENET_MEAN, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD,
-};
+use cpeal::preprocess::{Filter, Preprocessor, ResizeTo, IMAGENET_MEAN, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 use cpeal::Error;
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 
@@ -18,13 +16,7 @@ fn expected_value(c: u8, mean: f64, std: f64) -> f32 {
 }
 
 fn gradient(w: u32, h: u32) -> RgbImage {
-    ImageBuffer::from_fn(w, h, |x, y| {
-        Rgb([
-            (x * 7 % 256) as u8,
-            (y * 13 % 256) as u8,
-            ((x + y) * 5 % 256) as u8,
-        ])
-    })
+    ImageBuffer::from_fn(w, h, |x, y| Rgb([(x * 7 % 256) as u8, (y * 13 % 256) as u8, ((x + y) * 5 % 256) as u8]))
 }
 
 fn channel(out: &[f32], c: usize, hw: usize) -> &[f32] {
@@ -53,10 +45,7 @@ fn constant_colour_normalises_per_channel_exactly() {
         assert_eq!(out.len(), 3 * hw);
         for (c, &value) in colour.iter().enumerate() {
             let want = expected_value(value, pre.image_mean[c], pre.image_std[c]);
-            assert!(
-                channel(&out, c, hw).iter().all(|&v| v == want),
-                "{model} channel {c}"
-            );
+            assert!(channel(&out, c, hw).iter().all(|&v| v == want), "{model} channel {c}");
         }
     }
 }
@@ -64,31 +53,13 @@ fn constant_colour_normalises_per_channel_exactly() {
 #[test]
 fn architecture_defaults_follow_transformers() {
     let c = clip(224);
-    assert_eq!(
-        (c.size, c.resample, c.crop_size),
-        (ResizeTo::ShortestEdge(224), Filter::Bicubic, (224, 224))
-    );
-    assert_eq!(
-        (c.image_mean, c.image_std),
-        (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
-    );
+    assert_eq!((c.size, c.resample, c.crop_size), (ResizeTo::ShortestEdge(224), Filter::Bicubic, (224, 224)));
+    assert_eq!((c.image_mean, c.image_std), (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD));
     let v = Preprocessor::default_for("vit", 224).unwrap();
-    assert_eq!(
-        v.size,
-        ResizeTo::Exact {
-            height: 224,
-            width: 224
-        }
-    );
-    assert_eq!(
-        (v.resample, v.do_center_crop, v.image_mean),
-        (Filter::Bilinear, false, [0.5; 3])
-    );
+    assert_eq!(v.size, ResizeTo::Exact { height: 224, width: 224 });
+    assert_eq!((v.resample, v.do_center_crop, v.image_mean), (Filter::Bilinear, false, [0.5; 3]));
     let d = Preprocessor::default_for("dinov2", 224).unwrap();
-    assert_eq!(
-        (d.size, d.crop_size, d.image_mean),
-        (ResizeTo::ShortestEdge(256), (224, 224), IMAGENET_MEAN)
-    );
+    assert_eq!((d.size, d.crop_size, d.image_mean), (ResizeTo::ShortestEdge(256), (224, 224), IMAGENET_MEAN));
     let err = Preprocessor::default_for("resnet", 224).unwrap_err();
     assert!(err.to_string().contains("resnet"), "{err}");
 }
@@ -96,8 +67,7 @@ fn architecture_defaults_follow_transformers() {
 #[test]
 fn grayscale_equals_rgb_with_equal_channels() {
     let pre = clip(20);
-    let gray: GrayImage =
-        ImageBuffer::from_fn(33, 27, |x, y| Luma([((x * 11 + y * 3) % 256) as u8]));
+    let gray: GrayImage = ImageBuffer::from_fn(33, 27, |x, y| Luma([((x * 11 + y * 3) % 256) as u8]));
     let rgb: RgbImage = ImageBuffer::from_fn(33, 27, |x, y| {
         let v = gray.get_pixel(x, y).0[0];
         Rgb([v, v, v])
@@ -118,13 +88,9 @@ fn fashion_mnist_sized_gray_input_goes_through_resize() {
     let hw = 224 * 224;
     // the three channels see the same gray value, so they differ only through mean/std
     for i in (0..hw).step_by(997) {
-        let unnorm: Vec<f32> = (0..3)
-            .map(|c| out[c * hw + i] * pre.image_std[c] as f32 + pre.image_mean[c] as f32)
-            .collect();
-        assert!(
-            (unnorm[0] - unnorm[1]).abs() < 1e-5 && (unnorm[1] - unnorm[2]).abs() < 1e-5,
-            "{unnorm:?}"
-        );
+        let unnorm: Vec<f32> =
+            (0..3).map(|c| out[c * hw + i] * pre.image_std[c] as f32 + pre.image_mean[c] as f32).collect();
+        assert!((unnorm[0] - unnorm[1]).abs() < 1e-5 && (unnorm[1] - unnorm[2]).abs() < 1e-5, "{unnorm:?}");
     }
     assert!(pre.from_gray_u8(&pixels, 28, 27).is_err());
     assert!(pre.from_gray_u8(&[], 0, 0).is_err());
@@ -138,10 +104,7 @@ fn center_crop_of_an_image_at_crop_size_is_identity() {
     let hw = 256;
     for (i, p) in img.pixels().enumerate() {
         for c in 0..3 {
-            assert_eq!(
-                out[c * hw + i],
-                expected_value(p.0[c], OPENAI_CLIP_MEAN[c], OPENAI_CLIP_STD[c])
-            );
+            assert_eq!(out[c * hw + i], expected_value(p.0[c], OPENAI_CLIP_MEAN[c], OPENAI_CLIP_STD[c]));
         }
     }
 }
@@ -167,10 +130,7 @@ fn center_crop_takes_the_middle_with_floor_offsets() {
     let out = pre.preprocess_image(&DynamicImage::ImageRgb8(img.clone()));
     assert_eq!(out[0], 0.0);
     // (9-5)//2 = 2 rows and (9-7)//2 = 1 column of padding before the image
-    assert_eq!(
-        out[2 * 9 + 1],
-        (img.get_pixel(0, 0).0[0] as f64 / 255.0) as f32
-    );
+    assert_eq!(out[2 * 9 + 1], (img.get_pixel(0, 0).0[0] as f64 / 255.0) as f32);
 }
 
 #[test]
@@ -205,10 +165,7 @@ fn sixteen_bit_images_become_three_8bit_channels() {
     let out = pre.preprocess_image(&DynamicImage::ImageLuma16(img));
     assert_eq!(out.len(), 3 * 64);
     for c in 0..3 {
-        assert_eq!(
-            out[c * 64],
-            expected_value(255, OPENAI_CLIP_MEAN[c], OPENAI_CLIP_STD[c])
-        );
+        assert_eq!(out[c * 64], expected_value(255, OPENAI_CLIP_MEAN[c], OPENAI_CLIP_STD[c]));
     }
 }
 
@@ -229,21 +186,9 @@ fn config_file_overrides_defaults_and_accepts_both_size_forms() {
             "image_std": [0.4, 0.5, 0.6], "image_processor_type": "ViTImageProcessor"}"#,
     );
     let pre = Preprocessor::from_dir(dir.path(), "clip", 224).unwrap();
-    assert_eq!(
-        pre.size,
-        ResizeTo::Exact {
-            height: 40,
-            width: 30
-        }
-    );
-    assert_eq!(
-        (pre.resample, pre.do_center_crop, pre.crop_size),
-        (Filter::Bilinear, false, (12, 12))
-    );
-    assert_eq!(
-        (pre.image_mean, pre.image_std),
-        ([0.1, 0.2, 0.3], [0.4, 0.5, 0.6])
-    );
+    assert_eq!(pre.size, ResizeTo::Exact { height: 40, width: 30 });
+    assert_eq!((pre.resample, pre.do_center_crop, pre.crop_size), (Filter::Bilinear, false, (12, 12)));
+    assert_eq!((pre.image_mean, pre.image_std), ([0.1, 0.2, 0.3], [0.4, 0.5, 0.6]));
     assert_eq!(pre.output_size(), Some((40, 30)));
     write(
         dir.path(),
@@ -251,16 +196,10 @@ fn config_file_overrides_defaults_and_accepts_both_size_forms() {
         r#"{"size": {"shortest_edge": 64}, "crop_size": {"height": 48, "width": 56}}"#,
     );
     let pre = Preprocessor::from_dir(dir.path(), "clip", 224).unwrap();
-    assert_eq!(
-        (pre.size, pre.crop_size),
-        (ResizeTo::ShortestEdge(64), (48, 56))
-    );
+    assert_eq!((pre.size, pre.crop_size), (ResizeTo::ShortestEdge(64), (48, 56)));
     // absent file: architecture defaults
     let empty = tempfile::tempdir().unwrap();
-    assert_eq!(
-        Preprocessor::from_dir(empty.path(), "clip", 224).unwrap(),
-        clip(224)
-    );
+    assert_eq!(Preprocessor::from_dir(empty.path(), "clip", 224).unwrap(), clip(224));
 }
 
 #[test]
@@ -282,10 +221,7 @@ fn invalid_config_field_names_file_and_field() {
         let err = Preprocessor::from_dir(dir.path(), "clip", 224).unwrap_err();
         assert!(matches!(err, Error::Field { .. }), "{text}: {err:?}");
         let msg = err.to_string();
-        assert!(
-            msg.contains(&path.display().to_string()) && msg.contains(field),
-            "{text}: {msg}"
-        );
+        assert!(msg.contains(&path.display().to_string()) && msg.contains(field), "{text}: {msg}");
     }
 }
 
@@ -304,16 +240,10 @@ fn undecodable_or_missing_files_are_errors_naming_the_file() {
     for (path, image_error) in [(&corrupt, true), (&text, true), (&missing, false)] {
         let err = pre.load_and_preprocess(path).unwrap_err();
         assert_eq!(matches!(err, Error::Image { .. }), image_error, "{err:?}");
-        assert!(
-            err.to_string().contains(&path.display().to_string()),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
     }
     let good = dir.path().join("good.png");
     std::fs::write(&good, &png).unwrap();
     let out = pre.load_and_preprocess(&good).unwrap();
-    assert_eq!(
-        out,
-        pre.preprocess_image(&DynamicImage::ImageRgb8(gradient(9, 9)))
-    );
+    assert_eq!(out, pre.preprocess_image(&DynamicImage::ImageRgb8(gradient(9, 9))));
 }

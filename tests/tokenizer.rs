@@ -21,12 +21,7 @@ fn cases() -> Vec<(String, Vec<u32>)> {
     cases
         .iter()
         .map(|c| {
-            let ids = c["input_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect();
+            let ids = c["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
             (c["text"].as_str().unwrap().to_string(), ids)
         })
         .collect()
@@ -42,12 +37,7 @@ fn every_fixture_case_matches_exactly() {
             failures.push(format!("{text:?}: got {got:?}, expected {expected:?}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -76,16 +66,9 @@ fn encode_batch_equals_encode_per_text() {
 fn long_text_is_truncated_keeping_end_of_text_last() {
     let tok = tokenizer();
     let long = "a photo of a very large dog ".repeat(40);
-    let wide = tokenizer()
-        .with_context_length(usize::MAX)
-        .unwrap()
-        .encode(&long)
-        .unwrap();
+    let wide = tokenizer().with_context_length(usize::MAX).unwrap().encode(&long).unwrap();
     let full = wide.len();
-    assert!(
-        full > DEFAULT_CONTEXT_LENGTH,
-        "test text must exceed the context ({full} tokens)"
-    );
+    assert!(full > DEFAULT_CONTEXT_LENGTH, "test text must exceed the context ({full} tokens)");
     let ids = tok.encode(&long).unwrap();
     assert_eq!(ids.len(), DEFAULT_CONTEXT_LENGTH);
     assert_eq!(ids[76], tok.eos_token_id());
@@ -117,18 +100,8 @@ fn invalid_tokenizer_file_names_it() {
     let path = dir.path().join("tokenizer.json");
     std::fs::write(&path, "{\"not\": \"a tokenizer\"").unwrap();
     let err = ClipTokenizer::from_file(&path).unwrap_err();
-    assert!(
-        err.to_string().contains(&path.display().to_string()),
-        "{err}"
-    );
-    std::fs::write(
-        &path,
-        "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}",
-    )
-    .unwrap();
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    std::fs::write(&path, "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}").unwrap();
     let err = ClipTokenizer::from_file(&path).unwrap_err();
-    assert!(
-        err.to_string().contains(&path.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 }

@@ -40,17 +40,9 @@ impl Dinov2 {
                 "SwiGLU feed-forward (dinov2-giant) is not supported",
             ));
         }
-        let vb = if root.contains("dinov2.embeddings.cls_token") {
-            root.pp("dinov2")
-        } else {
-            root.clone()
-        };
+        let vb = if root.contains("dinov2.embeddings.cls_token") { root.pp("dinov2") } else { root.clone() };
         let d = cfg.usize("hidden_size")?;
-        let (p, c, image_size) = (
-            cfg.usize("patch_size")?,
-            cfg.usize_or("num_channels", 3)?,
-            cfg.usize("image_size")?,
-        );
+        let (p, c, image_size) = (cfg.usize("patch_size")?, cfg.usize_or("num_channels", 3)?, cfg.usize("image_size")?);
         let grid = image_size / p;
         let mlp_ratio = cfg.f64_or("mlp_ratio", 4.0)?;
         let encoder_config = EncoderConfig {
@@ -71,21 +63,10 @@ impl Dinov2 {
             emb.get("cls_token", &[1, 1, d])?,
             emb.get("position_embeddings", &[1, grid * grid + 1, d])?,
         )?;
-        let encoder = Encoder::load(
-            &vb.pp("encoder").pp("layer"),
-            encoder_config.clone(),
-            &NAMES,
-        )?;
+        let encoder = Encoder::load(&vb.pp("encoder").pp("layer"), encoder_config.clone(), &NAMES)?;
         let norm = LayerNorm::load(&vb, "layernorm", d, encoder_config.eps)?;
         let classifier = super::vit::classifier(root, 2 * d)?;
-        Ok(Dinov2 {
-            image_size,
-            encoder_config,
-            embeddings,
-            encoder,
-            norm,
-            classifier,
-        })
+        Ok(Dinov2 { image_size, encoder_config, embeddings, encoder, norm, classifier })
     }
 
     pub fn forward(&self, pixels: &Tensor) -> Result<VisionOutput> {
@@ -93,17 +74,9 @@ impl Dinov2 {
         let last_hidden_state = self.norm.forward(&hidden)?;
         let cls = ops::select_rows(&last_hidden_state, &vec![0; last_hidden_state.shape()[0]])?;
         let logits = match &self.classifier {
-            Some(c) => Some(c.forward(&ops::concat_last(
-                &cls,
-                &ops::mean_tokens(&last_hidden_state, 1)?,
-            )?)?),
+            Some(c) => Some(c.forward(&ops::concat_last(&cls, &ops::mean_tokens(&last_hidden_state, 1)?)?)?),
             None => None,
         };
-        Ok(VisionOutput {
-            last_hidden_state,
-            pooler_output: Some(cls),
-            image_embeds: None,
-            logits,
-        })
+        Ok(VisionOutput { last_hidden_state, pooler_output: Some(cls), image_embeds: None, logits })
     }
 }

@@ -53,9 +53,7 @@ impl Model {
         let vb = ckpt.var_builder();
         Ok(match arch.as_str() {
             "ViTModel" | "ViTForImageClassification" => Model::Vit(vit::Vit::load(&config, &vb)?),
-            "Dinov2Model" | "Dinov2ForImageClassification" => {
-                Model::Dinov2(dinov2::Dinov2::load(&config, &vb)?)
-            }
+            "Dinov2Model" | "Dinov2ForImageClassification" => Model::Dinov2(dinov2::Dinov2::load(&config, &vb)?),
             "CLIPModel"
             | "CLIPVisionModel"
             | "CLIPVisionModelWithProjection"
@@ -132,11 +130,6 @@ pub fn architecture(config: &JsonConfig) -> Result<String> {
 /// `hidden_act` of a config as an activation, with an error naming the field when unknown.
 pub(crate) fn activation(config: &JsonConfig, default: &str) -> Result<crate::ops::Activation> {
     let name = config.str_or("hidden_act", default)?;
-    crate::ops::Activation::from_hf(name).ok_or_else(|| {
-        Error::field(
-            config.path(),
-            "hidden_act",
-            format!("unsupported activation `{name}`"),
-        )
-    })
+    crate::ops::Activation::from_hf(name)
+        .ok_or_else(|| Error::field(config.path(), "hidden_act", format!("unsupported activation `{name}`")))
 }

@@ -30,29 +30,15 @@ pub fn config(name: &str) -> Result<Value> {
             "patch_size": 16, "image_size": 224, "num_channels": 3, "hidden_act": "quick_gelu",
             "layer_norm_eps": 1e-5, "projection_dim": 512})
         }
-        other => {
-            return Err(Error::invalid(
-                "preset",
-                format!("unknown `{other}` (known: {})", PRESETS.join(", ")),
-            ))
-        }
+        other => return Err(Error::invalid("preset", format!("unknown `{other}` (known: {})", PRESETS.join(", ")))),
     })
 }
 
 /// Tensor names and shapes of a preset's checkpoint.
 fn tensor_shapes(name: &str, cfg: &Value) -> Vec<(String, Vec<usize>)> {
     let u = |k: &str| cfg[k].as_u64().unwrap_or(0) as usize;
-    let (d, layers, p, c) = (
-        u("hidden_size"),
-        u("num_hidden_layers"),
-        u("patch_size"),
-        u("num_channels"),
-    );
-    let f = if name == "dinov2-s14" {
-        d * u("mlp_ratio")
-    } else {
-        u("intermediate_size")
-    };
+    let (d, layers, p, c) = (u("hidden_size"), u("num_hidden_layers"), u("patch_size"), u("num_channels"));
+    let f = if name == "dinov2-s14" { d * u("mlp_ratio") } else { u("intermediate_size") };
     let n = (u("image_size") / p).pow(2) + 1;
     let mut t: Vec<(String, Vec<usize>)> = Vec::new();
     let mut add = |k: String, s: &[usize]| t.push((k, s.to_vec()));
@@ -66,10 +52,7 @@ fn tensor_shapes(name: &str, cfg: &Value) -> Vec<(String, Vec<usize>)> {
     };
     if name == "clip-b16-vision" {
         let v = "vision_model";
-        add(
-            format!("{v}.embeddings.patch_embedding.weight"),
-            &[d, c, p, p],
-        );
+        add(format!("{v}.embeddings.patch_embedding.weight"), &[d, c, p, p]);
         add(format!("{v}.embeddings.class_embedding"), &[d]);
         add(format!("{v}.embeddings.position_embedding.weight"), &[n, d]);
         norm(&mut add, &format!("{v}.pre_layrnorm"));
@@ -77,12 +60,7 @@ fn tensor_shapes(name: &str, cfg: &Value) -> Vec<(String, Vec<usize>)> {
         add("visual_projection.weight".into(), &[u("projection_dim"), d]);
         for l in 0..layers {
             let b = format!("{v}.encoder.layers.{l}");
-            for (k, o, i) in [
-                ("q_proj", d, d),
-                ("k_proj", d, d),
-                ("v_proj", d, d),
-                ("out_proj", d, d),
-            ] {
+            for (k, o, i) in [("q_proj", d, d), ("k_proj", d, d), ("v_proj", d, d), ("out_proj", d, d)] {
                 linear(&mut add, &format!("{b}.self_attn.{k}"), o, i);
             }
             linear(&mut add, &format!("{b}.mlp.fc1"), f, d);
@@ -92,10 +70,7 @@ fn tensor_shapes(name: &str, cfg: &Value) -> Vec<(String, Vec<usize>)> {
         }
         return t;
     }
-    add(
-        "embeddings.patch_embeddings.projection.weight".into(),
-        &[d, c, p, p],
-    );
+    add("embeddings.patch_embeddings.projection.weight".into(), &[d, c, p, p]);
     add("embeddings.patch_embeddings.projection.bias".into(), &[d]);
     add("embeddings.cls_token".into(), &[1, 1, d]);
     add("embeddings.position_embeddings".into(), &[1, n, d]);
@@ -133,19 +108,14 @@ pub fn write_random_checkpoint(name: &str, dir: &Path, seed: u64) -> Result<()> 
     let cfg = config(name)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let cfg_path = dir.join("config.json");
-    std::fs::write(
-        &cfg_path,
-        serde_json::to_string_pretty(&cfg).unwrap_or_default(),
-    )
-    .map_err(|e| Error::io(&cfg_path, e))?;
+    std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg).unwrap_or_default())
+        .map_err(|e| Error::io(&cfg_path, e))?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     for (key, shape) in tensor_shapes(name, &cfg) {
         let numel: usize = shape.iter().product();
         let is_norm = key.contains("norm") && key.ends_with(".weight") || key.ends_with("lambda1");
-        let data = (0..numel)
-            .map(|_| if is_norm { 1.0 } else { 0.0 } + rng.random_range(-0.035f32..0.035))
-            .collect();
+        let data = (0..numel).map(|_| if is_norm { 1.0 } else { 0.0 } + rng.random_range(-0.035f32..0.035)).collect();
         tensors.push((key, Tensor::from_vec(data, &shape)?));
     }
     let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
@@ -160,23 +130,13 @@ mod tests {
     #[test]
     fn every_preset_loads_and_runs_at_its_input_size() {
         for name in PRESETS {
-            let dir = std::env::temp_dir()
-                .join(format!("cpeal-preset-test-{}-{name}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!("cpeal-preset-test-{}-{name}", std::process::id()));
             write_random_checkpoint(name, &dir, 7).unwrap();
             let model = Model::load(&dir).unwrap();
             let side = if *name == "dinov2-s14" { 28 } else { 32 };
-            let pixels =
-                Tensor::from_vec(vec![0.25; 3 * side * side], &[1, 3, side, side]).unwrap();
+            let pixels = Tensor::from_vec(vec![0.25; 3 * side * side], &[1, 3, side, side]).unwrap();
             let out = model.forward_images(&pixels).unwrap();
-            assert!(
-                out.pooled()
-                    .unwrap()
-                    .to_vec()
-                    .unwrap()
-                    .iter()
-                    .all(|v| v.is_finite()),
-                "{name}"
-            );
+            assert!(out.pooled().unwrap().to_vec().unwrap().iter().all(|v| v.is_finite()), "{name}");
             std::fs::remove_dir_all(&dir).ok();
         }
     }

@@ -34,17 +34,9 @@ pub struct Vit {
 
 impl Vit {
     pub fn load(cfg: &JsonConfig, root: &VarBuilder) -> Result<Vit> {
-        let vb = if root.contains("vit.embeddings.cls_token") {
-            root.pp("vit")
-        } else {
-            root.clone()
-        };
+        let vb = if root.contains("vit.embeddings.cls_token") { root.pp("vit") } else { root.clone() };
         let d = cfg.usize("hidden_size")?;
-        let (p, c, image_size) = (
-            cfg.usize("patch_size")?,
-            cfg.usize_or("num_channels", 3)?,
-            cfg.usize("image_size")?,
-        );
+        let (p, c, image_size) = (cfg.usize("patch_size")?, cfg.usize_or("num_channels", 3)?, cfg.usize("image_size")?);
         let grid = image_size / p;
         let encoder_config = EncoderConfig {
             hidden: d,
@@ -64,34 +56,16 @@ impl Vit {
             emb.get("cls_token", &[1, 1, d])?,
             emb.get("position_embeddings", &[1, grid * grid + 1, d])?,
         )?;
-        let encoder = Encoder::load(
-            &vb.pp("encoder").pp("layer"),
-            encoder_config.clone(),
-            &NAMES,
-        )?;
+        let encoder = Encoder::load(&vb.pp("encoder").pp("layer"), encoder_config.clone(), &NAMES)?;
         let norm = LayerNorm::load(&vb, "layernorm", d, encoder_config.eps)?;
         let pooler_dim = cfg.usize_or("pooler_output_size", d)?;
         let pooler = if vb.contains("pooler.dense.weight") {
-            Some(Linear::load(
-                &vb.pp("pooler"),
-                &["dense"],
-                d,
-                pooler_dim,
-                true,
-            )?)
+            Some(Linear::load(&vb.pp("pooler"), &["dense"], d, pooler_dim, true)?)
         } else {
             None
         };
         let classifier = classifier(root, d)?;
-        Ok(Vit {
-            image_size,
-            encoder_config,
-            embeddings,
-            encoder,
-            norm,
-            pooler,
-            classifier,
-        })
+        Ok(Vit { image_size, encoder_config, embeddings, encoder, norm, pooler, classifier })
     }
 
     pub fn forward(&self, pixels: &Tensor) -> Result<VisionOutput> {
@@ -102,17 +76,8 @@ impl Vit {
             Some(p) => Some(p.forward_with(&cls, |e| e.with_activation(Activation::Tanh))?),
             None => None,
         };
-        let logits = self
-            .classifier
-            .as_ref()
-            .map(|c| c.forward(&cls))
-            .transpose()?;
-        Ok(VisionOutput {
-            last_hidden_state,
-            pooler_output,
-            image_embeds: None,
-            logits,
-        })
+        let logits = self.classifier.as_ref().map(|c| c.forward(&cls)).transpose()?;
+        Ok(VisionOutput { last_hidden_state, pooler_output, image_embeds: None, logits })
     }
 }
 

@@ -55,9 +55,7 @@ pub struct Encoder {
 impl Encoder {
     /// Blocks `0..layers` under `vb` (e.g. `encoder.layer` or `encoder.layers`).
     pub fn load(vb: &VarBuilder, cfg: EncoderConfig, names: &BlockNames) -> Result<Encoder> {
-        let blocks = (0..cfg.layers)
-            .map(|i| Block::load(&vb.pp(i), &cfg, names))
-            .collect::<Result<_>>()?;
+        let blocks = (0..cfg.layers).map(|i| Block::load(&vb.pp(i), &cfg, names)).collect::<Result<_>>()?;
         Ok(Encoder { cfg, blocks })
     }
 
@@ -103,13 +101,8 @@ impl Block {
         let k = self.key.forward(&normed)?;
         let v = self.value.forward(&normed)?;
         let attended = ops::attention(&q, &k, &v, cfg.heads, cfg.causal)?;
-        let h = self
-            .out
-            .forward_with(&attended, |e| e.with_layer_scale(ls1).with_residual(x))?;
-        let hidden = self.fc1.forward_with(&self.norm2.forward(&h)?, |e| {
-            e.with_activation(cfg.activation)
-        })?;
-        self.fc2
-            .forward_with(&hidden, |e| e.with_layer_scale(ls2).with_residual(&h))
+        let h = self.out.forward_with(&attended, |e| e.with_layer_scale(ls1).with_residual(x))?;
+        let hidden = self.fc1.forward_with(&self.norm2.forward(&h)?, |e| e.with_activation(cfg.activation))?;
+        self.fc2.forward_with(&hidden, |e| e.with_layer_scale(ls2).with_residual(&h))
     }
 }

@@ -20,29 +20,11 @@ pub struct Linear {
 
 impl Linear {
     /// `{name}.weight` `[out, in]` and, if `with_bias`, `{name}.bias` `[out]`; the first spelling found is used.
-    pub fn load(
-        vb: &VarBuilder,
-        names: &[&str],
-        in_dim: usize,
-        out_dim: usize,
-        with_bias: bool,
-    ) -> Result<Linear> {
+    pub fn load(vb: &VarBuilder, names: &[&str], in_dim: usize, out_dim: usize, with_bias: bool) -> Result<Linear> {
         let weights: Vec<String> = names.iter().map(|n| format!("{n}.weight")).collect();
-        let found = names
-            .iter()
-            .zip(&weights)
-            .find(|(_, w)| vb.contains(w))
-            .map(|(n, _)| *n)
-            .unwrap_or(names[0]);
-        let weight = vb.get_any(
-            &weights.iter().map(String::as_str).collect::<Vec<_>>(),
-            &[out_dim, in_dim],
-        )?;
-        let bias = if with_bias {
-            Some(vb.get(&format!("{found}.bias"), &[out_dim])?)
-        } else {
-            None
-        };
+        let found = names.iter().zip(&weights).find(|(_, w)| vb.contains(w)).map(|(n, _)| *n).unwrap_or(names[0]);
+        let weight = vb.get_any(&weights.iter().map(String::as_str).collect::<Vec<_>>(), &[out_dim, in_dim])?;
+        let bias = if with_bias { Some(vb.get(&format!("{found}.bias"), &[out_dim])?) } else { None };
         Ok(Linear { weight, bias })
     }
 
@@ -55,11 +37,7 @@ impl Linear {
     }
 
     /// Forward with more fused into the epilogue (activation, layer scale, residual).
-    pub fn forward_with<'a>(
-        &'a self,
-        x: &Tensor,
-        extend: impl FnOnce(Epilogue<'a>) -> Epilogue<'a>,
-    ) -> Result<Tensor> {
+    pub fn forward_with<'a>(&'a self, x: &Tensor, extend: impl FnOnce(Epilogue<'a>) -> Epilogue<'a>) -> Result<Tensor> {
         ops::linear(x, &self.weight, extend(Epilogue::bias(self.bias.as_ref())))
     }
 }

@@ -19,24 +19,12 @@ pub struct PatchEmbeddings {
 }
 
 impl PatchEmbeddings {
-    pub fn new(
-        weight: Tensor,
-        bias: Option<Tensor>,
-        class_token: Tensor,
-        positions: Tensor,
-    ) -> Result<Self> {
+    pub fn new(weight: Tensor, bias: Option<Tensor>, class_token: Tensor, positions: Tensor) -> Result<Self> {
         let patch = weight.shape().get(2).copied().unwrap_or(0);
         let d = positions.last_dim();
         let positions = positions.reshape(&[positions.numel() / d, d])?;
         let class_token = class_token.reshape(&[d])?;
-        Ok(PatchEmbeddings {
-            weight,
-            bias,
-            patch,
-            class_token,
-            positions,
-            resampled: Mutex::new(HashMap::new()),
-        })
+        Ok(PatchEmbeddings { weight, bias, patch, class_token, positions, resampled: Mutex::new(HashMap::new()) })
     }
 
     /// Side of the checkpoint's square patch grid.
@@ -50,10 +38,7 @@ impl PatchEmbeddings {
         if h < self.patch || w < self.patch {
             return Err(Error::shape(
                 "patch_embeddings",
-                format!(
-                    "image {h}x{w} is smaller than one {0}x{0} patch",
-                    self.patch
-                ),
+                format!("image {h}x{w} is smaller than one {0}x{0} patch", self.patch),
             ));
         }
         let patches = ops::patch_embed(pixels, &self.weight, self.bias.as_ref())?;

@@ -43,9 +43,7 @@ impl Activation {
         match self {
             Activation::None => {}
             Activation::Gelu => xs.iter_mut().for_each(|x| *x = Activation::Gelu.apply(*x)),
-            Activation::QuickGelu => xs
-                .iter_mut()
-                .for_each(|x| *x = Activation::QuickGelu.apply(*x)),
+            Activation::QuickGelu => xs.iter_mut().for_each(|x| *x = Activation::QuickGelu.apply(*x)),
             Activation::Tanh => xs.iter_mut().for_each(|x| *x = x.tanh()),
         }
     }
@@ -54,10 +52,7 @@ impl Activation {
 /// a + b, same shapes.
 pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.shape() != b.shape() {
-        return Err(Error::shape(
-            "add",
-            format!("{:?} + {:?}", a.shape(), b.shape()),
-        ));
+        return Err(Error::shape("add", format!("{:?} + {:?}", a.shape(), b.shape())));
     }
     match (a.storage(), b.storage()) {
         (Storage::Cpu(_), Storage::Cpu(_)) => {
@@ -76,13 +71,8 @@ pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
             let src = x.cpu_slice()?;
             let mut out = src.to_vec();
             par_rows(&mut out, width, |_, row| {
-                let norm = row
-                    .iter()
-                    .map(|v| (*v as f64) * (*v as f64))
-                    .sum::<f64>()
-                    .sqrt() as f32;
-                row.iter_mut()
-                    .for_each(|v| *v /= norm.max(f32::MIN_POSITIVE));
+                let norm = row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt() as f32;
+                row.iter_mut().for_each(|v| *v /= norm.max(f32::MIN_POSITIVE));
             });
             Tensor::from_vec(out, x.shape())
         }

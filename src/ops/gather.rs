@@ -12,12 +12,7 @@ pub fn assemble_tokens(patches: &Tensor, cls: &Tensor, pos: &Tensor) -> Result<T
     if cls.numel() != d || pos.shape() != [n + 1, d] {
         return Err(Error::shape(
             "assemble_tokens",
-            format!(
-                "patches {:?}, class token {:?}, positions {:?}",
-                patches.shape(),
-                cls.shape(),
-                pos.shape()
-            ),
+            format!("patches {:?}, class token {:?}, positions {:?}", patches.shape(), cls.shape(), pos.shape()),
         ));
     }
     match patches.storage() {
@@ -26,15 +21,9 @@ pub fn assemble_tokens(patches: &Tensor, cls: &Tensor, pos: &Tensor) -> Result<T
             let mut out = vec![0f32; b * (n + 1) * d];
             par_rows(&mut out, d, |row, dst| {
                 let (bi, t) = (row / (n + 1), row % (n + 1));
-                let token = if t == 0 {
-                    cls
-                } else {
-                    &src[(bi * n + t - 1) * d..][..d]
-                };
+                let token = if t == 0 { cls } else { &src[(bi * n + t - 1) * d..][..d] };
                 let p = &pos[t * d..][..d];
-                dst.iter_mut()
-                    .zip(token.iter().zip(p))
-                    .for_each(|(o, (x, q))| *o = x + q);
+                dst.iter_mut().zip(token.iter().zip(p)).for_each(|(o, (x, q))| *o = x + q);
             });
             Tensor::from_vec(out, &[b, n + 1, d])
         }
@@ -45,22 +34,14 @@ pub fn assemble_tokens(patches: &Tensor, cls: &Tensor, pos: &Tensor) -> Result<T
 pub fn embedding(ids: &[Vec<u32>], table: &Tensor, pos: &Tensor) -> Result<Tensor> {
     let [vocab, d] = table.dims::<2>("embedding")?;
     let t = ids.first().map_or(0, Vec::len);
-    if ids.iter().any(|s| s.len() != t) || pos.dims::<2>("embedding")?[0] < t || pos.shape()[1] != d
-    {
+    if ids.iter().any(|s| s.len() != t) || pos.dims::<2>("embedding")?[0] < t || pos.shape()[1] != d {
         return Err(Error::shape(
             "embedding",
-            format!(
-                "{} sequences of unequal length or longer than {:?}",
-                ids.len(),
-                pos.shape()
-            ),
+            format!("{} sequences of unequal length or longer than {:?}", ids.len(), pos.shape()),
         ));
     }
     if let Some(bad) = ids.iter().flatten().find(|&&id| id as usize >= vocab) {
-        return Err(Error::shape(
-            "embedding",
-            format!("token id {bad} outside the vocabulary of {vocab}"),
-        ));
+        return Err(Error::shape("embedding", format!("token id {bad} outside the vocabulary of {vocab}")));
     }
     match table.storage() {
         Storage::Cpu(_) => {
@@ -69,9 +50,7 @@ pub fn embedding(ids: &[Vec<u32>], table: &Tensor, pos: &Tensor) -> Result<Tenso
             par_rows(&mut out, d, |row, dst| {
                 let id = ids[row / t][row % t] as usize;
                 let (e, p) = (&tab[id * d..][..d], &pos[(row % t) * d..][..d]);
-                dst.iter_mut()
-                    .zip(e.iter().zip(p))
-                    .for_each(|(o, (x, q))| *o = x + q);
+                dst.iter_mut().zip(e.iter().zip(p)).for_each(|(o, (x, q))| *o = x + q);
             });
             Tensor::from_vec(out, &[ids.len(), t, d])
         }
@@ -82,19 +61,13 @@ pub fn embedding(ids: &[Vec<u32>], table: &Tensor, pos: &Tensor) -> Result<Tenso
 pub fn select_rows(x: &Tensor, index: &[usize]) -> Result<Tensor> {
     let [b, t, d] = x.dims::<3>("select_rows")?;
     if index.len() != b || index.iter().any(|&i| i >= t) {
-        return Err(Error::shape(
-            "select_rows",
-            format!("indices {index:?} for shape {:?}", x.shape()),
-        ));
+        return Err(Error::shape("select_rows", format!("indices {index:?} for shape {:?}", x.shape())));
     }
     match x.storage() {
         Storage::Cpu(_) => {
             let src = x.cpu_slice()?;
-            let out: Vec<f32> = index
-                .iter()
-                .enumerate()
-                .flat_map(|(bi, &i)| src[(bi * t + i) * d..][..d].iter().copied())
-                .collect();
+            let out: Vec<f32> =
+                index.iter().enumerate().flat_map(|(bi, &i)| src[(bi * t + i) * d..][..d].iter().copied()).collect();
             Tensor::from_vec(out, &[b, d])
         }
     }
@@ -104,10 +77,7 @@ pub fn select_rows(x: &Tensor, index: &[usize]) -> Result<Tensor> {
 pub fn mean_tokens(x: &Tensor, from: usize) -> Result<Tensor> {
     let [b, t, d] = x.dims::<3>("mean_tokens")?;
     if from >= t {
-        return Err(Error::shape(
-            "mean_tokens",
-            format!("start {from} for {t} tokens"),
-        ));
+        return Err(Error::shape("mean_tokens", format!("start {from} for {t} tokens")));
     }
     match x.storage() {
         Storage::Cpu(_) => {
@@ -115,9 +85,7 @@ pub fn mean_tokens(x: &Tensor, from: usize) -> Result<Tensor> {
             let mut out = vec![0f32; b * d];
             par_rows(&mut out, d, |bi, dst| {
                 for ti in from..t {
-                    dst.iter_mut()
-                        .zip(&src[(bi * t + ti) * d..][..d])
-                        .for_each(|(o, v)| *o += v);
+                    dst.iter_mut().zip(&src[(bi * t + ti) * d..][..d]).for_each(|(o, v)| *o += v);
                 }
                 dst.iter_mut().for_each(|o| *o /= (t - from) as f32);
             });
@@ -130,17 +98,13 @@ pub fn mean_tokens(x: &Tensor, from: usize) -> Result<Tensor> {
 pub fn concat_last(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let ([n, d1], [n2, d2]) = (a.dims::<2>("concat_last")?, b.dims::<2>("concat_last")?);
     if n != n2 {
-        return Err(Error::shape(
-            "concat_last",
-            format!("{:?} and {:?}", a.shape(), b.shape()),
-        ));
+        return Err(Error::shape("concat_last", format!("{:?} and {:?}", a.shape(), b.shape())));
     }
     match a.storage() {
         Storage::Cpu(_) => {
             let (x, y) = (a.cpu_slice()?, b.cpu_slice()?);
-            let out: Vec<f32> = (0..n)
-                .flat_map(|i| x[i * d1..][..d1].iter().chain(&y[i * d2..][..d2]).copied())
-                .collect();
+            let out: Vec<f32> =
+                (0..n).flat_map(|i| x[i * d1..][..d1].iter().chain(&y[i * d2..][..d2]).copied()).collect();
             Tensor::from_vec(out, &[n, d1 + d2])
         }
     }
@@ -171,19 +135,10 @@ mod tests {
     #[test]
     fn select_mean_concat() {
         let x = Tensor::from_vec((0..12).map(|v| v as f32 + 1.0).collect(), &[2, 3, 2]).unwrap();
-        assert_eq!(
-            select_rows(&x, &[2, 0]).unwrap().to_vec().unwrap(),
-            vec![5., 6., 7., 8.]
-        );
-        assert_eq!(
-            mean_tokens(&x, 1).unwrap().to_vec().unwrap(),
-            vec![4., 5., 10., 11.]
-        );
+        assert_eq!(select_rows(&x, &[2, 0]).unwrap().to_vec().unwrap(), vec![5., 6., 7., 8.]);
+        assert_eq!(mean_tokens(&x, 1).unwrap().to_vec().unwrap(), vec![4., 5., 10., 11.]);
         let a = Tensor::from_vec(vec![1., 2.], &[2, 1]).unwrap();
-        assert_eq!(
-            concat_last(&a, &a).unwrap().to_vec().unwrap(),
-            vec![1., 1., 2., 2.]
-        );
+        assert_eq!(concat_last(&a, &a).unwrap().to_vec().unwrap(), vec![1., 1., 2., 2.]);
         assert!(select_rows(&x, &[3, 0]).is_err());
     }
 }

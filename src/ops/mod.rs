@@ -25,17 +25,9 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// Ensure `t` has exactly `expected` dims, naming `op` and the tensor `what` otherwise.
-pub(crate) fn expect_shape(
-    op: &'static str,
-    what: &str,
-    t: &Tensor,
-    expected: &[usize],
-) -> Result<()> {
+pub(crate) fn expect_shape(op: &'static str, what: &str, t: &Tensor, expected: &[usize]) -> Result<()> {
     if t.shape() != expected {
-        return Err(Error::shape(
-            op,
-            format!("{what} has shape {:?}, expected {expected:?}", t.shape()),
-        ));
+        return Err(Error::shape(op, format!("{what} has shape {:?}, expected {expected:?}", t.shape())));
     }
     Ok(())
 }
@@ -46,9 +38,7 @@ pub(crate) fn par_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f3
     if width == 0 {
         return;
     }
-    out.par_chunks_mut(width)
-        .enumerate()
-        .for_each(|(r, row)| f(r, row));
+    out.par_chunks_mut(width).enumerate().for_each(|(r, row)| f(r, row));
 }
 
 #[cfg(test)]
@@ -66,8 +56,7 @@ pub(crate) mod test_util {
         let a = x.abs();
         if a > 3.0 {
             let x2 = a * a;
-            let series =
-                1.0 - 1.0 / (2.0 * x2) + 3.0 / (4.0 * x2 * x2) - 15.0 / (8.0 * x2 * x2 * x2);
+            let series = 1.0 - 1.0 / (2.0 * x2) + 3.0 / (4.0 * x2 * x2) - 15.0 / (8.0 * x2 * x2 * x2);
             let erfc = (-x2).exp() / (a * std::f64::consts::PI.sqrt()) * series;
             return x.signum() * (1.0 - erfc);
         }

@@ -14,19 +14,12 @@ pub fn patch_embed(pixels: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> R
     if wc != c || p != p2 || p == 0 || h < p || w < p {
         return Err(Error::shape(
             "patch_embed",
-            format!(
-                "pixel_values {:?} against patch weight {:?}",
-                pixels.shape(),
-                weight.shape()
-            ),
+            format!("pixel_values {:?} against patch weight {:?}", pixels.shape(), weight.shape()),
         ));
     }
     let (gh, gw) = (h / p, w / p);
     let cols = match pixels.storage() {
-        Storage::Cpu(_) => Tensor::from_vec(
-            im2col(pixels.cpu_slice()?, [b, c, h, w], p),
-            &[b, gh * gw, c * p * p],
-        )?,
+        Storage::Cpu(_) => Tensor::from_vec(im2col(pixels.cpu_slice()?, [b, c, h, w], p), &[b, gh * gw, c * p * p])?,
     };
     let flat_weight = weight.reshape(&[d, c * p * p])?;
     linear(&cols, &flat_weight, Epilogue::bias(bias))
@@ -57,11 +50,7 @@ mod tests {
 
     #[test]
     fn matches_direct_convolution() {
-        for (b, c, h, w, d, p, seed) in [
-            (1, 1, 2, 2, 1, 2, 1),
-            (2, 3, 9, 7, 5, 3, 2),
-            (1, 3, 16, 16, 4, 8, 3),
-        ] {
+        for (b, c, h, w, d, p, seed) in [(1, 1, 2, 2, 1, 2, 1), (2, 3, 9, 7, 5, 3, 2), (1, 3, 16, 16, 4, 8, 3)] {
             let px = rand_vec(b * c * h * w, seed, 1.0);
             let wt = rand_vec(d * c * p * p, seed + 1, 1.0);
             let bias = rand_vec(d, seed + 2, 1.0);
@@ -75,8 +64,7 @@ mod tests {
                             for ci in 0..c {
                                 for ky in 0..p {
                                     for kx in 0..p {
-                                        s += px[((bi * c + ci) * h + y * p + ky) * w + x * p + kx]
-                                            as f64
+                                        s += px[((bi * c + ci) * h + y * p + ky) * w + x * p + kx] as f64
                                             * wt[((o * c + ci) * p + ky) * p + kx] as f64;
                                     }
                                 }

@@ -62,19 +62,11 @@ fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
         for x in 0..xmax {
             let w = if ww != 0.0 { k[x] / ww } else { k[x] };
             let fixed = w * (1u64 << PRECISION_BITS) as f64;
-            weights[xx * ksize + x] = if w < 0.0 {
-                (fixed - 0.5) as i32
-            } else {
-                (fixed + 0.5) as i32
-            };
+            weights[xx * ksize + x] = if w < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 };
         }
         bounds.push((xmin, xmax));
     }
-    Coeffs {
-        bounds,
-        ksize,
-        weights,
-    }
+    Coeffs { bounds, ksize, weights }
 }
 
 fn clip8(v: i64) -> u8 {
@@ -107,13 +99,7 @@ pub fn resize_u8(
     cur
 }
 
-fn horizontal(
-    src: &[u8],
-    (w, h): (usize, usize),
-    c: usize,
-    out_w: usize,
-    filter: Filter,
-) -> Vec<u8> {
+fn horizontal(src: &[u8], (w, h): (usize, usize), c: usize, out_w: usize, filter: Filter) -> Vec<u8> {
     let co = coefficients(w, out_w, filter);
     let mut out = vec![0u8; out_w * h * c];
     for y in 0..h {
@@ -161,12 +147,7 @@ mod tests {
 
     #[test]
     fn constant_image_stays_constant_at_any_scale() {
-        for &(w, h, ow, oh) in &[
-            (10, 7, 3, 5),
-            (4, 4, 9, 13),
-            (28, 28, 224, 224),
-            (300, 200, 224, 149),
-        ] {
+        for &(w, h, ow, oh) in &[(10, 7, 3, 5), (4, 4, 9, 13), (28, 28, 224, 224), (300, 200, 224, 149)] {
             let src = vec![137u8; w * h * 3];
             for f in [Filter::Bilinear, Filter::Bicubic] {
                 let out = resize_u8(&src, (w, h), 3, (ow, oh), f);
@@ -181,14 +162,8 @@ mod tests {
         for (i, o) in [(100, 7), (7, 100), (224, 224), (256, 224)] {
             let co = coefficients(i, o, Filter::Bicubic);
             for (xx, &(_, n)) in co.bounds.iter().enumerate() {
-                let s: i64 = co.weights[xx * co.ksize..xx * co.ksize + n]
-                    .iter()
-                    .map(|&v| v as i64)
-                    .sum();
-                assert!(
-                    (s - (1 << PRECISION_BITS)).abs() <= n as i64,
-                    "{i}->{o} at {xx}: {s}"
-                );
+                let s: i64 = co.weights[xx * co.ksize..xx * co.ksize + n].iter().map(|&v| v as i64).sum();
+                assert!((s - (1 << PRECISION_BITS)).abs() <= n as i64, "{i}->{o} at {xx}: {s}");
             }
         }
     }

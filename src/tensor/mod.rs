@@ -28,15 +28,9 @@ impl Tensor {
     pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
         let numel: usize = shape.iter().product();
         if data.len() != numel {
-            return Err(Error::shape(
-                "from_vec",
-                format!("{} values for shape {shape:?}", data.len()),
-            ));
+            return Err(Error::shape("from_vec", format!("{} values for shape {shape:?}", data.len())));
         }
-        Ok(Tensor {
-            storage: Storage::Cpu(CpuStorage::owned(data)),
-            shape: shape.to_vec(),
-        })
+        Ok(Tensor { storage: Storage::Cpu(CpuStorage::owned(data)), shape: shape.to_vec() })
     }
 
     pub(crate) fn from_storage(storage: Storage, shape: Vec<usize>) -> Tensor {
@@ -77,15 +71,9 @@ impl Tensor {
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         let numel: usize = shape.iter().product();
         if numel != self.numel() {
-            return Err(Error::shape(
-                "reshape",
-                format!("{:?} -> {shape:?}", self.shape),
-            ));
+            return Err(Error::shape("reshape", format!("{:?} -> {shape:?}", self.shape)));
         }
-        Ok(Tensor {
-            storage: self.storage.clone(),
-            shape: shape.to_vec(),
-        })
+        Ok(Tensor { storage: self.storage.clone(), shape: shape.to_vec() })
     }
 
     /// The values on the CPU (a borrow for CPU tensors).

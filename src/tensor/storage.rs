@@ -40,11 +40,7 @@ impl CpuStorage {
     pub fn as_slice(&self) -> &[f32] {
         match self {
             CpuStorage::Owned(v) => v.as_slice(),
-            CpuStorage::Mapped {
-                map,
-                byte_offset,
-                len,
-            } => {
+            CpuStorage::Mapped { map, byte_offset, len } => {
                 let bytes = &map[*byte_offset..*byte_offset + len * 4];
                 bytemuck::cast_slice(bytes)
             }

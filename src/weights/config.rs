@@ -25,11 +25,7 @@ impl JsonConfig {
         if !value.is_object() {
             return Err(Error::field(path, "<top level>", "expected a JSON object"));
         }
-        Ok(JsonConfig {
-            path: path.to_path_buf(),
-            prefix: String::new(),
-            value,
-        })
+        Ok(JsonConfig { path: path.to_path_buf(), prefix: String::new(), value })
     }
 
     pub fn path(&self) -> &Path {
@@ -58,9 +54,7 @@ impl JsonConfig {
 
     pub fn usize(&self, key: &str) -> Result<usize> {
         let v = self.raw(key).ok_or_else(|| self.err(key, "missing"))?;
-        v.as_u64()
-            .map(|x| x as usize)
-            .ok_or_else(|| self.err(key, format!("expected a non-negative integer, got {v}")))
+        v.as_u64().map(|x| x as usize).ok_or_else(|| self.err(key, format!("expected a non-negative integer, got {v}")))
     }
 
     pub fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
@@ -73,8 +67,7 @@ impl JsonConfig {
 
     pub fn f64(&self, key: &str) -> Result<f64> {
         let v = self.raw(key).ok_or_else(|| self.err(key, "missing"))?;
-        v.as_f64()
-            .ok_or_else(|| self.err(key, format!("expected a number, got {v}")))
+        v.as_f64().ok_or_else(|| self.err(key, format!("expected a number, got {v}")))
     }
 
     pub fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
@@ -88,16 +81,13 @@ impl JsonConfig {
     pub fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
         match self.raw(key) {
             None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| self.err(key, format!("expected true or false, got {v}"))),
+            Some(v) => v.as_bool().ok_or_else(|| self.err(key, format!("expected true or false, got {v}"))),
         }
     }
 
     pub fn str(&self, key: &str) -> Result<&str> {
         let v = self.raw(key).ok_or_else(|| self.err(key, "missing"))?;
-        v.as_str()
-            .ok_or_else(|| self.err(key, format!("expected a string, got {v}")))
+        v.as_str().ok_or_else(|| self.err(key, format!("expected a string, got {v}")))
     }
 
     pub fn str_or<'a>(&'a self, key: &str, default: &'a str) -> Result<&'a str> {
@@ -115,26 +105,17 @@ impl JsonConfig {
 
     pub fn object(&self, key: &str) -> Result<&Map<String, Value>> {
         let v = self.raw(key).ok_or_else(|| self.err(key, "missing"))?;
-        v.as_object()
-            .ok_or_else(|| self.err(key, "expected an object"))
+        v.as_object().ok_or_else(|| self.err(key, "expected an object"))
     }
 
     /// The sub-object `key` as its own config (e.g. `vision_config` of a CLIP checkpoint).
     pub fn sub(&self, key: &str) -> Result<JsonConfig> {
         let obj = self.object(key)?;
-        Ok(JsonConfig {
-            path: self.path.clone(),
-            prefix: self.full(key),
-            value: Value::Object(obj.clone()),
-        })
+        Ok(JsonConfig { path: self.path.clone(), prefix: self.full(key), value: Value::Object(obj.clone()) })
     }
 
     /// A config built in memory (tests, converted checkpoints).
     pub fn from_value(path: &Path, value: Value) -> JsonConfig {
-        JsonConfig {
-            path: path.to_path_buf(),
-            prefix: String::new(),
-            value,
-        }
+        JsonConfig { path: path.to_path_buf(), prefix: String::new(), value }
     }
 }

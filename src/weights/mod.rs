@@ -53,11 +53,7 @@ impl Checkpoint {
             }
             shards.push(file);
         }
-        Ok(Checkpoint {
-            dir: dir.to_path_buf(),
-            shards,
-            location,
-        })
+        Ok(Checkpoint { dir: dir.to_path_buf(), shards, location })
     }
 
     pub fn dir(&self) -> &Path {
@@ -83,17 +79,10 @@ impl Checkpoint {
 
     /// The tensor `name` as f32, checked against `expected` shape when given.
     pub fn get(&self, name: &str, expected: Option<&[usize]>) -> Result<Tensor> {
-        let shard = self
-            .location
-            .get(name)
-            .ok_or_else(|| Error::MissingTensor {
-                path: self
-                    .shards
-                    .first()
-                    .map(|s| s.path().to_path_buf())
-                    .unwrap_or_else(|| self.dir.clone()),
-                tensor: name.to_string(),
-            })?;
+        let shard = self.location.get(name).ok_or_else(|| Error::MissingTensor {
+            path: self.shards.first().map(|s| s.path().to_path_buf()).unwrap_or_else(|| self.dir.clone()),
+            tensor: name.to_string(),
+        })?;
         self.shards[*shard].get(name, expected)
     }
 
@@ -124,13 +113,8 @@ fn shard_paths_from_index(index: &Path) -> Result<Vec<PathBuf>> {
     let map = cfg.object("weight_map")?;
     let mut files: Vec<String> = Vec::new();
     for (tensor, file) in map {
-        let file = file.as_str().ok_or_else(|| {
-            Error::field(
-                index,
-                format!("weight_map.{tensor}"),
-                "expected a file name",
-            )
-        })?;
+        let file =
+            file.as_str().ok_or_else(|| Error::field(index, format!("weight_map.{tensor}"), "expected a file name"))?;
         if !files.iter().any(|f| f == file) {
             files.push(file.to_string());
         }

@@ -27,22 +27,10 @@ impl SafetensorsFile {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: the map is read-only; cpeal never writes to a file it has mapped.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let (header_len, metadata) =
-            SafeTensors::read_metadata(&map).map_err(|e| Error::BadSafetensors {
-                path: path.to_path_buf(),
-                reason: describe(&e, map.len()),
-            })?;
-        let tensors = metadata
-            .tensors()
-            .into_iter()
-            .map(|(name, info)| (name, info.clone()))
-            .collect();
-        Ok(SafetensorsFile {
-            path: path.to_path_buf(),
-            map: Arc::new(map),
-            data_start: 8 + header_len,
-            tensors,
-        })
+        let (header_len, metadata) = SafeTensors::read_metadata(&map)
+            .map_err(|e| Error::BadSafetensors { path: path.to_path_buf(), reason: describe(&e, map.len()) })?;
+        let tensors = metadata.tensors().into_iter().map(|(name, info)| (name, info.clone())).collect();
+        Ok(SafetensorsFile { path: path.to_path_buf(), map: Arc::new(map), data_start: 8 + header_len, tensors })
     }
 
     pub fn path(&self) -> &Path {
@@ -62,10 +50,7 @@ impl SafetensorsFile {
     }
 
     fn info_or_missing(&self, name: &str) -> Result<&TensorInfo> {
-        self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
-            path: self.path.clone(),
-            tensor: name.to_string(),
-        })
+        self.tensors.get(name).ok_or_else(|| Error::MissingTensor { path: self.path.clone(), tensor: name.to_string() })
     }
 
     fn bytes(&self, info: &TensorInfo) -> &[u8] {
@@ -80,10 +65,7 @@ impl SafetensorsFile {
                 return Err(Error::tensor(
                     &self.path,
                     name,
-                    format!(
-                        "shape {:?} in the file, but the config implies {expected:?}",
-                        info.shape
-                    ),
+                    format!("shape {:?} in the file, but the config implies {expected:?}", info.shape),
                 ));
             }
         }
@@ -91,47 +73,26 @@ impl SafetensorsFile {
         let start = self.data_start + info.data_offsets.0;
         let bytes = self.bytes(info);
         let storage = match info.dtype {
-            Dtype::F32 if start % 4 == 0 => CpuStorage::Mapped {
-                map: Arc::clone(&self.map),
-                byte_offset: start,
-                len: numel,
-            },
-            Dtype::F32 => CpuStorage::owned(
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-            ),
-            Dtype::F16 => CpuStorage::owned(
-                bytes
-                    .chunks_exact(2)
-                    .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
-            ),
-            Dtype::BF16 => CpuStorage::owned(
-                bytes
-                    .chunks_exact(2)
-                    .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
-            ),
+            Dtype::F32 if start % 4 == 0 => {
+                CpuStorage::Mapped { map: Arc::clone(&self.map), byte_offset: start, len: numel }
+            }
+            Dtype::F32 => {
+                CpuStorage::owned(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            }
+            Dtype::F16 => {
+                CpuStorage::owned(bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect())
+            }
+            Dtype::BF16 => {
+                CpuStorage::owned(bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect())
+            }
             Dtype::F64 => CpuStorage::owned(
-                bytes
-                    .chunks_exact(8)
-                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
-                    .collect(),
+                bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
             ),
             other => {
-                return Err(Error::tensor(
-                    &self.path,
-                    name,
-                    format!("dtype {other:?}, expected F32, F16 or BF16"),
-                ))
+                return Err(Error::tensor(&self.path, name, format!("dtype {other:?}, expected F32, F16 or BF16")))
             }
         };
-        Ok(Tensor::from_storage(
-            Storage::Cpu(storage),
-            info.shape.clone(),
-        ))
+        Ok(Tensor::from_storage(Storage::Cpu(storage), info.shape.clone()))
     }
 
     /// An integer tensor (I64 or I32) as i64 values with its shape.
@@ -139,21 +100,9 @@ impl SafetensorsFile {
         let info = self.info_or_missing(name)?;
         let bytes = self.bytes(info);
         let values = match info.dtype {
-            Dtype::I64 => bytes
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-                .collect(),
-            Dtype::I32 => bytes
-                .chunks_exact(4)
-                .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64)
-                .collect(),
-            other => {
-                return Err(Error::tensor(
-                    &self.path,
-                    name,
-                    format!("dtype {other:?}, expected I64 or I32"),
-                ))
-            }
+            Dtype::I64 => bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
+            Dtype::I32 => bytes.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect(),
+            other => return Err(Error::tensor(&self.path, name, format!("dtype {other:?}, expected I64 or I32"))),
         };
         Ok((values, info.shape.clone()))
     }
@@ -170,12 +119,8 @@ fn describe(err: &safetensors::SafeTensorError, file_len: usize) -> String {
         E::HeaderTooSmall => {
             format!("file is {file_len} bytes, too short for a safetensors header")
         }
-        E::InvalidHeaderLength => {
-            "header length points past the end of the file (truncated or not safetensors)".into()
-        }
-        E::MetadataIncompleteBuffer => {
-            "data section does not match the header (truncated or padded file)".into()
-        }
+        E::InvalidHeaderLength => "header length points past the end of the file (truncated or not safetensors)".into(),
+        E::MetadataIncompleteBuffer => "data section does not match the header (truncated or padded file)".into(),
         other => other.to_string(),
     }
 }
@@ -210,17 +155,7 @@ pub fn save_safetensors(
         .iter()
         .map(|(name, t)| Ok((name.to_string(), t.shape().to_vec(), t.to_vec()?)))
         .collect::<Result<_>>()?;
-    let views = host.iter().map(|(name, shape, data)| {
-        (
-            name.as_str(),
-            F32View {
-                shape: shape.clone(),
-                data,
-            },
-        )
-    });
-    safetensors::serialize_to_file(views, metadata, path).map_err(|e| Error::BadSafetensors {
-        path: path.to_path_buf(),
-        reason: format!("cannot write: {e}"),
-    })
+    let views = host.iter().map(|(name, shape, data)| (name.as_str(), F32View { shape: shape.clone(), data }));
+    safetensors::serialize_to_file(views, metadata, path)
+        .map_err(|e| Error::BadSafetensors { path: path.to_path_buf(), reason: format!("cannot write: {e}") })
 }

@@ -14,23 +14,13 @@ pub struct VarBuilder<'a> {
 
 impl<'a> VarBuilder<'a> {
     pub(super) fn new(checkpoint: &'a Checkpoint) -> Self {
-        VarBuilder {
-            checkpoint,
-            prefix: String::new(),
-        }
+        VarBuilder { checkpoint, prefix: String::new() }
     }
 
     /// Push a path component (`pp` = "push prefix").
     pub fn pp(&self, name: impl std::fmt::Display) -> VarBuilder<'a> {
-        let prefix = if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}.{name}", self.prefix)
-        };
-        VarBuilder {
-            checkpoint: self.checkpoint,
-            prefix,
-        }
+        let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
+        VarBuilder { checkpoint: self.checkpoint, prefix }
     }
 
     pub fn path(&self, name: &str) -> String {
@@ -64,17 +54,8 @@ impl<'a> VarBuilder<'a> {
             }
         }
         Err(Error::MissingTensor {
-            path: self
-                .checkpoint
-                .shards()
-                .first()
-                .map(|s| s.path().to_path_buf())
-                .unwrap_or_default(),
-            tensor: names
-                .iter()
-                .map(|n| self.path(n))
-                .collect::<Vec<_>>()
-                .join("` or `"),
+            path: self.checkpoint.shards().first().map(|s| s.path().to_path_buf()).unwrap_or_default(),
+            tensor: names.iter().map(|n| self.path(n)).collect::<Vec<_>>().join("` or `"),
         })
     }
 

@@ -7,26 +7,18 @@ use cpeal::weights::SafetensorsFile;
 use cpeal::Tensor;
 
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
 
 pub fn load(path: &PathBuf, name: &str) -> Tensor {
-    SafetensorsFile::open(path)
-        .unwrap()
-        .get(name, None)
-        .unwrap()
+    SafetensorsFile::open(path).unwrap().get(name, None).unwrap()
 }
 
 /// Largest |a − b|, asserting equal shapes.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.shape(), b.shape());
     let (x, y) = (a.to_vec().unwrap(), b.to_vec().unwrap());
-    x.iter()
-        .zip(&y)
-        .map(|(p, q)| (p - q).abs())
-        .fold(0.0, f32::max)
+    x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max)
 }
 
 pub fn cpeal_bin() -> PathBuf {

@@ -6,11 +6,7 @@ use clap::{Parser, Subcommand};
 use crate::cmd;
 
 #[derive(Parser)]
-#[command(
-    name = "cpeal",
-    version,
-    about = "Parameter-efficient active learning with uncertainty calibration"
-)]
+#[command(name = "cpeal", version, about = "Parameter-efficient active learning with uncertainty calibration")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -28,4 +24,6 @@ pub enum Command {
     ZeroShot(cmd::zero_shot::Args),
     /// Time whole-model forwards.
     Bench(cmd::bench::Args),
+    /// Convert an exported DINOv2 ONNX graph into a Hugging Face Dinov2Model checkpoint.
+    ConvertOnnxDinov2(cmd::convert::Args),
 }

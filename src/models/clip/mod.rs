@@ -46,69 +46,36 @@ impl Clip {
         let with_text = full || arch.starts_with("CLIPText");
         let projection = full || arch.ends_with("WithProjection");
         let vision = if with_vision {
-            let vcfg = if full {
-                cfg.sub("vision_config")?
-            } else {
-                cfg.clone()
-            };
-            let proj = if projection {
-                Some(projection_layer(root, "visual_projection", &vcfg)?)
-            } else {
-                None
-            };
+            let vcfg = if full { cfg.sub("vision_config")? } else { cfg.clone() };
+            let proj = if projection { Some(projection_layer(root, "visual_projection", &vcfg)?) } else { None };
             Some(ClipVision::load(&vcfg, &root.pp("vision_model"), proj)?)
         } else {
             None
         };
         let text = if with_text {
-            let tcfg = if full {
-                cfg.sub("text_config")?
-            } else {
-                cfg.clone()
-            };
-            let proj = if projection {
-                Some(projection_layer(root, "text_projection", &tcfg)?)
-            } else {
-                None
-            };
+            let tcfg = if full { cfg.sub("text_config")? } else { cfg.clone() };
+            let proj = if projection { Some(projection_layer(root, "text_projection", &tcfg)?) } else { None };
             Some(ClipText::load(&tcfg, &root.pp("text_model"), proj)?)
         } else {
             None
         };
-        let logit_scale = if full {
-            Some(root.get("logit_scale", &[])?.to_vec()?[0])
-        } else {
-            None
-        };
-        Ok(Clip {
-            vision,
-            text,
-            logit_scale,
-            normalize: full,
-        })
+        let logit_scale = if full { Some(root.get("logit_scale", &[])?.to_vec()?[0]) } else { None };
+        Ok(Clip { vision, text, logit_scale, normalize: full })
     }
 
     pub fn forward_images(&self, pixels: &Tensor) -> Result<VisionOutput> {
-        let vision = self
-            .vision
-            .as_ref()
-            .ok_or_else(|| Error::invalid("clip", "this checkpoint has no vision tower"))?;
+        let vision =
+            self.vision.as_ref().ok_or_else(|| Error::invalid("clip", "this checkpoint has no vision tower"))?;
         let mut out = vision.forward(pixels)?;
         if self.normalize {
-            out.image_embeds = out
-                .image_embeds
-                .map(|e| ops::l2_normalize(&e))
-                .transpose()?;
+            out.image_embeds = out.image_embeds.map(|e| ops::l2_normalize(&e)).transpose()?;
         }
         Ok(out)
     }
 
     /// Token ids (each starting with BOS and containing EOS) → `text_embeds` (unit-norm for a `CLIPModel`).
     pub fn forward_texts(&self, ids: &[Vec<u32>]) -> Result<TextOutput> {
-        let text = self
-            .text
-            .as_ref()
-            .ok_or_else(|| Error::invalid("clip", "this checkpoint has no text tower"))?;
+        let text = self.text.as_ref().ok_or_else(|| Error::invalid("clip", "this checkpoint has no text tower"))?;
         let mut out = text.forward(ids)?;
         if self.normalize {
             out.text_embeds = out.text_embeds.map(|e| ops::l2_normalize(&e)).transpose()?;
@@ -118,9 +85,7 @@ impl Clip {
 
     /// exp(logit_scale) · image_embeds · text_embedsᵀ for unit-norm embeddings: `[images, texts]`.
     pub fn logits_per_image(&self, image_embeds: &Tensor, text_embeds: &Tensor) -> Result<Tensor> {
-        let scale = self
-            .logit_scale
-            .ok_or_else(|| Error::invalid("clip", "checkpoint has no logit_scale"))?;
+        let scale = self.logit_scale.ok_or_else(|| Error::invalid("clip", "checkpoint has no logit_scale"))?;
         let logits = ops::linear(image_embeds, text_embeds, ops::Epilogue::bias(None))?;
         let scaled: Vec<f32> = logits.to_vec()?.iter().map(|v| v * scale.exp()).collect();
         Tensor::from_vec(scaled, logits.shape())

@@ -29,10 +29,7 @@ pub struct TextOutput {
 impl ClipText {
     pub fn load(cfg: &JsonConfig, vb: &VarBuilder, projection: Option<Linear>) -> Result<ClipText> {
         let d = cfg.usize("hidden_size")?;
-        let (vocab, context_length) = (
-            cfg.usize("vocab_size")?,
-            cfg.usize_or("max_position_embeddings", 77)?,
-        );
+        let (vocab, context_length) = (cfg.usize("vocab_size")?, cfg.usize_or("max_position_embeddings", 77)?);
         let encoder_config = EncoderConfig {
             hidden: d,
             intermediate: cfg.usize("intermediate_size")?,
@@ -49,11 +46,7 @@ impl ClipText {
             context_length,
             token_embedding: emb.get("token_embedding.weight", &[vocab, d])?,
             position_embedding: emb.get("position_embedding.weight", &[context_length, d])?,
-            encoder: Encoder::load(
-                &vb.pp("encoder").pp("layers"),
-                encoder_config.clone(),
-                &super::NAMES,
-            )?,
+            encoder: Encoder::load(&vb.pp("encoder").pp("layers"), encoder_config.clone(), &super::NAMES)?,
             final_norm: LayerNorm::load(vb, "final_layer_norm", d, encoder_config.eps)?,
             encoder_config,
             projection,
@@ -65,43 +58,19 @@ impl ClipText {
         if ids.is_empty() || longest == 0 || longest > self.context_length {
             return Err(Error::invalid(
                 "clip text",
-                format!(
-                    "{} sequences of up to {longest} tokens (context is {})",
-                    ids.len(),
-                    self.context_length
-                ),
+                format!("{} sequences of up to {longest} tokens (context is {})", ids.len(), self.context_length),
             ));
         }
-        let pool_at: Vec<usize> = ids
-            .iter()
-            .map(|s| {
-                s.iter()
-                    .position(|&t| t == self.eos_token_id)
-                    .unwrap_or(s.len() - 1)
-            })
-            .collect();
+        let pool_at: Vec<usize> =
+            ids.iter().map(|s| s.iter().position(|&t| t == self.eos_token_id).unwrap_or(s.len() - 1)).collect();
         let padded: Vec<Vec<u32>> = ids
             .iter()
-            .map(|s| {
-                s.iter()
-                    .copied()
-                    .chain(std::iter::repeat(self.eos_token_id))
-                    .take(longest)
-                    .collect()
-            })
+            .map(|s| s.iter().copied().chain(std::iter::repeat(self.eos_token_id)).take(longest).collect())
             .collect();
         let tokens = ops::embedding(&padded, &self.token_embedding, &self.position_embedding)?;
         let last_hidden_state = self.final_norm.forward(&self.encoder.forward(tokens)?)?;
         let pooler_output = ops::select_rows(&last_hidden_state, &pool_at)?;
-        let text_embeds = self
-            .projection
-            .as_ref()
-            .map(|p| p.forward(&pooler_output))
-            .transpose()?;
-        Ok(TextOutput {
-            last_hidden_state,
-            pooler_output,
-            text_embeds,
-        })
+        let text_embeds = self.projection.as_ref().map(|p| p.forward(&pooler_output)).transpose()?;
+        Ok(TextOutput { last_hidden_state, pooler_output, text_embeds })
     }
 }

@@ -19,17 +19,9 @@ pub struct ClipVision {
 }
 
 impl ClipVision {
-    pub fn load(
-        cfg: &JsonConfig,
-        vb: &VarBuilder,
-        projection: Option<Linear>,
-    ) -> Result<ClipVision> {
+    pub fn load(cfg: &JsonConfig, vb: &VarBuilder, projection: Option<Linear>) -> Result<ClipVision> {
         let d = cfg.usize("hidden_size")?;
-        let (p, c, image_size) = (
-            cfg.usize("patch_size")?,
-            cfg.usize_or("num_channels", 3)?,
-            cfg.usize("image_size")?,
-        );
+        let (p, c, image_size) = (cfg.usize("patch_size")?, cfg.usize_or("num_channels", 3)?, cfg.usize("image_size")?);
         let grid = image_size / p;
         let encoder_config = EncoderConfig {
             hidden: d,
@@ -51,11 +43,7 @@ impl ClipVision {
         Ok(ClipVision {
             image_size,
             pre_norm: LayerNorm::load(vb, "pre_layrnorm", d, encoder_config.eps)?,
-            encoder: Encoder::load(
-                &vb.pp("encoder").pp("layers"),
-                encoder_config.clone(),
-                &super::NAMES,
-            )?,
+            encoder: Encoder::load(&vb.pp("encoder").pp("layers"), encoder_config.clone(), &super::NAMES)?,
             post_norm: LayerNorm::load(vb, "post_layernorm", d, encoder_config.eps)?,
             encoder_config,
             embeddings,
@@ -68,16 +56,7 @@ impl ClipVision {
         let last_hidden_state = self.encoder.forward(tokens)?;
         let cls = ops::select_rows(&last_hidden_state, &vec![0; last_hidden_state.shape()[0]])?;
         let pooled = self.post_norm.forward(&cls)?;
-        let image_embeds = self
-            .projection
-            .as_ref()
-            .map(|p| p.forward(&pooled))
-            .transpose()?;
-        Ok(VisionOutput {
-            last_hidden_state,
-            pooler_output: Some(pooled),
-            image_embeds,
-            logits: None,
-        })
+        let image_embeds = self.projection.as_ref().map(|p| p.forward(&pooled)).transpose()?;
+        Ok(VisionOutput { last_hidden_state, pooler_output: Some(pooled), image_embeds, logits: None })
     }
 }

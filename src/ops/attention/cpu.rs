@@ -20,12 +20,7 @@ unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 pub(super) fn attention(q: &[f32], k: &[f32], v: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
-    let Dims {
-        batch,
-        tokens: t,
-        heads,
-        head_dim: dh,
-    } = dims;
+    let Dims { batch, tokens: t, heads, head_dim: dh } = dims;
     let d = heads * dh;
     let mut out = vec![0f32; batch * t * d];
     let shared = SharedOut(out.as_mut_ptr());
@@ -86,11 +81,7 @@ unsafe fn gemm_nograd(
     rhs_is_keys: bool,
 ) {
     let d = d as isize;
-    let (lhs_rs, rhs_cs, rhs_rs) = if rhs_is_keys {
-        (d, d, 1)
-    } else {
-        (k as isize, 1, d)
-    };
+    let (lhs_rs, rhs_cs, rhs_rs) = if rhs_is_keys { (d, d, 1) } else { (k as isize, 1, d) };
     gemm::gemm(
         m,
         n,

@@ -10,23 +10,12 @@ use crate::tensor::{Storage, Tensor};
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
     let [b, t, d] = q.dims::<3>("attention")?;
     if k.shape() != q.shape() || v.shape() != q.shape() {
-        return Err(Error::shape(
-            "attention",
-            format!("q {:?}, k {:?}, v {:?}", q.shape(), k.shape(), v.shape()),
-        ));
+        return Err(Error::shape("attention", format!("q {:?}, k {:?}, v {:?}", q.shape(), k.shape(), v.shape())));
     }
     if heads == 0 || d % heads != 0 {
-        return Err(Error::shape(
-            "attention",
-            format!("hidden size {d} is not divisible by {heads} heads"),
-        ));
+        return Err(Error::shape("attention", format!("hidden size {d} is not divisible by {heads} heads")));
     }
-    let dims = cpu::Dims {
-        batch: b,
-        tokens: t,
-        heads,
-        head_dim: d / heads,
-    };
+    let dims = cpu::Dims { batch: b, tokens: t, heads, head_dim: d / heads };
     match q.storage() {
         Storage::Cpu(_) => {
             let out = cpu::attention(q.cpu_slice()?, k.cpu_slice()?, v.cpu_slice()?, dims, causal);
@@ -40,39 +29,24 @@ mod tests {
     use super::*;
     use crate::ops::test_util::{rand_vec, rel_err};
 
-    fn reference(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        b: usize,
-        t: usize,
-        h: usize,
-        dh: usize,
-        causal: bool,
-    ) -> Vec<f64> {
+    fn reference(q: &[f32], k: &[f32], v: &[f32], b: usize, t: usize, h: usize, dh: usize, causal: bool) -> Vec<f64> {
         let d = h * dh;
         let mut out = vec![0f64; b * t * d];
-        let at = |x: &[f32], bi: usize, ti: usize, hi: usize, j: usize| {
-            x[bi * t * d + ti * d + hi * dh + j] as f64
-        };
+        let at = |x: &[f32], bi: usize, ti: usize, hi: usize, j: usize| x[bi * t * d + ti * d + hi * dh + j] as f64;
         for bi in 0..b {
             for hi in 0..h {
                 for i in 0..t {
                     let n = if causal { i + 1 } else { t };
                     let s: Vec<f64> = (0..n)
                         .map(|j| {
-                            (0..dh)
-                                .map(|c| at(q, bi, i, hi, c) * at(k, bi, j, hi, c))
-                                .sum::<f64>()
-                                / (dh as f64).sqrt()
+                            (0..dh).map(|c| at(q, bi, i, hi, c) * at(k, bi, j, hi, c)).sum::<f64>() / (dh as f64).sqrt()
                         })
                         .collect();
                     let mx = s.iter().cloned().fold(f64::MIN, f64::max);
                     let z: f64 = s.iter().map(|x| (x - mx).exp()).sum();
                     for c in 0..dh {
-                        out[bi * t * d + i * d + hi * dh + c] = (0..n)
-                            .map(|j| (s[j] - mx).exp() / z * at(v, bi, j, hi, c))
-                            .sum();
+                        out[bi * t * d + i * d + hi * dh + c] =
+                            (0..n).map(|j| (s[j] - mx).exp() / z * at(v, bi, j, hi, c)).sum();
                     }
                 }
             }
@@ -82,29 +56,14 @@ mod tests {
 
     #[test]
     fn matches_float64_reference_with_and_without_causal_mask() {
-        for (b, t, h, dh, seed) in [
-            (1, 1, 1, 1, 1),
-            (2, 5, 3, 4, 2),
-            (3, 17, 4, 12, 3),
-            (1, 40, 2, 33, 4),
-        ] {
+        for (b, t, h, dh, seed) in [(1, 1, 1, 1, 1), (2, 5, 3, 4, 2), (3, 17, 4, 12, 3), (1, 40, 2, 33, 4)] {
             let n = b * t * h * dh;
-            let (q, k, v) = (
-                rand_vec(n, seed, 1.5),
-                rand_vec(n, seed + 1, 1.5),
-                rand_vec(n, seed + 2, 1.0),
-            );
+            let (q, k, v) = (rand_vec(n, seed, 1.5), rand_vec(n, seed + 1, 1.5), rand_vec(n, seed + 2, 1.0));
             let tensor = |x: &Vec<f32>| Tensor::from_vec(x.clone(), &[b, t, h * dh]).unwrap();
             for causal in [false, true] {
                 let y = attention(&tensor(&q), &tensor(&k), &tensor(&v), h, causal).unwrap();
-                let err = rel_err(
-                    &y.to_vec().unwrap(),
-                    &reference(&q, &k, &v, b, t, h, dh, causal),
-                );
-                assert!(
-                    err < 1e-6,
-                    "b={b} t={t} h={h} dh={dh} causal={causal}: {err}"
-                );
+                let err = rel_err(&y.to_vec().unwrap(), &reference(&q, &k, &v, b, t, h, dh, causal));
+                assert!(err < 1e-6, "b={b} t={t} h={h} dh={dh} causal={causal}: {err}");
             }
         }
     }

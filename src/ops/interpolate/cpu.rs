@@ -13,9 +13,7 @@ fn taps(input: usize, output: usize) -> Vec<([usize; 4], [f64; 4])> {
         .map(|o| {
             let src = (o as f64 + 0.5) * scale - 0.5;
             let base = src.floor();
-            let idx = std::array::from_fn(|i| {
-                (base as i64 - 1 + i as i64).clamp(0, input as i64 - 1) as usize
-            });
+            let idx = std::array::from_fn(|i| (base as i64 - 1 + i as i64).clamp(0, input as i64 - 1) as usize);
             (idx, cubic_weights(src - base))
         })
         .collect()
@@ -32,9 +30,7 @@ pub(super) fn bicubic(grid: &[f32], [h, w, d]: [usize; 3], [oh, ow]: [usize; 2])
                 for (xx, wxx) in ix.iter().zip(wx) {
                     let src = &grid[(yy * w + xx) * d..][..d];
                     let wgt = wyy * wxx;
-                    acc.iter_mut()
-                        .zip(src)
-                        .for_each(|(a, s)| *a += wgt * *s as f64);
+                    acc.iter_mut().zip(src).for_each(|(a, s)| *a += wgt * *s as f64);
                 }
             }
             let dst = &mut out[(oy * ow + ox) * d..][..d];

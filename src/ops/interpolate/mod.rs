@@ -11,10 +11,7 @@ use crate::tensor::{Storage, Tensor};
 pub fn interpolate_bicubic(grid: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
     let [h, w, d] = grid.dims::<3>("interpolate_bicubic")?;
     if h == 0 || w == 0 || out_h == 0 || out_w == 0 {
-        return Err(Error::shape(
-            "interpolate_bicubic",
-            format!("{h}x{w} -> {out_h}x{out_w}"),
-        ));
+        return Err(Error::shape("interpolate_bicubic", format!("{h}x{w} -> {out_h}x{out_w}")));
     }
     match grid.storage() {
         Storage::Cpu(_) => {
@@ -54,13 +51,9 @@ mod tests {
                     for dx in -1i64..=2 {
                         let ix = sx.floor() as i64 + dx;
                         let wx = kernel(sx - ix as f64);
-                        let (cy, cx) = (
-                            iy.clamp(0, h as i64 - 1) as usize,
-                            ix.clamp(0, w as i64 - 1) as usize,
-                        );
+                        let (cy, cx) = (iy.clamp(0, h as i64 - 1) as usize, ix.clamp(0, w as i64 - 1) as usize);
                         for c in 0..d {
-                            out[(oy * ow + ox) * d + c] +=
-                                wy * wx * g[(cy * w + cx) * d + c] as f64;
+                            out[(oy * ow + ox) * d + c] += wy * wx * g[(cy * w + cx) * d + c] as f64;
                         }
                     }
                 }
@@ -71,15 +64,11 @@ mod tests {
 
     #[test]
     fn matches_cubic_convolution_definition_up_and_down() {
-        for (h, w, d, oh, ow, seed) in [
-            (4, 4, 3, 6, 6, 1),
-            (37, 37, 5, 16, 16, 2),
-            (5, 7, 2, 11, 3, 3),
-            (2, 2, 1, 1, 1, 4),
-        ] {
+        for (h, w, d, oh, ow, seed) in
+            [(4, 4, 3, 6, 6, 1), (37, 37, 5, 16, 16, 2), (5, 7, 2, 11, 3, 3), (2, 2, 1, 1, 1, 4)]
+        {
             let g = rand_vec(h * w * d, seed, 1.0);
-            let y = interpolate_bicubic(&Tensor::from_vec(g.clone(), &[h, w, d]).unwrap(), oh, ow)
-                .unwrap();
+            let y = interpolate_bicubic(&Tensor::from_vec(g.clone(), &[h, w, d]).unwrap(), oh, ow).unwrap();
             let err = rel_err(&y.to_vec().unwrap(), &reference(&g, h, w, d, oh, ow));
             assert!(err < 1e-6, "{h}x{w} -> {oh}x{ow}: {err}");
         }
@@ -88,8 +77,7 @@ mod tests {
     #[test]
     fn same_size_is_identity() {
         let g = rand_vec(3 * 3 * 2, 9, 1.0);
-        let y =
-            interpolate_bicubic(&Tensor::from_vec(g.clone(), &[3, 3, 2]).unwrap(), 3, 3).unwrap();
+        let y = interpolate_bicubic(&Tensor::from_vec(g.clone(), &[3, 3, 2]).unwrap(), 3, 3).unwrap();
         for (a, b) in y.to_vec().unwrap().iter().zip(&g) {
             assert!((a - b).abs() < 1e-6);
         }

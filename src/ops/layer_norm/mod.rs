@@ -13,13 +13,7 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
     expect_shape("layer_norm", "beta", beta, &[d])?;
     match x.storage() {
         Storage::Cpu(_) => {
-            let out = cpu::layer_norm(
-                x.cpu_slice()?,
-                gamma.cpu_slice()?,
-                beta.cpu_slice()?,
-                d,
-                eps,
-            );
+            let out = cpu::layer_norm(x.cpu_slice()?, gamma.cpu_slice()?, beta.cpu_slice()?, d, eps);
             Tensor::from_vec(out, x.shape())
         }
     }
@@ -33,10 +27,7 @@ mod tests {
     #[test]
     fn matches_float64_reference() {
         for (rows, d, seed) in [(1, 1, 1), (3, 7, 2), (17, 48, 3), (5, 769, 4)] {
-            let x: Vec<f32> = rand_vec(rows * d, seed, 2.0)
-                .iter()
-                .map(|v| v + 0.5)
-                .collect();
+            let x: Vec<f32> = rand_vec(rows * d, seed, 2.0).iter().map(|v| v + 0.5).collect();
             let g = rand_vec(d, seed + 1, 1.0);
             let b = rand_vec(d, seed + 2, 1.0);
             let eps = 1e-5;
@@ -46,8 +37,7 @@ mod tests {
                 let mean = row.iter().map(|v| *v as f64).sum::<f64>() / d as f64;
                 let var = row.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
                 for j in 0..d {
-                    want[r * d + j] =
-                        (row[j] as f64 - mean) / (var + eps).sqrt() * g[j] as f64 + b[j] as f64;
+                    want[r * d + j] = (row[j] as f64 - mean) / (var + eps).sqrt() * g[j] as f64 + b[j] as f64;
                 }
             }
             let y = layer_norm(

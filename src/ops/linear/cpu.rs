@@ -6,14 +6,7 @@ use crate::error::Result;
 use super::Epilogue;
 use crate::ops::par_rows;
 
-pub(super) fn linear(
-    x: &[f32],
-    w: &[f32],
-    m: usize,
-    n: usize,
-    k: usize,
-    e: &Epilogue,
-) -> Result<Vec<f32>> {
+pub(super) fn linear(x: &[f32], w: &[f32], m: usize, n: usize, k: usize, e: &Epilogue) -> Result<Vec<f32>> {
     let mut out = vec![0f32; m * n];
     matmul_xwt(&mut out, x, w, m, n, k);
     let bias = e.bias.map(|t| t.cpu_slice()).transpose()?;
@@ -28,9 +21,7 @@ pub(super) fn linear(
             row.iter_mut().zip(s).for_each(|(v, s)| *v *= s);
         }
         if let Some(res) = residual {
-            row.iter_mut()
-                .zip(&res[r * n..][..n])
-                .for_each(|(v, x)| *v += x);
+            row.iter_mut().zip(&res[r * n..][..n]).for_each(|(v, x)| *v += x);
         }
     });
     Ok(out)
@@ -44,9 +35,9 @@ pub(crate) fn matmul_xwt(out: &mut [f32], x: &[f32], w: &[f32], m: usize, n: usi
     assert!(out.len() == m * n && x.len() == m * k && w.len() == n * k);
     let blocks = rayon::current_num_threads().max(1);
     let rows_per_block = m.div_ceil(blocks).max(if m * n * k < 1 << 18 { m } else { 16 });
-    out.par_chunks_mut(rows_per_block * n.max(1)).zip(x.par_chunks(rows_per_block * k.max(1))).for_each(|(o, xs)| {
-        matmul_xwt_serial(o, xs, w, o.len() / n.max(1), n, k)
-    });
+    out.par_chunks_mut(rows_per_block * n.max(1))
+        .zip(x.par_chunks(rows_per_block * k.max(1)))
+        .for_each(|(o, xs)| matmul_xwt_serial(o, xs, w, o.len() / n.max(1), n, k));
 }
 
 fn matmul_xwt_serial(out: &mut [f32], x: &[f32], w: &[f32], m: usize, n: usize, k: usize) {

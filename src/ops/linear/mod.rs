@@ -20,12 +20,7 @@ pub struct Epilogue<'a> {
 
 impl<'a> Epilogue<'a> {
     pub fn bias(bias: Option<&'a Tensor>) -> Self {
-        Epilogue {
-            bias,
-            activation: Activation::None,
-            layer_scale: None,
-            residual: None,
-        }
+        Epilogue { bias, activation: Activation::None, layer_scale: None, residual: None }
     }
     pub fn with_activation(mut self, activation: Activation) -> Self {
         self.activation = activation;
@@ -45,10 +40,7 @@ impl<'a> Epilogue<'a> {
 pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
     let [n, k] = w.dims::<2>("linear")?;
     if x.last_dim() != k {
-        return Err(Error::shape(
-            "linear",
-            format!("input {:?} against weight {:?}", x.shape(), w.shape()),
-        ));
+        return Err(Error::shape("linear", format!("input {:?} against weight {:?}", x.shape(), w.shape())));
     }
     let mut out_shape = x.shape().to_vec();
     *out_shape.last_mut().unwrap() = n;
@@ -65,19 +57,13 @@ fn check_epilogue(e: &Epilogue, n: usize, out_shape: &[usize]) -> Result<()> {
     for (what, t) in [("bias", e.bias), ("layer_scale", e.layer_scale)] {
         if let Some(t) = t {
             if t.numel() != n {
-                return Err(Error::shape(
-                    "linear",
-                    format!("{what} has {} values for {n} outputs", t.numel()),
-                ));
+                return Err(Error::shape("linear", format!("{what} has {} values for {n} outputs", t.numel())));
             }
         }
     }
     if let Some(r) = e.residual {
         if r.shape() != out_shape {
-            return Err(Error::shape(
-                "linear",
-                format!("residual {:?} vs output {out_shape:?}", r.shape()),
-            ));
+            return Err(Error::shape("linear", format!("residual {:?} vs output {out_shape:?}", r.shape())));
         }
     }
     Ok(())
@@ -88,23 +74,11 @@ mod tests {
     use super::*;
     use crate::ops::test_util::{erf64, rand_vec, rel_err};
 
-    fn reference(
-        x: &[f32],
-        w: &[f32],
-        b: &[f32],
-        ls: &[f32],
-        res: &[f32],
-        m: usize,
-        n: usize,
-        k: usize,
-    ) -> Vec<f64> {
+    fn reference(x: &[f32], w: &[f32], b: &[f32], ls: &[f32], res: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
         let mut out = vec![0f64; m * n];
         for i in 0..m {
             for j in 0..n {
-                let dot: f64 = (0..k)
-                    .map(|p| x[i * k + p] as f64 * w[j * k + p] as f64)
-                    .sum::<f64>()
-                    + b[j] as f64;
+                let dot: f64 = (0..k).map(|p| x[i * k + p] as f64 * w[j * k + p] as f64).sum::<f64>() + b[j] as f64;
                 let gelu = 0.5 * dot * (1.0 + erf64(dot / 2f64.sqrt()));
                 out[i * n + j] = res[i * n + j] as f64 + ls[j] as f64 * gelu;
             }
@@ -114,12 +88,7 @@ mod tests {
 
     #[test]
     fn fused_epilogue_matches_float64_on_odd_shapes() {
-        for (m, n, k, seed) in [
-            (1, 1, 1, 1),
-            (7, 13, 5, 2),
-            (33, 65, 129, 3),
-            (130, 17, 64, 4),
-        ] {
+        for (m, n, k, seed) in [(1, 1, 1, 1), (7, 13, 5, 2), (33, 65, 129, 3), (130, 17, 64, 4)] {
             let x = rand_vec(m * k, seed, 1.0);
             let w = rand_vec(n * k, seed + 10, 0.5);
             let b = rand_vec(n, seed + 20, 0.5);
@@ -136,10 +105,7 @@ mod tests {
                 .with_residual(&rt);
             let y = linear(&xt, &wt, epi).unwrap();
             assert_eq!(y.shape(), &[m, n]);
-            let err = rel_err(
-                &y.to_vec().unwrap(),
-                &reference(&x, &w, &b, &ls, &res, m, n, k),
-            );
+            let err = rel_err(&y.to_vec().unwrap(), &reference(&x, &w, &b, &ls, &res, m, n, k));
             assert!(err < 1e-6, "m={m} n={n} k={k}: rel err {err}");
         }
     }
@@ -148,9 +114,7 @@ mod tests {
     fn rejects_mismatched_inner_dimension() {
         let x = Tensor::from_vec(vec![1.0; 6], &[2, 3]).unwrap();
         let w = Tensor::from_vec(vec![1.0; 8], &[2, 4]).unwrap();
-        let err = linear(&x, &w, Epilogue::bias(None))
-            .unwrap_err()
-            .to_string();
+        let err = linear(&x, &w, Epilogue::bias(None)).unwrap_err().to_string();
         assert!(err.contains("linear"), "{err}");
     }
 }

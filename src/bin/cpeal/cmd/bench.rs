@@ -50,17 +50,13 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
 
 fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
     if args.batch_size == 0 || args.iters == 0 {
-        return Err(Error::invalid(
-            "bench",
-            "--batch-size and --iters must be at least 1",
-        ));
+        return Err(Error::invalid("bench", "--batch-size and --iters must be at least 1"));
     }
     let device = Device::open(args.device)?;
     let (dir, label, _tmp) = match (&args.model, &args.arch) {
         (Some(dir), _) => (dir.clone(), dir.display().to_string(), None),
         (None, Some(arch)) => {
-            let tmp =
-                std::env::temp_dir().join(format!("cpeal-bench-{arch}-{}", std::process::id()));
+            let tmp = std::env::temp_dir().join(format!("cpeal-bench-{arch}-{}", std::process::id()));
             presets::write_random_checkpoint(arch, &tmp, 0)?;
             (tmp.clone(), arch.clone(), Some(TempDir(tmp)))
         }
@@ -68,9 +64,7 @@ fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
     };
     let model = Model::load(&dir)?;
     let s = args.image_size;
-    let data: Vec<f32> = (0..args.batch_size * 3 * s * s)
-        .map(|i| ((i % 251) as f32 / 125.0) - 1.0)
-        .collect();
+    let data: Vec<f32> = (0..args.batch_size * 3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
     let pixels = Tensor::from_vec(data, &[args.batch_size, 3, s, s])?.to_device(&device)?;
     for _ in 0..args.warmup {
         model.forward_images(&pixels)?;

@@ -37,51 +37,28 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     let model = Model::load(&args.model)?;
     match &args.input {
         Some(input) => embed_tensor_file(&model, &device, input, args),
-        None => super::embed_images::run(
-            &model,
-            &args.model,
-            &device,
-            &args.images,
-            args.batch_size,
-            &args.output,
-        ),
+        None => super::embed_images::run(&model, &args.model, &device, &args.images, args.batch_size, &args.output),
     }
 }
 
-fn embed_tensor_file(
-    model: &Model,
-    device: &Device,
-    input: &Path,
-    args: &Args,
-) -> cpeal::Result<()> {
+fn embed_tensor_file(model: &Model, device: &Device, input: &Path, args: &Args) -> cpeal::Result<()> {
     let pixels = SafetensorsFile::open(input)?.get("pixel_values", None)?;
     let [b, c, _, _] = pixels.dims::<4>("pixel_values").map_err(|_| {
-        Error::tensor(
-            input,
-            "pixel_values",
-            format!("shape {:?}, expected [B, 3, H, W]", pixels.shape()),
-        )
+        Error::tensor(input, "pixel_values", format!("shape {:?}, expected [B, 3, H, W]", pixels.shape()))
     })?;
     if c != 3 || b == 0 {
-        return Err(Error::tensor(
-            input,
-            "pixel_values",
-            format!("shape {:?}, expected [B, 3, H, W]", pixels.shape()),
-        ));
+        return Err(Error::tensor(input, "pixel_values", format!("shape {:?}, expected [B, 3, H, W]", pixels.shape())));
     }
     let mut parts: Vec<VisionOutput> = Vec::new();
     for start in (0..b).step_by(args.batch_size) {
-        let batch =
-            slice_batch(&pixels, start, (start + args.batch_size).min(b))?.to_device(device)?;
+        let batch = slice_batch(&pixels, start, (start + args.batch_size).min(b))?.to_device(device)?;
         parts.push(model.forward_images(&batch)?);
     }
     let out = concat_outputs(&parts)?;
     let mut named: Vec<(&str, &Tensor)> = vec![("last_hidden_state", &out.last_hidden_state)];
-    for (name, t) in [
-        ("pooler_output", &out.pooler_output),
-        ("image_embeds", &out.image_embeds),
-        ("logits", &out.logits),
-    ] {
+    for (name, t) in
+        [("pooler_output", &out.pooler_output), ("image_embeds", &out.image_embeds), ("logits", &out.logits)]
+    {
         if let Some(t) = t {
             named.push((name, t));
         }
@@ -117,12 +94,7 @@ fn concat_outputs(parts: &[VisionOutput]) -> cpeal::Result<VisionOutput> {
         tensors.map(|ts| concat_rows(&ts)).transpose()
     };
     Ok(VisionOutput {
-        last_hidden_state: concat_rows(
-            &parts
-                .iter()
-                .map(|p| &p.last_hidden_state)
-                .collect::<Vec<_>>(),
-        )?,
+        last_hidden_state: concat_rows(&parts.iter().map(|p| &p.last_hidden_state).collect::<Vec<_>>())?,
         pooler_output: optional(|p| p.pooler_output.as_ref())?,
         image_embeds: optional(|p| p.image_embeds.as_ref())?,
         logits: optional(|p| p.logits.as_ref())?,

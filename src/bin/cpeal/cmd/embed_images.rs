@@ -59,17 +59,9 @@ pub fn run(
     std::fs::write(&list, names.join("\n") + "\n").map_err(|e| Error::io(&list, e))?;
     let meta = HashMap::from([
         ("model".to_string(), model_dir.display().to_string()),
-        (
-            "files".to_string(),
-            serde_json::to_string(&names).unwrap_or_default(),
-        ),
+        ("files".to_string(), serde_json::to_string(&names).unwrap_or_default()),
     ]);
     save_safetensors(output, &[("embeddings", &embeddings)], Some(meta))?;
-    eprintln!(
-        "wrote {} ({} images, file order in {})",
-        output.display(),
-        files.len(),
-        list.display()
-    );
+    eprintln!("wrote {} ({} images, file order in {})", output.display(), files.len(), list.display());
     Ok(())
 }

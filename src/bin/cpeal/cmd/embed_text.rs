@@ -33,10 +33,7 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     Device::open(args.device)?;
     let model = Model::load(&args.model)?;
     let embeds = embed_texts(&model, &args.model, &texts)?;
-    let meta = HashMap::from([(
-        "texts".to_string(),
-        serde_json::to_string(&texts).unwrap_or_default(),
-    )]);
+    let meta = HashMap::from([("texts".to_string(), serde_json::to_string(&texts).unwrap_or_default())]);
     save_safetensors(&args.output, &[("text_embeds", &embeds)], Some(meta))?;
     eprintln!("wrote {} ({} texts)", args.output.display(), texts.len());
     Ok(())
@@ -44,35 +41,21 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
 
 /// Projected text embeddings of `texts` (unit-norm for a full CLIPModel).
 pub fn embed_texts(model: &Model, model_dir: &Path, texts: &[String]) -> cpeal::Result<Tensor> {
-    let clip = model.clip().ok_or_else(|| {
-        Error::invalid(
-            model_dir.display().to_string(),
-            "not a CLIP checkpoint: no text tower",
-        )
-    })?;
+    let clip = model
+        .clip()
+        .ok_or_else(|| Error::invalid(model_dir.display().to_string(), "not a CLIP checkpoint: no text tower"))?;
     let tokenizer = ClipTokenizer::from_dir(model_dir)?;
     let ids = tokenizer.encode_batch(texts)?;
-    clip.forward_texts(&ids)?.text_embeds.ok_or_else(|| {
-        Error::invalid(
-            model_dir.display().to_string(),
-            "checkpoint has no text_projection",
-        )
-    })
+    clip.forward_texts(&ids)?
+        .text_embeds
+        .ok_or_else(|| Error::invalid(model_dir.display().to_string(), "checkpoint has no text_projection"))
 }
 
 pub fn read_lines(file: &Path) -> cpeal::Result<Vec<String>> {
     let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-    let lines: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
+    let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     if lines.is_empty() {
-        return Err(Error::invalid(
-            file.display().to_string(),
-            "no non-empty lines",
-        ));
+        return Err(Error::invalid(file.display().to_string(), "no non-empty lines"));
     }
     Ok(lines)
 }

@@ -37,9 +37,7 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
 }
 
 fn tower(name: &str, c: &EncoderConfig, image_size: Option<usize>) {
-    let image = image_size
-        .map(|s| format!(", image {s}px"))
-        .unwrap_or_default();
+    let image = image_size.map(|s| format!(", image {s}px")).unwrap_or_default();
     println!(
         "{name:<6} tower: hidden {}, layers {}, heads {}, mlp {}, {:?}{image}",
         c.hidden, c.layers, c.heads, c.intermediate, c.activation

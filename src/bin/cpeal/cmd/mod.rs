@@ -1,6 +1,7 @@
 //! One module per subcommand; `dispatch` is the only place that knows them all.
 
 pub mod bench;
+pub mod convert;
 pub mod embed;
 pub mod embed_images;
 pub mod embed_text;
@@ -16,5 +17,6 @@ pub fn dispatch(command: Command) -> cpeal::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::EmbedText(args) => embed_text::run(&args),
         Command::ZeroShot(args) => zero_shot::run(&args),
+        Command::ConvertOnnxDinov2(args) => convert::run(&args),
     }
 }
