@@ -52,6 +52,8 @@ def parse_args():
     p.add_argument("--model", default=os.path.join(ASSETS, "dinov2-s14"))
     p.add_argument("--out", default=os.path.join(ASSETS, "verify"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cpeal", help="a cpeal binary: also compare `cpeal embed` with onnxruntime")
+    p.add_argument("--skip-transformers", action="store_true", help="do not run torch/transformers")
     return p.parse_args()
 
 
@@ -120,24 +122,43 @@ def run_transformers(model_dir, pixels):
     return out.last_hidden_state.numpy()
 
 
+def run_cpeal(binary, model_dir, inputs, out_dir):
+    import subprocess
+    from safetensors.numpy import load_file
+
+    out = os.path.join(out_dir, "cpeal_outputs.safetensors")
+    subprocess.run([binary, "embed", "--model", model_dir, "--input", inputs, "--output", out, "--device", "cpu"],
+                   check=True)
+    return load_file(out)["last_hidden_state"]
+
+
+def report(name, got, want):
+    if got.shape != want.shape:
+        sys.exit(f"verify: shape mismatch: {name} {got.shape} vs onnxruntime {want.shape}")
+    err = float(np.abs(got - want).max())
+    print(f"last_hidden_state {want.shape}: max abs error {name} vs onnxruntime(original) = {err:.3e} "
+          f"(mean abs {np.abs(got - want).mean():.3e}, max |value| {np.abs(want).max():.2f})")
+    return err
+
+
 def main():
     args = parse_args()
     rng = np.random.default_rng(args.seed)
     pixels = ((rng.random((2, 3, 224, 224), dtype=np.float32) - MEAN) / STD).astype(np.float32)
     ort_lhs, grid, resized = run_onnx(args.onnx, pixels)
-    check_resize(grid, resized)
-    hf_lhs = run_transformers(args.model, pixels)
-    if hf_lhs.shape != ort_lhs.shape:
-        sys.exit(f"verify: shape mismatch: transformers {hf_lhs.shape} vs onnxruntime {ort_lhs.shape}")
-    err = float(np.abs(hf_lhs - ort_lhs).max())
     os.makedirs(args.out, exist_ok=True)
-    save_file({"pixel_values": pixels}, os.path.join(args.out, "inputs.safetensors"))
+    inputs = os.path.join(args.out, "inputs.safetensors")
+    save_file({"pixel_values": pixels}, inputs)
     save_file({"last_hidden_state": ort_lhs}, os.path.join(args.out, "ort_last_hidden_state.safetensors"))
-    print(f"last_hidden_state {ort_lhs.shape}: max abs error transformers(converted) vs onnxruntime(original) = "
-          f"{err:.3e} (mean abs {np.abs(hf_lhs - ort_lhs).mean():.3e}, max |value| {np.abs(ort_lhs).max():.2f})")
     print(f"wrote {args.out}/inputs.safetensors and ort_last_hidden_state.safetensors")
-    if not err <= TOLERANCE:
-        sys.exit(f"verify: FAILED, {err:.3e} > {TOLERANCE}")
+    errors = []
+    if not args.skip_transformers:
+        check_resize(grid, resized)
+        errors.append(report("transformers(converted)", run_transformers(args.model, pixels), ort_lhs))
+    if args.cpeal:
+        errors.append(report("cpeal(converted)", run_cpeal(args.cpeal, args.model, inputs, args.out), ort_lhs))
+    if not all(e <= TOLERANCE for e in errors):
+        sys.exit(f"verify: FAILED, {max(errors):.3e} > {TOLERANCE}")
     print(f"verify: OK (<= {TOLERANCE})")
 
 

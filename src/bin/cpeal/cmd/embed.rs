@@ -15,11 +15,20 @@ pub struct Args {
     #[arg(long)]
     pub model: PathBuf,
     /// safetensors file with `pixel_values` [B, 3, H, W] (f32, already normalised)
-    #[arg(long, conflicts_with = "images", required_unless_present = "images")]
+    #[arg(long, conflicts_with_all = ["images", "idx"], required_unless_present_any = ["images", "idx"])]
     pub input: Option<PathBuf>,
     /// image files or folders (searched recursively); writes pooled embeddings [N, D]
     #[arg(long, num_args = 1..)]
     pub images: Vec<PathBuf>,
+    /// MNIST-layout dataset folder (e.g. Fashion-MNIST IDX files); writes `embeddings` and `labels`
+    #[arg(long, conflicts_with = "images")]
+    pub idx: Option<PathBuf>,
+    /// IDX split: `train` or `t10k`
+    #[arg(long, default_value = "t10k", requires = "idx")]
+    pub split: String,
+    /// embed only the first N images of the split
+    #[arg(long, requires = "idx")]
+    pub limit: Option<usize>,
     /// output safetensors file
     #[arg(long)]
     pub output: PathBuf,
@@ -35,10 +44,15 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     }
     let device = Device::open(args.device)?;
     let model = Model::load(&args.model)?;
-    match &args.input {
-        Some(input) => embed_tensor_file(&model, &device, input, args),
-        None => super::embed_images::run(&model, &args.model, &device, &args.images, args.batch_size, &args.output),
+    if let Some(input) = &args.input {
+        return embed_tensor_file(&model, &device, input, args);
     }
+    if let Some(dir) = &args.idx {
+        let req =
+            super::embed_idx::IdxRequest { dir, split: &args.split, limit: args.limit, batch_size: args.batch_size };
+        return super::embed_idx::run(&model, &args.model, &device, &req, &args.output);
+    }
+    super::embed_images::run(&model, &args.model, &device, &args.images, args.batch_size, &args.output)
 }
 
 fn embed_tensor_file(model: &Model, device: &Device, input: &Path, args: &Args) -> cpeal::Result<()> {

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod convert;
 pub mod embed;
+pub mod embed_idx;
 pub mod embed_images;
 pub mod embed_text;
 pub mod info;

@@ -1,0 +1,55 @@
+//! `cpeal embed --idx DIR [--split t10k] [--limit N]`: pooled embeddings of an MNIST-layout dataset
+//! (Fashion-MNIST), with its labels: `embeddings` [N, D] and `labels` [N].
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use cpeal::data::idx::read_split;
+use cpeal::models::Model;
+use cpeal::progress::Progress;
+use cpeal::weights::save_safetensors;
+use cpeal::{Device, Error, Tensor};
+use rayon::prelude::*;
+
+use super::embed::concat_rows;
+use super::embed_images::preprocessor_for;
+
+pub struct IdxRequest<'a> {
+    pub dir: &'a Path,
+    pub split: &'a str,
+    pub limit: Option<usize>,
+    pub batch_size: usize,
+}
+
+pub fn run(model: &Model, model_dir: &Path, device: &Device, req: &IdxRequest, output: &Path) -> cpeal::Result<()> {
+    let (images, labels) = read_split(req.dir, req.split, 256)?;
+    let n = req.limit.unwrap_or(images.count).min(images.count);
+    if n == 0 {
+        return Err(Error::invalid(req.dir.display().to_string(), format!("split `{}` has no images", req.split)));
+    }
+    let pre = preprocessor_for(model, model_dir)?;
+    let mut progress = Progress::new(n, "embed");
+    let mut parts = Vec::new();
+    for start in (0..n).step_by(req.batch_size) {
+        let end = (start + req.batch_size).min(n);
+        let rows: Vec<Vec<f32>> = (start..end)
+            .into_par_iter()
+            .map(|i| pre.from_gray_u8(images.image(i).unwrap_or_default(), images.cols, images.rows))
+            .collect::<cpeal::Result<_>>()?;
+        let per = rows[0].len();
+        let side = ((per / 3) as f64).sqrt() as usize;
+        let pixels = Tensor::from_vec(rows.concat(), &[end - start, 3, side, per / 3 / side])?;
+        parts.push(model.forward_images(&pixels.to_device(device)?)?.pooled()?);
+        progress.inc(end - start);
+    }
+    progress.finish();
+    let embeddings = concat_rows(&parts.iter().collect::<Vec<_>>())?;
+    let labels = Tensor::from_vec(labels[..n].iter().map(|&l| l as f32).collect(), &[n])?;
+    let meta = HashMap::from([
+        ("model".to_string(), model_dir.display().to_string()),
+        ("dataset".to_string(), format!("{} ({}, first {n})", req.dir.display(), req.split)),
+    ]);
+    save_safetensors(output, &[("embeddings", &embeddings), ("labels", &labels)], Some(meta))?;
+    eprintln!("wrote {} ({n} images)", output.display());
+    Ok(())
+}
