@@ -13,7 +13,12 @@ fn linear_shapes(c: &mut Criterion) {
     let m = 8 * 197;
     let mut group = c.benchmark_group("linear_vit_b16");
     group.sample_size(10);
-    for (name, n, k) in [("qkv_768x768", 768, 768), ("fc1_3072x768", 3072, 768), ("fc2_768x3072", 768, 3072)] {
+    for (name, n, k) in [
+        ("qkv_2304x768", 2304, 768),
+        ("out_768x768", 768, 768),
+        ("fc1_3072x768", 3072, 768),
+        ("fc2_768x3072", 768, 3072),
+    ] {
         let x = Tensor::from_vec(rand(m * k, 1), &[m, k]).unwrap();
         let w = Tensor::from_vec(rand(n * k, 2), &[n, k]).unwrap();
         let b = Tensor::from_vec(rand(n, 3), &[n]).unwrap();
@@ -27,11 +32,11 @@ fn linear_shapes(c: &mut Criterion) {
 
 fn attention_shapes(c: &mut Criterion) {
     let (b, t, d) = (8, 197, 768);
-    let q = Tensor::from_vec(rand(b * t * d, 4), &[b, t, d]).unwrap();
+    let qkv = Tensor::from_vec(rand(b * t * 3 * d, 4), &[b, t, 3 * d]).unwrap();
     let mut group = c.benchmark_group("attention_vit_b16");
     group.sample_size(10);
     group.throughput(Throughput::Elements((4 * b * t * t * d) as u64));
-    group.bench_function("12_heads_197_tokens", |bench| bench.iter(|| ops::attention(&q, &q, &q, 12, false).unwrap()));
+    group.bench_function("12_heads_197_tokens", |bench| bench.iter(|| ops::attention(&qkv, 12, false).unwrap()));
     group.finish();
 }
 

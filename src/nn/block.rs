@@ -37,9 +37,8 @@ pub struct EncoderConfig {
 
 struct Block {
     norm1: LayerNorm,
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    /// query, key and value fused: `[3·D, D]`
+    qkv: Linear,
     out: Linear,
     norm2: LayerNorm,
     fc1: Linear,
@@ -80,9 +79,11 @@ impl Block {
         };
         Ok(Block {
             norm1: LayerNorm::load(vb, n.norm1, d, cfg.eps)?,
-            query: Linear::load(vb, n.query, d, d, cfg.qkv_bias)?,
-            key: Linear::load(vb, n.key, d, d, cfg.qkv_bias)?,
-            value: Linear::load(vb, n.value, d, d, cfg.qkv_bias)?,
+            qkv: Linear::concat(&[
+                Linear::load(vb, n.query, d, d, cfg.qkv_bias)?,
+                Linear::load(vb, n.key, d, d, cfg.qkv_bias)?,
+                Linear::load(vb, n.value, d, d, cfg.qkv_bias)?,
+            ])?,
             out: Linear::load(vb, n.out, d, d, true)?,
             norm2: LayerNorm::load(vb, n.norm2, d, cfg.eps)?,
             fc1: Linear::load(vb, n.fc1, d, f, true)?,
@@ -97,10 +98,7 @@ impl Block {
             None => (None, None),
         };
         let normed = self.norm1.forward(x)?;
-        let q = self.query.forward(&normed)?;
-        let k = self.key.forward(&normed)?;
-        let v = self.value.forward(&normed)?;
-        let attended = ops::attention(&q, &k, &v, cfg.heads, cfg.causal)?;
+        let attended = ops::attention(&self.qkv.forward(&normed)?, cfg.heads, cfg.causal)?;
         let h = self.out.forward_with(&attended, |e| e.with_layer_scale(ls1).with_residual(x))?;
         let hidden = self.fc1.forward_with(&self.norm2.forward(&h)?, |e| e.with_activation(cfg.activation))?;
         self.fc2.forward_with(&hidden, |e| e.with_layer_scale(ls2).with_residual(&h))

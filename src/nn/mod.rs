@@ -28,6 +28,28 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
+    /// Several linears over the same input fused into one (outputs side by side): one GEMM instead of many.
+    /// This is the one copy the fused weights ever get.
+    pub fn concat(parts: &[Linear]) -> Result<Linear> {
+        let in_dim = parts[0].weight.shape()[1];
+        let out_dim: usize = parts.iter().map(Linear::out_dim).sum();
+        let mut weight = Vec::with_capacity(out_dim * in_dim);
+        for p in parts {
+            weight.extend_from_slice(p.weight.cpu_slice()?);
+        }
+        let bias = if parts.iter().all(|p| p.bias.is_some()) {
+            let mut b = Vec::with_capacity(out_dim);
+            for p in parts {
+                b.extend_from_slice(p.bias.as_ref().map(|t| t.cpu_slice()).transpose()?.unwrap_or_default());
+            }
+            Some(Tensor::from_vec(b, &[out_dim])?.to_device(&parts[0].weight.device())?)
+        } else {
+            None
+        };
+        let weight = Tensor::from_vec(weight, &[out_dim, in_dim])?.to_device(&parts[0].weight.device())?;
+        Ok(Linear { weight, bias })
+    }
+
     pub fn out_dim(&self) -> usize {
         self.weight.shape()[0]
     }

@@ -1,4 +1,5 @@
-//! CPU attention: one task per (batch, head), two strided gemm calls and a row softmax in between.
+//! CPU attention: one task per (batch, head), two strided gemm calls and a row softmax in between. Q, K and V
+//! are read in place from the packed `[B, T, 3·D]` projection output.
 
 use rayon::prelude::*;
 
@@ -19,7 +20,8 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
-pub(super) fn attention(q: &[f32], k: &[f32], v: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
+/// `qkv` is `[B, T, 3·D]` (Q, K, V side by side per token); returns `[B, T, D]`.
+pub(super) fn attention(qkv: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
     let Dims { batch, tokens: t, heads, head_dim: dh } = dims;
     let d = heads * dh;
     let mut out = vec![0f32; batch * t * d];
@@ -29,73 +31,56 @@ pub(super) fn attention(q: &[f32], k: &[f32], v: &[f32], dims: Dims, causal: boo
         || vec![0f32; t * t],
         |scores, task| {
             let (b, h) = (task / heads, task % heads);
-            let base = b * t * d + h * dh;
-            // SAFETY: `base` indexes the (b, h) block; rows advance by `d`; all reads stay in q/k/v and the
-            // write stays in this task's block of `out`.
+            let q = b * t * 3 * d + h * dh;
+            let (k, v) = (q + d, q + 2 * d);
+            let o = b * t * d + h * dh;
+            // SAFETY: q/k/v/o index the (b, h) head of token 0; rows advance by 3·D (inputs) or D (output), so
+            // every access stays inside `qkv` and inside this task's own block of `out`.
             unsafe {
                 let shared = shared;
-                gemm_nograd(
-                    scores.as_mut_ptr(),
-                    t as isize,
-                    q.as_ptr().add(base),
-                    k.as_ptr().add(base),
-                    t,
-                    t,
-                    dh,
-                    d,
-                    scale,
-                    true,
-                );
+                let qkv = qkv.as_ptr();
+                // scores[t, t] = scale · Q · Kᵀ
+                strided_gemm(scores.as_mut_ptr(), t, qkv.add(q), 3 * d, 1, qkv.add(k), 1, 3 * d, t, t, dh, scale);
                 softmax_rows(scores, t, causal);
-                gemm_nograd(
-                    shared.0.add(base),
-                    d as isize,
-                    scores.as_ptr(),
-                    v.as_ptr().add(base),
-                    t,
-                    dh,
-                    t,
-                    d,
-                    1.0,
-                    false,
-                );
+                // out[t, dh] = P · V
+                strided_gemm(shared.0.add(o), d, scores.as_ptr(), t, 1, qkv.add(v), 3 * d, 1, t, dh, t, 1.0);
             }
         },
     );
     out
 }
 
-/// dst[m, n] (row stride `dst_rs`) = alpha · lhs[m, k] · rhs, where for the scores product (`rhs_is_keys`) lhs
-/// is Q (row stride `d`) and rhs = Kᵀ; otherwise lhs is the `[t, t]` probability matrix and rhs is V.
+/// dst[m, n] (row stride `dst_rs`) = alpha · lhs[m, k] · rhs[k, n], all given by row/column strides.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_nograd(
+unsafe fn strided_gemm(
     dst: *mut f32,
-    dst_rs: isize,
+    dst_rs: usize,
     lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
     rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
     m: usize,
     n: usize,
     k: usize,
-    d: usize,
     alpha: f32,
-    rhs_is_keys: bool,
 ) {
-    let d = d as isize;
-    let (lhs_rs, rhs_cs, rhs_rs) = if rhs_is_keys { (d, d, 1) } else { (k as isize, 1, d) };
+    let s = |x: usize| x as isize;
     gemm::gemm(
         m,
         n,
         k,
         dst,
         1,
-        dst_rs,
+        s(dst_rs),
         false,
         lhs,
-        1,
-        lhs_rs,
+        s(lhs_cs),
+        s(lhs_rs),
         rhs,
-        rhs_cs,
-        rhs_rs,
+        s(rhs_cs),
+        s(rhs_rs),
         0.0,
         alpha,
         false,

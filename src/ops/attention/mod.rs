@@ -1,5 +1,6 @@
-//! Multi-head scaled-dot-product attention over `[B, T, H·dh]` query/key/value tensors (the outputs of three
-//! separate projections, used in place: heads are read through strides, never split into copies).
+//! Multi-head scaled-dot-product attention over the packed output of the fused Q/K/V projection,
+//! `[B, T, 3·H·dh]` (Q, K, V side by side per token, as `nn::Linear::concat` builds it). Heads are read through
+//! strides, never split into copies.
 
 mod cpu;
 
@@ -7,20 +8,18 @@ use crate::error::{Error, Result};
 use crate::tensor::{Storage, Tensor};
 
 /// softmax(Q·Kᵀ/√dh [+ causal mask]) · V per head; returns `[B, T, H·dh]`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
-    let [b, t, d] = q.dims::<3>("attention")?;
-    if k.shape() != q.shape() || v.shape() != q.shape() {
-        return Err(Error::shape("attention", format!("q {:?}, k {:?}, v {:?}", q.shape(), k.shape(), v.shape())));
-    }
-    if heads == 0 || d % heads != 0 {
-        return Err(Error::shape("attention", format!("hidden size {d} is not divisible by {heads} heads")));
+pub fn attention(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
+    let [b, t, d3] = qkv.dims::<3>("attention")?;
+    let d = d3 / 3;
+    if d3 % 3 != 0 || heads == 0 || d % heads != 0 {
+        return Err(Error::shape(
+            "attention",
+            format!("packed qkv {:?} cannot be split into 3 x {heads} heads", qkv.shape()),
+        ));
     }
     let dims = cpu::Dims { batch: b, tokens: t, heads, head_dim: d / heads };
-    match q.storage() {
-        Storage::Cpu(_) => {
-            let out = cpu::attention(q.cpu_slice()?, k.cpu_slice()?, v.cpu_slice()?, dims, causal);
-            Tensor::from_vec(out, q.shape())
-        }
+    match qkv.storage() {
+        Storage::Cpu(_) => Tensor::from_vec(cpu::attention(qkv.cpu_slice()?, dims, causal), &[b, t, d]),
     }
 }
 
@@ -59,9 +58,12 @@ mod tests {
         for (b, t, h, dh, seed) in [(1, 1, 1, 1, 1), (2, 5, 3, 4, 2), (3, 17, 4, 12, 3), (1, 40, 2, 33, 4)] {
             let n = b * t * h * dh;
             let (q, k, v) = (rand_vec(n, seed, 1.5), rand_vec(n, seed + 1, 1.5), rand_vec(n, seed + 2, 1.0));
-            let tensor = |x: &Vec<f32>| Tensor::from_vec(x.clone(), &[b, t, h * dh]).unwrap();
+            let d = h * dh;
+            let packed: Vec<f32> =
+                (0..b * t).flat_map(|r| [&q, &k, &v].map(|x| x[r * d..(r + 1) * d].to_vec()).concat()).collect();
+            let qkv = Tensor::from_vec(packed, &[b, t, 3 * d]).unwrap();
             for causal in [false, true] {
-                let y = attention(&tensor(&q), &tensor(&k), &tensor(&v), h, causal).unwrap();
+                let y = attention(&qkv, h, causal).unwrap();
                 let err = rel_err(&y.to_vec().unwrap(), &reference(&q, &k, &v, b, t, h, dh, causal));
                 assert!(err < 1e-6, "b={b} t={t} h={h} dh={dh} causal={causal}: {err}");
             }
