@@ -42,27 +42,10 @@ impl Dinov2 {
         }
         let vb = if root.contains("dinov2.embeddings.cls_token") { root.pp("dinov2") } else { root.clone() };
         let d = cfg.usize("hidden_size")?;
-        let (p, c, image_size) = (cfg.usize("patch_size")?, cfg.usize_or("num_channels", 3)?, cfg.usize("image_size")?);
-        let grid = image_size / p;
-        let mlp_ratio = cfg.f64_or("mlp_ratio", 4.0)?;
-        let encoder_config = EncoderConfig {
-            hidden: d,
-            intermediate: (d as f64 * mlp_ratio) as usize,
-            layers: cfg.usize("num_hidden_layers")?,
-            heads: cfg.usize("num_attention_heads")?,
-            eps: cfg.f64_or("layer_norm_eps", 1e-6)?,
-            activation: super::activation(cfg, "gelu")?,
-            qkv_bias: cfg.bool_or("qkv_bias", true)?,
-            causal: false,
-        };
-        let emb = vb.pp("embeddings");
-        let projection = emb.pp("patch_embeddings").pp("projection");
-        let embeddings = PatchEmbeddings::new(
-            projection.get("weight", &[d, c, p, p])?,
-            Some(projection.get("bias", &[d])?),
-            emb.get("cls_token", &[1, 1, d])?,
-            emb.get("position_embeddings", &[1, grid * grid + 1, d])?,
-        )?;
+        let image_size = cfg.usize("image_size")?;
+        let intermediate = (d as f64 * cfg.f64_or("mlp_ratio", 4.0)?) as usize;
+        let encoder_config = super::encoder_config(cfg, intermediate, 1e-6, "gelu", false)?;
+        let embeddings = super::vit_style_embeddings(cfg, &vb)?;
         let encoder = Encoder::load(&vb.pp("encoder").pp("layer"), encoder_config.clone(), &NAMES)?;
         let norm = LayerNorm::load(&vb, "layernorm", d, encoder_config.eps)?;
         let classifier = super::vit::classifier(root, 2 * d)?;

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-use crate::weights::{Checkpoint, JsonConfig};
+use crate::weights::{Checkpoint, JsonConfig, VarBuilder};
 
 /// What an image forward returns; names and shapes as transformers.
 pub struct VisionOutput {
@@ -125,6 +125,43 @@ pub fn architecture(config: &JsonConfig) -> Result<String> {
         }
     }
     .to_string())
+}
+
+/// The encoder fields every transformers vision/text config names the same way; the architecture supplies the
+/// feed-forward width and its defaults for `layer_norm_eps` and `hidden_act`.
+pub(crate) fn encoder_config(
+    cfg: &JsonConfig,
+    intermediate: usize,
+    default_eps: f64,
+    default_act: &str,
+    causal: bool,
+) -> Result<crate::nn::EncoderConfig> {
+    Ok(crate::nn::EncoderConfig {
+        hidden: cfg.usize("hidden_size")?,
+        intermediate,
+        layers: cfg.usize("num_hidden_layers")?,
+        heads: cfg.usize("num_attention_heads")?,
+        eps: cfg.f64_or("layer_norm_eps", default_eps)?,
+        activation: activation(cfg, default_act)?,
+        qkv_bias: cfg.bool_or("qkv_bias", true)?,
+        causal,
+    })
+}
+
+/// Patch embeddings stored as ViT and DINOv2 store them (`embeddings.patch_embeddings.projection`,
+/// `cls_token`, `position_embeddings`), for a square `image_size`.
+pub(crate) fn vit_style_embeddings(cfg: &JsonConfig, vb: &VarBuilder) -> Result<crate::nn::PatchEmbeddings> {
+    let d = cfg.usize("hidden_size")?;
+    let (p, c, image_size) = (cfg.usize("patch_size")?, cfg.usize_or("num_channels", 3)?, cfg.usize("image_size")?);
+    let grid = image_size / p.max(1);
+    let emb = vb.pp("embeddings");
+    let projection = emb.pp("patch_embeddings").pp("projection");
+    crate::nn::PatchEmbeddings::new(
+        projection.get("weight", &[d, c, p, p])?,
+        Some(projection.get("bias", &[d])?),
+        emb.get("cls_token", &[1, 1, d])?,
+        emb.get("position_embeddings", &[1, grid * grid + 1, d])?,
+    )
 }
 
 /// `hidden_act` of a config as an activation, with an error naming the field when unknown.

@@ -36,26 +36,9 @@ impl Vit {
     pub fn load(cfg: &JsonConfig, root: &VarBuilder) -> Result<Vit> {
         let vb = if root.contains("vit.embeddings.cls_token") { root.pp("vit") } else { root.clone() };
         let d = cfg.usize("hidden_size")?;
-        let (p, c, image_size) = (cfg.usize("patch_size")?, cfg.usize_or("num_channels", 3)?, cfg.usize("image_size")?);
-        let grid = image_size / p;
-        let encoder_config = EncoderConfig {
-            hidden: d,
-            intermediate: cfg.usize("intermediate_size")?,
-            layers: cfg.usize("num_hidden_layers")?,
-            heads: cfg.usize("num_attention_heads")?,
-            eps: cfg.f64_or("layer_norm_eps", 1e-12)?,
-            activation: super::activation(cfg, "gelu")?,
-            qkv_bias: cfg.bool_or("qkv_bias", true)?,
-            causal: false,
-        };
-        let emb = vb.pp("embeddings");
-        let projection = emb.pp("patch_embeddings").pp("projection");
-        let embeddings = PatchEmbeddings::new(
-            projection.get("weight", &[d, c, p, p])?,
-            Some(projection.get("bias", &[d])?),
-            emb.get("cls_token", &[1, 1, d])?,
-            emb.get("position_embeddings", &[1, grid * grid + 1, d])?,
-        )?;
+        let image_size = cfg.usize("image_size")?;
+        let encoder_config = super::encoder_config(cfg, cfg.usize("intermediate_size")?, 1e-12, "gelu", false)?;
+        let embeddings = super::vit_style_embeddings(cfg, &vb)?;
         let encoder = Encoder::load(&vb.pp("encoder").pp("layer"), encoder_config.clone(), &NAMES)?;
         let norm = LayerNorm::load(&vb, "layernorm", d, encoder_config.eps)?;
         let pooler_dim = cfg.usize_or("pooler_output_size", d)?;

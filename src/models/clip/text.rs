@@ -30,16 +30,8 @@ impl ClipText {
     pub fn load(cfg: &JsonConfig, vb: &VarBuilder, projection: Option<Linear>) -> Result<ClipText> {
         let d = cfg.usize("hidden_size")?;
         let (vocab, context_length) = (cfg.usize("vocab_size")?, cfg.usize_or("max_position_embeddings", 77)?);
-        let encoder_config = EncoderConfig {
-            hidden: d,
-            intermediate: cfg.usize("intermediate_size")?,
-            layers: cfg.usize("num_hidden_layers")?,
-            heads: cfg.usize("num_attention_heads")?,
-            eps: cfg.f64_or("layer_norm_eps", 1e-5)?,
-            activation: crate::models::activation(cfg, "quick_gelu")?,
-            qkv_bias: true,
-            causal: true,
-        };
+        let encoder_config =
+            crate::models::encoder_config(cfg, cfg.usize("intermediate_size")?, 1e-5, "quick_gelu", true)?;
         let emb = vb.pp("embeddings");
         Ok(ClipText {
             eos_token_id: cfg.usize_or("eos_token_id", 49407)? as u32,

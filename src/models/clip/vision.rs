@@ -23,16 +23,8 @@ impl ClipVision {
         let d = cfg.usize("hidden_size")?;
         let (p, c, image_size) = (cfg.usize("patch_size")?, cfg.usize_or("num_channels", 3)?, cfg.usize("image_size")?);
         let grid = image_size / p;
-        let encoder_config = EncoderConfig {
-            hidden: d,
-            intermediate: cfg.usize("intermediate_size")?,
-            layers: cfg.usize("num_hidden_layers")?,
-            heads: cfg.usize("num_attention_heads")?,
-            eps: cfg.f64_or("layer_norm_eps", 1e-5)?,
-            activation: crate::models::activation(cfg, "quick_gelu")?,
-            qkv_bias: true,
-            causal: false,
-        };
+        let encoder_config =
+            crate::models::encoder_config(cfg, cfg.usize("intermediate_size")?, 1e-5, "quick_gelu", false)?;
         let emb = vb.pp("embeddings");
         let embeddings = PatchEmbeddings::new(
             emb.get("patch_embedding.weight", &[d, c, p, p])?,
