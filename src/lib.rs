@@ -3,6 +3,7 @@
 
 pub mod device;
 pub mod error;
+pub mod gpu;
 pub mod tensor;
 pub mod weights;
 

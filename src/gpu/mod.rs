@@ -1,0 +1,242 @@
+//! The GPU backend: hand-written kernels from `kernels/*.cu`, launched on a real GPU through the CUDA driver
+//! (`cuda`, kernels compiled by NVRTC) or on the CPU by the `cuda-emu` emulator (the same sources compiled by
+//! g++ against `kernels/emu.h`). Both runtimes sit behind one [`GpuDevice`] handle and share every launcher in
+//! [`ops`]: grid, block, shared-memory bytes and `void**` argument packing are identical.
+//!
+//! ```no_run
+//! # fn main() -> cpeal::Result<()> {
+//! use cpeal::gpu::{DType, GpuDevice};
+//! let dev = GpuDevice::emu()?; // or GpuDevice::cuda(0)?
+//! let x = dev.upload(&[1.0, -2.0, 3.0], DType::Bf16)?;
+//! let y = dev.alloc(DType::Bf16, 3)?;
+//! cpeal::gpu::ops::elementwise::gelu(&dev, &x, &y)?;
+//! println!("{:?}", dev.download(&y)?);
+//! # Ok(()) }
+//! ```
+
+mod args;
+pub mod cuda;
+pub mod emu;
+pub mod nvrtc;
+pub mod nvrtc_check;
+pub mod ops;
+pub mod reference;
+pub mod scan;
+pub mod selftest;
+pub mod sources;
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+pub use args::KernelArgs;
+
+use crate::error::{Error, Result};
+
+/// Element type of a [`GpuBuffer`]. Kernels compute in f32 whatever the storage type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    Bf16,
+    F16,
+    /// 32-bit signed integers (indices); host values are converted to and from f32.
+    I32,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 => 4,
+            DType::Bf16 | DType::F16 => 2,
+        }
+    }
+
+    /// The suffix of kernel names (`layernorm_fwd_bf16`).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::Bf16 => "bf16",
+            DType::F16 => "f16",
+            DType::I32 => "i32",
+        }
+    }
+
+    /// Host f32 values in this storage type (round to nearest even).
+    pub fn encode(self, data: &[f32]) -> Vec<u8> {
+        match self {
+            DType::F32 => bytemuck::cast_slice(data).to_vec(),
+            DType::Bf16 => data.iter().flat_map(|&v| half::bf16::from_f32(v).to_bits().to_le_bytes()).collect(),
+            DType::F16 => data.iter().flat_map(|&v| half::f16::from_f32(v).to_bits().to_le_bytes()).collect(),
+            DType::I32 => data.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect(),
+        }
+    }
+
+    /// Bytes of this storage type back to f32.
+    pub fn decode(self, bytes: &[u8]) -> Vec<f32> {
+        match self {
+            DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            DType::Bf16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                .collect(),
+            DType::F16 => {
+                bytes.chunks_exact(2).map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32()).collect()
+            }
+            DType::I32 => bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+        }
+    }
+
+    /// Round f32 values through this type (what a kernel storing in this type produces at best).
+    pub fn round(self, data: &[f32]) -> Vec<f32> {
+        self.decode(&self.encode(data))
+    }
+}
+
+/// Grid, block and dynamic shared memory of one launch, as `cuLaunchKernel` takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchConfig {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+    pub shared_bytes: u32,
+}
+
+impl LaunchConfig {
+    /// A 1-D grid of `grid` blocks of `block` threads, no dynamic shared memory.
+    pub fn linear(grid: u32, block: u32) -> Self {
+        LaunchConfig { grid: (grid, 1, 1), block: (block, 1, 1), shared_bytes: 0 }
+    }
+}
+
+/// What a device runtime provides; pointers are device addresses (host addresses under emulation).
+pub(crate) trait Runtime: Send + Sync {
+    fn name(&self) -> String;
+    fn alloc(&self, bytes: usize) -> Result<u64>;
+    /// # Safety
+    /// `ptr` came from `alloc(bytes)` of this runtime and is not used afterwards.
+    unsafe fn free(&self, ptr: u64, bytes: usize);
+    fn upload(&self, dst: u64, src: &[u8]) -> Result<()>;
+    fn download(&self, src: u64, dst: &mut [u8]) -> Result<()>;
+    fn fill_bytes(&self, dst: u64, bytes: usize, value: u8) -> Result<()>;
+    /// # Safety
+    /// `params` point at values matching the kernel's C signature; pointers in them are live allocations of
+    /// this runtime that are large enough for what the kernel touches.
+    unsafe fn launch(&self, kernel: &str, cfg: &LaunchConfig, params: &mut [*mut c_void]) -> Result<()>;
+    fn synchronize(&self) -> Result<()>;
+}
+
+/// A GPU (or emulated GPU): a cheap, clonable handle.
+#[derive(Clone)]
+pub struct GpuDevice {
+    rt: Arc<dyn Runtime>,
+}
+
+impl std::fmt::Debug for GpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuDevice({})", self.rt.name())
+    }
+}
+
+impl GpuDevice {
+    /// CUDA device `ordinal` through the driver API; kernels compiled by NVRTC on first use.
+    pub fn cuda(ordinal: usize) -> Result<Self> {
+        Ok(GpuDevice { rt: Arc::new(cuda::CudaRuntime::new(ordinal)?) })
+    }
+
+    /// The CPU emulator (needs the `cuda-emu` feature; otherwise `DeviceUnavailable`).
+    pub fn emu() -> Result<Self> {
+        Ok(GpuDevice { rt: Arc::new(emu::EmuRuntime::new()?) })
+    }
+
+    /// e.g. `cuda:0 (NVIDIA H100, sm_90)` or `cuda-emu`.
+    pub fn name(&self) -> String {
+        self.rt.name()
+    }
+
+    /// An uninitialised buffer of `len` elements.
+    pub fn alloc(&self, dtype: DType, len: usize) -> Result<GpuBuffer> {
+        let bytes = len * dtype.size();
+        let ptr = self.rt.alloc(bytes)?;
+        Ok(GpuBuffer { inner: Arc::new(BufferInner { rt: self.rt.clone(), ptr, bytes, dtype, len }) })
+    }
+
+    /// Copy host f32 values to a new buffer of type `dtype`.
+    pub fn upload(&self, data: &[f32], dtype: DType) -> Result<GpuBuffer> {
+        let buf = self.alloc(dtype, data.len())?;
+        self.rt.upload(buf.ptr(), &dtype.encode(data))?;
+        Ok(buf)
+    }
+
+    /// Copy a buffer back to the host as f32 (waits for pending work).
+    pub fn download(&self, buf: &GpuBuffer) -> Result<Vec<f32>> {
+        let mut bytes = vec![0u8; buf.inner.bytes];
+        self.rt.download(buf.ptr(), &mut bytes)?;
+        Ok(buf.dtype().decode(&bytes))
+    }
+
+    /// Fill with all-ones bytes: NaN in f32, bf16 and f16. Tests poison outputs with this before a launch.
+    pub fn poison(&self, buf: &GpuBuffer) -> Result<()> {
+        self.rt.fill_bytes(buf.ptr(), buf.inner.bytes, 0xff)
+    }
+
+    /// Launch `kernel` with `args` packed as for `cuLaunchKernel`.
+    ///
+    /// # Safety
+    /// `args` must match the kernel's C signature in order and type, and every buffer it names must be large
+    /// enough for the elements the kernel touches under `cfg`. Typed launchers in [`ops`] check this.
+    pub unsafe fn launch(&self, kernel: &str, cfg: LaunchConfig, args: &mut KernelArgs) -> Result<()> {
+        let (g, b) = (cfg.grid, cfg.block);
+        if g.0 == 0 || g.1 == 0 || g.2 == 0 || b.0 * b.1 * b.2 == 0 || b.0 * b.1 * b.2 > 1024 {
+            return Err(Error::kernel(kernel, format!("invalid launch {cfg:?}")));
+        }
+        let mut params = args.params();
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.rt.launch(kernel, &cfg, &mut params) }
+    }
+
+    /// Wait for all launched work.
+    pub fn synchronize(&self) -> Result<()> {
+        self.rt.synchronize()
+    }
+}
+
+struct BufferInner {
+    rt: Arc<dyn Runtime>,
+    ptr: u64,
+    bytes: usize,
+    dtype: DType,
+    len: usize,
+}
+
+impl Drop for BufferInner {
+    fn drop(&mut self) {
+        // SAFETY: ptr came from rt.alloc(bytes) and the last handle to it is going away.
+        unsafe { self.rt.free(self.ptr, self.bytes) }
+    }
+}
+
+/// A device allocation with its element type and length. Clones share the allocation.
+#[derive(Clone)]
+pub struct GpuBuffer {
+    inner: Arc<BufferInner>,
+}
+
+impl std::fmt::Debug for GpuBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuBuffer({:?} x {})", self.inner.dtype, self.inner.len)
+    }
+}
+
+impl GpuBuffer {
+    pub fn dtype(&self) -> DType {
+        self.inner.dtype
+    }
+    pub fn len(&self) -> usize {
+        self.inner.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.inner.len == 0
+    }
+    /// The device address (a host address under emulation).
+    pub fn ptr(&self) -> u64 {
+        self.inner.ptr
+    }
+}

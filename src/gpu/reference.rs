@@ -1,0 +1,111 @@
+//! CPU references for the GPU kernels, in f64, on inputs already rounded to the kernel's storage type. They
+//! are the oracles of the emulator tests and of `cpeal selftest`; the model code has its own f32 ops.
+
+pub fn gelu(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| gelu1(v as f64)).collect()
+}
+
+pub fn gelu1(v: f64) -> f64 {
+    0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2))
+}
+
+pub fn quick_gelu1(v: f64) -> f64 {
+    v / (1.0 + (-1.702 * v).exp())
+}
+
+pub fn quick_gelu(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| quick_gelu1(v as f64)).collect()
+}
+
+/// erf to ~1e-15 (series for |x| < 3, continued fraction beyond).
+pub fn erf(x: f64) -> f64 {
+    let a = x.abs();
+    let r = if a < 3.0 {
+        let (mut term, mut sum, x2) = (a, a, a * a);
+        let mut n = 0.0;
+        while term.abs() > 1e-17 * sum.abs() {
+            n += 1.0;
+            term *= -x2 / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // erfc(a) = exp(-a²)/√π · 1/(a + 1/2/(a + 1/(a + 3/2/(a + …))))
+        let mut f = a;
+        for k in (1..60).rev() {
+            f = a + (k as f64 / 2.0) / f;
+        }
+        1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / f
+    };
+    r.copysign(x)
+}
+
+pub fn layernorm(rows: usize, cols: usize, x: &[f32], gamma: &[f32], beta: &[f32], eps: f64) -> Vec<f64> {
+    let mut y = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+        let rstd = 1.0 / (var + eps).sqrt();
+        y.extend((0..cols).map(|j| (row[j] as f64 - mean) * rstd * gamma[j] as f64 + beta[j] as f64));
+    }
+    y
+}
+
+/// Row softmax of scale·x; causal rows keep keys j <= (r % q_len) + cols − q_len, masked entries 0.
+pub fn softmax(rows: usize, cols: usize, q_len: usize, x: &[f32], scale: f64, causal: bool) -> Vec<f64> {
+    let mut y = vec![0.0; rows * cols];
+    for r in 0..rows {
+        let limit = if causal { ((r % q_len) + cols - q_len + 1).min(cols) } else { cols };
+        let row = &x[r * cols..r * cols + limit];
+        let m = row.iter().map(|&v| v as f64 * scale).fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = row.iter().map(|&v| (v as f64 * scale - m).exp()).sum();
+        for j in 0..limit {
+            y[r * cols + j] = (row[j] as f64 * scale - m).exp() / s;
+        }
+    }
+    y
+}
+
+pub fn argmax(rows: usize, cols: usize, x: &[f32]) -> Vec<f64> {
+    (0..rows)
+        .map(|r| {
+            let row = &x[r * cols..(r + 1) * cols];
+            let mut bi = 0;
+            for j in 1..cols {
+                if row[j] > row[bi] {
+                    bi = j;
+                }
+            }
+            bi as f64
+        })
+        .collect()
+}
+
+/// ‖out − ref‖ / ‖ref‖ and max |out − ref|; NaN or ∞ anywhere in `out` gives (∞, ∞).
+pub fn compare(out: &[f32], reference: &[f64]) -> (f64, f64) {
+    if out.len() != reference.len() || out.iter().any(|v| !v.is_finite()) {
+        return (f64::INFINITY, f64::INFINITY);
+    }
+    let (mut num, mut den, mut max_abs) = (0.0f64, 0.0f64, 0.0f64);
+    for (&o, &r) in out.iter().zip(reference) {
+        let d = o as f64 - r;
+        num += d * d;
+        den += r * r;
+        max_abs = max_abs.max(d.abs());
+    }
+    ((num / den.max(1e-300)).sqrt(), max_abs)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn erf_matches_known_values() {
+        for (x, e) in
+            [(0.5, 0.5204998778130465), (1.0, 0.8427007929497149), (2.5, 0.9995930479825550), (3.5, 0.9999992569016276)]
+        {
+            assert!((super::erf(x) - e).abs() < 1e-13, "erf({x})");
+            assert!((super::erf(-x) + e).abs() < 1e-13);
+        }
+    }
+}

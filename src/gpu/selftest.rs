@@ -1,0 +1,248 @@
+//! Every kernel against its CPU reference on random inputs of several shapes (odd ones included), outputs
+//! poisoned with NaN before each launch. Used by `cpeal selftest --device cuda|cuda-emu` and by the emulator
+//! tests (`tests/gpu_emu.rs`), so both check the very same cases.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{ops, reference as r, DType, GpuBuffer, GpuDevice};
+use crate::error::Result;
+
+/// Output of a kernel as f32 and the reference in f64.
+pub type Outcome = (Vec<f32>, Vec<f64>);
+type RunFn = Box<dyn Fn(&GpuDevice, &mut ChaCha8Rng) -> Result<Outcome>>;
+
+/// One check: a kernel at one shape.
+pub struct Case {
+    pub family: &'static str,
+    pub kernel: String,
+    pub shape: String,
+    /// Largest relative error ‖out − ref‖/‖ref‖ that passes.
+    pub tol: f64,
+    run: RunFn,
+}
+
+#[derive(Clone, Debug)]
+pub struct CaseResult {
+    pub family: &'static str,
+    pub kernel: String,
+    pub shape: String,
+    pub rel_err: f64,
+    pub max_abs: f64,
+    pub tol: f64,
+    pub pass: bool,
+    /// Set when the launch itself failed.
+    pub error: Option<String>,
+}
+
+/// Tolerance of a result stored in `dt` (its rounding alone is ~2^-9 for bf16, 2^-12 for f16).
+pub fn tol(dt: DType) -> f64 {
+    match dt {
+        DType::Bf16 => 1e-2,
+        DType::F16 => 2e-3,
+        DType::F32 | DType::I32 => 1e-5,
+    }
+}
+
+/// Uniform values in [lo, hi), rounded to `dt`.
+pub fn random(rng: &mut ChaCha8Rng, n: usize, lo: f32, hi: f32, dt: DType) -> Vec<f32> {
+    let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>() * (hi - lo) + lo).collect();
+    dt.round(&v)
+}
+
+/// An output buffer filled with NaN.
+pub fn poisoned(dev: &GpuDevice, dt: DType, n: usize) -> Result<GpuBuffer> {
+    let b = dev.alloc(dt, n)?;
+    dev.poison(&b)?;
+    Ok(b)
+}
+
+fn case(family: &'static str, kernel: String, shape: String, tol: f64, run: RunFn) -> Case {
+    Case { family, kernel, shape, tol, run }
+}
+
+const DTYPES: [DType; 3] = [DType::Bf16, DType::F16, DType::F32];
+
+fn elementwise_cases(out: &mut Vec<Case>) {
+    for dt in DTYPES {
+        for n in [1usize, 1000, 4099] {
+            let unary: [(&str, fn(&GpuDevice, &GpuBuffer, &GpuBuffer) -> Result<()>, fn(f64) -> f64); 2] = [
+                ("gelu", ops::elementwise::gelu, r::gelu1),
+                ("quick_gelu", ops::elementwise::quick_gelu, r::quick_gelu1),
+            ];
+            for (name, launch, f) in unary {
+                out.push(case(
+                    "elementwise",
+                    format!("{name}_{}", dt.suffix()),
+                    format!("[{n}]"),
+                    tol(dt),
+                    Box::new(move |dev, rng| {
+                        let x = random(rng, n, -4.0, 4.0, dt);
+                        let (xb, yb) = (dev.upload(&x, dt)?, poisoned(dev, dt, n)?);
+                        launch(dev, &xb, &yb)?;
+                        Ok((dev.download(&yb)?, x.iter().map(|&v| f(v as f64)).collect()))
+                    }),
+                ));
+            }
+            out.push(case(
+                "elementwise",
+                format!("add_{}", dt.suffix()),
+                format!("[{n}]"),
+                tol(dt),
+                Box::new(move |dev, rng| {
+                    let (a, b) = (random(rng, n, -3.0, 3.0, dt), random(rng, n, -3.0, 3.0, dt));
+                    let y = poisoned(dev, dt, n)?;
+                    ops::elementwise::add(dev, &dev.upload(&a, dt)?, &dev.upload(&b, dt)?, &y)?;
+                    Ok((dev.download(&y)?, a.iter().zip(&b).map(|(&p, &q)| p as f64 + q as f64).collect()))
+                }),
+            ));
+            out.push(case(
+                "elementwise",
+                format!("scale_{}", dt.suffix()),
+                format!("[{n}]"),
+                tol(dt),
+                Box::new(move |dev, rng| {
+                    let x = random(rng, n, -3.0, 3.0, dt);
+                    let y = poisoned(dev, dt, n)?;
+                    ops::elementwise::scale(dev, &dev.upload(&x, dt)?, &y, -0.37)?;
+                    Ok((dev.download(&y)?, x.iter().map(|&v| v as f64 * -0.37).collect()))
+                }),
+            ));
+        }
+    }
+    for (from, to) in
+        [(DType::F32, DType::Bf16), (DType::Bf16, DType::F32), (DType::F32, DType::F16), (DType::F16, DType::F32)]
+    {
+        out.push(case(
+            "elementwise",
+            format!("cast_{}_{}", from.suffix(), to.suffix()),
+            "[777]".into(),
+            1e-7,
+            Box::new(move |dev, rng| {
+                let x = random(rng, 777, -70.0, 70.0, from);
+                let y = poisoned(dev, to, 777)?;
+                ops::elementwise::cast(dev, &dev.upload(&x, from)?, &y)?;
+                // Exact: the reference is the host's round-to-nearest-even of the same value.
+                Ok((dev.download(&y)?, to.round(&x).iter().map(|&v| v as f64).collect()))
+            }),
+        ));
+    }
+}
+
+fn layernorm_cases(out: &mut Vec<Case>) {
+    for dt in DTYPES {
+        for (rows, cols) in [(1usize, 7usize), (5, 768), (3, 1030)] {
+            out.push(case(
+                "layernorm",
+                format!("layernorm_fwd_{}", dt.suffix()),
+                format!("[{rows},{cols}]"),
+                tol(dt),
+                Box::new(move |dev, rng| {
+                    let x = random(rng, rows * cols, -2.0, 6.0, dt); // a non-zero mean, as in real activations
+                    let (g, b) = (random(rng, cols, 0.5, 1.5, dt), random(rng, cols, -0.5, 0.5, dt));
+                    let y = poisoned(dev, dt, rows * cols)?;
+                    let (xb, gb, bb) = (dev.upload(&x, dt)?, dev.upload(&g, dt)?, dev.upload(&b, dt)?);
+                    ops::layernorm::layernorm(dev, rows, cols, &xb, &gb, &bb, &y, 1e-6)?;
+                    Ok((dev.download(&y)?, r::layernorm(rows, cols, &x, &g, &b, 1e-6)))
+                }),
+            ));
+        }
+    }
+}
+
+fn softmax_cases(out: &mut Vec<Case>) {
+    for dt in DTYPES {
+        for (rows, cols, q_len, causal) in
+            [(4usize, 5usize, 4usize, false), (6, 197, 3, false), (2 * 77, 77, 77, true), (10, 13, 5, true)]
+        {
+            let shape = format!("[{rows},{cols}] q_len={q_len}{}", if causal { " causal" } else { "" });
+            out.push(case(
+                "softmax",
+                format!("softmax_{}", dt.suffix()),
+                shape,
+                tol(dt),
+                Box::new(move |dev, rng| {
+                    let x = random(rng, rows * cols, -5.0, 5.0, dt);
+                    let y = poisoned(dev, dt, rows * cols)?;
+                    ops::softmax::softmax(dev, rows, cols, q_len, &dev.upload(&x, dt)?, &y, 0.7, causal)?;
+                    Ok((dev.download(&y)?, r::softmax(rows, cols, q_len, &x, 0.7, causal)))
+                }),
+            ));
+        }
+    }
+    for (rows, cols) in [(3usize, 1usize), (7, 1000)] {
+        out.push(case(
+            "softmax",
+            "argmax_f32".into(),
+            format!("[{rows},{cols}]"),
+            0.0,
+            Box::new(move |dev, rng| {
+                let x = random(rng, rows * cols, -5.0, 5.0, DType::F32);
+                let idx = poisoned(dev, DType::I32, rows)?;
+                ops::softmax::argmax(dev, rows, cols, &dev.upload(&x, DType::F32)?, &idx)?;
+                Ok((dev.download(&idx)?, r::argmax(rows, cols, &x)))
+            }),
+        ));
+    }
+}
+
+/// Every case, in a fixed order.
+pub fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    elementwise_cases(&mut out);
+    layernorm_cases(&mut out);
+    softmax_cases(&mut out);
+    out
+}
+
+/// Run `cases` on `dev`, with inputs drawn from `seed`.
+pub fn run(dev: &GpuDevice, cases: &[Case], seed: u64) -> Vec<CaseResult> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    cases
+        .iter()
+        .map(|c| {
+            let mut res = CaseResult {
+                family: c.family,
+                kernel: c.kernel.clone(),
+                shape: c.shape.clone(),
+                rel_err: f64::INFINITY,
+                max_abs: f64::INFINITY,
+                tol: c.tol,
+                pass: false,
+                error: None,
+            };
+            match (c.run)(dev, &mut rng) {
+                Ok((out, reference)) => {
+                    let (rel, max_abs) = r::compare(&out, &reference);
+                    res.rel_err = rel;
+                    res.max_abs = max_abs;
+                    res.pass = rel <= c.tol;
+                }
+                Err(e) => res.error = Some(e.to_string()),
+            }
+            res
+        })
+        .collect()
+}
+
+/// The cases of one family (`elementwise`, `layernorm`, …).
+pub fn family(name: &str) -> Vec<Case> {
+    cases().into_iter().filter(|c| c.family == name).collect()
+}
+
+/// A fixed-width table of results, one line each.
+pub fn table(results: &[CaseResult]) -> String {
+    let mut s = format!("{:<24} {:<28} {:>10} {:>10} {:>8}  result\n", "kernel", "shape", "rel.err", "max.abs", "tol");
+    for r in results {
+        let verdict = match (&r.error, r.pass) {
+            (Some(e), _) => format!("ERROR {e}"),
+            (None, true) => "pass".into(),
+            (None, false) => "FAIL".into(),
+        };
+        s.push_str(&format!(
+            "{:<24} {:<28} {:>10.2e} {:>10.2e} {:>8.0e}  {verdict}\n",
+            r.kernel, r.shape, r.rel_err, r.max_abs, r.tol
+        ));
+    }
+    s
+}
