@@ -4,6 +4,12 @@
 #pragma once
 
 #define DEVI __device__ __forceinline__
+// Full unroll of a loop with a compile-time trip count (register arrays must only be indexed by constants).
+#ifdef CPEAL_EMU
+#define UNROLL
+#else
+#define UNROLL _Pragma("unroll")
+#endif
 
 typedef unsigned int u32;
 typedef unsigned short u16;

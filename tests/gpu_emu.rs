@@ -38,6 +38,11 @@ fn softmax_matches_reference() {
     assert_family("softmax", 3);
 }
 
+#[test]
+fn gemm_matches_reference() {
+    assert_family("gemm", 4);
+}
+
 fn reverse(kernel: &str, n: usize) -> (Vec<f32>, Vec<f32>) {
     let dev = dev();
     let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 + 1.0).collect();

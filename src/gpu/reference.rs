@@ -82,6 +82,35 @@ pub fn argmax(rows: usize, cols: usize, x: &[f32]) -> Vec<f64> {
         .collect()
 }
 
+/// The GEMM epilogue's inputs besides A and W (contiguous [m, k], [n, k]).
+pub struct GemmRef<'a> {
+    pub bias: Option<&'a [f32]>,
+    /// 0 none, 1 gelu, 2 quick_gelu.
+    pub act: u8,
+    pub layer_scale: Option<&'a [f32]>,
+    pub residual: Option<&'a [f32]>,
+}
+
+/// c[m, n] = residual + layer_scale · act(a·wᵀ + bias), all contiguous.
+pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], w: &[f32], e: &GemmRef) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut v: f64 = (0..k).map(|p| a[i * k + p] as f64 * w[j * k + p] as f64).sum();
+            v += e.bias.map_or(0.0, |b| b[j] as f64);
+            v = match e.act {
+                1 => gelu1(v),
+                2 => quick_gelu1(v),
+                _ => v,
+            };
+            v *= e.layer_scale.map_or(1.0, |s| s[j] as f64);
+            v += e.residual.map_or(0.0, |r| r[i * n + j] as f64);
+            c[i * n + j] = v;
+        }
+    }
+    c
+}
+
 /// ‖out − ref‖ / ‖ref‖ and max |out − ref|; NaN or ∞ anywhere in `out` gives (∞, ∞).
 pub fn compare(out: &[f32], reference: &[f64]) -> (f64, f64) {
     if out.len() != reference.len() || out.iter().any(|v| !v.is_finite()) {

@@ -186,12 +186,75 @@ fn softmax_cases(out: &mut Vec<Case>) {
     }
 }
 
+/// (m, n, k, bias, act, layer_scale, residual in place)
+type GemmShape = (usize, usize, usize, bool, u8, bool, bool);
+
+fn gemm_cases(out: &mut Vec<Case>) {
+    let shapes: [(DType, GemmShape); 6] = [
+        (DType::Bf16, (1, 8, 8, false, 0, false, false)),
+        (DType::Bf16, (37, 53, 40, true, 1, false, false)),
+        (DType::Bf16, (7, 19, 13, true, 2, true, true)), // odd K: the unaligned path
+        (DType::Bf16, (130, 136, 96, true, 0, true, true)),
+        (DType::F16, (64, 72, 64, true, 1, true, false)),
+        (DType::Bf16, (197, 96, 768, true, 1, false, false)), // ViT-B's K
+    ];
+    for (dt, (m, n, k, bias, act, ls, res)) in shapes {
+        let variant = if k % 8 == 0 { "gemm" } else { "gemm_unaligned" };
+        let shape = format!(
+            "{m}x{n}x{k}{}{}{}{}",
+            if bias { " +b" } else { "" },
+            ["", " gelu", " qgelu"][act as usize],
+            if ls { " *ls" } else { "" },
+            if res { " +res" } else { "" }
+        );
+        out.push(case(
+            "gemm",
+            format!("{variant}_{}", dt.suffix()),
+            shape,
+            tol(dt),
+            Box::new(move |dev, rng| {
+                let a = random(rng, m * k, -1.0, 1.0, dt);
+                let w = random(rng, n * k, -1.0, 1.0, dt);
+                let b = random(rng, n, -0.5, 0.5, dt);
+                let s = random(rng, n, 0.5, 1.5, dt);
+                let r0 = random(rng, m * n, -1.0, 1.0, dt);
+                let (ab, wb, bb, sb) =
+                    (dev.upload(&a, dt)?, dev.upload(&w, dt)?, dev.upload(&b, dt)?, dev.upload(&s, dt)?);
+                // In place: the output buffer holds the residual; otherwise it starts as NaN.
+                let c = if res { dev.upload(&r0, dt)? } else { poisoned(dev, dt, m * n)? };
+                let mut g = ops::gemm::Gemm::new(m, n, k, &ab, &wb, &c).act(
+                    [ops::gemm::Activation::None, ops::gemm::Activation::Gelu, ops::gemm::Activation::QuickGelu]
+                        [act as usize],
+                );
+                if bias {
+                    g = g.bias(&bb);
+                }
+                if ls {
+                    g = g.layer_scale(&sb);
+                }
+                if res {
+                    g = g.residual(&c, n);
+                }
+                g.launch(dev)?;
+                let e = r::GemmRef {
+                    bias: bias.then_some(&b[..]),
+                    act,
+                    layer_scale: ls.then_some(&s[..]),
+                    residual: res.then_some(&r0[..]),
+                };
+                Ok((dev.download(&c)?, r::gemm(m, n, k, &a, &w, &e)))
+            }),
+        ));
+    }
+}
+
 /// Every case, in a fixed order.
 pub fn cases() -> Vec<Case> {
     let mut out = Vec::new();
     elementwise_cases(&mut out);
     layernorm_cases(&mut out);
     softmax_cases(&mut out);
+    gemm_cases(&mut out);
     out
 }
 
