@@ -1,8 +1,8 @@
 //! NVRTC: finding `libnvrtc.so.13`, checking its version, and compiling a source straight to CUBIN with the
 //! compile log kept (cudarc's raw layer; its safe API drops the log, which holds the ptxas report).
 //!
-//! Lookup order: `CPEAL_NVRTC_LIB` (the library file or its folder), then `nvidia/cu13/lib` under Python's
-//! site-packages (the pip wheel `nvidia-cuda-nvrtc`, also what PyTorch installs), then the dynamic loader's own
+//! Lookup order: `CPEAL_NVRTC_LIB` (the library file or its folder), then `nvidia/cu13/lib` under the wheel
+//! cache of `scripts/ci-gpu-checks.sh` ([`wheel_cache`]) and under Python's site-packages (the pip wheel `nvidia-cuda-nvrtc`, also what PyTorch installs), then the dynamic loader's own
 //! search (`LD_LIBRARY_PATH`). A library found by path is opened with its `libnvrtc-builtins` first, since the
 //! 13.0 wheel's library has no RUNPATH to find it.
 
@@ -49,7 +49,18 @@ pub fn locate() -> Option<PathBuf> {
         let p = PathBuf::from(p);
         return Some(if p.is_dir() { p.join("libnvrtc.so.13") } else { p });
     }
-    python_site_dirs().into_iter().map(|d| d.join("nvidia/cu13/lib/libnvrtc.so.13")).find(|p| p.is_file())
+    let mut dirs: Vec<PathBuf> = wheel_cache().into_iter().collect();
+    dirs.extend(python_site_dirs());
+    dirs.into_iter().map(|d| d.join("nvidia/cu13/lib/libnvrtc.so.13")).find(|p| p.is_file())
+}
+
+/// Where `scripts/ci-gpu-checks.sh` installs the CUDA 13.0 wheels: `$XDG_CACHE_HOME/cpeal/cuda13-wheels` (else
+/// `~/.cache/…`).
+pub fn wheel_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("cpeal").join("cuda13-wheels"))
 }
 
 fn python_site_dirs() -> Vec<PathBuf> {

@@ -107,13 +107,28 @@ fn number_before(line: &str, marker: &str) -> u32 {
     line[..pos].split_whitespace().last().and_then(|w| w.parse().ok()).unwrap_or(0)
 }
 
-/// Check every file for every arch; Ok(reports) when all compiled (spills are reported, not errors here).
+/// Check every file for every arch (in parallel: NVRTC compiles independent programs concurrently); Ok(reports)
+/// when all compiled (spills are reported, not errors here), else the first error in file order.
 pub fn check_all(files: &[(String, String, String)], archs: &[String]) -> Result<Vec<KernelReport>> {
-    let mut all = Vec::new();
-    for (file, text, common) in files {
-        for arch in archs {
-            all.extend(check_file(file, text, common, arch)?);
+    let jobs: Vec<(&(String, String, String), &String)> =
+        files.iter().flat_map(|f| archs.iter().map(move |a| (f, a))).collect();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(jobs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<Vec<KernelReport>>>> = (0..jobs.len()).map(|_| None).collect();
+    let slots = std::sync::Mutex::new(&mut results);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(((file, text, common), arch)) = jobs.get(i) else { break };
+                let r = check_file(file, text, common, arch);
+                slots.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+            });
         }
+    });
+    let mut all = Vec::new();
+    for r in results.into_iter().flatten() {
+        all.extend(r?);
     }
     Ok(all)
 }

@@ -19,7 +19,14 @@ macro_rules! kernel_sources {
 }
 
 /// Every kernel file. Adding a file to `kernels/` means adding it here too (a test checks the two agree).
-pub const SOURCES: &[KernelSource] = kernel_sources!["elementwise.cu", "layernorm.cu", "softmax.cu", "sync_probe.cu",];
+#[rustfmt::skip]
+pub const SOURCES: &[KernelSource] = kernel_sources![
+    "elementwise.cu",
+    "gemm.cu",
+    "layernorm.cu",
+    "softmax.cu",
+    "sync_probe.cu",
+];
 
 /// The source with `#include "common.cuh"` replaced by `common`, keeping line numbers in NVRTC logs right.
 pub fn expand(file: &str, text: &str, common: &str) -> String {

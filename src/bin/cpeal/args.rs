@@ -16,4 +16,10 @@ pub struct Cli {
 pub enum Command {
     /// Architecture, sizes, parameter count and dtype of a Hugging Face checkpoint.
     Info(cmd::info::Args),
+    /// Compile every GPU kernel with NVRTC (sm_80, sm_90); fail on compile errors or register spills.
+    NvrtcCheck(cmd::nvrtc_check::Args),
+    /// Run every GPU kernel against its CPU reference on random inputs.
+    Selftest(cmd::selftest::Args),
+    /// Time the GPU kernels on ViT-B shapes.
+    BenchKernels(cmd::bench_kernels::Args),
 }
