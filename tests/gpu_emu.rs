@@ -43,6 +43,11 @@ fn gemm_matches_reference() {
     assert_family("gemm", 4);
 }
 
+#[test]
+fn attention_matches_reference() {
+    assert_family("attention", 5);
+}
+
 fn reverse(kernel: &str, n: usize) -> (Vec<f32>, Vec<f32>) {
     let dev = dev();
     let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 + 1.0).collect();

@@ -111,6 +111,48 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], w: &[f32], e: &GemmRef) -> 
     c
 }
 
+/// Multi-head attention on contiguous [b, t, heads·d] q, k, v; causal keeps keys j <= i + tk − tq.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    b: usize,
+    heads: usize,
+    tq: usize,
+    tk: usize,
+    d: usize,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    scale: f64,
+    causal: bool,
+) -> Vec<f64> {
+    let w = heads * d;
+    let mut o = vec![0.0; b * tq * w];
+    for bi in 0..b {
+        for h in 0..heads {
+            for i in 0..tq {
+                let keys = if causal { (i + tk).saturating_sub(tq) + 1 } else { tk }.min(tk);
+                let qi = &q[(bi * tq + i) * w + h * d..][..d];
+                let s: Vec<f64> = (0..keys)
+                    .map(|j| {
+                        let kj = &k[(bi * tk + j) * w + h * d..][..d];
+                        scale * qi.iter().zip(kj).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>()
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let p: Vec<f64> = s.iter().map(|&x| (x - m).exp()).collect();
+                let z: f64 = p.iter().sum();
+                for (j, &pj) in p.iter().enumerate() {
+                    let vj = &v[(bi * tk + j) * w + h * d..][..d];
+                    for c in 0..d {
+                        o[(bi * tq + i) * w + h * d + c] += pj / z * vj[c] as f64;
+                    }
+                }
+            }
+        }
+    }
+    o
+}
+
 /// ‖out − ref‖ / ‖ref‖ and max |out − ref|; NaN or ∞ anywhere in `out` gives (∞, ∞).
 pub fn compare(out: &[f32], reference: &[f64]) -> (f64, f64) {
     if out.len() != reference.len() || out.iter().any(|v| !v.is_finite()) {

@@ -248,6 +248,38 @@ fn gemm_cases(out: &mut Vec<Case>) {
     }
 }
 
+fn attention_cases(out: &mut Vec<Case>) {
+    // (dtype, batch, heads, len, head dim, causal): single token, ViT-like, CLIP text (77, causal), several
+    // query and key tiles, every head dim.
+    let shapes = [
+        (DType::Bf16, 1usize, 1usize, 1usize, 64usize, false),
+        (DType::Bf16, 2, 3, 50, 64, false),
+        (DType::Bf16, 1, 2, 77, 64, true),
+        (DType::Bf16, 1, 2, 130, 80, false),
+        (DType::F16, 1, 1, 37, 96, true),
+        (DType::Bf16, 1, 1, 65, 128, false),
+    ];
+    for (dt, b, h, t, d, causal) in shapes {
+        let shape = format!("B{b} H{h} T{t} D{d}{}", if causal { " causal" } else { "" });
+        out.push(case(
+            "attention",
+            format!("attention_fwd_d{d}_{}", dt.suffix()),
+            shape,
+            tol(dt),
+            Box::new(move |dev, rng| {
+                let n = b * t * h * d;
+                let (q, k, v) =
+                    (random(rng, n, -2.0, 2.0, dt), random(rng, n, -2.0, 2.0, dt), random(rng, n, -1.0, 1.0, dt));
+                let (qb, kb, vb) = (dev.upload(&q, dt)?, dev.upload(&k, dt)?, dev.upload(&v, dt)?);
+                let o = poisoned(dev, dt, n)?;
+                let att = ops::attention::Attention::new(b, h, t, d, &qb, &kb, &vb, &o).causal(causal);
+                att.launch(dev)?;
+                Ok((dev.download(&o)?, r::attention(b, h, t, t, d, &q, &k, &v, att.scale as f64, causal)))
+            }),
+        ));
+    }
+}
+
 /// Every case, in a fixed order.
 pub fn cases() -> Vec<Case> {
     let mut out = Vec::new();
@@ -255,6 +287,7 @@ pub fn cases() -> Vec<Case> {
     layernorm_cases(&mut out);
     softmax_cases(&mut out);
     gemm_cases(&mut out);
+    attention_cases(&mut out);
     out
 }
 

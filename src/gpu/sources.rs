@@ -21,6 +21,7 @@ macro_rules! kernel_sources {
 /// Every kernel file. Adding a file to `kernels/` means adding it here too (a test checks the two agree).
 #[rustfmt::skip]
 pub const SOURCES: &[KernelSource] = kernel_sources![
+    "attention.cu",
     "elementwise.cu",
     "gemm.cu",
     "layernorm.cu",

@@ -2,6 +2,7 @@
 //! the kernel and the tensor), picks grid/block/shared bytes, packs the arguments in the order of the C
 //! signature and launches. The same code drives the CUDA and the emulated device.
 
+pub mod attention;
 pub mod elementwise;
 pub mod gemm;
 pub mod layernorm;
