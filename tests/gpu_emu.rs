@@ -48,6 +48,16 @@ fn attention_matches_reference() {
     assert_family("attention", 5);
 }
 
+#[test]
+fn patch_embed_matches_reference() {
+    assert_family("patch_embed", 6);
+}
+
+#[test]
+fn interp_matches_reference() {
+    assert_family("interp", 7);
+}
+
 fn reverse(kernel: &str, n: usize) -> (Vec<f32>, Vec<f32>) {
     let dev = dev();
     let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 + 1.0).collect();

@@ -153,6 +153,94 @@ pub fn attention(
     o
 }
 
+/// im2col of [b, c, h, w] images for a stride-p convolution: [b·(h/p)·(w/p), c·p·p] in (c, ky, kx) order.
+pub fn patch_im2col(b: usize, c: usize, h: usize, w: usize, p: usize, img: &[f32]) -> Vec<f64> {
+    let (nh, nw) = (h / p, w / p);
+    let mut out = Vec::with_capacity(b * nh * nw * c * p * p);
+    for bi in 0..b {
+        for py in 0..nh {
+            for px in 0..nw {
+                for ci in 0..c {
+                    for ky in 0..p {
+                        for kx in 0..p {
+                            out.push(img[((bi * c + ci) * h + py * p + ky) * w + px * p + kx] as f64);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn cubic(x: f64, a: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    } else {
+        0.0
+    }
+}
+
+/// (index, weight) taps of output `o` along an axis of `n` inputs (PyTorch bicubic, align_corners=False).
+fn taps(o: usize, n: usize, scale: f64, antialias: bool) -> Vec<(usize, f64)> {
+    if antialias {
+        let support = if scale >= 1.0 { 2.0 * scale } else { 2.0 };
+        let inv = if scale >= 1.0 { 1.0 / scale } else { 1.0 };
+        let center = scale * (o as f64 + 0.5);
+        let first = ((center - support + 0.5) as i64).max(0) as usize;
+        let end = ((center + support + 0.5) as i64).min(n as i64) as usize;
+        let w: Vec<f64> = (first..end).map(|j| cubic((j as f64 - center + 0.5) * inv, -0.5)).collect();
+        let total: f64 = w.iter().sum();
+        (first..end).zip(w).map(|(j, wj)| (j, if total != 0.0 { wj / total } else { 0.0 })).collect()
+    } else {
+        let src = (o as f64 + 0.5) * scale - 0.5;
+        let f = src.floor();
+        let t = src - f;
+        (0..4)
+            .map(|i| {
+                let j = (f as i64 - 1 + i as i64).clamp(0, n as i64 - 1) as usize;
+                (j, cubic(t + 1.0 - i as f64, -0.75))
+            })
+            .collect()
+    }
+}
+
+/// Bicubic resampling of a channels-last [hi, wi, d] grid to [ho, wo, d] (coordinate scales in/out, or
+/// 1/scale_factor), as PyTorch's interpolate(mode="bicubic", align_corners=False[, antialias=True]).
+#[allow(clippy::too_many_arguments)]
+pub fn interp_bicubic(
+    d: usize,
+    hi: usize,
+    wi: usize,
+    ho: usize,
+    wo: usize,
+    x: &[f32],
+    scale_h: f64,
+    scale_w: f64,
+    antialias: bool,
+) -> Vec<f64> {
+    let mut y = vec![0.0; ho * wo * d];
+    for oy in 0..ho {
+        let ty = taps(oy, hi, scale_h, antialias);
+        for ox in 0..wo {
+            let tx = taps(ox, wi, scale_w, antialias);
+            for c in 0..d {
+                let mut acc = 0.0;
+                for &(sy, wy) in &ty {
+                    for &(sx, wx) in &tx {
+                        acc += wy * wx * x[(sy * wi + sx) * d + c] as f64;
+                    }
+                }
+                y[(oy * wo + ox) * d + c] = acc;
+            }
+        }
+    }
+    y
+}
+
 /// ‖out − ref‖ / ‖ref‖ and max |out − ref|; NaN or ∞ anywhere in `out` gives (∞, ∞).
 pub fn compare(out: &[f32], reference: &[f64]) -> (f64, f64) {
     if out.len() != reference.len() || out.iter().any(|v| !v.is_finite()) {

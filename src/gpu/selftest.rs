@@ -280,6 +280,60 @@ fn attention_cases(out: &mut Vec<Case>) {
     }
 }
 
+fn patch_cases(out: &mut Vec<Case>) {
+    for (dt, b, c, h, w, p) in [
+        (DType::Bf16, 2usize, 3usize, 32usize, 48usize, 16usize),
+        (DType::F32, 1, 3, 30, 29, 14),
+        (DType::F16, 1, 2, 9, 9, 3),
+    ] {
+        out.push(case(
+            "patch_embed",
+            format!("patch_im2col_{}", dt.suffix()),
+            format!("[{b},{c},{h},{w}] p{p}"),
+            tol(dt),
+            Box::new(move |dev, rng| {
+                let img = random(rng, b * c * h * w, -2.0, 2.0, DType::F32);
+                let n = b * (h / p) * (w / p) * c * p * p;
+                let cols = poisoned(dev, dt, n)?;
+                ops::patch_embed::patch_im2col(dev, b, c, h, w, p, &dev.upload(&img, DType::F32)?, &cols)?;
+                Ok((dev.download(&cols)?, r::patch_im2col(b, c, h, w, p, &img)))
+            }),
+        ));
+    }
+}
+
+fn interp_cases(out: &mut Vec<Case>) {
+    use ops::interp::Scale;
+    // (dtype, d, in, out, scale factor, antialias): ViT-B/16 224 grid 14x14 to 16x20 and down to 9x11, both modes.
+    let shapes = [
+        (DType::F32, 5usize, (14usize, 14usize), (16usize, 20usize), None, false),
+        (DType::F32, 3, (14, 14), (9, 11), None, true),
+        (DType::Bf16, 64, (14, 14), (37, 23), None, true),
+        (DType::F16, 8, (16, 16), (7, 5), Some((0.45, 0.33)), true),
+        (DType::Bf16, 4, (5, 6), (11, 3), None, false),
+    ];
+    for (dt, d, (hi, wi), (ho, wo), factor, aa) in shapes {
+        let shape = format!("{hi}x{wi}->{ho}x{wo} d{d}{}", if aa { " aa" } else { "" });
+        out.push(case(
+            "interp",
+            format!("interp_bicubic_{}", dt.suffix()),
+            shape,
+            tol(dt),
+            Box::new(move |dev, rng| {
+                let x = random(rng, hi * wi * d, -1.0, 1.0, dt);
+                let y = poisoned(dev, dt, ho * wo * d)?;
+                let scale = factor.map_or(Scale::FromSizes, |(fh, fw)| Scale::Factor(fh, fw));
+                ops::interp::interp_bicubic(dev, d, (hi, wi), (ho, wo), &dev.upload(&x, dt)?, &y, scale, aa)?;
+                let (sh, sw) =
+                    factor.map_or((hi as f64 / ho as f64, wi as f64 / wo as f64), |(fh, fw)| (1.0 / fh, 1.0 / fw));
+                // The kernel receives f32 scales: use the same rounded values.
+                let (sh, sw) = (sh as f32 as f64, sw as f32 as f64);
+                Ok((dev.download(&y)?, r::interp_bicubic(d, hi, wi, ho, wo, &x, sh, sw, aa)))
+            }),
+        ));
+    }
+}
+
 /// Every case, in a fixed order.
 pub fn cases() -> Vec<Case> {
     let mut out = Vec::new();
@@ -288,6 +342,8 @@ pub fn cases() -> Vec<Case> {
     softmax_cases(&mut out);
     gemm_cases(&mut out);
     attention_cases(&mut out);
+    patch_cases(&mut out);
+    interp_cases(&mut out);
     out
 }
 

@@ -24,7 +24,9 @@ pub const SOURCES: &[KernelSource] = kernel_sources![
     "attention.cu",
     "elementwise.cu",
     "gemm.cu",
+    "interp.cu",
     "layernorm.cu",
+    "patch_embed.cu",
     "softmax.cu",
     "sync_probe.cu",
 ];

@@ -5,7 +5,9 @@
 pub mod attention;
 pub mod elementwise;
 pub mod gemm;
+pub mod interp;
 pub mod layernorm;
+pub mod patch_embed;
 pub mod softmax;
 
 use super::{DType, GpuBuffer};
