@@ -61,12 +61,15 @@ fn case(family: &'static str, kernel: String, shape: String, tol: f64, run: RunF
     Case { family, kernel, shape, tol, run }
 }
 
+type UnaryLaunch = fn(&GpuDevice, &GpuBuffer, &GpuBuffer) -> Result<()>;
+type UnaryCase = (&'static str, UnaryLaunch, fn(f64) -> f64);
+
 const DTYPES: [DType; 3] = [DType::Bf16, DType::F16, DType::F32];
 
 fn elementwise_cases(out: &mut Vec<Case>) {
     for dt in DTYPES {
         for n in [1usize, 1000, 4099] {
-            let unary: [(&str, fn(&GpuDevice, &GpuBuffer, &GpuBuffer) -> Result<()>, fn(f64) -> f64); 2] = [
+            let unary: [UnaryCase; 2] = [
                 ("gelu", ops::elementwise::gelu, r::gelu1),
                 ("quick_gelu", ops::elementwise::quick_gelu, r::quick_gelu1),
             ];
