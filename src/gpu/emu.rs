@@ -57,6 +57,10 @@ impl Runtime for EmuRuntime {
         "cuda-emu".into()
     }
 
+    fn is_emu(&self) -> bool {
+        true
+    }
+
     fn alloc(&self, bytes: usize) -> Result<u64> {
         // SAFETY: the layout has non-zero size.
         let p = unsafe { std::alloc::alloc(layout(bytes)) };

@@ -15,6 +15,7 @@
 //! ```
 
 mod args;
+pub mod cublas;
 pub mod cuda;
 pub mod emu;
 pub mod nvrtc;
@@ -109,6 +110,9 @@ impl LaunchConfig {
 /// What a device runtime provides; pointers are device addresses (host addresses under emulation).
 pub(crate) trait Runtime: Send + Sync {
     fn name(&self) -> String;
+    fn is_emu(&self) -> bool {
+        false
+    }
     fn alloc(&self, bytes: usize) -> Result<u64>;
     /// # Safety
     /// `ptr` came from `alloc(bytes)` of this runtime and is not used afterwards.
@@ -149,6 +153,11 @@ impl GpuDevice {
     /// e.g. `cuda:0 (NVIDIA H100, sm_90)` or `cuda-emu`.
     pub fn name(&self) -> String {
         self.rt.name()
+    }
+
+    /// Whether this is the CPU emulator.
+    pub fn is_emu(&self) -> bool {
+        self.rt.is_emu()
     }
 
     /// An uninitialised buffer of `len` elements.

@@ -42,9 +42,17 @@ fn time(dev: &GpuDevice, reps: usize, f: &dyn Fn() -> cpeal::Result<()>) -> cpea
 
 pub fn run(args: &Args) -> cpeal::Result<()> {
     let dev = open(args.device)?;
+    if dev.is_emu() {
+        return Err(cpeal::Error::invalid(
+            "bench-kernels",
+            "timings need a GPU (--device cuda); the emulator is for correctness",
+        ));
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let m = args.batch * 197;
     println!("device: {}\n", dev.name());
+    let cublas =
+        if dev.is_emu() { None } else { cpeal::gpu::cublas::Cublas::new(&dev).map_err(|e| eprintln!("{e}")).ok() };
     println!("| kernel | shape (M x N x K) | time (us) | TFLOP/s |\n|---|---|---|---|");
     // ViT-B/16: qkv projection (768 -> 2304), attention out (768 -> 768), fc1 (768 -> 3072, gelu), fc2 (3072 -> 768).
     for (name, n, k, act) in [
@@ -60,6 +68,11 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
         let secs = time(&dev, args.reps, &|| Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(act).launch(&dev))?;
         let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
         println!("| gemm_bf16 {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
+        if let Some(cb) = &cublas {
+            let secs = time(&dev, args.reps, &|| cb.gemm_bf16(m, n, k, &a, &w, &c))?;
+            let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
+            println!("| cublas_bf16 {name} (no epilogue) | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
+        }
     }
     let (rows, cols) = (m, 768);
     let x = dev.upload(&selftest::random(&mut rng, rows * cols, -2.0, 2.0, DType::Bf16), DType::Bf16)?;
