@@ -89,6 +89,17 @@ DEVI float hi_f32(u32 v) {
     return to_f32(t);
 }
 
+// Two adjacent elements p[0], p[1] in one 4-byte store (p must be 4-byte aligned).
+template <class T>
+DEVI void store_pair(T* p, float a, float b) {
+#ifdef CPEAL_EMU
+    u32 v = pack2<T>(a, b);
+    std::memcpy(p, &v, 4);
+#else
+    *reinterpret_cast<u32*>(p) = pack2<T>(a, b);
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Activations
 // ---------------------------------------------------------------------------------------------------------

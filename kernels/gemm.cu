@@ -110,13 +110,21 @@ DEVI void gemm_body(int M, int N, int K, int lda, int ldw, int ldr, int ldc, con
     cp_async_wait<0>();
 
     int g = lane >> 2, t = lane & 3;
-    UNROLL for (int mi = 0; mi < 4; ++mi) UNROLL for (int ni = 0; ni < 4; ++ni) UNROLL for (int e = 0; e < 4; ++e) {
-                int m = bm + wm + mi * 16 + g + (e >= 2 ? 8 : 0);
-                int n = bn + wn + ni * 8 + 2 * t + (e & 1);
-                if (m < M && n < N)
-                    C[(long)m * ldc + n] =
-                        from_f32<T>(gemm_epilogue(acc[mi][ni][e], m, n, ldr, bias, residual, layer_scale, act));
-            }
+    bool pairs = (ldc & 1) == 0;  // (n, n+1) with n even is then a 4-byte aligned pair
+    UNROLL for (int mi = 0; mi < 4; ++mi) UNROLL for (int ni = 0; ni < 4; ++ni) UNROLL for (int h = 0; h < 2; ++h) {
+        int m = bm + wm + mi * 16 + g + h * 8;
+        int n = bn + wn + ni * 8 + 2 * t;
+        if (m >= M) continue;
+        float v0 = acc[mi][ni][2 * h], v1 = acc[mi][ni][2 * h + 1];
+        T* out = C + (long)m * ldc + n;
+        if (pairs && n + 1 < N) {
+            store_pair(out, gemm_epilogue(v0, m, n, ldr, bias, residual, layer_scale, act),
+                       gemm_epilogue(v1, m, n + 1, ldr, bias, residual, layer_scale, act));
+        } else {
+            if (n < N) out[0] = from_f32<T>(gemm_epilogue(v0, m, n, ldr, bias, residual, layer_scale, act));
+            if (n + 1 < N) out[1] = from_f32<T>(gemm_epilogue(v1, m, n + 1, ldr, bias, residual, layer_scale, act));
+        }
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(256) gemm_bf16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,

@@ -36,9 +36,7 @@ echo "== NVRTC compile check (sm_80, sm_90)"
 "$BIN" nvrtc-check --arch sm_80,sm_90
 
 echo "== emulator and checker tests"
-# The full compile was just done by the CLI; the test of the same is skipped here (scripts/test.sh runs it).
-cargo test --profile "$PROFILE" --features cuda-emu --test gpu_emu --test nvrtc_check -- \
-    --skip every_kernel_compiles_without_spills
+cargo test --profile "$PROFILE" --features cuda-emu --test gpu_emu --test nvrtc_check --test gpu_reference
 
 echo "== selftest on the emulator"
 "$BIN" selftest --device cuda-emu

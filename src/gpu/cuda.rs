@@ -45,7 +45,7 @@ impl CudaRuntime {
         }
         result::init().map_err(|e| unavailable(format!("cuInit: {e:?}")))?;
         let count = result::device::get_count().map_err(|e| unavailable(format!("cuDeviceGetCount: {e:?}")))?;
-        if ordinal as i32 >= count {
+        if ordinal >= count.max(0) as usize {
             return Err(unavailable(format!("device {ordinal} requested, {count} present")));
         }
         let dev = result::device::get(ordinal as i32).map_err(|e| unavailable(format!("cuDeviceGet: {e:?}")))?;

@@ -249,3 +249,41 @@ impl GpuBuffer {
         self.inner.ptr
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuda_without_a_driver_is_an_error_not_a_panic() {
+        let r = GpuDevice::cuda(0);
+        // SAFETY: only tries to dlopen libcuda.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            assert!(matches!(r, Err(Error::DeviceUnavailable { .. })));
+        }
+        assert!(matches!(GpuDevice::cuda(usize::MAX >> 1), Err(Error::DeviceUnavailable { .. })));
+    }
+
+    #[test]
+    fn dtype_round_trips() {
+        let v = [1.0f32, -2.5, 3.140625, 65504.0];
+        for dt in [DType::F32, DType::Bf16, DType::F16] {
+            assert_eq!(dt.decode(&dt.encode(&v)), dt.round(&v));
+            assert_eq!(dt.round(&dt.round(&v)), dt.round(&v));
+        }
+        assert_eq!(DType::I32.round(&[7.0, -3.0]), vec![7.0, -3.0]);
+    }
+
+    #[test]
+    fn kernel_args_pack_values_in_order() {
+        let mut a = KernelArgs::new();
+        a.i32(-5).f32(1.5).u32(7);
+        let p = a.params();
+        // SAFETY: each pointer points at an 8-byte slot holding the value pushed.
+        unsafe {
+            assert_eq!(*(p[0] as *const i32), -5);
+            assert_eq!(*(p[1] as *const f32), 1.5);
+            assert_eq!(*(p[2] as *const u32), 7);
+        }
+    }
+}
