@@ -58,6 +58,11 @@ fn interp_matches_reference() {
     assert_family("interp", 7);
 }
 
+#[test]
+fn pool_matches_reference() {
+    assert_family("pool", 8);
+}
+
 fn reverse(kernel: &str, n: usize) -> (Vec<f32>, Vec<f32>) {
     let dev = dev();
     let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 + 1.0).collect();

@@ -337,6 +337,40 @@ fn interp_cases(out: &mut Vec<Case>) {
     }
 }
 
+fn pool_cases(out: &mut Vec<Case>) {
+    for (dt, b, t, d) in [(DType::Bf16, 3usize, 77usize, 40usize), (DType::F32, 2, 5, 7), (DType::F16, 1, 257, 33)] {
+        out.push(case(
+            "pool",
+            format!("gather_rows_{}", dt.suffix()),
+            format!("[{b},{t},{d}]"),
+            tol(dt),
+            Box::new(move |dev, rng| {
+                let x = random(rng, b * t * d, -2.0, 2.0, dt);
+                let idx: Vec<f32> = (0..b).map(|i| ((i * 31 + 5) % t) as f32).collect();
+                let y = poisoned(dev, dt, b * d)?;
+                ops::pool::gather_rows(dev, b, t, d, &dev.upload(&x, dt)?, &dev.upload(&idx, DType::I32)?, &y)?;
+                let want = (0..b * d).map(|i| x[((i / d) * t + idx[i / d] as usize) * d + i % d] as f64).collect();
+                Ok((dev.download(&y)?, want))
+            }),
+        ));
+        out.push(case(
+            "pool",
+            format!("mean_tokens_{}", dt.suffix()),
+            format!("[{b},{t},{d}] 1..{t}"),
+            tol(dt),
+            Box::new(move |dev, rng| {
+                let x = random(rng, b * t * d, -2.0, 2.0, dt);
+                let y = poisoned(dev, dt, b * d)?;
+                ops::pool::mean_tokens(dev, b, t, d, (1, t), &dev.upload(&x, dt)?, &y)?;
+                let want = (0..b * d)
+                    .map(|i| (1..t).map(|tt| x[((i / d) * t + tt) * d + i % d] as f64).sum::<f64>() / (t - 1) as f64)
+                    .collect();
+                Ok((dev.download(&y)?, want))
+            }),
+        ));
+    }
+}
+
 /// Every case, in a fixed order.
 pub fn cases() -> Vec<Case> {
     let mut out = Vec::new();
@@ -347,6 +381,7 @@ pub fn cases() -> Vec<Case> {
     attention_cases(&mut out);
     patch_cases(&mut out);
     interp_cases(&mut out);
+    pool_cases(&mut out);
     out
 }
 

@@ -27,6 +27,7 @@ pub const SOURCES: &[KernelSource] = kernel_sources![
     "interp.cu",
     "layernorm.cu",
     "patch_embed.cu",
+    "pool.cu",
     "softmax.cu",
     "sync_probe.cu",
 ];

@@ -8,6 +8,7 @@ pub mod gemm;
 pub mod interp;
 pub mod layernorm;
 pub mod patch_embed;
+pub mod pool;
 pub mod softmax;
 
 use super::{DType, GpuBuffer};
