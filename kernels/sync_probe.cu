@@ -81,3 +81,18 @@ extern "C" __global__ void probe_cp_async_f32(int n, const float* x, float* y) {
         if (j < n) y[j] = stage[1][((t + 1) % 256) * 4 + k];
     }
 }
+
+// The same copy with the cp.async waits missing: a race on real hardware; under emu the copies never land
+// before the reads, so the result is wrong. Blocks of 256 threads, 1024 values per block.
+extern "C" __global__ void probe_cp_async_nowait_f32(int n, const float* x, float* y) {
+    __shared__ __align__(16) float stage[256 * 4];
+    int t = threadIdx.x, base = blockIdx.x * 1024;
+    cp_async_16(&stage[t * 4], x + base + t * 4, base + t * 4 + 4 <= n);
+    cp_async_commit();
+    __syncthreads();
+    for (int k = 0; k < 4; ++k) {
+        int j = base + t * 4 + k;
+        if (j < n) y[j] = stage[t * 4 + k];
+    }
+    cp_async_wait<0>();
+}

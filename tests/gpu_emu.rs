@@ -155,6 +155,20 @@ fn cp_async_pipeline_copies() {
 }
 
 #[test]
+fn missing_cp_async_wait_gives_wrong_result_under_emu() {
+    let dev = dev();
+    let n = 2048;
+    let x: Vec<f32> = (0..n).map(|i| i as f32 + 1.0).collect();
+    let xb = dev.upload(&x, DType::F32).unwrap();
+    let yb = selftest::poisoned(&dev, DType::F32, n).unwrap();
+    let mut args = KernelArgs::new();
+    args.i32(n as i32).buf(&xb).buf(&yb);
+    // SAFETY: probe_cp_async_nowait_f32(int n, const float* x, float* y), 1024 values a block.
+    unsafe { dev.launch("probe_cp_async_nowait_f32", LaunchConfig::linear(2, 256), &mut args) }.unwrap();
+    assert_ne!(dev.download(&yb).unwrap(), x, "reads before cp.async.wait_group must not see the data");
+}
+
+#[test]
 fn bad_input_is_an_error_naming_the_kernel() {
     let dev = dev();
     let x = dev.upload(&[1.0; 10], DType::Bf16).unwrap();

@@ -164,7 +164,7 @@ impl GpuDevice {
     pub fn alloc(&self, dtype: DType, len: usize) -> Result<GpuBuffer> {
         let bytes = len * dtype.size();
         let ptr = self.rt.alloc(bytes)?;
-        Ok(GpuBuffer { inner: Arc::new(BufferInner { rt: self.rt.clone(), ptr, bytes, dtype, len }) })
+        Ok(GpuBuffer { alloc: Arc::new(Allocation { rt: self.rt.clone(), ptr, bytes }), offset: 0, dtype, len })
     }
 
     /// Copy host f32 values to a new buffer of type `dtype`.
@@ -176,14 +176,14 @@ impl GpuDevice {
 
     /// Copy a buffer back to the host as f32 (waits for pending work).
     pub fn download(&self, buf: &GpuBuffer) -> Result<Vec<f32>> {
-        let mut bytes = vec![0u8; buf.inner.bytes];
+        let mut bytes = vec![0u8; buf.bytes()];
         self.rt.download(buf.ptr(), &mut bytes)?;
         Ok(buf.dtype().decode(&bytes))
     }
 
     /// Fill with all-ones bytes: NaN in f32, bf16 and f16. Tests poison outputs with this before a launch.
     pub fn poison(&self, buf: &GpuBuffer) -> Result<()> {
-        self.rt.fill_bytes(buf.ptr(), buf.inner.bytes, 0xff)
+        self.rt.fill_bytes(buf.ptr(), buf.bytes(), 0xff)
     }
 
     /// Launch `kernel` with `args` packed as for `cuLaunchKernel`.
@@ -207,46 +207,62 @@ impl GpuDevice {
     }
 }
 
-struct BufferInner {
+/// One device allocation, freed when the last buffer viewing it goes away.
+struct Allocation {
     rt: Arc<dyn Runtime>,
     ptr: u64,
     bytes: usize,
-    dtype: DType,
-    len: usize,
 }
 
-impl Drop for BufferInner {
+impl Drop for Allocation {
     fn drop(&mut self) {
-        // SAFETY: ptr came from rt.alloc(bytes) and the last handle to it is going away.
+        // SAFETY: ptr came from rt.alloc(bytes) and the last view of it is going away.
         unsafe { self.rt.free(self.ptr, self.bytes) }
     }
 }
 
-/// A device allocation with its element type and length. Clones share the allocation.
+/// `len` elements of one dtype in device memory: a whole allocation or a view into one ([`GpuBuffer::slice`]).
+/// Clones share the allocation.
 #[derive(Clone)]
 pub struct GpuBuffer {
-    inner: Arc<BufferInner>,
+    alloc: Arc<Allocation>,
+    /// Offset of element 0 from the allocation's start, in elements of `dtype`.
+    offset: usize,
+    dtype: DType,
+    len: usize,
 }
 
 impl std::fmt::Debug for GpuBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GpuBuffer({:?} x {})", self.inner.dtype, self.inner.len)
+        write!(f, "GpuBuffer({:?} x {} at +{})", self.dtype, self.len, self.offset)
     }
 }
 
 impl GpuBuffer {
     pub fn dtype(&self) -> DType {
-        self.inner.dtype
+        self.dtype
     }
     pub fn len(&self) -> usize {
-        self.inner.len
+        self.len
     }
     pub fn is_empty(&self) -> bool {
-        self.inner.len == 0
+        self.len == 0
     }
-    /// The device address (a host address under emulation).
+    fn bytes(&self) -> usize {
+        self.len * self.dtype.size()
+    }
+    /// The device address of element 0 (a host address under emulation).
     pub fn ptr(&self) -> u64 {
-        self.inner.ptr
+        self.alloc.ptr + (self.offset * self.dtype.size()) as u64
+    }
+
+    /// A view of elements `start .. start + len` sharing this allocation, e.g. the k part of a fused qkv
+    /// projection (then pass the fused row stride to the kernel).
+    pub fn slice(&self, start: usize, len: usize) -> Result<GpuBuffer> {
+        if start.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(Error::invalid("GpuBuffer::slice", format!("{start}..{start}+{len} outside 0..{}", self.len)));
+        }
+        Ok(GpuBuffer { alloc: self.alloc.clone(), offset: self.offset + start, dtype: self.dtype, len })
     }
 }
 
@@ -272,6 +288,20 @@ mod tests {
             assert_eq!(dt.round(&dt.round(&v)), dt.round(&v));
         }
         assert_eq!(DType::I32.round(&[7.0, -3.0]), vec![7.0, -3.0]);
+    }
+
+    #[cfg(feature = "cuda-emu")]
+    #[test]
+    fn slices_view_the_same_allocation() {
+        let dev = GpuDevice::emu().unwrap();
+        let b = dev.upload(&[1.0, 2.0, 3.0, 4.0, 5.0], DType::F32).unwrap();
+        let s = b.slice(1, 3).unwrap();
+        assert_eq!(s.ptr(), b.ptr() + 4);
+        assert_eq!(dev.download(&s).unwrap(), vec![2.0, 3.0, 4.0]);
+        assert_eq!(dev.download(&s.slice(2, 1).unwrap()).unwrap(), vec![4.0]);
+        assert!(b.slice(3, 3).is_err() && b.slice(usize::MAX, 2).is_err());
+        drop(b);
+        assert_eq!(dev.download(&s).unwrap(), vec![2.0, 3.0, 4.0], "a view keeps the allocation alive");
     }
 
     #[test]

@@ -283,6 +283,33 @@ fn attention_cases(out: &mut Vec<Case>) {
     }
 }
 
+/// Attention reading q, k, v straight out of one fused [b, t, 3·h·d] projection (row stride 3·h·d).
+fn fused_qkv_case(out: &mut Vec<Case>) {
+    let (dt, b, h, t, d) = (DType::Bf16, 2usize, 2usize, 70usize, 64usize);
+    let shape = format!("B{b} H{h} T{t} D{d} fused qkv");
+    out.push(case(
+        "attention",
+        format!("attention_fwd_d{d}_{}", dt.suffix()),
+        shape,
+        tol(dt),
+        Box::new(move |dev, rng| {
+            let w = h * d;
+            let qkv = random(rng, b * t * 3 * w, -2.0, 2.0, dt);
+            let part =
+                |p: usize| -> Vec<f32> { (0..b * t).flat_map(|r| qkv[r * 3 * w + p * w..][..w].to_vec()).collect() };
+            let qkv_b = dev.upload(&qkv, dt)?;
+            let n = qkv.len();
+            let (q, k, v) = (qkv_b.slice(0, n)?, qkv_b.slice(w, n - w)?, qkv_b.slice(2 * w, n - 2 * w)?);
+            let o = poisoned(dev, dt, b * t * w)?;
+            let mut att = ops::attention::Attention::new(b, h, t, d, &q, &k, &v, &o);
+            (att.ld_q, att.ld_k, att.ld_v) = (3 * w, 3 * w, 3 * w);
+            att.launch(dev)?;
+            let reference = r::attention(b, h, t, t, d, &part(0), &part(1), &part(2), att.scale as f64, false);
+            Ok((dev.download(&o)?, reference))
+        }),
+    ));
+}
+
 fn patch_cases(out: &mut Vec<Case>) {
     for (dt, b, c, h, w, p) in [
         (DType::Bf16, 2usize, 3usize, 32usize, 48usize, 16usize),
@@ -379,6 +406,7 @@ pub fn cases() -> Vec<Case> {
     softmax_cases(&mut out);
     gemm_cases(&mut out);
     attention_cases(&mut out);
+    fused_qkv_case(&mut out);
     patch_cases(&mut out);
     interp_cases(&mut out);
     pool_cases(&mut out);
