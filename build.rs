@@ -1,3 +1,84 @@
+//! With the `cuda-emu` feature, compile every `kernels/*.cu` with g++ against `kernels/emu.h` into the static
+//! library `cpeal_emu_kernels`, plus a generated registry that maps kernel names to launch trampolines
+//! (`cpeal_emu_lookup`, `cpeal_emu_launch`, used by `src/gpu/emu.rs`). Without the feature: nothing.
+
+#[path = "src/gpu/scan.rs"]
+mod scan;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/gpu/scan.rs");
+    println!("cargo:rerun-if-changed=kernels");
+    if std::env::var_os("CARGO_FEATURE_CUDA_EMU").is_some() {
+        build_emu();
+    }
 }
+
+fn kernel_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("kernels/ is readable")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cu"))
+        .filter(|p| !scan::is_gpu_only(&p.file_name().unwrap().to_string_lossy()))
+        .collect();
+    files.sort();
+    files
+}
+
+fn build_emu() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let kernels = root.join("kernels");
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .std("c++17")
+        .opt_level(2)
+        .flag("-include")
+        .flag(kernels.join("emu.h").to_str().unwrap())
+        .define("CPEAL_EMU", None)
+        .include(&kernels)
+        .flag_if_supported("-Wno-unused-parameter")
+        .flag_if_supported("-Wno-unused-function")
+        .warnings(true);
+    let mut registry = String::from("struct CpealEmuEntry { const char* name; void (*fn)(void**); };\n");
+    let mut table = String::from("static const CpealEmuEntry cpeal_emu_table[] = {\n");
+    for file in kernel_files(&kernels) {
+        let src = std::fs::read_to_string(&file).expect("kernel source is readable");
+        let stem = file.file_stem().unwrap().to_string_lossy().to_string();
+        let mut unit = format!("#include \"{}\"\n", file.display());
+        for name in scan::kernel_names(&src) {
+            let _ = writeln!(
+                unit,
+                "extern \"C\" void cpeal_emu_entry_{name}(void** a) {{ cpeal_emu::invoke(&{name}, a); }}"
+            );
+            let _ = writeln!(registry, "extern \"C\" void cpeal_emu_entry_{name}(void**);");
+            let _ = writeln!(table, "    {{\"{name}\", cpeal_emu_entry_{name}}},");
+        }
+        let path = out.join(format!("emu_{stem}.cpp"));
+        std::fs::write(&path, unit).unwrap();
+        build.file(&path);
+    }
+    table.push_str("    {nullptr, nullptr}};\n");
+    registry.push_str(&table);
+    registry.push_str(REGISTRY_FNS);
+    let path = out.join("emu_registry.cpp");
+    std::fs::write(&path, registry).unwrap();
+    build.file(&path);
+    build.compile("cpeal_emu_kernels");
+}
+
+const REGISTRY_FNS: &str = r#"
+extern "C" void* cpeal_emu_lookup(const char* name) {
+    for (const CpealEmuEntry* e = cpeal_emu_table; e->name; ++e)
+        if (std::strcmp(e->name, name) == 0) return reinterpret_cast<void*>(e->fn);
+    return nullptr;
+}
+extern "C" int cpeal_emu_launch(void* entry, const unsigned* grid, const unsigned* block, unsigned shared_bytes,
+                                void** args, char* err, size_t errlen) {
+    return cpeal_emu::launch(reinterpret_cast<void (*)(void**)>(entry), grid, block, shared_bytes, args, err, errlen);
+}
+"#;

@@ -35,6 +35,14 @@ pub enum Error {
     #[error("device `{device}` unavailable: {reason}")]
     DeviceUnavailable { device: String, reason: String },
 
+    /// A GPU kernel could not be found, compiled, loaded or launched, or its arguments were rejected.
+    #[error("kernel `{name}`: {reason}")]
+    Kernel { name: String, reason: String },
+
+    /// NVRTC rejected a kernel source; `log` is NVRTC's log (file, line, caret).
+    #[error("NVRTC failed to compile `{kernel}`:\n{log}")]
+    Nvrtc { kernel: String, log: String },
+
     #[error("{context}: {reason}")]
     Invalid { context: String, reason: String },
 }
@@ -51,6 +59,9 @@ impl Error {
     }
     pub fn invalid(context: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Invalid { context: context.into(), reason: reason.into() }
+    }
+    pub fn kernel(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Kernel { name: name.into(), reason: reason.into() }
     }
     pub fn shape(op: &'static str, reason: impl Into<String>) -> Self {
         Error::Shape { op, reason: reason.into() }

@@ -5,6 +5,7 @@ pub mod convert;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod gpu;
 pub mod images;
 pub mod models;
 pub mod nn;

@@ -26,4 +26,10 @@ pub enum Command {
     Bench(cmd::bench::Args),
     /// Convert an exported DINOv2 ONNX graph into a Hugging Face Dinov2Model checkpoint.
     ConvertOnnxDinov2(cmd::convert::Args),
+    /// Compile every GPU kernel with NVRTC (sm_80, sm_90); fail on compile errors or register spills.
+    NvrtcCheck(cmd::nvrtc_check::Args),
+    /// Run every GPU kernel against its CPU reference on random inputs.
+    Selftest(cmd::selftest::Args),
+    /// Time the GPU kernels on ViT-B shapes.
+    BenchKernels(cmd::bench_kernels::Args),
 }

@@ -1,12 +1,15 @@
 //! One module per subcommand; `dispatch` is the only place that knows them all.
 
 pub mod bench;
+pub mod bench_kernels;
 pub mod convert;
 pub mod embed;
 pub mod embed_idx;
 pub mod embed_images;
 pub mod embed_text;
 pub mod info;
+pub mod nvrtc_check;
+pub mod selftest;
 pub mod zero_shot;
 
 use crate::args::Command;
@@ -19,5 +22,8 @@ pub fn dispatch(command: Command) -> cpeal::Result<()> {
         Command::EmbedText(args) => embed_text::run(&args),
         Command::ZeroShot(args) => zero_shot::run(&args),
         Command::ConvertOnnxDinov2(args) => convert::run(&args),
+        Command::NvrtcCheck(args) => nvrtc_check::run(&args),
+        Command::Selftest(args) => selftest::run(&args),
+        Command::BenchKernels(args) => bench_kernels::run(&args),
     }
 }

@@ -1,0 +1,166 @@
+// kernels/attention.cu — fused multi-head attention forward, flash-attention style (online softmax, the
+// T x T score matrix never leaves registers), on mma.sync.m16n8k16 with f32 accumulation.
+//
+//   o[b, i, h·D : (h+1)·D] = Σ_j softmax_j(scale · q_i·k_j) v_j      (per batch b, head h, query i)
+//
+// q: [B, Tq, ·] with row stride ld_q elements, head h at columns h·D … h·D+D−1; likewise k, v ([B, Tk, ·]) and
+// o ([B, Tq, ·], ld_o). So the outputs of three separate projections ([B, T, H·D]) are used directly, and so
+// is a fused qkv buffer (ld = 3·H·D, pointers offset by H·D). With `causal`, query i sees keys
+// j <= i + Tk − Tq. Needs D % 8 == 0 (D ∈ {64, 80, 96, 128}), every ld a multiple of 8 and 16-byte aligned
+// pointers (cp.async of 16-byte chunks).
+//
+// Block: 4 warps = 128 threads own 64 queries of one (b, h); warp w owns queries 16w … 16w+15. Keys and values
+// stream through shared memory 64 at a time. Launch: grid (ceil(Tq/64), H, B), block 128,
+// shared (3·64·(D+8))·2 bytes (Q, K, V tiles; rows padded by 8 elements against bank conflicts).
+#include "common.cuh"
+
+#define ATT_BQ 64
+#define ATT_BK 64
+#define ATT_THREADS 128
+
+// rows x D tile of a [·, ld] matrix (rows row0 … row0+rows−1 < nrows, columns col0 …) into shared [rows][D+8].
+template <int D, class T>
+DEVI void att_load_tile(T* dst, const T* src, int ld, int nrows, int row0, int col0) {
+    constexpr int CHUNKS = D / 8;
+    for (int c = threadIdx.x; c < ATT_BK * CHUNKS; c += ATT_THREADS) {
+        int r = c / CHUNKS, d = (c % CHUNKS) * 8;
+        bool ok = row0 + r < nrows;
+        cp_async_16(dst + r * (D + 8) + d, ok ? src + (long)(row0 + r) * ld + col0 + d : src, ok);
+    }
+}
+
+template <int D, class T>
+DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int ld_v, int ld_o, const T* q,
+                         const T* k, const T* v, T* o, float scale, int causal) {
+    constexpr int LDS = D + 8;
+    constexpr int KS = D / 16;  // k-steps of q·kᵀ
+    constexpr int NT = D / 8;   // n-tiles of the output
+    T* Qs = DYN_SMEM(T);
+    T* Ks = Qs + ATT_BQ * LDS;
+    T* Vs = Ks + ATT_BK * LDS;
+    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * ATT_BQ;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const T* qb = q + (long)b * Tq * ld_q;
+    const T* kb = k + (long)b * Tk * ld_k;
+    const T* vb = v + (long)b * Tk * ld_v;
+    float sl2 = scale * 1.4426950408889634f;  // exp(x) = exp2(x·log2 e)
+
+    att_load_tile<D>(Qs, qb, ld_q, Tq, q0, h * D);
+    cp_async_commit();
+
+    int kv_end = Tk;
+    if (causal) kv_end = min(Tk, q0 + ATT_BQ + Tk - Tq);  // keys past the last query's diagonal are masked
+    int ntiles = kv_end > 0 ? ceil_div(kv_end, ATT_BK) : 0;
+
+    u32 qf[KS][4];
+    float oacc[NT][4];
+    UNROLL for (int i = 0; i < NT; ++i) UNROLL for (int e = 0; e < 4; ++e) oacc[i][e] = 0.0f;
+    float mrow[2] = {NEG_INF, NEG_INF}, lrow[2] = {0.0f, 0.0f};
+
+    for (int kt = 0; kt < ntiles; ++kt) {
+        int k0 = kt * ATT_BK;
+        __syncthreads();  // the previous tile's K and V are no longer read
+        att_load_tile<D>(Ks, kb, ld_k, Tk, k0, h * D);
+        att_load_tile<D>(Vs, vb, ld_v, Tk, k0, h * D);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        if (kt == 0) {
+            UNROLL for (int ks = 0; ks < KS; ++ks)
+                ldmatrix_x4(qf[ks], Qs + (warp * 16 + (lane & 15)) * LDS + ks * 16 + (lane >> 4) * 8);
+        }
+        // s = q·kᵀ for 16 queries x 64 keys (8 n-tiles of 8 keys).
+        float s[8][4];
+        UNROLL for (int i = 0; i < 8; ++i) UNROLL for (int e = 0; e < 4; ++e) s[i][e] = 0.0f;
+        UNROLL for (int ks = 0; ks < KS; ++ks) UNROLL for (int p = 0; p < 4; ++p) {
+            u32 r[4];
+            ldmatrix_x4(r, Ks + (p * 16 + (lane & 7) + (lane >> 4) * 8) * LDS + ks * 16 + ((lane >> 3) & 1) * 8);
+            u32 b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+            mma_m16n8k16<T>(s[2 * p], qf[ks], b0);
+            mma_m16n8k16<T>(s[2 * p + 1], qf[ks], b1);
+        }
+        // Mask, then the online-softmax update of each of this lane's two rows (g and g+8).
+        float mx[2] = {NEG_INF, NEG_INF};
+        UNROLL for (int i = 0; i < 8; ++i) UNROLL for (int e = 0; e < 4; ++e) {
+            int key = k0 + i * 8 + 2 * t + (e & 1);
+            int row = q0 + warp * 16 + g + (e >= 2 ? 8 : 0);
+            bool ok = key < Tk && (!causal || key <= row + Tk - Tq);
+            s[i][e] = ok ? s[i][e] * sl2 : NEG_INF;
+            mx[e >> 1] = fmaxf(mx[e >> 1], s[i][e]);
+        }
+        float alpha[2], base[2];
+        UNROLL for (int r = 0; r < 2; ++r) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            float mnew = fmaxf(mrow[r], mx[r]);
+            base[r] = mnew == NEG_INF ? 0.0f : mnew;  // a fully masked row so far: keep everything at 0
+            alpha[r] = exp2f(mrow[r] - base[r]);
+            mrow[r] = mnew;
+            lrow[r] *= alpha[r];
+        }
+        UNROLL for (int i = 0; i < NT; ++i) UNROLL for (int e = 0; e < 4; ++e) oacc[i][e] *= alpha[e >> 1];
+        UNROLL for (int i = 0; i < 8; ++i) UNROLL for (int e = 0; e < 4; ++e) {
+            s[i][e] = exp2f(s[i][e] - base[e >> 1]);
+            lrow[e >> 1] += s[i][e];
+        }
+        // o += p·v: the C fragments of two key n-tiles are the A fragment of one 16-key k-step.
+        UNROLL for (int j = 0; j < 4; ++j) {
+            u32 a[4] = {pack2<T>(s[2 * j][0], s[2 * j][1]), pack2<T>(s[2 * j][2], s[2 * j][3]),
+                        pack2<T>(s[2 * j + 1][0], s[2 * j + 1][1]), pack2<T>(s[2 * j + 1][2], s[2 * j + 1][3])};
+            UNROLL for (int dp = 0; dp < NT / 2; ++dp) {
+                u32 r[4];
+                ldmatrix_x4_trans(r, Vs + (j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + dp * 16 + (lane >> 4) * 8);
+                u32 b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+                mma_m16n8k16<T>(oacc[2 * dp], a, b0);
+                mma_m16n8k16<T>(oacc[2 * dp + 1], a, b1);
+            }
+        }
+    }
+    cp_async_wait<0>();
+    UNROLL for (int r = 0; r < 2; ++r) {
+        lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+        lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+        lrow[r] = lrow[r] > 0.0f ? 1.0f / lrow[r] : 0.0f;
+    }
+    T* ob = o + (long)b * Tq * ld_o + h * D;
+    UNROLL for (int i = 0; i < NT; ++i) UNROLL for (int e = 0; e < 4; ++e) {
+        int row = q0 + warp * 16 + g + (e >= 2 ? 8 : 0);
+        if (row < Tq) ob[(long)row * ld_o + i * 8 + 2 * t + (e & 1)] = from_f32<T>(oacc[i][e] * lrow[e >> 1]);
+    }
+}
+
+// One entry point per head dim and dtype: (B, H, Tq, Tk, ld_q, ld_k, ld_v, ld_o, q, k, v, o, scale, causal).
+#define ATT_SIZES int B, int H, int Tq, int Tk, int ld_q, int ld_k, int ld_v, int ld_o
+#define ATT_PASS B, H, Tq, Tk, ld_q, ld_k, ld_v, ld_o, q, k, v, o, scale, causal
+extern "C" __global__ void __launch_bounds__(128) attention_fwd_d64_bf16(ATT_SIZES, const bf16_t* q, const bf16_t* k,
+        const bf16_t* v, bf16_t* o, float scale, int causal) {
+    attention_body<64>(ATT_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128) attention_fwd_d80_bf16(ATT_SIZES, const bf16_t* q, const bf16_t* k,
+        const bf16_t* v, bf16_t* o, float scale, int causal) {
+    attention_body<80>(ATT_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128) attention_fwd_d96_bf16(ATT_SIZES, const bf16_t* q, const bf16_t* k,
+        const bf16_t* v, bf16_t* o, float scale, int causal) {
+    attention_body<96>(ATT_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128) attention_fwd_d128_bf16(ATT_SIZES, const bf16_t* q, const bf16_t* k,
+        const bf16_t* v, bf16_t* o, float scale, int causal) {
+    attention_body<128>(ATT_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128) attention_fwd_d64_f16(ATT_SIZES, const f16_t* q, const f16_t* k,
+        const f16_t* v, f16_t* o, float scale, int causal) {
+    attention_body<64>(ATT_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128) attention_fwd_d80_f16(ATT_SIZES, const f16_t* q, const f16_t* k,
+        const f16_t* v, f16_t* o, float scale, int causal) {
+    attention_body<80>(ATT_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128) attention_fwd_d96_f16(ATT_SIZES, const f16_t* q, const f16_t* k,
+        const f16_t* v, f16_t* o, float scale, int causal) {
+    attention_body<96>(ATT_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128) attention_fwd_d128_f16(ATT_SIZES, const f16_t* q, const f16_t* k,
+        const f16_t* v, f16_t* o, float scale, int causal) {
+    attention_body<128>(ATT_PASS);
+}

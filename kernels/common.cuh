@@ -1,0 +1,252 @@
+// kernels/common.cuh — helpers shared by every kernel file: storage types and conversions, reductions, and
+// the warp-level tensor-core helpers (inline PTX on the GPU; a C++ model of the same fragment layouts under
+// CPEAL_EMU). Needs no CUDA header, so NVRTC compiles it with no include path.
+#pragma once
+
+#define DEVI __device__ __forceinline__
+// Full unroll of a loop with a compile-time trip count (register arrays must only be indexed by constants).
+#ifdef CPEAL_EMU
+#define UNROLL
+#else
+#define UNROLL _Pragma("unroll")
+#endif
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+
+DEVI int ceil_div(int a, int b) { return (a + b - 1) / b; }
+#define NEG_INF (__uint_as_float(0xff800000u))
+
+// ---------------------------------------------------------------------------------------------------------
+// Storage types: raw 16-bit patterns. All arithmetic is f32: load with to_f32, store with from_f32<T>.
+// ---------------------------------------------------------------------------------------------------------
+struct bf16_t {
+    u16 bits;
+};
+struct f16_t {
+    u16 bits;
+};
+
+#ifdef CPEAL_EMU
+DEVI float to_f32(bf16_t v) { return cpeal_emu::bf16_bits_to_f32(v.bits); }
+DEVI float to_f32(f16_t v) { return cpeal_emu::f16_bits_to_f32(v.bits); }
+DEVI u16 bf16_bits(float f) { return cpeal_emu::f32_to_bf16_bits(f); }
+DEVI u16 f16_bits(float f) { return cpeal_emu::f32_to_f16_bits(f); }
+#else
+DEVI float to_f32(bf16_t v) { return __uint_as_float(((u32)v.bits) << 16); }
+DEVI float to_f32(f16_t v) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.bits));
+    return f;
+}
+DEVI u16 bf16_bits(float f) {
+    u16 h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+DEVI u16 f16_bits(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+#endif
+DEVI float to_f32(float v) { return v; }
+
+template <class T>
+struct Cvt;
+template <>
+struct Cvt<float> {
+    static DEVI float from(float f) { return f; }
+};
+template <>
+struct Cvt<bf16_t> {
+    static DEVI bf16_t from(float f) { return bf16_t{bf16_bits(f)}; }
+};
+template <>
+struct Cvt<f16_t> {
+    static DEVI f16_t from(float f) { return f16_t{f16_bits(f)}; }
+};
+template <class T>
+DEVI T from_f32(float f) {
+    return Cvt<T>::from(f);
+}
+
+// Two 16-bit values in one register, `lo` in the low half (the layout of mma fragments).
+template <class T>
+DEVI u32 pack2(float lo, float hi) {
+    return (u32)from_f32<T>(lo).bits | ((u32)from_f32<T>(hi).bits << 16);
+}
+template <class T>
+DEVI float lo_f32(u32 v) {
+    T t;
+    t.bits = (u16)(v & 0xffffu);
+    return to_f32(t);
+}
+template <class T>
+DEVI float hi_f32(u32 v) {
+    T t;
+    t.bits = (u16)(v >> 16);
+    return to_f32(t);
+}
+
+// Two adjacent elements p[0], p[1] in one 4-byte store (p must be 4-byte aligned).
+template <class T>
+DEVI void store_pair(T* p, float a, float b) {
+#ifdef CPEAL_EMU
+    u32 v = pack2<T>(a, b);
+    std::memcpy(p, &v, 4);
+#else
+    *reinterpret_cast<u32*>(p) = pack2<T>(a, b);
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Activations
+// ---------------------------------------------------------------------------------------------------------
+DEVI float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+DEVI float quick_gelu(float x) { return x / (1.0f + expf(-1.702f * x)); }
+
+// ---------------------------------------------------------------------------------------------------------
+// Reductions. Blocks are 1-D with blockDim.x a multiple of 32; every thread of the block must call.
+// `scratch` is 32 floats of shared memory; the result reaches every thread.
+// ---------------------------------------------------------------------------------------------------------
+DEVI float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+DEVI float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+DEVI float block_sum(float v, float* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();  // scratch may still be read by a previous call
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    return warp_sum(lane < nwarps ? scratch[lane] : 0.0f);
+}
+DEVI float block_max(float v, float* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    return warp_max(lane < nwarps ? scratch[lane] : NEG_INF);
+}
+
+// Dynamic shared memory (the launch's shared_bytes), 16-byte aligned.
+#ifdef CPEAL_EMU
+#define DYN_SMEM(T) (reinterpret_cast<T*>(cpeal_emu::dyn_smem()))
+#else
+extern __shared__ __align__(16) unsigned char cpeal_dyn_smem[];
+#define DYN_SMEM(T) (reinterpret_cast<T*>(cpeal_dyn_smem))
+#endif
+
+// ---------------------------------------------------------------------------------------------------------
+// Tensor-core helpers (sm_80+). Fragment layouts of mma.m16n8k16 with g = lane/4, t = lane%4:
+//   A (16x16, row-major) a[0]=(g, 2t..2t+1) a[1]=(g+8, 2t..) a[2]=(g, 2t+8..) a[3]=(g+8, 2t+8..)
+//   B (16x8, k-major)    b[0]=(k 2t..2t+1, n g) b[1]=(k 2t+8.., n g)
+//   C (16x8, f32)        c[0..1]=(g, 2t..2t+1) c[2..3]=(g+8, 2t..2t+1)
+// ldmatrix_x4: lanes 8i..8i+7 give the row addresses (16 bytes each) of 8x8 matrix i; register i of lane l
+// gets row l/4, elements 2(l%4)..+1 of matrix i (the _trans form: column l/4, rows 2(l%4)..+1).
+// ---------------------------------------------------------------------------------------------------------
+#ifdef CPEAL_EMU
+template <class T>
+DEVI void mma_m16n8k16(float c[4], const u32 a[4], const u32 b[2]) {
+    cpeal_emu::Warp& w = cpeal_emu::cur_warp();
+    int lane = cpeal_emu::lane_id();
+    for (int i = 0; i < 4; ++i) w.frag_a[lane][i] = a[i];
+    for (int i = 0; i < 2; ++i) w.frag_b[lane][i] = b[i];
+    cpeal_emu::warp_barrier();
+    int g = lane >> 2, t = lane & 3;
+    for (int i = 0; i < 4; ++i) {
+        int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i & 1);
+        float s = 0.0f;
+        for (int k = 0; k < 16; ++k) {
+            u32 ra = w.frag_a[(row & 7) * 4 + (k & 7) / 2][(row >> 3) + 2 * (k >> 3)];
+            u32 rb = w.frag_b[col * 4 + (k & 7) / 2][k >> 3];
+            float av = (k & 1) ? hi_f32<T>(ra) : lo_f32<T>(ra);
+            float bv = (k & 1) ? hi_f32<T>(rb) : lo_f32<T>(rb);
+            s += av * bv;
+        }
+        c[i] += s;
+    }
+    cpeal_emu::warp_barrier();
+}
+template <bool Trans>
+DEVI void ldmatrix_x4_impl(u32 r[4], const void* smem_row) {
+    cpeal_emu::Warp& w = cpeal_emu::cur_warp();
+    int lane = cpeal_emu::lane_id();
+    w.ptr[lane] = smem_row;
+    cpeal_emu::warp_barrier();
+    for (int i = 0; i < 4; ++i) {
+        if (!Trans) {
+            const unsigned char* row = static_cast<const unsigned char*>(w.ptr[i * 8 + lane / 4]);
+            std::memcpy(&r[i], row + (lane % 4) * 4, 4);
+        } else {
+            u16 lo, hi;
+            const unsigned char* r0 = static_cast<const unsigned char*>(w.ptr[i * 8 + (lane % 4) * 2]);
+            const unsigned char* r1 = static_cast<const unsigned char*>(w.ptr[i * 8 + (lane % 4) * 2 + 1]);
+            std::memcpy(&lo, r0 + (lane / 4) * 2, 2);
+            std::memcpy(&hi, r1 + (lane / 4) * 2, 2);
+            r[i] = (u32)lo | ((u32)hi << 16);
+        }
+    }
+    cpeal_emu::warp_barrier();
+}
+DEVI void ldmatrix_x4(u32 r[4], const void* smem_row) { ldmatrix_x4_impl<false>(r, smem_row); }
+DEVI void ldmatrix_x4_trans(u32 r[4], const void* smem_row) { ldmatrix_x4_impl<true>(r, smem_row); }
+// 16 bytes global -> shared, asynchronously; zero-filled when !pred (gsrc is then not read).
+DEVI void cp_async_16(void* smem_dst, const void* gsrc, bool pred) { cpeal_emu::cp_async(smem_dst, gsrc, pred ? 16 : 0); }
+DEVI void cp_async_commit() { cpeal_emu::cp_async_commit(); }
+template <int N>
+DEVI void cp_async_wait() {
+    cpeal_emu::cp_async_wait(N);
+}
+#else
+DEVI void mma_bf16(float c[4], const u32 a[4], const u32 b[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+DEVI void mma_f16(float c[4], const u32 a[4], const u32 b[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+template <class T>
+DEVI void mma_m16n8k16(float c[4], const u32 a[4], const u32 b[2]);
+template <>
+DEVI void mma_m16n8k16<bf16_t>(float c[4], const u32 a[4], const u32 b[2]) {
+    mma_bf16(c, a, b);
+}
+template <>
+DEVI void mma_m16n8k16<f16_t>(float c[4], const u32 a[4], const u32 b[2]) {
+    mma_f16(c, a, b);
+}
+DEVI u32 smem_addr(const void* p) { return (u32)__cvta_generic_to_shared(p); }
+DEVI void ldmatrix_x4(u32 r[4], const void* smem_row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(smem_row)));
+}
+DEVI void ldmatrix_x4_trans(u32 r[4], const void* smem_row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(smem_row)));
+}
+DEVI void cp_async_16(void* smem_dst, const void* gsrc, bool pred) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem_dst)), "l"(gsrc),
+                 "r"(pred ? 16 : 0));
+}
+DEVI void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+DEVI void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+#endif

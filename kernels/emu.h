@@ -1,0 +1,472 @@
+// kernels/emu.h — the subset of CUDA C++ that cpeal's kernels use, emulated on the CPU with g++.
+//
+// build.rs compiles every kernels/*.cu with `g++ -std=c++17 -include kernels/emu.h -DCPEAL_EMU -O2` into a
+// static library when the `cuda-emu` feature is on; src/gpu/emu.rs launches the kernels through the same
+// grid / block / shared-bytes / void** arguments as cuLaunchKernel.
+//
+// Execution model
+// - Blocks run one after another on the calling OS thread. The threads of a block are cooperatively scheduled
+//   fibers (ucontext), each with its own stack. A fiber runs until it reaches a synchronisation point
+//   (__syncthreads, __syncwarp, a shuffle, a vote, ldmatrix, mma) and then yields to the scheduler, which
+//   resumes the next fiber. Passes alternate direction (forward, backward, …; odd blocks start backward), so
+//   a read of shared memory that another thread has not yet written — a missing barrier — gives a wrong value.
+// - Warp collectives assume every live lane of the warp takes part (the `mask` argument is not modelled).
+// - Threads that have exited count as arrived at block and warp barriers (as on sm_70+).
+// - cp.async copies are held back until the matching cp.async.wait_group, so a missing wait shows up too.
+// - Static __shared__ variables are `static thread_local` (zeroed once per OS thread and kept between blocks);
+//   dynamic shared memory (DYN_SMEM in common.cuh) is refilled with 0xFF bytes (NaN) before every block.
+// - A block whose threads all wait at barriers that can never complete is reported as a deadlock.
+#pragma once
+
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// ---------------------------------------------------------------------------------------------------------
+// Keywords
+// ---------------------------------------------------------------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static thread_local
+#define __restrict__ __restrict
+#define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(...)
+#define warpSize 32
+
+struct dim3 {
+    unsigned x, y, z;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+using uint3 = dim3;
+
+namespace cpeal_emu {
+
+constexpr size_t kStackBytes = 256 * 1024;
+
+struct PendingCopy {
+    unsigned char* dst;
+    unsigned char bytes[16];
+    long group;
+};
+
+struct Thread {
+    dim3 idx;
+    int linear = 0;
+    bool done = false;
+    ucontext_t ctx;
+    std::vector<PendingCopy> pending;
+    long open_group = 0;  // id of the cp.async group not yet committed
+};
+
+struct Warp {
+    int lanes = 0;  // threads of the block in this warp
+    int live = 0;
+    int arrived = 0;
+    unsigned gen = 0;
+    uint64_t slot[32];
+    const void* ptr[32];
+    uint32_t frag_a[32][4];
+    uint32_t frag_b[32][2];
+};
+
+struct Block {
+    std::vector<Thread> threads;
+    std::vector<Warp> warps;
+    std::vector<unsigned char*> stacks;
+    int live = 0;
+    int arrived = 0;
+    unsigned gen = 0;
+    long events = 0;  // arrivals, releases and exits: progress made by the block
+    ucontext_t sched;
+    unsigned char* dyn_smem = nullptr;
+    size_t dyn_bytes = 0;
+    void (*entry)(void**) = nullptr;
+    void** args = nullptr;
+};
+
+inline thread_local Thread* cur_thread = nullptr;
+inline thread_local Block* cur_block = nullptr;
+inline thread_local dim3 block_idx;
+inline thread_local dim3 block_dim;
+inline thread_local dim3 grid_dim;
+
+inline void yield() { swapcontext(&cur_thread->ctx, &cur_block->sched); }
+inline int lane_id() { return cur_thread->linear & 31; }
+inline Warp& cur_warp() { return cur_block->warps[cur_thread->linear >> 5]; }
+inline unsigned char* dyn_smem() { return cur_block->dyn_smem; }
+
+// Block-wide barrier (__syncthreads). The last thread to arrive releases the others and runs on.
+inline void block_barrier() {
+    Block* b = cur_block;
+    unsigned g = b->gen;
+    b->events++;
+    if (++b->arrived >= b->live) {
+        b->arrived = 0;
+        b->gen++;
+        return;
+    }
+    while (b->gen == g) yield();
+}
+
+// Warp-wide barrier: every live lane of the calling thread's warp.
+inline void warp_barrier() {
+    Warp& w = cur_warp();
+    unsigned g = w.gen;
+    cur_block->events++;
+    if (++w.arrived >= w.live) {
+        w.arrived = 0;
+        w.gen++;
+        return;
+    }
+    while (w.gen == g) yield();
+}
+
+inline bool lane_live(int lane) {
+    int t = (cur_thread->linear & ~31) + lane;
+    return lane < cur_warp().lanes && !cur_block->threads[t].done;
+}
+
+// One value per lane in, the value of lane `src` out (own value where src is out of range or exited).
+template <class T>
+inline T exchange(T v, int src) {
+    static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
+    Warp& w = cur_warp();
+    int lane = lane_id();
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    w.slot[lane] = bits;
+    warp_barrier();
+    uint64_t got = (src >= 0 && src < 32 && lane_live(src)) ? w.slot[src] : bits;
+    warp_barrier();
+    T r;
+    std::memcpy(&r, &got, sizeof(T));
+    return r;
+}
+
+// Bit i of the result = predicate of lane i, over live lanes.
+inline unsigned vote(int pred) {
+    Warp& w = cur_warp();
+    w.slot[lane_id()] = pred ? 1 : 0;
+    warp_barrier();
+    unsigned bits = 0;
+    for (int l = 0; l < 32; ++l)
+        if (lane_live(l) && w.slot[l]) bits |= 1u << l;
+    warp_barrier();
+    return bits;
+}
+
+inline unsigned live_mask() {
+    unsigned m = 0;
+    for (int l = 0; l < 32; ++l)
+        if (lane_live(l)) m |= 1u << l;
+    return m;
+}
+
+// --- cp.async: held back until the wait that covers its group ----------------------------------------------
+inline void cp_async(void* dst, const void* src, int src_bytes) {
+    PendingCopy c;
+    c.dst = static_cast<unsigned char*>(dst);
+    std::memset(c.bytes, 0, 16);
+    if (src_bytes > 0) std::memcpy(c.bytes, src, src_bytes > 16 ? 16 : src_bytes);
+    c.group = cur_thread->open_group;
+    cur_thread->pending.push_back(c);
+}
+inline void cp_async_commit() { cur_thread->open_group++; }
+inline void cp_async_wait(int n) {
+    Thread* t = cur_thread;
+    long newest_done = t->open_group - 1 - n;  // committed groups older than the n newest must land
+    std::vector<PendingCopy> keep;
+    for (const PendingCopy& c : t->pending) {
+        if (c.group <= newest_done)
+            std::memcpy(c.dst, c.bytes, 16);
+        else
+            keep.push_back(c);
+    }
+    t->pending.swap(keep);
+}
+
+// --- bf16 / f16 bit conversions (round to nearest even; NaN stays NaN) --------------------------------------
+inline float bits_to_f32(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+inline uint32_t f32_to_bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+inline uint16_t f32_to_bf16_bits(float f) {
+    uint32_t u = f32_to_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return uint16_t(u >> 16);
+}
+inline float bf16_bits_to_f32(uint16_t h) { return bits_to_f32(uint32_t(h) << 16); }
+
+inline uint16_t f32_to_f16_bits(float f) {
+    uint32_t x = f32_to_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return uint16_t(sign | 0x7e00u);
+    if (ax >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds to >= 65520: infinity
+    if (ax < 0x38800000u) {                                  // subnormal half (or zero)
+        float a = bits_to_f32(ax) * 16777216.0f;             // scale by 2^24: units of the smallest subnormal
+        return uint16_t(sign | uint32_t(std::nearbyint(a)));
+    }
+    uint32_t mant = ax & 0x7fffffu;
+    uint32_t exp = (ax >> 23) - 112;
+    uint32_t h = (exp << 10) | (mant >> 13);
+    uint32_t rest = mant & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
+    return uint16_t(sign | h);
+}
+inline float f16_bits_to_f32(uint16_t h) {
+    uint32_t sign = uint32_t(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t mant = h & 0x3ffu;
+    if (exp == 0) {
+        float v = float(mant) / 16777216.0f;
+        return sign ? -v : v;
+    }
+    if (exp == 31) return bits_to_f32(sign | 0x7f800000u | (mant << 13));
+    return bits_to_f32(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+// --- launching -------------------------------------------------------------------------------------------------
+template <class... A, size_t... I>
+inline void invoke_impl(void (*f)(A...), void** args, std::index_sequence<I...>) {
+    f(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(args[I])...);
+}
+// Unpack cuLaunchKernel-style arguments (args[i] points at the i-th parameter's value) and call the kernel.
+template <class... A>
+inline void invoke(void (*f)(A...), void** args) {
+    invoke_impl(f, args, std::index_sequence_for<A...>{});
+}
+
+inline void on_thread_exit() {
+    Block* b = cur_block;
+    Thread* t = cur_thread;
+    t->done = true;
+    t->pending.clear();
+    b->events++;
+    b->live--;
+    if (b->live > 0 && b->arrived >= b->live) {
+        b->arrived = 0;
+        b->gen++;
+    }
+    Warp& w = b->warps[t->linear >> 5];
+    w.live--;
+    if (w.live > 0 && w.arrived >= w.live) {
+        w.arrived = 0;
+        w.gen++;
+    }
+}
+
+inline void fiber_main() {
+    cur_block->entry(cur_block->args);
+    on_thread_exit();
+}  // returns to Block::sched through uc_link
+
+// Run one block to completion. Returns 0, or 1 on deadlock (message in err).
+inline int run_block(Block& b, int start_backward, char* err, size_t errlen) {
+    int n = int(b.threads.size());
+    b.live = n;
+    b.arrived = 0;
+    for (Warp& w : b.warps) {
+        w.live = w.lanes;
+        w.arrived = 0;
+    }
+    for (int i = 0; i < n; ++i) {
+        Thread& t = b.threads[i];
+        t.done = false;
+        t.pending.clear();
+        t.open_group = 0;
+        getcontext(&t.ctx);
+        t.ctx.uc_stack.ss_sp = b.stacks[i];
+        t.ctx.uc_stack.ss_size = kStackBytes;
+        t.ctx.uc_link = &b.sched;
+        makecontext(&t.ctx, fiber_main, 0);
+    }
+    if (b.dyn_bytes) std::memset(b.dyn_smem, 0xff, b.dyn_bytes);
+    bool backward = start_backward != 0;
+    int remaining = n;
+    while (remaining > 0) {
+        long before = b.events;
+        for (int k = 0; k < n; ++k) {
+            Thread& t = b.threads[backward ? n - 1 - k : k];
+            if (t.done) continue;
+            cur_thread = &t;
+            swapcontext(&b.sched, &t.ctx);
+            if (t.done) remaining--;
+        }
+        backward = !backward;
+        if (remaining > 0 && b.events == before) {
+            std::snprintf(err, errlen,
+                          "deadlock in block (%u,%u,%u): %d live threads wait at barriers that cannot complete",
+                          block_idx.x, block_idx.y, block_idx.z, remaining);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+// Launch `entry` over the grid. Returns 0 on success, non-zero with a message in err.
+inline int launch(void (*entry)(void**), const unsigned* grid, const unsigned* block, unsigned shared_bytes,
+                  void** args, char* err, size_t errlen) {
+    unsigned nthreads = block[0] * block[1] * block[2];
+    if (nthreads == 0 || nthreads > 1024 || grid[0] * grid[1] * grid[2] == 0) {
+        std::snprintf(err, errlen, "invalid launch: block %ux%ux%u, grid %ux%ux%u", block[0], block[1], block[2],
+                      grid[0], grid[1], grid[2]);
+        return 2;
+    }
+    Block b;
+    b.entry = entry;
+    b.args = args;
+    b.threads.resize(nthreads);
+    b.warps.resize((nthreads + 31) / 32);
+    for (unsigned i = 0; i < nthreads; ++i) {
+        Thread& t = b.threads[i];
+        t.linear = int(i);
+        t.idx = dim3(i % block[0], (i / block[0]) % block[1], i / (block[0] * block[1]));
+        b.warps[i / 32].lanes++;
+        b.stacks.push_back(static_cast<unsigned char*>(std::malloc(kStackBytes)));
+    }
+    b.dyn_bytes = shared_bytes;
+    b.dyn_smem = shared_bytes ? static_cast<unsigned char*>(std::aligned_alloc(128, (shared_bytes + 127) / 128 * 128))
+                              : nullptr;
+    Block* saved_block = cur_block;
+    Thread* saved_thread = cur_thread;
+    cur_block = &b;
+    block_dim = dim3(block[0], block[1], block[2]);
+    grid_dim = dim3(grid[0], grid[1], grid[2]);
+    int rc = 0;
+    for (unsigned z = 0; z < grid[2] && rc == 0; ++z)
+        for (unsigned y = 0; y < grid[1] && rc == 0; ++y)
+            for (unsigned x = 0; x < grid[0] && rc == 0; ++x) {
+                block_idx = dim3(x, y, z);
+                rc = run_block(b, int((x + y + z) & 1), err, errlen);
+            }
+    cur_block = saved_block;
+    cur_thread = saved_thread;
+    for (unsigned char* s : b.stacks) std::free(s);
+    std::free(b.dyn_smem);
+    return rc;
+}
+
+}  // namespace cpeal_emu
+
+// ---------------------------------------------------------------------------------------------------------
+// Built-in variables and intrinsics
+// ---------------------------------------------------------------------------------------------------------
+#define threadIdx (cpeal_emu::cur_thread->idx)
+#define blockIdx (cpeal_emu::block_idx)
+#define blockDim (cpeal_emu::block_dim)
+#define gridDim (cpeal_emu::grid_dim)
+
+inline void __syncthreads() { cpeal_emu::block_barrier(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { cpeal_emu::warp_barrier(); }
+inline void __threadfence() {}
+inline void __threadfence_block() {}
+
+template <class T>
+inline T __shfl_sync(unsigned, T v, int src, int width = 32) {
+    int lane = cpeal_emu::lane_id();
+    return cpeal_emu::exchange(v, (lane & ~(width - 1)) + (src & (width - 1)));
+}
+template <class T>
+inline T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
+    int lane = cpeal_emu::lane_id();
+    int src = lane ^ mask;
+    if ((src & ~(width - 1)) != (lane & ~(width - 1))) src = lane;
+    return cpeal_emu::exchange(v, src);
+}
+template <class T>
+inline T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
+    int lane = cpeal_emu::lane_id();
+    int src = (lane & (width - 1)) + int(delta) < width ? lane + int(delta) : lane;
+    return cpeal_emu::exchange(v, src);
+}
+template <class T>
+inline T __shfl_up_sync(unsigned, T v, unsigned delta, int width = 32) {
+    int lane = cpeal_emu::lane_id();
+    int src = (lane & (width - 1)) >= int(delta) ? lane - int(delta) : lane;
+    return cpeal_emu::exchange(v, src);
+}
+inline unsigned __ballot_sync(unsigned, int pred) { return cpeal_emu::vote(pred); }
+inline int __any_sync(unsigned, int pred) { return cpeal_emu::vote(pred) != 0; }
+inline int __all_sync(unsigned, int pred) { return cpeal_emu::vote(pred) == cpeal_emu::live_mask(); }
+inline unsigned __activemask() { return cpeal_emu::live_mask(); }
+
+// Atomics: blocks of one launch run on one OS thread, but use real atomics so that stays an implementation detail.
+inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+inline float atomicAdd(float* p, float v) {
+    float old;
+    __atomic_load(p, &old, __ATOMIC_RELAXED);
+    float next;
+    do {
+        next = old + v;
+    } while (!__atomic_compare_exchange(p, &old, &next, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return old;
+}
+inline int atomicMax(int* p, int v) {
+    int old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (old < v && !__atomic_compare_exchange_n(p, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    return old;
+}
+inline unsigned atomicMax(unsigned* p, unsigned v) {
+    unsigned old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (old < v && !__atomic_compare_exchange_n(p, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    return old;
+}
+inline int atomicCAS(int* p, int cmp, int v) {
+    __atomic_compare_exchange_n(p, &cmp, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    return cmp;
+}
+
+// Math
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __frcp_rn(float x) { return 1.0f / x; }
+inline float __int_as_float(int i) { return cpeal_emu::bits_to_f32(uint32_t(i)); }
+inline int __float_as_int(float f) { return int(cpeal_emu::f32_to_bits(f)); }
+inline float __uint_as_float(unsigned u) { return cpeal_emu::bits_to_f32(u); }
+inline unsigned __float_as_uint(float f) { return cpeal_emu::f32_to_bits(f); }
+template <class T>
+inline T __ldg(const T* p) { return *p; }
+using std::max;
+using std::min;
+inline float __saturatef(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
+
+// bf16 / f16 types with the intrinsics of cuda_bf16.h / cuda_fp16.h that cpeal uses.
+struct __nv_bfloat16 {
+    uint16_t __x;
+};
+struct __half {
+    uint16_t __x;
+};
+inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16{cpeal_emu::f32_to_bf16_bits(f)}; }
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __float2bfloat16(f); }
+inline float __bfloat162float(__nv_bfloat16 h) { return cpeal_emu::bf16_bits_to_f32(h.__x); }
+inline __half __float2half(float f) { return __half{cpeal_emu::f32_to_f16_bits(f)}; }
+inline __half __float2half_rn(float f) { return __float2half(f); }
+inline float __half2float(__half h) { return cpeal_emu::f16_bits_to_f32(h.__x); }

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# GPU check for a machine with the NVIDIA driver (CUDA 13, driver >= 580), Python and PyTorch, but no Rust
+# toolchain and no network. Runs a cpeal release binary built elsewhere:
+#   1. finds libcuda and libnvrtc.so.13 (PyTorch's nvidia/cu13/lib under site-packages, or a CUDA toolkit),
+#   2. `cpeal selftest --device cuda` (every kernel against its CPU reference; stops on failure),
+#   3. `cpeal bench-kernels --device cuda` (our GEMM on ViT-B/16 shapes) next to torch.matmul bf16 on the same
+#      shapes and a large bf16 matmul as the measured peak, in the same run on the same GPU,
+#   4. `cpeal bench --device cuda` against PyTorch eager when the binary has that subcommand (model level),
+# and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md. Budget: under 8 minutes.
+#
+#   scripts/gpu-check.sh [path/to/cpeal] [batch]      (defaults: target/release/cpeal, 64)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${1:-target/release/cpeal}
+BATCH=${2:-64}
+PY=${PYTHON:-python3}
+[[ -x "$BIN" ]] || { echo "error: no executable cpeal at $BIN (build it elsewhere: cargo build --release)" >&2; exit 1; }
+
+# --- libraries --------------------------------------------------------------------------------------------------
+find_libcuda() {
+    ldconfig -p 2>/dev/null | awk '/libcuda\.so\.1 /{print $NF; exit}'
+    for d in /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/nvidia/lib64 /usr/lib/wsl/lib; do
+        if [[ -e "$d/libcuda.so.1" ]]; then echo "$d/libcuda.so.1"; fi
+    done
+    return 0
+}
+LIBCUDA=$(find_libcuda | head -n1 || true)
+[[ -n "$LIBCUDA" ]] || { echo "error: libcuda.so.1 not found (is the NVIDIA driver installed?)" >&2; exit 1; }
+
+find_nvrtc() {
+    "$PY" - <<'EOF' 2>/dev/null || true
+import site, sys, os
+dirs = []
+try:
+    dirs += site.getsitepackages() + [site.getusersitepackages()]
+except Exception:
+    pass
+dirs += sys.path
+for d in dirs:
+    p = os.path.join(d, "nvidia", "cu13", "lib", "libnvrtc.so.13")
+    if os.path.isfile(p):
+        print(p)
+        break
+EOF
+    for d in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/lib/x86_64-linux-gnu; do
+        if [[ -e "$d/libnvrtc.so.13" ]]; then echo "$d/libnvrtc.so.13"; fi
+    done
+    return 0
+}
+NVRTC=$(find_nvrtc | head -n1 || true)
+[[ -n "$NVRTC" ]] || { echo "error: libnvrtc.so.13 not found (PyTorch cu13 wheels or a CUDA 13 toolkit)" >&2; exit 1; }
+export CPEAL_NVRTC_LIB="$NVRTC"
+export LD_LIBRARY_PATH="$(dirname "$NVRTC"):$(dirname "$LIBCUDA")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1 || echo unknown)
+DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1 || echo unknown)
+STAMP=$(date -u +%Y-%m-%dT%H%MZ)
+SLUG=$(echo "$GPU" | tr -c 'A-Za-z0-9\n' '-' | tr -s '-' | sed 's/-$//')
+OUTDIR=bench/results
+mkdir -p "$OUTDIR"
+REPORT="$OUTDIR/gpu-check-$STAMP-$SLUG.md"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+echo "GPU: $GPU (driver $DRIVER); libcuda: $LIBCUDA; NVRTC: $NVRTC"
+
+# --- 1. correctness ---------------------------------------------------------------------------------------------
+echo "== selftest"
+if ! timeout 180 "$BIN" selftest --device cuda 2>&1 | tee "$WORK/selftest.txt"; then
+    echo "error: selftest failed; no benchmarks are run on wrong kernels" >&2
+    { echo "# GPU check $STAMP — $GPU"; echo; echo "selftest FAILED:"; echo '```'; cat "$WORK/selftest.txt"; echo '```'; } >"$REPORT"
+    exit 1
+fi
+
+# --- 2. our kernels ---------------------------------------------------------------------------------------------
+echo "== bench-kernels (batch $BATCH)"
+timeout 120 "$BIN" bench-kernels --device cuda --batch "$BATCH" | tee "$WORK/ours.md"
+
+# --- 3. PyTorch on the same shapes, same GPU, same run ---------------------------------------------------------
+echo "== torch.matmul bf16"
+timeout 120 "$PY" - "$BATCH" "$WORK/ours.md" >"$WORK/torch.md" <<'EOF'
+import re, sys, torch
+batch, ours_path = int(sys.argv[1]), sys.argv[2]
+dev = torch.device("cuda")
+torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+
+def median_ms(fn, reps=50):
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record(); fn(); e.record(); e.synchronize()
+        times.append(s.elapsed_time(e))
+    times.sort()
+    return times[len(times) // 2]
+
+def tflops(m, n, k, ms):
+    return 2 * m * n * k / (ms * 1e-3) / 1e12
+
+m = batch * 197
+shapes = {"qkv": (2304, 768), "proj": (768, 768), "fc1+gelu": (3072, 768), "fc2": (768, 3072)}
+ours = {}
+for line in open(ours_path):
+    g = re.match(r"\|\s*gemm_bf16 (\S+)\s*\|[^|]*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|", line)
+    if g:
+        ours[g.group(1)] = (float(g.group(2)), float(g.group(3)))
+big = 8192
+a = torch.randn(big, big, device=dev, dtype=torch.bfloat16)
+b = torch.randn(big, big, device=dev, dtype=torch.bfloat16)
+peak = tflops(big, big, big, median_ms(lambda: a @ b, 20))
+print(f"Measured bf16 matmul peak (torch, {big}^3): **{peak:.0f} TFLOP/s**\n")
+print("| GEMM (ViT-B/16) | M x N x K | cpeal (us) | cpeal TFLOP/s | torch.matmul (us) | torch TFLOP/s | cpeal / torch | cpeal / peak |")
+print("|---|---|---|---|---|---|---|---|")
+for name, (n, k) in shapes.items():
+    x = torch.randn(m, k, device=dev, dtype=torch.bfloat16)
+    w = torch.randn(n, k, device=dev, dtype=torch.bfloat16) * 0.05
+    ms = median_ms(lambda: torch.matmul(x, w.t()))
+    t = tflops(m, n, k, ms)
+    us, tf = ours.get(name, (float("nan"), float("nan")))
+    print(f"| {name} | {m} x {n} x {k} | {us:.1f} | {tf:.1f} | {ms * 1e3:.1f} | {t:.1f} | {tf / t:.2f} | {tf / peak:.0%} |")
+print(f"\ntorch {torch.__version__}, CUDA {torch.version.cuda}")
+EOF
+cat "$WORK/torch.md"
+
+# --- 4. whole models, when this binary can -----------------------------------------------------------------------
+MODEL_SECTION="Model benchmark: this binary has no \`cpeal bench\` subcommand yet."
+if "$BIN" bench --help >/dev/null 2>&1; then
+    echo "== cpeal bench --device cuda"
+    if timeout 240 "$BIN" bench --device cuda | tee "$WORK/models.md"; then
+        MODEL_SECTION=$(cat "$WORK/models.md")
+    else
+        MODEL_SECTION="cpeal bench --device cuda failed or ran past its 240 s budget."
+    fi
+fi
+
+# --- report -----------------------------------------------------------------------------------------------------
+{
+    echo "# GPU check $STAMP — $GPU"
+    echo
+    echo "Driver $DRIVER; NVRTC \`$NVRTC\`; binary \`$BIN\` ($("$BIN" --version 2>/dev/null || echo '?')); batch $BATCH (ViT-B/16, 197 tokens)."
+    echo
+    echo "## Kernels vs PyTorch (same run, same GPU)"
+    echo
+    cat "$WORK/torch.md"
+    echo
+    echo "## cpeal bench-kernels"
+    echo
+    cat "$WORK/ours.md"
+    echo
+    echo "## Models"
+    echo
+    echo "$MODEL_SECTION"
+    echo
+    echo "## Selftest"
+    echo
+    echo '```'
+    cat "$WORK/selftest.txt"
+    echo '```'
+} >"$REPORT"
+echo "wrote $REPORT"

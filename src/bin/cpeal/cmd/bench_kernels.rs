@@ -1,0 +1,86 @@
+//! `cpeal bench-kernels --device cuda`: times our kernels on ViT-B shapes (median of repeated runs after a
+//! warm-up, host clock around a synchronised batch of launches) and prints TFLOP/s or GB/s as a markdown table.
+
+use std::time::Instant;
+
+use cpeal::gpu::ops::gemm::{Activation, Gemm};
+use cpeal::gpu::{ops, selftest, DType, GpuDevice};
+use rand::SeedableRng;
+
+use super::selftest::{open, GpuKind};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, value_enum, default_value = "cuda")]
+    pub device: GpuKind,
+    /// Images per batch for the ViT-B/16 shapes (197 tokens each)
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Timed repetitions (launches per repetition: 10)
+    #[arg(long, default_value_t = 20)]
+    pub reps: usize,
+}
+
+/// Median seconds of one call of `f`, from `reps` batches of 10 calls after 3 warm-up calls.
+fn time(dev: &GpuDevice, reps: usize, f: &dyn Fn() -> cpeal::Result<()>) -> cpeal::Result<f64> {
+    for _ in 0..3 {
+        f()?;
+    }
+    dev.synchronize()?;
+    let mut samples = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        for _ in 0..10 {
+            f()?;
+        }
+        dev.synchronize()?;
+        samples.push(t.elapsed().as_secs_f64() / 10.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}
+
+pub fn run(args: &Args) -> cpeal::Result<()> {
+    let dev = open(args.device)?;
+    if dev.is_emu() {
+        return Err(cpeal::Error::invalid(
+            "bench-kernels",
+            "timings need a GPU (--device cuda); the emulator is for correctness",
+        ));
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let m = args.batch * 197;
+    println!("device: {}\n", dev.name());
+    let cublas =
+        if dev.is_emu() { None } else { cpeal::gpu::cublas::Cublas::new(&dev).map_err(|e| eprintln!("{e}")).ok() };
+    println!("| kernel | shape (M x N x K) | time (us) | TFLOP/s |\n|---|---|---|---|");
+    // ViT-B/16: qkv projection (768 -> 2304), attention out (768 -> 768), fc1 (768 -> 3072, gelu), fc2 (3072 -> 768).
+    for (name, n, k, act) in [
+        ("qkv", 2304usize, 768usize, Activation::None),
+        ("proj", 768, 768, Activation::None),
+        ("fc1+gelu", 3072, 768, Activation::Gelu),
+        ("fc2", 768, 3072, Activation::None),
+    ] {
+        let a = dev.upload(&selftest::random(&mut rng, m * k, -1.0, 1.0, DType::Bf16), DType::Bf16)?;
+        let w = dev.upload(&selftest::random(&mut rng, n * k, -0.05, 0.05, DType::Bf16), DType::Bf16)?;
+        let b = dev.upload(&selftest::random(&mut rng, n, -0.1, 0.1, DType::Bf16), DType::Bf16)?;
+        let c = dev.alloc(DType::Bf16, m * n)?;
+        let secs = time(&dev, args.reps, &|| Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(act).launch(&dev))?;
+        let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
+        println!("| gemm_bf16 {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
+        if let Some(cb) = &cublas {
+            let secs = time(&dev, args.reps, &|| cb.gemm_bf16(m, n, k, &a, &w, &c))?;
+            let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
+            println!("| cublas_bf16 {name} (no epilogue) | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
+        }
+    }
+    let (rows, cols) = (m, 768);
+    let x = dev.upload(&selftest::random(&mut rng, rows * cols, -2.0, 2.0, DType::Bf16), DType::Bf16)?;
+    let g = dev.upload(&vec![1.0; cols], DType::Bf16)?;
+    let y = dev.alloc(DType::Bf16, rows * cols)?;
+    let secs = time(&dev, args.reps, &|| ops::layernorm::layernorm(&dev, rows, cols, &x, &g, &g, &y, 1e-6))?;
+    let gbs = (2 * rows * cols * 2) as f64 / secs / 1e9;
+    println!("\n| kernel | shape | time (us) | GB/s |\n|---|---|---|---|");
+    println!("| layernorm_fwd_bf16 | {rows} x {cols} | {:.1} | {gbs:.0} |", secs * 1e6);
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! Kernel arguments packed as `cuLaunchKernel` wants them: an array of pointers, one per parameter, each to
+//! that parameter's value. The emulator's trampolines unpack the very same array.
+
+use std::ffi::c_void;
+
+use super::GpuBuffer;
+
+/// Arguments of one launch, pushed in the order of the kernel's C parameters.
+#[derive(Default)]
+pub struct KernelArgs {
+    values: Vec<u64>,
+    buffers: Vec<GpuBuffer>,
+}
+
+impl KernelArgs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An `int` parameter.
+    pub fn i32(&mut self, v: i32) -> &mut Self {
+        self.values.push(v as u32 as u64);
+        self
+    }
+
+    /// An `unsigned` parameter.
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.values.push(v as u64);
+        self
+    }
+
+    /// A `float` parameter.
+    pub fn f32(&mut self, v: f32) -> &mut Self {
+        self.values.push(v.to_bits() as u64);
+        self
+    }
+
+    /// A pointer parameter (`const T*` / `T*`); the buffer is kept alive with the arguments.
+    pub fn buf(&mut self, b: &GpuBuffer) -> &mut Self {
+        self.values.push(b.ptr());
+        self.buffers.push(b.clone());
+        self
+    }
+
+    /// A pointer parameter that may be null (an optional input such as a bias).
+    pub fn opt_buf(&mut self, b: Option<&GpuBuffer>) -> &mut Self {
+        match b {
+            Some(b) => self.buf(b),
+            None => {
+                self.values.push(0);
+                self
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// One pointer per parameter, valid while `self` is neither moved nor changed. Values are stored in
+    /// 8-byte little-endian slots, so a pointer to a slot is also a pointer to its 4-byte `int`/`float`.
+    pub(crate) fn params(&mut self) -> Vec<*mut c_void> {
+        self.values.iter_mut().map(|v| v as *mut u64 as *mut c_void).collect()
+    }
+}

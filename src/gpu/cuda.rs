@@ -1,0 +1,203 @@
+//! The CUDA runtime over cudarc's driver layer. Kernel files are compiled by NVRTC on first use, straight to
+//! CUBIN for the device's own `sm_XY` (no PTX-version skew with the driver), cached on disk under
+//! `$XDG_CACHE_HOME/cpeal/kernels` (else `~/.cache/cpeal/kernels`) keyed by source hash + arch + NVRTC
+//! version, and loaded once per process. All work goes to the legacy default stream of the primary context.
+
+use std::collections::HashMap;
+use std::ffi::{c_void, CString};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use cudarc::driver::{result, sys};
+
+use super::{nvrtc, sources, LaunchConfig, Runtime};
+use crate::error::{Error, Result};
+
+pub struct CudaRuntime {
+    ordinal: usize,
+    ctx: sys::CUcontext,
+    name: String,
+    arch: String,
+    max_smem_optin: i32,
+    functions: Mutex<HashMap<String, sys::CUfunction>>,
+    modules: Mutex<HashMap<&'static str, sys::CUmodule>>,
+}
+
+// SAFETY: CUcontext/CUmodule/CUfunction are driver handles usable from any thread once the context is made
+// current there (every entry point below does so); the maps are behind mutexes.
+unsafe impl Send for CudaRuntime {}
+// SAFETY: as above.
+unsafe impl Sync for CudaRuntime {}
+
+fn unavailable(reason: impl Into<String>) -> Error {
+    Error::DeviceUnavailable { device: "cuda".into(), reason: reason.into() }
+}
+
+fn drv(what: &str, e: result::DriverError) -> Error {
+    Error::invalid("cuda", format!("{what}: {e:?}"))
+}
+
+impl CudaRuntime {
+    pub fn new(ordinal: usize) -> Result<Self> {
+        // SAFETY: only tries to dlopen libcuda; cudarc panics on any call if it is missing, hence this guard.
+        if !unsafe { sys::is_culib_present() } {
+            return Err(unavailable("libcuda.so not found (no NVIDIA driver)"));
+        }
+        result::init().map_err(|e| unavailable(format!("cuInit: {e:?}")))?;
+        let count = result::device::get_count().map_err(|e| unavailable(format!("cuDeviceGetCount: {e:?}")))?;
+        if ordinal >= count.max(0) as usize {
+            return Err(unavailable(format!("device {ordinal} requested, {count} present")));
+        }
+        let dev = result::device::get(ordinal as i32).map_err(|e| unavailable(format!("cuDeviceGet: {e:?}")))?;
+        let attr = |a| {
+            // SAFETY: dev came from device::get.
+            unsafe { result::device::get_attribute(dev, a) }.map_err(|e| drv("cuDeviceGetAttribute", e))
+        };
+        use sys::CUdevice_attribute::*;
+        let major = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+        let minor = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+        let max_smem_optin = attr(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
+        if major < 8 {
+            return Err(unavailable(format!("compute capability {major}.{minor}; the kernels need sm_80 or newer")));
+        }
+        nvrtc::load()?;
+        // SAFETY: dev is valid; the primary context is retained for the life of the process.
+        let ctx = unsafe { result::primary_ctx::retain(dev) }.map_err(|e| drv("cuDevicePrimaryCtxRetain", e))?;
+        let gpu = result::device::get_name(dev).unwrap_or_else(|_| "unknown GPU".into());
+        Ok(CudaRuntime {
+            ordinal,
+            ctx,
+            name: gpu,
+            arch: format!("sm_{major}{minor}"),
+            max_smem_optin,
+            functions: Mutex::new(HashMap::new()),
+            modules: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn bind(&self) -> Result<()> {
+        // SAFETY: ctx is a retained primary context.
+        unsafe { result::ctx::set_current(self.ctx) }.map_err(|e| drv("cuCtxSetCurrent", e))
+    }
+
+    fn function(&self, kernel: &str) -> Result<sys::CUfunction> {
+        if let Some(f) = self.functions.lock().unwrap_or_else(|p| p.into_inner()).get(kernel) {
+            return Ok(*f);
+        }
+        let src = sources::file_of(kernel).ok_or_else(|| Error::kernel(kernel, "not defined in any kernels/*.cu"))?;
+        let module = self.module(src)?;
+        let cname = CString::new(kernel).map_err(|_| Error::kernel(kernel, "name contains NUL"))?;
+        // SAFETY: module is loaded and never unloaded.
+        let f = unsafe { result::module::get_function(module, cname) }
+            .map_err(|e| Error::kernel(kernel, format!("cuModuleGetFunction: {e:?}")))?;
+        self.functions.lock().unwrap_or_else(|p| p.into_inner()).insert(kernel.to_string(), f);
+        Ok(f)
+    }
+
+    fn module(&self, src: &'static sources::KernelSource) -> Result<sys::CUmodule> {
+        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = modules.get(src.file) {
+            return Ok(*m);
+        }
+        let cubin = self.cubin(src)?;
+        // SAFETY: cubin is a complete CUBIN image for this device's arch; the driver copies it.
+        let m = unsafe { result::module::load_data(cubin.as_ptr() as *const c_void) }
+            .map_err(|e| Error::kernel(src.file, format!("cuModuleLoadData: {e:?}")))?;
+        modules.insert(src.file, m);
+        Ok(m)
+    }
+
+    /// CUBIN of a kernel file for this device: from the disk cache, else compiled by NVRTC and cached.
+    fn cubin(&self, src: &sources::KernelSource) -> Result<Vec<u8>> {
+        let (maj, min) = nvrtc::load()?;
+        let text = sources::expand(src.file, src.text, sources::COMMON);
+        let key = sources::fnv1a(text.as_bytes());
+        let stem = src.file.trim_end_matches(".cu");
+        let path = cache_dir().map(|d| d.join(format!("{stem}-{}-nvrtc{maj}.{min}-{key:016x}.cubin", self.arch)));
+        if let Some(bytes) = path.as_ref().and_then(|p| std::fs::read(p).ok()) {
+            return Ok(bytes);
+        }
+        let compiled = nvrtc::compile_cubin(src.file, &text, &nvrtc::base_options(&self.arch))?;
+        if let Some(p) = path {
+            // A failed cache write only costs a recompile next time.
+            let _ = std::fs::create_dir_all(p.parent().unwrap_or(&p)).and_then(|_| write_atomic(&p, &compiled.cubin));
+        }
+        Ok(compiled.cubin)
+    }
+}
+
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+/// `$XDG_CACHE_HOME/cpeal/kernels` or `$HOME/.cache/cpeal/kernels`.
+pub fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("cpeal").join("kernels"))
+}
+
+impl Runtime for CudaRuntime {
+    fn name(&self) -> String {
+        format!("cuda:{} ({}, {})", self.ordinal, self.name, self.arch)
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<u64> {
+        self.bind()?;
+        // SAFETY: context is current; a zero-byte request is rounded up to one byte.
+        unsafe { result::malloc_sync(bytes.max(1)) }.map_err(|e| drv(&format!("cuMemAlloc({bytes} bytes)"), e))
+    }
+
+    unsafe fn free(&self, ptr: u64, _bytes: usize) {
+        if self.bind().is_ok() {
+            // SAFETY: ptr came from malloc_sync (caller's contract). A failure here cannot be reported from Drop.
+            let _ = unsafe { result::free_sync(ptr) };
+        }
+    }
+
+    fn upload(&self, dst: u64, src: &[u8]) -> Result<()> {
+        self.bind()?;
+        // SAFETY: dst is an allocation of at least src.len() bytes.
+        unsafe { result::memcpy_htod_sync(dst, src) }.map_err(|e| drv("cuMemcpyHtoD", e))
+    }
+
+    fn download(&self, src: u64, dst: &mut [u8]) -> Result<()> {
+        self.bind()?;
+        // SAFETY: src is an allocation of at least dst.len() bytes; the copy waits for prior work.
+        unsafe { result::memcpy_dtoh_sync(dst, src) }.map_err(|e| drv("cuMemcpyDtoH", e))
+    }
+
+    fn fill_bytes(&self, dst: u64, bytes: usize, value: u8) -> Result<()> {
+        self.bind()?;
+        // SAFETY: dst is an allocation of `bytes` bytes.
+        unsafe { result::memset_d8_sync(dst, value, bytes) }.map_err(|e| drv("cuMemsetD8", e))
+    }
+
+    unsafe fn launch(&self, kernel: &str, cfg: &LaunchConfig, params: &mut [*mut c_void]) -> Result<()> {
+        self.bind()?;
+        let f = self.function(kernel)?;
+        if cfg.shared_bytes > 48 * 1024 {
+            if cfg.shared_bytes as i32 > self.max_smem_optin {
+                return Err(Error::kernel(
+                    kernel,
+                    format!("{} bytes of shared memory; the device allows {}", cfg.shared_bytes, self.max_smem_optin),
+                ));
+            }
+            let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+            // SAFETY: f is a loaded function.
+            unsafe { result::function::set_function_attribute(f, attr, cfg.shared_bytes as i32) }
+                .map_err(|e| Error::kernel(kernel, format!("cuFuncSetAttribute: {e:?}")))?;
+        }
+        // SAFETY: params match the kernel signature (caller's contract); null stream = legacy default stream.
+        unsafe { result::launch_kernel(f, cfg.grid, cfg.block, cfg.shared_bytes, std::ptr::null_mut(), params) }
+            .map_err(|e| Error::kernel(kernel, format!("cuLaunchKernel {cfg:?}: {e:?}")))
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.bind()?;
+        result::ctx::synchronize().map_err(|e| drv("cuCtxSynchronize", e))
+    }
+}

@@ -1,0 +1,319 @@
+//! The GPU backend: hand-written kernels from `kernels/*.cu`, launched on a real GPU through the CUDA driver
+//! (`cuda`, kernels compiled by NVRTC) or on the CPU by the `cuda-emu` emulator (the same sources compiled by
+//! g++ against `kernels/emu.h`). Both runtimes sit behind one [`GpuDevice`] handle and share every launcher in
+//! [`ops`]: grid, block, shared-memory bytes and `void**` argument packing are identical.
+//!
+//! ```no_run
+//! # fn main() -> cpeal::Result<()> {
+//! use cpeal::gpu::{DType, GpuDevice};
+//! let dev = GpuDevice::emu()?; // or GpuDevice::cuda(0)?
+//! let x = dev.upload(&[1.0, -2.0, 3.0], DType::Bf16)?;
+//! let y = dev.alloc(DType::Bf16, 3)?;
+//! cpeal::gpu::ops::elementwise::gelu(&dev, &x, &y)?;
+//! println!("{:?}", dev.download(&y)?);
+//! # Ok(()) }
+//! ```
+
+mod args;
+pub mod cublas;
+pub mod cuda;
+pub mod emu;
+pub mod nvrtc;
+pub mod nvrtc_check;
+pub mod ops;
+pub mod reference;
+pub mod scan;
+pub mod selftest;
+pub mod sources;
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+pub use args::KernelArgs;
+
+use crate::error::{Error, Result};
+
+/// Element type of a [`GpuBuffer`]. Kernels compute in f32 whatever the storage type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    Bf16,
+    F16,
+    /// 32-bit signed integers (indices); host values are converted to and from f32.
+    I32,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 => 4,
+            DType::Bf16 | DType::F16 => 2,
+        }
+    }
+
+    /// The suffix of kernel names (`layernorm_fwd_bf16`).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::Bf16 => "bf16",
+            DType::F16 => "f16",
+            DType::I32 => "i32",
+        }
+    }
+
+    /// Host f32 values in this storage type (round to nearest even).
+    pub fn encode(self, data: &[f32]) -> Vec<u8> {
+        match self {
+            DType::F32 => bytemuck::cast_slice(data).to_vec(),
+            DType::Bf16 => data.iter().flat_map(|&v| half::bf16::from_f32(v).to_bits().to_le_bytes()).collect(),
+            DType::F16 => data.iter().flat_map(|&v| half::f16::from_f32(v).to_bits().to_le_bytes()).collect(),
+            DType::I32 => data.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect(),
+        }
+    }
+
+    /// Bytes of this storage type back to f32.
+    pub fn decode(self, bytes: &[u8]) -> Vec<f32> {
+        match self {
+            DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            DType::Bf16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                .collect(),
+            DType::F16 => {
+                bytes.chunks_exact(2).map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32()).collect()
+            }
+            DType::I32 => bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+        }
+    }
+
+    /// Round f32 values through this type (what a kernel storing in this type produces at best).
+    pub fn round(self, data: &[f32]) -> Vec<f32> {
+        self.decode(&self.encode(data))
+    }
+}
+
+/// Grid, block and dynamic shared memory of one launch, as `cuLaunchKernel` takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchConfig {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+    pub shared_bytes: u32,
+}
+
+impl LaunchConfig {
+    /// A 1-D grid of `grid` blocks of `block` threads, no dynamic shared memory.
+    pub fn linear(grid: u32, block: u32) -> Self {
+        LaunchConfig { grid: (grid, 1, 1), block: (block, 1, 1), shared_bytes: 0 }
+    }
+}
+
+/// What a device runtime provides; pointers are device addresses (host addresses under emulation).
+pub(crate) trait Runtime: Send + Sync {
+    fn name(&self) -> String;
+    fn is_emu(&self) -> bool {
+        false
+    }
+    fn alloc(&self, bytes: usize) -> Result<u64>;
+    /// # Safety
+    /// `ptr` came from `alloc(bytes)` of this runtime and is not used afterwards.
+    unsafe fn free(&self, ptr: u64, bytes: usize);
+    fn upload(&self, dst: u64, src: &[u8]) -> Result<()>;
+    fn download(&self, src: u64, dst: &mut [u8]) -> Result<()>;
+    fn fill_bytes(&self, dst: u64, bytes: usize, value: u8) -> Result<()>;
+    /// # Safety
+    /// `params` point at values matching the kernel's C signature; pointers in them are live allocations of
+    /// this runtime that are large enough for what the kernel touches.
+    unsafe fn launch(&self, kernel: &str, cfg: &LaunchConfig, params: &mut [*mut c_void]) -> Result<()>;
+    fn synchronize(&self) -> Result<()>;
+}
+
+/// A GPU (or emulated GPU): a cheap, clonable handle.
+#[derive(Clone)]
+pub struct GpuDevice {
+    rt: Arc<dyn Runtime>,
+}
+
+impl std::fmt::Debug for GpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuDevice({})", self.rt.name())
+    }
+}
+
+impl GpuDevice {
+    /// CUDA device `ordinal` through the driver API; kernels compiled by NVRTC on first use.
+    pub fn cuda(ordinal: usize) -> Result<Self> {
+        Ok(GpuDevice { rt: Arc::new(cuda::CudaRuntime::new(ordinal)?) })
+    }
+
+    /// The CPU emulator (needs the `cuda-emu` feature; otherwise `DeviceUnavailable`).
+    pub fn emu() -> Result<Self> {
+        Ok(GpuDevice { rt: Arc::new(emu::EmuRuntime::new()?) })
+    }
+
+    /// e.g. `cuda:0 (NVIDIA H100, sm_90)` or `cuda-emu`.
+    pub fn name(&self) -> String {
+        self.rt.name()
+    }
+
+    /// Whether this is the CPU emulator.
+    pub fn is_emu(&self) -> bool {
+        self.rt.is_emu()
+    }
+
+    /// An uninitialised buffer of `len` elements.
+    pub fn alloc(&self, dtype: DType, len: usize) -> Result<GpuBuffer> {
+        let bytes = len * dtype.size();
+        let ptr = self.rt.alloc(bytes)?;
+        Ok(GpuBuffer { alloc: Arc::new(Allocation { rt: self.rt.clone(), ptr, bytes }), offset: 0, dtype, len })
+    }
+
+    /// Copy host f32 values to a new buffer of type `dtype`.
+    pub fn upload(&self, data: &[f32], dtype: DType) -> Result<GpuBuffer> {
+        let buf = self.alloc(dtype, data.len())?;
+        self.rt.upload(buf.ptr(), &dtype.encode(data))?;
+        Ok(buf)
+    }
+
+    /// Copy a buffer back to the host as f32 (waits for pending work).
+    pub fn download(&self, buf: &GpuBuffer) -> Result<Vec<f32>> {
+        let mut bytes = vec![0u8; buf.bytes()];
+        self.rt.download(buf.ptr(), &mut bytes)?;
+        Ok(buf.dtype().decode(&bytes))
+    }
+
+    /// Fill with all-ones bytes: NaN in f32, bf16 and f16. Tests poison outputs with this before a launch.
+    pub fn poison(&self, buf: &GpuBuffer) -> Result<()> {
+        self.rt.fill_bytes(buf.ptr(), buf.bytes(), 0xff)
+    }
+
+    /// Launch `kernel` with `args` packed as for `cuLaunchKernel`.
+    ///
+    /// # Safety
+    /// `args` must match the kernel's C signature in order and type, and every buffer it names must be large
+    /// enough for the elements the kernel touches under `cfg`. Typed launchers in [`ops`] check this.
+    pub unsafe fn launch(&self, kernel: &str, cfg: LaunchConfig, args: &mut KernelArgs) -> Result<()> {
+        let (g, b) = (cfg.grid, cfg.block);
+        if g.0 == 0 || g.1 == 0 || g.2 == 0 || b.0 * b.1 * b.2 == 0 || b.0 * b.1 * b.2 > 1024 {
+            return Err(Error::kernel(kernel, format!("invalid launch {cfg:?}")));
+        }
+        let mut params = args.params();
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.rt.launch(kernel, &cfg, &mut params) }
+    }
+
+    /// Wait for all launched work.
+    pub fn synchronize(&self) -> Result<()> {
+        self.rt.synchronize()
+    }
+}
+
+/// One device allocation, freed when the last buffer viewing it goes away.
+struct Allocation {
+    rt: Arc<dyn Runtime>,
+    ptr: u64,
+    bytes: usize,
+}
+
+impl Drop for Allocation {
+    fn drop(&mut self) {
+        // SAFETY: ptr came from rt.alloc(bytes) and the last view of it is going away.
+        unsafe { self.rt.free(self.ptr, self.bytes) }
+    }
+}
+
+/// `len` elements of one dtype in device memory: a whole allocation or a view into one ([`GpuBuffer::slice`]).
+/// Clones share the allocation.
+#[derive(Clone)]
+pub struct GpuBuffer {
+    alloc: Arc<Allocation>,
+    /// Offset of element 0 from the allocation's start, in elements of `dtype`.
+    offset: usize,
+    dtype: DType,
+    len: usize,
+}
+
+impl std::fmt::Debug for GpuBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuBuffer({:?} x {} at +{})", self.dtype, self.len, self.offset)
+    }
+}
+
+impl GpuBuffer {
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    fn bytes(&self) -> usize {
+        self.len * self.dtype.size()
+    }
+    /// The device address of element 0 (a host address under emulation).
+    pub fn ptr(&self) -> u64 {
+        self.alloc.ptr + (self.offset * self.dtype.size()) as u64
+    }
+
+    /// A view of elements `start .. start + len` sharing this allocation, e.g. the k part of a fused qkv
+    /// projection (then pass the fused row stride to the kernel).
+    pub fn slice(&self, start: usize, len: usize) -> Result<GpuBuffer> {
+        if start.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(Error::invalid("GpuBuffer::slice", format!("{start}..{start}+{len} outside 0..{}", self.len)));
+        }
+        Ok(GpuBuffer { alloc: self.alloc.clone(), offset: self.offset + start, dtype: self.dtype, len })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuda_without_a_driver_is_an_error_not_a_panic() {
+        let r = GpuDevice::cuda(0);
+        // SAFETY: only tries to dlopen libcuda.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            assert!(matches!(r, Err(Error::DeviceUnavailable { .. })));
+        }
+        assert!(matches!(GpuDevice::cuda(usize::MAX >> 1), Err(Error::DeviceUnavailable { .. })));
+    }
+
+    #[test]
+    fn dtype_round_trips() {
+        let v = [1.0f32, -2.5, 3.140625, 65504.0];
+        for dt in [DType::F32, DType::Bf16, DType::F16] {
+            assert_eq!(dt.decode(&dt.encode(&v)), dt.round(&v));
+            assert_eq!(dt.round(&dt.round(&v)), dt.round(&v));
+        }
+        assert_eq!(DType::I32.round(&[7.0, -3.0]), vec![7.0, -3.0]);
+    }
+
+    #[cfg(feature = "cuda-emu")]
+    #[test]
+    fn slices_view_the_same_allocation() {
+        let dev = GpuDevice::emu().unwrap();
+        let b = dev.upload(&[1.0, 2.0, 3.0, 4.0, 5.0], DType::F32).unwrap();
+        let s = b.slice(1, 3).unwrap();
+        assert_eq!(s.ptr(), b.ptr() + 4);
+        assert_eq!(dev.download(&s).unwrap(), vec![2.0, 3.0, 4.0]);
+        assert_eq!(dev.download(&s.slice(2, 1).unwrap()).unwrap(), vec![4.0]);
+        assert!(b.slice(3, 3).is_err() && b.slice(usize::MAX, 2).is_err());
+        drop(b);
+        assert_eq!(dev.download(&s).unwrap(), vec![2.0, 3.0, 4.0], "a view keeps the allocation alive");
+    }
+
+    #[test]
+    fn kernel_args_pack_values_in_order() {
+        let mut a = KernelArgs::new();
+        a.i32(-5).f32(1.5).u32(7);
+        let p = a.params();
+        // SAFETY: each pointer points at an 8-byte slot holding the value pushed.
+        unsafe {
+            assert_eq!(*(p[0] as *const i32), -5);
+            assert_eq!(*(p[1] as *const f32), 1.5);
+            assert_eq!(*(p[2] as *const u32), 7);
+        }
+    }
+}

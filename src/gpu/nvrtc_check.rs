@@ -1,0 +1,156 @@
+//! The NVRTC compile check: every kernel file compiled for each target arch with the ptxas report on; one row
+//! per kernel (registers, spill bytes, stack). `cpeal nvrtc-check` prints the table and fails on a compile
+//! error or any spill.
+
+use std::path::Path;
+
+use super::{nvrtc, scan, sources};
+use crate::error::{Error, Result};
+
+/// ptxas' report for one kernel at one arch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelReport {
+    pub file: String,
+    pub kernel: String,
+    pub arch: String,
+    pub registers: u32,
+    pub spill_stores: u32,
+    pub spill_loads: u32,
+    pub stack_bytes: u32,
+    pub shared_bytes: u32,
+}
+
+impl KernelReport {
+    pub fn spills(&self) -> bool {
+        self.spill_stores > 0 || self.spill_loads > 0
+    }
+}
+
+/// Kernel files to check: (file name, source). From `dir` when given (its `common.cuh` too), else the sources
+/// embedded in this binary.
+pub fn load_sources(dir: Option<&Path>) -> Result<Vec<(String, String, String)>> {
+    let Some(dir) = dir else {
+        return Ok(sources::SOURCES
+            .iter()
+            .map(|s| (s.file.to_string(), s.text.to_string(), sources::COMMON.to_string()))
+            .collect());
+    };
+    let common = std::fs::read_to_string(dir.join("common.cuh")).unwrap_or_else(|_| sources::COMMON.to_string());
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cu"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+            Ok((p.file_name().unwrap_or_default().to_string_lossy().to_string(), text, common.clone()))
+        })
+        .collect()
+}
+
+/// Compile one file for `arch` and return one report per kernel; a compile error is `Error::Nvrtc` with the log.
+pub fn check_file(file: &str, text: &str, common: &str, arch: &str) -> Result<Vec<KernelReport>> {
+    let src = sources::expand(file, text, common);
+    let mut opts = nvrtc::base_options(arch);
+    opts.push("--ptxas-options=-v".into());
+    let compiled = nvrtc::compile_cubin(file, &src, &opts)?;
+    let reports = parse_ptxas(file, arch, &compiled.log);
+    for name in scan::kernel_names(text) {
+        if !reports.iter().any(|r| r.kernel == name) {
+            return Err(Error::Nvrtc {
+                kernel: format!("{file}:{name}"),
+                log: format!("no ptxas report\n{}", compiled.log),
+            });
+        }
+    }
+    Ok(reports)
+}
+
+/// Parse ptxas `-v` lines: "Compiling entry function 'k' for 'sm_80'", "N bytes stack frame, N bytes spill
+/// stores, N bytes spill loads", "Used N registers, … N bytes smem …".
+pub fn parse_ptxas(file: &str, arch: &str, log: &str) -> Vec<KernelReport> {
+    let mut out: Vec<KernelReport> = Vec::new();
+    for line in log.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            let kernel = rest.split('\'').next().unwrap_or("").to_string();
+            out.push(KernelReport {
+                file: file.into(),
+                kernel,
+                arch: arch.into(),
+                registers: 0,
+                spill_stores: 0,
+                spill_loads: 0,
+                stack_bytes: 0,
+                shared_bytes: 0,
+            });
+        } else if let Some(r) = out.last_mut() {
+            if line.contains("bytes stack frame") {
+                r.stack_bytes = number_before(line, "bytes stack frame");
+                r.spill_stores = number_before(line, "bytes spill stores");
+                r.spill_loads = number_before(line, "bytes spill loads");
+            } else if line.contains("Used") && line.contains("registers") {
+                r.registers = number_before(line, "registers");
+                r.shared_bytes = number_before(line, "bytes smem");
+            }
+        }
+    }
+    out
+}
+
+fn number_before(line: &str, marker: &str) -> u32 {
+    let Some(pos) = line.find(marker) else {
+        return 0;
+    };
+    line[..pos].split_whitespace().last().and_then(|w| w.parse().ok()).unwrap_or(0)
+}
+
+/// Check every file for every arch (in parallel: NVRTC compiles independent programs concurrently); Ok(reports)
+/// when all compiled (spills are reported, not errors here), else the first error in file order.
+pub fn check_all(files: &[(String, String, String)], archs: &[String]) -> Result<Vec<KernelReport>> {
+    let jobs: Vec<(&(String, String, String), &String)> =
+        files.iter().flat_map(|f| archs.iter().map(move |a| (f, a))).collect();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(jobs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<Vec<KernelReport>>>> = (0..jobs.len()).map(|_| None).collect();
+    let slots = std::sync::Mutex::new(&mut results);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(((file, text, common), arch)) = jobs.get(i) else { break };
+                let r = check_file(file, text, common, arch);
+                slots.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+            });
+        }
+    });
+    let mut all = Vec::new();
+    for r in results.into_iter().flatten() {
+        all.extend(r?);
+    }
+    Ok(all)
+}
+
+/// The report as a table.
+pub fn table(reports: &[KernelReport]) -> String {
+    let mut s = format!(
+        "{:<18} {:<28} {:<6} {:>5} {:>6} {:>6} {:>6}\n",
+        "file", "kernel", "arch", "regs", "spill", "stack", "smem"
+    );
+    for r in reports {
+        s.push_str(&format!(
+            "{:<18} {:<28} {:<6} {:>5} {:>6} {:>6} {:>6}{}\n",
+            r.file,
+            r.kernel,
+            r.arch,
+            r.registers,
+            r.spill_stores + r.spill_loads,
+            r.stack_bytes,
+            r.shared_bytes,
+            if r.spills() { "  SPILL" } else { "" }
+        ));
+    }
+    s
+}

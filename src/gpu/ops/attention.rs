@@ -1,0 +1,125 @@
+//! Launcher for `kernels/attention.cu`: fused multi-head attention forward (flash-attention style).
+
+use super::{check, int};
+use crate::error::{Error, Result};
+use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
+
+/// Head dims with a compiled kernel (ViT-S/B/L and DINOv2: 64; CLIP ViT-H: 80; 96; 128).
+pub const HEAD_DIMS: [usize; 4] = [64, 80, 96, 128];
+
+/// `o[b, i, h·D..] = softmax(scale · q_i·kᵀ) v` for every batch b and head h. q, k, v, o are [batch, len, ·]
+/// row-major with row strides `ld_*` (elements); head h occupies columns h·D … h·D+D−1 of a row.
+#[derive(Clone, Copy)]
+pub struct Attention<'a> {
+    pub batch: usize,
+    pub heads: usize,
+    pub q_len: usize,
+    pub k_len: usize,
+    pub head_dim: usize,
+    pub q: &'a GpuBuffer,
+    pub ld_q: usize,
+    pub k: &'a GpuBuffer,
+    pub ld_k: usize,
+    pub v: &'a GpuBuffer,
+    pub ld_v: usize,
+    pub o: &'a GpuBuffer,
+    pub ld_o: usize,
+    pub scale: f32,
+    /// Query i sees keys j <= i + k_len − q_len (the text tower's mask).
+    pub causal: bool,
+}
+
+impl<'a> Attention<'a> {
+    /// Self-attention over [batch, len, heads·head_dim] outputs of three projections; scale 1/√head_dim.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        batch: usize,
+        heads: usize,
+        len: usize,
+        head_dim: usize,
+        q: &'a GpuBuffer,
+        k: &'a GpuBuffer,
+        v: &'a GpuBuffer,
+        o: &'a GpuBuffer,
+    ) -> Self {
+        let ld = heads * head_dim;
+        Attention {
+            batch,
+            heads,
+            q_len: len,
+            k_len: len,
+            head_dim,
+            q,
+            ld_q: ld,
+            k,
+            ld_k: ld,
+            v,
+            ld_v: ld,
+            o,
+            ld_o: ld,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            causal: false,
+        }
+    }
+
+    pub fn causal(mut self, causal: bool) -> Self {
+        self.causal = causal;
+        self
+    }
+
+    fn check(&self, kernel: &str, dt: DType) -> Result<()> {
+        let width = self.heads * self.head_dim;
+        if self.batch == 0 || self.heads == 0 || self.q_len == 0 || self.k_len == 0 {
+            return Err(Error::kernel(kernel, "empty batch, heads or sequence"));
+        }
+        if self.batch > 65535 || self.heads > 65535 {
+            return Err(Error::kernel(kernel, "batch and heads must each be at most 65535"));
+        }
+        let tensors = [("q", self.q, self.ld_q, self.q_len), ("k", self.k, self.ld_k, self.k_len)];
+        let more = [("v", self.v, self.ld_v, self.k_len), ("o", self.o, self.ld_o, self.q_len)];
+        for (name, buf, ld, len) in tensors.into_iter().chain(more) {
+            if ld < width || ld % 8 != 0 || buf.ptr() % 16 != 0 {
+                return Err(Error::kernel(
+                    kernel,
+                    format!("`{name}`: row stride {ld} must be >= {width} and a multiple of 8"),
+                ));
+            }
+            check(kernel, name, buf, dt, (self.batch * len - 1) * ld + width)?;
+        }
+        Ok(())
+    }
+
+    pub fn launch(&self, dev: &GpuDevice) -> Result<()> {
+        let dt = self.q.dtype();
+        let kernel = format!("attention_fwd_d{}_{}", self.head_dim, dt.suffix());
+        if !HEAD_DIMS.contains(&self.head_dim) {
+            return Err(Error::kernel(&kernel, format!("head dim {}; compiled for {HEAD_DIMS:?}", self.head_dim)));
+        }
+        if !matches!(dt, DType::Bf16 | DType::F16) {
+            return Err(Error::kernel(&kernel, format!("{dt:?} storage; attention takes bf16 or f16")));
+        }
+        self.check(&kernel, dt)?;
+        let shared_bytes = (3 * 64 * (self.head_dim + 8) * 2) as u32;
+        let grid_x = u32::try_from(self.q_len.div_ceil(64)).map_err(|_| Error::kernel(&kernel, "q_len too large"))?;
+        let cfg =
+            LaunchConfig { grid: (grid_x, self.heads as u32, self.batch as u32), block: (128, 1, 1), shared_bytes };
+        let mut args = KernelArgs::new();
+        args.i32(int(&kernel, "B", self.batch)?) //   int B
+            .i32(int(&kernel, "H", self.heads)?) //   int H
+            .i32(int(&kernel, "Tq", self.q_len)?) //  int Tq
+            .i32(int(&kernel, "Tk", self.k_len)?) //  int Tk
+            .i32(int(&kernel, "ld_q", self.ld_q)?) // int ld_q
+            .i32(int(&kernel, "ld_k", self.ld_k)?) // int ld_k
+            .i32(int(&kernel, "ld_v", self.ld_v)?) // int ld_v
+            .i32(int(&kernel, "ld_o", self.ld_o)?) // int ld_o
+            .buf(self.q) //                           const T* q
+            .buf(self.k) //                           const T* k
+            .buf(self.v) //                           const T* v
+            .buf(self.o) //                           T* o
+            .f32(self.scale) //                       float scale
+            .i32(self.causal as i32); //              int causal
+                                      // SAFETY: buffers hold batch·len rows of their strides (checked), strides and pointers meet the cp.async
+                                      // alignment; the signature is (8 × int, 3 × const T*, T*, float, int).
+        unsafe { dev.launch(&kernel, cfg, &mut args) }
+    }
+}

@@ -1,0 +1,41 @@
+//! Finds the `extern "C" __global__` entry points of a kernel source. Shared by `build.rs` (emulator registry)
+//! and the runtime (which file holds which kernel), so both agree on the list.
+
+/// Names of the kernels defined in `src`, in order. A kernel is `extern "C" __global__ void [__launch_bounds__(…)]
+/// name(`; lines that start with `//` are skipped.
+pub fn kernel_names(src: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in src.lines() {
+        let line = line.trim_start();
+        if line.starts_with("//") {
+            continue;
+        }
+        let Some(pos) = line.find("__global__") else {
+            continue;
+        };
+        if !line[..pos].contains("extern \"C\"") {
+            continue;
+        }
+        let rest = line[pos + "__global__".len()..].trim_start();
+        let Some(rest) = rest.strip_prefix("void") else {
+            continue;
+        };
+        let mut rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix("__launch_bounds__") {
+            let Some(close) = after.find(')') else {
+                continue;
+            };
+            rest = after[close + 1..].trim_start();
+        }
+        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        if !name.is_empty() && rest[name.len()..].trim_start().starts_with('(') {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Files whose kernels run only on a GPU (Hopper instructions): named `*_sm90.cu`. The emulator skips them.
+pub fn is_gpu_only(file_name: &str) -> bool {
+    file_name.ends_with("_sm90.cu")
+}

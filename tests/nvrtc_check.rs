@@ -1,0 +1,82 @@
+//! The NVRTC compile check against the real CUDA 13 NVRTC (found through `CPEAL_NVRTC_LIB` or Python's
+//! `nvidia/cu13/lib`; `scripts/ci-gpu-checks.sh` installs it): a real kernel file compiles with its ptxas
+//! report parsed, and a deliberately broken kernel makes the checker — library and CLI — fail with the log.
+
+use cpeal::gpu::{nvrtc_check, sources};
+
+const BROKEN: &str = r#"#include "common.cuh"
+extern "C" __global__ void broken_f32(int n, const float* x, float* y) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = undefined_helper(x[i]);
+}
+"#;
+
+fn archs() -> Vec<String> {
+    vec!["sm_80".into(), "sm_90".into()]
+}
+
+/// A real kernel file through the whole pipeline (every kernel of every file at sm_80 and sm_90 is checked by
+/// `cpeal nvrtc-check` in `scripts/ci-gpu-checks.sh`; this keeps `cargo test` fast).
+#[test]
+fn a_real_kernel_file_compiles_and_reports_registers() {
+    let src = sources::SOURCES.iter().find(|s| s.file == "softmax.cu").unwrap();
+    for arch in archs() {
+        let reports = nvrtc_check::check_file(src.file, src.text, sources::COMMON, &arch).unwrap();
+        let names = cpeal::gpu::scan::kernel_names(src.text);
+        assert_eq!(reports.len(), names.len(), "{}", nvrtc_check::table(&reports));
+        for r in &reports {
+            assert!(names.contains(&r.kernel) && r.arch == arch);
+            assert!(r.registers > 0 && r.registers <= 255 && !r.spills(), "{}", nvrtc_check::table(&reports));
+        }
+    }
+}
+
+#[test]
+fn broken_kernel_fails_with_the_log() {
+    let err = nvrtc_check::check_file("broken.cu", BROKEN, sources::COMMON, "sm_80").unwrap_err().to_string();
+    assert!(err.contains("broken.cu") && err.contains("undefined_helper"), "{err}");
+    assert!(err.contains("broken.cu(4)"), "the log points at the line of the error: {err}");
+}
+
+#[test]
+fn cli_exits_non_zero_on_a_broken_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.cu"), BROKEN).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cpeal"))
+        .args(["nvrtc-check", "--arch", "sm_80", "--kernels"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "nvrtc-check passed a broken kernel");
+    assert!(stderr.contains("undefined_helper"), "{stderr}");
+}
+
+#[test]
+fn spills_are_detected_in_the_ptxas_report() {
+    let log = "ptxas info    : Compiling entry function 'k_f32' for 'sm_80'\n\
+               ptxas info    : Function properties for k_f32\n\
+               \x20   48 bytes stack frame, 40 bytes spill stores, 36 bytes spill loads\n\
+               ptxas info    : Used 255 registers, used 1 barriers, 4096 bytes smem, 380 bytes cmem[0]\n";
+    let r = &nvrtc_check::parse_ptxas("k.cu", "sm_80", log)[0];
+    assert_eq!(
+        (r.kernel.as_str(), r.registers, r.spill_stores, r.spill_loads, r.stack_bytes),
+        ("k_f32", 255, 40, 36, 48)
+    );
+    assert_eq!(r.shared_bytes, 4096);
+    assert!(r.spills());
+}
+
+#[test]
+fn embedded_sources_list_every_kernel_file() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cu"))
+        .collect();
+    on_disk.sort();
+    let mut embedded: Vec<String> = sources::SOURCES.iter().map(|s| s.file.to_string()).collect();
+    embedded.sort();
+    assert_eq!(on_disk, embedded, "add new kernels/*.cu files to sources::SOURCES");
+}
