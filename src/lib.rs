@@ -3,6 +3,7 @@
 
 pub mod device;
 pub mod error;
+pub mod select;
 pub mod tensor;
 pub mod weights;
 

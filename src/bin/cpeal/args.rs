@@ -16,4 +16,6 @@ pub struct Cli {
 pub enum Command {
     /// Architecture, sizes, parameter count and dtype of a Hugging Face checkpoint.
     Info(cmd::info::Args),
+    /// Choose the next samples to label from a pool's logits and/or features.
+    Select(cmd::select::Args),
 }
