@@ -7,13 +7,16 @@
 //! distance to the nearest centre, among the rows not yet chosen. The draw: u = `rng.random::<f64>()` · ΣD²
 //! from `ChaCha8Rng::seed_from_u64(seed)`, and the pick is the first row (ascending) whose running sum of D²
 //! exceeds u. When every remaining D² is 0, a uniform `rng.random_range(0..remaining)` picks among them.
-//! Rows a new centre cannot come closer to are skipped by the triangle inequality (as in `coreset`).
+//! Rows a new centre cannot come closer to are skipped by the triangle inequality (as in `coreset`), and rows
+//! whose ⟨h_i, h_c⟩ interval from the int8 shadow of the features (`quant`) already rules out an update skip the
+//! exact f32 product; neither changes the result.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::matrix::{dot, CHUNK_ROWS};
+use super::quant::Quantized;
 use super::{argmax, Mat, Selection, SelectionInput};
 use crate::error::Result;
 
@@ -76,6 +79,9 @@ struct Seeding<'m, 'a> {
     q: Vec<f32>,
     /// ‖g_j‖² = ‖q_j‖²‖h_j‖².
     norm2: Vec<f64>,
+    /// ‖h_j‖.
+    h_norm: Vec<f64>,
+    quant: Quantized,
     /// D² of each pool row (∞ before any centre, `INACTIVE` once chosen).
     min_dist2: Vec<f64>,
     nearest: Vec<u32>,
@@ -85,15 +91,17 @@ struct Seeding<'m, 'a> {
 
 impl<'m, 'a> Seeding<'m, 'a> {
     fn new(features: &'m Mat<'a>, pool: &'m [usize], q: Vec<f32>, classes: usize) -> Self {
-        let norm2 = pool
+        let (norm2, h_norm): (Vec<f64>, Vec<f64>) = pool
             .par_iter()
             .enumerate()
             .map_init(Vec::new, |buf, (j, &i)| {
                 let h = features.row(i, buf);
                 let qj = &q[j * classes..(j + 1) * classes];
-                dot(qj, qj) as f64 * dot(h, h) as f64
+                let h2 = dot(h, h) as f64;
+                (dot(qj, qj) as f64 * h2, h2.sqrt())
             })
-            .collect();
+            .unzip();
+        let quant = Quantized::new(features, pool);
         let m = pool.len();
         Seeding {
             features,
@@ -101,6 +109,8 @@ impl<'m, 'a> Seeding<'m, 'a> {
             classes,
             q,
             norm2,
+            h_norm,
+            quant,
             min_dist2: vec![f64::INFINITY; m],
             nearest: vec![NO_CENTRE; m],
             centres: Vec::new(),
@@ -131,7 +141,15 @@ impl<'m, 'a> Seeding<'m, 'a> {
             .collect();
         let new_id = self.centres.len() as u32;
         self.min_dist2[j] = INACTIVE;
-        let (features, pool, q, norm2) = (self.features, self.pool, &self.q, &self.norm2);
+        let (features, pool, q, norm2, h_norm, quant) = (
+            self.features,
+            self.pool,
+            &self.q,
+            &self.norm2,
+            &self.h_norm,
+            &self.quant,
+        );
+        let h_norm_new = h_norm[j];
         let sums = self
             .min_dist2
             .par_chunks_mut(CHUNK_ROWS)
@@ -148,13 +166,18 @@ impl<'m, 'a> Seeding<'m, 'a> {
                         *a != NO_CENTRE && centre_dist2[*a as usize] >= 4.0 * *m * SLACK;
                     if *m > 0.0 && !unreachable {
                         let k = chunk * CHUNK_ROWS + r;
+                        let q_dot = dot(&q[k * c..(k + 1) * c], &q_new);
+                        if m.is_finite() {
+                            let (lo, hi) = quant.dot_interval(k, j, h_norm[k], h_norm_new);
+                            let lower = norm2[k] + n2_new
+                                - 2.0 * (q_dot as f64 * lo).max(q_dot as f64 * hi);
+                            if lower >= *m * SLACK {
+                                sum += *m;
+                                continue;
+                            }
+                        }
                         let hk = features.row(pool[k], &mut buf);
-                        let d2 = grad_dist2(
-                            norm2[k],
-                            n2_new,
-                            dot(&q[k * c..(k + 1) * c], &q_new),
-                            dot(hk, &h_new),
-                        );
+                        let d2 = grad_dist2(norm2[k], n2_new, q_dot, dot(hk, &h_new));
                         if d2 < *m {
                             *m = d2;
                             *a = new_id;

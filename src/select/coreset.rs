@@ -5,13 +5,16 @@
 //! One running min-distance per row is updated once per new centre. That update skips, without reading its
 //! features, every row the new centre provably cannot come closer to: with a(i) the row's nearest centre and
 //! m(i) its distance, d(i, new) ≥ d(new, a(i)) − m(i) ≥ m(i) whenever d(new, a(i)) ≥ 2·m(i) (triangle
-//! inequality). Distances are summed from differences (no ‖x‖² + ‖y‖² − 2⟨x, y⟩ cancellation).
+//! inequality). Rows that survive are first checked against a lower bound from an int8 shadow of the features
+//! (see `quant`), which reads a quarter of the bytes; only rows the bound cannot rule out get the exact f32
+//! distance, summed from differences (no ‖x‖² + ‖y‖² − 2⟨x, y⟩ cancellation). Neither skip changes the order.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::matrix::{sq_dist, CHUNK_ROWS};
+use super::quant::Quantized;
 use super::{Mat, Selection, SelectionInput};
 use crate::error::Result;
 
@@ -57,6 +60,7 @@ pub fn select(input: &SelectionInput, budget: usize) -> Result<Selection> {
 /// The running state of k-center greedy.
 struct KCenter<'m, 'a> {
     features: &'m Mat<'a>,
+    quant: Quantized,
     /// Squared distance of each row to its nearest centre (∞ before any centre; `INACTIVE` for centres).
     min_dist2: Vec<f32>,
     /// Index (into `centres`) of each row's nearest centre.
@@ -74,8 +78,10 @@ impl<'m, 'a> KCenter<'m, 'a> {
             .map(|&l| if l { INACTIVE } else { f32::INFINITY })
             .collect();
         let nearest = vec![NO_CENTRE; features.rows()];
+        let all_rows: Vec<usize> = (0..features.rows()).collect();
         KCenter {
             features,
+            quant: Quantized::new(features, &all_rows),
             min_dist2,
             nearest,
             centres: Vec::new(),
@@ -96,55 +102,67 @@ impl<'m, 'a> KCenter<'m, 'a> {
         let new_id = self.centre_dist2.len() as u32;
         self.centres.extend_from_slice(&new_row);
         self.min_dist2[c] = INACTIVE;
-        let (features, centre_dist2) = (self.features, &self.centre_dist2);
+        let pass = Pass {
+            features: self.features,
+            quant: &self.quant,
+            new_row: &new_row,
+            new_index: c,
+            new_id,
+        };
+        let centre_dist2 = &self.centre_dist2;
         self.min_dist2
             .par_chunks_mut(CHUNK_ROWS)
             .zip(self.nearest.par_chunks_mut(CHUNK_ROWS))
             .enumerate()
             .map(|(chunk, (dist2, nearest))| {
                 let start = chunk * CHUNK_ROWS;
-                update_chunk(
-                    features,
-                    &new_row,
-                    new_id,
-                    centre_dist2,
-                    start,
-                    dist2,
-                    nearest,
-                )
+                pass.update_chunk(centre_dist2, start, dist2, nearest)
             })
             .reduce(|| None, farther)
             .map(|(_, i)| i)
     }
 }
 
-/// Update rows `start..` of one chunk for a new centre; return the chunk's farthest active row.
-fn update_chunk(
-    features: &Mat,
-    new_row: &[f32],
+/// What one min-distance update pass needs to know about the new centre.
+struct Pass<'p, 'a> {
+    features: &'p Mat<'a>,
+    quant: &'p Quantized,
+    new_row: &'p [f32],
+    new_index: usize,
     new_id: u32,
-    centre_dist2: &[f32],
-    start: usize,
-    dist2: &mut [f32],
-    nearest: &mut [u32],
-) -> Option<(f32, usize)> {
-    let mut buf = Vec::new();
-    let mut best = None;
-    for (r, (m, a)) in dist2.iter_mut().zip(nearest.iter_mut()).enumerate() {
-        if *m == INACTIVE {
-            continue;
-        }
-        let unreachable = *a != NO_CENTRE && centre_dist2[*a as usize] >= 4.0 * *m * SLACK;
-        if *m > 0.0 && !unreachable {
-            let d2 = sq_dist(features.row(start + r, &mut buf), new_row);
-            if d2 < *m {
-                *m = d2;
-                *a = new_id;
+}
+
+impl Pass<'_, '_> {
+    /// Update rows `start..` of one chunk for the new centre; return the chunk's farthest active row.
+    fn update_chunk(
+        &self,
+        centre_dist2: &[f32],
+        start: usize,
+        dist2: &mut [f32],
+        nearest: &mut [u32],
+    ) -> Option<(f32, usize)> {
+        let mut buf = Vec::new();
+        let mut best = None;
+        for (r, (m, a)) in dist2.iter_mut().zip(nearest.iter_mut()).enumerate() {
+            if *m == INACTIVE {
+                continue;
             }
+            let i = start + r;
+            let unreachable = *a != NO_CENTRE && centre_dist2[*a as usize] >= 4.0 * *m * SLACK;
+            if *m > 0.0
+                && !unreachable
+                && !(m.is_finite() && self.quant.dist2_at_least(i, self.new_index, *m))
+            {
+                let d2 = sq_dist(self.features.row(i, &mut buf), self.new_row);
+                if d2 < *m {
+                    *m = d2;
+                    *a = self.new_id;
+                }
+            }
+            best = farther(best, Some((*m, i)));
         }
-        best = farther(best, Some((*m, start + r)));
+        best
     }
-    best
 }
 
 /// The farther of two (distance, row) candidates, ties to the lower row.

@@ -196,6 +196,8 @@ macro_rules! simd_dispatch {
     };
 }
 
+pub(crate) use simd_dispatch;
+
 const LANES: usize = 8;
 
 #[inline(always)]

@@ -14,6 +14,8 @@
 //! # Ok::<(), cpeal::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod badge;
 pub mod bald;
 pub mod coreset;
@@ -21,6 +23,7 @@ pub mod featdist;
 pub mod input;
 mod matrix;
 pub mod pcb;
+mod quant;
 pub mod random;
 pub mod topk;
 pub mod uncertainty;
