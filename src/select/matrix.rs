@@ -150,8 +150,12 @@ impl<'a> Mat<'a> {
                 let end = (start + CHUNK_ROWS).min(self.rows);
                 let mut buf = Vec::new();
                 let values = self.rows_f32(start, end, &mut buf);
+                if all_finite(values) {
+                    return None;
+                }
+                let cols = self.cols.max(1);
                 values
-                    .chunks_exact(self.cols.max(1))
+                    .chunks_exact(cols)
                     .position(|row| !all_finite(row))
                     .map(|r| start + r)
             });
@@ -232,9 +236,16 @@ fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
 simd_dispatch!(sq_dist, sq_dist_impl, (a: &[f32], b: &[f32]) -> f32);
 simd_dispatch!(dot, dot_impl, (a: &[f32], b: &[f32]) -> f32);
 
-fn all_finite(row: &[f32]) -> bool {
-    row.iter().all(|v| v.is_finite())
+#[inline(always)]
+fn all_finite_impl(values: &[f32]) -> bool {
+    const EXP_MASK: u32 = 0x7f80_0000;
+    let bad = values.iter().fold(0u32, |bad, v| {
+        bad | ((v.to_bits() & EXP_MASK) == EXP_MASK) as u32
+    });
+    bad == 0
 }
+
+simd_dispatch!(all_finite, all_finite_impl, (values: &[f32]) -> bool);
 
 /// Per-row softmax statistics of one logit row, with z = x − max: `z_sum` = Σ e^z, `ze_sum` = Σ z·e^z, and the
 /// largest and second-largest logits. `finite` is false when the row holds NaN or ±Inf.

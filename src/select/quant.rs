@@ -92,14 +92,19 @@ impl Quantized {
 }
 
 /// Quantize one row into `out`; returns (scale, residual norm rounded up, Σ q²).
-fn quantize_row(x: &[f32], out: &mut [i8]) -> (f32, f32, i32) {
-    let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+#[inline(always)]
+fn quantize_row_impl(x: &[f32], out: &mut [i8]) -> (f32, f32, i32) {
+    let max = x
+        .iter()
+        .fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let inv = 1.0 / scale;
     let (mut residual2, mut norm2) = (0f64, 0i32);
     for (o, &v) in out.iter_mut().zip(x) {
-        let q = (v / scale).round().clamp(-127.0, 127.0);
+        // Round half away from zero without a libm call; |v·inv| ≤ 127 up to rounding.
+        let q = ((v * inv + 0.5f32.copysign(v)) as i32).clamp(-127, 127);
         *o = q as i8;
-        norm2 += (q as i32) * (q as i32);
+        norm2 += q * q;
         residual2 += (v as f64 - scale as f64 * q as f64).powi(2);
     }
     (
@@ -108,6 +113,8 @@ fn quantize_row(x: &[f32], out: &mut [i8]) -> (f32, f32, i32) {
         norm2,
     )
 }
+
+super::matrix::simd_dispatch!(quantize_row, quantize_row_impl, (x: &[f32], out: &mut [i8]) -> (f32, f32, i32));
 
 #[inline(always)]
 fn dot_i8_impl(a: &[i8], b: &[i8]) -> i32 {
@@ -121,8 +128,10 @@ fn dot_i8_impl(a: &[i8], b: &[i8]) -> i32 {
         .map(|(&x, &y)| x as i32 * y as i32)
         .sum();
     for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += (x[l] as i16 * y[l] as i16) as i32;
+        for l in 0..LANES / 2 {
+            let (a0, a1) = (x[2 * l] as i16 as i32, x[2 * l + 1] as i16 as i32);
+            let (b0, b1) = (y[2 * l] as i16 as i32, y[2 * l + 1] as i16 as i32);
+            acc[l] += a0 * b0 + a1 * b1;
         }
     }
     acc.iter().sum::<i32>() + tail
