@@ -288,19 +288,7 @@ fn logit_stats_impl(row: &[f32], want_second: bool) -> LogitStats {
             finite: false,
         };
     }
-    let mut e_l = [0f32; LANES];
-    let mut ze_l = [0f32; LANES];
-    let chunks = row.chunks_exact(LANES);
-    for c in chunks {
-        for l in 0..LANES {
-            let z = c[l] - max;
-            let e = exp_nonpositive(z);
-            e_l[l] += e;
-            ze_l[l] += z * e;
-        }
-    }
-    let mut z_sum: f64 = e_l.iter().map(|&v| v as f64).sum();
-    let mut ze_sum: f64 = ze_l.iter().map(|&v| v as f64).sum();
+    let (mut z_sum, mut ze_sum) = exp_sums(&row[..row.len() - rem.len()], max);
     for &v in rem {
         let z = (v - max) as f64;
         z_sum += z.exp();
@@ -332,6 +320,94 @@ fn second_largest(row: &[f32]) -> f32 {
         }
     }
     second
+}
+
+/// (Σ e^z, Σ z·e^z) with z = x − max over `full` (a multiple of 8 values).
+#[inline(always)]
+fn exp_sums(full: &[f32], max: f32) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports AVX2 and FMA.
+            return unsafe { avx2::exp_sums(full, max) };
+        }
+    }
+    let mut e_l = [0f32; LANES];
+    let mut ze_l = [0f32; LANES];
+    for c in full.chunks_exact(LANES) {
+        for l in 0..LANES {
+            let z = c[l] - max;
+            let e = exp_nonpositive(z);
+            e_l[l] += e;
+            ze_l[l] += z * e;
+        }
+    }
+    let sum = |v: [f32; LANES]| v.iter().map(|&x| x as f64).sum::<f64>();
+    (sum(e_l), sum(ze_l))
+}
+
+/// The exp kernel written with AVX2 intrinsics (LLVM does not vectorise the scalar form reliably).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn exp_sums(full: &[f32], max: f32) -> (f64, f64) {
+        let vmax = _mm256_set1_ps(max);
+        let (mut acc_e, mut acc_ze) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for chunk in full.chunks_exact(8) {
+            // SAFETY: `chunk` holds exactly 8 f32 values.
+            let z = _mm256_sub_ps(unsafe { _mm256_loadu_ps(chunk.as_ptr()) }, vmax);
+            let e = exp_nonpositive(z);
+            acc_e = _mm256_add_ps(acc_e, e);
+            acc_ze = _mm256_fmadd_ps(z, e, acc_ze);
+        }
+        (hsum(acc_e), hsum(acc_ze))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f64 {
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` has room for 8 f32 values.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        lanes.iter().map(|&x| x as f64).sum()
+    }
+
+    /// Same algorithm and constants as the scalar `exp_nonpositive`.
+    #[target_feature(enable = "avx2,fma")]
+    fn exp_nonpositive(x: __m256) -> __m256 {
+        const MAGIC: f32 = 12_582_912.0;
+        let x = _mm256_max_ps(x, _mm256_set1_ps(-87.0));
+        let t = _mm256_fmadd_ps(
+            x,
+            _mm256_set1_ps(std::f32::consts::LOG2_E),
+            _mm256_set1_ps(MAGIC),
+        );
+        let n = _mm256_sub_ps(t, _mm256_set1_ps(MAGIC));
+        let ni = _mm256_sub_epi32(
+            _mm256_castps_si256(t),
+            _mm256_set1_epi32(MAGIC.to_bits() as i32),
+        );
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm256_set1_ps(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            5.000_000_1e-1,
+        ] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let r2 = _mm256_mul_ps(r, r);
+        let poly = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+            ni,
+            _mm256_set1_epi32(127),
+        )));
+        _mm256_mul_ps(poly, scale)
+    }
 }
 
 /// e^x for x ≤ 0 (Cephes expf polynomial, ≈1 ulp), written so that it vectorises; x below −87 gives ≈ 0.
