@@ -34,14 +34,15 @@ measure() {
     local log="$WORK/$(echo "$label" | tr -c 'A-Za-z0-9' _).log"
     local rc=0
     /usr/bin/time -v -o "$log.time" timeout "$limit" "$@" >"$log" 2>&1 || rc=$?
-    local wall rss
+    local wall rss cpu
+    cpu=$(awk -F': ' '/User time|System time/ {s+=$2} END {printf "%.2f", s}' "$log.time")
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$log.time")
     rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.2f", $2/1048576}' "$log.time")
     local status=ok
     if [ "$rc" = 124 ]; then status="timeout ${limit}s"; elif [ "$rc" != 0 ]; then status="failed (rc $rc)"; fi
-    echo "$label: ${wall}s ${rss} GB $status" >&2
+    echo "$label: ${wall}s (cpu ${cpu}s) ${rss} GB $status" >&2
     LAST_WALL=$wall
-    ROWS+=("| $label | $wall | $rss | $status |")
+    ROWS+=("| $label | $wall | $cpu | $rss | $status |")
 }
 warm() { cat "$@" >/dev/null; }
 
@@ -56,7 +57,7 @@ for K in 100 1000; do
     measure "coreset K=$K: NumPy f64 greedy (same first centre)" "$SLOW_TIMEOUT" \
         "$PY" "$HERE/py_bench.py" np-coreset "$DATA" $K "$WORK/np_coreset_$K.txt"
     if cmp -s "$WORK/cpeal_coreset_$K.txt" "$WORK/np_coreset_$K.txt"; then SAME="identical"; else SAME="differs"; fi
-    ROWS+=("| coreset K=$K: cpeal order vs NumPy f64 greedy | | | $SAME |")
+    ROWS+=("| coreset K=$K: cpeal order vs NumPy f64 greedy | | | | $SAME |")
     if [ "$K" = 100 ] || [ "$SKIP_SLOW" = 0 ]; then
         measure "coreset K=$K: scikit-activeml CoreSet" "$SLOW_TIMEOUT" \
             "$PY" "$HERE/py_bench.py" skal-coreset "$DATA" $K "$WORK/skal_coreset_$K.txt"
@@ -78,12 +79,12 @@ warm "$DATA/logits_1m.npy"
 BYTES=$(stat -c %s "$DATA/logits_1m.npy")
 measure "entropy top-1000 of 1M x 1000 f32: cpeal" 600 \
     "$BIN" select --strategy entropy --budget 1000 --logits "$DATA/logits_1m.npy" --out "$WORK/cpeal_entropy.txt"
-ROWS+=("| entropy: cpeal throughput | | | $(awk -v b="$BYTES" -v t="$LAST_WALL" 'BEGIN{printf "%.1f GB/s", b/t/1e9}') |")
+ROWS+=("| entropy: cpeal throughput (file bytes / wall) | | | | $(awk -v b="$BYTES" -v t="$LAST_WALL" 'BEGIN{printf "%.1f GB/s", b/t/1e9}') |")
 measure "entropy top-1000 of 1M x 1000 f32: NumPy chunked" "$SLOW_TIMEOUT" \
     "$PY" "$HERE/py_bench.py" np-entropy "$DATA" 1000 "$WORK/np_entropy.txt"
-ROWS+=("| entropy: NumPy throughput | | | $(awk -v b="$BYTES" -v t="$LAST_WALL" 'BEGIN{printf "%.1f GB/s", b/t/1e9}') |")
+ROWS+=("| entropy: NumPy throughput (file bytes / wall) | | | | $(awk -v b="$BYTES" -v t="$LAST_WALL" 'BEGIN{printf "%.1f GB/s", b/t/1e9}') |")
 if cmp -s <(sort "$WORK/cpeal_entropy.txt") <(sort "$WORK/np_entropy.txt"); then SAME="identical"; else SAME="differs"; fi
-ROWS+=("| entropy: cpeal top-1000 set vs NumPy | | | $SAME |")
+ROWS+=("| entropy: cpeal top-1000 set vs NumPy | | | | $SAME |")
 
 {
     echo "# Selection benchmark ($DATE)"
@@ -92,9 +93,10 @@ ROWS+=("| entropy: cpeal top-1000 set vs NumPy | | | $SAME |")
     echo "- cpeal $(git -C "$ROOT" rev-parse --short HEAD), release build; scikit-activeml 1.0.1, NumPy $("$PY" -c 'import numpy; print(numpy.__version__)')"
     echo "- N = 100,000, D = 768 (f32 .npy, clustered: 100 classes + noise, unless noted); wall time and peak RSS from /usr/bin/time -v"
     echo "  (RSS includes the memory-mapped input pages a tool touched); inputs warm in the page cache"
+    echo "- the machine is shared: other jobs compete for the 2 cores, so wall time exceeds CPU time / 2"
     echo
-    echo "| case | wall (s) | peak RSS (GB) | status / note |"
-    echo "|---|---:|---:|---|"
+    echo "| case | wall (s) | CPU user+sys (s) | peak RSS (GB) | status / note |"
+    echo "|---|---:|---:|---:|---|"
     printf '%s\n' "${ROWS[@]}"
 } >"$OUT_MD"
 echo "wrote $OUT_MD"

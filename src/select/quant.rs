@@ -10,11 +10,16 @@ use rayon::prelude::*;
 use super::matrix::CHUNK_ROWS;
 use super::Mat;
 
+/// Above this many int8 codes (1 GiB) no shadow is built, so that a pool larger than RAM still only streams.
+const MAX_CODES: usize = 1 << 30;
+
 /// Relative slack on every bound so that f32/f64 rounding can never turn a needed update into a skip.
 const BOUND_SLACK: f64 = 1e-4;
 
 /// Quantized copies of selected rows of a matrix (position k holds row `rows[k]`).
 pub(crate) struct Quantized {
+    /// False when the shadow would be too large: then no bound ever rules anything out.
+    enabled: bool,
     dim: usize,
     codes: Vec<i8>,
     scale: Vec<f32>,
@@ -28,6 +33,18 @@ impl Quantized {
     /// Quantize `rows` of `features` (in parallel).
     pub(crate) fn new(features: &Mat, rows: &[usize]) -> Quantized {
         let dim = features.cols();
+        if rows.len().saturating_mul(dim) > MAX_CODES {
+            let (codes, scale, residual, code_norm2) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            return Quantized {
+                enabled: false,
+                dim,
+                codes,
+                scale,
+                residual,
+                code_norm2,
+            };
+        }
         let mut codes = vec![0i8; rows.len() * dim];
         let meta: Vec<(f32, f32, i32)> = codes
             .par_chunks_mut(dim.max(1) * CHUNK_ROWS)
@@ -46,6 +63,7 @@ impl Quantized {
         let residual = meta.iter().map(|m| m.1).collect();
         let code_norm2 = meta.iter().map(|m| m.2).collect();
         Quantized {
+            enabled: true,
             dim,
             codes,
             scale,
@@ -75,6 +93,9 @@ impl Quantized {
 
     /// True when ‖x_a − x_b‖² is certainly ≥ `bound2` (so an exact computation could not go below it).
     pub(crate) fn dist2_at_least(&self, a: usize, b: usize, bound2: f32) -> bool {
+        if !self.enabled {
+            return false;
+        }
         let (dot, ea, eb, na, nb) = self.approx(a, b);
         let approx = (na * na + nb * nb - 2.0 * dot).max(0.0).sqrt();
         let lower = (approx - (ea + eb)) * (1.0 - BOUND_SLACK);
@@ -84,6 +105,9 @@ impl Quantized {
     /// An interval [lo, hi] that certainly holds ⟨x_a, x_b⟩ (and its f32 evaluation); `norm_a`, `norm_b` are the
     /// exact norms ‖x_a‖, ‖x_b‖.
     pub(crate) fn dot_interval(&self, a: usize, b: usize, norm_a: f64, norm_b: f64) -> (f64, f64) {
+        if !self.enabled {
+            return (-norm_a * norm_b * 2.0, norm_a * norm_b * 2.0);
+        }
         let (dot, ea, eb, na, _) = self.approx(a, b);
         // ⟨x_a, x_b⟩ − ⟨x̂_a, x̂_b⟩ = ⟨x_a − x̂_a, x_b⟩ + ⟨x̂_a, x_b − x̂_b⟩.
         let err = ea * norm_b + na * eb + BOUND_SLACK * norm_a * norm_b;
