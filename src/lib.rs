@@ -12,6 +12,7 @@ pub mod nn;
 pub mod ops;
 pub mod preprocess;
 pub mod progress;
+pub mod select;
 pub mod tensor;
 pub mod tokenizer;
 pub mod weights;

@@ -95,6 +95,13 @@ impl SafetensorsFile {
         Ok(Tensor::from_storage(Storage::Cpu(storage), info.shape.clone()))
     }
 
+    /// The raw little-endian bytes of `name` with its dtype and shape, borrowed from the map (for readers that
+    /// stream rows instead of converting the whole tensor).
+    pub fn raw(&self, name: &str) -> Result<(Dtype, &[usize], &[u8])> {
+        let info = self.info_or_missing(name)?;
+        Ok((info.dtype, &info.shape, self.bytes(info)))
+    }
+
     /// An integer tensor (I64 or I32) as i64 values with its shape.
     pub fn get_i64(&self, name: &str) -> Result<(Vec<i64>, Vec<usize>)> {
         let info = self.info_or_missing(name)?;

@@ -32,4 +32,6 @@ pub enum Command {
     Selftest(cmd::selftest::Args),
     /// Time the GPU kernels on ViT-B shapes.
     BenchKernels(cmd::bench_kernels::Args),
+    /// Choose the next samples to label from a pool's logits and/or features.
+    Select(cmd::select::Args),
 }

@@ -9,6 +9,7 @@ pub mod embed_images;
 pub mod embed_text;
 pub mod info;
 pub mod nvrtc_check;
+pub mod select;
 pub mod selftest;
 pub mod zero_shot;
 
@@ -25,5 +26,6 @@ pub fn dispatch(command: Command) -> cpeal::Result<()> {
         Command::NvrtcCheck(args) => nvrtc_check::run(&args),
         Command::Selftest(args) => selftest::run(&args),
         Command::BenchKernels(args) => bench_kernels::run(&args),
+        Command::Select(args) => select::run(&args),
     }
 }
