@@ -14,6 +14,11 @@ DEVI void quick_gelu_body(int n, const T* __restrict__ x, T* __restrict__ y) {
         y[i] = from_f32<T>(quick_gelu(to_f32(x[i])));
 }
 template <class T>
+DEVI void tanh_body(int n, const T* __restrict__ x, T* __restrict__ y) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        y[i] = from_f32<T>(tanhf(to_f32(x[i])));
+}
+template <class T>
 DEVI void add_body(int n, const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
         y[i] = from_f32<T>(to_f32(a[i]) + to_f32(b[i]));
@@ -33,6 +38,11 @@ DEVI void cast_body(int n, const S* __restrict__ x, D* __restrict__ y) {
 extern "C" __global__ void gelu_bf16(int n, const bf16_t* x, bf16_t* y) { gelu_body(n, x, y); }
 extern "C" __global__ void gelu_f16(int n, const f16_t* x, f16_t* y) { gelu_body(n, x, y); }
 extern "C" __global__ void gelu_f32(int n, const float* x, float* y) { gelu_body(n, x, y); }
+
+// y = tanh(x) (ViT's pooler).
+extern "C" __global__ void tanh_bf16(int n, const bf16_t* x, bf16_t* y) { tanh_body(n, x, y); }
+extern "C" __global__ void tanh_f16(int n, const f16_t* x, f16_t* y) { tanh_body(n, x, y); }
+extern "C" __global__ void tanh_f32(int n, const float* x, float* y) { tanh_body(n, x, y); }
 
 // y = x·sigmoid(1.702·x) (CLIP's quick_gelu).
 extern "C" __global__ void quick_gelu_bf16(int n, const bf16_t* x, bf16_t* y) { quick_gelu_body(n, x, y); }

@@ -1,14 +1,26 @@
 //! Devices a tensor can live on, and how the CLI's `--device` is resolved.
 //!
-//! `cpu` is the f32 reference backend (rayon + gemm). The `cuda` backend (NVRTC-compiled kernels from
-//! `kernels/*.cu`) and `cuda-emu` (the same sources compiled by g++ and run on the CPU) plug in here as further
-//! variants; until they are built, asking for them is a clear `DeviceUnavailable` error, never a panic.
+//! `cpu` is the f32 reference backend (rayon + gemm). `cuda` runs the NVRTC-compiled kernels of `kernels/*.cu`
+//! on an NVIDIA GPU; `cuda-emu` runs the same sources compiled by g++ on the CPU (builds with the `cuda-emu`
+//! feature). Both GPU kinds are a `GpuDevice`; asking for one that is not there is an error, never a panic.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::gpu::{DType, GpuDevice};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Device {
     Cpu,
+    Gpu(GpuDevice),
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Device) -> bool {
+        match (self, other) {
+            (Device::Cpu, Device::Cpu) => true,
+            (Device::Gpu(a), Device::Gpu(b)) => a.same_as(b),
+            _ => false,
+        }
+    }
 }
 
 /// What the user asked for with `--device`.
@@ -21,29 +33,38 @@ pub enum DeviceKind {
 }
 
 impl Device {
-    /// Resolve a request to a device. `auto` falls back to the CPU when no CUDA device can be opened and says so
-    /// on stderr.
+    /// Resolve a request to a device. `auto` takes the first CUDA GPU when a driver and a GPU are present, else
+    /// the CPU, and says which on stderr.
     pub fn open(kind: DeviceKind) -> Result<Device> {
         match kind {
             DeviceKind::Cpu => Ok(Device::Cpu),
-            DeviceKind::Cuda => Err(Error::DeviceUnavailable {
-                device: "cuda".into(),
-                reason: "this build has no CUDA backend yet".into(),
-            }),
-            DeviceKind::CudaEmu => Err(Error::DeviceUnavailable {
-                device: "cuda-emu".into(),
-                reason: "this build has no CUDA emulation backend yet".into(),
-            }),
-            DeviceKind::Auto => {
-                eprintln!("device: cpu (no CUDA backend in this build)");
-                Ok(Device::Cpu)
-            }
+            DeviceKind::Cuda => Ok(Device::Gpu(GpuDevice::cuda(0)?)),
+            DeviceKind::CudaEmu => Ok(Device::Gpu(GpuDevice::emu()?)),
+            DeviceKind::Auto => match GpuDevice::cuda(0) {
+                Ok(gpu) => {
+                    eprintln!("device: cuda ({})", gpu.name());
+                    Ok(Device::Gpu(gpu))
+                }
+                Err(why) => {
+                    eprintln!("device: cpu ({why})");
+                    Ok(Device::Cpu)
+                }
+            },
         }
     }
 
-    pub fn name(&self) -> &'static str {
+    /// How weights and activations are stored here: f32 on the CPU, bf16 on a GPU (f32 accumulation).
+    pub fn storage_dtype(&self) -> DType {
         match self {
-            Device::Cpu => "cpu",
+            Device::Cpu => DType::F32,
+            Device::Gpu(_) => DType::Bf16,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Device::Cpu => "cpu".to_string(),
+            Device::Gpu(g) => g.name(),
         }
     }
 }

@@ -156,6 +156,11 @@ impl GpuDevice {
     }
 
     /// Whether this is the CPU emulator.
+    /// Whether both handles drive the same runtime instance.
+    pub fn same_as(&self, other: &GpuDevice) -> bool {
+        Arc::ptr_eq(&self.rt, &other.rt)
+    }
+
     pub fn is_emu(&self) -> bool {
         self.rt.is_emu()
     }

@@ -47,10 +47,15 @@ CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection, CLIPTextModel, CLIPTe
 impl Model {
     /// Load `dir/config.json` + weights; the architecture comes from `architectures[0]` (or `model_type`).
     pub fn load(dir: &Path) -> Result<Model> {
+        Model::load_on(dir, &crate::Device::Cpu)
+    }
+
+    /// Load with every weight uploaded to `device` (bf16 on a GPU).
+    pub fn load_on(dir: &Path, device: &crate::Device) -> Result<Model> {
         let config = JsonConfig::read(&dir.join("config.json"))?;
         let arch = architecture(&config)?;
         let ckpt = Checkpoint::open(dir)?;
-        let vb = ckpt.var_builder();
+        let vb = ckpt.var_builder_on(device);
         Ok(match arch.as_str() {
             "ViTModel" | "ViTForImageClassification" => Model::Vit(vit::Vit::load(&config, &vb)?),
             "Dinov2Model" | "Dinov2ForImageClassification" => Model::Dinov2(dinov2::Dinov2::load(&config, &vb)?),

@@ -80,10 +80,11 @@ impl Block {
         Ok(Block {
             norm1: LayerNorm::load(vb, n.norm1, d, cfg.eps)?,
             qkv: Linear::concat(&[
-                Linear::load(vb, n.query, d, d, cfg.qkv_bias)?,
-                Linear::load(vb, n.key, d, d, cfg.qkv_bias)?,
-                Linear::load(vb, n.value, d, d, cfg.qkv_bias)?,
-            ])?,
+                Linear::load(&vb.on_cpu(), n.query, d, d, cfg.qkv_bias)?,
+                Linear::load(&vb.on_cpu(), n.key, d, d, cfg.qkv_bias)?,
+                Linear::load(&vb.on_cpu(), n.value, d, d, cfg.qkv_bias)?,
+            ])?
+            .to_device(vb.device())?,
             out: Linear::load(vb, n.out, d, d, true)?,
             norm2: LayerNorm::load(vb, n.norm2, d, cfg.eps)?,
             fc1: Linear::load(vb, n.fc1, d, f, true)?,

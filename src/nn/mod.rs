@@ -28,8 +28,17 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
+    /// Move to `device` in its storage dtype.
+    pub fn to_device(&self, device: &crate::Device) -> Result<Linear> {
+        let dt = device.storage_dtype();
+        Ok(Linear {
+            weight: self.weight.to_device_as(device, dt)?,
+            bias: self.bias.as_ref().map(|b| b.to_device_as(device, dt)).transpose()?,
+        })
+    }
+
     /// Several linears over the same input fused into one (outputs side by side): one GEMM instead of many.
-    /// This is the one copy the fused weights ever get.
+    /// This is the one copy the fused weights ever get. The parts must be on the CPU; so is the result.
     pub fn concat(parts: &[Linear]) -> Result<Linear> {
         let in_dim = parts[0].weight.shape()[1];
         let out_dim: usize = parts.iter().map(Linear::out_dim).sum();
@@ -42,11 +51,11 @@ impl Linear {
             for p in parts {
                 b.extend_from_slice(p.bias.as_ref().map(|t| t.cpu_slice()).transpose()?.unwrap_or_default());
             }
-            Some(Tensor::from_vec(b, &[out_dim])?.to_device(&parts[0].weight.device())?)
+            Some(Tensor::from_vec(b, &[out_dim])?)
         } else {
             None
         };
-        let weight = Tensor::from_vec(weight, &[out_dim, in_dim])?.to_device(&parts[0].weight.device())?;
+        let weight = Tensor::from_vec(weight, &[out_dim, in_dim])?;
         Ok(Linear { weight, bias })
     }
 

@@ -61,7 +61,8 @@ impl PatchEmbeddings {
         let resampled = ops::interpolate_bicubic(&grid, gh, gw)?.to_vec()?;
         let mut joined = all[..d].to_vec();
         joined.extend_from_slice(&resampled);
-        let t = Tensor::from_vec(joined, &[1 + gh * gw, d])?.to_device(&self.positions.device())?;
+        let device = self.positions.device();
+        let t = Tensor::from_vec(joined, &[1 + gh * gw, d])?.to_device_as(&device, device.storage_dtype())?;
         cache.insert((gh, gw), t.clone());
         Ok(t)
     }

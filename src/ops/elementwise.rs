@@ -60,6 +60,7 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             let out: Vec<f32> = x.iter().zip(y).map(|(p, q)| p + q).collect();
             Tensor::from_vec(out, a.shape())
         }
+        _ => super::gpu::add(a, b),
     }
 }
 
@@ -76,6 +77,7 @@ pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
             });
             Tensor::from_vec(out, x.shape())
         }
+        Storage::Gpu(_) => super::gpu::l2_normalize(x),
     }
 }
 

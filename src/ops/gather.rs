@@ -27,6 +27,7 @@ pub fn assemble_tokens(patches: &Tensor, cls: &Tensor, pos: &Tensor) -> Result<T
             });
             Tensor::from_vec(out, &[b, n + 1, d])
         }
+        Storage::Gpu(_) => super::gpu::assemble_tokens(patches, cls, pos, [b, n, d]),
     }
 }
 
@@ -54,6 +55,7 @@ pub fn embedding(ids: &[Vec<u32>], table: &Tensor, pos: &Tensor) -> Result<Tenso
             });
             Tensor::from_vec(out, &[ids.len(), t, d])
         }
+        Storage::Gpu(_) => super::gpu::embedding(ids, table, pos, [vocab, d]),
     }
 }
 
@@ -70,6 +72,7 @@ pub fn select_rows(x: &Tensor, index: &[usize]) -> Result<Tensor> {
                 index.iter().enumerate().flat_map(|(bi, &i)| src[(bi * t + i) * d..][..d].iter().copied()).collect();
             Tensor::from_vec(out, &[b, d])
         }
+        Storage::Gpu(_) => super::gpu::select_rows(x, index, [b, t, d]),
     }
 }
 
@@ -91,6 +94,7 @@ pub fn mean_tokens(x: &Tensor, from: usize) -> Result<Tensor> {
             });
             Tensor::from_vec(out, &[b, d])
         }
+        Storage::Gpu(_) => super::gpu::mean_tokens(x, from, [b, t, d]),
     }
 }
 
@@ -107,6 +111,7 @@ pub fn concat_last(a: &Tensor, b: &Tensor) -> Result<Tensor> {
                 (0..n).flat_map(|i| x[i * d1..][..d1].iter().chain(&y[i * d2..][..d2]).copied()).collect();
             Tensor::from_vec(out, &[n, d1 + d2])
         }
+        Storage::Gpu(_) => super::gpu::concat_last(a, b, [n, d1, d2]),
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod attention;
 pub mod elementwise;
 pub mod gather;
+mod gpu;
 pub mod interpolate;
 pub mod layer_norm;
 pub mod linear;

@@ -20,6 +20,10 @@ pub fn patch_embed(pixels: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> R
     let (gh, gw) = (h / p, w / p);
     let cols = match pixels.storage() {
         Storage::Cpu(_) => Tensor::from_vec(im2col(pixels.cpu_slice()?, [b, c, h, w], p), &[b, gh * gw, c * p * p])?,
+        Storage::Gpu(_) => {
+            let dtype = weight.gpu().map(|g| g.buffer.dtype()).unwrap_or(crate::gpu::DType::Bf16);
+            super::gpu::im2col(pixels, [b, c, h, w], p, dtype)?
+        }
     };
     let flat_weight = weight.reshape(&[d, c * p * p])?;
     linear(&cols, &flat_weight, Epilogue::bias(bias))

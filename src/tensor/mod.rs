@@ -6,10 +6,11 @@
 
 mod storage;
 
-pub use storage::{CpuStorage, Storage};
+pub use storage::{CpuStorage, GpuStorage, Storage};
 
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::gpu::DType;
 
 #[derive(Clone)]
 pub struct Tensor {
@@ -76,22 +77,45 @@ impl Tensor {
         Ok(Tensor { storage: self.storage.clone(), shape: shape.to_vec() })
     }
 
-    /// The values on the CPU (a borrow for CPU tensors).
+    /// The values of a CPU tensor, borrowed. Device tensors must be copied with `to_vec`.
     pub fn cpu_slice(&self) -> Result<&[f32]> {
         match &self.storage {
             Storage::Cpu(s) => Ok(s.as_slice()),
+            Storage::Gpu(_) => Err(Error::invalid("tensor", "values are on the GPU; copy them with to_vec")),
+        }
+    }
+
+    /// The device buffer of a GPU tensor.
+    pub fn gpu(&self) -> Option<&GpuStorage> {
+        match &self.storage {
+            Storage::Gpu(g) => Some(g),
+            Storage::Cpu(_) => None,
         }
     }
 
     /// A host copy of the values, whatever the device.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        Ok(self.cpu_slice()?.to_vec())
+        match &self.storage {
+            Storage::Cpu(s) => Ok(s.as_slice().to_vec()),
+            Storage::Gpu(g) => g.device.download(&g.buffer),
+        }
     }
 
-    /// This tensor on `device` (no copy when it is already there).
+    /// This tensor on `device`, exactly (f32 on a GPU); no copy when it is already there.
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
-        match device {
-            Device::Cpu => Ok(self.clone()),
+        self.to_device_as(device, DType::F32)
+    }
+
+    /// This tensor on `device`, stored as `dtype` there (the CPU always holds f32).
+    pub fn to_device_as(&self, device: &Device, dtype: DType) -> Result<Tensor> {
+        match (device, &self.storage) {
+            (Device::Cpu, Storage::Cpu(_)) => Ok(self.clone()),
+            (Device::Gpu(d), Storage::Gpu(g)) if g.buffer.dtype() == dtype && d.same_as(&g.device) => Ok(self.clone()),
+            (Device::Cpu, Storage::Gpu(_)) => Tensor::from_vec(self.to_vec()?, &self.shape),
+            (Device::Gpu(d), _) => {
+                let buffer = d.upload(&self.to_vec()?, dtype)?;
+                Ok(Tensor::from_storage(Storage::Gpu(GpuStorage { device: d.clone(), buffer }), self.shape.clone()))
+            }
         }
     }
 

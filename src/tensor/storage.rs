@@ -5,19 +5,29 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use crate::device::Device;
+use crate::gpu::{GpuBuffer, GpuDevice};
 
 /// Device-specific storage. Each backend adds one variant.
 #[derive(Clone)]
 pub enum Storage {
     Cpu(CpuStorage),
+    /// A buffer on a CUDA device or on the `cuda-emu` emulator (bf16 activations and weights; f32 inputs).
+    Gpu(GpuStorage),
 }
 
 impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            Storage::Gpu(g) => Device::Gpu(g.device.clone()),
         }
     }
+}
+
+#[derive(Clone)]
+pub struct GpuStorage {
+    pub device: GpuDevice,
+    pub buffer: GpuBuffer,
 }
 
 /// f32 values in host memory: owned, or borrowed zero-copy from a memory-mapped file.

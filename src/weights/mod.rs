@@ -103,8 +103,14 @@ impl Checkpoint {
         (params, dtypes)
     }
 
+    /// Tensors of this checkpoint on the CPU.
     pub fn var_builder(&self) -> VarBuilder<'_> {
-        VarBuilder::new(self)
+        VarBuilder::new(self, crate::Device::Cpu)
+    }
+
+    /// Tensors of this checkpoint uploaded to `device` as they are read.
+    pub fn var_builder_on(&self, device: &crate::Device) -> VarBuilder<'_> {
+        VarBuilder::new(self, device.clone())
     }
 }
 

@@ -1,26 +1,38 @@
 //! Prefix-scoped access to a checkpoint, so that model structs mirror the checkpoint's key tree
 //! (`vb.pp("encoder").pp("layer").pp(i)`).
 
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 use super::Checkpoint;
 
+/// Tensors come out on `device` in its storage dtype (bf16 on a GPU), uploaded once at load.
 #[derive(Clone)]
 pub struct VarBuilder<'a> {
     checkpoint: &'a Checkpoint,
     prefix: String,
+    device: Device,
 }
 
 impl<'a> VarBuilder<'a> {
-    pub(super) fn new(checkpoint: &'a Checkpoint) -> Self {
-        VarBuilder { checkpoint, prefix: String::new() }
+    pub(super) fn new(checkpoint: &'a Checkpoint, device: Device) -> Self {
+        VarBuilder { checkpoint, prefix: String::new(), device }
     }
 
     /// Push a path component (`pp` = "push prefix").
     pub fn pp(&self, name: impl std::fmt::Display) -> VarBuilder<'a> {
         let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        VarBuilder { checkpoint: self.checkpoint, prefix }
+        VarBuilder { checkpoint: self.checkpoint, prefix, device: self.device.clone() }
+    }
+
+    /// The same scope reading onto the CPU (for weights that are combined before they are uploaded).
+    pub fn on_cpu(&self) -> VarBuilder<'a> {
+        VarBuilder { checkpoint: self.checkpoint, prefix: self.prefix.clone(), device: Device::Cpu }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     pub fn path(&self, name: &str) -> String {
@@ -42,7 +54,8 @@ impl<'a> VarBuilder<'a> {
 
     /// The tensor `prefix.name` with exactly `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        self.checkpoint.get(&self.path(name), Some(shape))
+        let t = self.checkpoint.get(&self.path(name), Some(shape))?;
+        t.to_device_as(&self.device, self.device.storage_dtype())
     }
 
     /// The first of several spellings that exists (checkpoints on disk and newer in-memory names differ,

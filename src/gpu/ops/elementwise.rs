@@ -1,4 +1,4 @@
-//! Launchers for `kernels/elementwise.cu`: gelu, quick_gelu, add, scale, cast.
+//! Launchers for `kernels/elementwise.cu`: gelu, quick_gelu, tanh, add, scale, cast.
 
 use super::{check, int, stride_grid};
 use crate::error::Result;
@@ -19,6 +19,11 @@ fn unary(dev: &GpuDevice, op: &str, x: &GpuBuffer, y: &GpuBuffer) -> Result<()> 
 /// y = gelu(x) (erf form). x and y have the same dtype; y has at least x.len() elements.
 pub fn gelu(dev: &GpuDevice, x: &GpuBuffer, y: &GpuBuffer) -> Result<()> {
     unary(dev, "gelu", x, y)
+}
+
+/// y = tanh(x).
+pub fn tanh(dev: &GpuDevice, x: &GpuBuffer, y: &GpuBuffer) -> Result<()> {
+    unary(dev, "tanh", x, y)
 }
 
 /// y = x·sigmoid(1.702·x).

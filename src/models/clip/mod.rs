@@ -59,7 +59,7 @@ impl Clip {
         } else {
             None
         };
-        let logit_scale = if full { Some(root.get("logit_scale", &[])?.to_vec()?[0]) } else { None };
+        let logit_scale = if full { Some(root.on_cpu().get("logit_scale", &[])?.to_vec()?[0]) } else { None };
         Ok(Clip { vision, text, logit_scale, normalize: full })
     }
 

@@ -20,6 +20,7 @@ pub fn attention(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
     let dims = cpu::Dims { batch: b, tokens: t, heads, head_dim: d / heads };
     match qkv.storage() {
         Storage::Cpu(_) => Tensor::from_vec(cpu::attention(qkv.cpu_slice()?, dims, causal), &[b, t, d]),
+        Storage::Gpu(_) => super::gpu::attention(qkv, heads, causal),
     }
 }
 

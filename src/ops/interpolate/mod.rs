@@ -18,6 +18,12 @@ pub fn interpolate_bicubic(grid: &Tensor, out_h: usize, out_w: usize) -> Result<
             let out = cpu::bicubic(grid.cpu_slice()?, [h, w, d], [out_h, out_w]);
             Tensor::from_vec(out, &[out_h, out_w, d])
         }
+        // Resampled grids are computed once per input size and cached by the caller, so the host does it.
+        Storage::Gpu(g) => {
+            let dtype = g.buffer.dtype();
+            let host = interpolate_bicubic(&grid.to_device(&crate::Device::Cpu)?, out_h, out_w)?;
+            host.to_device_as(&grid.device(), dtype)
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
             let out = cpu::layer_norm(x.cpu_slice()?, gamma.cpu_slice()?, beta.cpu_slice()?, d, eps);
             Tensor::from_vec(out, x.shape())
         }
+        Storage::Gpu(_) => super::gpu::layer_norm(x, gamma, beta, eps),
     }
 }
 

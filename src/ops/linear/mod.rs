@@ -50,6 +50,7 @@ pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
             let out = cpu::linear(x.cpu_slice()?, w.cpu_slice()?, x.rows(), n, k, &epilogue)?;
             Tensor::from_vec(out, &out_shape)
         }
+        Storage::Gpu(_) => super::gpu::linear(x, w, &epilogue, (x.rows(), n, k), &out_shape),
     }
 }
 

@@ -62,7 +62,7 @@ fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
         }
         (None, None) => return Err(Error::invalid("bench", "give --arch or --model")),
     };
-    let model = Model::load(&dir)?;
+    let model = Model::load_on(&dir, &device)?;
     let s = args.image_size;
     let data: Vec<f32> = (0..args.batch_size * 3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
     let pixels = Tensor::from_vec(data, &[args.batch_size, 3, s, s])?.to_device(&device)?;

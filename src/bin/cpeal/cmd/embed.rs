@@ -43,7 +43,7 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
         return Err(Error::invalid("--batch-size", "must be at least 1"));
     }
     let device = Device::open(args.device)?;
-    let model = Model::load(&args.model)?;
+    let model = Model::load_on(&args.model, &device)?;
     if let Some(input) = &args.input {
         return embed_tensor_file(&model, &device, input, args);
     }

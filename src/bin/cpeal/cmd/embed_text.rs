@@ -30,8 +30,8 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
         Some(file) => read_lines(file)?,
         None => args.text.clone(),
     };
-    Device::open(args.device)?;
-    let model = Model::load(&args.model)?;
+    let device = Device::open(args.device)?;
+    let model = Model::load_on(&args.model, &device)?;
     let embeds = embed_texts(&model, &args.model, &texts)?;
     let meta = HashMap::from([("texts".to_string(), serde_json::to_string(&texts).unwrap_or_default())]);
     save_safetensors(&args.output, &[("text_embeds", &embeds)], Some(meta))?;

@@ -37,7 +37,7 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     }
     let classes = embed_text::read_lines(&args.classnames)?;
     let device = Device::open(args.device)?;
-    let model = Model::load(&args.model)?;
+    let model = Model::load_on(&args.model, &device)?;
     let clip = model.clip().ok_or_else(|| Error::invalid(args.model.display().to_string(), "not a CLIP checkpoint"))?;
     let prompts: Vec<String> = classes.iter().map(|c| args.template.replace("{}", c)).collect();
     let text = embed_text::embed_texts(&model, &args.model, &prompts)?;
