@@ -11,6 +11,7 @@
 #   scripts/gpu-check.sh [path/to/cpeal] [batch]      (defaults: target/release/cpeal, 64)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 
 BIN=${1:-target/release/cpeal}
 BATCH=${2:-64}
@@ -125,14 +126,24 @@ EOF
 cat "$WORK/torch.md"
 
 # --- 4. whole models, when this binary can -----------------------------------------------------------------------
-MODEL_SECTION="Model benchmark: this binary has no \`cpeal bench\` subcommand yet."
-if "$BIN" bench --help >/dev/null 2>&1; then
-    echo "== cpeal bench --device cuda"
-    if timeout 240 "$BIN" bench --device cuda | tee "$WORK/models.md"; then
-        MODEL_SECTION=$(cat "$WORK/models.md")
-    else
-        MODEL_SECTION="cpeal bench --device cuda failed or ran past its 240 s budget."
-    fi
+MODEL_SECTION="Model benchmark: this binary has no \`cpeal bench forward\` subcommand."
+if "$BIN" bench forward --help >/dev/null 2>&1; then
+    echo "== cpeal bench forward --device cuda vs PyTorch eager (bf16, SDPA)"
+    {
+        echo "| model | batch | cpeal images/s | PyTorch images/s | cpeal / PyTorch |"
+        echo "|---|---|---|---|---|"
+        for arch in vit-b16 clip-b16-vision dinov2-s14; do
+            timeout 120 python3 "$ROOT/bench/gpu_forward.py" --arch "$arch" >"$WORK/torch-$arch.jsonl" 2>/dev/null || true
+            for bs in 1 8 64 256 512; do
+                ours=$(timeout 60 "$BIN" bench forward --arch "$arch" --device cuda --batch-size "$bs" --iters 10 --json 2>/dev/null \
+                    | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")
+                theirs=$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(next((x["images_per_s"] for x in r if x["batch"]==int(sys.argv[2])), "n/a"))' "$WORK/torch-$arch.jsonl" "$bs" 2>/dev/null || echo "n/a")
+                ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$ours" "$theirs" 2>/dev/null || echo "-")
+                echo "| $arch | $bs | $ours | $theirs | $ratio |"
+            done
+        done
+    } | tee "$WORK/models.md"
+    MODEL_SECTION=$(cat "$WORK/models.md")
 fi
 
 # --- report -----------------------------------------------------------------------------------------------------
