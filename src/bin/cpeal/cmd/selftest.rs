@@ -40,10 +40,44 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     println!("device: {}", dev.name());
     let results = selftest::run(&dev, &cases, args.seed);
     print!("{}", selftest::table(&results));
-    let failed = results.iter().filter(|r| !r.pass).count();
-    if failed > 0 {
-        return Err(cpeal::Error::invalid("selftest", format!("{failed} of {} cases failed", results.len())));
+    let mut failed = results.iter().filter(|r| !r.pass).count();
+    let mut total = results.len();
+    if args.family.is_none() {
+        println!("\n| model (random weights) | last_hidden_state rel. error vs cpu | pass |\n|---|---|---|");
+        for (name, rel, pass) in models(&dev)? {
+            println!("| {name} | {rel:.2e} | {} |", if pass { "ok" } else { "FAIL" });
+            failed += usize::from(!pass);
+            total += 1;
+        }
     }
-    println!("ok: {} cases passed", results.len());
+    if failed > 0 {
+        return Err(cpeal::Error::invalid("selftest", format!("{failed} of {total} cases failed")));
+    }
+    println!("ok: {total} cases passed");
     Ok(())
+}
+
+/// Whole-model forwards of the tiny presets (random weights; ViT, DINOv2 with interpolated positions, CLIP)
+/// on `dev` against the CPU path: (model, relative error of `last_hidden_state`, pass).
+pub fn models(dev: &GpuDevice) -> cpeal::Result<Vec<(String, f64, bool)>> {
+    use cpeal::models::{presets, Model};
+    use cpeal::{Device, Tensor};
+    let mut rows = Vec::new();
+    for name in ["vit-tiny", "dinov2-tiny", "clip-tiny-vision"] {
+        let dir = std::env::temp_dir().join(format!("cpeal-selftest-{name}-{}", std::process::id()));
+        presets::write_random_checkpoint(name, &dir, 1)?;
+        let side = if name.starts_with("dinov2") { 40 } else { 32 };
+        let data: Vec<f32> = (0..2 * 3 * side * side).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let pixels = Tensor::from_vec(data, &[2, 3, side, side])?;
+        let cpu = Model::load(&dir)?.forward_images(&pixels)?.last_hidden_state.to_vec()?;
+        let gpu_device = Device::Gpu(dev.clone());
+        let model = Model::load_on(&dir, &gpu_device)?;
+        let got = model.forward_images(&pixels.to_device(&gpu_device)?)?.last_hidden_state.to_vec()?;
+        std::fs::remove_dir_all(&dir).ok();
+        let num: f64 = got.iter().zip(&cpu).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+        let den: f64 = cpu.iter().map(|b| (*b as f64).powi(2)).sum();
+        let rel = (num / den).sqrt();
+        rows.push((name.to_string(), rel, rel <= 1e-2));
+    }
+    Ok(rows)
 }
