@@ -1,5 +1,5 @@
 //! `cpeal embed --idx DIR [--split t10k] [--limit N]`: pooled embeddings of an MNIST-layout dataset
-//! (Fashion-MNIST), with its labels: `embeddings` [N, D] and `labels` [N].
+//! (Fashion-MNIST), with its labels: `features` [N, D] and `labels` [N].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -49,7 +49,7 @@ pub fn run(model: &Model, model_dir: &Path, device: &Device, req: &IdxRequest, o
         ("model".to_string(), model_dir.display().to_string()),
         ("dataset".to_string(), format!("{} ({}, first {n})", req.dir.display(), req.split)),
     ]);
-    save_safetensors(output, &[("embeddings", &embeddings), ("labels", &labels)], Some(meta))?;
+    save_safetensors(output, &[("features", &embeddings), ("labels", &labels)], Some(meta))?;
     eprintln!("wrote {} ({n} images)", output.display());
     Ok(())
 }

@@ -61,7 +61,7 @@ pub fn run(
         ("model".to_string(), model_dir.display().to_string()),
         ("files".to_string(), serde_json::to_string(&names).unwrap_or_default()),
     ]);
-    save_safetensors(output, &[("embeddings", &embeddings)], Some(meta))?;
+    save_safetensors(output, &[("features", &embeddings)], Some(meta))?;
     eprintln!("wrote {} ({} images, file order in {})", output.display(), files.len(), list.display());
     Ok(())
 }
