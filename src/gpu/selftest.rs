@@ -5,6 +5,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod tokens;
+
 use super::{ops, reference as r, DType, GpuBuffer, GpuDevice};
 use crate::error::Result;
 
@@ -407,9 +409,11 @@ pub fn cases() -> Vec<Case> {
     gemm_cases(&mut out);
     attention_cases(&mut out);
     fused_qkv_case(&mut out);
+    tokens::generic_attention_cases(&mut out);
     patch_cases(&mut out);
     interp_cases(&mut out);
     pool_cases(&mut out);
+    tokens::token_cases(&mut out);
     out
 }
 
