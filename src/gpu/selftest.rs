@@ -454,7 +454,7 @@ pub fn family(name: &str) -> Vec<Case> {
 
 /// A fixed-width table of results, one line each.
 pub fn table(results: &[CaseResult]) -> String {
-    let mut s = format!("{:<24} {:<28} {:>10} {:>10} {:>8}  result\n", "kernel", "shape", "rel.err", "max.abs", "tol");
+    let mut s = format!("{:<28} {:<36} {:>10} {:>10} {:>8}  result\n", "kernel", "shape", "rel.err", "max.abs", "tol");
     for r in results {
         let verdict = match (&r.error, r.pass) {
             (Some(e), _) => format!("ERROR {e}"),
@@ -462,7 +462,7 @@ pub fn table(results: &[CaseResult]) -> String {
             (None, false) => "FAIL".into(),
         };
         s.push_str(&format!(
-            "{:<24} {:<28} {:>10.2e} {:>10.2e} {:>8.0e}  {verdict}\n",
+            "{:<28} {:<36} {:>10.2e} {:>10.2e} {:>8.0e}  {verdict}\n",
             r.kernel, r.shape, r.rel_err, r.max_abs, r.tol
         ));
     }
