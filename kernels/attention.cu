@@ -7,7 +7,7 @@
 // o ([B, Tq, ·], ld_o). So the outputs of three separate projections ([B, T, H·D]) are used directly, and so
 // is a fused qkv buffer (ld = 3·H·D, pointers offset by H·D). With `causal`, query i sees keys
 // j <= i + Tk − Tq. Needs D % 8 == 0 (D ∈ {64, 80, 96, 128}), every ld a multiple of 8 and 16-byte aligned
-// pointers (cp.async of 16-byte chunks).
+// pointers (cp.async of 16-byte chunks); otherwise the launcher runs attention_fwd_generic_* (end of file).
 //
 // Block: 4 warps = 128 threads own 64 queries of one (b, h); warp w owns queries 16w … 16w+15. Keys and values
 // stream through shared memory 64 at a time. Launch: grid (ceil(Tq/64), H, B), block 128,
@@ -163,4 +163,80 @@ extern "C" __global__ void __launch_bounds__(128) attention_fwd_d96_f16(ATT_SIZE
 extern "C" __global__ void __launch_bounds__(128) attention_fwd_d128_f16(ATT_SIZES, const f16_t* q, const f16_t* k,
         const f16_t* v, f16_t* o, float scale, int causal) {
     attention_body<128>(ATT_PASS);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Generic fallback: any head dim 1 … 256, any row strides and alignment, no tensor cores. Same arguments and
+// semantics as the kernels above (a fully masked query row gives zeros). One warp per query row: q is staged
+// in shared memory as f32; keys go 32 at a time, lane l scoring key k0+l (a serial dot product over D), then
+// the chunk's online-softmax update, and o[lane + 32c] += p_j · v[j, lane + 32c] with p_j broadcast by
+// shuffle. Launch: grid (ceil(Tq/4), H, B), block 128, no dynamic shared memory.
+// ---------------------------------------------------------------------------------------------------------
+#define ATTG_WARPS 4
+#define ATTG_MAXD 256
+
+template <class T>
+DEVI void attention_generic_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int ld_v, int ld_o, int D,
+                                 const T* q, const T* k, const T* v, T* o, float scale, int causal) {
+    constexpr int C = ATTG_MAXD / 32;  // output columns per lane
+    __shared__ float qs[ATTG_WARPS][ATTG_MAXD];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int b = blockIdx.z, h = blockIdx.y, i = blockIdx.x * ATTG_WARPS + warp;
+    if (i >= Tq) return;  // the whole warp leaves together; no block-wide barrier follows
+    const T* qr = q + ((long)b * Tq + i) * ld_q + h * D;
+    const T* kb = k + (long)b * Tk * ld_k + h * D;
+    const T* vb = v + (long)b * Tk * ld_v + h * D;
+    float sl2 = scale * 1.4426950408889634f;  // exp(x) = exp2(x·log2 e)
+    for (int d = lane; d < D; d += 32) qs[warp][d] = to_f32(qr[d]) * sl2;
+    __syncwarp();
+
+    int kv_end = causal ? min(Tk, i + Tk - Tq + 1) : Tk;
+    float oacc[C];
+    UNROLL for (int c = 0; c < C; ++c) oacc[c] = 0.0f;
+    float m = NEG_INF, l = 0.0f;
+    for (int k0 = 0; k0 < kv_end; k0 += 32) {
+        int n = min(32, kv_end - k0);  // warp-uniform
+        float s = NEG_INF;
+        if (lane < n) {
+            const T* kr = kb + (long)(k0 + lane) * ld_k;
+            float acc = 0.0f;
+            for (int d = 0; d < D; ++d) acc += qs[warp][d] * to_f32(kr[d]);
+            s = acc;
+        }
+        float mnew = fmaxf(m, warp_max(s));  // finite: the chunk has at least one key
+        float alpha = exp2f(m - mnew);       // m = −inf on the first chunk: alpha = 0
+        float p = lane < n ? exp2f(s - mnew) : 0.0f;
+        l = l * alpha + warp_sum(p);
+        m = mnew;
+        UNROLL for (int c = 0; c < C; ++c) oacc[c] *= alpha;
+        for (int j = 0; j < n; ++j) {
+            float pj = __shfl_sync(0xffffffffu, p, j);
+            const T* vr = vb + (long)(k0 + j) * ld_v;
+            UNROLL for (int c = 0; c < C; ++c) {
+                int d = lane + 32 * c;
+                if (d < D) oacc[c] += pj * to_f32(vr[d]);
+            }
+        }
+    }
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    T* orow = o + ((long)b * Tq + i) * ld_o + h * D;
+    UNROLL for (int c = 0; c < C; ++c) {
+        int d = lane + 32 * c;
+        if (d < D) orow[d] = from_f32<T>(oacc[c] * inv);
+    }
+}
+
+// (B, H, Tq, Tk, ld_q, ld_k, ld_v, ld_o, D, q, k, v, o, scale, causal): the sizes above plus the head dim D.
+#define ATTG_PASS B, H, Tq, Tk, ld_q, ld_k, ld_v, ld_o, D, q, k, v, o, scale, causal
+extern "C" __global__ void __launch_bounds__(128) attention_fwd_generic_bf16(ATT_SIZES, int D, const bf16_t* q,
+        const bf16_t* k, const bf16_t* v, bf16_t* o, float scale, int causal) {
+    attention_generic_body(ATTG_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128) attention_fwd_generic_f16(ATT_SIZES, int D, const f16_t* q,
+        const f16_t* k, const f16_t* v, f16_t* o, float scale, int causal) {
+    attention_generic_body(ATTG_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128) attention_fwd_generic_f32(ATT_SIZES, int D, const float* q,
+        const float* k, const float* v, float* o, float scale, int causal) {
+    attention_generic_body(ATTG_PASS);
 }

@@ -241,6 +241,50 @@ pub fn interp_bicubic(
     y
 }
 
+/// [b, n+1, d] tokens: row 0 of each item is cls + pos[0], row t is patches[t−1] + pos[t].
+pub fn assemble_tokens(b: usize, n: usize, d: usize, patches: &[f32], cls: &[f32], pos: &[f32]) -> Vec<f64> {
+    let mut y = Vec::with_capacity(b * (n + 1) * d);
+    for bi in 0..b {
+        for t in 0..=n {
+            let src = if t == 0 { cls } else { &patches[(bi * n + t - 1) * d..][..d] };
+            y.extend((0..d).map(|j| src[j] as f64 + pos[t * d + j] as f64));
+        }
+    }
+    y
+}
+
+/// y[r] = table[ids[r]] + pos[r % t]; a row whose id is outside 0 … vocab−1 is NaN.
+pub fn embedding(t: usize, d: usize, ids: &[i64], table: &[f32], vocab: usize, pos: &[f32]) -> Vec<f64> {
+    let mut y = Vec::with_capacity(ids.len() * d);
+    for (r, &id) in ids.iter().enumerate() {
+        if id < 0 || id as usize >= vocab {
+            y.extend(std::iter::repeat_n(f64::NAN, d));
+        } else {
+            y.extend((0..d).map(|j| table[id as usize * d + j] as f64 + pos[(r % t) * d + j] as f64));
+        }
+    }
+    y
+}
+
+/// Each row of [rows, d] divided by max(its L2 norm, f32::MIN_POSITIVE).
+pub fn l2_normalize(rows: usize, d: usize, x: &[f32]) -> Vec<f64> {
+    let mut y = Vec::with_capacity(rows * d);
+    for row in x.chunks(d).take(rows) {
+        let norm = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt().max(f32::MIN_POSITIVE as f64);
+        y.extend(row.iter().map(|&v| v as f64 / norm));
+    }
+    y
+}
+
+/// Rows of the [rows, d_a] and [rows, d_b] matrices side by side: [rows, d_a + d_b].
+pub fn concat_cols(rows: usize, d_a: usize, a: &[f32], d_b: usize, b: &[f32]) -> Vec<f64> {
+    let mut y = Vec::with_capacity(rows * (d_a + d_b));
+    for r in 0..rows {
+        y.extend(a[r * d_a..][..d_a].iter().chain(&b[r * d_b..][..d_b]).map(|&v| v as f64));
+    }
+    y
+}
+
 /// ‖out − ref‖ / ‖ref‖ and max |out − ref|; NaN or ∞ anywhere in `out` gives (∞, ∞).
 pub fn compare(out: &[f32], reference: &[f64]) -> (f64, f64) {
     if out.len() != reference.len() || out.iter().any(|v| !v.is_finite()) {

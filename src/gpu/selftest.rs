@@ -5,6 +5,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod tokens;
+
 use super::{ops, reference as r, DType, GpuBuffer, GpuDevice};
 use crate::error::Result;
 
@@ -276,11 +278,21 @@ fn attention_cases(out: &mut Vec<Case>) {
                 let (qb, kb, vb) = (dev.upload(&q, dt)?, dev.upload(&k, dt)?, dev.upload(&v, dt)?);
                 let o = poisoned(dev, dt, n)?;
                 let att = ops::attention::Attention::new(b, h, t, d, &qb, &kb, &vb, &o).causal(causal);
+                tensor_core_path(&att)?;
                 att.launch(dev)?;
                 Ok((dev.download(&o)?, r::attention(b, h, t, t, d, &q, &k, &v, att.scale as f64, causal)))
             }),
         ));
     }
+}
+
+/// These cases test the tensor-core kernel: fail if the launcher would fall back to the generic one.
+fn tensor_core_path(att: &ops::attention::Attention) -> Result<()> {
+    if !att.uses_tensor_cores() {
+        let msg = format!("falls back to {} on a tensor-core shape", att.kernel_name());
+        return Err(crate::error::Error::kernel(att.kernel_name(), msg));
+    }
+    Ok(())
 }
 
 /// Attention reading q, k, v straight out of one fused [b, t, 3·h·d] projection (row stride 3·h·d).
@@ -303,6 +315,7 @@ fn fused_qkv_case(out: &mut Vec<Case>) {
             let o = poisoned(dev, dt, b * t * w)?;
             let mut att = ops::attention::Attention::new(b, h, t, d, &q, &k, &v, &o);
             (att.ld_q, att.ld_k, att.ld_v) = (3 * w, 3 * w, 3 * w);
+            tensor_core_path(&att)?;
             att.launch(dev)?;
             let reference = r::attention(b, h, t, t, d, &part(0), &part(1), &part(2), att.scale as f64, false);
             Ok((dev.download(&o)?, reference))
@@ -407,9 +420,11 @@ pub fn cases() -> Vec<Case> {
     gemm_cases(&mut out);
     attention_cases(&mut out);
     fused_qkv_case(&mut out);
+    tokens::generic_attention_cases(&mut out);
     patch_cases(&mut out);
     interp_cases(&mut out);
     pool_cases(&mut out);
+    tokens::token_cases(&mut out);
     out
 }
 
@@ -450,7 +465,7 @@ pub fn family(name: &str) -> Vec<Case> {
 
 /// A fixed-width table of results, one line each.
 pub fn table(results: &[CaseResult]) -> String {
-    let mut s = format!("{:<24} {:<28} {:>10} {:>10} {:>8}  result\n", "kernel", "shape", "rel.err", "max.abs", "tol");
+    let mut s = format!("{:<28} {:<36} {:>10} {:>10} {:>8}  result\n", "kernel", "shape", "rel.err", "max.abs", "tol");
     for r in results {
         let verdict = match (&r.error, r.pass) {
             (Some(e), _) => format!("ERROR {e}"),
@@ -458,7 +473,7 @@ pub fn table(results: &[CaseResult]) -> String {
             (None, false) => "FAIL".into(),
         };
         s.push_str(&format!(
-            "{:<24} {:<28} {:>10.2e} {:>10.2e} {:>8.0e}  {verdict}\n",
+            "{:<28} {:<36} {:>10.2e} {:>10.2e} {:>8.0e}  {verdict}\n",
             r.kernel, r.shape, r.rel_err, r.max_abs, r.tol
         ));
     }

@@ -30,6 +30,7 @@ pub const SOURCES: &[KernelSource] = kernel_sources![
     "pool.cu",
     "softmax.cu",
     "sync_probe.cu",
+    "tokens.cu",
 ];
 
 /// The source with `#include "common.cuh"` replaced by `common`, keeping line numbers in NVRTC logs right.

@@ -1,4 +1,5 @@
-//! Launcher for `kernels/attention.cu`: fused multi-head attention forward (flash-attention style).
+//! Launcher for `kernels/attention.cu`: fused multi-head attention forward (flash-attention style on tensor
+//! cores for the compiled head dims, otherwise the generic CUDA-core kernel).
 
 use super::{check, int};
 use crate::error::{Error, Result};
@@ -6,6 +7,9 @@ use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
 
 /// Head dims with a compiled kernel (ViT-S/B/L and DINOv2: 64; CLIP ViT-H: 80; 96; 128).
 pub const HEAD_DIMS: [usize; 4] = [64, 80, 96, 128];
+
+/// Largest head dim of the generic (CUDA-core) kernel, which takes every other head dim, stride and alignment.
+pub const GENERIC_MAX_HEAD_DIM: usize = 256;
 
 /// `o[b, i, h·D..] = softmax(scale · q_i·kᵀ) v` for every batch b and head h. q, k, v, o are [batch, len, ·]
 /// row-major with row strides `ld_*` (elements); head h occupies columns h·D … h·D+D−1 of a row.
@@ -75,32 +79,62 @@ impl<'a> Attention<'a> {
         if self.batch > 65535 || self.heads > 65535 {
             return Err(Error::kernel(kernel, "batch and heads must each be at most 65535"));
         }
-        let tensors = [("q", self.q, self.ld_q, self.q_len), ("k", self.k, self.ld_k, self.k_len)];
-        let more = [("v", self.v, self.ld_v, self.k_len), ("o", self.o, self.ld_o, self.q_len)];
-        for (name, buf, ld, len) in tensors.into_iter().chain(more) {
-            if ld < width || ld % 8 != 0 || buf.ptr() % 16 != 0 {
-                return Err(Error::kernel(
-                    kernel,
-                    format!("`{name}`: row stride {ld} must be >= {width} and a multiple of 8"),
-                ));
+        for (name, buf, ld, len) in self.tensors() {
+            if ld < width {
+                return Err(Error::kernel(kernel, format!("`{name}`: row stride {ld} must be >= {width}")));
             }
             check(kernel, name, buf, dt, (self.batch * len - 1) * ld + width)?;
         }
         Ok(())
     }
 
+    /// (name, buffer, row stride, rows per batch item) of q, k, v and o.
+    fn tensors(&self) -> [(&'static str, &'a GpuBuffer, usize, usize); 4] {
+        [
+            ("q", self.q, self.ld_q, self.q_len),
+            ("k", self.k, self.ld_k, self.k_len),
+            ("v", self.v, self.ld_v, self.k_len),
+            ("o", self.o, self.ld_o, self.q_len),
+        ]
+    }
+
+    /// Whether the tensor-core kernel applies: a compiled head dim, 16-bit storage, every row stride a multiple
+    /// of 8 and every pointer 16-byte aligned (cp.async of 16-byte chunks).
+    pub fn uses_tensor_cores(&self) -> bool {
+        HEAD_DIMS.contains(&self.head_dim)
+            && matches!(self.q.dtype(), DType::Bf16 | DType::F16)
+            && self.tensors().iter().all(|&(_, buf, ld, _)| ld % 8 == 0 && buf.ptr() % 16 == 0)
+    }
+
+    /// The kernel `launch` runs: `attention_fwd_d<D>_<dtype>` or, when [`Self::uses_tensor_cores`] is false,
+    /// the generic `attention_fwd_generic_<dtype>` (head dims 1 … [`GENERIC_MAX_HEAD_DIM`]).
+    pub fn kernel_name(&self) -> String {
+        let dt = self.q.dtype().suffix();
+        if self.uses_tensor_cores() {
+            format!("attention_fwd_d{}_{dt}", self.head_dim)
+        } else {
+            format!("attention_fwd_generic_{dt}")
+        }
+    }
+
     pub fn launch(&self, dev: &GpuDevice) -> Result<()> {
         let dt = self.q.dtype();
-        let kernel = format!("attention_fwd_d{}_{}", self.head_dim, dt.suffix());
-        if !HEAD_DIMS.contains(&self.head_dim) {
-            return Err(Error::kernel(&kernel, format!("head dim {}; compiled for {HEAD_DIMS:?}", self.head_dim)));
-        }
-        if !matches!(dt, DType::Bf16 | DType::F16) {
-            return Err(Error::kernel(&kernel, format!("{dt:?} storage; attention takes bf16 or f16")));
+        let kernel = self.kernel_name();
+        if dt == DType::I32 {
+            return Err(Error::kernel(&kernel, "i32 storage; attention takes bf16, f16 or f32"));
         }
         self.check(&kernel, dt)?;
-        let shared_bytes = (3 * 64 * (self.head_dim + 8) * 2) as u32;
-        let grid_x = u32::try_from(self.q_len.div_ceil(64)).map_err(|_| Error::kernel(&kernel, "q_len too large"))?;
+        let fast = self.uses_tensor_cores();
+        if !fast && !(1..=GENERIC_MAX_HEAD_DIM).contains(&self.head_dim) {
+            return Err(Error::kernel(
+                &kernel,
+                format!("head dim {} outside 1..={GENERIC_MAX_HEAD_DIM}", self.head_dim),
+            ));
+        }
+        let (rows_per_block, shared_bytes) =
+            if fast { (64, (3 * 64 * (self.head_dim + 8) * 2) as u32) } else { (4, 0) };
+        let grid_x = u32::try_from(self.q_len.div_ceil(rows_per_block))
+            .map_err(|_| Error::kernel(&kernel, "q_len too large"))?;
         let cfg =
             LaunchConfig { grid: (grid_x, self.heads as u32, self.batch as u32), block: (128, 1, 1), shared_bytes };
         let mut args = KernelArgs::new();
@@ -111,15 +145,19 @@ impl<'a> Attention<'a> {
             .i32(int(&kernel, "ld_q", self.ld_q)?) // int ld_q
             .i32(int(&kernel, "ld_k", self.ld_k)?) // int ld_k
             .i32(int(&kernel, "ld_v", self.ld_v)?) // int ld_v
-            .i32(int(&kernel, "ld_o", self.ld_o)?) // int ld_o
-            .buf(self.q) //                           const T* q
+            .i32(int(&kernel, "ld_o", self.ld_o)?); // int ld_o
+        if !fast {
+            args.i32(self.head_dim as i32); //        int D (generic kernel only)
+        }
+        args.buf(self.q) //                           const T* q
             .buf(self.k) //                           const T* k
             .buf(self.v) //                           const T* v
             .buf(self.o) //                           T* o
             .f32(self.scale) //                       float scale
             .i32(self.causal as i32); //              int causal
-                                      // SAFETY: buffers hold batch·len rows of their strides (checked), strides and pointers meet the cp.async
-                                      // alignment; the signature is (8 × int, 3 × const T*, T*, float, int).
+                                      // SAFETY: buffers hold batch·len rows of their strides (checked); the fast kernel only runs when strides
+                                      // and pointers meet its cp.async alignment. Signatures: (8 × int, 3 × const T*, T*, float, int), the
+                                      // generic one with `int D` after the 8 sizes.
         unsafe { dev.launch(&kernel, cfg, &mut args) }
     }
 }

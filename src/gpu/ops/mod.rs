@@ -10,6 +10,7 @@ pub mod layernorm;
 pub mod patch_embed;
 pub mod pool;
 pub mod softmax;
+pub mod tokens;
 
 use super::{DType, GpuBuffer};
 use crate::error::{Error, Result};
