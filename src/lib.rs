@@ -17,6 +17,6 @@ pub mod tensor;
 pub mod tokenizer;
 pub mod weights;
 
-pub use device::{Device, DeviceKind};
+pub use device::{Device, DeviceKind, StorageDtype};
 pub use error::{Error, Result};
 pub use tensor::Tensor;

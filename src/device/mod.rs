@@ -23,6 +23,23 @@ impl PartialEq for Device {
     }
 }
 
+/// `--dtype`: how a GPU stores weights and activations (math is f32 either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StorageDtype {
+    #[default]
+    Bf16,
+    F16,
+}
+
+impl From<StorageDtype> for DType {
+    fn from(d: StorageDtype) -> DType {
+        match d {
+            StorageDtype::Bf16 => DType::Bf16,
+            StorageDtype::F16 => DType::F16,
+        }
+    }
+}
+
 /// What the user asked for with `--device`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeviceKind {
@@ -53,11 +70,19 @@ impl Device {
         }
     }
 
+    /// `open` with the GPU storage dtype chosen by `--dtype` (ignored on the CPU, which is f32).
+    pub fn open_with(kind: DeviceKind, dtype: StorageDtype) -> Result<Device> {
+        Ok(match Device::open(kind)? {
+            Device::Gpu(g) => Device::Gpu(g.with_storage(dtype.into())?),
+            cpu => cpu,
+        })
+    }
+
     /// How weights and activations are stored here: f32 on the CPU, bf16 on a GPU (f32 accumulation).
     pub fn storage_dtype(&self) -> DType {
         match self {
             Device::Cpu => DType::F32,
-            Device::Gpu(_) => DType::Bf16,
+            Device::Gpu(g) => g.storage_dtype(),
         }
     }
 

@@ -131,6 +131,8 @@ pub(crate) trait Runtime: Send + Sync {
 #[derive(Clone)]
 pub struct GpuDevice {
     rt: Arc<dyn Runtime>,
+    /// How models store weights and activations on this device (bf16 by default, f16 as an option).
+    storage: DType,
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -142,12 +144,12 @@ impl std::fmt::Debug for GpuDevice {
 impl GpuDevice {
     /// CUDA device `ordinal` through the driver API; kernels compiled by NVRTC on first use.
     pub fn cuda(ordinal: usize) -> Result<Self> {
-        Ok(GpuDevice { rt: Arc::new(cuda::CudaRuntime::new(ordinal)?) })
+        Ok(GpuDevice { rt: Arc::new(cuda::CudaRuntime::new(ordinal)?), storage: DType::Bf16 })
     }
 
     /// The CPU emulator (needs the `cuda-emu` feature; otherwise `DeviceUnavailable`).
     pub fn emu() -> Result<Self> {
-        Ok(GpuDevice { rt: Arc::new(emu::EmuRuntime::new()?) })
+        Ok(GpuDevice { rt: Arc::new(emu::EmuRuntime::new()?), storage: DType::Bf16 })
     }
 
     /// e.g. `cuda:0 (NVIDIA H100, sm_90)` or `cuda-emu`.
@@ -156,6 +158,19 @@ impl GpuDevice {
     }
 
     /// Whether this is the CPU emulator.
+    /// The same device with models stored as `dtype` (bf16 or f16).
+    pub fn with_storage(mut self, dtype: DType) -> Result<GpuDevice> {
+        if !matches!(dtype, DType::Bf16 | DType::F16) {
+            return Err(Error::invalid("--dtype", format!("{dtype:?}: GPU storage is bf16 or f16")));
+        }
+        self.storage = dtype;
+        Ok(self)
+    }
+
+    pub fn storage_dtype(&self) -> DType {
+        self.storage
+    }
+
     /// Whether both handles drive the same runtime instance.
     pub fn same_as(&self, other: &GpuDevice) -> bool {
         Arc::ptr_eq(&self.rt, &other.rt)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use cpeal::models::{presets, Model};
-use cpeal::{Device, DeviceKind, Error, Tensor};
+use cpeal::{Device, DeviceKind, Error, StorageDtype, Tensor};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,6 +37,9 @@ pub struct ForwardArgs {
     pub iters: usize,
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
+    /// GPU storage of weights and activations (f32 math either way; the CPU is always f32)
+    #[arg(long, value_enum, default_value = "bf16")]
+    pub dtype: StorageDtype,
     /// print one JSON object instead of a sentence
     #[arg(long)]
     pub json: bool,
@@ -52,7 +55,7 @@ fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
     if args.batch_size == 0 || args.iters == 0 {
         return Err(Error::invalid("bench", "--batch-size and --iters must be at least 1"));
     }
-    let device = Device::open(args.device)?;
+    let device = Device::open_with(args.device, args.dtype)?;
     let (dir, label, _tmp) = match (&args.model, &args.arch) {
         (Some(dir), _) => (dir.clone(), dir.display().to_string(), None),
         (None, Some(arch)) => {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use cpeal::models::{Model, VisionOutput};
 use cpeal::weights::{save_safetensors, SafetensorsFile};
-use cpeal::{Device, DeviceKind, Error, Tensor};
+use cpeal::{Device, DeviceKind, Error, StorageDtype, Tensor};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,6 +34,9 @@ pub struct Args {
     pub output: PathBuf,
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceKind,
+    /// GPU storage of weights and activations (f32 math either way; the CPU is always f32)
+    #[arg(long, value_enum, default_value = "bf16")]
+    pub dtype: StorageDtype,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
 }
@@ -42,7 +45,7 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     if args.batch_size == 0 {
         return Err(Error::invalid("--batch-size", "must be at least 1"));
     }
-    let device = Device::open(args.device)?;
+    let device = Device::open_with(args.device, args.dtype)?;
     let model = Model::load_on(&args.model, &device)?;
     if let Some(input) = &args.input {
         return embed_tensor_file(&model, &device, input, args);
