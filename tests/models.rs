@@ -49,11 +49,7 @@ fn clip_model_text_image_and_logits_match_transformers() {
     let model = Model::load(&dir).unwrap();
     let clip = model.clip().unwrap();
     let inputs = SafetensorsFile::open(&dir.join("inputs.safetensors")).unwrap();
-    let (ids, shape) = inputs.get_i64("input_ids").unwrap();
-    let (mask, _) = inputs.get_i64("attention_mask").unwrap();
-    let sequences: Vec<Vec<u32>> = (0..shape[0])
-        .map(|r| (0..shape[1]).filter(|&c| mask[r * shape[1] + c] == 1).map(|c| ids[r * shape[1] + c] as u32).collect())
-        .collect();
+    let sequences = common::clip_fixture_sequences();
     let text = clip.forward_texts(&sequences).unwrap().text_embeds.unwrap();
     let images = model.forward_images(&inputs.get("pixel_values", None).unwrap()).unwrap().image_embeds.unwrap();
     let expected = dir.join("expected.safetensors");
