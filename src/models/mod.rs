@@ -35,6 +35,7 @@ impl VisionOutput {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // one per process; boxing buys nothing
 pub enum Model {
     Vit(vit::Vit),
     Dinov2(dinov2::Dinov2),

@@ -37,7 +37,8 @@ pub(super) fn attention(qkv: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
             // SAFETY: q/k/v/o index the (b, h) head of token 0; rows advance by 3·D (inputs) or D (output), so
             // every access stays inside `qkv` and inside this task's own block of `out`.
             unsafe {
-                let shared = shared; // capture the Send wrapper, not its raw field
+                #[allow(clippy::redundant_locals)] // capture the Send wrapper, not its raw pointer field
+                let shared = shared;
                 let qkv = qkv.as_ptr();
                 // scores[t, t] = scale · Q · Kᵀ
                 strided_gemm(scores.as_mut_ptr(), t, qkv.add(q), 3 * d, 1, qkv.add(k), 1, 3 * d, t, t, dh, scale);
