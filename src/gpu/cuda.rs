@@ -64,6 +64,7 @@ impl CudaRuntime {
         // SAFETY: dev is valid; the primary context is retained for the life of the process.
         let ctx = unsafe { result::primary_ctx::retain(dev) }.map_err(|e| drv("cuDevicePrimaryCtxRetain", e))?;
         let gpu = result::device::get_name(dev).unwrap_or_else(|_| "unknown GPU".into());
+        keep_pool_memory(dev);
         Ok(CudaRuntime {
             ordinal,
             ctx,
@@ -147,14 +148,18 @@ impl Runtime for CudaRuntime {
 
     fn alloc(&self, bytes: usize) -> Result<u64> {
         self.bind()?;
-        // SAFETY: context is current; a zero-byte request is rounded up to one byte.
-        unsafe { result::malloc_sync(bytes.max(1)) }.map_err(|e| drv(&format!("cuMemAlloc({bytes} bytes)"), e))
+        // Stream-ordered allocation from the device's pool: no device-wide synchronisation, unlike cuMemAlloc /
+        // cuMemFree, so allocating and dropping activations inside a forward never stalls the host.
+        // SAFETY: context is current; a zero-byte request is rounded up to one byte; null = legacy default stream.
+        unsafe { result::malloc_async(std::ptr::null_mut(), bytes.max(1)) }
+            .map_err(|e| drv(&format!("cuMemAllocAsync({bytes} bytes)"), e))
     }
 
     unsafe fn free(&self, ptr: u64, _bytes: usize) {
         if self.bind().is_ok() {
-            // SAFETY: ptr came from malloc_sync (caller's contract). A failure here cannot be reported from Drop.
-            let _ = unsafe { result::free_sync(ptr) };
+            // SAFETY: ptr came from malloc_async (caller's contract); the free is ordered after all work already
+            // queued on the legacy default stream. A failure here cannot be reported from Drop.
+            let _ = unsafe { result::free_async(ptr, std::ptr::null_mut()) };
         }
     }
 
@@ -199,5 +204,19 @@ impl Runtime for CudaRuntime {
     fn synchronize(&self) -> Result<()> {
         self.bind()?;
         result::ctx::synchronize().map_err(|e| drv("cuCtxSynchronize", e))
+    }
+}
+
+/// Let the device's default memory pool keep freed memory instead of returning it to the driver at every
+/// synchronisation, so steady-state forwards allocate from the pool. Best effort: an error leaves the default.
+fn keep_pool_memory(dev: sys::CUdevice) {
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    // SAFETY: dev is a valid device; pool is written by the driver on success.
+    unsafe {
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, dev) == sys::CUresult::CUDA_SUCCESS {
+            let mut threshold: u64 = u64::MAX;
+            let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+            let _ = sys::cuMemPoolSetAttribute(pool, attr, &mut threshold as *mut u64 as *mut std::ffi::c_void);
+        }
     }
 }
