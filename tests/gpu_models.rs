@@ -122,3 +122,19 @@ fn cli_embed_on_cuda_emu_reproduces_fixture() {
         assert!(rel <= REL_TOL, "{key}: {rel}");
     }
 }
+
+#[test]
+fn dinov2_classifier_head_on_emu_matches_pytorch_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::write_dinov2_classifier_checkpoint(tmp.path());
+    let step = fixture("train/dinov2_lora_step");
+    for dtype in DTYPES {
+        let device = emu(dtype);
+        let model = Model::load_on(tmp.path(), &device).unwrap();
+        let pixels = load(&step.join("batch.safetensors"), "pixel_values").to_device(&device).unwrap();
+        let logits = model.forward_images(&pixels).unwrap().logits.unwrap();
+        let (rel, max) = errors(&logits, &load(&step.join("expected.safetensors"), "logits"));
+        eprintln!("cuda-emu {dtype:?} dinov2 classifier logits: rel {rel:.2e}, max abs {max:.2e}");
+        assert!(rel <= REL_TOL, "{dtype:?}: relative error {rel}");
+    }
+}

@@ -87,3 +87,16 @@ fn batch_of_one_equals_row_of_batch() {
         }
     }
 }
+
+/// `Dinov2ForImageClassification` logits (classifier over concat(CLS, mean of patch tokens)) against the peft
+/// fixture's logits, computed by PyTorch (see `common::write_dinov2_classifier_checkpoint`).
+#[test]
+fn dinov2_classifier_head_matches_peft_fixture() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::write_dinov2_classifier_checkpoint(tmp.path());
+    let step = fixture("train/dinov2_lora_step");
+    let model = Model::load(tmp.path()).unwrap();
+    let out = model.forward_images(&load(&step.join("batch.safetensors"), "pixel_values")).unwrap();
+    let err = max_abs_diff(out.logits.as_ref().unwrap(), &load(&step.join("expected.safetensors"), "logits"));
+    assert!(err <= TOL, "classifier logits: max abs error {err}");
+}
