@@ -68,6 +68,11 @@ fn tokens_matches_reference() {
     assert_family("tokens", 9);
 }
 
+#[test]
+fn select_matches_reference() {
+    assert_family("select", 10);
+}
+
 fn reverse(kernel: &str, n: usize) -> (Vec<f32>, Vec<f32>) {
     let dev = dev();
     let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 + 1.0).collect();

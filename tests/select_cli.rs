@@ -289,3 +289,23 @@ fn a_strategy_without_its_input_is_a_clear_error() {
     let run = pool.run(&["--strategy", "entropy", "--budget", "2", "--logits", &l, "--device", "cuda"]);
     assert_fails(run, &["cuda"]);
 }
+
+/// `--device cuda-emu` scores entropy/least-confidence/margin and coreset with the selection kernels and picks
+/// exactly what the CPU picks; the other strategies run their CPU path.
+#[cfg(feature = "cuda-emu")]
+#[test]
+fn device_cuda_emu_picks_the_cpu_indices() {
+    let pool = Pool::new();
+    let (l, f, idx, lab) = (pool.path("l.safetensors"), pool.path("f.npy"), pool.path("idx.txt"), pool.path("lab.txt"));
+    for strategy in ["entropy", "least-confidence", "margin", "coreset", "badge"] {
+        let args = ["--strategy", strategy, "--budget", "7", "--logits", &l, "--features", &f, "--seed", "4"];
+        let labelled = ["--labeled", &idx, "--labels", &lab];
+        for extra in [&[][..], &labelled[..]] {
+            let cpu = pool.run(&[&args[..], extra].concat());
+            let emu = pool.run(&[&args[..], extra, &["--device", "cuda-emu"]].concat());
+            assert!(cpu.ok && emu.ok, "{strategy}: {} {}", cpu.stderr, emu.stderr);
+            assert_eq!(emu.out.len(), 7, "{strategy}");
+            assert_eq!(emu.out, cpu.out, "{strategy} on cuda-emu");
+        }
+    }
+}

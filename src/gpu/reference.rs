@@ -285,6 +285,64 @@ pub fn concat_cols(rows: usize, d_a: usize, a: &[f32], d_b: usize, b: &[f32]) ->
     y
 }
 
+/// Per row of logits [rows, c]: (entropy −Σp ln p, 1 − max p, −(p₁ − p₂), −1 for c = 1), flattened [rows, 3].
+pub fn uncertainty_scores(rows: usize, c: usize, logits: &[f32]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(rows * 3);
+    for row in logits.chunks_exact(c).take(rows) {
+        let m = row.iter().map(|&v| v as f64).fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+        let mut p: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp() / z).collect();
+        let entropy = -p.iter().filter(|&&v| v > 0.0).map(|&v| v * v.ln()).sum::<f64>();
+        p.sort_by(|a, b| b.total_cmp(a));
+        let margin = if c < 2 { -1.0 } else { -(p[0] - p[1]) };
+        out.extend([entropy, 1.0 - p[0], margin]);
+    }
+    out
+}
+
+/// The top k of `scores` (rows with `skip` set left out), best first, ties to the lower index.
+pub fn topk(scores: &[f32], skip: &[bool], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).filter(|&i| !skip[i]).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+/// min(mindist[i], ‖x_i − x_centre‖²) over features [n, d]; the centre's entry becomes −1.
+pub fn mindist_update(n: usize, d: usize, x: &[f32], mindist: &[f32], centre: usize) -> Vec<f64> {
+    let xc = &x[centre * d..(centre + 1) * d];
+    (0..n)
+        .map(|i| {
+            let d2: f64 = x[i * d..(i + 1) * d].iter().zip(xc).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+            if i == centre {
+                -1.0
+            } else {
+                (mindist[i] as f64).min(d2)
+            }
+        })
+        .collect()
+}
+
+/// BADGE's d2 update: min(d2[i], ‖g_i − g_c‖²) with g = q ⊗ h formed explicitly (q [n, c], h [n, d]); the
+/// centre's entry becomes −1.
+pub fn badge_d2_update(n: usize, c: usize, d: usize, q: &[f32], h: &[f32], d2: &[f32], centre: usize) -> Vec<f64> {
+    let g = |i: usize| -> Vec<f64> {
+        let (qi, hi) = (&q[i * c..(i + 1) * c], &h[i * d..(i + 1) * d]);
+        qi.iter().flat_map(|&a| hi.iter().map(move |&b| a as f64 * b as f64)).collect()
+    };
+    let gc = g(centre);
+    (0..n)
+        .map(|i| {
+            let dist: f64 = g(i).iter().zip(&gc).map(|(a, b)| (a - b).powi(2)).sum();
+            if i == centre {
+                -1.0
+            } else {
+                (d2[i] as f64).min(dist)
+            }
+        })
+        .collect()
+}
+
 /// ‖out − ref‖ / ‖ref‖ and max |out − ref|; NaN or ∞ anywhere in `out` gives (∞, ∞).
 pub fn compare(out: &[f32], reference: &[f64]) -> (f64, f64) {
     if out.len() != reference.len() || out.iter().any(|v| !v.is_finite()) {

@@ -5,6 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod select;
 mod tokens;
 
 use super::{ops, reference as r, DType, GpuBuffer, GpuDevice};
@@ -425,6 +426,7 @@ pub fn cases() -> Vec<Case> {
     interp_cases(&mut out);
     pool_cases(&mut out);
     tokens::token_cases(&mut out);
+    select::select_cases(&mut out);
     out
 }
 

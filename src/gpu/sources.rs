@@ -28,6 +28,7 @@ pub const SOURCES: &[KernelSource] = kernel_sources![
     "layernorm.cu",
     "patch_embed.cu",
     "pool.cu",
+    "select.cu",
     "softmax.cu",
     "sync_probe.cu",
     "tokens.cu",

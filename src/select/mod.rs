@@ -20,6 +20,7 @@ pub mod badge;
 pub mod bald;
 pub mod coreset;
 pub mod featdist;
+pub mod gpu;
 pub mod input;
 mod matrix;
 pub mod pcb;

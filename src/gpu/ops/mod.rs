@@ -9,6 +9,7 @@ pub mod interp;
 pub mod layernorm;
 pub mod patch_embed;
 pub mod pool;
+pub mod select;
 pub mod softmax;
 pub mod tokens;
 

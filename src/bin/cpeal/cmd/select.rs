@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use cpeal::select::gpu::select_on_device;
 use cpeal::select::input::{line_of_entry, read_integers, ArrayFile};
 use cpeal::select::{select_with_scores, Mat, PredictionKind, Predictions, SelectionInput, Strategy};
 use cpeal::{Device, DeviceKind, Error, Result, Tensor};
@@ -48,7 +49,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    Device::open(args.device)?;
+    let device = Device::open(args.device)?;
     let strategy = args.strategy;
     if args.scores.is_some() && strategy == Strategy::Random {
         return Err(Error::invalid("--scores", "strategy random has no per-sample scores"));
@@ -66,7 +67,10 @@ pub fn run(args: &Args) -> Result<()> {
     input.predictions = predictions;
     input.features = features_mat;
     input.pcb = args.pcb.then_some(args.candidates);
-    let selection = select_with_scores(strategy, &input)?;
+    let selection = match &device {
+        Device::Gpu(gpu) => select_on_device(strategy, &input, gpu)?,
+        Device::Cpu => select_with_scores(strategy, &input)?,
+    };
 
     write_indices(&args.out, &selection.indices)?;
     if let (Some(path), Some(scores)) = (&args.scores, selection.scores) {

@@ -1,0 +1,142 @@
+//! Cases of `kernels/select.cu`: uncertainty scores, top-k (device blocks + host merge), and the coreset and
+//! BADGE distance updates.
+
+use rand::Rng;
+
+use super::{case, poisoned, random, Case, DTYPES};
+use crate::gpu::ops::select::{self as sel, BadgeInputs, Column};
+use crate::gpu::{reference as r, DType};
+
+/// Outputs are f32 computed from inputs already rounded to the storage type, so every dtype gets f32-level
+/// tolerance (a little above `tol(F32)`: f32 exp/log and differences of f32 sums).
+const SCORE_TOL: f64 = 2e-5;
+
+pub(super) fn select_cases(out: &mut Vec<Case>) {
+    uncertainty_cases(out);
+    topk_cases(out);
+    mindist_cases(out);
+    badge_cases(out);
+}
+
+fn uncertainty_cases(out: &mut Vec<Case>) {
+    for dt in DTYPES {
+        for (rows, c) in [(1usize, 1usize), (37, 3), (1000, 10), (37, 101), (5, 1000)] {
+            out.push(case(
+                "select",
+                format!("uncertainty_scores_{}", dt.suffix()),
+                format!("[{rows},{c}]"),
+                SCORE_TOL,
+                Box::new(move |dev, rng| {
+                    let logits = random(rng, rows * c, -6.0, 6.0, dt);
+                    let y = poisoned(dev, DType::F32, rows * sel::SCORE_COLS)?;
+                    sel::uncertainty_scores(dev, rows, c, &dev.upload(&logits, dt)?, &y)?;
+                    Ok((dev.download(&y)?, r::uncertainty_scores(rows, c, &logits)))
+                }),
+            ));
+        }
+    }
+}
+
+fn topk_cases(out: &mut Vec<Case>) {
+    // (n, k, stride, skip some): one row, k past the rows that take part, ties (scores on a coarse grid)
+    // across several blocks of 2048 rows, the largest k.
+    for (n, k, stride, skip) in [
+        (1usize, 1usize, 1usize, false),
+        (37, 5, 3, true),
+        (37, 40, 1, true),
+        (1000, 37, 3, false),
+        (5000, 100, 3, true),
+        (4500, 1024, 1, false),
+    ] {
+        out.push(case(
+            "select",
+            "topk_partial_f32".into(),
+            format!("n{n} k{k} stride{stride}{}", if skip { " skip" } else { "" }),
+            0.0,
+            Box::new(move |dev, rng| {
+                let col = stride - 1;
+                // Values on a grid of 1/8 in [-4, 4): many exact ties.
+                let scores: Vec<f32> = (0..n * stride).map(|_| rng.random_range(-32i32..32) as f32 / 8.0).collect();
+                let skip_rows: Vec<bool> = (0..n).map(|i| skip && i % 7 == 3).collect();
+                let skip_f: Vec<f32> = skip_rows.iter().map(|&s| s as i32 as f32).collect();
+                let (sb, kb) = (dev.upload(&scores, DType::F32)?, dev.upload(&skip_f, DType::I32)?);
+                let got = sel::topk(dev, n, k, Column { stride, col }, &sb, skip.then_some(&kb))?;
+                let column: Vec<f32> = (0..n).map(|i| scores[i * stride + col]).collect();
+                let want = r::topk(&column, &skip_rows, k);
+                // Indices and their scores, both exact.
+                let mut got_v: Vec<f32> = got.iter().map(|&(i, _)| i as f32).collect();
+                got_v.extend(got.iter().map(|&(_, v)| v));
+                let mut want_v: Vec<f64> = want.iter().map(|&i| i as f64).collect();
+                want_v.extend(want.iter().map(|&i| column[i] as f64));
+                Ok((got_v, want_v))
+            }),
+        ));
+    }
+}
+
+/// Starting distances: finite values, a few −1 (centres already chosen).
+fn start_dist(rng: &mut rand_chacha::ChaCha8Rng, n: usize, hi: f32) -> Vec<f32> {
+    (0..n).map(|i| if i % 11 == 5 { -1.0 } else { rng.random::<f32>() * hi }).collect()
+}
+
+fn mindist_cases(out: &mut Vec<Case>) {
+    for dt in DTYPES {
+        for (n, d) in [(1usize, 1usize), (37, 48), (1000, 1), (100, 768), (37, 33)] {
+            out.push(case(
+                "select",
+                format!("mindist_update_{}", dt.suffix()),
+                format!("[{n},{d}]"),
+                SCORE_TOL,
+                Box::new(move |dev, rng| {
+                    let x = random(rng, n * d, -1.0, 1.0, dt);
+                    // Around the typical ‖x_i − x_c‖² = 2d/3, so about half the rows change.
+                    let m0 = start_dist(rng, n, 4.0 * d as f32 / 3.0);
+                    let centre = rng.random_range(0..n);
+                    let m = dev.upload(&m0, DType::F32)?;
+                    sel::mindist_update(dev, n, d, &dev.upload(&x, dt)?, &m, centre)?;
+                    Ok((dev.download(&m)?, r::mindist_update(n, d, &x, &m0, centre)))
+                }),
+            ));
+        }
+    }
+}
+
+fn badge_cases(out: &mut Vec<Case>) {
+    for dt in DTYPES {
+        for (n, c, d) in [(1usize, 1usize, 1usize), (37, 3, 48), (1000, 10, 16), (37, 101, 48), (50, 10, 768)] {
+            out.push(case(
+                "select",
+                format!("badge_d2_update_{}", dt.suffix()),
+                format!("N{n} C{c} D{d}"),
+                SCORE_TOL,
+                Box::new(move |dev, rng| {
+                    let h = random(rng, n * d, -1.0, 1.0, dt);
+                    let q = residuals(&random(rng, n * c, -3.0, 3.0, DType::F32), c);
+                    let norms = |v: &[f32], w: usize| -> Vec<f32> {
+                        v.chunks_exact(w).map(|r| r.iter().map(|&a| a * a).sum()).collect()
+                    };
+                    let (qn, hn) = (norms(&q, c), norms(&h, d));
+                    let d0 = start_dist(rng, n, 2.0 * d as f32 / 3.0);
+                    let centre = rng.random_range(0..n);
+                    let up = |v: &[f32]| dev.upload(v, DType::F32);
+                    let (qb, qnb, hb, hnb, d2) = (up(&q)?, up(&qn)?, dev.upload(&h, dt)?, up(&hn)?, up(&d0)?);
+                    let inputs = BadgeInputs { n, c, d, q: &qb, qnorm2: &qnb, h: &hb, hnorm2: &hnb };
+                    sel::badge_d2_update(dev, &inputs, &d2, centre)?;
+                    Ok((dev.download(&d2)?, r::badge_d2_update(n, c, d, &q, &h, &d0, centre)))
+                }),
+            ));
+        }
+    }
+}
+
+/// q = softmax(logits) − onehot(argmax), per row of `c`.
+fn residuals(logits: &[f32], c: usize) -> Vec<f32> {
+    let mut q = Vec::with_capacity(logits.len());
+    for row in logits.chunks_exact(c) {
+        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let z: f32 = row.iter().map(|&v| (v - m).exp()).sum();
+        let top = row.iter().position(|&v| v == m).unwrap_or(0);
+        q.extend(row.iter().enumerate().map(|(j, &v)| (v - m).exp() / z - if j == top { 1.0 } else { 0.0 }));
+    }
+    q
+}

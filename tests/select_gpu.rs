@@ -1,0 +1,109 @@
+//! The selection engine's device path on `cuda-emu` picks exactly the CPU path's indices: entropy, least
+//! confidence and margin through `uncertainty_scores` + `topk_partial`, coreset through `mindist_update` +
+//! `argmax`. Run with `cargo test --features cuda-emu --test select_gpu`.
+#![cfg(feature = "cuda-emu")]
+
+use cpeal::gpu::GpuDevice;
+use cpeal::select::gpu::select_on_device;
+use cpeal::select::{select_with_scores, Mat, Predictions, SelectionInput, Strategy};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random_matrix(rows: usize, cols: usize, scale: f32, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..rows * cols).map(|_| (rng.random::<f32>() - 0.5) * 2.0 * scale).collect()
+}
+
+fn dev() -> GpuDevice {
+    GpuDevice::emu().expect("the cuda-emu feature is on")
+}
+
+/// Same indices, and scores equal to f32 rounding (NaN exactly where the CPU has NaN).
+fn assert_same(strategy: Strategy, input: &SelectionInput, what: &str) {
+    let cpu = select_with_scores(strategy, input).unwrap();
+    let gpu = select_on_device(strategy, input, &dev()).unwrap();
+    assert_eq!(gpu.indices, cpu.indices, "{} {what}: indices", strategy.name());
+    let (cs, gs) = match (cpu.scores, gpu.scores) {
+        (Some(cs), Some(gs)) => (cs, gs),
+        (None, None) => return,
+        (c, g) => panic!("{} {what}: scores {:?} vs {:?}", strategy.name(), c.is_some(), g.is_some()),
+    };
+    assert_eq!(cs.len(), gs.len());
+    for (i, (c, g)) in cs.iter().zip(&gs).enumerate() {
+        assert_eq!(c.is_nan(), g.is_nan(), "{} {what}: score {i} NaN mismatch", strategy.name());
+        if !c.is_nan() {
+            assert!((c - g).abs() <= 1e-5 * c.abs().max(1.0), "{} {what}: score {i}: {c} vs {g}", strategy.name());
+        }
+    }
+}
+
+#[test]
+fn uncertainty_on_device_picks_the_cpu_indices() {
+    // (n, c, budget, labelled): one class, odd sizes, several top-k blocks, budget past the kernel's k.
+    let shapes = [(1usize, 1usize, 1usize, false), (37, 3, 5, true), (300, 10, 40, true), (5000, 7, 300, true)];
+    for (n, c, budget, with_labeled) in shapes {
+        let logits = random_matrix(n, c, 4.0, (n * c) as u64);
+        let labeled: Vec<usize> = if with_labeled { (0..n).filter(|i| i % 9 == 4).collect() } else { Vec::new() };
+        let preds = Predictions::logits(Mat::from_f32(&logits[..], n, c, "logits").unwrap());
+        let input = SelectionInput::new(budget).with_predictions(preds).with_labeled(labeled, None);
+        for strategy in [Strategy::Entropy, Strategy::LeastConfidence, Strategy::Margin] {
+            assert_same(strategy, &input, &format!("n{n} c{c} budget{budget}"));
+        }
+    }
+}
+
+#[test]
+fn uncertainty_beyond_topk_max_ranks_on_the_host() {
+    let (n, c, budget) = (1500usize, 4usize, 1100usize);
+    let logits = random_matrix(n, c, 3.0, 5);
+    let preds = Predictions::logits(Mat::from_f32(&logits[..], n, c, "logits").unwrap());
+    let input = SelectionInput::new(budget).with_predictions(preds);
+    assert_same(Strategy::Entropy, &input, "budget 1100");
+}
+
+#[test]
+fn non_finite_logits_are_an_error_naming_the_row() {
+    let mut logits = random_matrix(10, 3, 2.0, 1);
+    logits[7 * 3 + 1] = f32::INFINITY;
+    let preds = Predictions::logits(Mat::from_f32(&logits[..], 10, 3, "logits").unwrap());
+    let input = SelectionInput::new(2).with_predictions(preds);
+    let err = select_on_device(Strategy::Entropy, &input, &dev()).err().expect("an error").to_string();
+    assert!(err.contains("row 7") && err.contains("logits"), "{err}");
+}
+
+#[test]
+fn coreset_on_device_picks_the_cpu_indices() {
+    // (n, d, budget, labelled): one row, a single feature, no labelled rows (seeded first pick), labelled
+    // centres, a budget that exhausts the pool.
+    let shapes = [
+        (1usize, 1usize, 1usize, false),
+        (37, 1, 10, true),
+        (200, 48, 30, false),
+        (120, 33, 25, true),
+        (20, 5, 19, true),
+    ];
+    for (n, d, budget, with_labeled) in shapes {
+        let x = random_matrix(n, d, 1.0, (n + d) as u64);
+        let labeled: Vec<usize> = if with_labeled { vec![3 % n, n - 1] } else { Vec::new() };
+        let budget = budget.min(n - labeled.iter().collect::<std::collections::BTreeSet<_>>().len());
+        let input = SelectionInput::new(budget)
+            .with_features(Mat::from_f32(&x[..], n, d, "features").unwrap())
+            .with_labeled(labeled, None)
+            .with_seed(n as u64);
+        assert_same(Strategy::Coreset, &input, &format!("n{n} d{d} budget{budget}"));
+    }
+}
+
+#[test]
+fn other_strategies_fall_back_to_the_cpu_path() {
+    let (n, c) = (50usize, 4usize);
+    let logits = random_matrix(n, c, 3.0, 2);
+    let x = random_matrix(n, 8, 1.0, 3);
+    let preds = Predictions::logits(Mat::from_f32(&logits[..], n, c, "logits").unwrap());
+    let input = SelectionInput::new(6)
+        .with_predictions(preds)
+        .with_features(Mat::from_f32(&x[..], n, 8, "features").unwrap())
+        .with_seed(4);
+    assert_same(Strategy::Badge, &input, "badge");
+    assert_same(Strategy::Random, &input, "random");
+}
