@@ -25,6 +25,20 @@ pub struct VisionOutput {
 }
 
 impl VisionOutput {
+    /// The outputs present, under transformers' names (what `cpeal embed --input` writes).
+    pub fn named(&self) -> Vec<(&'static str, &Tensor)> {
+        let optional =
+            [("pooler_output", &self.pooler_output), ("image_embeds", &self.image_embeds), ("logits", &self.logits)];
+        std::iter::once(("last_hidden_state", &self.last_hidden_state))
+            .chain(optional.into_iter().filter_map(|(name, t)| t.as_ref().map(|t| (name, t))))
+            .collect()
+    }
+
+    /// One output by its transformers name, if present.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.named().into_iter().find(|(n, _)| *n == name).map(|(_, t)| t)
+    }
+
     /// The one vector per image that `cpeal embed --images` writes: projected embeds, else the pooler, else CLS.
     pub fn pooled(&self) -> Result<Tensor> {
         if let Some(t) = self.image_embeds.as_ref().or(self.pooler_output.as_ref()) {

@@ -233,8 +233,13 @@ fn logit_stats_impl(row: &[f32], want_second: bool) -> LogitStats {
 
 /// The second-largest value of `row` (counting a repeated maximum twice); −∞ for a 1-element row.
 fn second_largest(row: &[f32]) -> f32 {
-    let (mut first, mut second) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
-    for &v in row {
+    top_two(row, f32::NEG_INFINITY).1
+}
+
+/// (largest, second largest) of `values`, a repeated maximum counted twice; `floor` where there are too few.
+pub(crate) fn top_two<T: PartialOrd + Copy>(values: &[T], floor: T) -> (T, T) {
+    let (mut first, mut second) = (floor, floor);
+    for &v in values {
         if v > first {
             second = first;
             first = v;
@@ -242,7 +247,7 @@ fn second_largest(row: &[f32]) -> f32 {
             second = v;
         }
     }
-    second
+    (first, second)
 }
 
 /// (Σ e^z, Σ z·e^z) with z = x − max over `full` (a multiple of 8 values).

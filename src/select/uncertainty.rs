@@ -90,15 +90,7 @@ pub(crate) fn score_from_probs(kind: Uncertainty, p: &[f64]) -> f64 {
         Uncertainty::Entropy => super::matrix::entropy_f64(p),
         Uncertainty::LeastConfidence => 1.0 - p.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         Uncertainty::Margin => {
-            let (mut first, mut second) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
-            for &v in p {
-                if v > first {
-                    second = first;
-                    first = v;
-                } else if v > second {
-                    second = v;
-                }
-            }
+            let (first, second) = super::matrix::top_two(p, f64::NEG_INFINITY);
             if p.len() < 2 {
                 -1.0
             } else {

@@ -112,8 +112,12 @@ impl Tensor {
             (Device::Cpu, Storage::Cpu(_)) => Ok(self.clone()),
             (Device::Gpu(d), Storage::Gpu(g)) if g.buffer.dtype() == dtype && d.same_as(&g.device) => Ok(self.clone()),
             (Device::Cpu, Storage::Gpu(_)) => Tensor::from_vec(self.to_vec()?, &self.shape),
-            (Device::Gpu(d), _) => {
-                let buffer = d.upload(&self.to_vec()?, dtype)?;
+            (Device::Gpu(d), storage) => {
+                // Host tensors (weights in an mmap included) are encoded straight from their slice: no extra copy.
+                let buffer = match storage {
+                    Storage::Cpu(c) => d.upload(c.as_slice(), dtype)?,
+                    Storage::Gpu(_) => d.upload(&self.to_vec()?, dtype)?,
+                };
                 Ok(Tensor::from_storage(Storage::Gpu(GpuStorage { device: d.clone(), buffer }), self.shape.clone()))
             }
         }

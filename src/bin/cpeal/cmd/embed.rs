@@ -72,14 +72,7 @@ fn embed_tensor_file(model: &Model, device: &Device, input: &Path, args: &Args) 
         parts.push(model.forward_images(&batch)?);
     }
     let out = concat_outputs(&parts)?;
-    let mut named: Vec<(&str, &Tensor)> = vec![("last_hidden_state", &out.last_hidden_state)];
-    for (name, t) in
-        [("pooler_output", &out.pooler_output), ("image_embeds", &out.image_embeds), ("logits", &out.logits)]
-    {
-        if let Some(t) = t {
-            named.push((name, t));
-        }
-    }
+    let named = out.named();
     let meta = HashMap::from([("model".to_string(), args.model.display().to_string())]);
     save_safetensors(&args.output, &named, Some(meta))?;
     eprintln!("wrote {} ({} images)", args.output.display(), b);
