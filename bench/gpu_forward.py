@@ -11,12 +11,12 @@ from transformers import (CLIPVisionConfig, CLIPVisionModelWithProjection, Dinov
                           ViTModel)
 
 MODELS = {
-    "vit-b16": lambda: ViTModel(ViTConfig(), add_pooling_layer=True, attn_implementation="sdpa"),
+    "vit-b16": lambda: ViTModel(ViTConfig(attn_implementation="sdpa"), add_pooling_layer=True),
     "clip-b16-vision": lambda: CLIPVisionModelWithProjection(
         CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                         patch_size=16, image_size=224, projection_dim=512), attn_implementation="sdpa"),
+                         patch_size=16, image_size=224, projection_dim=512, attn_implementation="sdpa")),
     "dinov2-s14": lambda: Dinov2Model(Dinov2Config(hidden_size=384, num_attention_heads=6, image_size=518,
-                                                   patch_size=14), attn_implementation="sdpa"),
+                                                   patch_size=14, attn_implementation="sdpa")),
 }
 
 

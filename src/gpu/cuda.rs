@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use cudarc::driver::{result, sys};
 
+use super::profile::Profiler;
 use super::{nvrtc, sources, LaunchConfig, Runtime};
 use crate::error::{Error, Result};
 
@@ -21,6 +22,7 @@ pub struct CudaRuntime {
     max_smem_optin: i32,
     functions: Mutex<HashMap<String, sys::CUfunction>>,
     modules: Mutex<HashMap<&'static str, sys::CUmodule>>,
+    profiler: Option<Profiler>,
 }
 
 // SAFETY: CUcontext/CUmodule/CUfunction are driver handles usable from any thread once the context is made
@@ -73,7 +75,16 @@ impl CudaRuntime {
             max_smem_optin,
             functions: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
+            profiler: Profiler::from_env(),
         })
+    }
+
+    /// Runs `work`, bracketed by profiling events when `CPEAL_PROFILE` is on.
+    fn timed<T>(&self, name: &str, work: impl FnOnce() -> T) -> T {
+        match &self.profiler {
+            Some(p) => p.span(name, work),
+            None => work(),
+        }
     }
 
     fn bind(&self) -> Result<()> {
@@ -166,13 +177,15 @@ impl Runtime for CudaRuntime {
     fn upload(&self, dst: u64, src: &[u8]) -> Result<()> {
         self.bind()?;
         // SAFETY: dst is an allocation of at least src.len() bytes.
-        unsafe { result::memcpy_htod_sync(dst, src) }.map_err(|e| drv("cuMemcpyHtoD", e))
+        self.timed("[copy host->device]", || unsafe { result::memcpy_htod_sync(dst, src) })
+            .map_err(|e| drv("cuMemcpyHtoD", e))
     }
 
     fn download(&self, src: u64, dst: &mut [u8]) -> Result<()> {
         self.bind()?;
         // SAFETY: src is an allocation of at least dst.len() bytes; the copy waits for prior work.
-        unsafe { result::memcpy_dtoh_sync(dst, src) }.map_err(|e| drv("cuMemcpyDtoH", e))
+        self.timed("[copy device->host]", || unsafe { result::memcpy_dtoh_sync(dst, src) })
+            .map_err(|e| drv("cuMemcpyDtoH", e))
     }
 
     fn fill_bytes(&self, dst: u64, bytes: usize, value: u8) -> Result<()> {
@@ -197,13 +210,25 @@ impl Runtime for CudaRuntime {
                 .map_err(|e| Error::kernel(kernel, format!("cuFuncSetAttribute: {e:?}")))?;
         }
         // SAFETY: params match the kernel signature (caller's contract); null stream = legacy default stream.
-        unsafe { result::launch_kernel(f, cfg.grid, cfg.block, cfg.shared_bytes, std::ptr::null_mut(), params) }
-            .map_err(|e| Error::kernel(kernel, format!("cuLaunchKernel {cfg:?}: {e:?}")))
+        self.timed(kernel, || unsafe {
+            result::launch_kernel(f, cfg.grid, cfg.block, cfg.shared_bytes, std::ptr::null_mut(), params)
+        })
+        .map_err(|e| Error::kernel(kernel, format!("cuLaunchKernel {cfg:?}: {e:?}")))
     }
 
     fn synchronize(&self) -> Result<()> {
         self.bind()?;
         result::ctx::synchronize().map_err(|e| drv("cuCtxSynchronize", e))
+    }
+}
+
+impl Drop for CudaRuntime {
+    fn drop(&mut self) {
+        if let Some(p) = &self.profiler {
+            if self.synchronize().is_ok() {
+                p.report();
+            }
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod emu;
 pub mod nvrtc;
 pub mod nvrtc_check;
 pub mod ops;
+mod profile;
 pub mod reference;
 pub mod scan;
 pub mod selftest;

@@ -19,6 +19,9 @@ pub struct Args {
     /// Timed repetitions (launches per repetition: 10)
     #[arg(long, default_value_t = 20)]
     pub reps: usize,
+    /// Pool rows for the selection kernels (entropy scores and top-k over [rows, 1000] logits)
+    #[arg(long, default_value_t = 1_000_000)]
+    pub pool_rows: usize,
 }
 
 /// Median seconds of one call of `f`, from `reps` batches of 10 calls after 3 warm-up calls.
@@ -82,5 +85,52 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     let gbs = (2 * rows * cols * 2) as f64 / secs / 1e9;
     println!("\n| kernel | shape | time (us) | GB/s |\n|---|---|---|---|");
     println!("| layernorm_fwd_bf16 | {rows} x {cols} | {:.1} | {gbs:.0} |", secs * 1e6);
+    bench_attention(&dev, args, &mut rng)?;
+    bench_selection(&dev, args)
+}
+
+/// ViT-B/16 self-attention (12 heads of 64, 197 tokens) over separate q, k, v buffers.
+fn bench_attention(dev: &GpuDevice, args: &Args, rng: &mut rand_chacha::ChaCha8Rng) -> cpeal::Result<()> {
+    let (heads, len, hd) = (12, 197, 64);
+    let n = args.batch * len * heads * hd;
+    let q = dev.upload(&selftest::random(rng, n, -1.0, 1.0, DType::Bf16), DType::Bf16)?;
+    let k = dev.upload(&selftest::random(rng, n, -1.0, 1.0, DType::Bf16), DType::Bf16)?;
+    let v = dev.upload(&selftest::random(rng, n, -1.0, 1.0, DType::Bf16), DType::Bf16)?;
+    let o = dev.alloc(DType::Bf16, n)?;
+    let att = ops::attention::Attention::new(args.batch, heads, len, hd, &q, &k, &v, &o);
+    let secs = time(dev, args.reps, &|| att.launch(dev))?;
+    let flops = 4.0 * (args.batch * heads * len * len * hd) as f64;
+    println!("\n| kernel | shape | time (us) | TFLOP/s |\n|---|---|---|---|");
+    println!(
+        "| {} | {} x {heads} heads x {len} x {hd} | {:.1} | {:.1} |",
+        att.kernel_name(),
+        args.batch,
+        secs * 1e6,
+        flops / secs / 1e12
+    );
+    Ok(())
+}
+
+/// The fused uncertainty-score pass (reads the logits once) in GB/s, and scores + top-1000 end to end.
+fn bench_selection(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
+    use ops::select::{topk, uncertainty_scores, Column, SCORE_COLS};
+    let (rows, c) = (args.pool_rows, 1000usize);
+    // Cheap deterministic non-constant logits (an RNG over 10^9 values would dominate the run).
+    let logits: Vec<f32> =
+        (0..rows * c).map(|i| ((i.wrapping_mul(2654435761) >> 7) % 4001) as f32 / 400.0 - 5.0).collect();
+    println!("\n| selection kernel | shape | time (us) | GB/s read |\n|---|---|---|---|");
+    for dt in [DType::F32, DType::Bf16] {
+        let x = dev.upload(&logits, dt)?;
+        let out = dev.alloc(DType::F32, rows * SCORE_COLS)?;
+        let secs = time(dev, args.reps.min(5), &|| uncertainty_scores(dev, rows, c, &x, &out))?;
+        let gbs = (rows * c * dt.size()) as f64 / secs / 1e9;
+        println!("| uncertainty_scores_{} | {rows} x {c} | {:.1} | {gbs:.0} |", dt.suffix(), secs * 1e6);
+        let secs = time(dev, args.reps.min(5), &|| {
+            uncertainty_scores(dev, rows, c, &x, &out)?;
+            topk(dev, rows, 1000, Column { stride: SCORE_COLS, col: 0 }, &out, None).map(|_| ())
+        })?;
+        let gbs = (rows * c * dt.size()) as f64 / secs / 1e9;
+        println!("| scores + top-1000 ({}) | {rows} x {c} | {:.1} | {gbs:.0} |", dt.suffix(), secs * 1e6);
+    }
     Ok(())
 }
