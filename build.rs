@@ -2,6 +2,7 @@
 //! library `cpeal_emu_kernels`, plus a generated registry that maps kernel names to launch trampolines
 //! (`cpeal_emu_lookup`, `cpeal_emu_launch`, used by `src/gpu/emu.rs`). Without the feature: nothing.
 
+#[allow(dead_code)] // nvrtc_target is for the runtime, not the build
 #[path = "src/gpu/scan.rs"]
 mod scan;
 

@@ -106,6 +106,19 @@ DEVI void store_pair(T* p, float a, float b) {
 DEVI float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 DEVI float quick_gelu(float x) { return x / (1.0f + expf(-1.702f * x)); }
 
+// The GEMM epilogue of gemm.cu and gemm_sm90.cu: residual + layer_scale · act(acc + bias), absent terms skipped.
+template <class T>
+DEVI float gemm_epilogue(float acc, int m, int n, int ldr, const T* bias, const T* residual,
+                         const T* layer_scale, int act) {
+    float v = acc;
+    if (bias) v += to_f32(bias[n]);
+    if (act == 1) v = gelu_erf(v);
+    else if (act == 2) v = quick_gelu(v);
+    if (layer_scale) v *= to_f32(layer_scale[n]);
+    if (residual) v += to_f32(residual[(long)m * ldr + n]);
+    return v;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Reductions. Blocks are 1-D with blockDim.x a multiple of 32; every thread of the block must call.
 // `scratch` is 32 floats of shared memory; the result reaches every thread.

@@ -46,18 +46,6 @@ DEVI void gemm_load_tile(T* dst, const T* src, int ld, int rows, int K, int row0
     }
 }
 
-template <class T>
-DEVI float gemm_epilogue(float acc, int m, int n, int ldr, const T* bias, const T* residual,
-                         const T* layer_scale, int act) {
-    float v = acc;
-    if (bias) v += to_f32(bias[n]);
-    if (act == 1) v = gelu_erf(v);
-    else if (act == 2) v = quick_gelu(v);
-    if (layer_scale) v *= to_f32(layer_scale[n]);
-    if (residual) v += to_f32(residual[(long)m * ldr + n]);
-    return v;
-}
-
 template <class T, bool Aligned>
 DEVI void gemm_body(int M, int N, int K, int lda, int ldw, int ldr, int ldc, const T* A, const T* W,
                     const T* bias, const T* residual, const T* layer_scale, T* C, int act) {

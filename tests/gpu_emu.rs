@@ -10,9 +10,10 @@ fn dev() -> GpuDevice {
 }
 
 fn assert_family(name: &str, seed: u64) {
-    let cases = selftest::family(name);
+    let dev = dev();
+    let cases = selftest::family(&dev, name);
     assert!(!cases.is_empty(), "no cases for {name}");
-    let results = selftest::run(&dev(), &cases, seed);
+    let results = selftest::run(&dev, &cases, seed);
     let table = selftest::table(&results);
     for r in &results {
         assert!(

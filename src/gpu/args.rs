@@ -8,7 +8,10 @@ use super::GpuBuffer;
 /// Arguments of one launch, pushed in the order of the kernel's C parameters.
 #[derive(Default)]
 pub struct KernelArgs {
+    /// 8-byte slots; a parameter takes one slot, or several for a by-value struct (a TMA descriptor).
     values: Vec<u64>,
+    /// The first slot of each parameter beyond the one-slot rule: (parameter index, slots).
+    wide: Vec<(usize, usize)>,
     buffers: Vec<GpuBuffer>,
 }
 
@@ -53,8 +56,16 @@ impl KernelArgs {
         }
     }
 
+    /// A 128-byte by-value parameter (`const __grid_constant__` CUtensorMap): 16 consecutive slots.
+    pub fn tensor_map(&mut self, words: &[u64; 16]) -> &mut Self {
+        self.wide.push((self.len(), 16));
+        self.values.extend_from_slice(words);
+        self
+    }
+
+    /// Number of parameters.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.values.len() - self.wide.iter().map(|(_, slots)| slots - 1).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -62,8 +73,15 @@ impl KernelArgs {
     }
 
     /// One pointer per parameter, valid while `self` is neither moved nor changed. Values are stored in
-    /// 8-byte little-endian slots, so a pointer to a slot is also a pointer to its 4-byte `int`/`float`.
+    /// 8-byte little-endian slots, so a pointer to a slot is also a pointer to its 4-byte `int`/`float`, and a
+    /// wide parameter's first slot points at its consecutive bytes.
     pub(crate) fn params(&mut self) -> Vec<*mut c_void> {
-        self.values.iter_mut().map(|v| v as *mut u64 as *mut c_void).collect()
+        let mut out = Vec::with_capacity(self.len());
+        let mut slot = 0;
+        for p in 0..self.len() {
+            out.push(&mut self.values[slot] as *mut u64 as *mut c_void);
+            slot += self.wide.iter().find(|(i, _)| *i == p).map_or(1, |(_, n)| *n);
+        }
+        out
     }
 }

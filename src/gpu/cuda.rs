@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use cudarc::driver::{result, sys};
 
 use super::profile::Profiler;
-use super::{nvrtc, sources, LaunchConfig, Runtime};
+use super::{nvrtc, sources, LaunchConfig, Runtime, TensorMapSpec};
 use crate::error::{Error, Result};
 
 pub struct CudaRuntime {
@@ -122,14 +122,16 @@ impl CudaRuntime {
     /// CUBIN of a kernel file for this device: from the disk cache, else compiled by NVRTC and cached.
     fn cubin(&self, src: &sources::KernelSource) -> Result<Vec<u8>> {
         let (maj, min) = nvrtc::load()?;
+        let target = super::scan::nvrtc_target(src.file, &self.arch)
+            .ok_or_else(|| Error::kernel(src.file, format!("has no code for {} (Hopper only)", self.arch)))?;
         let text = sources::expand(src.file, src.text, sources::COMMON);
         let key = sources::fnv1a(text.as_bytes());
         let stem = src.file.trim_end_matches(".cu");
-        let path = cache_dir().map(|d| d.join(format!("{stem}-{}-nvrtc{maj}.{min}-{key:016x}.cubin", self.arch)));
+        let path = cache_dir().map(|d| d.join(format!("{stem}-{target}-nvrtc{maj}.{min}-{key:016x}.cubin")));
         if let Some(bytes) = path.as_ref().and_then(|p| std::fs::read(p).ok()) {
             return Ok(bytes);
         }
-        let compiled = nvrtc::compile_cubin(src.file, &text, &nvrtc::base_options(&self.arch))?;
+        let compiled = nvrtc::compile_cubin(src.file, &text, &nvrtc::base_options(&target))?;
         if let Some(p) = path {
             // A failed cache write only costs a recompile next time.
             let _ = std::fs::create_dir_all(p.parent().unwrap_or(&p)).and_then(|_| write_atomic(&p, &compiled.cubin));
@@ -155,6 +157,47 @@ pub fn cache_dir() -> Option<PathBuf> {
 impl Runtime for CudaRuntime {
     fn name(&self) -> String {
         format!("cuda:{} ({}, {})", self.ordinal, self.name, self.arch)
+    }
+
+    fn arch(&self) -> Option<String> {
+        Some(self.arch.clone())
+    }
+
+    fn tensor_map_2d(&self, t: &TensorMapSpec) -> Result<[u64; 16]> {
+        use sys::*;
+        self.bind()?;
+        let dtype = if t.bf16 {
+            CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+        } else {
+            CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+        };
+        let dims = [t.cols as u64, t.rows as u64]; // innermost first
+        let strides = [(t.ld * 2) as u64]; // bytes, for every dimension but the innermost
+        let boxes = [64u32, t.box_rows as u32];
+        let unit = [1u32, 1];
+        let mut map = CUtensorMap { opaque: [0; 16] };
+        // SAFETY: every array has the rank's length; ptr is a live device allocation; the driver validates the
+        // alignment (16 bytes) and stride (multiple of 16 bytes) rules and reports a violation as an error.
+        let r = unsafe {
+            cuTensorMapEncodeTiled(
+                &mut map,
+                dtype,
+                2,
+                t.ptr as *mut c_void,
+                dims.as_ptr(),
+                strides.as_ptr(),
+                boxes.as_ptr(),
+                unit.as_ptr(),
+                CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+                CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+            )
+        };
+        if r != CUresult::CUDA_SUCCESS {
+            return Err(Error::invalid("tensor map", format!("cuTensorMapEncodeTiled({t:?}): {r:?}")));
+        }
+        Ok(map.opaque)
     }
 
     fn alloc(&self, bytes: usize) -> Result<u64> {

@@ -114,6 +114,15 @@ pub(crate) trait Runtime: Send + Sync {
     fn is_emu(&self) -> bool {
         false
     }
+    /// The device's `sm_XY`; None under emulation.
+    fn arch(&self) -> Option<String> {
+        None
+    }
+    /// A TMA descriptor (CUtensorMap) for a row-major [rows, cols] 16-bit matrix at `ptr` with row stride `ld`
+    /// elements, read in boxes of `box_rows` x 64 columns into the 128-byte swizzle. Hopper GPUs only.
+    fn tensor_map_2d(&self, _map: &TensorMapSpec) -> Result<[u64; 16]> {
+        Err(Error::invalid("tensor map", format!("{} has no tensor memory accelerator", self.name())))
+    }
     fn alloc(&self, bytes: usize) -> Result<u64>;
     /// # Safety
     /// `ptr` came from `alloc(bytes)` of this runtime and is not used afterwards.
@@ -181,6 +190,27 @@ impl GpuDevice {
         self.rt.is_emu()
     }
 
+    /// A TMA descriptor for `buf` viewed as a row-major [rows, cols] matrix (Hopper only): see [`TensorMapSpec`].
+    pub fn tensor_map_2d(
+        &self,
+        buf: &GpuBuffer,
+        rows: usize,
+        cols: usize,
+        ld: usize,
+        box_rows: usize,
+    ) -> Result<[u64; 16]> {
+        if !matches!(buf.dtype(), DType::Bf16 | DType::F16) || ld < cols || buf.len() < (rows.max(1) - 1) * ld + cols {
+            return Err(Error::invalid("tensor map", format!("{rows}x{cols} (ld {ld}) does not fit {buf:?}")));
+        }
+        let spec = TensorMapSpec { ptr: buf.ptr(), bf16: buf.dtype() == DType::Bf16, rows, cols, ld, box_rows };
+        self.rt.tensor_map_2d(&spec)
+    }
+
+    /// The GPU's compute capability as `sm_XY`; None for the emulator.
+    pub fn arch(&self) -> Option<String> {
+        self.rt.arch()
+    }
+
     /// An uninitialised buffer of `len` elements.
     pub fn alloc(&self, dtype: DType, len: usize) -> Result<GpuBuffer> {
         let bytes = len * dtype.size();
@@ -226,6 +256,18 @@ impl GpuDevice {
     pub fn synchronize(&self) -> Result<()> {
         self.rt.synchronize()
     }
+}
+
+/// What a TMA descriptor describes: a row-major [rows, cols] bf16/f16 matrix at device address `ptr` with a row
+/// stride of `ld` elements, loaded in boxes of `box_rows` rows x 64 columns (128 bytes, the swizzle width).
+#[derive(Clone, Copy, Debug)]
+pub struct TensorMapSpec {
+    pub ptr: u64,
+    pub bf16: bool,
+    pub rows: usize,
+    pub cols: usize,
+    pub ld: usize,
+    pub box_rows: usize,
 }
 
 /// One device allocation, freed when the last buffer viewing it goes away.
@@ -335,6 +377,24 @@ mod tests {
             assert_eq!(*(p[0] as *const i32), -5);
             assert_eq!(*(p[1] as *const f32), 1.5);
             assert_eq!(*(p[2] as *const u32), 7);
+        }
+    }
+
+    #[test]
+    fn a_tensor_map_is_one_parameter_of_128_contiguous_bytes() {
+        let words: [u64; 16] = std::array::from_fn(|i| 0x0101_0101_0101_0101 * (i as u64 + 1));
+        let mut a = KernelArgs::new();
+        a.i32(3).tensor_map(&words).i32(9).tensor_map(&words).f32(2.0);
+        assert_eq!(a.len(), 5);
+        let p = a.params();
+        assert_eq!(p.len(), 5);
+        // SAFETY: p[1] and p[3] point at 16 consecutive slots; the others at one slot each.
+        unsafe {
+            assert_eq!(*(p[0] as *const i32), 3);
+            assert_eq!(std::slice::from_raw_parts(p[1] as *const u64, 16), &words);
+            assert_eq!(*(p[2] as *const i32), 9);
+            assert_eq!(std::slice::from_raw_parts(p[3] as *const u64, 16), &words);
+            assert_eq!(*(p[4] as *const f32), 2.0);
         }
     }
 }

@@ -58,6 +58,10 @@ pub fn check_file(file: &str, text: &str, common: &str, arch: &str) -> Result<Ve
     opts.push("--ptxas-options=-v".into());
     let compiled = nvrtc::compile_cubin(file, &src, &opts)?;
     let reports = parse_ptxas(file, arch, &compiled.log);
+    // ptxas warnings (e.g. wgmma serialised) do not fail the check but must not go unseen.
+    for line in compiled.log.lines().filter(|l| l.contains("warning")) {
+        eprintln!("{file} ({arch}): {line}");
+    }
     for name in scan::kernel_names(text) {
         if !reports.iter().any(|r| r.kernel == name) {
             return Err(Error::Nvrtc {
@@ -110,8 +114,10 @@ fn number_before(line: &str, marker: &str) -> u32 {
 /// Check every file for every arch (in parallel: NVRTC compiles independent programs concurrently); Ok(reports)
 /// when all compiled (spills are reported, not errors here), else the first error in file order.
 pub fn check_all(files: &[(String, String, String)], archs: &[String]) -> Result<Vec<KernelReport>> {
-    let jobs: Vec<(&(String, String, String), &String)> =
-        files.iter().flat_map(|f| archs.iter().map(move |a| (f, a))).collect();
+    let jobs: Vec<(&(String, String, String), String)> = files
+        .iter()
+        .flat_map(|f| archs.iter().filter_map(move |a| scan::nvrtc_target(&f.0, a).map(|t| (f, t))))
+        .collect();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(jobs.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<Option<Result<Vec<KernelReport>>>> = (0..jobs.len()).map(|_| None).collect();

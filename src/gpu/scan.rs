@@ -39,3 +39,14 @@ pub fn kernel_names(src: &str) -> Vec<String> {
 pub fn is_gpu_only(file_name: &str) -> bool {
     file_name.ends_with("_sm90.cu")
 }
+
+/// The NVRTC target for compiling `file_name` on a device of `arch` (e.g. `sm_90`), or None when the file has no
+/// code for that device: Hopper-only files compile for `sm_90a` (wgmma needs the arch-specific target) and only
+/// on sm_90; every other file compiles for the device's own arch.
+pub fn nvrtc_target(file_name: &str, arch: &str) -> Option<String> {
+    match (is_gpu_only(file_name), arch) {
+        (false, _) => Some(arch.to_string()),
+        (true, "sm_90" | "sm_90a") => Some("sm_90a".to_string()),
+        (true, _) => None,
+    }
+}

@@ -195,63 +195,77 @@ fn softmax_cases(out: &mut Vec<Case>) {
 /// (m, n, k, bias, act, layer_scale, residual in place)
 type GemmShape = (usize, usize, usize, bool, u8, bool, bool);
 
+const GEMM_SHAPES: [(DType, GemmShape); 7] = [
+    (DType::Bf16, (1, 8, 8, false, 0, false, false)),
+    (DType::Bf16, (37, 53, 40, true, 1, false, false)),
+    (DType::Bf16, (7, 19, 13, true, 2, true, true)), // odd K: the unaligned path
+    (DType::Bf16, (130, 136, 96, true, 0, true, true)),
+    (DType::F16, (64, 72, 64, true, 1, true, false)),
+    (DType::Bf16, (197, 96, 768, true, 1, false, false)), // ViT-B's K
+    (DType::F16, (300, 270, 200, true, 2, true, true)),   // several block tiles, a partial K tile
+];
+
 fn gemm_cases(out: &mut Vec<Case>) {
-    let shapes: [(DType, GemmShape); 6] = [
-        (DType::Bf16, (1, 8, 8, false, 0, false, false)),
-        (DType::Bf16, (37, 53, 40, true, 1, false, false)),
-        (DType::Bf16, (7, 19, 13, true, 2, true, true)), // odd K: the unaligned path
-        (DType::Bf16, (130, 136, 96, true, 0, true, true)),
-        (DType::F16, (64, 72, 64, true, 1, true, false)),
-        (DType::Bf16, (197, 96, 768, true, 1, false, false)), // ViT-B's K
-    ];
-    for (dt, (m, n, k, bias, act, ls, res)) in shapes {
-        let variant = if k % 8 == 0 { "gemm" } else { "gemm_unaligned" };
-        let shape = format!(
-            "{m}x{n}x{k}{}{}{}{}",
-            if bias { " +b" } else { "" },
-            ["", " gelu", " qgelu"][act as usize],
-            if ls { " *ls" } else { "" },
-            if res { " +res" } else { "" }
-        );
-        out.push(case(
-            "gemm",
-            format!("{variant}_{}", dt.suffix()),
-            shape,
-            tol(dt),
-            Box::new(move |dev, rng| {
-                let a = random(rng, m * k, -1.0, 1.0, dt);
-                let w = random(rng, n * k, -1.0, 1.0, dt);
-                let b = random(rng, n, -0.5, 0.5, dt);
-                let s = random(rng, n, 0.5, 1.5, dt);
-                let r0 = random(rng, m * n, -1.0, 1.0, dt);
-                let (ab, wb, bb, sb) =
-                    (dev.upload(&a, dt)?, dev.upload(&w, dt)?, dev.upload(&b, dt)?, dev.upload(&s, dt)?);
-                // In place: the output buffer holds the residual; otherwise it starts as NaN.
-                let c = if res { dev.upload(&r0, dt)? } else { poisoned(dev, dt, m * n)? };
-                let mut g = ops::gemm::Gemm::new(m, n, k, &ab, &wb, &c).act(
-                    [ops::gemm::Activation::None, ops::gemm::Activation::Gelu, ops::gemm::Activation::QuickGelu]
-                        [act as usize],
-                );
-                if bias {
-                    g = g.bias(&bb);
-                }
-                if ls {
-                    g = g.layer_scale(&sb);
-                }
-                if res {
-                    g = g.residual(&c, n);
-                }
-                g.launch(dev)?;
-                let e = r::GemmRef {
-                    bias: bias.then_some(&b[..]),
-                    act,
-                    layer_scale: ls.then_some(&s[..]),
-                    residual: res.then_some(&r0[..]),
-                };
-                Ok((dev.download(&c)?, r::gemm(m, n, k, &a, &w, &e)))
-            }),
-        ));
+    for (dt, shape) in GEMM_SHAPES {
+        let variant = if shape.2 % 8 == 0 { "gemm" } else { "gemm_unaligned" };
+        out.push(gemm_case(dt, shape, ops::gemm::GemmKernel::Sm80, format!("{variant}_{}", dt.suffix())));
     }
+}
+
+/// The wgmma GEMM variants, for sm_90 devices only (aligned shapes).
+fn hopper_gemm_cases(out: &mut Vec<Case>) {
+    for v in ops::gemm::SM90_VARIANTS {
+        for (dt, shape) in GEMM_SHAPES.into_iter().filter(|(_, s)| s.2 % 8 == 0) {
+            let kernel = ops::gemm::GemmKernel::Sm90(v);
+            out.push(gemm_case(dt, shape, kernel, format!("gemm_sm90_{}_{}", v.label(), dt.suffix())));
+        }
+    }
+}
+
+fn gemm_case(dt: DType, shape: GemmShape, kernel: ops::gemm::GemmKernel, name: String) -> Case {
+    let (m, n, k, bias, act, ls, res) = shape;
+    let label = format!(
+        "{m}x{n}x{k}{}{}{}{}",
+        if bias { " +b" } else { "" },
+        ["", " gelu", " qgelu"][act as usize],
+        if ls { " *ls" } else { "" },
+        if res { " +res" } else { "" }
+    );
+    case(
+        "gemm",
+        name,
+        label,
+        tol(dt),
+        Box::new(move |dev, rng| {
+            let a = random(rng, m * k, -1.0, 1.0, dt);
+            let w = random(rng, n * k, -1.0, 1.0, dt);
+            let b = random(rng, n, -0.5, 0.5, dt);
+            let s = random(rng, n, 0.5, 1.5, dt);
+            let r0 = random(rng, m * n, -1.0, 1.0, dt);
+            let (ab, wb, bb, sb) = (dev.upload(&a, dt)?, dev.upload(&w, dt)?, dev.upload(&b, dt)?, dev.upload(&s, dt)?);
+            // In place: the output buffer holds the residual; otherwise it starts as NaN.
+            let c = if res { dev.upload(&r0, dt)? } else { poisoned(dev, dt, m * n)? };
+            let acts = [ops::gemm::Activation::None, ops::gemm::Activation::Gelu, ops::gemm::Activation::QuickGelu];
+            let mut g = ops::gemm::Gemm::new(m, n, k, &ab, &wb, &c).act(acts[act as usize]).kernel(kernel);
+            if bias {
+                g = g.bias(&bb);
+            }
+            if ls {
+                g = g.layer_scale(&sb);
+            }
+            if res {
+                g = g.residual(&c, n);
+            }
+            g.launch(dev)?;
+            let e = r::GemmRef {
+                bias: bias.then_some(&b[..]),
+                act,
+                layer_scale: ls.then_some(&s[..]),
+                residual: res.then_some(&r0[..]),
+            };
+            Ok((dev.download(&c)?, r::gemm(m, n, k, &a, &w, &e)))
+        }),
+    )
 }
 
 fn attention_cases(out: &mut Vec<Case>) {
@@ -412,13 +426,16 @@ fn pool_cases(out: &mut Vec<Case>) {
     }
 }
 
-/// Every case, in a fixed order.
-pub fn cases() -> Vec<Case> {
+/// Every case for `dev`, in a fixed order (the Hopper kernels only on an sm_90 device).
+pub fn cases(dev: &GpuDevice) -> Vec<Case> {
     let mut out = Vec::new();
     elementwise_cases(&mut out);
     layernorm_cases(&mut out);
     softmax_cases(&mut out);
     gemm_cases(&mut out);
+    if dev.arch().as_deref() == Some("sm_90") {
+        hopper_gemm_cases(&mut out);
+    }
     attention_cases(&mut out);
     fused_qkv_case(&mut out);
     tokens::generic_attention_cases(&mut out);
@@ -461,8 +478,8 @@ pub fn run(dev: &GpuDevice, cases: &[Case], seed: u64) -> Vec<CaseResult> {
 }
 
 /// The cases of one family (`elementwise`, `layernorm`, …).
-pub fn family(name: &str) -> Vec<Case> {
-    cases().into_iter().filter(|c| c.family == name).collect()
+pub fn family(dev: &GpuDevice, name: &str) -> Vec<Case> {
+    cases(dev).into_iter().filter(|c| c.family == name).collect()
 }
 
 /// A fixed-width table of results, one line each.

@@ -24,6 +24,7 @@ pub const SOURCES: &[KernelSource] = kernel_sources![
     "attention.cu",
     "elementwise.cu",
     "gemm.cu",
+    "gemm_sm90.cu",
     "interp.cu",
     "layernorm.cu",
     "patch_embed.cu",

@@ -1,4 +1,5 @@
-//! Launcher for `kernels/gemm.cu`: C = residual + layer_scale ⊙ act(A·Wᵀ + bias), bf16 or f16.
+//! Launcher for `kernels/gemm.cu` and, on Hopper, `kernels/gemm_sm90.cu`:
+//! C = residual + layer_scale ⊙ act(A·Wᵀ + bias), bf16 or f16.
 
 use super::{check, int};
 use crate::error::{Error, Result};
@@ -7,6 +8,76 @@ use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
 /// Block tile edge and shared bytes of `gemm.cu` (GEMM_BM = GEMM_BN, GEMM_SMEM_BYTES).
 const TILE: usize = 128;
 const SMEM_BYTES: u32 = 3 * (128 + 128) * 40 * 2;
+
+/// Which kernel computes a GEMM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GemmKernel {
+    /// The fastest that applies: `gemm_sm90.cu` on an sm_90 device with aligned operands, else `gemm.cu`.
+    #[default]
+    Auto,
+    /// `gemm.cu` (mma.sync; every device, the emulator included).
+    Sm80,
+    /// One of `gemm_sm90.cu`'s [`SM90_VARIANTS`]. Needs an sm_90 device and aligned operands.
+    Sm90(Sm90Variant),
+}
+
+/// A `gemm_sm90.cu` kernel: block tile 128 x `bn`, a `stages`-deep operand pipeline, loaded by cp.async from
+/// every thread, or by the tensor memory accelerator from one producer thread (`tma`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sm90Variant {
+    pub bn: usize,
+    pub stages: usize,
+    pub tma: bool,
+}
+
+impl Sm90Variant {
+    const fn new(bn: usize, stages: usize, tma: bool) -> Self {
+        Sm90Variant { bn, stages, tma }
+    }
+
+    /// `n128s3`, `tma-n128s5`, …: the kernel name's middle and the `CPEAL_GEMM_SM90` value.
+    pub fn label(&self) -> String {
+        format!("{}n{}s{}", if self.tma { "tma-" } else { "" }, self.bn, self.stages)
+    }
+
+    fn kernel_name(&self, dt: DType) -> String {
+        format!("gemm_sm90_{}_{}", self.label().replace('-', "_"), dt.suffix())
+    }
+
+    fn threads(&self) -> u32 {
+        if self.tma {
+            384
+        } else {
+            256
+        }
+    }
+
+    /// Operand stages, 1 KiB to align the first tile to the swizzle period, and the TMA variants' barriers.
+    fn shared_bytes(&self) -> u32 {
+        ((128 + self.bn) * 128 * self.stages + 1024 + if self.tma { 16 * self.stages } else { 0 }) as u32
+    }
+}
+
+/// The variants compiled in `gemm_sm90.cu`.
+pub const SM90_VARIANTS: [Sm90Variant; 5] = [
+    Sm90Variant::new(128, 3, false),
+    Sm90Variant::new(128, 4, false),
+    Sm90Variant::new(256, 4, false),
+    Sm90Variant::new(128, 5, true),
+    Sm90Variant::new(256, 3, true),
+];
+const SM90_DEFAULT: Sm90Variant = Sm90Variant::new(128, 3, false);
+
+/// The Hopper variant `Auto` picks: `CPEAL_GEMM_SM90=<label>` overrides (for benchmarks), `=off` keeps
+/// `gemm.cu`.
+fn auto_sm90() -> Option<Sm90Variant> {
+    static PICK: std::sync::OnceLock<Option<Sm90Variant>> = std::sync::OnceLock::new();
+    *PICK.get_or_init(|| match std::env::var("CPEAL_GEMM_SM90").ok().as_deref() {
+        Some("off") => None,
+        Some(v) => SM90_VARIANTS.iter().copied().find(|x| x.label() == v).or(Some(SM90_DEFAULT)),
+        None => Some(SM90_DEFAULT),
+    })
+}
 
 /// The activation of the epilogue (the kernel's `act`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,6 +107,7 @@ pub struct Gemm<'a> {
     pub layer_scale: Option<&'a GpuBuffer>,
     pub residual: Option<&'a GpuBuffer>,
     pub ldr: usize,
+    pub kernel: GemmKernel,
 }
 
 impl<'a> Gemm<'a> {
@@ -56,6 +128,7 @@ impl<'a> Gemm<'a> {
             layer_scale: None,
             residual: None,
             ldr: n,
+            kernel: GemmKernel::Auto,
         }
     }
 
@@ -79,6 +152,31 @@ impl<'a> Gemm<'a> {
         self.residual = Some(r);
         self.ldr = ldr;
         self
+    }
+
+    /// Compute with this kernel instead of the automatic choice.
+    pub fn kernel(mut self, kernel: GemmKernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// The Hopper variant this GEMM runs on `dev`, or None for `gemm.cu`.
+    fn sm90_variant(&self, dev: &GpuDevice, dt: DType) -> Result<Option<Sm90Variant>> {
+        let hopper = dev.arch().as_deref() == Some("sm_90") && self.aligned();
+        Ok(match self.kernel {
+            GemmKernel::Auto => auto_sm90().filter(|_| hopper),
+            GemmKernel::Sm80 => None,
+            GemmKernel::Sm90(v) => {
+                let name = v.kernel_name(dt);
+                if !SM90_VARIANTS.contains(&v) {
+                    return Err(Error::kernel(&name, "no such variant"));
+                }
+                if !hopper {
+                    return Err(Error::kernel(&name, "needs an sm_90 device and 16-byte aligned operands"));
+                }
+                Some(v)
+            }
+        })
     }
 
     /// Whether the cp.async path applies (K and strides multiples of 8 elements; buffers are 256-byte aligned).
@@ -115,35 +213,51 @@ impl<'a> Gemm<'a> {
     /// Launch on `dev`.
     pub fn launch(&self, dev: &GpuDevice) -> Result<()> {
         let dt = self.a.dtype();
-        let variant = if self.aligned() { "gemm" } else { "gemm_unaligned" };
-        let kernel = format!("{variant}_{}", dt.suffix());
         if !matches!(dt, DType::Bf16 | DType::F16) {
-            return Err(Error::kernel(&kernel, format!("{dt:?} storage; the GEMM takes bf16 or f16")));
+            return Err(Error::kernel("gemm", format!("{dt:?} storage; the GEMM takes bf16 or f16")));
         }
+        let variant = self.sm90_variant(dev, dt)?;
+        let (kernel, tile_n, threads, smem) = match variant {
+            Some(v) => (v.kernel_name(dt), v.bn, v.threads(), v.shared_bytes()),
+            None => {
+                let name = if self.aligned() { "gemm" } else { "gemm_unaligned" };
+                (format!("{name}_{}", dt.suffix()), TILE, 256, SMEM_BYTES)
+            }
+        };
         self.check(&kernel, dt)?;
-        let grid_x = u32::try_from(self.n.div_ceil(TILE)).map_err(|_| Error::kernel(&kernel, "N too large"))?;
+        let grid_x = u32::try_from(self.n.div_ceil(tile_n)).map_err(|_| Error::kernel(&kernel, "N too large"))?;
         let grid_y = u32::try_from(self.m.div_ceil(TILE)).ok().filter(|&g| g < 65536);
         let grid_y =
             grid_y.ok_or_else(|| Error::kernel(&kernel, format!("M = {} needs more than 65535 row tiles", self.m)))?;
-        let cfg = LaunchConfig { grid: (grid_x, grid_y, 1), block: (256, 1, 1), shared_bytes: SMEM_BYTES };
+        let cfg = LaunchConfig { grid: (grid_x, grid_y, 1), block: (threads, 1, 1), shared_bytes: smem };
         let mut args = KernelArgs::new();
-        args.i32(int(&kernel, "M", self.m)?) //       int M
-            .i32(int(&kernel, "N", self.n)?) //       int N
-            .i32(int(&kernel, "K", self.k)?) //       int K
-            .i32(int(&kernel, "lda", self.lda)?) //   int lda
-            .i32(int(&kernel, "ldw", self.ldw)?) //   int ldw
-            .i32(int(&kernel, "ldr", self.ldr)?) //   int ldr
-            .i32(int(&kernel, "ldc", self.ldc)?) //   int ldc
-            .buf(self.a) //                           const T* A
-            .buf(self.w) //                           const T* W
-            .opt_buf(self.bias) //                    const T* bias (nullable)
-            .opt_buf(self.residual) //                const T* residual (nullable)
-            .opt_buf(self.layer_scale) //             const T* layer_scale (nullable)
-            .buf(self.c) //                           T* C
-            .i32(self.act as i32); //                 int act
+        args.i32(int(&kernel, "M", self.m)?) //   int M
+            .i32(int(&kernel, "N", self.n)?) //   int N
+            .i32(int(&kernel, "K", self.k)?); //  int K
+        if let Some(v) = variant.filter(|v| v.tma) {
+            let amap = dev.tensor_map_2d(self.a, self.m, self.k, self.lda, TILE)?;
+            let wmap = dev.tensor_map_2d(self.w, self.n, self.k, self.ldw, v.bn)?;
+            args.i32(int(&kernel, "ldr", self.ldr)?) // int ldr
+                .i32(int(&kernel, "ldc", self.ldc)?) //  int ldc
+                .tensor_map(&amap) //                    TmaMap amap
+                .tensor_map(&wmap); //                   TmaMap wmap
+        } else {
+            args.i32(int(&kernel, "lda", self.lda)?) // int lda
+                .i32(int(&kernel, "ldw", self.ldw)?) //  int ldw
+                .i32(int(&kernel, "ldr", self.ldr)?) //  int ldr
+                .i32(int(&kernel, "ldc", self.ldc)?) //  int ldc
+                .buf(self.a) //                          const T* A
+                .buf(self.w); //                         const T* W
+        }
+        args.opt_buf(self.bias) //         const T* bias (nullable)
+            .opt_buf(self.residual) //     const T* residual (nullable)
+            .opt_buf(self.layer_scale) //  const T* layer_scale (nullable)
+            .buf(self.c) //                T* C
+            .i32(self.act as i32); //      int act
                                    // SAFETY: every buffer holds what its leading dimension and the sizes require (checked above); the
-                                   // signature is (7 × int, 5 × const T*, T*, int); the aligned variant is chosen only when its
-                                   // preconditions hold.
+                                   // signatures are (7 × int, 5 × const T*, T*, int) and, for TMA, (5 × int, 2 × TmaMap, 4 × T*, int); the
+                                   // aligned and Hopper variants are chosen only when their preconditions hold. The TMA descriptors
+                                   // address A and W, which `args` does not keep alive: they are borrowed by `self` for this call.
         unsafe { dev.launch(&kernel, cfg, &mut args) }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use cpeal::gpu::ops::gemm::{Activation, Gemm};
+use cpeal::gpu::ops::gemm::{Activation, Gemm, GemmKernel, SM90_VARIANTS};
 use cpeal::gpu::{ops, selftest, DType, GpuDevice};
 use rand::SeedableRng;
 
@@ -68,9 +68,20 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
         let w = dev.upload(&selftest::random(&mut rng, n * k, -0.05, 0.05, DType::Bf16), DType::Bf16)?;
         let b = dev.upload(&selftest::random(&mut rng, n, -0.1, 0.1, DType::Bf16), DType::Bf16)?;
         let c = dev.alloc(DType::Bf16, m * n)?;
-        let secs = time(&dev, args.reps, &|| Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(act).launch(&dev))?;
-        let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
-        println!("| gemm_bf16 {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
+        // The automatic choice first (gpu-check.sh compares that row with torch), then each kernel by name.
+        let mut kernels =
+            vec![("gemm_bf16".to_string(), GemmKernel::Auto), ("gemm_sm80_bf16".into(), GemmKernel::Sm80)];
+        if dev.arch().as_deref() == Some("sm_90") {
+            for v in SM90_VARIANTS {
+                kernels.push((format!("gemm_sm90_{}_bf16", v.label()), GemmKernel::Sm90(v)));
+            }
+        }
+        for (label, kernel) in kernels {
+            let gemm = Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(act).kernel(kernel);
+            let secs = time(&dev, args.reps, &|| gemm.launch(&dev))?;
+            let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
+            println!("| {label} {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
+        }
         if let Some(cb) = &cublas {
             let secs = time(&dev, args.reps, &|| cb.gemm_bf16(m, n, k, &a, &w, &c))?;
             let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;

@@ -31,8 +31,8 @@ pub fn open(kind: GpuKind) -> cpeal::Result<GpuDevice> {
 pub fn run(args: &Args) -> cpeal::Result<()> {
     let dev = open(args.device)?;
     let cases = match &args.family {
-        Some(f) => selftest::family(f),
-        None => selftest::cases(),
+        Some(f) => selftest::family(&dev, f),
+        None => selftest::cases(&dev),
     };
     if cases.is_empty() {
         return Err(cpeal::Error::invalid("selftest", "no cases match --family"));
