@@ -186,6 +186,9 @@ impl Runtime for CudaRuntime {
     }
 
     fn download(&self, src: u64, bytes: usize, sink: Sink) -> Result<()> {
+        if bytes == 0 {
+            return self.synchronize(); // still "after all queued work"
+        }
         self.bind()?;
         self.copies.download(self.profiler.as_ref(), src, bytes, sink)
     }

@@ -234,7 +234,8 @@ impl GpuDevice {
         Ok(GpuBuffer { alloc: Arc::new(Allocation { rt: self.rt.clone(), ptr, bytes }), offset: 0, dtype, len })
     }
 
-    /// Copy host f32 values to a new buffer of type `dtype`.
+    /// Copy host f32 values to a new buffer of type `dtype`. Returns once `data` has been read; on CUDA the copy
+    /// itself may still be queued, ordered before any later work.
     pub fn upload(&self, data: &[f32], dtype: DType) -> Result<GpuBuffer> {
         let buf = self.alloc(dtype, data.len())?;
         let size = dtype.size();
@@ -375,6 +376,18 @@ mod tests {
         assert!(b.slice(3, 3).is_err() && b.slice(usize::MAX, 2).is_err());
         drop(b);
         assert_eq!(dev.download(&s).unwrap(), vec![2.0, 3.0, 4.0], "a view keeps the allocation alive");
+    }
+
+    #[cfg(feature = "cuda-emu")]
+    #[test]
+    fn large_copies_round_trip_exactly() {
+        let dev = GpuDevice::emu().unwrap();
+        let v: Vec<f32> = (0..(transfer::CHUNK / 2 + 3)).map(|i| (i % 4099) as f32 * 0.731 - 1500.0).collect();
+        for dt in [DType::F32, DType::Bf16, DType::F16] {
+            let b = dev.upload(&v, dt).unwrap();
+            assert!(dev.download(&b).unwrap() == dt.round(&v), "{dt:?}");
+        }
+        assert!(dev.download(&dev.upload(&[], DType::Bf16).unwrap()).unwrap().is_empty());
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! default stream. A copy from pageable memory is staged by the driver and, host→device, waits for the stream
 //! to drain first; from pinned memory `cuMemcpy{HtoD,DtoH}Async` is a plain DMA ordered on the stream.
 //!
-//! - Large copies (over [`SMALL_MAX`] bytes, either way) go in [`CHUNK`]-byte pieces through two staging slots:
-//!   piece k in slot k % 2. A download queues the copy of piece k+1 before converting piece k, so conversion
-//!   and DMA overlap; an upload converts piece k while piece k−1 is in flight and returns without waiting.
+//! - Downloads, and uploads over [`SMALL_MAX`] bytes, go in [`CHUNK`]-byte pieces through [`SLOTS`] (two)
+//!   pinned staging slots, piece k of a download in slot k % 2. A download queues the copy of piece k+1
+//!   before converting piece k, so conversion and DMA overlap; an upload converts piece k while piece k−1 is
+//!   in flight and returns without waiting.
 //! - Small uploads (index lists, token ids inside a forward) take a region of a pinned ring and return at
 //!   once; the host waits only if a whole ring of uploads is still queued ahead of the device.
 //!
@@ -19,7 +20,7 @@ use cudarc::driver::{result, sys};
 
 use super::cuda::drv;
 use super::profile::Profiler;
-use super::transfer::{chunks, Fill, Ring, Sink, CHUNK};
+use super::transfer::{chunks, download_steps, Fill, Ring, Sink, Step, CHUNK, SLOTS};
 use crate::error::Result;
 
 /// Uploads up to this many bytes go through the ring, larger ones through the staging slots.
@@ -125,23 +126,23 @@ struct Slot {
     done: Event,
 }
 
-/// Two CHUNK-byte slots for large copies.
+/// CHUNK-byte slots for large copies.
 struct Staging {
-    slots: [Slot; 2],
+    slots: Vec<Slot>,
     /// Slot of the next upload piece.
     next: usize,
 }
 
 impl Staging {
     fn new() -> Result<Self> {
-        let slot = || Ok(Slot { host: PinnedHost::new(CHUNK)?, done: Event::new()? });
-        Ok(Staging { slots: [slot()?, slot()?], next: 0 })
+        let slots = (0..SLOTS).map(|_| Ok(Slot { host: PinnedHost::new(CHUNK)?, done: Event::new()? }));
+        Ok(Staging { slots: slots.collect::<Result<_>>()?, next: 0 })
     }
 
     fn upload(&mut self, prof: Option<&Profiler>, dst: u64, bytes: usize, fill: Fill) -> Result<()> {
         for r in chunks(bytes, CHUNK) {
             let slot = &mut self.slots[self.next];
-            self.next ^= 1;
+            self.next = (self.next + 1) % SLOTS;
             slot.done.synchronize()?;
             let host = &mut slot.host.bytes_mut()[..r.len()];
             fill(r.start, host);
@@ -171,16 +172,15 @@ impl Staging {
 
     fn download(&mut self, prof: Option<&Profiler>, src: u64, bytes: usize, sink: Sink) -> Result<()> {
         let parts: Vec<_> = chunks(bytes, CHUNK).collect();
-        if let Some(first) = parts.first() {
-            self.fetch(prof, 0, src, first.clone())?;
-        }
-        for (k, r) in parts.iter().enumerate() {
-            if let Some(next) = parts.get(k + 1) {
-                self.fetch(prof, (k + 1) % 2, src, next.clone())?;
+        for step in download_steps(parts.len()) {
+            match step {
+                Step::Fetch(k) => self.fetch(prof, k % SLOTS, src, parts[k].clone())?,
+                Step::Convert(k) => {
+                    let slot = &self.slots[k % SLOTS];
+                    slot.done.synchronize()?;
+                    sink(parts[k].start, &slot.host.bytes()[..parts[k].len()]);
+                }
             }
-            let slot = &self.slots[k % 2];
-            slot.done.synchronize()?;
-            sink(r.start, &slot.host.bytes()[..r.len()]);
         }
         Ok(())
     }

@@ -26,6 +26,28 @@ pub(crate) fn chunks(total: usize, chunk: usize) -> impl Iterator<Item = Range<u
     (0..total.div_ceil(chunk)).map(move |i| i * chunk..((i + 1) * chunk).min(total))
 }
 
+/// Staging slots of a large copy; piece k of a copy goes through slot k % SLOTS.
+pub(crate) const SLOTS: usize = 2;
+
+/// One step of a download through the staging slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Queue the device → slot copy of piece k.
+    Fetch(usize),
+    /// Wait for piece k's copy, then convert it out of its slot.
+    Convert(usize),
+}
+
+/// The order of a download of `pieces` pieces: piece k+1 is queued before piece k is converted, so the copy of
+/// one overlaps the conversion of the other, and a slot is refilled only after its last piece was converted.
+pub(crate) fn download_steps(pieces: usize) -> impl Iterator<Item = Step> {
+    let first = (pieces > 0).then_some(Step::Fetch(0));
+    first.into_iter().chain((0..pieces).flat_map(move |k| {
+        let next = (k + 1 < pieces).then_some(Step::Fetch(k + 1));
+        next.into_iter().chain([Step::Convert(k)])
+    }))
+}
+
 /// Elements converted per rayon task; below this a chunk converts on the calling thread.
 const PAR_MIN: usize = 1 << 16;
 
@@ -164,6 +186,33 @@ mod tests {
         }
     }
 
+    /// Replays the download order against two slots: a slot is refilled only once its piece was converted,
+    /// each conversion finds its own piece, pieces convert in order, and piece k+1 is in flight while k converts.
+    #[test]
+    fn download_steps_never_overwrite_an_unconverted_slot() {
+        for pieces in 0..7 {
+            let mut slots: [Option<(usize, bool)>; SLOTS] = [None; SLOTS];
+            let (mut converted, mut fetched) = (Vec::new(), Vec::new());
+            for step in download_steps(pieces) {
+                match step {
+                    Step::Fetch(k) => {
+                        assert!(slots[k % SLOTS].is_none_or(|(_, done)| done), "{pieces}: piece {k} overwrites");
+                        slots[k % SLOTS] = Some((k, false));
+                        fetched.push(k);
+                    }
+                    Step::Convert(k) => {
+                        assert_eq!(slots[k % SLOTS], Some((k, false)), "{pieces}: piece {k} not in its slot");
+                        slots[k % SLOTS] = Some((k, true));
+                        assert!(k + 1 == pieces || fetched.contains(&(k + 1)), "{pieces}: no overlap at {k}");
+                        converted.push(k);
+                    }
+                }
+            }
+            assert_eq!(converted, (0..pieces).collect::<Vec<_>>());
+            assert_eq!(fetched, (0..pieces).collect::<Vec<_>>());
+        }
+    }
+
     fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
         a.start < b.end && b.start < a.end
     }
@@ -172,8 +221,8 @@ mod tests {
     fn ring_regions_never_overlap_pending_ones() {
         let mut ring = Ring::<u32>::new(4096);
         let mut waited = Vec::new();
-        let mut next = 0u32;
-        for n in [1usize, 300, 1000, 5, 2000, 700, 4096, 17, 256, 3000, 1, 1, 999] {
+        let sizes = [1usize, 300, 1000, 5, 2000, 700, 4096, 17, 256, 3000, 1, 1, 999];
+        for (token, n) in (0u32..).zip(sizes) {
             let start = ring
                 .reserve(n, |t| {
                     waited.push(t);
@@ -183,8 +232,7 @@ mod tests {
             let region = start..start + n;
             assert!(region.end <= 4096 && start % RING_ALIGN == 0);
             assert!(ring.pending_regions().iter().all(|p| !overlaps(p, &region)), "{region:?} overlaps");
-            ring.commit(region, next);
-            next += 1;
+            ring.commit(region, token);
         }
         assert!(waited.windows(2).all(|w| w[0] < w[1]), "waits go oldest first: {waited:?}");
         assert!(ring.reserve(4097, |_| Ok(())).is_err());
