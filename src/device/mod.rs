@@ -86,6 +86,14 @@ impl Device {
         }
     }
 
+    /// Waits until all work queued on this device is done (a no-op on the CPU, whose ops are synchronous).
+    pub fn synchronize(&self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Gpu(g) => g.synchronize(),
+        }
+    }
+
     pub fn name(&self) -> String {
         match self {
             Device::Cpu => "cpu".to_string(),

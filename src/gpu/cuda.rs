@@ -1,7 +1,8 @@
 //! The CUDA runtime over cudarc's driver layer. Kernel files are compiled by NVRTC on first use, straight to
 //! CUBIN for the device's own `sm_XY` (no PTX-version skew with the driver), cached on disk under
 //! `$XDG_CACHE_HOME/cpeal/kernels` (else `~/.cache/cpeal/kernels`) keyed by source hash + arch + NVRTC
-//! version, and loaded once per process. All work goes to the legacy default stream of the primary context.
+//! version, and loaded once per process. All work goes to the legacy default stream of the primary context;
+//! host copies go through pinned memory asynchronously on that stream (`pinned.rs`).
 
 use std::collections::HashMap;
 use std::ffi::{c_void, CString};
@@ -10,7 +11,9 @@ use std::sync::Mutex;
 
 use cudarc::driver::{result, sys};
 
+use super::pinned::Copies;
 use super::profile::Profiler;
+use super::transfer::{Fill, Sink};
 use super::{nvrtc, sources, LaunchConfig, Runtime, TensorMapSpec};
 use crate::error::{Error, Result};
 
@@ -23,6 +26,8 @@ pub struct CudaRuntime {
     functions: Mutex<HashMap<String, sys::CUfunction>>,
     modules: Mutex<HashMap<&'static str, sys::CUmodule>>,
     profiler: Option<Profiler>,
+    /// Pinned staging for host copies (see `pinned.rs`).
+    copies: Copies,
 }
 
 // SAFETY: CUcontext/CUmodule/CUfunction are driver handles usable from any thread once the context is made
@@ -35,7 +40,7 @@ fn unavailable(reason: impl Into<String>) -> Error {
     Error::DeviceUnavailable { device: "cuda".into(), reason: reason.into() }
 }
 
-fn drv(what: &str, e: result::DriverError) -> Error {
+pub(super) fn drv(what: &str, e: result::DriverError) -> Error {
     Error::invalid("cuda", format!("{what}: {e:?}"))
 }
 
@@ -76,6 +81,7 @@ impl CudaRuntime {
             functions: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
             profiler: Profiler::from_env(),
+            copies: Copies::default(),
         })
     }
 
@@ -217,18 +223,17 @@ impl Runtime for CudaRuntime {
         }
     }
 
-    fn upload(&self, dst: u64, src: &[u8]) -> Result<()> {
+    fn upload(&self, dst: u64, bytes: usize, fill: Fill) -> Result<()> {
         self.bind()?;
-        // SAFETY: dst is an allocation of at least src.len() bytes.
-        self.timed("[copy host->device]", || unsafe { result::memcpy_htod_sync(dst, src) })
-            .map_err(|e| drv("cuMemcpyHtoD", e))
+        self.copies.upload(self.profiler.as_ref(), dst, bytes, fill)
     }
 
-    fn download(&self, src: u64, dst: &mut [u8]) -> Result<()> {
+    fn download(&self, src: u64, bytes: usize, sink: Sink) -> Result<()> {
+        if bytes == 0 {
+            return self.synchronize(); // still "after all queued work"
+        }
         self.bind()?;
-        // SAFETY: src is an allocation of at least dst.len() bytes; the copy waits for prior work.
-        self.timed("[copy device->host]", || unsafe { result::memcpy_dtoh_sync(dst, src) })
-            .map_err(|e| drv("cuMemcpyDtoH", e))
+        self.copies.download(self.profiler.as_ref(), src, bytes, sink)
     }
 
     fn fill_bytes(&self, dst: u64, bytes: usize, value: u8) -> Result<()> {
@@ -267,6 +272,8 @@ impl Runtime for CudaRuntime {
 
 impl Drop for CudaRuntime {
     fn drop(&mut self) {
+        // The fields dropped after this (pinned staging, events) need the context current on this thread.
+        let _ = self.bind();
         if let Some(p) = &self.profiler {
             if self.synchronize().is_ok() {
                 p.report();

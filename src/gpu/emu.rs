@@ -4,6 +4,7 @@
 
 use std::ffi::c_void;
 
+use super::transfer::{Fill, Sink};
 use super::{LaunchConfig, Runtime};
 use crate::error::{Error, Result};
 
@@ -75,15 +76,16 @@ impl Runtime for EmuRuntime {
         unsafe { std::alloc::dealloc(ptr as *mut u8, layout(bytes)) }
     }
 
-    fn upload(&self, dst: u64, src: &[u8]) -> Result<()> {
-        // SAFETY: dst is an allocation of at least src.len() bytes (GpuDevice::upload allocates it so).
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
+    fn upload(&self, dst: u64, bytes: usize, fill: Fill) -> Result<()> {
+        // SAFETY: dst is an allocation of at least `bytes` bytes (GpuDevice::upload allocates it so) and no
+        // launch runs while this borrow lives (launches are synchronous here).
+        fill(0, unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, bytes) });
         Ok(())
     }
 
-    fn download(&self, src: u64, dst: &mut [u8]) -> Result<()> {
-        // SAFETY: src is an allocation of at least dst.len() bytes (the buffer's own size).
-        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst.as_mut_ptr(), dst.len()) };
+    fn download(&self, src: u64, bytes: usize, sink: Sink) -> Result<()> {
+        // SAFETY: src is an allocation of at least `bytes` bytes (the buffer's own size), not written meanwhile.
+        sink(0, unsafe { std::slice::from_raw_parts(src as *const u8, bytes) });
         Ok(())
     }
 

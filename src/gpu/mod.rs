@@ -21,11 +21,13 @@ pub mod emu;
 pub mod nvrtc;
 pub mod nvrtc_check;
 pub mod ops;
+mod pinned;
 mod profile;
 pub mod reference;
 pub mod scan;
 pub mod selftest;
 pub mod sources;
+mod transfer;
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -64,26 +66,65 @@ impl DType {
 
     /// Host f32 values in this storage type (round to nearest even).
     pub fn encode(self, data: &[f32]) -> Vec<u8> {
+        let mut out = vec![0u8; data.len() * self.size()];
+        self.encode_into(data, &mut out);
+        out
+    }
+
+    /// `encode` into `out`, which holds exactly `data.len()` elements of this type.
+    pub fn encode_into(self, data: &[f32], out: &mut [u8]) {
+        assert_eq!(out.len(), data.len() * self.size(), "encode_into: output length");
         match self {
-            DType::F32 => bytemuck::cast_slice(data).to_vec(),
-            DType::Bf16 => data.iter().flat_map(|&v| half::bf16::from_f32(v).to_bits().to_le_bytes()).collect(),
-            DType::F16 => data.iter().flat_map(|&v| half::f16::from_f32(v).to_bits().to_le_bytes()).collect(),
-            DType::I32 => data.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect(),
+            DType::F32 => out.copy_from_slice(bytemuck::cast_slice(data)),
+            DType::Bf16 => {
+                for (o, &v) in out.chunks_exact_mut(2).zip(data) {
+                    o.copy_from_slice(&half::bf16::from_f32(v).to_bits().to_le_bytes());
+                }
+            }
+            DType::F16 => {
+                for (o, &v) in out.chunks_exact_mut(2).zip(data) {
+                    o.copy_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes());
+                }
+            }
+            DType::I32 => {
+                for (o, &v) in out.chunks_exact_mut(4).zip(data) {
+                    o.copy_from_slice(&(v as i32).to_le_bytes());
+                }
+            }
         }
     }
 
     /// Bytes of this storage type back to f32.
     pub fn decode(self, bytes: &[u8]) -> Vec<f32> {
+        let mut out = vec![0f32; bytes.len() / self.size()];
+        self.decode_into(bytes, &mut out);
+        out
+    }
+
+    /// `decode` into `out`, which receives exactly `bytes.len() / size` values.
+    pub fn decode_into(self, bytes: &[u8], out: &mut [f32]) {
+        assert_eq!(out.len(), bytes.len() / self.size(), "decode_into: output length");
         match self {
-            DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            DType::Bf16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                .collect(),
-            DType::F16 => {
-                bytes.chunks_exact(2).map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32()).collect()
+            DType::F32 => {
+                for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
             }
-            DType::I32 => bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+            DType::Bf16 => {
+                for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
+                }
+            }
+            DType::F16 => {
+                for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
+                }
+            }
+            DType::I32 => {
+                for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *o = i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32;
+                }
+            }
         }
     }
 
@@ -127,8 +168,13 @@ pub(crate) trait Runtime: Send + Sync {
     /// # Safety
     /// `ptr` came from `alloc(bytes)` of this runtime and is not used afterwards.
     unsafe fn free(&self, ptr: u64, bytes: usize);
-    fn upload(&self, dst: u64, src: &[u8]) -> Result<()>;
-    fn download(&self, src: u64, dst: &mut [u8]) -> Result<()>;
+    /// Copies `bytes` bytes to `dst`, ordered after all queued work. `fill(offset, chunk)` writes source bytes
+    /// `offset..offset + chunk.len()` into `chunk`; chunks come in order and never split an element. Returns
+    /// once `fill` has run for every chunk; the copy may still be in flight.
+    fn upload(&self, dst: u64, bytes: usize, fill: transfer::Fill) -> Result<()>;
+    /// Copies `bytes` bytes from `src` once all queued work is done; `sink(offset, chunk)` receives source
+    /// bytes `offset..offset + chunk.len()`, in order and never splitting an element.
+    fn download(&self, src: u64, bytes: usize, sink: transfer::Sink) -> Result<()>;
     fn fill_bytes(&self, dst: u64, bytes: usize, value: u8) -> Result<()>;
     /// # Safety
     /// `params` point at values matching the kernel's C signature; pointers in them are live allocations of
@@ -218,18 +264,25 @@ impl GpuDevice {
         Ok(GpuBuffer { alloc: Arc::new(Allocation { rt: self.rt.clone(), ptr, bytes }), offset: 0, dtype, len })
     }
 
-    /// Copy host f32 values to a new buffer of type `dtype`.
+    /// Copy host f32 values to a new buffer of type `dtype`. Returns once `data` has been read; on CUDA the copy
+    /// itself may still be queued, ordered before any later work.
     pub fn upload(&self, data: &[f32], dtype: DType) -> Result<GpuBuffer> {
         let buf = self.alloc(dtype, data.len())?;
-        self.rt.upload(buf.ptr(), &dtype.encode(data))?;
+        let size = dtype.size();
+        self.rt.upload(buf.ptr(), buf.bytes(), &mut |offset, chunk| {
+            transfer::encode_par(dtype, &data[offset / size..][..chunk.len() / size], chunk)
+        })?;
         Ok(buf)
     }
 
     /// Copy a buffer back to the host as f32 (waits for pending work).
     pub fn download(&self, buf: &GpuBuffer) -> Result<Vec<f32>> {
-        let mut bytes = vec![0u8; buf.bytes()];
-        self.rt.download(buf.ptr(), &mut bytes)?;
-        Ok(buf.dtype().decode(&bytes))
+        let (dtype, size) = (buf.dtype(), buf.dtype().size());
+        let mut out = vec![0f32; buf.len()];
+        self.rt.download(buf.ptr(), buf.bytes(), &mut |offset, chunk| {
+            transfer::decode_par(dtype, chunk, &mut out[offset / size..][..chunk.len() / size])
+        })?;
+        Ok(out)
     }
 
     /// Fill with all-ones bytes: NaN in f32, bf16 and f16. Tests poison outputs with this before a launch.
@@ -365,6 +418,18 @@ mod tests {
         assert!(b.slice(3, 3).is_err() && b.slice(usize::MAX, 2).is_err());
         drop(b);
         assert_eq!(dev.download(&s).unwrap(), vec![2.0, 3.0, 4.0], "a view keeps the allocation alive");
+    }
+
+    #[cfg(feature = "cuda-emu")]
+    #[test]
+    fn large_copies_round_trip_exactly() {
+        let dev = GpuDevice::emu().unwrap();
+        let v: Vec<f32> = (0..(transfer::CHUNK / 2 + 3)).map(|i| (i % 4099) as f32 * 0.731 - 1500.0).collect();
+        for dt in [DType::F32, DType::Bf16, DType::F16] {
+            let b = dev.upload(&v, dt).unwrap();
+            assert!(dev.download(&b).unwrap() == dt.round(&v), "{dt:?}");
+        }
+        assert!(dev.download(&dev.upload(&[], DType::Bf16).unwrap()).unwrap().is_empty());
     }
 
     #[test]

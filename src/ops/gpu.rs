@@ -25,7 +25,8 @@ fn wrap(device: &GpuDevice, buffer: GpuBuffer, shape: &[usize]) -> Tensor {
     Tensor::from_storage(Storage::Gpu(GpuStorage { device: device.clone(), buffer }), shape.to_vec())
 }
 
-/// Small host integers (token ids, row indices) as an I32 device buffer.
+/// Small host integers (token ids, row indices) as an I32 device buffer. On CUDA the copy is queued from a
+/// pinned ring (`gpu/pinned.rs`), so the forward does not wait for the device here.
 fn upload_indices(dev: &GpuDevice, idx: impl Iterator<Item = usize>) -> Result<GpuBuffer> {
     let values: Vec<f32> = idx.map(|i| i as f32).collect();
     dev.upload(&values, DType::I32)
