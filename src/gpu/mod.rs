@@ -191,8 +191,32 @@ impl GpuDevice {
     /// Copy host f32 values to a new buffer of type `dtype`.
     pub fn upload(&self, data: &[f32], dtype: DType) -> Result<GpuBuffer> {
         let buf = self.alloc(dtype, data.len())?;
-        self.rt.upload(buf.ptr(), &dtype.encode(data))?;
+        match dtype {
+            DType::F32 => self.rt.upload(buf.ptr(), bytemuck::cast_slice(data))?, // no host copy
+            _ => self.rt.upload(buf.ptr(), &dtype.encode(data))?,
+        }
         Ok(buf)
+    }
+
+    /// Copy bytes already in `dtype`'s device layout (little-endian f32, bf16, f16 or i32) to a new buffer, e.g.
+    /// half-precision data as stored on disk; `bytes.len()` must be a multiple of the element size.
+    pub fn upload_bytes(&self, bytes: &[u8], dtype: DType) -> Result<GpuBuffer> {
+        if bytes.len() % dtype.size() != 0 {
+            return Err(Error::invalid("upload", format!("{} bytes are not whole {dtype:?} elements", bytes.len())));
+        }
+        let buf = self.alloc(dtype, bytes.len() / dtype.size())?;
+        self.rt.upload(buf.ptr(), bytes)?;
+        Ok(buf)
+    }
+
+    /// Copy an I32 buffer back to the host exactly (waits for pending work).
+    pub fn download_i32(&self, buf: &GpuBuffer) -> Result<Vec<i32>> {
+        if buf.dtype() != DType::I32 {
+            return Err(Error::invalid("download_i32", format!("the buffer holds {:?}", buf.dtype())));
+        }
+        let mut bytes = vec![0u8; buf.bytes()];
+        self.rt.download(buf.ptr(), &mut bytes)?;
+        Ok(bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 
     /// Copy a buffer back to the host as f32 (waits for pending work).
