@@ -78,57 +78,46 @@ DEVI float vec_elem(const u32 (&r)[4], int q, const H*) {
     return (q & 1) ? hi_f32<H>(r[q >> 1]) : lo_f32<H>(r[q >> 1]);
 }
 
-// This lane's values of row x (length C): 16-byte vectors sub, sub + lanes, … (C·sizeof(T) a multiple of 16,
-// x 16-byte aligned), UNC_CHUNK values a fold.
-template <class T>
-DEVI void fold_row_vec(RowStats& s, const T* __restrict__ x, int C, int sub, int lanes) {
-    constexpr int VW = 16 / sizeof(T), NL = UNC_CHUNK / VW;
-    int nvec = C / VW;
-    int mine = sub < nvec ? (nvec - sub + lanes - 1) / lanes : 0;  // vectors this lane reads
-    float v[UNC_CHUNK];
-    u32 r[NL][4];
-    int it = 0;
-    for (; (it + 1) * NL <= mine; ++it) {
-        UNROLL
-        for (int l = 0; l < NL; ++l) ld_global_16(r[l], x + (long)(sub + (it * NL + l) * lanes) * VW);
+// Units u0, u0 + lanes, … (NL = UNC_CHUNK / VW of them, VW values each: 16-byte vectors when Vec, else
+// single values) of row x into v; units from `valid` on are padding (−∞) and are not read.
+template <class T, bool Vec>
+DEVI void load_units(float (&v)[UNC_CHUNK], const T* __restrict__ x, int u0, int lanes, int valid) {
+    constexpr int VW = Vec ? 16 / sizeof(T) : 1, NL = UNC_CHUNK / VW;
+    if (Vec) {
+        u32 r[NL][4];
         UNROLL
         for (int l = 0; l < NL; ++l) {
-            UNROLL
-            for (int q = 0; q < VW; ++q) v[l * VW + q] = vec_elem(r[l], q, x);
-        }
-        fold_chunk<false>(s, v, UNC_CHUNK);
-    }
-    int rem = mine - it * NL;
-    if (rem > 0) {
-        UNROLL
-        for (int l = 0; l < NL; ++l) {
-            if (l < rem) ld_global_16(r[l], x + (long)(sub + (it * NL + l) * lanes) * VW);
+            if (l < valid) ld_global_16(r[l], x + (long)(u0 + l * lanes) * VW);
         }
         UNROLL
         for (int l = 0; l < NL; ++l) {
             UNROLL
-            for (int q = 0; q < VW; ++q) v[l * VW + q] = l < rem ? vec_elem(r[l], q, x) : NEG_INF;
+            for (int q = 0; q < VW; ++q) v[l * VW + q] = l < valid ? vec_elem(r[l], q, x) : NEG_INF;
         }
-        fold_chunk<true>(s, v, rem * VW);
+    } else {
+        UNROLL
+        for (int l = 0; l < NL; ++l) v[l] = l < valid ? to_f32(x[u0 + l * lanes]) : NEG_INF;
     }
 }
 
-// This lane's values of row x (length C, any alignment): elements sub, sub + lanes, …
-template <class T>
-DEVI void fold_row_scalar(RowStats& s, const T* __restrict__ x, int C, int sub, int lanes) {
-    int mine = sub < C ? (C - sub + lanes - 1) / lanes : 0;
+// Fold this lane's units of row x (`units` in all, unit sub + lanes·i, VW values each) into s, NL units a
+// fold. Every lane runs the same number of folds: first those all lanes fill, then masked ones, so lanes
+// with one unit more or less than their neighbours do not diverge.
+template <class T, bool Vec>
+DEVI void fold_row(RowStats& s, const T* __restrict__ x, int units, int sub, int lanes) {
+    constexpr int VW = Vec ? 16 / sizeof(T) : 1, NL = UNC_CHUNK / VW;
+    int mine = sub < units ? (units - sub + lanes - 1) / lanes : 0;  // units this lane reads
+    int full = units / lanes / NL;                                    // folds every lane fills
+    int folds = ((units + lanes - 1) / lanes + NL - 1) / NL;
     float v[UNC_CHUNK];
-    int it = 0;
-    for (; (it + 1) * UNC_CHUNK <= mine; ++it) {
-        UNROLL
-        for (int i = 0; i < UNC_CHUNK; ++i) v[i] = to_f32(x[sub + (it * UNC_CHUNK + i) * lanes]);
+    for (int it = 0; it < full; ++it) {
+        load_units<T, Vec>(v, x, sub + it * NL * lanes, lanes, NL);
         fold_chunk<false>(s, v, UNC_CHUNK);
     }
-    int rem = mine - it * UNC_CHUNK;
-    if (rem > 0) {
-        UNROLL
-        for (int i = 0; i < UNC_CHUNK; ++i) v[i] = i < rem ? to_f32(x[sub + (it * UNC_CHUNK + i) * lanes]) : NEG_INF;
-        fold_chunk<true>(s, v, rem);
+    for (int it = full; it < folds; ++it) {
+        int valid = min(max(mine - it * NL, 0), NL);
+        load_units<T, Vec>(v, x, sub + it * NL * lanes, lanes, valid);
+        fold_chunk<true>(s, v, valid * VW);
     }
 }
 
@@ -144,11 +133,11 @@ DEVI void uncertainty_body(int rows, int C, const T* __restrict__ logits, float*
     RowStats s = {NEG_INF, NEG_INF, 0.0f, 0.0f, 0.0f};
     if (live) {
         const T* x = logits + row * C;
-        bool vec = (C % (16 / (int)sizeof(T))) == 0 && ((unsigned long long)logits & 15) == 0;
-        if (vec) {
-            fold_row_vec(s, x, C, sub, lanes);
+        constexpr int VW = 16 / sizeof(T);
+        if (C % VW == 0 && ((unsigned long long)logits & 15) == 0) {
+            fold_row<T, true>(s, x, C / VW, sub, lanes);
         } else {
-            fold_row_scalar(s, x, C, sub, lanes);
+            fold_row<T, false>(s, x, C, sub, lanes);
         }
     }
     for (int o = lanes >> 1; o > 0; o >>= 1) {
