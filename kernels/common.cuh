@@ -100,6 +100,15 @@ DEVI void store_pair(T* p, float a, float b) {
 #endif
 }
 
+// 16 bytes of global memory at p (16-byte aligned, not written during the kernel) as four words.
+DEVI void ld_global_16(u32 (&r)[4], const void* p) {
+#ifdef CPEAL_EMU
+    std::memcpy(r, p, 16);
+#else
+    asm("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "l"(p));
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Activations
 // ---------------------------------------------------------------------------------------------------------

@@ -1,15 +1,22 @@
 // kernels/select.cu — scoring kernels of the selection engine (`src/select`): uncertainty scores straight from
-// logits, a per-block top-k, and the per-centre distance updates of coreset (k-center greedy) and BADGE
-// (k-means++ on gradient embeddings). All math in f32.
+// logits, an exact top-k (per-slice candidates, merged on the device), and the per-centre distance updates of
+// coreset (k-center greedy) and BADGE (k-means++ on gradient embeddings). All math in f32.
 //
 // Launch contracts:
-//   uncertainty_scores_*: blocks of 128 threads (4 warps), one warp per row: grid = ceil(rows / 4).
+//   uncertainty_scores_*: blocks of 128 threads; `lanes` consecutive lanes (a power of two, 1–32) score one
+//                         row, so a block scores 128 / lanes rows: grid = ceil(rows · lanes / 128).
 //   topk_partial_f32:     blocks of 256 threads, block b ranks rows [b·TOPK_SLICE, (b+1)·TOPK_SLICE);
 //                         grid = ceil(n / TOPK_SLICE), no dynamic shared memory (16 KiB static).
+//   topk_merge_f32:       blocks of 256 threads, block b merges runs [b·R, (b+1)·R) of k candidates, R =
+//                         TOPK_SLICE / kp with kp the smallest power of two ≥ k: grid = ceil(runs / R); 16 KiB
+//                         static shared memory.
 //   mindist_update_*, badge_d2_update_*: blocks of 256 threads (8 warps), one warp per row: grid = ceil(N / 8).
 #include "common.cuh"
 
 #define TOPK_SLICE 2048
+#define UNC_CHUNK 16          // values a lane folds in at once: one max update and one rescale per chunk
+#define UNC_CLAMP (-150.0f)   // z = x − max is clamped here: e^z = 2^(−216) underflows to exactly 0
+#define UNC_LOG2E 1.44269504088896341f
 
 // Online softmax statistics of one value x folded into (m, Z, E) with Z = Σ e^(x−m), E = Σ (x−m)·e^(x−m).
 DEVI void stats_merge(float& m, float& Z, float& E, float m2, float Z2, float E2) {
@@ -27,81 +34,188 @@ DEVI void stats_merge(float& m, float& Z, float& E, float m2, float Z2, float E2
     m = mn;
 }
 
-// (first, second) largest values, a repeated maximum counted twice.
-DEVI void top2_push(float& first, float& second, float v) {
-    if (v > first) {
-        second = first;
-        first = v;
-    } else if (v > second) {
-        second = v;
+// One lane's share of a row: m = largest value, second = second largest (a repeated maximum counted twice),
+// Z = Σ e^(x−m), E = Σ (x−m)·e^(x−m), bad = NaN once a NaN or ±Inf was read (x·0 is NaN exactly then).
+struct RowStats {
+    float m, second, Z, E, bad;
+};
+
+// Fold x[0 .. UNC_CHUNK) into s; with Tail, only x[0 .. nvalid) are values and the rest is padding (−∞).
+// The chunk's maximum first, then one rescale of the running sums and one exp2 per value, summed in four
+// independent accumulators. Padding and values below max − 150 add exactly 0 (z is clamped, e = 0).
+template <bool Tail>
+DEVI void fold_chunk(RowStats& s, const float (&x)[UNC_CHUNK], int nvalid) {
+    float f = s.m, sc = s.second;
+    UNROLL
+    for (int i = 0; i < UNC_CHUNK; ++i) {
+        sc = fmaxf(sc, fminf(f, x[i]));
+        f = fmaxf(f, x[i]);
+        s.bad = fmaf((Tail && i >= nvalid) ? 0.0f : x[i], 0.0f, s.bad);
+    }
+    // d = m_old − m_new ≤ 0; UNC_CLAMP on the first chunk (m_old = −∞, Z = E = 0), so a = 0 and no NaN.
+    float d = fmaxf(s.m - f, UNC_CLAMP);
+    float a = exp2f(d * UNC_LOG2E);
+    s.E = a * fmaf(d, s.Z, s.E);
+    s.Z = a * s.Z;
+    float zs[4] = {0.0f, 0.0f, 0.0f, 0.0f}, es[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    UNROLL
+    for (int i = 0; i < UNC_CHUNK; ++i) {
+        float z = fmaxf(x[i] - f, UNC_CLAMP);  // −∞ − f, and −∞ − (−∞) = NaN, both become UNC_CLAMP
+        float e = exp2f(z * UNC_LOG2E);
+        zs[i & 3] += e;
+        es[i & 3] = fmaf(z, e, es[i & 3]);
+    }
+    s.Z += (zs[0] + zs[1]) + (zs[2] + zs[3]);
+    s.E += (es[0] + es[1]) + (es[2] + es[3]);
+    s.m = f;
+    s.second = sc;
+}
+
+// Element q (0 … 16/sizeof(T) − 1) of 16 loaded bytes as f32.
+DEVI float vec_elem(const u32 (&r)[4], int q, const float*) { return __uint_as_float(r[q]); }
+template <class H>
+DEVI float vec_elem(const u32 (&r)[4], int q, const H*) {
+    return (q & 1) ? hi_f32<H>(r[q >> 1]) : lo_f32<H>(r[q >> 1]);
+}
+
+// Units u0, u0 + lanes, … (NL = UNC_CHUNK / VW of them, VW values each: 16-byte vectors when Vec, else
+// single values) of row x into v; units from `valid` on are padding (−∞) and are not read.
+template <class T, bool Vec>
+DEVI void load_units(float (&v)[UNC_CHUNK], const T* __restrict__ x, int u0, int lanes, int valid) {
+    constexpr int VW = Vec ? 16 / sizeof(T) : 1, NL = UNC_CHUNK / VW;
+    if (Vec) {
+        u32 r[NL][4];
+        UNROLL
+        for (int l = 0; l < NL; ++l) {
+            if (l < valid) ld_global_16(r[l], x + (long)(u0 + l * lanes) * VW);
+        }
+        UNROLL
+        for (int l = 0; l < NL; ++l) {
+            UNROLL
+            for (int q = 0; q < VW; ++q) v[l * VW + q] = l < valid ? vec_elem(r[l], q, x) : NEG_INF;
+        }
+    } else {
+        UNROLL
+        for (int l = 0; l < NL; ++l) v[l] = l < valid ? to_f32(x[u0 + l * lanes]) : NEG_INF;
+    }
+}
+
+// Fold this lane's units of row x (`units` in all, unit sub + lanes·i, VW values each) into s, NL units a
+// fold. Every lane runs the same number of folds: first those all lanes fill, then masked ones, so lanes
+// with one unit more or less than their neighbours do not diverge.
+template <class T, bool Vec>
+DEVI void fold_row(RowStats& s, const T* __restrict__ x, int units, int sub, int lanes) {
+    constexpr int VW = Vec ? 16 / sizeof(T) : 1, NL = UNC_CHUNK / VW;
+    int mine = sub < units ? (units - sub + lanes - 1) / lanes : 0;  // units this lane reads
+    int full = units / lanes / NL;                                    // folds every lane fills
+    int folds = ((units + lanes - 1) / lanes + NL - 1) / NL;
+    float v[UNC_CHUNK];
+    for (int it = 0; it < full; ++it) {
+        load_units<T, Vec>(v, x, sub + it * NL * lanes, lanes, NL);
+        fold_chunk<false>(s, v, UNC_CHUNK);
+    }
+    for (int it = full; it < folds; ++it) {
+        int valid = min(max(mine - it * NL, 0), NL);
+        load_units<T, Vec>(v, x, sub + it * NL * lanes, lanes, valid);
+        fold_chunk<true>(s, v, valid * VW);
     }
 }
 
 // out[r, 0] = entropy −Σ p ln p, out[r, 1] = least confidence 1 − max p, out[r, 2] = margin −(p₁ − p₂)
 // (−1 when C = 1), p = softmax(logits[r, :]); a row holding NaN or ±Inf gets NaN in all three.
-// logits: [rows, C], out: [rows, 3] f32. Each warp reads its row once (online max/sum rescaling).
+// logits: [rows, C], out: [rows, 3] f32. `lanes` lanes read each row once (16-byte loads when every row is
+// 16-byte aligned), then combine their statistics with shuffles.
 template <class T>
-DEVI void uncertainty_body(int rows, int C, const T* __restrict__ logits, float* __restrict__ out) {
-    int lane = threadIdx.x & 31;
-    long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (row >= rows) return;  // the whole warp leaves together
-    const T* x = logits + row * C;
-    float m = NEG_INF, Z = 0.0f, E = 0.0f, first = NEG_INF, second = NEG_INF;
-    int bad = 0;
-    for (int j = lane; j < C; j += 32) {
-        float v = to_f32(x[j]);
-        if ((__float_as_uint(v) & 0x7f800000u) == 0x7f800000u) {  // NaN or ±Inf
-            bad = 1;
-            continue;
+DEVI void uncertainty_body(int rows, int C, const T* __restrict__ logits, float* __restrict__ out, int lanes) {
+    int sub = threadIdx.x & (lanes - 1);
+    long row = ((long)blockIdx.x * blockDim.x + threadIdx.x) / lanes;
+    bool live = row < rows;  // lanes past the last row still take part in the shuffles
+    RowStats s = {NEG_INF, NEG_INF, 0.0f, 0.0f, 0.0f};
+    if (live) {
+        const T* x = logits + row * C;
+        constexpr int VW = 16 / sizeof(T);
+        if (C % VW == 0 && ((unsigned long long)logits & 15) == 0) {
+            fold_row<T, true>(s, x, C / VW, sub, lanes);
+        } else {
+            fold_row<T, false>(s, x, C, sub, lanes);
         }
-        stats_merge(m, Z, E, v, 1.0f, 0.0f);
-        top2_push(first, second, v);
     }
-    for (int o = 16; o > 0; o >>= 1) {
-        float m2 = __shfl_xor_sync(0xffffffffu, m, o);
-        float Z2 = __shfl_xor_sync(0xffffffffu, Z, o);
-        float E2 = __shfl_xor_sync(0xffffffffu, E, o);
-        float f2 = __shfl_xor_sync(0xffffffffu, first, o);
-        float s2 = __shfl_xor_sync(0xffffffffu, second, o);
-        bad |= __shfl_xor_sync(0xffffffffu, bad, o);
-        stats_merge(m, Z, E, m2, Z2, E2);
-        float lo = fminf(first, f2);
-        second = fmaxf(lo, fmaxf(second, s2));
-        first = fmaxf(first, f2);
+    for (int o = lanes >> 1; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, s.m, o);
+        float Z2 = __shfl_xor_sync(0xffffffffu, s.Z, o);
+        float E2 = __shfl_xor_sync(0xffffffffu, s.E, o);
+        float s2 = __shfl_xor_sync(0xffffffffu, s.second, o);
+        s.bad += __shfl_xor_sync(0xffffffffu, s.bad, o);
+        float first = s.m;
+        stats_merge(s.m, s.Z, s.E, m2, Z2, E2);
+        s.second = fmaxf(fminf(first, m2), fmaxf(s.second, s2));
     }
-    if (lane == 0) {
+    if (live && sub == 0) {
         float* o = out + row * 3;
-        if (bad || C == 0) {
+        if (s.bad != s.bad || C == 0) {
             float nan = __int_as_float(0x7fc00000);
             o[0] = nan;
             o[1] = nan;
             o[2] = nan;
         } else {
-            float inv = 1.0f / Z;
-            o[0] = logf(Z) - E * inv;
+            float inv = 1.0f / s.Z;
+            o[0] = logf(s.Z) - s.E * inv;
             o[1] = 1.0f - inv;
-            o[2] = -(1.0f - expf(second - first)) * inv;
+            o[2] = -(1.0f - expf(s.second - s.m)) * inv;
         }
     }
 }
 
-extern "C" __global__ void uncertainty_scores_bf16(int rows, int C, const bf16_t* logits, float* out) {
-    uncertainty_body(rows, C, logits, out);
+extern "C" __global__ void uncertainty_scores_bf16(int rows, int C, const bf16_t* logits, float* out, int lanes) {
+    uncertainty_body(rows, C, logits, out, lanes);
 }
-extern "C" __global__ void uncertainty_scores_f16(int rows, int C, const f16_t* logits, float* out) {
-    uncertainty_body(rows, C, logits, out);
+extern "C" __global__ void uncertainty_scores_f16(int rows, int C, const f16_t* logits, float* out, int lanes) {
+    uncertainty_body(rows, C, logits, out, lanes);
 }
-extern "C" __global__ void uncertainty_scores_f32(int rows, int C, const float* logits, float* out) {
-    uncertainty_body(rows, C, logits, out);
+extern "C" __global__ void uncertainty_scores_f32(int rows, int C, const float* logits, float* out, int lanes) {
+    uncertainty_body(rows, C, logits, out, lanes);
 }
 
 // (va, ia) ranks before (vb, ib): higher value, then lower index (skipped slots carry −∞ and INT_MAX).
 DEVI bool ranks_before(float va, int ia, float vb, int ib) { return va > vb || (va == vb && ia < ib); }
 
+// Bitonic sort of sv/si[0 .. TOPK_SLICE) best first, starting at stage `from` (2: unsorted input; 2·kp: runs
+// of kp already sorted best first at even run positions and worst first at odd ones). Every thread calls.
+DEVI void bitonic_sort(float* sv, int* si, int from) {
+    for (int size = from; size <= TOPK_SLICE; size <<= 1) {
+        for (int half = size >> 1; half > 0; half >>= 1) {
+            for (int t = threadIdx.x; t < TOPK_SLICE / 2; t += blockDim.x) {
+                int a = 2 * t - (t & (half - 1));  // the lower element of this compare pair
+                int b = a + half;
+                bool descending = (a & size) == 0;  // best-first runs, alternating for the merge
+                float va = sv[a], vb = sv[b];
+                int ia = si[a], ib = si[b];
+                if (ranks_before(vb, ib, va, ia) == descending) {
+                    sv[a] = vb;
+                    sv[b] = va;
+                    si[a] = ib;
+                    si[b] = ia;
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
+// The best min(k, …) of sv/si (sorted) into out_idx/out_val[run·k …]; index −1 and −∞ mark unused slots.
+DEVI void write_run(int k, const float* sv, const int* si, int run, int* out_idx, float* out_val) {
+    for (int t = threadIdx.x; t < k; t += blockDim.x) {
+        long o = (long)run * k + t;
+        bool valid = t < TOPK_SLICE && si[t] != 0x7fffffff;
+        out_idx[o] = valid ? si[t] : -1;
+        out_val[o] = valid ? sv[t] : NEG_INF;
+    }
+}
+
 // Block b: the top min(k, len) of rows i in its slice by scores[i·stride + col], best first (ties to the
 // lower index), into out_idx/out_val[b·k …]; unused slots get index −1. Rows with skip[i] != 0 (skip may be
-// null) take no part; NaN ranks as −∞. out_idx, out_val: [gridDim.x · k]; k ≤ TOPK_SLICE (launcher: ≤ 1024).
-// The host merges the gridDim.x·k candidates (`ops::select::topk`). Bitonic sort of the slice in shared memory.
+// null) take no part; NaN ranks as −∞. out_idx, out_val: [gridDim.x · k]; k ≤ TOPK_SLICE / 2.
+// `topk_merge_f32` then merges the gridDim.x runs. Bitonic sort of the slice in shared memory.
 extern "C" __global__ void topk_partial_f32(int n, int k, int stride, int col, const float* scores, const int* skip,
                                             int* out_idx, float* out_val) {
     __shared__ float sv[TOPK_SLICE];
@@ -120,30 +234,37 @@ extern "C" __global__ void topk_partial_f32(int n, int k, int stride, int col, c
         si[t] = idx;
     }
     __syncthreads();
-    for (int size = 2; size <= TOPK_SLICE; size <<= 1) {
-        for (int half = size >> 1; half > 0; half >>= 1) {
-            for (int t = threadIdx.x; t < TOPK_SLICE / 2; t += blockDim.x) {
-                int a = 2 * t - (t & (half - 1));  // the lower element of this compare pair
-                int b = a + half;
-                bool descending = (a & size) == 0;  // best-first runs, alternating for the merge
-                float va = sv[a], vb = sv[b];
-                int ia = si[a], ib = si[b];
-                if (ranks_before(vb, ib, va, ia) == descending) {
-                    sv[a] = vb;
-                    sv[b] = va;
-                    si[a] = ib;
-                    si[b] = ia;
-                }
-            }
-            __syncthreads();
+    bitonic_sort(sv, si, 2);
+    write_run(k, sv, si, blockIdx.x, out_idx, out_val);
+}
+
+// Block b: the best min(k, …) candidates of runs [b·R, min((b+1)·R, runs)) of in_idx/in_val (each run k
+// candidates best first, index −1 = unused; R = TOPK_SLICE / kp, kp the smallest power of two ≥ k) into run b
+// of out_idx/out_val, best first, ties to the lower index. Odd runs are loaded reversed, so the sort starts
+// at the merge of runs of kp. k ≤ TOPK_SLICE / 2.
+extern "C" __global__ void topk_merge_f32(int runs, int k, const int* in_idx, const float* in_val, int* out_idx,
+                                          float* out_val) {
+    __shared__ float sv[TOPK_SLICE];
+    __shared__ int si[TOPK_SLICE];
+    int kp = 1;
+    while (kp < k) kp <<= 1;
+    int per_block = TOPK_SLICE / kp;
+    for (int t = threadIdx.x; t < TOPK_SLICE; t += blockDim.x) {
+        int j = t / kp, pos = t % kp;
+        long run = (long)blockIdx.x * per_block + j;
+        float v = NEG_INF;
+        int idx = 0x7fffffff;
+        if (run < runs && pos < k && in_idx[run * k + pos] >= 0) {
+            v = in_val[run * k + pos];
+            idx = in_idx[run * k + pos];
         }
+        int slot = (j & 1) ? j * kp + (kp - 1 - pos) : t;
+        sv[slot] = v;
+        si[slot] = idx;
     }
-    for (int t = threadIdx.x; t < k; t += blockDim.x) {
-        long o = (long)blockIdx.x * k + t;
-        bool valid = t < TOPK_SLICE && si[t] != 0x7fffffff;
-        out_idx[o] = valid ? si[t] : -1;
-        out_val[o] = valid ? sv[t] : NEG_INF;
-    }
+    __syncthreads();
+    bitonic_sort(sv, si, 2 * kp);
+    write_run(k, sv, si, blockIdx.x, out_idx, out_val);
 }
 
 // mindist[i] = min(mindist[i], ‖x_i − x_centre‖²) (f32 sum of squared differences); mindist[centre] = −1 (a

@@ -275,6 +275,33 @@ impl GpuDevice {
         Ok(buf)
     }
 
+    /// Copy bytes already in `dtype`'s device layout (little-endian f32, bf16, f16 or i32) to a new buffer, e.g.
+    /// half-precision data as stored on disk; `bytes.len()` must be a multiple of the element size.
+    pub fn upload_bytes(&self, bytes: &[u8], dtype: DType) -> Result<GpuBuffer> {
+        if bytes.len() % dtype.size() != 0 {
+            return Err(Error::invalid("upload", format!("{} bytes are not whole {dtype:?} elements", bytes.len())));
+        }
+        let buf = self.alloc(dtype, bytes.len() / dtype.size())?;
+        self.rt.upload(buf.ptr(), bytes.len(), &mut |offset, chunk| {
+            chunk.copy_from_slice(&bytes[offset..][..chunk.len()])
+        })?;
+        Ok(buf)
+    }
+
+    /// Copy an I32 buffer back to the host exactly (waits for pending work).
+    pub fn download_i32(&self, buf: &GpuBuffer) -> Result<Vec<i32>> {
+        if buf.dtype() != DType::I32 {
+            return Err(Error::invalid("download_i32", format!("the buffer holds {:?}", buf.dtype())));
+        }
+        let mut out = vec![0i32; buf.len()];
+        self.rt.download(buf.ptr(), buf.bytes(), &mut |offset, chunk| {
+            for (o, c) in out[offset / 4..].iter_mut().zip(chunk.chunks_exact(4)) {
+                *o = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        })?;
+        Ok(out)
+    }
+
     /// Copy a buffer back to the host as f32 (waits for pending work).
     pub fn download(&self, buf: &GpuBuffer) -> Result<Vec<f32>> {
         let (dtype, size) = (buf.dtype(), buf.dtype().size());

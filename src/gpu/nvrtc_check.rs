@@ -59,7 +59,7 @@ pub fn check_file(file: &str, text: &str, common: &str, arch: &str) -> Result<Ve
     let compiled = nvrtc::compile_cubin(file, &src, &opts)?;
     let reports = parse_ptxas(file, arch, &compiled.log);
     // ptxas warnings (e.g. wgmma serialised) do not fail the check but must not go unseen.
-    for line in compiled.log.lines().filter(|l| l.contains("warning")) {
+    for line in compiled.log.lines().filter(|l| l.contains("warning") || l.contains("Performance")) {
         eprintln!("{file} ({arch}): {line}");
     }
     for name in scan::kernel_names(text) {

@@ -1,16 +1,21 @@
 //! The selection engine's device path (`cpeal select --device cuda|cuda-emu`): entropy, least confidence and
-//! margin score the logits with `uncertainty_scores_f32` and rank them with `topk_partial_f32` (the logits are
-//! read once; the host merges the blocks' candidates), and coreset keeps the features and the running
-//! min-distances on the device (`mindist_update_f32` per new centre, then `argmax_f32` for the farthest row).
-//! Every other strategy, PCB, MC samples and probability inputs run the CPU path unchanged. The order is the
-//! CPU path's (same tie rule, same first draw); only the distances and scores are f32 sums in another order.
+//! margin score the logits with `uncertainty_scores_*` (the logits are uploaded as stored and read once) and
+//! find the K-th best device score with the device top-k; then every row whose device score is within the
+//! error bound of that K-th score is rescored on the host exactly as the CPU path scores it, so the picks and
+//! their order are the CPU path's on any input (see [`uncertainty`]). Coreset keeps the features and the
+//! running min-distances on the device (`mindist_update_*` per new centre, then `argmax_f32` for the farthest
+//! row); its distances are f32 sums in another order than the CPU's. Every other strategy, PCB, MC samples and
+//! probability inputs run the CPU path unchanged.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
-use super::uncertainty::Uncertainty;
-use super::{scores_for_output, select_with_scores, topk, PredictionKind, Selection, SelectionInput, Strategy};
+use super::matrix::Stored;
+use super::uncertainty::{cpu_score_error, logit_row_score, score_error_bound, Uncertainty};
+use super::{scores_for_output, select_with_scores, topk, Mat, PredictionKind, Selection, SelectionInput, Strategy};
 use crate::error::{Error, Result};
+use crate::gpu::ops::pool::mean_tokens;
 use crate::gpu::ops::select::{self as sel, Column};
 use crate::gpu::ops::softmax::argmax;
 use crate::gpu::{DType, GpuBuffer, GpuDevice};
@@ -50,35 +55,84 @@ fn column(kind: Uncertainty) -> usize {
     }
 }
 
+/// A matrix uploaded in its stored type (f32, f16 or bf16: half-precision data is not widened on the host).
+fn upload_stored(dev: &GpuDevice, m: &Mat) -> Result<GpuBuffer> {
+    match m.stored() {
+        Stored::F32(v) => dev.upload(v, DType::F32),
+        Stored::F16(b) => dev.upload_bytes(b, DType::F16),
+        Stored::Bf16(b) => dev.upload_bytes(b, DType::Bf16),
+    }
+}
+
+/// [`score_error_bound`] of `uncertainty_scores_*` for rows of `c` logits. A lane folds its ⌈c / lanes⌉ values
+/// (one 16-byte vector more with vector loads) in chunks of `UNC_CHUNK`: 3 additions inside each of 4
+/// accumulators, 2 combining them, 1 into the running sum per chunk, 1 per shuffle level; one rescale per
+/// chunk and per shuffle level. exp2f / expf are within 2 ulp (4u) by the CUDA documentation, taken as 8u (the
+/// emulator's libm is within 1 ulp).
+pub fn device_score_error(c: usize) -> f64 {
+    let lanes = sel::uncertainty_lanes(c);
+    let chunks = (c.div_ceil(lanes).div_ceil(sel::UNC_CHUNK) + 1) as f64;
+    let tree = lanes.trailing_zeros() as f64;
+    score_error_bound(c, 5.0 + chunks + tree, chunks + tree, 8.0)
+}
+
+/// Largest |device score − CPU score| the device path allows for: twice the sum of both error bounds (the
+/// factor 2 covers the second-order terms the bounds leave out).
+pub fn score_tolerance(c: usize) -> f64 {
+    2.0 * (cpu_score_error(c) + device_score_error(c))
+}
+
+/// Exact top-K on the device path. With δ = [`score_tolerance`] ≥ |device − CPU| for every row and s_K the
+/// K-th best device score of the unlabelled rows: K rows have device score ≥ s_K, so CPU score ≥ s_K − δ; a row
+/// with device score < s_K − 2δ has CPU score < s_K − δ, below K others, and cannot be among the CPU's top K.
+/// So the rows with device score ≥ s_K − 2δ hold the CPU's top K; rescored with the CPU's own function and
+/// ranked with its rule (higher score, then lower index), their top K is the CPU path's, in its order.
 fn uncertainty(kind: Uncertainty, input: &SelectionInput, dev: &GpuDevice) -> Result<Selection> {
     let preds = input.predictions_for("entropy/least-confidence/margin")?;
-    let (n, c) = (preds.pool_size(), preds.classes());
-    let mut buf = Vec::new();
-    let logits = dev.upload(preds.values().rows_f32(0, n, &mut buf), DType::F32)?;
+    let (n, c, values) = (preds.pool_size(), preds.classes(), preds.values());
     let out = dev.alloc(DType::F32, n * sel::SCORE_COLS)?;
-    sel::uncertainty_scores(dev, n, c, &logits, &out)?;
-    let all = dev.download(&out)?;
+    sel::uncertainty_scores(dev, n, c, &upload_stored(dev, values)?, &out)?;
     let col = column(kind);
-    let scores: Vec<f64> = (0..n).map(|i| all[i * sel::SCORE_COLS + col] as f64).collect();
-    if let Some(row) = scores.iter().position(|s| s.is_nan()) {
-        return Err(Error::invalid(preds.values().name(), format!("row {row} contains NaN or Inf")));
+    let col_buf = dev.alloc(DType::F32, n)?;
+    mean_tokens(dev, n, sel::SCORE_COLS, 1, (col, col + 1), &out, &col_buf)?; // the score column alone
+    let device = dev.download(&col_buf)?;
+    if let Some(row) = device.iter().position(|s| s.is_nan()) {
+        return Err(Error::invalid(values.name(), format!("row {row} contains NaN or Inf")));
     }
     let labeled = input.labeled_mask(n);
-    let indices = if input.budget <= sel::TOPK_MAX {
+    let k = input.budget.min(n);
+    let kth = if k <= sel::TOPK_MAX {
         let skip = skip_mask(dev, &labeled)?;
-        let column = Column { stride: sel::SCORE_COLS, col };
-        let k = input.budget.min(n);
-        sel::topk(dev, n, k, column, &out, Some(&skip))?.into_iter().map(|(i, _)| i).collect()
+        let best = sel::topk(dev, n, k, Column { stride: sel::SCORE_COLS, col }, &out, Some(&skip))?;
+        if best.len() == k {
+            best[k - 1].1 as f64
+        } else {
+            f64::NEG_INFINITY
+        }
     } else {
-        topk::top_k(&scores, &labeled, input.budget) // beyond the kernel's k: rank the downloaded scores
+        let wide: Vec<f64> = device.iter().map(|&s| s as f64).collect();
+        topk::top_k(&wide, &labeled, k).last().map_or(f64::NEG_INFINITY, |&i| wide[i])
     };
-    Ok(Selection { indices, scores: Some(scores_for_output(&scores, &labeled)) })
+    let floor = kth - 2.0 * score_tolerance(c);
+    let candidates: Vec<usize> = (0..n).filter(|&i| !labeled[i] && device[i] as f64 >= floor).collect();
+    let exact = candidates
+        .par_iter()
+        .map_init(Vec::new, |buf, &i| logit_row_score(kind, values.row(i, buf)).ok_or(i))
+        .collect::<std::result::Result<Vec<f64>, usize>>()
+        .map_err(|row| Error::invalid(values.name(), format!("row {row} contains NaN or Inf")))?;
+    let picks = topk::top_k(&exact, &vec![false; exact.len()], k);
+    let mut scores: Vec<f64> = device.iter().map(|&s| s as f64).collect();
+    candidates.iter().zip(&exact).for_each(|(&i, &s)| scores[i] = s);
+    Ok(Selection {
+        indices: picks.into_iter().map(|j| candidates[j]).collect(),
+        scores: Some(scores_for_output(&scores, &labeled)),
+    })
 }
 
 /// The labelled mask as the kernel's `skip` (i32, non-zero = take no part).
 fn skip_mask(dev: &GpuDevice, labeled: &[bool]) -> Result<GpuBuffer> {
-    let v: Vec<f32> = labeled.iter().map(|&l| l as i32 as f32).collect();
-    dev.upload(&v, DType::I32)
+    let v: Vec<u8> = labeled.iter().flat_map(|&l| (l as i32).to_le_bytes()).collect();
+    dev.upload_bytes(&v, DType::I32)
 }
 
 /// k-center greedy as `coreset::select`: labelled rows are the first centres; with none, the first pick is the
@@ -87,8 +141,7 @@ fn coreset(input: &SelectionInput, dev: &GpuDevice) -> Result<Selection> {
     let features = input.features_for("coreset")?;
     let (n, d) = (features.rows(), features.cols());
     let labeled = input.labeled_mask(n);
-    let mut buf = Vec::new();
-    let x = dev.upload(features.rows_f32(0, n, &mut buf), DType::F32)?;
+    let x = upload_stored(dev, features)?;
     let start: Vec<f32> = labeled.iter().map(|&l| if l { -1.0 } else { f32::INFINITY }).collect();
     let mindist = dev.upload(&start, DType::F32)?;
     let far = dev.alloc(DType::I32, 1)?;

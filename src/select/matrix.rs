@@ -18,6 +18,13 @@ enum Elems<'a> {
     Bf16(&'a [u8]),
 }
 
+/// The values of a [`Mat`] in their stored type ([`Mat::stored`]).
+pub(crate) enum Stored<'b> {
+    F32(&'b [f32]),
+    F16(&'b [u8]),
+    Bf16(&'b [u8]),
+}
+
 /// A row-major `[rows, cols]` matrix; `name` (e.g. "logits.npy: field `logits`") is what errors cite.
 pub struct Mat<'a> {
     elems: Elems<'a>,
@@ -85,6 +92,17 @@ impl<'a> Mat<'a> {
                 buf.extend(bytes[2 * lo..2 * hi].chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()));
                 buf
             }
+        }
+    }
+
+    /// The values as stored: f32, or the little-endian bytes of IEEE half / bfloat16 values (exactly
+    /// rows·cols of them), e.g. to upload them to a device without widening.
+    pub(crate) fn stored(&self) -> Stored<'_> {
+        let n = self.rows * self.cols;
+        match &self.elems {
+            Elems::F32(data) => Stored::F32(&data[..n]),
+            Elems::F16(bytes) => Stored::F16(&bytes[..2 * n]),
+            Elems::Bf16(bytes) => Stored::Bf16(&bytes[..2 * n]),
         }
     }
 
@@ -223,7 +241,7 @@ fn logit_stats_impl(row: &[f32], want_second: bool) -> LogitStats {
     }
     let (mut z_sum, mut ze_sum) = exp_sums(&row[..row.len() - rem.len()], max);
     for &v in rem {
-        let z = (v - max) as f64;
+        let z = (v - max).max(EXP_FLOOR) as f64; // v − max may overflow to −∞ (|values| near f32::MAX)
         z_sum += z.exp();
         ze_sum += z * z.exp();
     }
@@ -250,6 +268,10 @@ pub(crate) fn top_two<T: PartialOrd + Copy>(values: &[T], floor: T) -> (T, T) {
     (first, second)
 }
 
+/// z = x − max is clamped here before the exp: e^z is then exactly 0 (`exp_nonpositive`), and z·e^z is 0 rather
+/// than −∞·0 when x − max overflows.
+const EXP_FLOOR: f32 = -150.0;
+
 /// (Σ e^z, Σ z·e^z) with z = x − max over `full` (a multiple of 8 values).
 #[inline(always)]
 fn exp_sums(full: &[f32], max: f32) -> (f64, f64) {
@@ -264,7 +286,7 @@ fn exp_sums(full: &[f32], max: f32) -> (f64, f64) {
     let mut ze_l = [0f32; LANES];
     for c in full.chunks_exact(LANES) {
         for l in 0..LANES {
-            let z = c[l] - max;
+            let z = (c[l] - max).max(EXP_FLOOR);
             let e = exp_nonpositive(z);
             e_l[l] += e;
             ze_l[l] += z * e;
@@ -281,11 +303,11 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn exp_sums(full: &[f32], max: f32) -> (f64, f64) {
-        let vmax = _mm256_set1_ps(max);
+        let (vmax, floor) = (_mm256_set1_ps(max), _mm256_set1_ps(super::EXP_FLOOR));
         let (mut acc_e, mut acc_ze) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         for chunk in full.chunks_exact(8) {
             // SAFETY: `chunk` holds exactly 8 f32 values.
-            let z = _mm256_sub_ps(unsafe { _mm256_loadu_ps(chunk.as_ptr()) }, vmax);
+            let z = _mm256_max_ps(_mm256_sub_ps(unsafe { _mm256_loadu_ps(chunk.as_ptr()) }, vmax), floor);
             let e = exp_nonpositive(z);
             acc_e = _mm256_add_ps(acc_e, e);
             acc_ze = _mm256_fmadd_ps(z, e, acc_ze);
@@ -305,6 +327,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     fn exp_nonpositive(x: __m256) -> __m256 {
         const MAGIC: f32 = 12_582_912.0;
+        let in_range = _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_set1_ps(-87.0));
         let x = _mm256_max_ps(x, _mm256_set1_ps(-87.0));
         let t = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), _mm256_set1_ps(MAGIC));
         let n = _mm256_sub_ps(t, _mm256_set1_ps(MAGIC));
@@ -318,11 +341,12 @@ mod avx2 {
         let r2 = _mm256_mul_ps(r, r);
         let poly = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
         let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(ni, _mm256_set1_epi32(127))));
-        _mm256_mul_ps(poly, scale)
+        _mm256_and_ps(_mm256_mul_ps(poly, scale), in_range)
     }
 }
 
-/// e^x for x ≤ 0 (Cephes expf polynomial, ≈1 ulp), written so that it vectorises; x below −87 gives ≈ 0.
+/// e^x for x ≤ 0 (Cephes expf polynomial, within 1.41·2⁻²⁴ relative on every f32 in [−87, 0], checked
+/// exhaustively), written so that it vectorises; x below −87 gives exactly 0 (e^−87 ≈ 1.6·10⁻³⁸).
 #[inline(always)]
 fn exp_nonpositive(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -330,7 +354,8 @@ fn exp_nonpositive(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding 1.5·2^23 rounds to the nearest integer and leaves it in the low mantissa bits.
     const MAGIC: f32 = 12_582_912.0;
-    let x = if x < -87.0 { -87.0 } else { x };
+    let in_range = x >= -87.0;
+    let x = if in_range { x } else { -87.0 };
     let t = x * LOG2E + MAGIC;
     let n = t - MAGIC;
     let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
@@ -343,7 +368,11 @@ fn exp_nonpositive(x: f32) -> f32 {
     p = p * r + 5.000_000_1e-1;
     let poly = p * r * r + r + 1.0;
     let scale = f32::from_bits(((ni + 127) as u32) << 23);
-    poly * scale
+    if in_range {
+        poly * scale
+    } else {
+        0.0
+    }
 }
 
 /// Probabilities from a logit row in f64 (numerically stable softmax).
@@ -374,6 +403,22 @@ mod tests {
             assert!((got - want).abs() <= 4e-7 * want + 1e-38, "x={x}: {got} vs {want}");
             x -= 0.0137;
         }
+    }
+
+    #[test]
+    fn far_below_the_max_adds_nothing() {
+        assert_eq!(exp_nonpositive(-87.5), 0.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        // One dominant logit, the others ~1e30 below it (and f32::MIN, whose distance overflows to −∞): the
+        // entropy is 0, not the −z·e^−87 each far value used to add.
+        for far in [-1e30f32, f32::MIN] {
+            let mut row = vec![far; 19];
+            row[3] = 5.0;
+            let s = logit_stats(&row, true);
+            assert!(s.finite && s.z_sum == 1.0 && s.ze_sum.abs() < 1e-60, "{far}: {s:?}");
+        }
+        let s = logit_stats(&[f32::MAX, f32::MIN, 0.0], true);
+        assert!(s.finite && s.z_sum == 1.0 && s.ze_sum.abs() < 1e-60, "{s:?}");
     }
 
     #[test]

@@ -56,18 +56,57 @@ fn score_logit_rows(kind: Uncertainty, preds: &Predictions, start: usize, out: &
     let c = preds.classes();
     let values = preds.values().rows_f32(start, start + out.len(), &mut buf);
     for (r, (row, o)) in values.chunks_exact(c).zip(out.iter_mut()).enumerate() {
-        let s = logit_stats(row, kind == Uncertainty::Margin);
-        if !s.finite {
-            return Some(start + r);
+        match logit_row_score(kind, row) {
+            Some(score) => *o = score,
+            None => return Some(start + r),
         }
-        *o = match kind {
-            // H = ln Z − (Σ z e^z) / Z with z = x − max, Z = Σ e^z.
-            Uncertainty::Entropy => s.z_sum.ln() - s.ze_sum / s.z_sum,
-            Uncertainty::LeastConfidence => 1.0 - 1.0 / s.z_sum,
-            Uncertainty::Margin => -(1.0 - ((s.second - s.max) as f64).exp()) / s.z_sum,
-        };
     }
     None
+}
+
+/// The score of one logit row exactly as the CPU path computes it (the device path rescores its candidate
+/// rows with this); `None` when the row holds NaN or ±Inf.
+pub(crate) fn logit_row_score(kind: Uncertainty, row: &[f32]) -> Option<f64> {
+    let s = logit_stats(row, kind == Uncertainty::Margin);
+    if !s.finite {
+        return None;
+    }
+    Some(match kind {
+        // H = ln Z − (Σ z e^z) / Z with z = x − max, Z = Σ e^z.
+        Uncertainty::Entropy => s.z_sum.ln() - s.ze_sum / s.z_sum,
+        Uncertainty::LeastConfidence => 1.0 - 1.0 / s.z_sum,
+        Uncertainty::Margin => -(1.0 - ((s.second - s.max) as f64).exp()) / s.z_sum,
+    })
+}
+
+/// A bound on |computed − exact| of every uncertainty score (entropy, least confidence, margin) of any finite
+/// row of `c` logits, for an f32 evaluation of Z = Σ e^z and E = Σ z·e^z (z = x − max ≤ 0) in which each term
+/// passes through at most `depth` rounded additions and `rescales` multiplications by a computed e^d, every
+/// exp is within `exp_err`·u relative (u = 2⁻²⁴), and z (with the rescale exponents d) carries at most 2u|z|
+/// of rounding. The exact value is that of the f32 inputs; terms below e^−87 may be dropped or kept.
+///
+/// First-order derivation, with L = ln c, p = softmax, Z ≥ 1 (the maximum contributes e^0 = 1):
+/// - each term is off by ≤ A·u relative, A = depth + exp_err + rescales·(exp_err + 4) + 4, plus 2u|z| from
+///   the exponent; E_p|z| = H − ln Z ≤ L, and E_p[z²] ≤ 1.14·(L + 2)² (split at |z| = L + 2 and use
+///   z²e^z ≤ (L+2)²e^−(L+2) beyond, with at most c terms);
+/// - so Z is off by ε_Z ≤ (A + 2L)u relative, and E/Z by ≤ A·u·L + 2.28u(L + 2)² absolutely;
+/// - entropy ln Z − E/Z: ≤ ε_Z + 2uL (log) + |E/Z|·ε_Z (|E/Z| ≤ L) + the above + 4uL of final roundings;
+///   least confidence 1 − 1/Z: ≤ ε_Z + 3u; margin −(1 − e^(s−f))/Z: ≤ ε_Z + (exp_err + 4)u. The entropy
+///   bound covers all three:
+///   B = A(1 + 2L) + 2L(1 + L) + 2.28(L + 2)² + 6L (units of u), plus 10⁻³⁵·c for the dropped terms.
+pub fn score_error_bound(c: usize, depth: f64, rescales: f64, exp_err: f64) -> f64 {
+    const U: f64 = 1.0 / 16_777_216.0;
+    let l = (c.max(1) as f64).ln();
+    let a = depth + exp_err + rescales * (exp_err + 4.0) + 4.0;
+    let b = a * (1.0 + 2.0 * l) + 2.0 * l * (1.0 + l) + 2.28 * (l + 2.0).powi(2) + 6.0 * l;
+    b * U + 1e-35 * c as f64
+}
+
+/// [`score_error_bound`] of the CPU path (`logit_stats`): 8 f32 lanes sum ⌈c/8⌉ terms each, then f64; no
+/// rescaling (the row's maximum is found first); the exp is within 1.41u (checked on every f32 in [−87, 0]),
+/// taken as 4u.
+pub fn cpu_score_error(c: usize) -> f64 {
+    score_error_bound(c, c.div_ceil(8) as f64 + 1.0, 0.0, 4.0)
 }
 
 /// Scores rows from (MC-averaged) probabilities; returns the first non-finite row, if any.

@@ -1,16 +1,21 @@
-//! Launchers for `kernels/select.cu`: uncertainty scores from logits, per-block top-k (merged on the host),
-//! and the per-centre distance updates of coreset and BADGE.
+//! Launchers for `kernels/select.cu`: uncertainty scores from logits, an exact top-k (per-slice candidates
+//! merged on the device), and the per-centre distance updates of coreset and BADGE.
 
 use super::{check, int};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
 
-/// Rows ranked by one block of `topk_partial_f32` (the kernel's `TOPK_SLICE`).
+/// Rows ranked by one block of `topk_partial_f32`, and candidates merged by one block of `topk_merge_f32` (the
+/// kernels' `TOPK_SLICE`).
 pub const TOPK_SLICE: usize = 2048;
-/// Largest k `topk_partial_f32` takes; a caller wanting more ranks the downloaded scores on the host.
+/// Largest k the top-k kernels take; a caller wanting more ranks the downloaded scores on the host.
 pub const TOPK_MAX: usize = 1024;
 /// Columns of the `uncertainty_scores_*` output: entropy, least confidence, margin.
 pub const SCORE_COLS: usize = 3;
+/// Values a lane of `uncertainty_scores_*` folds in at once (the kernel's `UNC_CHUNK`).
+pub const UNC_CHUNK: usize = 16;
+/// Threads in a block of `uncertainty_scores_*`.
+const UNC_BLOCK: usize = 128;
 
 /// Blocks for one warp per row with `warps` warps a block.
 fn warp_grid(kernel: &str, rows: usize, warps: usize) -> Result<u32> {
@@ -18,6 +23,12 @@ fn warp_grid(kernel: &str, rows: usize, warps: usize) -> Result<u32> {
         return Err(Error::kernel(kernel, format!("{rows} rows")));
     }
     Ok(rows.div_ceil(warps) as u32)
+}
+
+/// Lanes of `uncertainty_scores_*` that share one row of `c` logits: about `UNC_CHUNK` values a lane, a power
+/// of two from 1 to 32 (for small `c` a warp scores several rows, so no lane idles).
+pub fn uncertainty_lanes(c: usize) -> usize {
+    c.div_ceil(UNC_CHUNK).next_power_of_two().min(32)
 }
 
 /// out[r] = (entropy −Σp ln p, least confidence 1 − max p, margin −(p₁ − p₂)) of p = softmax(logits[r, :]),
@@ -30,13 +41,15 @@ pub fn uncertainty_scores(dev: &GpuDevice, rows: usize, c: usize, logits: &GpuBu
     }
     check(&kernel, "logits", logits, dt, rows * c)?;
     check(&kernel, "out", out, DType::F32, rows * SCORE_COLS)?;
-    let cfg = LaunchConfig::linear(warp_grid(&kernel, rows, 4)?, 128);
+    let lanes = uncertainty_lanes(c);
+    let cfg = LaunchConfig::linear(warp_grid(&kernel, rows, UNC_BLOCK / lanes)?, UNC_BLOCK as u32);
     let mut args = KernelArgs::new();
     args.i32(int(&kernel, "rows", rows)?) // int rows
         .i32(int(&kernel, "C", c)?) //       int C
         .buf(logits) //                      const T* logits
-        .buf(out); //                        float* out
-                   // SAFETY: sizes checked; signature (int, int, const T*, float*).
+        .buf(out) //                         float* out
+        .i32(lanes as i32); //               int lanes
+                            // SAFETY: sizes checked; signature (int, int, const T*, float*, int).
     unsafe { dev.launch(&kernel, cfg, &mut args) }
 }
 
@@ -45,6 +58,14 @@ pub fn uncertainty_scores(dev: &GpuDevice, rows: usize, c: usize, logits: &GpuBu
 pub struct Column {
     pub stride: usize,
     pub col: usize,
+}
+
+/// k outside 1..=TOPK_MAX is an error naming `kernel`.
+fn check_k(kernel: &str, k: usize) -> Result<()> {
+    if k == 0 || k > TOPK_MAX {
+        return Err(Error::kernel(kernel, format!("k = {k} outside 1..={TOPK_MAX}")));
+    }
+    Ok(())
 }
 
 /// Per-block candidates: block b writes the top min(k, its rows) of rows [b·TOPK_SLICE, …) best first (ties
@@ -62,9 +83,7 @@ pub fn topk_partial(
     out_val: &GpuBuffer,
 ) -> Result<()> {
     let kernel = "topk_partial_f32";
-    if k == 0 || k > TOPK_MAX {
-        return Err(Error::kernel(kernel, format!("k = {k} outside 1..={TOPK_MAX}")));
-    }
+    check_k(kernel, k)?;
     if column.col >= column.stride.max(1) {
         return Err(Error::kernel(kernel, format!("column {} of stride {}", column.col, column.stride)));
     }
@@ -96,9 +115,47 @@ pub fn topk_blocks(n: usize) -> usize {
     n.div_ceil(TOPK_SLICE).max(1)
 }
 
+/// Runs of k candidates one block of `topk_merge_f32` merges.
+pub fn topk_merge_fan_in(k: usize) -> usize {
+    TOPK_SLICE / k.next_power_of_two()
+}
+
+/// Merge `runs` runs of k candidates (each best first, index −1 = unused) in groups of `topk_merge_fan_in(k)`:
+/// run b of out_idx/out_val gets the best k of group b, best first, ties to the lower index. The outputs hold
+/// `runs.div_ceil(fan_in)·k` elements.
+pub fn topk_merge(
+    dev: &GpuDevice,
+    runs: usize,
+    k: usize,
+    in_idx: &GpuBuffer,
+    in_val: &GpuBuffer,
+    out_idx: &GpuBuffer,
+    out_val: &GpuBuffer,
+) -> Result<()> {
+    let kernel = "topk_merge_f32";
+    check_k(kernel, k)?;
+    if runs == 0 {
+        return Err(Error::kernel(kernel, "0 runs"));
+    }
+    let blocks = runs.div_ceil(topk_merge_fan_in(k));
+    check(kernel, "in_idx", in_idx, DType::I32, runs * k)?;
+    check(kernel, "in_val", in_val, DType::F32, runs * k)?;
+    check(kernel, "out_idx", out_idx, DType::I32, blocks * k)?;
+    check(kernel, "out_val", out_val, DType::F32, blocks * k)?;
+    let mut args = KernelArgs::new();
+    args.i32(int(kernel, "runs", runs)?) // int runs
+        .i32(int(kernel, "k", k)?) //       int k
+        .buf(in_idx) //                     const int* in_idx
+        .buf(in_val) //                     const float* in_val
+        .buf(out_idx) //                    int* out_idx
+        .buf(out_val); //                   float* out_val
+                       // SAFETY: sizes checked; signature (int, int, const int*, const float*, int*, float*).
+    unsafe { dev.launch(kernel, LaunchConfig::linear(blocks as u32, 256), &mut args) }
+}
+
 /// The top-k rows by score, best first, ties to the lower index, skipped rows left out (fewer than k when
-/// fewer rows take part): `topk_partial_f32` ranks each block's slice on the device, then the host merges the
-/// blocks' k candidates each (a k-way merge of best-first runs; only `blocks·k` pairs are downloaded).
+/// fewer rows take part): `topk_partial_f32` ranks each slice, `topk_merge_f32` merges the slices' candidates
+/// on the device until one run is left, and only those k pairs are downloaded.
 pub fn topk(
     dev: &GpuDevice,
     n: usize,
@@ -107,28 +164,23 @@ pub fn topk(
     scores: &GpuBuffer,
     skip: Option<&GpuBuffer>,
 ) -> Result<Vec<(usize, f32)>> {
-    let blocks = topk_blocks(n);
-    let (idx, val) = (dev.alloc(DType::I32, blocks * k)?, dev.alloc(DType::F32, blocks * k)?);
+    check_k("topk_partial_f32", k)?;
+    let mut runs = topk_blocks(n);
+    let (mut idx, mut val) = (dev.alloc(DType::I32, runs * k)?, dev.alloc(DType::F32, runs * k)?);
     topk_partial(dev, n, k, column, scores, skip, &idx, &val)?;
-    let (idx, val) = (dev.download(&idx)?, dev.download(&val)?);
-    let mut heads = vec![0usize; blocks]; // next unread candidate of each block
-    let mut out = Vec::with_capacity(k);
-    while out.len() < k {
-        let mut best: Option<(f32, i64, usize)> = None;
-        for (b, &h) in heads.iter().enumerate() {
-            if h >= k || idx[b * k + h] < 0.0 {
-                continue;
-            }
-            let (v, i) = (val[b * k + h], idx[b * k + h] as i64);
-            if best.is_none_or(|(bv, bi, _)| v > bv || (v == bv && i < bi)) {
-                best = Some((v, i, b));
-            }
+    if runs > 1 {
+        let fan_in = topk_merge_fan_in(k);
+        let size = runs.div_ceil(fan_in) * k;
+        let (mut idx2, mut val2) = (dev.alloc(DType::I32, size)?, dev.alloc(DType::F32, size)?);
+        while runs > 1 {
+            topk_merge(dev, runs, k, &idx, &val, &idx2, &val2)?;
+            runs = runs.div_ceil(fan_in);
+            std::mem::swap(&mut idx, &mut idx2);
+            std::mem::swap(&mut val, &mut val2);
         }
-        let Some((v, i, b)) = best else { break };
-        heads[b] += 1;
-        out.push((i as usize, v));
     }
-    Ok(out)
+    let (idx, val) = (dev.download_i32(&idx.slice(0, k)?)?, dev.download(&val.slice(0, k)?)?);
+    Ok(idx.into_iter().zip(val).take_while(|&(i, _)| i >= 0).map(|(i, v)| (i as usize, v)).collect())
 }
 
 /// mindist[i] = min(mindist[i], ‖x_i − x_centre‖²) in f32, and mindist[centre] = −1 (a chosen centre: negative

@@ -1,11 +1,12 @@
-//! Cases of `kernels/select.cu`: uncertainty scores, top-k (device blocks + host merge), and the coreset and
-//! BADGE distance updates.
+//! Cases of `kernels/select.cu`: uncertainty scores, top-k (device blocks merged on the device), and the
+//! coreset and BADGE distance updates.
 
 use rand::Rng;
 
 use super::{case, poisoned, random, Case, DTYPES};
 use crate::gpu::ops::select::{self as sel, BadgeInputs, Column};
 use crate::gpu::{reference as r, DType};
+use crate::select::gpu::device_score_error;
 
 /// Outputs are f32 computed from inputs already rounded to the storage type, so every dtype gets f32-level
 /// tolerance (a little above `tol(F32)`: f32 exp/log and differences of f32 sums).
@@ -13,6 +14,7 @@ const SCORE_TOL: f64 = 2e-5;
 
 pub(super) fn select_cases(out: &mut Vec<Case>) {
     uncertainty_cases(out);
+    uncertainty_bound_cases(out);
     topk_cases(out);
     mindist_cases(out);
     badge_cases(out);
@@ -20,7 +22,11 @@ pub(super) fn select_cases(out: &mut Vec<Case>) {
 
 fn uncertainty_cases(out: &mut Vec<Case>) {
     for dt in DTYPES {
-        for (rows, c) in [(1usize, 1usize), (37, 3), (1000, 10), (37, 101), (5, 1000)] {
+        // One class; several rows a warp (c ≤ 16: 1 lane a row; 101: 8 lanes); 16-byte rows (the vector path for
+        // every dtype: 8, 24, 1000, 4096; for half types only: 40) and odd ones; many chunks a lane (4096).
+        for (rows, c) in
+            [(1usize, 1usize), (37, 3), (1000, 10), (33, 8), (9, 24), (21, 40), (37, 101), (5, 1000), (3, 4096)]
+        {
             out.push(case(
                 "select",
                 format!("uncertainty_scores_{}", dt.suffix()),
@@ -37,9 +43,46 @@ fn uncertainty_cases(out: &mut Vec<Case>) {
     }
 }
 
+/// The device path of `cpeal select` is exact only if every score is within `device_score_error(c)` of the
+/// exact one (`select::gpu`). These cases report max |out − ref| / bound as rel.err (pass: ≤ 1) on rows of
+/// very different spreads and offsets, uniform rows, and (`view+1`) a 4-byte-misaligned view (scalar loads).
+fn uncertainty_bound_cases(out: &mut Vec<Case>) {
+    for dt in [DType::F32, DType::Bf16] {
+        for (rows, c, offset) in [(512usize, 10usize, 0usize), (64, 257, 0), (64, 1000, 0), (64, 1000, 1), (8, 4096, 0)]
+        {
+            let shape = format!("[{rows},{c}] bound{}", if offset > 0 { " view+1" } else { "" });
+            out.push(case(
+                "select",
+                format!("uncertainty_scores_{}", dt.suffix()),
+                shape,
+                1.0,
+                Box::new(move |dev, rng| {
+                    let mut logits = Vec::with_capacity(offset + rows * c);
+                    logits.resize(offset, 0.0);
+                    for row in 0..rows {
+                        let spread = [0.0f32, 0.01, 1.0, 10.0, 100.0][row % 5];
+                        let shift = [0.0f32, -3.0, 1000.0][row % 3];
+                        logits.extend((0..c).map(|_| shift + spread * (rng.random::<f32>() - 0.5)));
+                    }
+                    let logits = dt.round(&logits);
+                    let x = dev.upload(&logits, dt)?.slice(offset, rows * c)?;
+                    let y = poisoned(dev, DType::F32, rows * sel::SCORE_COLS)?;
+                    sel::uncertainty_scores(dev, rows, c, &x, &y)?;
+                    let got = dev.download(&y)?;
+                    let want = r::uncertainty_scores(rows, c, &logits[offset..]);
+                    let worst = got.iter().zip(&want).map(|(&g, &w)| (g as f64 - w).abs()).fold(0.0, f64::max);
+                    let ratio = if got.iter().all(|v| v.is_finite()) { worst / device_score_error(c) } else { 1e9 };
+                    Ok((vec![(1.0 + ratio) as f32], vec![1.0]))
+                }),
+            ));
+        }
+    }
+}
+
 fn topk_cases(out: &mut Vec<Case>) {
     // (n, k, stride, skip some): one row, k past the rows that take part, ties (scores on a coarse grid)
-    // across several blocks of 2048 rows, the largest k.
+    // across several blocks of 2048 rows, the largest k; device merges of 2 (k > 512), 3 runs (odd), 16 and
+    // 512 runs a block, over one or several rounds.
     for (n, k, stride, skip) in [
         (1usize, 1usize, 1usize, false),
         (37, 5, 3, true),
@@ -47,6 +90,9 @@ fn topk_cases(out: &mut Vec<Case>) {
         (1000, 37, 3, false),
         (5000, 100, 3, true),
         (4500, 1024, 1, false),
+        (13000, 700, 1, true),
+        (40000, 128, 3, false),
+        (40000, 3, 1, true),
     ] {
         out.push(case(
             "select",

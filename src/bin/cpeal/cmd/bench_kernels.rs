@@ -122,26 +122,34 @@ fn bench_attention(dev: &GpuDevice, args: &Args, rng: &mut rand_chacha::ChaCha8R
     Ok(())
 }
 
-/// The fused uncertainty-score pass (reads the logits once) in GB/s, and scores + top-1000 end to end.
+/// The fused uncertainty-score pass (reads the logits once) in GB/s over [rows, 1000] and [10·rows, 10] logits,
+/// the device top-1000 alone (per-slice ranking + device merges + a 1000-pair download), and both end to end.
 fn bench_selection(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
     use ops::select::{topk, uncertainty_scores, Column, SCORE_COLS};
-    let (rows, c) = (args.pool_rows, 1000usize);
-    // Cheap deterministic non-constant logits (an RNG over 10^9 values would dominate the run).
-    let logits: Vec<f32> =
-        (0..rows * c).map(|i| ((i.wrapping_mul(2654435761) >> 7) % 4001) as f32 / 400.0 - 5.0).collect();
     println!("\n| selection kernel | shape | time (us) | GB/s read |\n|---|---|---|---|");
-    for dt in [DType::F32, DType::Bf16] {
-        let x = dev.upload(&logits, dt)?;
-        let out = dev.alloc(DType::F32, rows * SCORE_COLS)?;
-        let secs = time(dev, args.reps.min(5), &|| uncertainty_scores(dev, rows, c, &x, &out))?;
-        let gbs = (rows * c * dt.size()) as f64 / secs / 1e9;
-        println!("| uncertainty_scores_{} | {rows} x {c} | {:.1} | {gbs:.0} |", dt.suffix(), secs * 1e6);
-        let secs = time(dev, args.reps.min(5), &|| {
-            uncertainty_scores(dev, rows, c, &x, &out)?;
-            topk(dev, rows, 1000, Column { stride: SCORE_COLS, col: 0 }, &out, None).map(|_| ())
-        })?;
-        let gbs = (rows * c * dt.size()) as f64 / secs / 1e9;
-        println!("| scores + top-1000 ({}) | {rows} x {c} | {:.1} | {gbs:.0} |", dt.suffix(), secs * 1e6);
+    for (rows, c) in [(args.pool_rows, 1000usize), (args.pool_rows * 10, 10)] {
+        // Cheap deterministic non-constant logits (an RNG over 10^9 values would dominate the run).
+        let logits: Vec<f32> =
+            (0..rows * c).map(|i| ((i.wrapping_mul(2654435761) >> 7) % 4001) as f32 / 400.0 - 5.0).collect();
+        for dt in [DType::F32, DType::Bf16] {
+            let x = dev.upload(&logits, dt)?;
+            let out = dev.alloc(DType::F32, rows * SCORE_COLS)?;
+            let secs = time(dev, args.reps.min(5), &|| uncertainty_scores(dev, rows, c, &x, &out))?;
+            let gbs = (rows * c * dt.size()) as f64 / secs / 1e9;
+            println!("| uncertainty_scores_{} | {rows} x {c} | {:.1} | {gbs:.0} |", dt.suffix(), secs * 1e6);
+            if c != 1000 {
+                continue;
+            }
+            let column = Column { stride: SCORE_COLS, col: 0 };
+            let secs = time(dev, args.reps.min(5), &|| topk(dev, rows, 1000, column, &out, None).map(|_| ()))?;
+            println!("| top-1000 (partial + device merge + download) | {rows} | {:.1} | |", secs * 1e6);
+            let secs = time(dev, args.reps.min(5), &|| {
+                uncertainty_scores(dev, rows, c, &x, &out)?;
+                topk(dev, rows, 1000, column, &out, None).map(|_| ())
+            })?;
+            let gbs = (rows * c * dt.size()) as f64 / secs / 1e9;
+            println!("| scores + top-1000 ({}) | {rows} x {c} | {:.1} | {gbs:.0} |", dt.suffix(), secs * 1e6);
+        }
     }
     Ok(())
 }
