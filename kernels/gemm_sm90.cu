@@ -77,26 +77,88 @@ DEVI void wgmma_m64n128k16<f16_t>(float (&d)[64], unsigned long long da, unsigne
     wgmma_m64n128k16_f16(d, da, db);
 }
 
+struct __align__(16) F4 {
+    float x, y, z, w;
+};
+
+// 8 consecutive 16-bit elements at p (16-byte aligned) as f32, with a coherent load (the residual may be the
+// output itself), and the converse store.
+template <class T>
+DEVI void load_vec8(float (&v)[8], const T* p) {
+    u32 r[4];
+    asm volatile("ld.global.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "l"(p));
+    UNROLL for (int e = 0; e < 4; ++e) {
+        v[2 * e] = lo_f32<T>(r[e]);
+        v[2 * e + 1] = hi_f32<T>(r[e]);
+    }
+}
+template <class T>
+DEVI void store_vec8(T* p, const float (&v)[8]) {
+    u32 r[4];
+    UNROLL for (int e = 0; e < 4; ++e) r[e] = pack2<T>(v[2 * e], v[2 * e + 1]);
+    asm volatile("st.global.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"l"(p), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+                 : "memory");
+}
+
+// The epilogue goes through shared memory (free once the main loop is done): each consumer thread parks its
+// accumulators in an f32 tile [128][BN + 8], then the consumers walk the tile in rows of 8-column chunks, so
+// bias, layer scale, residual and output move in coalesced 16-byte vectors and the per-element code is one
+// short loop rather than 64 unrolled copies (which overflowed the instruction cache).
 // Accumulator layout of m64nNk16 (per warp of the warpgroup, like mma.m16n8 tiled along N): register
-// 4·q + 2·h + e holds row 16·warp + lane/4 + 8·h, column 8·q + 2·(lane%4) + e. Rows from m0, columns from n0.
-template <class T, int NB>
-DEVI void g90_epilogue(float (&acc)[NB][64], int m0, int n0, int M, int N, int ldr, int ldc, const T* bias,
-                       const T* residual, const T* layer_scale, T* C, int act) {
+// 4·q + 2·h + e holds row 16·warp + lane/4 + 8·h, column 8·q + 2·(lane%4) + e.
+template <int NB>
+DEVI void g90_park(float (&acc)[NB][64], float* tile, int row0) {
+    constexpr int LDT = NB * 128 + 8;
     int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
     int g = lane >> 2, t = lane & 3;
-    bool pairs = (ldc & 1) == 0;
     UNROLL for (int j = 0; j < NB; ++j) UNROLL for (int q = 0; q < 16; ++q) UNROLL for (int h = 0; h < 2; ++h) {
-        int m = m0 + warp * 16 + g + 8 * h;
-        int n = n0 + j * 128 + q * 8 + 2 * t;
-        if (m >= M) continue;
-        float v0 = acc[j][4 * q + 2 * h], v1 = acc[j][4 * q + 2 * h + 1];
-        T* out = C + (long)m * ldc + n;
-        if (pairs && n + 1 < N) {
-            store_pair(out, gemm_epilogue(v0, m, n, ldr, bias, residual, layer_scale, act),
-                       gemm_epilogue(v1, m, n + 1, ldr, bias, residual, layer_scale, act));
+        float* p = tile + (row0 + warp * 16 + g + 8 * h) * LDT + j * 128 + q * 8 + 2 * t;
+        p[0] = acc[j][4 * q + 2 * h];
+        p[1] = acc[j][4 * q + 2 * h + 1];
+    }
+}
+
+// C[m0 + r, n0 + c] for the whole 128 x BN tile from `tile`, by `nthreads` threads numbered from 0 (`tid`).
+template <class T, int BN>
+DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, int M, int N, int ldr, int ldc,
+                    const T* bias, const T* residual, const T* layer_scale, T* C, int act) {
+    constexpr int LDT = BN + 8, CHUNKS = BN / 8;
+    // 16-byte vectors need every row start and every pointer 16-byte aligned (8 elements of 2 bytes).
+    bool vec = ((ldc | (residual ? ldr : 0)) & 7) == 0 &&
+               (((unsigned long long)C | (unsigned long long)residual | (unsigned long long)bias |
+                 (unsigned long long)layer_scale) & 15) == 0;
+    for (int i = tid; i < G90_BM * CHUNKS; i += nthreads) {
+        int r = i / CHUNKS, c = (i % CHUNKS) * 8;
+        int m = m0 + r, n = n0 + c;
+        if (m >= M || n >= N) continue;
+        const float* src = tile + r * LDT + c;
+        if (vec && n + 8 <= N) {
+            float v[8], w[8];
+            UNROLL for (int h = 0; h < 2; ++h) {  // two 16-byte shared loads (src is 16-byte aligned)
+                F4 q = reinterpret_cast<const F4*>(src)[h];
+                v[4 * h] = q.x, v[4 * h + 1] = q.y, v[4 * h + 2] = q.z, v[4 * h + 3] = q.w;
+            }
+            if (bias) {
+                load_vec8<T>(w, bias + n);
+                UNROLL for (int e = 0; e < 8; ++e) v[e] += w[e];
+            }
+            if (act == 1) {
+                UNROLL for (int e = 0; e < 8; ++e) v[e] = gelu_erf(v[e]);
+            } else if (act == 2) {
+                UNROLL for (int e = 0; e < 8; ++e) v[e] = quick_gelu(v[e]);
+            }
+            if (layer_scale) {
+                load_vec8<T>(w, layer_scale + n);
+                UNROLL for (int e = 0; e < 8; ++e) v[e] *= w[e];
+            }
+            if (residual) {
+                load_vec8<T>(w, residual + (long)m * ldr + n);
+                UNROLL for (int e = 0; e < 8; ++e) v[e] += w[e];
+            }
+            store_vec8<T>(C + (long)m * ldc + n, v);
         } else {
-            if (n < N) out[0] = from_f32<T>(gemm_epilogue(v0, m, n, ldr, bias, residual, layer_scale, act));
-            if (n + 1 < N) out[1] = from_f32<T>(gemm_epilogue(v1, m, n + 1, ldr, bias, residual, layer_scale, act));
+            for (int e = 0; e < 8 && n + e < N; ++e)
+                C[(long)m * ldc + n + e] = from_f32<T>(gemm_epilogue(src[e], m, n + e, ldr, bias, residual, layer_scale, act));
         }
     }
 }
@@ -165,7 +227,11 @@ DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldr, int ldc, cons
     UNROLL for (int j = 0; j < NB; ++j) UNROLL for (int e = 0; e < 64; ++e) g90_pin(acc[j][e]);
     cp_async_wait<0>();
 
-    g90_epilogue<T, NB>(acc, bm + wg * 64, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
+    float* tile = reinterpret_cast<float*>(smem);
+    __syncthreads();  // every warpgroup is done reading the operand stages
+    g90_park<NB>(acc, tile, wg * 64);
+    __syncthreads();
+    g90_store<T, BN>(tile, threadIdx.x, 256, bm, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -256,7 +322,12 @@ DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap
     }
     wgmma_wait<0>();
     UNROLL for (int j = 0; j < NB; ++j) UNROLL for (int e = 0; e < 64; ++e) g90_pin(acc[j][e]);
-    g90_epilogue<T, NB>(acc, bm + cw * 64, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
+    // The producer has left; the 256 consumer threads synchronise on named barrier 1.
+    float* tile = reinterpret_cast<float*>(smem);
+    asm volatile("bar.sync 1, 256;\n" ::: "memory");  // both consumers are done reading the operand stages
+    g90_park<NB>(acc, tile, cw * 64);
+    asm volatile("bar.sync 1, 256;\n" ::: "memory");
+    g90_store<T, BN>(tile, threadIdx.x - 128, 256, bm, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
 }
 #endif
 

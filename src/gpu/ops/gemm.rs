@@ -66,16 +66,27 @@ pub const SM90_VARIANTS: [Sm90Variant; 5] = [
     Sm90Variant::new(128, 5, true),
     Sm90Variant::new(256, 3, true),
 ];
-const SM90_DEFAULT: Sm90Variant = Sm90Variant::new(128, 3, false);
 
-/// The Hopper variant `Auto` picks: `CPEAL_GEMM_SM90=<label>` overrides (for benchmarks), `=off` keeps
-/// `gemm.cu`.
-fn auto_sm90() -> Option<Sm90Variant> {
-    static PICK: std::sync::OnceLock<Option<Sm90Variant>> = std::sync::OnceLock::new();
-    *PICK.get_or_init(|| match std::env::var("CPEAL_GEMM_SM90").ok().as_deref() {
-        Some("off") => None,
-        Some(v) => SM90_VARIANTS.iter().copied().find(|x| x.label() == v).or(Some(SM90_DEFAULT)),
-        None => Some(SM90_DEFAULT),
+/// The Hopper variant `Auto` picks for an m x n x k GEMM. Measured on an H100 (bench/results/gpu-check-*.md,
+/// ViT-B/16 shapes at batch 64): the TMA kernels win on long K (fc2: 531 vs 482 TFLOP/s) and on wide N with
+/// the 256-column tile (qkv: 442 vs 424); the two-blocks-per-SM cp.async kernel wins on small GEMMs (proj).
+/// `CPEAL_GEMM_SM90=<label>` forces a variant (for benchmarks), `=off` keeps `gemm.cu`.
+fn auto_sm90(n: usize, k: usize) -> Option<Sm90Variant> {
+    static FORCED: std::sync::OnceLock<Option<Option<Sm90Variant>>> = std::sync::OnceLock::new();
+    let forced = FORCED.get_or_init(|| match std::env::var("CPEAL_GEMM_SM90").ok().as_deref() {
+        Some("off") => Some(None),
+        Some(v) => SM90_VARIANTS.iter().copied().find(|x| x.label() == v).map(Some),
+        None => None,
+    });
+    if let Some(v) = forced {
+        return *v;
+    }
+    Some(if k >= 2048 {
+        Sm90Variant::new(128, 5, true)
+    } else if n >= 2048 {
+        Sm90Variant::new(256, 3, true)
+    } else {
+        Sm90Variant::new(128, 3, false)
     })
 }
 
@@ -164,7 +175,7 @@ impl<'a> Gemm<'a> {
     fn sm90_variant(&self, dev: &GpuDevice, dt: DType) -> Result<Option<Sm90Variant>> {
         let hopper = dev.arch().as_deref() == Some("sm_90") && self.aligned();
         Ok(match self.kernel {
-            GemmKernel::Auto => auto_sm90().filter(|_| hopper),
+            GemmKernel::Auto => auto_sm90(self.n, self.k).filter(|_| hopper),
             GemmKernel::Sm80 => None,
             GemmKernel::Sm90(v) => {
                 let name = v.kernel_name(dt);
