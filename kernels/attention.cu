@@ -9,9 +9,10 @@
 // j <= i + Tk − Tq. Needs D % 8 == 0 (D ∈ {64, 80, 96, 128}), every ld a multiple of 8 and 16-byte aligned
 // pointers (cp.async of 16-byte chunks); otherwise the launcher runs attention_fwd_generic_* (end of file).
 //
-// Block: 4 warps = 128 threads own 64 queries of one (b, h); warp w owns queries 16w … 16w+15. Keys and values
-// stream through shared memory 64 at a time. Launch: grid (ceil(Tq/64), H, B), block 128,
-// shared (3·64·(D+8))·2 bytes (Q, K, V tiles; rows padded by 8 elements against bank conflicts).
+// Block: 4 warps = 128 threads own 64 queries of one (b, h); warp w owns queries 16w … 16w+15 (a warp whose
+// queries all lie past Tq only helps load). Keys and values stream through shared memory 64 at a time, double
+// buffered: tile kt+1 loads while tile kt is used. Launch: grid (ceil(Tq/64), H, B), block 128,
+// shared (5·64·(D+8))·2 bytes (Q, and two K and V tiles; rows padded by 8 elements against bank conflicts).
 #include "common.cuh"
 
 #define ATT_BQ 64
@@ -36,8 +37,8 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
     constexpr int KS = D / 16;  // k-steps of q·kᵀ
     constexpr int NT = D / 8;   // n-tiles of the output
     T* Qs = DYN_SMEM(T);
-    T* Ks = Qs + ATT_BQ * LDS;
-    T* Vs = Ks + ATT_BK * LDS;
+    T* Kbuf = Qs + ATT_BQ * LDS;         // [2][BK][LDS]
+    T* Vbuf = Kbuf + 2 * ATT_BK * LDS;  // [2][BK][LDS]
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * ATT_BQ;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const T* qb = q + (long)b * Tq * ld_q;
@@ -45,8 +46,8 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
     const T* vb = v + (long)b * Tk * ld_v;
     float sl2 = scale * 1.4426950408889634f;  // exp(x) = exp2(x·log2 e)
 
+    bool active = q0 + warp * 16 < Tq;
     att_load_tile<D>(Qs, qb, ld_q, Tq, q0, h * D);
-    cp_async_commit();
 
     int kv_end = Tk;
     if (causal) kv_end = min(Tk, q0 + ATT_BQ + Tk - Tq);  // keys past the last query's diagonal are masked
@@ -57,14 +58,27 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
     UNROLL for (int i = 0; i < NT; ++i) UNROLL for (int e = 0; e < 4; ++e) oacc[i][e] = 0.0f;
     float mrow[2] = {NEG_INF, NEG_INF}, lrow[2] = {0.0f, 0.0f};
 
+    if (ntiles > 0) {
+        att_load_tile<D>(Kbuf, kb, ld_k, Tk, 0, h * D);
+        att_load_tile<D>(Vbuf, vb, ld_v, Tk, 0, h * D);
+    }
+    cp_async_commit();  // group: Q and tile 0
     for (int kt = 0; kt < ntiles; ++kt) {
         int k0 = kt * ATT_BK;
-        __syncthreads();  // the previous tile's K and V are no longer read
-        att_load_tile<D>(Ks, kb, ld_k, Tk, k0, h * D);
-        att_load_tile<D>(Vs, vb, ld_v, Tk, k0, h * D);
-        cp_async_commit();
-        cp_async_wait<0>();
+        if (kt + 1 < ntiles) {  // its buffer was last read in iteration kt-1, which ended with a barrier
+            int nb = (kt + 1) & 1;
+            att_load_tile<D>(Kbuf + nb * ATT_BK * LDS, kb, ld_k, Tk, k0 + ATT_BK, h * D);
+            att_load_tile<D>(Vbuf + nb * ATT_BK * LDS, vb, ld_v, Tk, k0 + ATT_BK, h * D);
+        }
+        cp_async_commit();  // (possibly empty) group of tile kt+1
+        cp_async_wait<1>();  // every group but the newest has landed: Q and tile kt
         __syncthreads();
+        const T* Ks = Kbuf + (kt & 1) * ATT_BK * LDS;
+        const T* Vs = Vbuf + (kt & 1) * ATT_BK * LDS;
+        if (!active) {
+            __syncthreads();
+            continue;
+        }
         if (kt == 0) {
             UNROLL for (int ks = 0; ks < KS; ++ks)
                 ldmatrix_x4(qf[ks], Qs + (warp * 16 + (lane & 15)) * LDS + ks * 16 + (lane >> 4) * 8);
@@ -115,24 +129,27 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
                 mma_m16n8k16<T>(oacc[2 * dp + 1], a, b1);
             }
         }
+        __syncthreads();  // tile kt's buffers are free for tile kt+2
     }
     cp_async_wait<0>();
+    if (!active) return;
     UNROLL for (int r = 0; r < 2; ++r) {
         lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
         lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
         lrow[r] = lrow[r] > 0.0f ? 1.0f / lrow[r] : 0.0f;
     }
     T* ob = o + (long)b * Tq * ld_o + h * D;
-    UNROLL for (int i = 0; i < NT; ++i) UNROLL for (int e = 0; e < 4; ++e) {
-        int row = q0 + warp * 16 + g + (e >= 2 ? 8 : 0);
-        if (row < Tq) ob[(long)row * ld_o + i * 8 + 2 * t + (e & 1)] = from_f32<T>(oacc[i][e] * lrow[e >> 1]);
+    UNROLL for (int i = 0; i < NT; ++i) UNROLL for (int h2 = 0; h2 < 2; ++h2) {  // ld_o is a multiple of 8
+        int row = q0 + warp * 16 + g + 8 * h2;
+        if (row < Tq)
+            store_pair(ob + (long)row * ld_o + i * 8 + 2 * t, oacc[i][2 * h2] * lrow[h2], oacc[i][2 * h2 + 1] * lrow[h2]);
     }
 }
 
 // One entry point per head dim and dtype: (B, H, Tq, Tk, ld_q, ld_k, ld_v, ld_o, q, k, v, o, scale, causal).
 #define ATT_SIZES int B, int H, int Tq, int Tk, int ld_q, int ld_k, int ld_v, int ld_o
 #define ATT_PASS B, H, Tq, Tk, ld_q, ld_k, ld_v, ld_o, q, k, v, o, scale, causal
-extern "C" __global__ void __launch_bounds__(128) attention_fwd_d64_bf16(ATT_SIZES, const bf16_t* q, const bf16_t* k,
+extern "C" __global__ void __launch_bounds__(128, 3) attention_fwd_d64_bf16(ATT_SIZES, const bf16_t* q, const bf16_t* k,
         const bf16_t* v, bf16_t* o, float scale, int causal) {
     attention_body<64>(ATT_PASS);
 }
@@ -148,7 +165,7 @@ extern "C" __global__ void __launch_bounds__(128) attention_fwd_d128_bf16(ATT_SI
         const bf16_t* v, bf16_t* o, float scale, int causal) {
     attention_body<128>(ATT_PASS);
 }
-extern "C" __global__ void __launch_bounds__(128) attention_fwd_d64_f16(ATT_SIZES, const f16_t* q, const f16_t* k,
+extern "C" __global__ void __launch_bounds__(128, 3) attention_fwd_d64_f16(ATT_SIZES, const f16_t* q, const f16_t* k,
         const f16_t* v, f16_t* o, float scale, int causal) {
     attention_body<64>(ATT_PASS);
 }

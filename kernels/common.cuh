@@ -109,6 +109,16 @@ DEVI void ld_global_16(u32 (&r)[4], const void* p) {
 #endif
 }
 
+// Four words to 16 bytes of global memory at p (16-byte aligned).
+DEVI void st_global_16(void* p, const u32 (&r)[4]) {
+#ifdef CPEAL_EMU
+    std::memcpy(p, r, 16);
+#else
+    asm volatile("st.global.v4.u32 [%0], {%1,%2,%3,%4};" ::"l"(p), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+                 : "memory");
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Activations
 // ---------------------------------------------------------------------------------------------------------

@@ -270,7 +270,9 @@ DEVI void tma_load_2d(u32 dst, const TmaMap* map, int c0, int c1, u32 bar) {
         : "memory");
 }
 
-template <class T, int BN, int STAGES>
+// LEAN: the producer is one warp after the two consumer warpgroups (288 threads, so two blocks fit an SM's
+// registers) instead of a whole leading warpgroup (384 threads).
+template <class T, int BN, int STAGES, bool LEAN>
 DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap, const TmaMap* wmap, const T* bias,
                        const T* residual, const T* layer_scale, T* C, int act) {
     constexpr int A_BYTES = G90_BM * 128, B_BYTES = BN * 128, STAGE_BYTES = A_BYTES + B_BYTES;
@@ -288,9 +290,10 @@ DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
-    int wg = threadIdx.x >> 7;
-    if (wg == 0) {
-        if (threadIdx.x == 0) {
+    constexpr int CBASE = LEAN ? 0 : 128;  // first consumer thread (a multiple of 128: warpgroups stay aligned)
+    int ct = threadIdx.x - CBASE;
+    if (LEAN ? threadIdx.x >= 256 : threadIdx.x < 128) {
+        if (threadIdx.x == (LEAN ? 256 : 0)) {
             for (int kt = 0; kt < ktiles; ++kt) {
                 int s = kt % STAGES;
                 if (kt >= STAGES) mbar_wait(empty0 + 8 * s, ((kt / STAGES) - 1) & 1);
@@ -302,7 +305,7 @@ DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap
         }
         return;  // no barrier of the whole block follows
     }
-    int cw = wg - 1;
+    int cw = ct >> 7;
     float acc[NB][64];
     UNROLL for (int j = 0; j < NB; ++j) UNROLL for (int e = 0; e < 64; ++e) acc[j][e] = 0.0f;
     for (int kt = 0; kt < ktiles; ++kt) {
@@ -318,7 +321,7 @@ DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap
         }
         wgmma_commit();
         wgmma_wait<1>();  // tile kt-1's group has retired: its stage may be refilled
-        if (kt > 0 && (threadIdx.x & 127) == 0) mbar_arrive(empty0 + 8 * ((kt - 1) % STAGES));
+        if (kt > 0 && (ct & 127) == 0) mbar_arrive(empty0 + 8 * ((kt - 1) % STAGES));
     }
     wgmma_wait<0>();
     UNROLL for (int j = 0; j < NB; ++j) UNROLL for (int e = 0; e < 64; ++e) g90_pin(acc[j][e]);
@@ -327,7 +330,7 @@ DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap
     asm volatile("bar.sync 1, 256;\n" ::: "memory");  // both consumers are done reading the operand stages
     g90_park<NB>(acc, tile, cw * 64);
     asm volatile("bar.sync 1, 256;\n" ::: "memory");
-    g90_store<T, BN>(tile, threadIdx.x - 128, 256, bm, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
+    g90_store<T, BN>(tile, ct, 256, bm, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
 }
 #endif
 
@@ -362,20 +365,31 @@ extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n256s4_f16(int M, in
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
         const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_tma_body<bf16_t, 128, 5>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+    g90_tma_body<bf16_t, 128, 5, false>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n128s5_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
         const f16_t* layer_scale, f16_t* C, int act) {
-    g90_tma_body<f16_t, 128, 5>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+    g90_tma_body<f16_t, 128, 5, false>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n256s3_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
         const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_tma_body<bf16_t, 256, 3>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+    g90_tma_body<bf16_t, 256, 3, false>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n256s3_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
         const f16_t* layer_scale, f16_t* C, int act) {
-    g90_tma_body<f16_t, 256, 3>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+    g90_tma_body<f16_t, 256, 3, false>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+}
+// Lean TMA variant (288 threads, two blocks per SM): n128s3, 97 KiB of shared memory.
+extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_bf16(int M, int N, int K, int ldr, int ldc,
+        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
+        const bf16_t* layer_scale, bf16_t* C, int act) {
+    g90_tma_body<bf16_t, 128, 3, true>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+}
+extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_f16(int M, int N, int K, int ldr, int ldc,
+        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
+        const f16_t* layer_scale, f16_t* C, int act) {
+    g90_tma_body<f16_t, 128, 3, true>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
 }

@@ -1,6 +1,10 @@
-// kernels/layernorm.cu — LayerNorm over the last dimension.
-// One block per row, blockDim.x a multiple of 32 (launchers: 128 for cols <= 1024, else 256); statistics in
-// f32 with a two-pass (mean, then centred variance) reduction, so large means do not cancel.
+// kernels/layernorm.cu — LayerNorm over the last dimension; statistics in f32 with a two-pass (mean, then
+// centred variance) reduction, so large means do not cancel.
+//   layernorm_warp_*: one warp per row, the row held in registers and read once with 16-byte loads; needs
+//     16-bit storage, cols % 8 == 0, cols <= 1024 and 16-byte aligned x, gamma, beta, y. Blocks of 128 threads
+//     (4 rows): grid ceil(rows / 4). The transformer widths (384, 768, 1024) take this path.
+//   layernorm_fwd_*: any shape and dtype; one block per row, blockDim.x a multiple of 32 (launcher: 128 for
+//     cols <= 1024, else 256).
 #include "common.cuh"
 
 template <class T>
@@ -36,4 +40,68 @@ extern "C" __global__ void layernorm_fwd_f16(int rows, int cols, const f16_t* x,
 extern "C" __global__ void layernorm_fwd_f32(int rows, int cols, const float* x, const float* gamma,
                                              const float* beta, float* y, float eps) {
     layernorm_body(rows, cols, x, gamma, beta, y, eps);
+}
+
+#define LNW_CHUNKS 4  // chunks of 8 per lane: cols <= 32 · 8 · 4 = 1024
+
+// 8 consecutive 16-bit values at p (16-byte aligned) as f32.
+template <class T>
+DEVI void lnw_load8(float (&v)[8], const T* p) {
+    u32 r[4];
+    ld_global_16(r, p);
+    UNROLL for (int e = 0; e < 4; ++e) {
+        v[2 * e] = lo_f32<T>(r[e]);
+        v[2 * e + 1] = hi_f32<T>(r[e]);
+    }
+}
+
+template <class T>
+DEVI void layernorm_warp_body(int rows, int cols, const T* x, const T* gamma, const T* beta, T* y, float eps) {
+    int lane = threadIdx.x & 31;
+    long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;  // the whole warp leaves together
+    const T* xr = x + row * cols;
+    T* yr = y + row * cols;
+    float v[LNW_CHUNKS][8];
+    float s = 0.0f;
+    UNROLL for (int c = 0; c < LNW_CHUNKS; ++c) {
+        int j = (c * 32 + lane) * 8;
+        if (j < cols) {
+            lnw_load8<T>(v[c], xr + j);
+            UNROLL for (int e = 0; e < 8; ++e) s += v[c][e];
+        }
+    }
+    float mean = warp_sum(s) / cols;
+    float q = 0.0f;
+    UNROLL for (int c = 0; c < LNW_CHUNKS; ++c) {
+        if ((c * 32 + lane) * 8 < cols) {
+            UNROLL for (int e = 0; e < 8; ++e) {
+                float d = v[c][e] - mean;
+                q += d * d;
+            }
+        }
+    }
+    float rstd = rsqrtf(warp_sum(q) / cols + eps);
+    UNROLL for (int c = 0; c < LNW_CHUNKS; ++c) {
+        int j = (c * 32 + lane) * 8;
+        if (j < cols) {
+            float g[8], b[8];
+            lnw_load8<T>(g, gamma + j);
+            lnw_load8<T>(b, beta + j);
+            u32 r[4];
+            UNROLL for (int e = 0; e < 4; ++e)
+                r[e] = pack2<T>((v[c][2 * e] - mean) * rstd * g[2 * e] + b[2 * e],
+                                (v[c][2 * e + 1] - mean) * rstd * g[2 * e + 1] + b[2 * e + 1]);
+            st_global_16(yr + j, r);
+        }
+    }
+}
+
+extern "C" __global__ void layernorm_warp_bf16(int rows, int cols, const bf16_t* x, const bf16_t* gamma,
+                                               const bf16_t* beta, bf16_t* y, float eps) {
+    layernorm_warp_body(rows, cols, x, gamma, beta, y, eps);
+}
+extern "C" __global__ void layernorm_warp_f16(int rows, int cols, const f16_t* x, const f16_t* gamma,
+                                              const f16_t* beta, f16_t* y, float eps) {
+    layernorm_warp_body(rows, cols, x, gamma, beta, y, eps);
 }

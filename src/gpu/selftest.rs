@@ -137,10 +137,12 @@ fn elementwise_cases(out: &mut Vec<Case>) {
 
 fn layernorm_cases(out: &mut Vec<Case>) {
     for dt in DTYPES {
-        for (rows, cols) in [(1usize, 7usize), (5, 768), (3, 1030)] {
+        // 7 and 1030: the general kernel; 768, 384, 1024 and 776 (a ragged last chunk): warp per row (16-bit).
+        for (rows, cols) in [(1usize, 7usize), (5, 768), (3, 1030), (9, 384), (6, 1024), (4, 776)] {
+            let warp = dt != DType::F32 && cols % 8 == 0 && cols <= 1024;
             out.push(case(
                 "layernorm",
-                format!("layernorm_fwd_{}", dt.suffix()),
+                format!("{}_{}", if warp { "layernorm_warp" } else { "layernorm_fwd" }, dt.suffix()),
                 format!("[{rows},{cols}]"),
                 tol(dt),
                 Box::new(move |dev, rng| {
@@ -278,6 +280,7 @@ fn attention_cases(out: &mut Vec<Case>) {
         (DType::Bf16, 1, 2, 130, 80, false),
         (DType::F16, 1, 1, 37, 96, true),
         (DType::Bf16, 1, 1, 65, 128, false),
+        (DType::F16, 2, 2, 197, 64, false), // ViT-B/16's 197 tokens: 4 key tiles, a last query block of 5
     ];
     for (dt, b, h, t, d, causal) in shapes {
         let shape = format!("B{b} H{h} T{t} D{d}{}", if causal { " causal" } else { "" });

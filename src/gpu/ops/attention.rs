@@ -132,7 +132,7 @@ impl<'a> Attention<'a> {
             ));
         }
         let (rows_per_block, shared_bytes) =
-            if fast { (64, (3 * 64 * (self.head_dim + 8) * 2) as u32) } else { (4, 0) };
+            if fast { (64, (5 * 64 * (self.head_dim + 8) * 2) as u32) } else { (4, 0) };
         let grid_x = u32::try_from(self.q_len.div_ceil(rows_per_block))
             .map_err(|_| Error::kernel(&kernel, "q_len too large"))?;
         let cfg =

@@ -22,22 +22,33 @@ pub enum GemmKernel {
 }
 
 /// A `gemm_sm90.cu` kernel: block tile 128 x `bn`, a `stages`-deep operand pipeline, loaded by cp.async from
-/// every thread, or by the tensor memory accelerator from one producer thread (`tma`).
+/// every thread, or by the tensor memory accelerator from one producer thread (`tma`) whose warpgroup idles
+/// otherwise, or (`lean`) whose single warp follows the consumers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sm90Variant {
     pub bn: usize,
     pub stages: usize,
     pub tma: bool,
+    pub lean: bool,
 }
 
 impl Sm90Variant {
     const fn new(bn: usize, stages: usize, tma: bool) -> Self {
-        Sm90Variant { bn, stages, tma }
+        Sm90Variant { bn, stages, tma, lean: false }
     }
 
-    /// `n128s3`, `tma-n128s5`, …: the kernel name's middle and the `CPEAL_GEMM_SM90` value.
+    const fn lean(bn: usize, stages: usize) -> Self {
+        Sm90Variant { bn, stages, tma: true, lean: true }
+    }
+
+    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, …: the kernel name's middle and the `CPEAL_GEMM_SM90` value.
     pub fn label(&self) -> String {
-        format!("{}n{}s{}", if self.tma { "tma-" } else { "" }, self.bn, self.stages)
+        let prefix = match (self.tma, self.lean) {
+            (false, _) => "",
+            (true, false) => "tma-",
+            (true, true) => "tmaw-",
+        };
+        format!("{prefix}n{}s{}", self.bn, self.stages)
     }
 
     fn kernel_name(&self, dt: DType) -> String {
@@ -45,10 +56,10 @@ impl Sm90Variant {
     }
 
     fn threads(&self) -> u32 {
-        if self.tma {
-            384
-        } else {
-            256
+        match (self.tma, self.lean) {
+            (false, _) => 256,
+            (true, false) => 384,
+            (true, true) => 288,
         }
     }
 
@@ -59,19 +70,21 @@ impl Sm90Variant {
 }
 
 /// The variants compiled in `gemm_sm90.cu`.
-pub const SM90_VARIANTS: [Sm90Variant; 5] = [
+pub const SM90_VARIANTS: [Sm90Variant; 6] = [
     Sm90Variant::new(128, 3, false),
     Sm90Variant::new(128, 4, false),
     Sm90Variant::new(256, 4, false),
     Sm90Variant::new(128, 5, true),
     Sm90Variant::new(256, 3, true),
+    Sm90Variant::lean(128, 3),
 ];
 
-/// The Hopper variant `Auto` picks for an m x n x k GEMM. Measured on an H100 (bench/results/gpu-check-*.md,
-/// ViT-B/16 shapes at batch 64): the TMA kernels win on long K (fc2: 531 vs 482 TFLOP/s) and on wide N with
-/// the 256-column tile (qkv: 442 vs 424); the two-blocks-per-SM cp.async kernel wins on small GEMMs (proj).
-/// `CPEAL_GEMM_SM90=<label>` forces a variant (for benchmarks), `=off` keeps `gemm.cu`.
-fn auto_sm90(n: usize, k: usize) -> Option<Sm90Variant> {
+/// The Hopper variant `Auto` picks for an m x n x k GEMM. Measured on an H100 (bench/results/gpu-check-*.md
+/// and gpu-gemm-notes-2026-11-25.md, ViT-B/16 shapes at batch 64 and 256): the lean TMA kernel (two blocks per
+/// SM) wins at K = 768 (qkv 460–481 TFLOP/s, fc1 351–385, proj 350–455); on long K (fc2, K = 3072) the
+/// five-stage TMA kernel (521–522). `CPEAL_GEMM_SM90=<label>` forces a variant (for benchmarks), `=off` keeps
+/// `gemm.cu`.
+fn auto_sm90(k: usize) -> Option<Sm90Variant> {
     static FORCED: std::sync::OnceLock<Option<Option<Sm90Variant>>> = std::sync::OnceLock::new();
     let forced = FORCED.get_or_init(|| match std::env::var("CPEAL_GEMM_SM90").ok().as_deref() {
         Some("off") => Some(None),
@@ -81,13 +94,7 @@ fn auto_sm90(n: usize, k: usize) -> Option<Sm90Variant> {
     if let Some(v) = forced {
         return *v;
     }
-    Some(if k >= 2048 {
-        Sm90Variant::new(128, 5, true)
-    } else if n >= 2048 {
-        Sm90Variant::new(256, 3, true)
-    } else {
-        Sm90Variant::new(128, 3, false)
-    })
+    Some(if k >= 2048 { Sm90Variant::new(128, 5, true) } else { Sm90Variant::lean(128, 3) })
 }
 
 /// The activation of the epilogue (the kernel's `act`).
@@ -175,7 +182,7 @@ impl<'a> Gemm<'a> {
     fn sm90_variant(&self, dev: &GpuDevice, dt: DType) -> Result<Option<Sm90Variant>> {
         let hopper = dev.arch().as_deref() == Some("sm_90") && self.aligned();
         Ok(match self.kernel {
-            GemmKernel::Auto => auto_sm90(self.n, self.k).filter(|_| hopper),
+            GemmKernel::Auto => auto_sm90(self.k).filter(|_| hopper),
             GemmKernel::Sm80 => None,
             GemmKernel::Sm90(v) => {
                 let name = v.kernel_name(dt);

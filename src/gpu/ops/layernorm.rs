@@ -2,7 +2,16 @@
 
 use super::{check, int, row_grid};
 use crate::error::Result;
-use crate::gpu::{GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
+use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
+
+/// The kernel `layernorm` launches for these operands: the warp-per-row kernel for 16-bit rows of at most 1024
+/// columns, a multiple of 8, on 16-byte aligned buffers; else the general one.
+pub fn kernel_for(cols: usize, x: &GpuBuffer, gamma: &GpuBuffer, beta: &GpuBuffer, y: &GpuBuffer) -> String {
+    let dt = x.dtype();
+    let aligned = [x, gamma, beta, y].iter().all(|b| b.ptr() % 16 == 0);
+    let warp = matches!(dt, DType::Bf16 | DType::F16) && cols % 8 == 0 && cols <= 1024 && aligned;
+    format!("{}_{}", if warp { "layernorm_warp" } else { "layernorm_fwd" }, dt.suffix())
+}
 
 /// y = LayerNorm(x)·gamma + beta over rows of `cols`; x, y: [rows, cols], gamma, beta: [cols], one dtype.
 #[allow(clippy::too_many_arguments)]
@@ -17,13 +26,16 @@ pub fn layernorm(
     eps: f32,
 ) -> Result<()> {
     let dt = x.dtype();
-    let kernel = format!("layernorm_fwd_{}", dt.suffix());
+    let kernel = kernel_for(cols, x, gamma, beta, y);
     check(&kernel, "x", x, dt, rows * cols)?;
     check(&kernel, "gamma", gamma, dt, cols)?;
     check(&kernel, "beta", beta, dt, cols)?;
     check(&kernel, "y", y, dt, rows * cols)?;
-    let block = if cols <= 1024 { 128 } else { 256 };
-    let cfg = LaunchConfig::linear(row_grid(&kernel, rows)?, block);
+    let cfg = if kernel.starts_with("layernorm_warp") {
+        LaunchConfig::linear(row_grid(&kernel, rows.div_ceil(4))?, 128)
+    } else {
+        LaunchConfig::linear(row_grid(&kernel, rows)?, if cols <= 1024 { 128 } else { 256 })
+    };
     let mut args = KernelArgs::new();
     args.i32(int(&kernel, "rows", rows)?) // int rows
         .i32(int(&kernel, "cols", cols)?) // int cols
