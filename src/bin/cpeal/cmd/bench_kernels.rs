@@ -95,7 +95,11 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     let secs = time(&dev, args.reps, &|| ops::layernorm::layernorm(&dev, rows, cols, &x, &g, &g, &y, 1e-6))?;
     let gbs = (2 * rows * cols * 2) as f64 / secs / 1e9;
     println!("\n| kernel | shape | time (us) | GB/s |\n|---|---|---|---|");
-    println!("| {} | {rows} x {cols} | {:.1} | {gbs:.0} |", ops::layernorm::kernel_for(cols, &x, &g, &g, &y), secs * 1e6);
+    println!(
+        "| {} | {rows} x {cols} | {:.1} | {gbs:.0} |",
+        ops::layernorm::kernel_for(cols, &x, &g, &g, &y),
+        secs * 1e6
+    );
     bench_attention(&dev, args, &mut rng)?;
     bench_selection(&dev, args)
 }
