@@ -84,13 +84,9 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
                 ldmatrix_x4(qf[ks], Qs + (warp * 16 + (lane & 15)) * LDS + ks * 16 + (lane >> 4) * 8);
         }
         // s = q·kᵀ for 16 queries x 64 keys (8 n-tiles of 8 keys).
-        // Keys k0 + kvalid … of this tile are masked for every query: their 16-key groups skip the mma (a
-        // ViT's 197 tokens leave 5 in the last tile).
-        int kvalid = kv_end - k0;
         float s[8][4];
         UNROLL for (int i = 0; i < 8; ++i) UNROLL for (int e = 0; e < 4; ++e) s[i][e] = 0.0f;
         UNROLL for (int ks = 0; ks < KS; ++ks) UNROLL for (int p = 0; p < 4; ++p) {
-            if (p * 16 >= kvalid) continue;
             u32 r[4];
             ldmatrix_x4(r, Ks + (p * 16 + (lane & 7) + (lane >> 4) * 8) * LDS + ks * 16 + ((lane >> 3) & 1) * 8);
             u32 b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
@@ -123,7 +119,6 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
         }
         // o += p·v: the C fragments of two key n-tiles are the A fragment of one 16-key k-step.
         UNROLL for (int j = 0; j < 4; ++j) {
-            if (j * 16 >= kvalid) continue;  // p = 0 for all 16 keys
             u32 a[4] = {pack2<T>(s[2 * j][0], s[2 * j][1]), pack2<T>(s[2 * j][2], s[2 * j][3]),
                         pack2<T>(s[2 * j + 1][0], s[2 * j + 1][1]), pack2<T>(s[2 * j + 1][2], s[2 * j + 1][3])};
             UNROLL for (int dp = 0; dp < NT / 2; ++dp) {
