@@ -7,19 +7,24 @@
 
 #define TOK_FLT_MIN 1.17549435e-38f
 
-// y[b, 0, :] = cls + pos[0]; y[b, t, :] = patches[b, t−1, :] + pos[t] (1 <= t <= N).
-// patches: [B, N, D], cls: [D], pos: [N+1, D], y: [B, N+1, D].
+// y[b, 0, :] = cls + pos[0]; y[b, 1 + r, :] = reg[r] (r < R, DINOv2's register tokens, no position);
+// y[b, 1 + R + t, :] = patches[b, t, :] + pos[1 + t] (t < N).
+// patches: [B, N, D], cls: [D], pos: [N+1, D], reg: [R, D] (null when R = 0), y: [B, 1+R+N, D].
 template <class T>
-DEVI void assemble_tokens_body(int B, int N, int D, const T* __restrict__ patches, const T* __restrict__ cls,
-                               const T* __restrict__ pos, T* __restrict__ y) {
-    long total = (long)B * (N + 1) * D;
+DEVI void assemble_tokens_body(int B, int N, int R, int D, const T* __restrict__ patches, const T* __restrict__ cls,
+                               const T* __restrict__ pos, const T* __restrict__ reg, T* __restrict__ y) {
+    int L = 1 + R + N;
+    long total = (long)B * L * D;
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < total; i += (long)gridDim.x * blockDim.x) {
         int d = (int)(i % D);
         long bt = i / D;
-        int t = (int)(bt % (N + 1));
-        long b = bt / (N + 1);
-        float v = t == 0 ? to_f32(cls[d]) : to_f32(patches[(b * N + t - 1) * D + d]);
-        y[i] = from_f32<T>(v + to_f32(pos[(long)t * D + d]));
+        int t = (int)(bt % L);
+        long b = bt / L;
+        float v;
+        if (t == 0) v = to_f32(cls[d]) + to_f32(pos[d]);
+        else if (t <= R) v = to_f32(reg[(long)(t - 1) * D + d]);
+        else v = to_f32(patches[(b * N + t - 1 - R) * D + d]) + to_f32(pos[(long)(t - R) * D + d]);
+        y[i] = from_f32<T>(v);
     }
 }
 
@@ -65,17 +70,17 @@ DEVI void copy_cols_body(int rows, int d_src, int d_dst, int offset, const T* __
     }
 }
 
-extern "C" __global__ void assemble_tokens_bf16(int B, int N, int D, const bf16_t* patches, const bf16_t* cls,
-                                                const bf16_t* pos, bf16_t* y) {
-    assemble_tokens_body(B, N, D, patches, cls, pos, y);
+extern "C" __global__ void assemble_tokens_bf16(int B, int N, int R, int D, const bf16_t* patches, const bf16_t* cls,
+        const bf16_t* pos, const bf16_t* reg, bf16_t* y) {
+    assemble_tokens_body(B, N, R, D, patches, cls, pos, reg, y);
 }
-extern "C" __global__ void assemble_tokens_f16(int B, int N, int D, const f16_t* patches, const f16_t* cls,
-                                               const f16_t* pos, f16_t* y) {
-    assemble_tokens_body(B, N, D, patches, cls, pos, y);
+extern "C" __global__ void assemble_tokens_f16(int B, int N, int R, int D, const f16_t* patches, const f16_t* cls,
+        const f16_t* pos, const f16_t* reg, f16_t* y) {
+    assemble_tokens_body(B, N, R, D, patches, cls, pos, reg, y);
 }
-extern "C" __global__ void assemble_tokens_f32(int B, int N, int D, const float* patches, const float* cls,
-                                               const float* pos, float* y) {
-    assemble_tokens_body(B, N, D, patches, cls, pos, y);
+extern "C" __global__ void assemble_tokens_f32(int B, int N, int R, int D, const float* patches, const float* cls,
+        const float* pos, const float* reg, float* y) {
+    assemble_tokens_body(B, N, R, D, patches, cls, pos, reg, y);
 }
 extern "C" __global__ void embedding_bf16(int rows, int Tn, int D, int vocab, const int* ids, const bf16_t* table,
                                           const bf16_t* pos, bf16_t* y) {

@@ -73,6 +73,11 @@ fn dinov2_on_emu_matches_transformers() {
 }
 
 #[test]
+fn dinov2_with_registers_on_emu_matches_transformers() {
+    check_vision("dinov2_registers", &["last_hidden_state", "pooler_output"]);
+}
+
+#[test]
 fn clip_text_and_image_on_emu_match_transformers() {
     for dtype in DTYPES {
         check_clip(dtype);

@@ -34,6 +34,11 @@ fn clip_vision_with_projection_matches_transformers() {
 }
 
 #[test]
+fn dinov2_with_registers_and_antialiased_positions_matches_transformers() {
+    check_vision("dinov2_registers", &["last_hidden_state", "pooler_output"]);
+}
+
+#[test]
 fn dinov2_with_interpolated_positions_matches_transformers() {
     check_vision("dinov2", &["last_hidden_state", "pooler_output"]);
 }
@@ -64,7 +69,7 @@ fn row(t: &Tensor, i: usize) -> Vec<f32> {
 
 #[test]
 fn batch_of_one_equals_row_of_batch() {
-    for name in ["vit", "clip_vision", "dinov2"] {
+    for name in ["vit", "clip_vision", "dinov2", "dinov2_registers"] {
         let dir = fixture(&format!("hf-tiny/{name}"));
         let model = Model::load(&dir).unwrap();
         let pixels = load(&dir.join("inputs.safetensors"), "pixel_values");

@@ -241,13 +241,25 @@ pub fn interp_bicubic(
     y
 }
 
-/// [b, n+1, d] tokens: row 0 of each item is cls + pos[0], row t is patches[t−1] + pos[t].
-pub fn assemble_tokens(b: usize, n: usize, d: usize, patches: &[f32], cls: &[f32], pos: &[f32]) -> Vec<f64> {
-    let mut y = Vec::with_capacity(b * (n + 1) * d);
+/// [b, 1+r+n, d] tokens: row 0 of each item is cls + pos[0], rows 1 … r the register tokens (`reg`, r rows, no
+/// position), then patch t is patches[t] + pos[1 + t].
+#[allow(clippy::too_many_arguments)]
+pub fn assemble_tokens(
+    b: usize,
+    n: usize,
+    d: usize,
+    patches: &[f32],
+    cls: &[f32],
+    pos: &[f32],
+    reg: &[f32],
+) -> Vec<f64> {
+    let r = reg.len() / d.max(1);
+    let mut y = Vec::with_capacity(b * (1 + r + n) * d);
     for bi in 0..b {
-        for t in 0..=n {
-            let src = if t == 0 { cls } else { &patches[(bi * n + t - 1) * d..][..d] };
-            y.extend((0..d).map(|j| src[j] as f64 + pos[t * d + j] as f64));
+        y.extend((0..d).map(|j| cls[j] as f64 + pos[j] as f64));
+        y.extend(reg.iter().map(|&v| v as f64));
+        for t in 0..n {
+            y.extend((0..d).map(|j| patches[(bi * n + t) * d + j] as f64 + pos[(1 + t) * d + j] as f64));
         }
     }
     y

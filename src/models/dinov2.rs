@@ -1,6 +1,8 @@
 //! DINOv2 (Oquab et al. 2023) as transformers' `Dinov2Model` / `Dinov2ForImageClassification`
 //! (facebook/dinov2-small … -giant): pre-LN blocks with layer scale, position embeddings resampled bicubically
 //! for any input size, pooler = CLS after the final LayerNorm, classifier over concat(CLS, mean of patches).
+//! Also `Dinov2WithRegistersModel` / `…ForImageClassification` (Darcet et al. 2024, facebook/dinov2-with-
+//! registers-*): R register tokens after the class token, and antialiased resampling of the positions.
 
 use crate::error::{Error, Result};
 use crate::nn::{BlockNames, Encoder, EncoderConfig, LayerNorm, Linear, PatchEmbeddings};
@@ -29,6 +31,8 @@ pub struct Dinov2 {
     encoder: Encoder,
     norm: LayerNorm,
     classifier: Option<Linear>,
+    /// Register tokens between the class token and the patches (0 for plain DINOv2).
+    pub registers: usize,
 }
 
 impl Dinov2 {
@@ -40,16 +44,27 @@ impl Dinov2 {
                 "SwiGLU feed-forward (dinov2-giant) is not supported",
             ));
         }
-        let vb = if root.contains("dinov2.embeddings.cls_token") { root.pp("dinov2") } else { root.clone() };
+        let prefix = ["dinov2", "dinov2_with_registers"]
+            .into_iter()
+            .find(|p| root.contains(&format!("{p}.embeddings.cls_token")));
+        let vb = prefix.map_or_else(|| root.clone(), |p| root.pp(p));
         let d = cfg.usize("hidden_size")?;
+        let registers = if cfg.str_or("model_type", "dinov2")? == "dinov2_with_registers" {
+            cfg.usize("num_register_tokens")?
+        } else {
+            0
+        };
         let image_size = cfg.usize("image_size")?;
         let intermediate = (d as f64 * cfg.f64_or("mlp_ratio", 4.0)?) as usize;
         let encoder_config = super::encoder_config(cfg, intermediate, 1e-6, "gelu", false)?;
-        let embeddings = super::vit_style_embeddings(cfg, &vb)?;
+        let mut embeddings = super::vit_style_embeddings(cfg, &vb)?;
+        if registers > 0 {
+            embeddings = embeddings.with_registers(vb.pp("embeddings").get("register_tokens", &[1, registers, d])?)?;
+        }
         let encoder = Encoder::load(&vb.pp("encoder").pp("layer"), encoder_config.clone(), &NAMES)?;
         let norm = LayerNorm::load(&vb, "layernorm", d, encoder_config.eps)?;
         let classifier = super::vit::classifier(root, 2 * d)?;
-        Ok(Dinov2 { image_size, encoder_config, embeddings, encoder, norm, classifier })
+        Ok(Dinov2 { image_size, encoder_config, embeddings, encoder, norm, classifier, registers })
     }
 
     pub fn forward(&self, pixels: &Tensor) -> Result<VisionOutput> {
@@ -57,7 +72,9 @@ impl Dinov2 {
         let last_hidden_state = self.norm.forward(&hidden)?;
         let cls = ops::select_rows(&last_hidden_state, &vec![0; last_hidden_state.shape()[0]])?;
         let logits = match &self.classifier {
-            Some(c) => Some(c.forward(&ops::concat_last(&cls, &ops::mean_tokens(&last_hidden_state, 1)?)?)?),
+            Some(c) => {
+                Some(c.forward(&ops::concat_last(&cls, &ops::mean_tokens(&last_hidden_state, 1 + self.registers)?)?)?)
+            }
             None => None,
         };
         Ok(VisionOutput { last_hidden_state, pooler_output: Some(cls), image_embeds: None, logits })

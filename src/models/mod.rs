@@ -57,7 +57,7 @@ pub enum Model {
 }
 
 pub const SUPPORTED: &str = "ViTModel, ViTForImageClassification, Dinov2Model, Dinov2ForImageClassification, \
-CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection, CLIPTextModel, CLIPTextModelWithProjection";
+Dinov2WithRegistersModel, Dinov2WithRegistersForImageClassification, CLIPModel, CLIPVisionModel, CLIPVisionModelWithProjection, CLIPTextModel, CLIPTextModelWithProjection";
 
 impl Model {
     /// Load `dir/config.json` + weights; the architecture comes from `architectures[0]` (or `model_type`).
@@ -73,7 +73,10 @@ impl Model {
         let vb = ckpt.var_builder_on(device);
         Ok(match arch.as_str() {
             "ViTModel" | "ViTForImageClassification" => Model::Vit(vit::Vit::load(&config, &vb)?),
-            "Dinov2Model" | "Dinov2ForImageClassification" => Model::Dinov2(dinov2::Dinov2::load(&config, &vb)?),
+            "Dinov2Model"
+            | "Dinov2ForImageClassification"
+            | "Dinov2WithRegistersModel"
+            | "Dinov2WithRegistersForImageClassification" => Model::Dinov2(dinov2::Dinov2::load(&config, &vb)?),
             "CLIPModel"
             | "CLIPVisionModel"
             | "CLIPVisionModelWithProjection"
@@ -133,6 +136,7 @@ pub fn architecture(config: &JsonConfig) -> Result<String> {
     Ok(match model_type {
         "vit" => "ViTModel",
         "dinov2" => "Dinov2Model",
+        "dinov2_with_registers" => "Dinov2WithRegistersModel",
         "clip" => "CLIPModel",
         "clip_vision_model" => "CLIPVisionModel",
         "clip_text_model" => "CLIPTextModel",

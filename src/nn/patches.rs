@@ -15,6 +15,10 @@ pub struct PatchEmbeddings {
     pub class_token: Tensor,
     /// `[1 + g·g, D]` for the checkpoint's square grid `g × g`
     pub positions: Tensor,
+    /// `[R, D]` tokens placed after the class token, without positions (DINOv2 with registers)
+    pub registers: Option<Tensor>,
+    /// Resample positions with antialiasing (DINOv2 with registers) instead of plain bicubic
+    pub antialias: bool,
     resampled: Mutex<HashMap<(usize, usize), Tensor>>,
 }
 
@@ -24,7 +28,25 @@ impl PatchEmbeddings {
         let d = positions.last_dim();
         let positions = positions.reshape(&[positions.numel() / d, d])?;
         let class_token = class_token.reshape(&[d])?;
-        Ok(PatchEmbeddings { weight, bias, patch, class_token, positions, resampled: Mutex::new(HashMap::new()) })
+        Ok(PatchEmbeddings {
+            weight,
+            bias,
+            patch,
+            class_token,
+            positions,
+            registers: None,
+            antialias: false,
+            resampled: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Register tokens `[1, R, D]` after the class token, and antialiased position resampling, as
+    /// transformers' `Dinov2WithRegistersModel`.
+    pub fn with_registers(mut self, registers: Tensor) -> Result<Self> {
+        let d = self.positions.shape()[1];
+        self.registers = Some(registers.reshape(&[registers.numel() / d.max(1), d])?);
+        self.antialias = true;
+        Ok(self)
     }
 
     /// Side of the checkpoint's square patch grid.
@@ -32,7 +54,7 @@ impl PatchEmbeddings {
         ((self.positions.shape()[0] - 1) as f64).sqrt().round() as usize
     }
 
-    /// pixels `[B, C, H, W]` → `[B, 1 + (H/P)(W/P), D]`.
+    /// pixels `[B, C, H, W]` → `[B, 1 + R + (H/P)(W/P), D]` (R register tokens, usually none).
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         let [_, _, h, w] = pixels.dims::<4>("patch_embeddings")?;
         if h < self.patch || w < self.patch {
@@ -43,7 +65,7 @@ impl PatchEmbeddings {
         }
         let patches = ops::patch_embed(pixels, &self.weight, self.bias.as_ref())?;
         let positions = self.positions_for(h / self.patch, w / self.patch)?;
-        ops::assemble_tokens(&patches, &self.class_token, &positions)
+        ops::assemble_tokens(&patches, &self.class_token, &positions, self.registers.as_ref())
     }
 
     fn positions_for(&self, gh: usize, gw: usize) -> Result<Tensor> {
@@ -58,7 +80,12 @@ impl PatchEmbeddings {
         let d = self.positions.shape()[1];
         let all = self.positions.to_vec()?;
         let grid = Tensor::from_vec(all[d..].to_vec(), &[g, g, d])?;
-        let resampled = ops::interpolate_bicubic(&grid, gh, gw)?.to_vec()?;
+        let resampled = if self.antialias {
+            ops::interpolate_bicubic_antialiased(&grid, gh, gw)?
+        } else {
+            ops::interpolate_bicubic(&grid, gh, gw)?
+        };
+        let resampled = resampled.to_vec()?;
         let mut joined = all[..d].to_vec();
         joined.extend_from_slice(&resampled);
         let device = self.positions.device();

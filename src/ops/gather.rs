@@ -6,28 +6,43 @@ use crate::tensor::{Storage, Tensor};
 
 use super::par_rows;
 
-/// `[B, N, D]` patches → `[B, 1+N, D]` = concat(cls, patches) + pos, with cls `[D]` and pos `[1+N, D]`.
-pub fn assemble_tokens(patches: &Tensor, cls: &Tensor, pos: &Tensor) -> Result<Tensor> {
+/// `[B, N, D]` patches → `[B, 1+R+N, D]` = concat(cls + pos[0], registers, patches + pos[1..]), with cls `[D]`,
+/// pos `[1+N, D]` and optional register tokens `[R, D]` (DINOv2 with registers: they take no position).
+pub fn assemble_tokens(patches: &Tensor, cls: &Tensor, pos: &Tensor, registers: Option<&Tensor>) -> Result<Tensor> {
     let [b, n, d] = patches.dims::<3>("assemble_tokens")?;
-    if cls.numel() != d || pos.shape() != [n + 1, d] {
+    let r = registers.map_or(0, |t| t.numel() / d.max(1));
+    if cls.numel() != d || pos.shape() != [n + 1, d] || registers.is_some_and(|t| t.shape() != [r, d]) {
         return Err(Error::shape(
             "assemble_tokens",
-            format!("patches {:?}, class token {:?}, positions {:?}", patches.shape(), cls.shape(), pos.shape()),
+            format!(
+                "patches {:?}, class token {:?}, positions {:?}, registers {:?}",
+                patches.shape(),
+                cls.shape(),
+                pos.shape(),
+                registers.map(|t| t.shape())
+            ),
         ));
     }
+    let len = 1 + r + n;
     match patches.storage() {
         Storage::Cpu(_) => {
             let (src, cls, pos) = (patches.cpu_slice()?, cls.cpu_slice()?, pos.cpu_slice()?);
-            let mut out = vec![0f32; b * (n + 1) * d];
+            let reg = registers.map(|t| t.cpu_slice()).transpose()?.unwrap_or(&[]);
+            let mut out = vec![0f32; b * len * d];
             par_rows(&mut out, d, |row, dst| {
-                let (bi, t) = (row / (n + 1), row % (n + 1));
-                let token = if t == 0 { cls } else { &src[(bi * n + t - 1) * d..][..d] };
-                let p = &pos[t * d..][..d];
-                dst.iter_mut().zip(token.iter().zip(p)).for_each(|(o, (x, q))| *o = x + q);
+                let (bi, t) = (row / len, row % len);
+                if t == 0 {
+                    dst.iter_mut().zip(cls.iter().zip(pos)).for_each(|(o, (x, q))| *o = x + q);
+                } else if t <= r {
+                    dst.copy_from_slice(&reg[(t - 1) * d..][..d]);
+                } else {
+                    let (token, p) = (&src[(bi * n + t - 1 - r) * d..][..d], &pos[(t - r) * d..][..d]);
+                    dst.iter_mut().zip(token.iter().zip(p)).for_each(|(o, (x, q))| *o = x + q);
+                }
             });
-            Tensor::from_vec(out, &[b, n + 1, d])
+            Tensor::from_vec(out, &[b, len, d])
         }
-        Storage::Gpu(_) => super::gpu::assemble_tokens(patches, cls, pos, [b, n, d]),
+        Storage::Gpu(_) => super::gpu::assemble_tokens(patches, cls, pos, registers, [b, n, r, d]),
     }
 }
 
@@ -124,8 +139,21 @@ mod tests {
         let patches = Tensor::from_vec(vec![1., 2., 3., 4.], &[1, 2, 2]).unwrap();
         let cls = Tensor::from_vec(vec![10., 20.], &[2]).unwrap();
         let pos = Tensor::from_vec(vec![0.5, 0.5, 1., 1., 2., 2.], &[3, 2]).unwrap();
-        let y = assemble_tokens(&patches, &cls, &pos).unwrap();
+        let y = assemble_tokens(&patches, &cls, &pos, None).unwrap();
         assert_eq!(y.to_vec().unwrap(), vec![10.5, 20.5, 2., 3., 5., 6.]);
+    }
+
+    #[test]
+    fn registers_follow_the_class_token_without_positions() {
+        let patches = Tensor::from_vec(vec![1., 2., 3., 4.], &[1, 2, 2]).unwrap();
+        let cls = Tensor::from_vec(vec![10., 20.], &[2]).unwrap();
+        let pos = Tensor::from_vec(vec![0.5, 0.5, 1., 1., 2., 2.], &[3, 2]).unwrap();
+        let reg = Tensor::from_vec(vec![-1., -2., -3., -4.], &[2, 2]).unwrap();
+        let y = assemble_tokens(&patches, &cls, &pos, Some(&reg)).unwrap();
+        assert_eq!(y.shape(), &[1, 5, 2]);
+        assert_eq!(y.to_vec().unwrap(), vec![10.5, 20.5, -1., -2., -3., -4., 2., 3., 5., 6.]);
+        let bad = Tensor::from_vec(vec![1.; 3], &[3, 1]).unwrap();
+        assert!(assemble_tokens(&patches, &cls, &pos, Some(&bad)).is_err());
     }
 
     #[test]

@@ -123,11 +123,19 @@ pub(super) fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     Ok(wrap(&dev, y, x.shape()))
 }
 
-pub(super) fn assemble_tokens(patches: &Tensor, cls: &Tensor, pos: &Tensor, [b, n, d]: [usize; 3]) -> Result<Tensor> {
+pub(super) fn assemble_tokens(
+    patches: &Tensor,
+    cls: &Tensor,
+    pos: &Tensor,
+    registers: Option<&Tensor>,
+    [b, n, r, d]: [usize; 4],
+) -> Result<Tensor> {
     let (dev, p) = parts(patches, "patch tokens")?;
-    let y = dev.alloc(p.dtype(), b * (n + 1) * d)?;
-    tokens::assemble_tokens(&dev, b, n, d, &p, &buf(cls, "class token")?, &buf(pos, "position embeddings")?, &y)?;
-    Ok(wrap(&dev, y, &[b, n + 1, d]))
+    let y = dev.alloc(p.dtype(), b * (1 + r + n) * d)?;
+    let reg = registers.map(|t| buf(t, "register tokens")).transpose()?;
+    let (cls, pos) = (buf(cls, "class token")?, buf(pos, "position embeddings")?);
+    tokens::assemble_tokens(&dev, b, n, d, &p, &cls, &pos, reg.as_ref().map(|g| (r, g)), &y)?;
+    Ok(wrap(&dev, y, &[b, 1 + r + n, d]))
 }
 
 pub(super) fn embedding(ids: &[Vec<u32>], table: &Tensor, pos: &Tensor, [vocab, d]: [usize; 2]) -> Result<Tensor> {

@@ -17,7 +17,7 @@ pub mod patch_embed;
 pub use attention::attention;
 pub use elementwise::{add, l2_normalize, Activation};
 pub use gather::{assemble_tokens, concat_last, embedding, mean_tokens, select_rows};
-pub use interpolate::interpolate_bicubic;
+pub use interpolate::{interpolate_bicubic, interpolate_bicubic_antialiased};
 pub use layer_norm::layer_norm;
 pub use linear::{linear, Epilogue};
 pub use patch_embed::patch_embed;

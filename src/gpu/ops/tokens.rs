@@ -5,8 +5,8 @@ use super::{check, int, row_grid, stride_grid};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
 
-/// y[bi, 0, :] = cls + pos[0]; y[bi, t, :] = patches[bi, t−1, :] + pos[t] for patches [b, n, d], cls [d],
-/// pos [n+1, d], y [b, n+1, d].
+/// y[b] = [cls + pos[0]; registers (r rows, no position); patches[b] + pos[1..]] for patches [b, n, d],
+/// cls [d], pos [n+1, d], registers [r, d] (DINOv2 with registers; None when r = 0), y [b, 1+r+n, d].
 #[allow(clippy::too_many_arguments)]
 pub fn assemble_tokens(
     dev: &GpuDevice,
@@ -16,25 +16,33 @@ pub fn assemble_tokens(
     patches: &GpuBuffer,
     cls: &GpuBuffer,
     pos: &GpuBuffer,
+    registers: Option<(usize, &GpuBuffer)>,
     y: &GpuBuffer,
 ) -> Result<()> {
     let dt = patches.dtype();
     let kernel = format!("assemble_tokens_{}", dt.suffix());
+    let r = registers.map_or(0, |(r, _)| r);
+    let len = b * (1 + r + n) * d;
     check(&kernel, "patches", patches, dt, b * n * d)?;
     check(&kernel, "cls", cls, dt, d)?;
     check(&kernel, "pos", pos, dt, (n + 1) * d)?;
-    check(&kernel, "y", y, dt, b * (n + 1) * d)?;
-    int(&kernel, "b·(n+1)·d", b * (n + 1) * d)?;
+    if let Some((r, reg)) = registers {
+        check(&kernel, "registers", reg, dt, r * d)?;
+    }
+    check(&kernel, "y", y, dt, len)?;
+    int(&kernel, "b·(1+r+n)·d", len)?;
     let mut args = KernelArgs::new();
-    args.i32(int(&kernel, "B", b)?) //  int B
-        .i32(int(&kernel, "N", n)?) //  int N
-        .i32(int(&kernel, "D", d)?) //  int D
-        .buf(patches) //                const T* patches
-        .buf(cls) //                    const T* cls
-        .buf(pos) //                    const T* pos
-        .buf(y); //                     T* y
-                 // SAFETY: sizes checked; signature (3 × int, 3 × const T*, T*).
-    unsafe { dev.launch(&kernel, LaunchConfig::linear(stride_grid(b * (n + 1) * d), 256), &mut args) }
+    args.i32(int(&kernel, "B", b)?) //      int B
+        .i32(int(&kernel, "N", n)?) //      int N
+        .i32(int(&kernel, "R", r)?) //      int R
+        .i32(int(&kernel, "D", d)?) //      int D
+        .buf(patches) //                    const T* patches
+        .buf(cls) //                        const T* cls
+        .buf(pos) //                        const T* pos
+        .opt_buf(registers.map(|(_, g)| g)) // const T* reg (null when R = 0)
+        .buf(y); //                         T* y
+                 // SAFETY: sizes checked; signature (4 × int, 4 × const T*, T*).
+    unsafe { dev.launch(&kernel, LaunchConfig::linear(stride_grid(len), 256), &mut args) }
 }
 
 /// y[r, :] = table[ids[r], :] + pos[r % t, :] for ids [rows] (i32), table [vocab, d], pos [>= t, d],

@@ -12,20 +12,29 @@ const NAN_MARK: f32 = 7.0;
 
 pub(super) fn token_cases(out: &mut Vec<Case>) {
     for dt in DTYPES {
-        // (b, n, d): one patch, odd widths, a ViT-like 196 tokens.
-        for (b, n, d) in [(1usize, 1usize, 12usize), (2, 5, 37), (3, 16, 48), (2, 196, 16)] {
+        // (b, n, r, d): one patch, odd widths, a ViT-like 196 tokens; DINOv2-style register tokens.
+        for (b, n, nr, d) in [
+            (1usize, 1usize, 0usize, 12usize),
+            (2, 5, 0, 37),
+            (3, 16, 0, 48),
+            (2, 196, 0, 16),
+            (2, 9, 4, 24),
+            (1, 3, 1, 5),
+        ] {
             out.push(case(
                 "tokens",
                 format!("assemble_tokens_{}", dt.suffix()),
-                format!("[{b},{n},{d}]"),
+                format!("[{b},{n},{d}]{}", if nr > 0 { format!(" +{nr} registers") } else { String::new() }),
                 tol(dt),
                 Box::new(move |dev, rng| {
                     let patches = random(rng, b * n * d, -2.0, 2.0, dt);
                     let (cls, pos) = (random(rng, d, -1.0, 1.0, dt), random(rng, (n + 1) * d, -1.0, 1.0, dt));
-                    let y = poisoned(dev, dt, b * (n + 1) * d)?;
+                    let reg = random(rng, nr * d, -1.0, 1.0, dt);
+                    let y = poisoned(dev, dt, b * (1 + nr + n) * d)?;
                     let (pb, cb, qb) = (dev.upload(&patches, dt)?, dev.upload(&cls, dt)?, dev.upload(&pos, dt)?);
-                    ops::tokens::assemble_tokens(dev, b, n, d, &pb, &cb, &qb, &y)?;
-                    Ok((dev.download(&y)?, r::assemble_tokens(b, n, d, &patches, &cls, &pos)))
+                    let rb = if nr > 0 { Some(dev.upload(&reg, dt)?) } else { None };
+                    ops::tokens::assemble_tokens(dev, b, n, d, &pb, &cb, &qb, rb.as_ref().map(|g| (nr, g)), &y)?;
+                    Ok((dev.download(&y)?, r::assemble_tokens(b, n, d, &patches, &cls, &pos, &reg)))
                 }),
             ));
         }

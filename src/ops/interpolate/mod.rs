@@ -9,19 +9,29 @@ use crate::error::{Error, Result};
 use crate::tensor::{Storage, Tensor};
 
 pub fn interpolate_bicubic(grid: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
+    resample(grid, out_h, out_w, false)
+}
+
+/// The same with `antialias=True` (transformers' `Dinov2WithRegistersModel`): when shrinking, each output
+/// averages every input under a kernel stretched by the scale; PyTorch's `_upsample_bicubic2d_aa` semantics.
+pub fn interpolate_bicubic_antialiased(grid: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
+    resample(grid, out_h, out_w, true)
+}
+
+fn resample(grid: &Tensor, out_h: usize, out_w: usize, antialias: bool) -> Result<Tensor> {
     let [h, w, d] = grid.dims::<3>("interpolate_bicubic")?;
     if h == 0 || w == 0 || out_h == 0 || out_w == 0 {
         return Err(Error::shape("interpolate_bicubic", format!("{h}x{w} -> {out_h}x{out_w}")));
     }
     match grid.storage() {
         Storage::Cpu(_) => {
-            let out = cpu::bicubic(grid.cpu_slice()?, [h, w, d], [out_h, out_w]);
+            let out = cpu::bicubic(grid.cpu_slice()?, [h, w, d], [out_h, out_w], antialias);
             Tensor::from_vec(out, &[out_h, out_w, d])
         }
         // Resampled grids are computed once per input size and cached by the caller, so the host does it.
         Storage::Gpu(g) => {
             let dtype = g.buffer.dtype();
-            let host = interpolate_bicubic(&grid.to_device(&crate::Device::Cpu)?, out_h, out_w)?;
+            let host = resample(&grid.to_device(&crate::Device::Cpu)?, out_h, out_w, antialias)?;
             host.to_device_as(&grid.device(), dtype)
         }
     }
@@ -76,6 +86,19 @@ mod tests {
             let g = rand_vec(h * w * d, seed, 1.0);
             let y = interpolate_bicubic(&Tensor::from_vec(g.clone(), &[h, w, d]).unwrap(), oh, ow).unwrap();
             let err = rel_err(&y.to_vec().unwrap(), &reference(&g, h, w, d, oh, ow));
+            assert!(err < 1e-6, "{h}x{w} -> {oh}x{ow}: {err}");
+        }
+    }
+
+    #[test]
+    fn antialiased_matches_the_gpu_oracle_up_and_down() {
+        // `gpu::reference::interp_bicubic` is the float64 oracle of kernels/interp.cu, written separately.
+        for (h, w, d, oh, ow, seed) in [(37, 37, 3, 16, 16, 5), (4, 4, 2, 3, 5, 6), (6, 9, 2, 13, 2, 7)] {
+            let g = rand_vec(h * w * d, seed, 1.0);
+            let y = interpolate_bicubic_antialiased(&Tensor::from_vec(g.clone(), &[h, w, d]).unwrap(), oh, ow).unwrap();
+            let (sh, sw) = (h as f64 / oh as f64, w as f64 / ow as f64);
+            let want = crate::gpu::reference::interp_bicubic(d, h, w, oh, ow, &g, sh, sw, true);
+            let err = rel_err(&y.to_vec().unwrap(), &want);
             assert!(err < 1e-6, "{h}x{w} -> {oh}x{ow}: {err}");
         }
     }
