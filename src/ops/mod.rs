@@ -13,6 +13,7 @@ pub mod layer_norm;
 pub mod linear;
 pub mod math;
 pub mod patch_embed;
+pub mod sgemm;
 
 pub use attention::attention;
 pub use elementwise::{add, l2_normalize, Activation};
