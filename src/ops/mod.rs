@@ -20,7 +20,7 @@ pub use elementwise::{add, l2_normalize, Activation};
 pub use gather::{assemble_tokens, concat_last, embedding, mean_tokens, select_rows};
 pub use interpolate::interpolate_bicubic;
 pub use layer_norm::layer_norm;
-pub use linear::{linear, Epilogue};
+pub use linear::{linear, linear_packed, pack_weight, Epilogue};
 pub use patch_embed::patch_embed;
 
 use crate::error::{Error, Result};

@@ -1,9 +1,11 @@
-//! CPU attention: one task per (batch, head), two strided gemm calls and a row softmax in between. Q, K and V
-//! are read in place from the packed `[B, T, 3·D]` projection output.
+//! CPU attention: one task per (batch, head), two GEMMs and a row softmax in between. Q and the probabilities
+//! are read in place (Q from the packed `[B, T, 3·D]` projection output); Kᵀ and V are packed per head for the
+//! `sgemm` kernel, or read through strides by the gemm crate where that kernel is not available.
 
 use rayon::prelude::*;
 
 use crate::ops::math;
+use crate::ops::sgemm::{self, Epilogue, PackedB};
 
 #[derive(Clone, Copy)]
 pub(super) struct Dims {
@@ -27,9 +29,10 @@ pub(super) fn attention(qkv: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
     let mut out = vec![0f32; batch * t * d];
     let shared = SharedOut(out.as_mut_ptr());
     let scale = 1.0 / (dh as f32).sqrt();
+    let fast = sgemm::available();
     (0..batch * heads).into_par_iter().for_each_init(
-        || vec![0f32; t * t],
-        |scores, task| {
+        || (vec![0f32; t * t], PackedB::default()),
+        |(scores, packed), task| {
             let (b, h) = (task / heads, task % heads);
             let q = b * t * 3 * d + h * dh;
             let (k, v) = (q + d, q + 2 * d);
@@ -40,11 +43,21 @@ pub(super) fn attention(qkv: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
                 #[allow(clippy::redundant_locals)] // capture the Send wrapper, not its raw pointer field
                 let shared = shared;
                 let qkv = qkv.as_ptr();
-                // scores[t, t] = scale · Q · Kᵀ
-                strided_gemm(scores.as_mut_ptr(), t, qkv.add(q), 3 * d, 1, qkv.add(k), 1, 3 * d, t, t, dh, scale);
-                softmax_rows(scores, t, causal);
-                // out[t, dh] = P · V
-                strided_gemm(shared.0.add(o), d, scores.as_ptr(), t, 1, qkv.add(v), 3 * d, 1, t, dh, t, 1.0);
+                if fast {
+                    // scores[t, t] = Q · Kᵀ (B[p, j] = K[j, p]); softmax applies the scale.
+                    packed.pack(qkv.add(k), dh, t, 1, 3 * d);
+                    sgemm::gemm_rows(t, qkv.add(q), 3 * d, packed, scores.as_mut_ptr(), t, &Epilogue::NONE);
+                    softmax_rows(scores, t, scale, causal);
+                    // out[t, dh] = P · V (B[p, j] = V[p, j])
+                    packed.pack(qkv.add(v), t, dh, 3 * d, 1);
+                    sgemm::gemm_rows(t, scores.as_ptr(), t, packed, shared.0.add(o), d, &Epilogue::NONE);
+                } else {
+                    // scores[t, t] = Q · Kᵀ
+                    strided_gemm(scores.as_mut_ptr(), t, qkv.add(q), 3 * d, 1, qkv.add(k), 1, 3 * d, t, t, dh, 1.0);
+                    softmax_rows(scores, t, scale, causal);
+                    // out[t, dh] = P · V
+                    strided_gemm(shared.0.add(o), d, scores.as_ptr(), t, 1, qkv.add(v), 3 * d, 1, t, dh, t, 1.0);
+                }
             }
         },
     );
@@ -91,12 +104,13 @@ unsafe fn strided_gemm(
     );
 }
 
-fn softmax_rows(scores: &mut [f32], t: usize, causal: bool) {
+/// Each row ← softmax(scale · row), entries past the diagonal zeroed when `causal`.
+fn softmax_rows(scores: &mut [f32], t: usize, scale: f32, causal: bool) {
     for (i, row) in scores.chunks_mut(t).enumerate() {
         let valid = if causal { i + 1 } else { t };
         let (live, masked) = row.split_at_mut(valid);
         let max = live.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        live.iter_mut().for_each(|x| *x = math::exp(*x - max));
+        live.iter_mut().for_each(|x| *x = math::exp((*x - max) * scale));
         let sum: f32 = live.iter().sum();
         let inv = 1.0 / sum;
         live.iter_mut().for_each(|x| *x *= inv);

@@ -5,36 +5,41 @@
 use std::arch::x86_64::*;
 
 use super::{MR, NR};
+use crate::ops::math::{self, LOG2E};
+use crate::ops::Activation;
 
-/// How the kernel reads A: a packed panel (element (r, p) at `p·MR + r`) or rows `lda` apart (at `r·lda + p`).
+/// Where the kernel reads A: a packed panel (element (r, p) at `p·MR + r`) or rows `lda` apart (at `r·lda + p`).
 #[derive(Clone, Copy)]
 pub(super) enum ASource {
-    Packed,
-    Rows(usize),
+    Packed(*const f32),
+    Rows(*const f32, usize),
 }
 
-/// C[0..6, 0..16] (row stride `ldc`) = (or +=, when `accumulate`) A[0..6, 0..kc] · B[0..kc, 0..16].
+/// C[0..6, 0..16] (row stride `ldc`) = (or +=, when `accumulate`) A[0..6, 0..kc] · B[0..kc, 0..16], then
+/// `epilogue` if given.
 ///
 /// # Safety
-/// AVX2 and FMA must be available. `a` must hold 6 rows of `kc` values in the layout `src` says, `b` `kc`
-/// packed rows of 16 values, 32-byte aligned, and `c` 6 rows of 16 writable values `ldc` apart.
+/// AVX2 and FMA must be available. `a` must hold 6 rows of `kc` values in the layout it names, `b` `kc`
+/// packed rows of 16 values, 32-byte aligned, `c` 6 rows of 16 writable values `ldc` apart, and the epilogue's
+/// pointers 16 readable values (6 rows of them for the residual).
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn kernel_6x16(
     kc: usize,
-    a: *const f32,
-    src: ASource,
+    a: ASource,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
+    epilogue: Option<&TileEpilogue>,
 ) {
-    match src {
-        ASource::Packed => kernel::<true>(kc, a, MR, b, c, ldc, accumulate),
-        ASource::Rows(lda) => kernel::<false>(kc, a, lda, b, c, ldc, accumulate),
+    match a {
+        ASource::Packed(a) => kernel::<true>(kc, a, MR, b, c, ldc, accumulate, epilogue),
+        ASource::Rows(a, lda) => kernel::<false>(kc, a, lda, b, c, ldc, accumulate, epilogue),
     }
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel<const PACKED: bool>(
     kc: usize,
     a: *const f32,
@@ -43,12 +48,18 @@ unsafe fn kernel<const PACKED: bool>(
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
+    epilogue: Option<&TileEpilogue>,
 ) {
     // A element (r, p): packed at a + p·MR + r, in rows at a + r·lda + p.
     let (a_step, r_step) = if PACKED { (MR, 1) } else { (1, lda) };
+    // C tiles and residual rows are far apart in memory: start fetching them now, well before the stores.
     for r in 0..MR {
         _mm_prefetch::<_MM_HINT_ET0>(c.add(r * ldc) as *const i8);
         _mm_prefetch::<_MM_HINT_ET0>(c.add(r * ldc + NR - 1) as *const i8);
+        if let Some(e) = epilogue.filter(|e| !e.res.is_null()) {
+            _mm_prefetch::<_MM_HINT_T0>(e.res.add(r * e.ldr) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(e.res.add(r * e.ldr + NR - 1) as *const i8);
+        }
     }
     let mut acc = [_mm256_setzero_ps(); 2 * MR];
     let (mut a, mut b) = (a, b);
@@ -86,7 +97,82 @@ unsafe fn kernel<const PACKED: bool>(
             lo = _mm256_add_ps(lo, _mm256_loadu_ps(row));
             hi = _mm256_add_ps(hi, _mm256_loadu_ps(row.add(8)));
         }
+        if let Some(e) = epilogue {
+            lo = finish(lo, r, 0, e);
+            hi = finish(hi, r, 1, e);
+        }
         _mm256_storeu_ps(row, lo);
         _mm256_storeu_ps(row.add(8), hi);
     }
+}
+
+/// The epilogue of one full tile, pointers at its first row and column (null where absent): + bias[j],
+/// activation, · scale[j], + res[i·ldr + j], in that order.
+pub(super) struct TileEpilogue {
+    pub bias: *const f32,
+    pub scale: *const f32,
+    pub res: *const f32,
+    pub ldr: usize,
+    pub act: Activation,
+}
+
+#[inline(always)]
+unsafe fn finish(v: __m256, r: usize, half: usize, e: &TileEpilogue) -> __m256 {
+    let mut v = v;
+    if !e.bias.is_null() {
+        v = _mm256_add_ps(v, _mm256_loadu_ps(e.bias.add(8 * half)));
+    }
+    v = match e.act {
+        Activation::Gelu => gelu(v),
+        Activation::QuickGelu => quick_gelu(v),
+        Activation::None | Activation::Tanh => v,
+    };
+    if !e.scale.is_null() {
+        v = _mm256_mul_ps(v, _mm256_loadu_ps(e.scale.add(8 * half)));
+    }
+    if !e.res.is_null() {
+        v = _mm256_add_ps(v, _mm256_loadu_ps(e.res.add(r * e.ldr + 8 * half)));
+    }
+    v
+}
+
+/// Horner: c[0]·xⁿ + … + c[n].
+#[inline(always)]
+unsafe fn poly(x: __m256, c: &[f32]) -> __m256 {
+    let mut p = _mm256_set1_ps(c[0]);
+    for &ci in &c[1..] {
+        p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(ci));
+    }
+    p
+}
+
+/// `math::exp`, eight lanes at a time (same range reduction and polynomial).
+#[inline(always)]
+unsafe fn exp(x: __m256) -> __m256 {
+    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0)), _mm256_set1_ps(88.0));
+    let n =
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(math::LN2_HI), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(math::LN2_LO), r);
+    let p = poly(r, &[1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0]);
+    let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+    _mm256_mul_ps(_mm256_castsi256_ps(two_n), p)
+}
+
+/// x·Φ(x) with `math::erf`'s rational approximation.
+#[inline(always)]
+unsafe fn gelu(x: __m256) -> __m256 {
+    let z = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+    let z = _mm256_min_ps(_mm256_max_ps(z, _mm256_set1_ps(-4.0)), _mm256_set1_ps(4.0));
+    let z2 = _mm256_mul_ps(z, z);
+    let erf = _mm256_div_ps(_mm256_mul_ps(z, poly(z2, &math::ERF_P)), poly(z2, &math::ERF_Q));
+    let half_x = _mm256_mul_ps(x, _mm256_set1_ps(0.5));
+    _mm256_fmadd_ps(half_x, erf, half_x)
+}
+
+/// x·σ(1.702·x).
+#[inline(always)]
+unsafe fn quick_gelu(x: __m256) -> __m256 {
+    let e = exp(_mm256_mul_ps(x, _mm256_set1_ps(-1.702)));
+    _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), e))
 }

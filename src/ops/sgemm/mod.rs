@@ -1,7 +1,8 @@
 //! f32 GEMM for the CPU backend: C[M, N] = A[M, K] · B[K, N] with B packed ahead of time into 16-column panels
 //! (`PackedB`), an AVX2 + FMA 6 × 16 micro-kernel (`avx2.rs`), cache blocking (blocks of `MC` rows of A read in
 //! place from L2, each B panel slice reused by all their micro-tiles) and rows split over rayon's threads. An
-//! optional epilogue runs on each finished tile while it is still in L1.
+//! optional epilogue (`Fused`: bias, GELU, layer scale, residual) is applied to each tile in registers as it is
+//! stored.
 //!
 //! Weights are packed once (`nn::Linear` keeps the packed copy next to the tensor); attention packs its K and V
 //! per head. On CPUs without AVX2/FMA (or with `CPEAL_SGEMM=off`) `available()` is false and callers use the
@@ -14,6 +15,8 @@ mod pack;
 mod tests;
 
 pub use pack::PackedB;
+
+use crate::ops::Activation;
 
 /// Rows of a micro-tile.
 pub(crate) const MR: usize = 6;
@@ -50,43 +53,117 @@ pub fn available() -> bool {
     })
 }
 
-/// Called once per finished tile row: `(row, first column, values)`; the values are final and may be changed.
-pub(crate) type Epilogue<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
+/// What is done to each final value C[i, j] before it is stored, in this order: + `bias[j]`, `activation`
+/// (None, Gelu or QuickGelu), · `scale[j]`, + `residual[i·N + j]` (a matrix shaped like C).
+#[derive(Clone, Copy)]
+pub struct Fused<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub activation: Activation,
+    pub scale: Option<&'a [f32]>,
+    pub residual: Option<&'a [f32]>,
+}
+
+impl Fused<'_> {
+    pub const NONE: Fused<'static> = Fused { bias: None, activation: Activation::None, scale: None, residual: None };
+
+    /// Whether the kernel can apply it (it has no tanh).
+    pub fn supported(&self) -> bool {
+        self.activation != Activation::Tanh
+    }
+}
+
+/// `Fused` as raw pointers (null where absent), the residual at row 0 of a `gemm_rows` call.
+#[derive(Clone, Copy)]
+pub(crate) struct Epilogue {
+    bias: *const f32,
+    scale: *const f32,
+    residual: *const f32,
+    ld_residual: usize,
+    activation: Activation,
+}
+
+impl Epilogue {
+    pub(crate) const NONE: Epilogue = Epilogue {
+        bias: std::ptr::null(),
+        scale: std::ptr::null(),
+        residual: std::ptr::null(),
+        ld_residual: 0,
+        activation: Activation::None,
+    };
+
+    fn is_identity(&self) -> bool {
+        self.bias.is_null() && self.scale.is_null() && self.residual.is_null() && self.activation == Activation::None
+    }
+
+    /// C[i, j] after the product (`v`), done one value at a time (edge tiles).
+    unsafe fn apply(&self, v: f32, i: usize, j: usize) -> f32 {
+        let mut v = v;
+        if !self.bias.is_null() {
+            v += *self.bias.add(j);
+        }
+        v = self.activation.apply(v);
+        if !self.scale.is_null() {
+            v *= *self.scale.add(j);
+        }
+        if !self.residual.is_null() {
+            v += *self.residual.add(i * self.ld_residual + j);
+        }
+        v
+    }
+}
 
 /// A raw pointer that rayon tasks share; each task touches a disjoint set of rows.
 #[derive(Clone, Copy)]
 struct Shared<T>(T);
-// SAFETY: used only for pointers into buffers whose rows are split between tasks without overlap.
+// SAFETY: used only for pointers into buffers whose rows are split between tasks without overlap, or read only.
 unsafe impl<T> Send for Shared<T> {}
 unsafe impl<T> Sync for Shared<T> {}
 
-/// out[M, N] = x[M, K] · B, rows split over rayon's threads; `epilogue` (if any) sees row indices of `out`.
-/// Requires `available()`.
-pub fn matmul(out: &mut [f32], x: &[f32], m: usize, b: &PackedB, epilogue: Option<Epilogue>) {
+/// out[M, N] = x[M, K] · B then `fused`, rows split over rayon's threads. Requires `available()` and
+/// `fused.supported()`.
+pub fn matmul(out: &mut [f32], x: &[f32], m: usize, b: &PackedB, fused: &Fused) {
     use rayon::prelude::*;
     let (n, k) = (b.n(), b.k());
     assert!(available() && out.len() == m * n && x.len() == m * k, "sgemm::matmul: bad sizes or no AVX2");
+    assert!(fused.supported(), "sgemm::matmul: no tanh in the kernel");
+    let vector_ok = |v: Option<&[f32]>| v.is_none_or(|v| v.len() == n);
+    assert!(vector_ok(fused.bias) && vector_ok(fused.scale), "sgemm::matmul: bias or scale is not N long");
+    assert!(fused.residual.is_none_or(|r| r.len() == m * n), "sgemm::matmul: residual is not M x N");
     if m == 0 || n == 0 {
         return;
     }
+    let ptr = |v: Option<&[f32]>| v.map_or(std::ptr::null(), |v| v.as_ptr());
+    let epilogue = Epilogue {
+        bias: ptr(fused.bias),
+        scale: ptr(fused.scale),
+        residual: ptr(fused.residual),
+        ld_residual: n,
+        activation: fused.activation,
+    };
     let tasks = if m * n * k < 1 << 18 { 1 } else { rayon::current_num_threads().clamp(1, m.div_ceil(MR)) };
     let rows = m.div_ceil(tasks).next_multiple_of(MR);
-    let (o, a) = (Shared(out.as_mut_ptr()), Shared(x.as_ptr()));
+    let (o, a, e) = (Shared(out.as_mut_ptr()), Shared(x.as_ptr()), Shared(epilogue));
     (0..m.div_ceil(rows)).into_par_iter().for_each(|t| {
-        let (o, a) = (o, a);
+        let (o, a, mut e) = (o, a, e);
         let (r0, r1) = (t * rows, ((t + 1) * rows).min(m));
-        // SAFETY: rows r0..r1 of x and out lie inside the slices checked above; tasks own disjoint rows.
-        unsafe { gemm_rows(r1 - r0, a.0.add(r0 * k), k, b, o.0.add(r0 * n), n, r0, epilogue) }
+        // SAFETY: rows r0..r1 of x, out and the residual lie inside the slices checked above; tasks own disjoint
+        // rows of out; bias and scale hold N values.
+        unsafe {
+            if !e.0.residual.is_null() {
+                e.0.residual = e.0.residual.add(r0 * n);
+            }
+            gemm_rows(r1 - r0, a.0.add(r0 * k), k, b, o.0.add(r0 * n), n, &e.0)
+        }
     });
 }
 
-/// C[m, N] (row stride `ldc`) = A[m, K] (row stride `lda`, unit column stride) · B on the calling thread. A is
-/// read in place (only a ragged last group of rows is copied). The epilogue sees row indices offset by `row0`.
+/// C[m, N] (row stride `ldc`) = A[m, K] (row stride `lda`, unit column stride) · B, then `epilogue`, on the
+/// calling thread. A is read in place (only a ragged last group of rows is copied).
 ///
 /// # Safety
 /// `available()` must be true; `a` must be readable for `m` rows of K values `lda` apart and `c` writable for
-/// `m` rows of N values `ldc` apart, not overlapping `a`.
-#[allow(clippy::too_many_arguments)]
+/// `m` rows of N values `ldc` apart, not overlapping `a`; the epilogue's pointers must cover N columns (and m
+/// rows for the residual); its activation must not be tanh.
 pub(crate) unsafe fn gemm_rows(
     m: usize,
     a: *const f32,
@@ -94,41 +171,29 @@ pub(crate) unsafe fn gemm_rows(
     b: &PackedB,
     c: *mut f32,
     ldc: usize,
-    row0: usize,
-    epilogue: Option<Epilogue>,
+    epilogue: &Epilogue,
 ) {
     #[cfg(target_arch = "x86_64")]
-    gemm_rows_x86(m, a, lda, b, c, ldc, row0, epilogue);
+    gemm_rows_x86(m, a, lda, b, c, ldc, epilogue);
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (m, a, lda, b, c, ldc, row0, epilogue);
+        let _ = (m, a, lda, b, c, ldc, epilogue);
         unreachable!("sgemm::available() is false off x86_64");
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_rows_x86(
-    m: usize,
-    a: *const f32,
-    lda: usize,
-    b: &PackedB,
-    c: *mut f32,
-    ldc: usize,
-    row0: usize,
-    epilogue: Option<Epilogue>,
-) {
-    use avx2::{kernel_6x16, ASource};
+unsafe fn gemm_rows_x86(m: usize, a: *const f32, lda: usize, b: &PackedB, c: *mut f32, ldc: usize, e: &Epilogue) {
+    use avx2::{kernel_6x16, ASource, TileEpilogue};
     let (n, k) = (b.n(), b.k());
     if m == 0 || n == 0 {
         return;
     }
+    let fused = !e.is_identity();
     if k == 0 {
         for i in 0..m {
-            let row = std::slice::from_raw_parts_mut(c.add(i * ldc), n);
-            row.fill(0.0);
-            if let Some(e) = epilogue {
-                e(row0 + i, 0, row);
+            for j in 0..n {
+                *c.add(i * ldc + j) = e.apply(0.0, i, j);
             }
         }
         return;
@@ -138,6 +203,7 @@ unsafe fn gemm_rows_x86(
     let full = m - m % MR;
     let mut tail = vec![0f32; if full < m { MR * kc_max } else { 0 }];
     let mut tile = [0f32; MR * NR];
+    let at = |p: *const f32, offset: usize| if p.is_null() { p } else { p.add(offset) };
     for pc in (0..k).step_by(kc_max) {
         let kc = kc_max.min(k - pc);
         let (first, last) = (pc == 0, pc + kc == k);
@@ -151,30 +217,31 @@ unsafe fn gemm_rows_x86(
                 let bp = b.panel(jr).add(pc * NR);
                 for ir in (ic..ic + mc).step_by(MR) {
                     let mr = MR.min(m - ir);
-                    let (ap, src) = if ir < full {
-                        (a.add(ir * lda + pc), ASource::Rows(lda))
+                    let ap = if ir < full {
+                        ASource::Rows(a.add(ir * lda + pc), lda)
                     } else {
-                        (tail.as_ptr(), ASource::Packed)
+                        ASource::Packed(tail.as_ptr())
                     };
                     let cp = c.add(ir * ldc + j0);
                     if mr == MR && nr == NR {
-                        kernel_6x16(kc, ap, src, bp, cp, ldc, !first);
+                        let tile_epilogue = TileEpilogue {
+                            bias: at(e.bias, j0),
+                            scale: at(e.scale, j0),
+                            res: at(e.residual, ir * e.ld_residual + j0),
+                            ldr: e.ld_residual,
+                            act: e.activation,
+                        };
+                        let te = (last && fused).then_some(&tile_epilogue);
+                        kernel_6x16(kc, ap, bp, cp, ldc, !first, te);
                     } else {
                         // Edge tile: compute all 6 × 16 into `tile`, then store or add the valid part.
-                        kernel_6x16(kc, ap, src, bp, tile.as_mut_ptr(), NR, false);
+                        kernel_6x16(kc, ap, bp, tile.as_mut_ptr(), NR, false, None);
                         for r in 0..mr {
-                            let dst = std::slice::from_raw_parts_mut(cp.add(r * ldc), nr);
-                            let t = &tile[r * NR..][..nr];
-                            if first {
-                                dst.copy_from_slice(t);
-                            } else {
-                                dst.iter_mut().zip(t).for_each(|(d, t)| *d += t);
+                            for (j, t) in tile[r * NR..][..nr].iter().enumerate() {
+                                let dst = cp.add(r * ldc + j);
+                                let v = if first { *t } else { *dst + t };
+                                *dst = if last && fused { e.apply(v, ir + r, j0 + j) } else { v };
                             }
-                        }
-                    }
-                    if let (true, Some(e)) = (last, epilogue) {
-                        for r in 0..mr {
-                            e(row0 + ir + r, j0, std::slice::from_raw_parts_mut(cp.add(r * ldc), nr));
                         }
                     }
                 }

@@ -38,15 +38,24 @@ impl PackedB {
     /// # Safety
     /// Every such element must be readable.
     pub(crate) unsafe fn pack(&mut self, src: *const f32, k: usize, n: usize, rs_k: usize, rs_n: usize) {
+        use rayon::prelude::*;
         let panels = n.div_ceil(NR);
         self.lines.clear();
         self.lines.resize(panels * k, Line([0.0; NR]));
         self.k = k;
         self.n = n;
-        for jp in 0..panels {
+        if k == 0 {
+            return;
+        }
+        let src = src as usize; // a plain address, so that rayon tasks may share it
+        let pack_panel = |jp: usize, panel: &mut [Line]| {
+            let src = src as *const f32;
             let (j0, nr) = (jp * NR, NR.min(n - jp * NR));
-            let panel = &mut self.lines[jp * k..][..k];
-            if rs_n == 1 {
+            if rs_n == 1 && nr == NR {
+                for (p, line) in panel.iter_mut().enumerate() {
+                    line.0 = std::ptr::read_unaligned(src.add(p * rs_k + j0) as *const [f32; NR]);
+                }
+            } else if rs_n == 1 {
                 for (p, line) in panel.iter_mut().enumerate() {
                     line.0[..nr].copy_from_slice(std::slice::from_raw_parts(src.add(p * rs_k + j0), nr));
                 }
@@ -59,6 +68,11 @@ impl PackedB {
                     }
                 }
             }
+        };
+        if n * k >= 1 << 18 {
+            self.lines.par_chunks_mut(k).enumerate().for_each(|(jp, panel)| pack_panel(jp, panel));
+        } else {
+            self.lines.chunks_mut(k).enumerate().for_each(|(jp, panel)| pack_panel(jp, panel));
         }
     }
 

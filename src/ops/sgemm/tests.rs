@@ -1,5 +1,5 @@
 use super::*;
-use crate::ops::test_util::{rand_vec, rel_err};
+use crate::ops::test_util::{erf64, rand_vec, rel_err};
 
 /// out[i, j] = Σ_p x[i, p] · w[j, p] in float64.
 fn reference_xwt(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
@@ -40,7 +40,7 @@ fn matmul_matches_float64_on_odd_sizes() {
         let w = rand_vec(n * k, 200 + i as u64, 1.0);
         let b = PackedB::from_weight_t(&w, n, k);
         let mut out = vec![f32::NAN; m * n];
-        matmul(&mut out, &x, m, &b, None);
+        matmul(&mut out, &x, m, &b, &Fused::NONE);
         let err = rel_err(&out, &reference_xwt(&x, &w, m, n, k));
         assert!(err <= 1e-5, "m={m} n={n} k={k}: rel err {err}");
     }
@@ -59,7 +59,7 @@ fn matmul_splits_rows_over_threads() {
     for threads in [1, 2, 3] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut out = vec![f32::NAN; m * n];
-        pool.install(|| matmul(&mut out, &x, m, &b, None));
+        pool.install(|| matmul(&mut out, &x, m, &b, &Fused::NONE));
         let err = rel_err(&out, &want);
         assert!(err <= 1e-5, "{threads} threads: rel err {err}");
     }
@@ -87,7 +87,7 @@ fn strided_operands_and_unpacked_a() {
             }
         }
         let mut c = vec![-7f32; m * ldc];
-        unsafe { gemm_rows(m, a.as_ptr(), lda, &b, c.as_mut_ptr(), ldc, 0, None) };
+        unsafe { gemm_rows(m, a.as_ptr(), lda, &b, c.as_mut_ptr(), ldc, &Epilogue::NONE) };
         let got: Vec<f32> = c.chunks(ldc).flat_map(|row| row[..n].to_vec()).collect();
         let err = rel_err(&got, &want);
         assert!(err <= 1e-5, "m={m} n={n} k={k}: rel err {err}");
@@ -95,32 +95,43 @@ fn strided_operands_and_unpacked_a() {
     }
 }
 
-/// The epilogue sees every output element exactly once, after the last K block, with its true row and column.
+/// bias, activation, scale and residual applied to full and edge tiles, with K in one pass and in several.
 #[test]
-fn epilogue_sees_each_final_value_once() {
+fn fused_epilogue_matches_float64() {
     if !available() {
         return;
     }
-    let (m, n, k) = (157, 45, 600);
-    let x = rand_vec(m * k, 11, 1.0);
-    let w = rand_vec(n * k, 12, 1.0);
-    let b = PackedB::from_weight_t(&w, n, k);
-    let mut want = reference_xwt(&x, &w, m, n, k);
-    // y = 2·dot + row + 0.5·col
-    want.iter_mut().enumerate().for_each(|(i, v)| *v = 2.0 * *v + (i / n) as f64 + 0.5 * (i % n) as f64);
-    let seen = std::sync::Mutex::new(vec![0u32; m * n]);
-    let epi = |r: usize, c0: usize, vals: &mut [f32]| {
-        let mut seen = seen.lock().unwrap();
-        for (j, v) in vals.iter_mut().enumerate() {
-            seen[r * n + c0 + j] += 1;
-            *v = 2.0 * *v + r as f32 + 0.5 * (c0 + j) as f32;
+    let gelu = |x: f64| 0.5 * x * (1.0 + erf64(x / 2f64.sqrt()));
+    let quick_gelu = |x: f64| x / (1.0 + (-1.702 * x).exp());
+    for (i, &(m, n, k)) in [(157, 45, 600), (13, 40, 1100), (6, 16, 7), (200, 64, 64)].iter().enumerate() {
+        let seed = 500 + 10 * i as u64;
+        let x = rand_vec(m * k, seed, 1.0);
+        let w = rand_vec(n * k, seed + 1, 3.0 / (k as f32).sqrt());
+        let bias = rand_vec(n, seed + 2, 1.0);
+        let scale = rand_vec(n, seed + 3, 1.0);
+        let res = rand_vec(m * n, seed + 4, 1.0);
+        let b = PackedB::from_weight_t(&w, n, k);
+        let dot = reference_xwt(&x, &w, m, n, k);
+        for (act, f) in [(Activation::Gelu, &gelu as &dyn Fn(f64) -> f64), (Activation::QuickGelu, &quick_gelu)] {
+            let fused = Fused { bias: Some(&bias), activation: act, scale: Some(&scale), residual: Some(&res) };
+            let want: Vec<f64> = (0..m * n)
+                .map(|idx| {
+                    let j = idx % n;
+                    res[idx] as f64 + scale[j] as f64 * f(dot[idx] + bias[j] as f64)
+                })
+                .collect();
+            let mut out = vec![f32::NAN; m * n];
+            matmul(&mut out, &x, m, &b, &fused);
+            let err = rel_err(&out, &want);
+            assert!(err <= 1e-5, "m={m} n={n} k={k} {act:?}: rel err {err}");
         }
-    };
-    let mut out = vec![f32::NAN; m * n];
-    matmul(&mut out, &x, m, &b, Some(&epi));
-    assert!(seen.into_inner().unwrap().iter().all(|s| *s == 1), "an element was finished twice or never");
-    let err = rel_err(&out, &want);
-    assert!(err <= 1e-5, "rel err {err}");
+        // bias alone
+        let want: Vec<f64> = (0..m * n).map(|idx| dot[idx] + bias[idx % n] as f64).collect();
+        let mut out = vec![f32::NAN; m * n];
+        matmul(&mut out, &x, m, &b, &Fused { bias: Some(&bias), ..Fused::NONE });
+        let err = rel_err(&out, &want);
+        assert!(err <= 1e-5, "m={m} n={n} k={k} bias only: rel err {err}");
+    }
 }
 
 #[test]
@@ -130,6 +141,6 @@ fn empty_inner_dimension_gives_zeros() {
     }
     let b = PackedB::from_weight_t(&[], 5, 0);
     let mut out = vec![f32::NAN; 3 * 5];
-    matmul(&mut out, &[], 3, &b, None);
+    matmul(&mut out, &[], 3, &b, &Fused::NONE);
     assert!(out.iter().all(|v| *v == 0.0));
 }
