@@ -109,11 +109,40 @@ fn softmax_rows(scores: &mut [f32], t: usize, scale: f32, causal: bool) {
     for (i, row) in scores.chunks_mut(t).enumerate() {
         let valid = if causal { i + 1 } else { t };
         let (live, masked) = row.split_at_mut(valid);
-        let max = live.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        live.iter_mut().for_each(|x| *x = math::exp((*x - max) * scale));
-        let sum: f32 = live.iter().sum();
-        let inv = 1.0 / sum;
+        let inv = 1.0 / exp_sum(live, max(live), scale);
         live.iter_mut().for_each(|x| *x *= inv);
         masked.iter_mut().for_each(|x| *x = 0.0);
     }
+}
+
+/// Lanes of independent partial results, so that the reductions below vectorise (a plain fold is sequential).
+const LANES: usize = 8;
+
+fn max(xs: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            m[l] = if c[l] > m[l] { c[l] } else { m[l] };
+        }
+    }
+    chunks.remainder().iter().chain(&m).fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+}
+
+/// xs ← exp(scale · (xs − max)), returning their sum.
+fn exp_sum(xs: &mut [f32], max: f32, scale: f32) -> f32 {
+    let mut s = [0f32; LANES];
+    let mut chunks = xs.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            c[l] = math::exp((c[l] - max) * scale);
+            s[l] += c[l];
+        }
+    }
+    let mut rest = 0.0;
+    for x in chunks.into_remainder() {
+        *x = math::exp((*x - max) * scale);
+        rest += *x;
+    }
+    s.iter().sum::<f32>() + rest
 }
