@@ -14,6 +14,8 @@ pub mod linear;
 pub mod math;
 pub mod patch_embed;
 pub mod sgemm;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 pub use attention::attention;
 pub use elementwise::{add, l2_normalize, Activation};

@@ -109,12 +109,18 @@ fn softmax_rows(scores: &mut [f32], t: usize, scale: f32, causal: bool) {
     for (i, row) in scores.chunks_mut(t).enumerate() {
         let valid = if causal { i + 1 } else { t };
         let (live, masked) = row.split_at_mut(valid);
+        #[cfg(target_arch = "x86_64")]
+        if sgemm::available() {
+            // SAFETY: `available()` means AVX2 and FMA are present.
+            unsafe { crate::ops::simd::softmax_row(live, scale) };
+            masked.iter_mut().for_each(|x| *x = 0.0);
+            continue;
+        }
         let inv = 1.0 / exp_sum(live, max(live), scale);
         live.iter_mut().for_each(|x| *x *= inv);
         masked.iter_mut().for_each(|x| *x = 0.0);
     }
 }
-
 /// Lanes of independent partial results, so that the reductions below vectorise (a plain fold is sequential).
 const LANES: usize = 8;
 

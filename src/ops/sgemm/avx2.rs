@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::{MR, NR};
-use crate::ops::math::{self, LOG2E};
+use crate::ops::simd::{gelu, quick_gelu};
 use crate::ops::Activation;
 
 /// Where the kernel reads A: a packed panel (element (r, p) at `p·MR + r`) or rows `lda` apart (at `r·lda + p`).
@@ -134,45 +134,4 @@ unsafe fn finish(v: __m256, r: usize, half: usize, e: &TileEpilogue) -> __m256 {
         v = _mm256_add_ps(v, _mm256_loadu_ps(e.res.add(r * e.ldr + 8 * half)));
     }
     v
-}
-
-/// Horner: c[0]·xⁿ + … + c[n].
-#[inline(always)]
-unsafe fn poly(x: __m256, c: &[f32]) -> __m256 {
-    let mut p = _mm256_set1_ps(c[0]);
-    for &ci in &c[1..] {
-        p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(ci));
-    }
-    p
-}
-
-/// `math::exp`, eight lanes at a time (same range reduction and polynomial).
-#[inline(always)]
-unsafe fn exp(x: __m256) -> __m256 {
-    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0)), _mm256_set1_ps(88.0));
-    let n =
-        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)));
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(math::LN2_HI), x);
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(math::LN2_LO), r);
-    let p = poly(r, &[1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0]);
-    let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
-    _mm256_mul_ps(_mm256_castsi256_ps(two_n), p)
-}
-
-/// x·Φ(x) with `math::erf`'s rational approximation.
-#[inline(always)]
-unsafe fn gelu(x: __m256) -> __m256 {
-    let z = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
-    let z = _mm256_min_ps(_mm256_max_ps(z, _mm256_set1_ps(-4.0)), _mm256_set1_ps(4.0));
-    let z2 = _mm256_mul_ps(z, z);
-    let erf = _mm256_div_ps(_mm256_mul_ps(z, poly(z2, &math::ERF_P)), poly(z2, &math::ERF_Q));
-    let half_x = _mm256_mul_ps(x, _mm256_set1_ps(0.5));
-    _mm256_fmadd_ps(half_x, erf, half_x)
-}
-
-/// x·σ(1.702·x).
-#[inline(always)]
-unsafe fn quick_gelu(x: __m256) -> __m256 {
-    let e = exp(_mm256_mul_ps(x, _mm256_set1_ps(-1.702)));
-    _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), e))
 }

@@ -60,11 +60,11 @@ impl PackedB {
                     line.0[..nr].copy_from_slice(std::slice::from_raw_parts(src.add(p * rs_k + j0), nr));
                 }
             } else {
-                // Column by column: each reads a contiguous run when rs_k == 1 (the weight case).
-                for c in 0..nr {
-                    let col = src.add((j0 + c) * rs_n);
-                    for (p, line) in panel.iter_mut().enumerate() {
-                        line.0[c] = *col.add(p * rs_k);
+                // Line by line: 16 columns (for Wᵀ and Kᵀ, 16 rows of the source) read side by side.
+                let cols: [*const f32; NR] = std::array::from_fn(|c| src.add((j0 + c.min(nr - 1)) * rs_n));
+                for (p, line) in panel.iter_mut().enumerate() {
+                    for (v, col) in line.0[..nr].iter_mut().zip(&cols) {
+                        *v = *col.add(p * rs_k);
                     }
                 }
             }
