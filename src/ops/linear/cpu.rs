@@ -20,8 +20,7 @@ pub(super) fn linear(
     let scale = e.layer_scale.map(|t| t.cpu_slice()).transpose()?;
     let residual = e.residual.map(|t| t.cpu_slice()).transpose()?;
     let fused = Fused { bias, activation: e.activation, scale, residual };
-    let mut out = vec![0f32; m * n];
-    if sgemm::available() {
+    let mut out = if sgemm::available() {
         let local;
         let b = match packed {
             Some(p) if p.n() == n && p.k() == k => p,
@@ -31,13 +30,14 @@ pub(super) fn linear(
             }
         };
         if fused.supported() {
-            sgemm::matmul(&mut out, x, m, b, &fused);
-            return Ok(out);
+            return Ok(sgemm::matmul_new(x, m, b, &fused));
         }
-        sgemm::matmul(&mut out, x, m, b, &Fused::NONE);
+        sgemm::matmul_new(x, m, b, &Fused::NONE)
     } else {
+        let mut out = vec![0f32; m * n];
         matmul_xwt(&mut out, x, w, m, n, k);
-    }
+        out
+    };
     par_rows(&mut out, n, |r, row| {
         if let Some(b) = bias {
             row.iter_mut().zip(b).for_each(|(v, b)| *v += b);

@@ -122,9 +122,31 @@ unsafe impl<T> Sync for Shared<T> {}
 /// out[M, N] = x[M, K] · B then `fused`, rows split over rayon's threads. Requires `available()` and
 /// `fused.supported()`.
 pub fn matmul(out: &mut [f32], x: &[f32], m: usize, b: &PackedB, fused: &Fused) {
+    assert_eq!(out.len(), m * b.n(), "sgemm::matmul: out is not M x N");
+    // SAFETY: out holds M × N values.
+    unsafe { matmul_to(out.as_mut_ptr(), x, m, b, fused) }
+}
+
+/// `matmul` into a new vector. It is not zero-filled first (the kernel writes every element before anything
+/// reads it), which saves a pass over memory as large as the output.
+pub fn matmul_new(x: &[f32], m: usize, b: &PackedB, fused: &Fused) -> Vec<f32> {
+    let len = m * b.n();
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: the capacity holds M × N values, all of which `matmul_to` writes (and never reads) before the
+    // length is set.
+    unsafe {
+        matmul_to(out.as_mut_ptr(), x, m, b, fused);
+        out.set_len(len);
+    }
+    out
+}
+
+/// # Safety
+/// `out` must be writable for M × N values; they are written, never read.
+unsafe fn matmul_to(out: *mut f32, x: &[f32], m: usize, b: &PackedB, fused: &Fused) {
     use rayon::prelude::*;
     let (n, k) = (b.n(), b.k());
-    assert!(available() && out.len() == m * n && x.len() == m * k, "sgemm::matmul: bad sizes or no AVX2");
+    assert!(available() && x.len() == m * k, "sgemm::matmul: x is not M x K, or no AVX2");
     assert!(fused.supported(), "sgemm::matmul: no tanh in the kernel");
     let vector_ok = |v: Option<&[f32]>| v.is_none_or(|v| v.len() == n);
     assert!(vector_ok(fused.bias) && vector_ok(fused.scale), "sgemm::matmul: bias or scale is not N long");
@@ -142,7 +164,7 @@ pub fn matmul(out: &mut [f32], x: &[f32], m: usize, b: &PackedB, fused: &Fused) 
     };
     let tasks = if m * n * k < 1 << 18 { 1 } else { rayon::current_num_threads().clamp(1, m.div_ceil(MR)) };
     let rows = m.div_ceil(tasks).next_multiple_of(MR);
-    let (o, a, e) = (Shared(out.as_mut_ptr()), Shared(x.as_ptr()), Shared(epilogue));
+    let (o, a, e) = (Shared(out), Shared(x.as_ptr()), Shared(epilogue));
     (0..m.div_ceil(rows)).into_par_iter().for_each(|t| {
         let (o, a, mut e) = (o, a, e);
         let (r0, r1) = (t * rows, ((t + 1) * rows).min(m));
