@@ -105,3 +105,58 @@ unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
     _mm_cvtss_f32(s)
 }
+
+/// dst[16·p + c] = rows[c][p] for p < `k`, c < 16: sixteen contiguous rows into `k` lines of 16 (a packed B panel
+/// of Wᵀ or Kᵀ), eight k at a time through two 8 × 8 register transposes.
+///
+/// # Safety
+/// AVX2 must be available; each row must be readable for `k` values and `dst` writable for 16·k, 32-byte aligned.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn transpose_rows_16(dst: *mut f32, rows: &[*const f32; 16], k: usize) {
+    let full = k - k % 8;
+    for p in (0..full).step_by(8) {
+        for half in 0..2 {
+            let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(rows[8 * half + i].add(p)));
+            for (i, v) in transpose_8x8(r).into_iter().enumerate() {
+                _mm256_store_ps(dst.add(16 * (p + i) + 8 * half), v);
+            }
+        }
+    }
+    for p in full..k {
+        for (c, row) in rows.iter().enumerate() {
+            *dst.add(16 * p + c) = *row.add(p);
+        }
+    }
+}
+
+/// Rows of an 8 × 8 block in, its columns out.
+#[inline(always)]
+unsafe fn transpose_8x8(r: [__m256; 8]) -> [__m256; 8] {
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    // u0: column 0 of rows 0-3 | column 4 of rows 0-3; u1: columns 1 | 5; u2: 2 | 6; u3: 3 | 7 (u4-u7: rows 4-7).
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ]
+}

@@ -26,10 +26,13 @@ unsafe impl Sync for SharedOut {}
 pub(super) fn attention(qkv: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
     let Dims { batch, tokens: t, heads, head_dim: dh } = dims;
     let d = heads * dh;
-    let mut out = vec![0f32; batch * t * d];
+    let fast = sgemm::available();
+    // The sgemm path writes every output element (each head's P·V covers its columns of all rows) before
+    // anything reads it, so its output is not zero-filled first; the length is set after the loop.
+    let len = batch * t * d;
+    let mut out = if fast { Vec::with_capacity(len) } else { vec![0f32; len] };
     let shared = SharedOut(out.as_mut_ptr());
     let scale = 1.0 / (dh as f32).sqrt();
-    let fast = sgemm::available();
     (0..batch * heads).into_par_iter().for_each_init(
         || (vec![0f32; t * t], PackedB::default()),
         |(scores, packed), task| {
@@ -61,6 +64,8 @@ pub(super) fn attention(qkv: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
             }
         },
     );
+    // SAFETY: all `len` values are initialised (zero-filled, or written by the tasks above).
+    unsafe { out.set_len(len) };
     out
 }
 

@@ -40,7 +40,7 @@ impl PackedB {
     pub(crate) unsafe fn pack(&mut self, src: *const f32, k: usize, n: usize, rs_k: usize, rs_n: usize) {
         use rayon::prelude::*;
         let panels = n.div_ceil(NR);
-        self.lines.clear();
+        // Old contents are overwritten below (a last, partial panel is zeroed first), so no zero-fill here.
         self.lines.resize(panels * k, Line([0.0; NR]));
         self.k = k;
         self.n = n;
@@ -51,6 +51,9 @@ impl PackedB {
         let pack_panel = |jp: usize, panel: &mut [Line]| {
             let src = src as *const f32;
             let (j0, nr) = (jp * NR, NR.min(n - jp * NR));
+            if nr < NR {
+                panel.fill(Line([0.0; NR]));
+            }
             if rs_n == 1 && nr == NR {
                 for (p, line) in panel.iter_mut().enumerate() {
                     line.0 = std::ptr::read_unaligned(src.add(p * rs_k + j0) as *const [f32; NR]);
@@ -62,6 +65,11 @@ impl PackedB {
             } else {
                 // Line by line: 16 columns (for Wᵀ and Kᵀ, 16 rows of the source) read side by side.
                 let cols: [*const f32; NR] = std::array::from_fn(|c| src.add((j0 + c.min(nr - 1)) * rs_n));
+                #[cfg(target_arch = "x86_64")]
+                if rs_k == 1 && nr == NR && super::available() {
+                    crate::ops::simd::transpose_rows_16(panel.as_mut_ptr() as *mut f32, &cols, k);
+                    return;
+                }
                 for (p, line) in panel.iter_mut().enumerate() {
                     for (v, col) in line.0[..nr].iter_mut().zip(&cols) {
                         *v = *col.add(p * rs_k);
