@@ -8,14 +8,21 @@ mod patches;
 pub use block::{BlockNames, Encoder, EncoderConfig};
 pub use patches::PatchEmbeddings;
 
+use std::sync::OnceLock;
+
 use crate::error::Result;
+use crate::ops::sgemm::PackedB;
 use crate::ops::{self, Epilogue};
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 use crate::weights::VarBuilder;
 
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// Wᵀ packed for the CPU GEMM kernel, made at the first CPU forward (`None` where that kernel is not used).
+    /// This is the one copy of the weight beyond those loading makes (none for aligned f32 checkpoints, which
+    /// are mapped, except the fused Q/K/V of `concat`; one f32 conversion for f16/bf16 ones).
+    packed: OnceLock<Option<PackedB>>,
 }
 
 impl Linear {
@@ -25,16 +32,20 @@ impl Linear {
         let found = names.iter().zip(&weights).find(|(_, w)| vb.contains(w)).map(|(n, _)| *n).unwrap_or(names[0]);
         let weight = vb.get_any(&weights.iter().map(String::as_str).collect::<Vec<_>>(), &[out_dim, in_dim])?;
         let bias = if with_bias { Some(vb.get(&format!("{found}.bias"), &[out_dim])?) } else { None };
-        Ok(Linear { weight, bias })
+        Ok(Linear::new(weight, bias))
+    }
+
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Linear {
+        Linear { weight, bias, packed: OnceLock::new() }
     }
 
     /// Move to `device` in its storage dtype.
     pub fn to_device(&self, device: &crate::Device) -> Result<Linear> {
         let dt = device.storage_dtype();
-        Ok(Linear {
-            weight: self.weight.to_device_as(device, dt)?,
-            bias: self.bias.as_ref().map(|b| b.to_device_as(device, dt)).transpose()?,
-        })
+        Ok(Linear::new(
+            self.weight.to_device_as(device, dt)?,
+            self.bias.as_ref().map(|b| b.to_device_as(device, dt)).transpose()?,
+        ))
     }
 
     /// Several linears over the same input fused into one (outputs side by side): one GEMM instead of many.
@@ -56,7 +67,7 @@ impl Linear {
             None
         };
         let weight = Tensor::from_vec(weight, &[out_dim, in_dim])?;
-        Ok(Linear { weight, bias })
+        Ok(Linear::new(weight, bias))
     }
 
     pub fn out_dim(&self) -> usize {
@@ -64,12 +75,16 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::linear(x, &self.weight, Epilogue::bias(self.bias.as_ref()))
+        self.forward_with(x, |e| e)
     }
 
     /// Forward with more fused into the epilogue (activation, layer scale, residual).
     pub fn forward_with<'a>(&'a self, x: &Tensor, extend: impl FnOnce(Epilogue<'a>) -> Epilogue<'a>) -> Result<Tensor> {
-        ops::linear(x, &self.weight, extend(Epilogue::bias(self.bias.as_ref())))
+        let packed = match x.storage() {
+            Storage::Cpu(_) => self.packed.get_or_init(|| ops::pack_weight(&self.weight)).as_ref(),
+            Storage::Gpu(_) => None,
+        };
+        ops::linear_packed(x, &self.weight, packed, extend(Epilogue::bias(self.bias.as_ref())))
     }
 }
 

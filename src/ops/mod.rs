@@ -13,13 +13,16 @@ pub mod layer_norm;
 pub mod linear;
 pub mod math;
 pub mod patch_embed;
+pub mod sgemm;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 pub use attention::attention;
 pub use elementwise::{add, l2_normalize, Activation};
 pub use gather::{assemble_tokens, concat_last, embedding, mean_tokens, select_rows};
 pub use interpolate::{interpolate_bicubic, interpolate_bicubic_antialiased};
 pub use layer_norm::layer_norm;
-pub use linear::{linear, Epilogue};
+pub use linear::{linear, linear_packed, pack_weight, Epilogue};
 pub use patch_embed::patch_embed;
 
 use crate::error::{Error, Result};

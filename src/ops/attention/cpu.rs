@@ -1,9 +1,11 @@
-//! CPU attention: one task per (batch, head), two strided gemm calls and a row softmax in between. Q, K and V
-//! are read in place from the packed `[B, T, 3·D]` projection output.
+//! CPU attention: one task per (batch, head), two GEMMs and a row softmax in between. Q and the probabilities
+//! are read in place (Q from the packed `[B, T, 3·D]` projection output); Kᵀ and V are packed per head for the
+//! `sgemm` kernel, or read through strides by the gemm crate where that kernel is not available.
 
 use rayon::prelude::*;
 
 use crate::ops::math;
+use crate::ops::sgemm::{self, Epilogue, PackedB};
 
 #[derive(Clone, Copy)]
 pub(super) struct Dims {
@@ -24,12 +26,16 @@ unsafe impl Sync for SharedOut {}
 pub(super) fn attention(qkv: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
     let Dims { batch, tokens: t, heads, head_dim: dh } = dims;
     let d = heads * dh;
-    let mut out = vec![0f32; batch * t * d];
+    let fast = sgemm::available();
+    // The sgemm path writes every output element (each head's P·V covers its columns of all rows) before
+    // anything reads it, so its output is not zero-filled first; the length is set after the loop.
+    let len = batch * t * d;
+    let mut out = if fast { Vec::with_capacity(len) } else { vec![0f32; len] };
     let shared = SharedOut(out.as_mut_ptr());
     let scale = 1.0 / (dh as f32).sqrt();
     (0..batch * heads).into_par_iter().for_each_init(
-        || vec![0f32; t * t],
-        |scores, task| {
+        || (vec![0f32; t * t], PackedB::default()),
+        |(scores, packed), task| {
             let (b, h) = (task / heads, task % heads);
             let q = b * t * 3 * d + h * dh;
             let (k, v) = (q + d, q + 2 * d);
@@ -40,14 +46,26 @@ pub(super) fn attention(qkv: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
                 #[allow(clippy::redundant_locals)] // capture the Send wrapper, not its raw pointer field
                 let shared = shared;
                 let qkv = qkv.as_ptr();
-                // scores[t, t] = scale · Q · Kᵀ
-                strided_gemm(scores.as_mut_ptr(), t, qkv.add(q), 3 * d, 1, qkv.add(k), 1, 3 * d, t, t, dh, scale);
-                softmax_rows(scores, t, causal);
-                // out[t, dh] = P · V
-                strided_gemm(shared.0.add(o), d, scores.as_ptr(), t, 1, qkv.add(v), 3 * d, 1, t, dh, t, 1.0);
+                if fast {
+                    // scores[t, t] = Q · Kᵀ (B[p, j] = K[j, p]); softmax applies the scale.
+                    packed.pack(qkv.add(k), dh, t, 1, 3 * d);
+                    sgemm::gemm_rows(t, qkv.add(q), 3 * d, packed, scores.as_mut_ptr(), t, &Epilogue::NONE);
+                    softmax_rows(scores, t, scale, causal);
+                    // out[t, dh] = P · V (B[p, j] = V[p, j])
+                    packed.pack(qkv.add(v), t, dh, 3 * d, 1);
+                    sgemm::gemm_rows(t, scores.as_ptr(), t, packed, shared.0.add(o), d, &Epilogue::NONE);
+                } else {
+                    // scores[t, t] = Q · Kᵀ
+                    strided_gemm(scores.as_mut_ptr(), t, qkv.add(q), 3 * d, 1, qkv.add(k), 1, 3 * d, t, t, dh, 1.0);
+                    softmax_rows(scores, t, scale, causal);
+                    // out[t, dh] = P · V
+                    strided_gemm(shared.0.add(o), d, scores.as_ptr(), t, 1, qkv.add(v), 3 * d, 1, t, dh, t, 1.0);
+                }
             }
         },
     );
+    // SAFETY: all `len` values are initialised (zero-filled, or written by the tasks above).
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -91,15 +109,51 @@ unsafe fn strided_gemm(
     );
 }
 
-fn softmax_rows(scores: &mut [f32], t: usize, causal: bool) {
+/// Each row ← softmax(scale · row), entries past the diagonal zeroed when `causal`.
+fn softmax_rows(scores: &mut [f32], t: usize, scale: f32, causal: bool) {
     for (i, row) in scores.chunks_mut(t).enumerate() {
         let valid = if causal { i + 1 } else { t };
         let (live, masked) = row.split_at_mut(valid);
-        let max = live.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        live.iter_mut().for_each(|x| *x = math::exp(*x - max));
-        let sum: f32 = live.iter().sum();
-        let inv = 1.0 / sum;
+        #[cfg(target_arch = "x86_64")]
+        if sgemm::available() {
+            // SAFETY: `available()` means AVX2 and FMA are present.
+            unsafe { crate::ops::simd::softmax_row(live, scale) };
+            masked.iter_mut().for_each(|x| *x = 0.0);
+            continue;
+        }
+        let inv = 1.0 / exp_sum(live, max(live), scale);
         live.iter_mut().for_each(|x| *x *= inv);
         masked.iter_mut().for_each(|x| *x = 0.0);
     }
+}
+/// Lanes of independent partial results, so that the reductions below vectorise (a plain fold is sequential).
+const LANES: usize = 8;
+
+fn max(xs: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            m[l] = if c[l] > m[l] { c[l] } else { m[l] };
+        }
+    }
+    chunks.remainder().iter().chain(&m).fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+}
+
+/// xs ← exp(scale · (xs − max)), returning their sum.
+fn exp_sum(xs: &mut [f32], max: f32, scale: f32) -> f32 {
+    let mut s = [0f32; LANES];
+    let mut chunks = xs.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            c[l] = math::exp((c[l] - max) * scale);
+            s[l] += c[l];
+        }
+    }
+    let mut rest = 0.0;
+    for x in chunks.into_remainder() {
+        *x = math::exp((*x - max) * scale);
+        rest += *x;
+    }
+    s.iter().sum::<f32>() + rest
 }

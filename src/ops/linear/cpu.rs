@@ -1,17 +1,43 @@
-//! CPU reference for `linear`: one gemm call (rayon-parallel, SIMD micro-kernels from the `gemm` crate) reading
-//! W `[N, K]` through transposed strides, then one parallel epilogue pass.
+//! CPU reference for `linear`. With AVX2/FMA: the `sgemm` kernel over Wᵀ packed into panels (once per weight
+//! when the caller keeps the packing, else per call), the epilogue applied to each tile in registers (a tanh
+//! epilogue, the pooler's, in a pass after). Otherwise: one gemm-crate call per rayon row block reading W through
+//! transposed strides, then one parallel epilogue pass.
 
 use crate::error::Result;
 
 use super::Epilogue;
 use crate::ops::par_rows;
+use crate::ops::sgemm::{self, Fused, PackedB};
 
-pub(super) fn linear(x: &[f32], w: &[f32], m: usize, n: usize, k: usize, e: &Epilogue) -> Result<Vec<f32>> {
-    let mut out = vec![0f32; m * n];
-    matmul_xwt(&mut out, x, w, m, n, k);
+pub(super) fn linear(
+    x: &[f32],
+    w: &[f32],
+    packed: Option<&PackedB>,
+    (m, n, k): (usize, usize, usize),
+    e: &Epilogue,
+) -> Result<Vec<f32>> {
     let bias = e.bias.map(|t| t.cpu_slice()).transpose()?;
     let scale = e.layer_scale.map(|t| t.cpu_slice()).transpose()?;
     let residual = e.residual.map(|t| t.cpu_slice()).transpose()?;
+    let fused = Fused { bias, activation: e.activation, scale, residual };
+    let mut out = if sgemm::available() {
+        let local;
+        let b = match packed {
+            Some(p) if p.n() == n && p.k() == k => p,
+            _ => {
+                local = PackedB::from_weight_t(w, n, k);
+                &local
+            }
+        };
+        if fused.supported() {
+            return Ok(sgemm::matmul_new(x, m, b, &fused));
+        }
+        sgemm::matmul_new(x, m, b, &Fused::NONE)
+    } else {
+        let mut out = vec![0f32; m * n];
+        matmul_xwt(&mut out, x, w, m, n, k);
+        out
+    };
     par_rows(&mut out, n, |r, row| {
         if let Some(b) = bias {
             row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
@@ -30,7 +56,7 @@ pub(super) fn linear(x: &[f32], w: &[f32], m: usize, n: usize, k: usize, e: &Epi
 /// out[M,N] = x[M,K] · w[N,K]ᵀ, split into one row block per rayon thread. (The gemm crate's own threading
 /// was measured slower with 2 threads than its single-threaded kernel on a 2-core machine; each block here
 /// runs that single-threaded kernel, at the cost of packing W once per block.)
-pub(crate) fn matmul_xwt(out: &mut [f32], x: &[f32], w: &[f32], m: usize, n: usize, k: usize) {
+fn matmul_xwt(out: &mut [f32], x: &[f32], w: &[f32], m: usize, n: usize, k: usize) {
     use rayon::prelude::*;
     assert!(out.len() == m * n && x.len() == m * k && w.len() == n * k);
     let blocks = rayon::current_num_threads().max(1);
@@ -39,7 +65,6 @@ pub(crate) fn matmul_xwt(out: &mut [f32], x: &[f32], w: &[f32], m: usize, n: usi
         .zip(x.par_chunks(rows_per_block * k.max(1)))
         .for_each(|(o, xs)| matmul_xwt_serial(o, xs, w, o.len() / n.max(1), n, k));
 }
-
 fn matmul_xwt_serial(out: &mut [f32], x: &[f32], w: &[f32], m: usize, n: usize, k: usize) {
     if m == 0 || n == 0 {
         return;

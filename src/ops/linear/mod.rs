@@ -1,12 +1,14 @@
 //! `linear`: y = residual + layer_scale ⊙ act(x·Wᵀ + b), the GEMM of every transformer block with its
-//! epilogue fused (one pass over the output after the matrix product on the CPU; in the GEMM kernel on CUDA).
-//! `W` is `[N, K]` as Hugging Face stores `nn.Linear` weights; no transpose is ever materialised.
+//! epilogue fused (applied to each output tile as the GEMM kernel finishes it, on the CPU and on CUDA).
+//! `W` is `[N, K]` as Hugging Face stores `nn.Linear` weights. The CPU kernel reads Wᵀ packed into panels
+//! (`pack_weight`; `nn::Linear` packs once and keeps it); no other transpose is materialised.
 
 mod cpu;
 
 use crate::error::{Error, Result};
 use crate::tensor::{Storage, Tensor};
 
+use super::sgemm::{self, PackedB};
 use super::Activation;
 
 /// What happens to x·Wᵀ before it is written: bias, activation, layer scale, residual add (in that order).
@@ -38,6 +40,20 @@ impl<'a> Epilogue<'a> {
 
 /// x `[…, K]` · w `[N, K]`ᵀ with `epilogue`, giving `[…, N]`.
 pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
+    linear_packed(x, w, None, epilogue)
+}
+
+/// Wᵀ packed for the CPU GEMM kernel, or `None` where that kernel is not used (no AVX2/FMA, or `w` not a 2-D
+/// CPU tensor). A packed copy holds as many values as `w` (N rounded up to 16).
+pub fn pack_weight(w: &Tensor) -> Option<PackedB> {
+    let [n, k] = w.dims::<2>("linear").ok()?;
+    (sgemm::available()).then_some(())?;
+    Some(PackedB::from_weight_t(w.cpu_slice().ok()?, n, k))
+}
+
+/// `linear` with `packed` = `pack_weight(w)` made earlier (CPU only; ignored on other devices). Without it the
+/// CPU path packs W on every call.
+pub fn linear_packed(x: &Tensor, w: &Tensor, packed: Option<&PackedB>, epilogue: Epilogue) -> Result<Tensor> {
     let [n, k] = w.dims::<2>("linear")?;
     if x.last_dim() != k {
         return Err(Error::shape("linear", format!("input {:?} against weight {:?}", x.shape(), w.shape())));
@@ -47,7 +63,7 @@ pub fn linear(x: &Tensor, w: &Tensor, epilogue: Epilogue) -> Result<Tensor> {
     check_epilogue(&epilogue, n, &out_shape)?;
     match x.storage() {
         Storage::Cpu(_) => {
-            let out = cpu::linear(x.cpu_slice()?, w.cpu_slice()?, x.rows(), n, k, &epilogue)?;
+            let out = cpu::linear(x.cpu_slice()?, w.cpu_slice()?, packed, (x.rows(), n, k), &epilogue)?;
             Tensor::from_vec(out, &out_shape)
         }
         Storage::Gpu(_) => super::gpu::linear(x, w, &epilogue, (x.rows(), n, k), &out_shape),
@@ -89,7 +105,7 @@ mod tests {
 
     #[test]
     fn fused_epilogue_matches_float64_on_odd_shapes() {
-        for (m, n, k, seed) in [(1, 1, 1, 1), (7, 13, 5, 2), (33, 65, 129, 3), (130, 17, 64, 4)] {
+        for (m, n, k, seed) in [(1, 1, 1, 1), (7, 13, 5, 2), (33, 65, 129, 3), (130, 17, 64, 4), (197, 100, 1100, 5)] {
             let x = rand_vec(m * k, seed, 1.0);
             let w = rand_vec(n * k, seed + 10, 0.5);
             let b = rand_vec(n, seed + 20, 0.5);
@@ -104,10 +120,17 @@ mod tests {
                 .with_activation(Activation::Gelu)
                 .with_layer_scale(Some(&lt))
                 .with_residual(&rt);
-            let y = linear(&xt, &wt, epi).unwrap();
-            assert_eq!(y.shape(), &[m, n]);
-            let err = rel_err(&y.to_vec().unwrap(), &reference(&x, &w, &b, &ls, &res, m, n, k));
-            assert!(err < 1e-6, "m={m} n={n} k={k}: rel err {err}");
+            let want = reference(&x, &w, &b, &ls, &res, m, n, k);
+            // Packed per call, and packed once ahead (as nn::Linear does).
+            let packed = pack_weight(&wt);
+            for (label, y) in
+                [("linear", linear(&xt, &wt, epi)), ("packed", linear_packed(&xt, &wt, packed.as_ref(), epi))]
+            {
+                let y = y.unwrap();
+                assert_eq!(y.shape(), &[m, n]);
+                let err = rel_err(&y.to_vec().unwrap(), &want);
+                assert!(err < 1e-6, "{label} m={m} n={n} k={k}: rel err {err}");
+            }
         }
     }
 

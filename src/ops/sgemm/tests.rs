@@ -1,0 +1,146 @@
+use super::*;
+use crate::ops::test_util::{erf64, rand_vec, rel_err};
+
+/// out[i, j] = Σ_p x[i, p] · w[j, p] in float64.
+fn reference_xwt(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
+    let mut out = vec![0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            out[i * n + j] = (0..k).map(|p| x[i * k + p] as f64 * w[j * k + p] as f64).sum();
+        }
+    }
+    out
+}
+
+/// Sizes around the tile (6 × 16) and block (72 rows) edges, ViT's 197 tokens, and K over one pass (1024).
+const SIZES: [(usize, usize, usize); 14] = [
+    (1, 1, 1),
+    (7, 17, 33),
+    (6, 16, 4),
+    (17, 7, 100),
+    (33, 100, 17),
+    (100, 33, 197),
+    (197, 65, 64),
+    (150, 48, 256),
+    (145, 31, 257),
+    (289, 40, 513),
+    (13, 200, 770),
+    (64, 64, 1),
+    (13, 40, 1100),
+    (50, 33, 2500),
+];
+
+#[test]
+fn matmul_matches_float64_on_odd_sizes() {
+    if !available() {
+        return;
+    }
+    for (i, &(m, n, k)) in SIZES.iter().enumerate() {
+        let x = rand_vec(m * k, 100 + i as u64, 1.0);
+        let w = rand_vec(n * k, 200 + i as u64, 1.0);
+        let b = PackedB::from_weight_t(&w, n, k);
+        let mut out = vec![f32::NAN; m * n];
+        matmul(&mut out, &x, m, &b, &Fused::NONE);
+        let err = rel_err(&out, &reference_xwt(&x, &w, m, n, k));
+        assert!(err <= 1e-5, "m={m} n={n} k={k}: rel err {err}");
+    }
+}
+
+#[test]
+fn matmul_splits_rows_over_threads() {
+    if !available() {
+        return;
+    }
+    let (m, n, k) = (301, 70, 300);
+    let x = rand_vec(m * k, 7, 1.0);
+    let w = rand_vec(n * k, 8, 1.0);
+    let b = PackedB::from_weight_t(&w, n, k);
+    let want = reference_xwt(&x, &w, m, n, k);
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let mut out = vec![f32::NAN; m * n];
+        pool.install(|| matmul(&mut out, &x, m, &b, &Fused::NONE));
+        let err = rel_err(&out, &want);
+        assert!(err <= 1e-5, "{threads} threads: rel err {err}");
+    }
+}
+
+/// A read through a row stride wider than K, C written with a row stride wider than N, and B packed from
+/// row-major (not transposed) storage.
+#[test]
+fn strided_operands_and_unpacked_a() {
+    if !available() {
+        return;
+    }
+    for (i, &(m, n, k)) in SIZES.iter().enumerate() {
+        let (lda, ldc) = (k + 5, n + 3);
+        let a = rand_vec(m * lda, 300 + i as u64, 1.0);
+        // B[p, j] at bsrc[p·(n + 2) + j]: row-major with padding.
+        let ldb = n + 2;
+        let bsrc = rand_vec(k * ldb, 400 + i as u64, 1.0);
+        let mut b = PackedB::default();
+        unsafe { b.pack(bsrc.as_ptr(), k, n, ldb, 1) };
+        let mut want = vec![0f64; m * n];
+        for r in 0..m {
+            for j in 0..n {
+                want[r * n + j] = (0..k).map(|p| a[r * lda + p] as f64 * bsrc[p * ldb + j] as f64).sum();
+            }
+        }
+        let mut c = vec![-7f32; m * ldc];
+        unsafe { gemm_rows(m, a.as_ptr(), lda, &b, c.as_mut_ptr(), ldc, &Epilogue::NONE) };
+        let got: Vec<f32> = c.chunks(ldc).flat_map(|row| row[..n].to_vec()).collect();
+        let err = rel_err(&got, &want);
+        assert!(err <= 1e-5, "m={m} n={n} k={k}: rel err {err}");
+        assert!(c.chunks(ldc).all(|row| row[n..].iter().all(|v| *v == -7.0)), "wrote past N");
+    }
+}
+
+/// bias, activation, scale and residual applied to full and edge tiles, with K in one pass and in several.
+#[test]
+fn fused_epilogue_matches_float64() {
+    if !available() {
+        return;
+    }
+    let gelu = |x: f64| 0.5 * x * (1.0 + erf64(x / 2f64.sqrt()));
+    let quick_gelu = |x: f64| x / (1.0 + (-1.702 * x).exp());
+    for (i, &(m, n, k)) in [(157, 45, 600), (13, 40, 1100), (6, 16, 7), (200, 64, 64)].iter().enumerate() {
+        let seed = 500 + 10 * i as u64;
+        let x = rand_vec(m * k, seed, 1.0);
+        let w = rand_vec(n * k, seed + 1, 3.0 / (k as f32).sqrt());
+        let bias = rand_vec(n, seed + 2, 1.0);
+        let scale = rand_vec(n, seed + 3, 1.0);
+        let res = rand_vec(m * n, seed + 4, 1.0);
+        let b = PackedB::from_weight_t(&w, n, k);
+        let dot = reference_xwt(&x, &w, m, n, k);
+        for (act, f) in [(Activation::Gelu, &gelu as &dyn Fn(f64) -> f64), (Activation::QuickGelu, &quick_gelu)] {
+            let fused = Fused { bias: Some(&bias), activation: act, scale: Some(&scale), residual: Some(&res) };
+            let want: Vec<f64> = (0..m * n)
+                .map(|idx| {
+                    let j = idx % n;
+                    res[idx] as f64 + scale[j] as f64 * f(dot[idx] + bias[j] as f64)
+                })
+                .collect();
+            let mut out = vec![f32::NAN; m * n];
+            matmul(&mut out, &x, m, &b, &fused);
+            let err = rel_err(&out, &want);
+            assert!(err <= 1e-5, "m={m} n={n} k={k} {act:?}: rel err {err}");
+        }
+        // bias alone
+        let want: Vec<f64> = (0..m * n).map(|idx| dot[idx] + bias[idx % n] as f64).collect();
+        let mut out = vec![f32::NAN; m * n];
+        matmul(&mut out, &x, m, &b, &Fused { bias: Some(&bias), ..Fused::NONE });
+        let err = rel_err(&out, &want);
+        assert!(err <= 1e-5, "m={m} n={n} k={k} bias only: rel err {err}");
+    }
+}
+
+#[test]
+fn empty_inner_dimension_gives_zeros() {
+    if !available() {
+        return;
+    }
+    let b = PackedB::from_weight_t(&[], 5, 0);
+    let mut out = vec![f32::NAN; 3 * 5];
+    matmul(&mut out, &[], 3, &b, &Fused::NONE);
+    assert!(out.iter().all(|v| *v == 0.0));
+}
