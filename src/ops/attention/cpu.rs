@@ -22,6 +22,10 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+/// Query rows per block on the sgemm path (a multiple of the 6-row tile): their scores stay in L1/L2 between
+/// the two GEMMs.
+const ROW_BLOCK: usize = 48;
+
 /// `qkv` is `[B, T, 3·D]` (Q, K, V side by side per token); returns `[B, T, D]`.
 pub(super) fn attention(qkv: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
     let Dims { batch, tokens: t, heads, head_dim: dh } = dims;
@@ -34,8 +38,8 @@ pub(super) fn attention(qkv: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
     let shared = SharedOut(out.as_mut_ptr());
     let scale = 1.0 / (dh as f32).sqrt();
     (0..batch * heads).into_par_iter().for_each_init(
-        || (vec![0f32; t * t], PackedB::default()),
-        |(scores, packed), task| {
+        || (vec![0f32; t * t], PackedB::default(), PackedB::default()),
+        |(scores, packed_k, packed_v), task| {
             let (b, h) = (task / heads, task % heads);
             let q = b * t * 3 * d + h * dh;
             let (k, v) = (q + d, q + 2 * d);
@@ -47,17 +51,22 @@ pub(super) fn attention(qkv: &[f32], dims: Dims, causal: bool) -> Vec<f32> {
                 let shared = shared;
                 let qkv = qkv.as_ptr();
                 if fast {
-                    // scores[t, t] = Q · Kᵀ (B[p, j] = K[j, p]); softmax applies the scale.
-                    packed.pack(qkv.add(k), dh, t, 1, 3 * d);
-                    sgemm::gemm_rows(t, qkv.add(q), 3 * d, packed, scores.as_mut_ptr(), t, &Epilogue::NONE);
-                    softmax_rows(scores, t, scale, causal);
-                    // out[t, dh] = P · V (B[p, j] = V[p, j])
-                    packed.pack(qkv.add(v), t, dh, 3 * d, 1);
-                    sgemm::gemm_rows(t, scores.as_ptr(), t, packed, shared.0.add(o), d, &Epilogue::NONE);
+                    // Kᵀ (B[p, j] = K[j, p]) and V (B[p, j] = V[p, j]) packed once; then per block of query rows
+                    // scores = Q · Kᵀ, softmax (with the scale), out = P · V, while the block's scores are hot.
+                    packed_k.pack(qkv.add(k), dh, t, 1, 3 * d);
+                    packed_v.pack(qkv.add(v), t, dh, 3 * d, 1);
+                    for r0 in (0..t).step_by(ROW_BLOCK) {
+                        let rows = ROW_BLOCK.min(t - r0);
+                        let s = scores.as_mut_ptr();
+                        let none = &Epilogue::NONE;
+                        sgemm::gemm_rows(rows, qkv.add(q + r0 * 3 * d), 3 * d, packed_k, s, t, none);
+                        softmax_rows(&mut scores[..rows * t], t, r0, scale, causal);
+                        sgemm::gemm_rows(rows, scores.as_ptr(), t, packed_v, shared.0.add(o + r0 * d), d, none);
+                    }
                 } else {
                     // scores[t, t] = Q · Kᵀ
                     strided_gemm(scores.as_mut_ptr(), t, qkv.add(q), 3 * d, 1, qkv.add(k), 1, 3 * d, t, t, dh, 1.0);
-                    softmax_rows(scores, t, scale, causal);
+                    softmax_rows(scores, t, 0, scale, causal);
                     // out[t, dh] = P · V
                     strided_gemm(shared.0.add(o), d, scores.as_ptr(), t, 1, qkv.add(v), 3 * d, 1, t, dh, t, 1.0);
                 }
@@ -109,10 +118,11 @@ unsafe fn strided_gemm(
     );
 }
 
-/// Each row ← softmax(scale · row), entries past the diagonal zeroed when `causal`.
-fn softmax_rows(scores: &mut [f32], t: usize, scale: f32, causal: bool) {
+/// Each row ← softmax(scale · row), entries past the diagonal zeroed when `causal` (the rows are query rows
+/// `first_row..`).
+fn softmax_rows(scores: &mut [f32], t: usize, first_row: usize, scale: f32, causal: bool) {
     for (i, row) in scores.chunks_mut(t).enumerate() {
-        let valid = if causal { i + 1 } else { t };
+        let valid = if causal { first_row + i + 1 } else { t };
         let (live, masked) = row.split_at_mut(valid);
         #[cfg(target_arch = "x86_64")]
         if sgemm::available() {
