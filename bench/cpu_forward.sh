@@ -1,38 +1,51 @@
 #!/usr/bin/env bash
 # CPU fp32 images/s of cpeal vs PyTorch (transformers, same batch and thread count) in one run, written as a
-# markdown table to bench/results/cpu-forward-<date>.md. PyTorch is optional: without it only cpeal is timed.
-# Env: BATCH (8), ITERS (5), THREADS (all cores).
+# markdown table to bench/results/cpu-forward-<date>.md (OUT overrides). PyTorch is optional: without it only
+# cpeal is timed. Each round times, per model: cpeal, cpeal with its own GEMM kernel switched off
+# (CPEAL_SGEMM=off: the gemm crate, the path CPUs without AVX2/FMA take), then PyTorch, noting the load average
+# before each. The machine is shared, so rounds are interleaved rather than run back to back per side.
+# Env: BATCH (8), ITERS (5), THREADS (all cores), ROUNDS (1), OUT.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 BATCH="${BATCH:-8}"
 ITERS="${ITERS:-5}"
 THREADS="${THREADS:-$(nproc)}"
+ROUNDS="${ROUNDS:-1}"
 cargo build --release --quiet
 CPEAL="${CARGO_TARGET_DIR:-$ROOT/target}/release/cpeal"
-OUT="bench/results/cpu-forward-$(date -u +%Y-%m-%d).md"
+OUT="${OUT:-bench/results/cpu-forward-$(date -u +%Y-%m-%d).md}"
 have_torch=0
 python3 -c 'import torch, transformers' 2>/dev/null && have_torch=1
 
 field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$1"; }
+load() { cut -d' ' -f1 /proc/loadavg; }
+cpeal_ips() { RAYON_NUM_THREADS=$THREADS "$@" "$CPEAL" bench forward --arch "$arch" --batch-size "$BATCH" --iters "$ITERS" --json | field images_per_s; }
 
 {
     echo "# CPU fp32 forward, batch $BATCH at 224 px, $THREADS threads"
     echo
     echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores), load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo "Median of $ITERS runs after one warm-up; random weights. PyTorch: transformers ViTModel / Dinov2Model, torch.inference_mode, eager."
+    torch_version=$( ((have_torch)) && python3 -c 'import torch; print(torch.__version__)' || echo "not installed")
+    echo "Median of $ITERS runs after one warm-up; random weights. PyTorch $torch_version: transformers ViTModel / Dinov2Model, torch.inference_mode, eager."
+    echo "Load is the 1-minute load average just before each measurement (the benchmark's own 2 threads raise it)."
     echo
-    echo "| model | cpeal images/s | PyTorch images/s | cpeal / PyTorch |"
-    echo "|---|---|---|---|"
-    for arch in vit-b16 dinov2-s14; do
-        ours=$(RAYON_NUM_THREADS=$THREADS "$CPEAL" bench forward --arch "$arch" --batch-size "$BATCH" --iters "$ITERS" --json | field images_per_s)
-        if [[ $have_torch == 1 ]]; then
-            theirs=$(python3 bench/cpu_forward.py --arch "$arch" --batch-size "$BATCH" --iters "$ITERS" --threads "$THREADS" 2>/dev/null | field images_per_s)
-            ratio=$(python3 -c "print(f'{$ours / $theirs:.2f}x')")
-        else
-            theirs="(PyTorch not installed)"; ratio="-"
-        fi
-        echo "| $arch | $ours | $theirs | $ratio |"
+    echo "| round | model | cpeal images/s (load) | cpeal, gemm crate (load) | PyTorch images/s (load) | cpeal / PyTorch |"
+    echo "|---|---|---|---|---|---|"
+    for round in $(seq 1 "$ROUNDS"); do
+        for arch in vit-b16 dinov2-s14; do
+            l1=$(load); ours=$(cpeal_ips env)
+            l2=$(load); fallback=$(cpeal_ips env CPEAL_SGEMM=off)
+            if [[ $have_torch == 1 ]]; then
+                l3=$(load)
+                theirs=$(python3 bench/cpu_forward.py --arch "$arch" --batch-size "$BATCH" --iters "$ITERS" --threads "$THREADS" 2>/dev/null | field images_per_s)
+                theirs="$theirs ($l3)"
+                ratio=$(python3 -c "print(f'{$ours / ${theirs%% *}:.2f}x')")
+            else
+                theirs="(PyTorch not installed)"; ratio="-"
+            fi
+            echo "| $round | $arch | $ours ($l1) | $fallback ($l2) | $theirs | $ratio |"
+        done
     done
 } | tee "$OUT"
 echo "wrote $OUT" >&2

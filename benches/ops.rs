@@ -1,6 +1,7 @@
 //! CPU op throughput on the block shapes of ViT-B/16 (batch 8 × 197 tokens) and DINOv2-S/14 (batch 8 × 257
-//! tokens at 224 px): the four GEMMs of a block, each with one thread and with all of rayon's threads, and
-//! attention. Correctness is asserted in the unit tests; this only times. Throughput "elements" are FLOPs.
+//! tokens at 224 px): the four GEMMs of a block (with a bias + GELU epilogue), each with one thread and with all
+//! of rayon's threads, and attention. Correctness is asserted in the unit tests; this only times. Throughput
+//! "elements" are FLOPs. `CPEAL_SGEMM=off` times the gemm-crate path instead of cpeal's kernel.
 
 use cpeal::ops::{self, Activation, Epilogue};
 use cpeal::Tensor;
@@ -24,7 +25,10 @@ fn linear_shapes(c: &mut Criterion) {
             let x = Tensor::from_vec(rand(m * k, 1), &[m, k]).unwrap();
             let w = Tensor::from_vec(rand(n * k, 2), &[n, k]).unwrap();
             let b = Tensor::from_vec(rand(n, 3), &[n]).unwrap();
-            let run = || ops::linear(&x, &w, Epilogue::bias(Some(&b)).with_activation(Activation::Gelu)).unwrap();
+            // As nn::Linear runs it: Wᵀ packed once, outside the timed loop (None where the gemm crate is used).
+            let packed = ops::pack_weight(&w);
+            let epilogue = Epilogue::bias(Some(&b)).with_activation(Activation::Gelu);
+            let run = || ops::linear_packed(&x, &w, packed.as_ref(), epilogue).unwrap();
             group.throughput(Throughput::Elements((2 * m * n * k) as u64));
             group.bench_function(format!("{name}_{n}x{k}_t{all}"), |bench| bench.iter(run));
             group.bench_function(format!("{name}_{n}x{k}_t1"), |bench| bench.iter(|| one.install(run)));
