@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CPU fp32 images/s of cpeal vs PyTorch (transformers, same batch and thread count) in one run, written as a
 # markdown table to bench/results/cpu-forward-<date>.md (OUT overrides). PyTorch is optional: without it only
-# cpeal is timed. Each round times, per model: cpeal, cpeal with its own GEMM kernel switched off
-# (CPEAL_SGEMM=off: the gemm crate, the path CPUs without AVX2/FMA take), then PyTorch, noting the load average
+# cpeal is timed. Each round times, per model: cpeal, cpeal without Strassen's level (CPEAL_STRASSEN=off), cpeal
+# with its own GEMM kernel switched off (CPEAL_SGEMM=off: the gemm crate, the path CPUs without AVX2/FMA take),
+# then PyTorch, noting the load average
 # before each. The machine is shared, so rounds are interleaved rather than run back to back per side.
 # Env: BATCH (8), ITERS (5), THREADS (all cores), ROUNDS (1), OUT.
 set -euo pipefail
@@ -30,11 +31,12 @@ cpeal_ips() { RAYON_NUM_THREADS=$THREADS "$@" "$CPEAL" bench forward --arch "$ar
     echo "Median of $ITERS runs after one warm-up; random weights. PyTorch $torch_version: transformers ViTModel / Dinov2Model, torch.inference_mode, eager."
     echo "Load is the 1-minute load average just before each measurement (the benchmark's own 2 threads raise it)."
     echo
-    echo "| round | model | cpeal images/s (load) | cpeal, gemm crate (load) | PyTorch images/s (load) | cpeal / PyTorch |"
-    echo "|---|---|---|---|---|---|"
+    echo "| round | model | cpeal images/s (load) | cpeal, no Strassen (load) | cpeal, gemm crate (load) | PyTorch images/s (load) | cpeal / PyTorch |"
+    echo "|---|---|---|---|---|---|---|"
     for round in $(seq 1 "$ROUNDS"); do
         for arch in vit-b16 dinov2-s14; do
             l1=$(load); ours=$(cpeal_ips env)
+            l4=$(load); classic=$(cpeal_ips env CPEAL_STRASSEN=off)
             l2=$(load); fallback=$(cpeal_ips env CPEAL_SGEMM=off)
             if [[ $have_torch == 1 ]]; then
                 l3=$(load)
@@ -44,7 +46,7 @@ cpeal_ips() { RAYON_NUM_THREADS=$THREADS "$@" "$CPEAL" bench forward --arch "$ar
             else
                 theirs="(PyTorch not installed)"; ratio="-"
             fi
-            echo "| $round | $arch | $ours ($l1) | $fallback ($l2) | $theirs | $ratio |"
+            echo "| $round | $arch | $ours ($l1) | $classic ($l4) | $fallback ($l2) | $theirs | $ratio |"
         done
     done
 } | tee "$OUT"

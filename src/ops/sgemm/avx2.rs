@@ -16,13 +16,15 @@ pub(super) enum ASource {
 }
 
 /// C[0..6, 0..16] (row stride `ldc`) = (or +=, when `accumulate`) A[0..6, 0..kc] · B[0..kc, 0..16], then
-/// `epilogue` if given.
+/// `epilogue` if given. The product alone also goes to `second` when given (Strassen's products feed two blocks
+/// of C).
 ///
 /// # Safety
 /// AVX2 and FMA must be available. `a` must hold 6 rows of `kc` values in the layout it names, `b` `kc`
 /// packed rows of 16 values, 32-byte aligned, `c` 6 rows of 16 writable values `ldc` apart, and the epilogue's
 /// pointers 16 readable values (6 rows of them for the residual).
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn kernel_6x16(
     kc: usize,
     a: ASource,
@@ -31,11 +33,19 @@ pub(super) unsafe fn kernel_6x16(
     ldc: usize,
     accumulate: bool,
     epilogue: Option<&TileEpilogue>,
+    second: Option<&SecondTile>,
 ) {
     match a {
-        ASource::Packed(a) => kernel::<true>(kc, a, MR, b, c, ldc, accumulate, epilogue),
-        ASource::Rows(a, lda) => kernel::<false>(kc, a, lda, b, c, ldc, accumulate, epilogue),
+        ASource::Packed(a) => kernel::<true>(kc, a, MR, b, c, ldc, accumulate, epilogue, second),
+        ASource::Rows(a, lda) => kernel::<false>(kc, a, lda, b, c, ldc, accumulate, epilogue, second),
     }
+}
+
+/// A second destination of a tile's product, at its first element: stored, added or subtracted.
+pub(super) struct SecondTile {
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub mode: super::SecondMode,
 }
 
 #[inline(always)]
@@ -49,6 +59,7 @@ unsafe fn kernel<const PACKED: bool>(
     ldc: usize,
     accumulate: bool,
     epilogue: Option<&TileEpilogue>,
+    second: Option<&SecondTile>,
 ) {
     // A element (r, p): packed at a + p·MR + r, in rows at a + r·lda + p.
     let (a_step, r_step) = if PACKED { (MR, 1) } else { (1, lda) };
@@ -56,6 +67,10 @@ unsafe fn kernel<const PACKED: bool>(
     for r in 0..MR {
         _mm_prefetch::<_MM_HINT_ET0>(c.add(r * ldc) as *const i8);
         _mm_prefetch::<_MM_HINT_ET0>(c.add(r * ldc + NR - 1) as *const i8);
+        if let Some(s) = second {
+            _mm_prefetch::<_MM_HINT_ET0>(s.c.add(r * s.ldc) as *const i8);
+            _mm_prefetch::<_MM_HINT_ET0>(s.c.add(r * s.ldc + NR - 1) as *const i8);
+        }
         if let Some(e) = epilogue.filter(|e| !e.res.is_null()) {
             _mm_prefetch::<_MM_HINT_T0>(e.res.add(r * e.ldr) as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(e.res.add(r * e.ldr + NR - 1) as *const i8);
@@ -90,6 +105,9 @@ unsafe fn kernel<const PACKED: bool>(
         a = a.add(a_step);
         b = b.add(NR);
     }
+    if let Some(s) = second {
+        store_second(&acc, s);
+    }
     for r in 0..MR {
         let row = c.add(r * ldc);
         let (mut lo, mut hi) = (acc[2 * r], acc[2 * r + 1]);
@@ -103,6 +121,23 @@ unsafe fn kernel<const PACKED: bool>(
         }
         _mm256_storeu_ps(row, lo);
         _mm256_storeu_ps(row.add(8), hi);
+    }
+}
+
+#[inline(always)]
+unsafe fn store_second(acc: &[__m256; 2 * MR], s: &SecondTile) {
+    use super::SecondMode;
+    for r in 0..MR {
+        let row = s.c.add(r * s.ldc);
+        for half in 0..2 {
+            let (p, dst) = (acc[2 * r + half], row.add(8 * half));
+            let v = match s.mode {
+                SecondMode::Store => p,
+                SecondMode::Add => _mm256_add_ps(_mm256_loadu_ps(dst), p),
+                SecondMode::Subtract => _mm256_sub_ps(_mm256_loadu_ps(dst), p),
+            };
+            _mm256_storeu_ps(dst, v);
+        }
     }
 }
 

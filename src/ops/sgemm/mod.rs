@@ -5,12 +5,15 @@
 //! stored.
 //!
 //! Weights are packed once (`nn::Linear` keeps the packed copy next to the tensor); attention packs its K and V
-//! per head. On CPUs without AVX2/FMA (or with `CPEAL_SGEMM=off`) `available()` is false and callers use the
+//! per head. Big products (a batch through a linear layer) take one level of Strassen's algorithm instead
+//! (`strassen.rs`: 7/8 of the multiplications; the seven sums of B's quadrants are made at the first such call
+//! and kept, 1.75 times the packed weight; `CPEAL_STRASSEN=off` never uses it). On CPUs without AVX2/FMA (or with `CPEAL_SGEMM=off`) `available()` is false and callers use the
 //! `gemm` crate instead.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod pack;
+mod strassen;
 #[cfg(test)]
 mod tests;
 
@@ -75,6 +78,18 @@ pub struct Fused<'a> {
 impl Fused<'_> {
     pub const NONE: Fused<'static> = Fused { bias: None, activation: Activation::None, scale: None, residual: None };
 
+    /// As raw pointers for output rows `n` long.
+    fn epilogue(&self, n: usize) -> Epilogue {
+        let ptr = |v: Option<&[f32]>| v.map_or(std::ptr::null(), |v| v.as_ptr());
+        Epilogue {
+            bias: ptr(self.bias),
+            scale: ptr(self.scale),
+            residual: ptr(self.residual),
+            ld_residual: n,
+            activation: self.activation,
+        }
+    }
+
     /// Whether the kernel can apply it (it has no tanh).
     pub fn supported(&self) -> bool {
         self.activation != Activation::Tanh
@@ -99,6 +114,17 @@ impl Epilogue {
         ld_residual: 0,
         activation: Activation::None,
     };
+
+    /// The epilogue of the block of C that starts at row `i`, column `j` (residual rows stay `ld_residual` apart).
+    fn at(&self, i: usize, j: usize) -> Epilogue {
+        let at = |p: *const f32, offset: usize| if p.is_null() { p } else { p.wrapping_add(offset) };
+        Epilogue {
+            bias: at(self.bias, j),
+            scale: at(self.scale, j),
+            residual: at(self.residual, i * self.ld_residual + j),
+            ..*self
+        }
+    }
 
     fn is_identity(&self) -> bool {
         self.bias.is_null() && self.scale.is_null() && self.residual.is_null() && self.activation == Activation::None
@@ -163,28 +189,19 @@ unsafe fn matmul_to(out: *mut f32, x: &[f32], m: usize, b: &PackedB, fused: &Fus
     if m == 0 || n == 0 {
         return;
     }
-    let ptr = |v: Option<&[f32]>| v.map_or(std::ptr::null(), |v| v.as_ptr());
-    let epilogue = Epilogue {
-        bias: ptr(fused.bias),
-        scale: ptr(fused.scale),
-        residual: ptr(fused.residual),
-        ld_residual: n,
-        activation: fused.activation,
-    };
+    let epilogue = fused.epilogue(n);
+    if strassen::chosen(m, n, k) {
+        return strassen::matmul_to(out, x, m, b, &epilogue);
+    }
     let tasks = if m * n * k < 1 << 18 { 1 } else { rayon::current_num_threads().clamp(1, m.div_ceil(MR)) };
     let rows = m.div_ceil(tasks).next_multiple_of(MR);
     let (o, a, e) = (Shared(out), Shared(x.as_ptr()), Shared(epilogue));
     (0..m.div_ceil(rows)).into_par_iter().for_each(|t| {
-        let (o, a, mut e) = (o, a, e);
+        let (o, a, e) = (o, a, e);
         let (r0, r1) = (t * rows, ((t + 1) * rows).min(m));
         // SAFETY: rows r0..r1 of x, out and the residual lie inside the slices checked above; tasks own disjoint
         // rows of out; bias and scale hold N values.
-        unsafe {
-            if !e.0.residual.is_null() {
-                e.0.residual = e.0.residual.add(r0 * n);
-            }
-            gemm_rows(r1 - r0, a.0.add(r0 * k), k, b, o.0.add(r0 * n), n, &e.0)
-        }
+        unsafe { gemm_rows(r1 - r0, a.0.add(r0 * k), k, b, o.0.add(r0 * n), n, &e.0.at(r0, 0)) }
     });
 }
 
@@ -204,24 +221,53 @@ pub(crate) unsafe fn gemm_rows(
     ldc: usize,
     epilogue: &Epilogue,
 ) {
+    gemm_rows_to(m, a, lda, b, &Output { c, ldc, accumulate: false, epilogue, second: None });
+}
+
+/// How the product also reaches a second block of C (see `Output::second`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SecondMode {
+    Store,
+    Add,
+    Subtract,
+}
+
+/// Where `gemm_rows_to` puts A · B: C (`c`, rows `ldc` apart) = A · B, or C += A · B when `accumulate`, then the
+/// epilogue; and, when `second` is given, the bare product A · B stored into, added to or subtracted from a
+/// second matrix (`c`, `ldc`) as well. With a second destination K must fit one pass (`KC_MAX`).
+pub(crate) struct Output<'a> {
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub accumulate: bool,
+    pub epilogue: &'a Epilogue,
+    pub second: Option<(*mut f32, usize, SecondMode)>,
+}
+
+/// `gemm_rows` into an `Output`.
+///
+/// # Safety
+/// As `gemm_rows`, and the second destination (if any) writable for `m` rows of N values, overlapping nothing.
+pub(crate) unsafe fn gemm_rows_to(m: usize, a: *const f32, lda: usize, b: &PackedB, out: &Output) {
     #[cfg(target_arch = "x86_64")]
-    gemm_rows_x86(m, a, lda, b, c, ldc, epilogue);
+    gemm_rows_x86(m, a, lda, b, out);
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (m, a, lda, b, c, ldc, epilogue);
+        let _ = (m, a, lda, b, out);
         unreachable!("sgemm::available() is false off x86_64");
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-unsafe fn gemm_rows_x86(m: usize, a: *const f32, lda: usize, b: &PackedB, c: *mut f32, ldc: usize, e: &Epilogue) {
-    use avx2::{kernel_6x16, ASource, TileEpilogue};
+unsafe fn gemm_rows_x86(m: usize, a: *const f32, lda: usize, b: &PackedB, out: &Output) {
+    use avx2::{kernel_6x16, ASource, SecondTile, TileEpilogue};
     let (n, k) = (b.n(), b.k());
+    let (c, ldc, e) = (out.c, out.ldc, out.epilogue);
     if m == 0 || n == 0 {
         return;
     }
     let fused = !e.is_identity();
     if k == 0 {
+        assert!(out.second.is_none() && !out.accumulate, "sgemm: K = 0 with a second destination");
         for i in 0..m {
             for j in 0..n {
                 *c.add(i * ldc + j) = e.apply(0.0, i, j);
@@ -230,6 +276,7 @@ unsafe fn gemm_rows_x86(m: usize, a: *const f32, lda: usize, b: &PackedB, c: *mu
         return;
     }
     let kc_max = k_pass(k);
+    assert!(out.second.is_none() || kc_max == k, "sgemm: a second destination needs K in one pass");
     // The last m % 6 rows, packed into one zero-padded panel per pass (6 rows read in place would run past A).
     let full = m - m % MR;
     let mut tail = vec![0f32; if full < m { MR * kc_max } else { 0 }];
@@ -238,6 +285,7 @@ unsafe fn gemm_rows_x86(m: usize, a: *const f32, lda: usize, b: &PackedB, c: *mu
     for pc in (0..k).step_by(kc_max) {
         let kc = kc_max.min(k - pc);
         let (first, last) = (pc == 0, pc + kc == k);
+        let accumulate = !first || out.accumulate;
         if full < m {
             pack::pack_a_panel(&mut tail[..MR * kc], a.add(full * lda + pc), lda, m - full, kc);
         }
@@ -255,6 +303,8 @@ unsafe fn gemm_rows_x86(m: usize, a: *const f32, lda: usize, b: &PackedB, c: *mu
                         ASource::Packed(tail.as_ptr())
                     };
                     let cp = c.add(ir * ldc + j0);
+                    let second =
+                        out.second.map(|(c2, ldc2, mode)| SecondTile { c: c2.add(ir * ldc2 + j0), ldc: ldc2, mode });
                     if mr == MR && nr == NR {
                         let tile_epilogue = TileEpilogue {
                             bias: at(e.bias, j0),
@@ -264,14 +314,22 @@ unsafe fn gemm_rows_x86(m: usize, a: *const f32, lda: usize, b: &PackedB, c: *mu
                             act: e.activation,
                         };
                         let te = (last && fused).then_some(&tile_epilogue);
-                        kernel_6x16(kc, ap, bp, cp, ldc, !first, te);
+                        kernel_6x16(kc, ap, bp, cp, ldc, accumulate, te, second.as_ref());
                     } else {
                         // Edge tile: compute all 6 × 16 into `tile`, then store or add the valid part.
-                        kernel_6x16(kc, ap, bp, tile.as_mut_ptr(), NR, false, None);
+                        kernel_6x16(kc, ap, bp, tile.as_mut_ptr(), NR, false, None, None);
                         for r in 0..mr {
                             for (j, t) in tile[r * NR..][..nr].iter().enumerate() {
+                                if let Some(s) = &second {
+                                    let dst = s.c.add(r * s.ldc + j);
+                                    *dst = match s.mode {
+                                        SecondMode::Store => *t,
+                                        SecondMode::Add => *dst + t,
+                                        SecondMode::Subtract => *dst - t,
+                                    };
+                                }
                                 let dst = cp.add(r * ldc + j);
-                                let v = if first { *t } else { *dst + t };
+                                let v = if accumulate { *dst + t } else { *t };
                                 *dst = if last && fused { e.apply(v, ir + r, j0 + j) } else { v };
                             }
                         }

@@ -15,6 +15,8 @@ pub struct PackedB {
     lines: Vec<Line>,
     k: usize,
     n: usize,
+    /// Sums of B's quadrants for `super::strassen`, made on first use (1.75 times the size of B).
+    strassen: std::sync::OnceLock<Box<[PackedB; 7]>>,
 }
 
 impl std::fmt::Debug for PackedB {
@@ -44,6 +46,7 @@ impl PackedB {
         self.lines.resize(panels * k, Line([0.0; NR]));
         self.k = k;
         self.n = n;
+        self.strassen = std::sync::OnceLock::new();
         if k == 0 {
             return;
         }
@@ -95,6 +98,29 @@ impl PackedB {
     /// Bytes held.
     pub fn size_bytes(&self) -> usize {
         self.lines.len() * std::mem::size_of::<Line>()
+    }
+
+    /// Σ sign · quadrant, over `terms` of (row half, column half, sign): B's quadrant (qk, qn) is
+    /// B[qk·K/2.., qn·N/2..] of [K/2, N/2]. Requires K even and N a multiple of 32 (quadrants made of whole
+    /// panels).
+    pub(super) fn combine(&self, terms: &[(usize, usize, f32)]) -> PackedB {
+        assert!(self.k % 2 == 0 && self.n % (2 * NR) == 0, "PackedB::combine: {self:?} has no whole quadrants");
+        let (k2, n2) = (self.k / 2, self.n / 2);
+        let mut lines = vec![Line([0.0; NR]); n2 / NR * k2];
+        for (jp, panel) in lines.chunks_mut(k2).enumerate() {
+            for &(qk, qn, sign) in terms {
+                let src = &self.lines[(qn * n2 / NR + jp) * self.k + qk * k2..][..k2];
+                for (dst, src) in panel.iter_mut().zip(src) {
+                    dst.0.iter_mut().zip(&src.0).for_each(|(d, s)| *d += sign * s);
+                }
+            }
+        }
+        PackedB { lines, k: k2, n: n2, strassen: Default::default() }
+    }
+
+    /// The seven quadrant sums of `super::strassen`, made on the first call.
+    pub(super) fn strassen_parts(&self) -> &[PackedB; 7] {
+        self.strassen.get_or_init(|| Box::new(super::strassen::B_TERMS.map(|terms| self.combine(terms))))
     }
 
     /// Start of panel `j` (columns 16j..16j+16), K lines of 16 values.

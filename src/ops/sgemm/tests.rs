@@ -144,3 +144,52 @@ fn empty_inner_dimension_gives_zeros() {
     matmul(&mut out, &[], 3, &b, &Fused::NONE);
     assert!(out.iter().all(|v| *v == 0.0));
 }
+
+/// Strassen's level (forced, whatever the size) against float64, with the whole epilogue: odd M (the last row
+/// by the ordinary kernel), halves that are not whole tiles, K halves of one and of 1536, and 1–3 threads.
+#[test]
+fn strassen_matches_float64() {
+    if !available() {
+        return;
+    }
+    for (i, &(m, n, k)) in [(2, 32, 2), (13, 32, 6), (75, 96, 130), (150, 64, 258), (37, 160, 3072)].iter().enumerate()
+    {
+        assert!(strassen::splits(m, n, k));
+        let seed = 700 + 10 * i as u64;
+        let x = rand_vec(m * k, seed, 1.0);
+        let w = rand_vec(n * k, seed + 1, 3.0 / (k as f32).sqrt());
+        let bias = rand_vec(n, seed + 2, 1.0);
+        let scale = rand_vec(n, seed + 3, 1.0);
+        let res = rand_vec(m * n, seed + 4, 1.0);
+        let b = PackedB::from_weight_t(&w, n, k);
+        let dot = reference_xwt(&x, &w, m, n, k);
+        let gelu = |x: f64| 0.5 * x * (1.0 + erf64(x / 2f64.sqrt()));
+        let want: Vec<f64> = (0..m * n)
+            .map(|idx| res[idx] as f64 + scale[idx % n] as f64 * gelu(dot[idx] + bias[idx % n] as f64))
+            .collect();
+        let fused =
+            Fused { bias: Some(&bias), activation: Activation::Gelu, scale: Some(&scale), residual: Some(&res) };
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut out = vec![f32::NAN; m * n];
+            pool.install(|| unsafe { strassen::matmul_to(out.as_mut_ptr(), &x, m, &b, &fused.epilogue(n)) });
+            let err = rel_err(&out, &want);
+            assert!(err <= 2e-5, "m={m} n={n} k={k}, {threads} threads: rel err {err}");
+        }
+        // The bare product too (no epilogue: the blocks of C are only stored and added).
+        let mut out = vec![f32::NAN; m * n];
+        unsafe { strassen::matmul_to(out.as_mut_ptr(), &x, m, &b, &Fused::NONE.epilogue(n)) };
+        let err = rel_err(&out, &dot);
+        assert!(err <= 2e-5, "m={m} n={n} k={k} bare: rel err {err}");
+    }
+}
+
+#[test]
+fn strassen_only_where_the_shape_splits() {
+    assert!(strassen::splits(2, 32, 2));
+    assert!(!strassen::splits(1, 32, 2), "one row has no halves");
+    assert!(!strassen::splits(64, 48, 64), "N/2 = 24 is not whole 16-column panels");
+    assert!(!strassen::splits(64, 64, 63), "odd K");
+    assert!(!strassen::splits(64, 64, 2 * KC_MAX + 2), "K/2 over one pass");
+    assert!(!strassen::chosen(64, 48, 64));
+}
