@@ -95,6 +95,32 @@ fn strided_operands_and_unpacked_a() {
     }
 }
 
+/// Random operands of an M x N x K product with a full epilogue, and the bare product in float64.
+struct EpilogueCase {
+    x: Vec<f32>,
+    bias: Vec<f32>,
+    scale: Vec<f32>,
+    res: Vec<f32>,
+    b: PackedB,
+    dot: Vec<f64>,
+}
+
+impl EpilogueCase {
+    fn new(m: usize, n: usize, k: usize, seed: u64) -> EpilogueCase {
+        let x = rand_vec(m * k, seed, 1.0);
+        let w = rand_vec(n * k, seed + 1, 3.0 / (k as f32).sqrt());
+        let dot = reference_xwt(&x, &w, m, n, k);
+        EpilogueCase {
+            bias: rand_vec(n, seed + 2, 1.0),
+            scale: rand_vec(n, seed + 3, 1.0),
+            res: rand_vec(m * n, seed + 4, 1.0),
+            b: PackedB::from_weight_t(&w, n, k),
+            x,
+            dot,
+        }
+    }
+}
+
 /// bias, activation, scale and residual applied to full and edge tiles, with K in one pass and in several.
 #[test]
 fn fused_epilogue_matches_float64() {
@@ -104,14 +130,7 @@ fn fused_epilogue_matches_float64() {
     let gelu = |x: f64| 0.5 * x * (1.0 + erf64(x / 2f64.sqrt()));
     let quick_gelu = |x: f64| x / (1.0 + (-1.702 * x).exp());
     for (i, &(m, n, k)) in [(157, 45, 600), (13, 40, 1100), (6, 16, 7), (200, 64, 64)].iter().enumerate() {
-        let seed = 500 + 10 * i as u64;
-        let x = rand_vec(m * k, seed, 1.0);
-        let w = rand_vec(n * k, seed + 1, 3.0 / (k as f32).sqrt());
-        let bias = rand_vec(n, seed + 2, 1.0);
-        let scale = rand_vec(n, seed + 3, 1.0);
-        let res = rand_vec(m * n, seed + 4, 1.0);
-        let b = PackedB::from_weight_t(&w, n, k);
-        let dot = reference_xwt(&x, &w, m, n, k);
+        let EpilogueCase { x, bias, scale, res, b, dot } = EpilogueCase::new(m, n, k, 500 + 10 * i as u64);
         for (act, f) in [(Activation::Gelu, &gelu as &dyn Fn(f64) -> f64), (Activation::QuickGelu, &quick_gelu)] {
             let fused = Fused { bias: Some(&bias), activation: act, scale: Some(&scale), residual: Some(&res) };
             let want: Vec<f64> = (0..m * n)
@@ -155,14 +174,7 @@ fn strassen_matches_float64() {
     for (i, &(m, n, k)) in [(2, 32, 2), (13, 32, 6), (75, 96, 130), (150, 64, 258), (37, 160, 3072)].iter().enumerate()
     {
         assert!(strassen::splits(m, n, k));
-        let seed = 700 + 10 * i as u64;
-        let x = rand_vec(m * k, seed, 1.0);
-        let w = rand_vec(n * k, seed + 1, 3.0 / (k as f32).sqrt());
-        let bias = rand_vec(n, seed + 2, 1.0);
-        let scale = rand_vec(n, seed + 3, 1.0);
-        let res = rand_vec(m * n, seed + 4, 1.0);
-        let b = PackedB::from_weight_t(&w, n, k);
-        let dot = reference_xwt(&x, &w, m, n, k);
+        let EpilogueCase { x, bias, scale, res, b, dot } = EpilogueCase::new(m, n, k, 700 + 10 * i as u64);
         let gelu = |x: f64| 0.5 * x * (1.0 + erf64(x / 2f64.sqrt()));
         let want: Vec<f64> = (0..m * n)
             .map(|idx| res[idx] as f64 + scale[idx % n] as f64 * gelu(dot[idx] + bias[idx % n] as f64))
