@@ -1,4 +1,4 @@
-// kernels/elementwise.cu — element-wise kernels: activations, add, scale, dtype conversion.
+// kernels/elementwise.cu — element-wise kernels: activations, add (also f32 + 16-bit), scale, dtype conversion.
 // Grid-stride loops over n elements: launch any grid (the launchers use ceil(n/256) blocks, at most 4096,
 // of 256 threads). Math in f32; storage bf16, f16 or f32.
 #include "common.cuh"
@@ -18,8 +18,8 @@ DEVI void tanh_body(int n, const T* __restrict__ x, T* __restrict__ y) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
         y[i] = from_f32<T>(tanhf(to_f32(x[i])));
 }
-template <class T>
-DEVI void add_body(int n, const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y) {
+template <class T, class B>
+DEVI void add_body(int n, const T* __restrict__ a, const B* __restrict__ b, T* __restrict__ y) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
         y[i] = from_f32<T>(to_f32(a[i]) + to_f32(b[i]));
 }
@@ -53,6 +53,9 @@ extern "C" __global__ void quick_gelu_f32(int n, const float* x, float* y) { qui
 extern "C" __global__ void add_bf16(int n, const bf16_t* a, const bf16_t* b, bf16_t* y) { add_body(n, a, b, y); }
 extern "C" __global__ void add_f16(int n, const f16_t* a, const f16_t* b, f16_t* y) { add_body(n, a, b, y); }
 extern "C" __global__ void add_f32(int n, const float* a, const float* b, float* y) { add_body(n, a, b, y); }
+// y = a + b with a, y in f32 and b in 16-bit storage: a block's output added to an f32 residual stream.
+extern "C" __global__ void add_f32_bf16(int n, const float* a, const bf16_t* b, float* y) { add_body(n, a, b, y); }
+extern "C" __global__ void add_f32_f16(int n, const float* a, const f16_t* b, float* y) { add_body(n, a, b, y); }
 
 // y = s·x.
 extern "C" __global__ void scale_bf16(int n, const bf16_t* x, bf16_t* y, float s) { scale_body(n, x, y, s); }

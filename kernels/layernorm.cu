@@ -4,16 +4,16 @@
 //     16-bit storage, cols % 8 == 0, cols <= 1024 and 16-byte aligned x, gamma, beta, y. Blocks of 128 threads
 //     (4 rows): grid ceil(rows / 4). The transformer widths (384, 768, 1024) take this path.
 //   layernorm_fwd_*: any shape and dtype; one block per row, blockDim.x a multiple of 32 (launcher: 128 for
-//     cols <= 1024, else 256).
+//     cols <= 1024, else 256). layernorm_fwd_f32_<T> reads an f32 residual stream and writes T (as gamma, beta).
 #include "common.cuh"
 
-template <class T>
-DEVI void layernorm_body(int rows, int cols, const T* __restrict__ x, const T* __restrict__ gamma,
+template <class X, class T>
+DEVI void layernorm_body(int rows, int cols, const X* __restrict__ x, const T* __restrict__ gamma,
                          const T* __restrict__ beta, T* __restrict__ y, float eps) {
     __shared__ float scratch[32];
     int row = blockIdx.x;
     if (row >= rows) return;
-    const T* xr = x + (long)row * cols;
+    const X* xr = x + (long)row * cols;
     T* yr = y + (long)row * cols;
     float s = 0.0f;
     for (int j = threadIdx.x; j < cols; j += blockDim.x) s += to_f32(xr[j]);
@@ -39,6 +39,15 @@ extern "C" __global__ void layernorm_fwd_f16(int rows, int cols, const f16_t* x,
 }
 extern "C" __global__ void layernorm_fwd_f32(int rows, int cols, const float* x, const float* gamma,
                                              const float* beta, float* y, float eps) {
+    layernorm_body(rows, cols, x, gamma, beta, y, eps);
+}
+// x in f32 (the residual stream of CLIP's text tower), gamma, beta and y in 16-bit storage.
+extern "C" __global__ void layernorm_fwd_f32_bf16(int rows, int cols, const float* x, const bf16_t* gamma,
+                                                  const bf16_t* beta, bf16_t* y, float eps) {
+    layernorm_body(rows, cols, x, gamma, beta, y, eps);
+}
+extern "C" __global__ void layernorm_fwd_f32_f16(int rows, int cols, const float* x, const f16_t* gamma,
+                                                 const f16_t* beta, f16_t* y, float eps) {
     layernorm_body(rows, cols, x, gamma, beta, y, eps);
 }
 

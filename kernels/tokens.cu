@@ -29,16 +29,16 @@ DEVI void assemble_tokens_body(int B, int N, int R, int D, const T* __restrict__
 }
 
 // y[r, :] = table[ids[r], :] + pos[r % Tn, :]; an id outside 0 … vocab−1 writes NaN in its row (never read).
-// ids: [rows] int, table: [vocab, D], pos: [>= Tn, D], y: [rows, D].
-template <class T>
+// ids: [rows] int, table: [vocab, D], pos: [>= Tn, D], y: [rows, D] (Y = f32 starts an f32 residual stream).
+template <class T, class Y>
 DEVI void embedding_body(int rows, int Tn, int D, int vocab, const int* __restrict__ ids,
-                         const T* __restrict__ table, const T* __restrict__ pos, T* __restrict__ y) {
+                         const T* __restrict__ table, const T* __restrict__ pos, Y* __restrict__ y) {
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (long)rows * D; i += (long)gridDim.x * blockDim.x) {
         int r = (int)(i / D), d = (int)(i % D);
         int id = ids[r];
         float v = __int_as_float(0x7fc00000);  // NaN
         if (id >= 0 && id < vocab) v = to_f32(table[(long)id * D + d]) + to_f32(pos[(long)(r % Tn) * D + d]);
-        y[i] = from_f32<T>(v);
+        y[i] = from_f32<Y>(v);
     }
 }
 
@@ -92,6 +92,14 @@ extern "C" __global__ void embedding_f16(int rows, int Tn, int D, int vocab, con
 }
 extern "C" __global__ void embedding_f32(int rows, int Tn, int D, int vocab, const int* ids, const float* table,
                                          const float* pos, float* y) {
+    embedding_body(rows, Tn, D, vocab, ids, table, pos, y);
+}
+extern "C" __global__ void embedding_bf16_f32(int rows, int Tn, int D, int vocab, const int* ids, const bf16_t* table,
+                                              const bf16_t* pos, float* y) {
+    embedding_body(rows, Tn, D, vocab, ids, table, pos, y);
+}
+extern "C" __global__ void embedding_f16_f32(int rows, int Tn, int D, int vocab, const int* ids, const f16_t* table,
+                                             const f16_t* pos, float* y) {
     embedding_body(rows, Tn, D, vocab, ids, table, pos, y);
 }
 extern "C" __global__ void l2_normalize_bf16(int rows, int D, const bf16_t* x, bf16_t* y) {

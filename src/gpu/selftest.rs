@@ -6,6 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod select;
+mod stream;
 mod tokens;
 
 use super::{ops, reference as r, DType, GpuBuffer, GpuDevice};
@@ -447,6 +448,7 @@ pub fn cases(dev: &GpuDevice) -> Vec<Case> {
     pool_cases(&mut out);
     tokens::token_cases(&mut out);
     select::select_cases(&mut out);
+    stream::stream_cases(&mut out);
     out
 }
 

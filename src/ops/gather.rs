@@ -2,6 +2,7 @@
 //! token per sequence (CLS, end-of-text), average patch tokens, concatenate features.
 
 use crate::error::{Error, Result};
+use crate::gpu::DType;
 use crate::tensor::{Storage, Tensor};
 
 use super::par_rows;
@@ -46,8 +47,9 @@ pub fn assemble_tokens(patches: &Tensor, cls: &Tensor, pos: &Tensor, registers: 
     }
 }
 
-/// Token embeddings of `ids` (one sequence per row, all of length T) plus position embeddings: `[B, T, D]`.
-pub fn embedding(ids: &[Vec<u32>], table: &Tensor, pos: &Tensor) -> Result<Tensor> {
+/// Token embeddings of `ids` (one sequence per row, all of length T) plus position embeddings: `[B, T, D]`,
+/// stored as `dtype` on a GPU (f32 starts an f32 residual stream; the CPU always holds f32).
+pub fn embedding(ids: &[Vec<u32>], table: &Tensor, pos: &Tensor, dtype: DType) -> Result<Tensor> {
     let [vocab, d] = table.dims::<2>("embedding")?;
     let t = ids.first().map_or(0, Vec::len);
     if ids.iter().any(|s| s.len() != t) || pos.dims::<2>("embedding")?[0] < t || pos.shape()[1] != d {
@@ -70,7 +72,7 @@ pub fn embedding(ids: &[Vec<u32>], table: &Tensor, pos: &Tensor) -> Result<Tenso
             });
             Tensor::from_vec(out, &[ids.len(), t, d])
         }
-        Storage::Gpu(_) => super::gpu::embedding(ids, table, pos, [vocab, d]),
+        Storage::Gpu(_) => super::gpu::embedding(ids, table, pos, [vocab, d], dtype),
     }
 }
 
@@ -160,8 +162,8 @@ mod tests {
     fn embedding_rejects_out_of_vocabulary_ids() {
         let table = Tensor::from_vec(vec![1.; 6], &[3, 2]).unwrap();
         let pos = Tensor::from_vec(vec![1.; 4], &[2, 2]).unwrap();
-        assert!(embedding(&[vec![0, 3]], &table, &pos).is_err());
-        let y = embedding(&[vec![2, 1]], &table, &pos).unwrap();
+        assert!(embedding(&[vec![0, 3]], &table, &pos, DType::F32).is_err());
+        let y = embedding(&[vec![2, 1]], &table, &pos, DType::F32).unwrap();
         assert_eq!(y.shape(), &[1, 2, 2]);
     }
 

@@ -1,6 +1,8 @@
 //! The GPU side of every op: shape-checked by the op's public function, then launched here through the
 //! launchers of `crate::gpu::ops` (the same code drives real CUDA and the `cuda-emu` emulator). Outputs take
-//! the dtype of the op's main input (bf16 in a model forward). Nothing here copies to the host.
+//! the dtype of the op's main input (bf16 in a model forward), except around an f32 residual stream: a
+//! LayerNorm writes its parameters' dtype and a linear with a residual returns the residual's. Nothing here
+//! copies to the host.
 
 use crate::error::{Error, Result};
 use crate::gpu::ops::{attention::Attention, elementwise, gemm, layernorm, patch_embed, pool, tokens};
@@ -40,6 +42,9 @@ pub(super) fn linear(
     shape: &[usize],
 ) -> Result<Tensor> {
     let (dev, xb) = parts(x, "linear input")?;
+    if let Some(stream) = opt(e.residual, "residual")?.filter(|r| r.dtype() != xb.dtype()) {
+        return linear_onto_stream(x, w, e, (m, n, k), shape, &stream);
+    }
     let wb = buf(w, "linear weight")?;
     let y = dev.alloc(xb.dtype(), m * n)?;
     let act = match e.activation {
@@ -71,14 +76,31 @@ pub(super) fn linear(
     Ok(wrap(&dev, y, shape))
 }
 
+/// `linear` whose residual is an f32 stream while x is 16-bit: the GEMM's epilogue works in x's dtype, so it
+/// writes the branch there and the residual add happens in f32 after it (the result is f32).
+fn linear_onto_stream(
+    x: &Tensor,
+    w: &Tensor,
+    e: &Epilogue,
+    dims: (usize, usize, usize),
+    shape: &[usize],
+    stream: &GpuBuffer,
+) -> Result<Tensor> {
+    let branch = linear(x, w, &Epilogue { residual: None, ..*e }, dims, shape)?;
+    let (dev, b) = parts(&branch, "linear branch")?;
+    let out = dev.alloc(stream.dtype(), b.len())?;
+    elementwise::add(&dev, stream, &b, &out)?;
+    Ok(wrap(&dev, out, shape))
+}
+
 fn opt(t: Option<&Tensor>, what: &str) -> Result<Option<GpuBuffer>> {
     t.map(|t| buf(t, what)).transpose()
 }
 
 pub(super) fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     let (dev, xb) = parts(x, "layer_norm input")?;
-    let y = dev.alloc(xb.dtype(), x.numel())?;
     let (g, b) = (buf(gamma, "layer_norm gamma")?, buf(beta, "layer_norm beta")?);
+    let y = dev.alloc(g.dtype(), x.numel())?;
     layernorm::layernorm(&dev, x.rows(), x.last_dim(), &xb, &g, &b, &y, eps as f32)?;
     Ok(wrap(&dev, y, x.shape()))
 }
@@ -138,12 +160,18 @@ pub(super) fn assemble_tokens(
     Ok(wrap(&dev, y, &[b, 1 + r + n, d]))
 }
 
-pub(super) fn embedding(ids: &[Vec<u32>], table: &Tensor, pos: &Tensor, [vocab, d]: [usize; 2]) -> Result<Tensor> {
+pub(super) fn embedding(
+    ids: &[Vec<u32>],
+    table: &Tensor,
+    pos: &Tensor,
+    [vocab, d]: [usize; 2],
+    dtype: DType,
+) -> Result<Tensor> {
     let (dev, tab) = parts(table, "token embedding")?;
     let t = ids.first().map_or(0, Vec::len);
     let rows = ids.len() * t;
     let idx = upload_indices(&dev, ids.iter().flatten().map(|&i| i as usize))?;
-    let y = dev.alloc(tab.dtype(), rows * d)?;
+    let y = dev.alloc(dtype, rows * d)?;
     tokens::embedding(&dev, rows, t, d, &idx, &tab, vocab, &buf(pos, "position embedding")?, &y)?;
     Ok(wrap(&dev, y, &[ids.len(), t, d]))
 }
@@ -169,4 +197,66 @@ pub(super) fn concat_last(a: &Tensor, b: &Tensor, [n, d1, d2]: [usize; 3]) -> Re
     tokens::copy_cols(&dev, n, d1, &x, d1 + d2, 0, &y)?;
     tokens::copy_cols(&dev, n, d2, &buf(b, "concat rhs")?, d1 + d2, d1, &y)?;
     Ok(wrap(&dev, y, &[n, d1 + d2]))
+}
+
+#[cfg(all(test, feature = "cuda-emu"))]
+mod tests {
+    use crate::gpu::DType;
+    use crate::ops::test_util::rand_vec;
+    use crate::ops::{self, Epilogue};
+    use crate::{Device, DeviceKind, StorageDtype, Tensor};
+
+    /// `v` rounded to `dt`, on the CPU (`dev` = None) or stored as `dt` on `dev`.
+    fn tensor(dev: Option<&Device>, v: &[f32], shape: &[usize], dt: DType) -> Tensor {
+        let t = Tensor::from_vec(dt.round(v), shape).unwrap();
+        dev.map_or(t.clone(), |d| t.to_device_as(d, dt).unwrap())
+    }
+
+    fn dtype(t: &Tensor) -> DType {
+        t.gpu().expect("on the device").buffer.dtype()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        a.to_vec().unwrap().iter().zip(b.to_vec().unwrap()).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max)
+    }
+
+    /// A stream near 100 and a branch near 1: rounding the stream to bf16 anywhere would cost up to 0.25.
+    #[test]
+    fn an_f32_residual_stream_stays_f32_through_layer_norm_and_linear() {
+        let emu = Device::open_with(DeviceKind::CudaEmu, StorageDtype::Bf16).unwrap();
+        let (m, k, n) = (13, 24, 40);
+        let stream: Vec<f32> = rand_vec(m * n, 1, 1.0).iter().map(|v| v + 100.0).collect();
+        let (x, w, b) = (rand_vec(m * k, 2, 1.0), rand_vec(n * k, 3, 0.2), rand_vec(n, 4, 0.5));
+        let (g, beta) = (rand_vec(n, 5, 1.0), rand_vec(n, 6, 0.5));
+        let mut out = Vec::new();
+        for dev in [Some(&emu), None] {
+            let s = tensor(dev, &stream, &[m, n], DType::F32);
+            let (gt, bt) = (tensor(dev, &g, &[n], DType::Bf16), tensor(dev, &beta, &[n], DType::Bf16));
+            let normed = ops::layer_norm(&s, &gt, &bt, 1e-5).unwrap();
+            let (xt, wt) = (tensor(dev, &x, &[m, k], DType::Bf16), tensor(dev, &w, &[n, k], DType::Bf16));
+            let bias = tensor(dev, &b, &[n], DType::Bf16);
+            let y = ops::linear(&xt, &wt, Epilogue::bias(Some(&bias)).with_residual(&s)).unwrap();
+            out.push((normed, y));
+        }
+        let [(normed, y), (want_normed, want_y)] = <[_; 2]>::try_from(out).ok().unwrap();
+        assert_eq!(dtype(&normed), DType::Bf16, "LayerNorm writes its parameters' dtype");
+        assert_eq!(dtype(&y), DType::F32, "a linear onto an f32 stream returns f32");
+        assert!(max_diff(&normed, &want_normed) < 2e-2, "layer_norm: {}", max_diff(&normed, &want_normed));
+        assert!(max_diff(&y, &want_y) < 1e-2, "linear onto the stream: {}", max_diff(&y, &want_y));
+    }
+
+    #[test]
+    fn embedding_starts_an_f32_stream() {
+        let emu = Device::open_with(DeviceKind::CudaEmu, StorageDtype::Bf16).unwrap();
+        let (vocab, t, d) = (11, 5, 6);
+        let (table, pos) = (rand_vec(vocab * d, 7, 1.0), rand_vec(t * d, 8, 1.0));
+        let ids = vec![vec![3, 0, 10, 2, 2], vec![1, 1, 4, 9, 7]];
+        let run = |dev: Option<&Device>| {
+            let (tt, pt) = (tensor(dev, &table, &[vocab, d], DType::Bf16), tensor(dev, &pos, &[t, d], DType::Bf16));
+            ops::embedding(&ids, &tt, &pt, DType::F32).unwrap()
+        };
+        let (got, want) = (run(Some(&emu)), run(None));
+        assert_eq!(dtype(&got), DType::F32);
+        assert_eq!(got.to_vec().unwrap(), want.to_vec().unwrap(), "a sum of two bf16 values is exact in f32");
+    }
 }

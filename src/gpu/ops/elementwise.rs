@@ -1,4 +1,4 @@
-//! Launchers for `kernels/elementwise.cu`: gelu, quick_gelu, tanh, add, scale, cast.
+//! Launchers for `kernels/elementwise.cu`: gelu, quick_gelu, tanh, add (also f32 + 16-bit), scale, cast.
 
 use super::{check, int, stride_grid};
 use crate::error::Result;
@@ -31,18 +31,23 @@ pub fn quick_gelu(dev: &GpuDevice, x: &GpuBuffer, y: &GpuBuffer) -> Result<()> {
     unary(dev, "quick_gelu", x, y)
 }
 
-/// y = a + b, all of one dtype and length a.len().
+/// y = a + b of length a.len(); y has a's dtype, and b has it too or is 16-bit with a in f32 (a block's output
+/// added to an f32 residual stream: `add_f32_<b>`).
 pub fn add(dev: &GpuDevice, a: &GpuBuffer, b: &GpuBuffer, y: &GpuBuffer) -> Result<()> {
-    let kernel = format!("add_{}", a.dtype().suffix());
+    let kernel = match (a.dtype(), b.dtype()) {
+        (da, db) if da == db => format!("add_{}", da.suffix()),
+        (da, db) => format!("add_{}_{}", da.suffix(), db.suffix()),
+    };
     let n = a.len();
-    check(&kernel, "b", b, a.dtype(), n)?;
+    check(&kernel, "b", b, b.dtype(), n)?;
     check(&kernel, "y", y, a.dtype(), n)?;
     let mut args = KernelArgs::new();
     args.i32(int(&kernel, "n", n)?) // int n
         .buf(a) //                     const T* a
-        .buf(b) //                     const T* b
+        .buf(b) //                     const B* b
         .buf(y); //                    T* y
-                 // SAFETY: a, b, y hold n elements of T; signature (int, const T*, const T*, T*).
+                 // SAFETY: a, y hold n elements of T, b n of B; signature (int, const T*, const B*, T*). A dtype
+                 // pair with no kernel is a lookup error.
     unsafe { dev.launch(&kernel, LaunchConfig::linear(stride_grid(n), 256), &mut args) }
 }
 

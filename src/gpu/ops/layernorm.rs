@@ -5,15 +5,20 @@ use crate::error::Result;
 use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
 
 /// The kernel `layernorm` launches for these operands: the warp-per-row kernel for 16-bit rows of at most 1024
-/// columns, a multiple of 8, on 16-byte aligned buffers; else the general one.
+/// columns, a multiple of 8, on 16-byte aligned buffers; else the general one. An f32 `x` with 16-bit
+/// parameters (an f32 residual stream) takes `layernorm_fwd_f32_<dtype>`.
 pub fn kernel_for(cols: usize, x: &GpuBuffer, gamma: &GpuBuffer, beta: &GpuBuffer, y: &GpuBuffer) -> String {
     let dt = x.dtype();
+    if gamma.dtype() != dt {
+        return format!("layernorm_fwd_{}_{}", dt.suffix(), gamma.dtype().suffix());
+    }
     let aligned = [x, gamma, beta, y].iter().all(|b| b.ptr() % 16 == 0);
     let warp = matches!(dt, DType::Bf16 | DType::F16) && cols % 8 == 0 && cols <= 1024 && aligned;
     format!("{}_{}", if warp { "layernorm_warp" } else { "layernorm_fwd" }, dt.suffix())
 }
 
-/// y = LayerNorm(x)·gamma + beta over rows of `cols`; x, y: [rows, cols], gamma, beta: [cols], one dtype.
+/// y = LayerNorm(x)·gamma + beta over rows of `cols`; x, y: [rows, cols], gamma, beta: [cols]; gamma, beta and
+/// y share a dtype, x has it too or is f32.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm(
     dev: &GpuDevice,
@@ -25,9 +30,9 @@ pub fn layernorm(
     y: &GpuBuffer,
     eps: f32,
 ) -> Result<()> {
-    let dt = x.dtype();
+    let dt = gamma.dtype();
     let kernel = kernel_for(cols, x, gamma, beta, y);
-    check(&kernel, "x", x, dt, rows * cols)?;
+    check(&kernel, "x", x, x.dtype(), rows * cols)?;
     check(&kernel, "gamma", gamma, dt, cols)?;
     check(&kernel, "beta", beta, dt, cols)?;
     check(&kernel, "y", y, dt, rows * cols)?;

@@ -46,7 +46,8 @@ pub fn assemble_tokens(
 }
 
 /// y[r, :] = table[ids[r], :] + pos[r % t, :] for ids [rows] (i32), table [vocab, d], pos [>= t, d],
-/// y [rows, d]. An id outside 0 … vocab−1 writes NaN in its row (the table is never read out of bounds).
+/// y [rows, d] in the table's dtype or f32 (`embedding_<table>_f32`: the start of an f32 residual stream). An id
+/// outside 0 … vocab−1 writes NaN in its row (the table is never read out of bounds).
 #[allow(clippy::too_many_arguments)]
 pub fn embedding(
     dev: &GpuDevice,
@@ -60,14 +61,17 @@ pub fn embedding(
     y: &GpuBuffer,
 ) -> Result<()> {
     let dt = table.dtype();
-    let kernel = format!("embedding_{}", dt.suffix());
+    let kernel = match y.dtype() {
+        dy if dy == dt => format!("embedding_{}", dt.suffix()),
+        dy => format!("embedding_{}_{}", dt.suffix(), dy.suffix()),
+    };
     if t == 0 {
         return Err(Error::kernel(&kernel, "sequence length t = 0"));
     }
     check(&kernel, "ids", ids, DType::I32, rows)?;
     check(&kernel, "table", table, dt, vocab * d)?;
     check(&kernel, "pos", pos, dt, t * d)?;
-    check(&kernel, "y", y, dt, rows * d)?;
+    check(&kernel, "y", y, y.dtype(), rows * d)?;
     int(&kernel, "rows·d", rows * d)?;
     int(&kernel, "vocab·d", vocab * d)?;
     let mut args = KernelArgs::new();
@@ -78,9 +82,9 @@ pub fn embedding(
         .buf(ids) //                           const int* ids
         .buf(table) //                         const T* table
         .buf(pos) //                           const T* pos
-        .buf(y); //                            T* y
+        .buf(y); //                            Y* y
                  // SAFETY: sizes checked (ids outside the table are not read); signature (4 × int, const int*,
-                 // 2 × const T*, T*).
+                 // 2 × const T*, Y*). A dtype pair with no kernel is a lookup error.
     unsafe { dev.launch(&kernel, LaunchConfig::linear(stride_grid(rows * d), 256), &mut args) }
 }
 

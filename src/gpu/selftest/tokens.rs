@@ -8,7 +8,7 @@ use crate::gpu::{ops, reference as r, DType, GpuBuffer, GpuDevice};
 
 /// A value no correct output of these cases takes: NaN in output and reference both become it, so a NaN row
 /// can be checked by `compare` (which fails on any NaN).
-const NAN_MARK: f32 = 7.0;
+pub(super) const NAN_MARK: f32 = 7.0;
 
 pub(super) fn token_cases(out: &mut Vec<Case>) {
     for dt in DTYPES {
