@@ -154,6 +154,7 @@ fn coreset_reads_f16_features() {
 }
 
 /// BADGE with the gradient embeddings materialised, in f64, with the documented random stream.
+#[allow(clippy::too_many_arguments)]
 fn naive_badge(
     logits: &[f32],
     h: &[f32],
@@ -171,8 +172,8 @@ fn naive_badge(
             let p = softmax64(&logits[i * c..(i + 1) * c]);
             let top = (0..c).fold(0, |b, j| if p[j] > p[b] { j } else { b });
             let mut gi = Vec::with_capacity(c * d);
-            for cls in 0..c {
-                let q = p[cls] - if cls == top { 1.0 } else { 0.0 };
+            for (cls, p) in p.iter().enumerate() {
+                let q = p - if cls == top { 1.0 } else { 0.0 };
                 gi.extend((0..d).map(|j| q * h[i * d + j] as f64));
             }
             gi
@@ -306,7 +307,7 @@ fn pcb_balances_classes_and_is_reproducible() {
     let chosen = run(5);
     assert_valid(&chosen, &labeled, budget, n);
     let candidates = entropy_candidates(&logits, c, &labeled, 100);
-    let mut stats = vec![3usize, 2, 1, 0];
+    let mut stats = [3usize, 2, 1, 0];
     let mut left: Vec<usize> = (0..c).map(|cls| candidates.iter().filter(|&&i| pred[i] == cls).count()).collect();
     assert!(left.iter().all(|&l| l >= 5), "test data must give every class enough candidates: {left:?}");
     for &i in &chosen {

@@ -177,7 +177,7 @@ impl<'m, 'a> Seeding<'m, 'a> {
     fn draw(&self, chunk_sums: &[f64], rng: &mut ChaCha8Rng) -> Option<usize> {
         let total: f64 = chunk_sums.iter().sum();
         let active = || (0..self.min_dist2.len()).filter(|&j| self.min_dist2[j] != INACTIVE);
-        if !(total > 0.0) {
+        if total.is_nan() || total <= 0.0 {
             let remaining = active().count();
             return (remaining > 0).then(|| active().nth(rng.random_range(0..remaining))).flatten();
         }

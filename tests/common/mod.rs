@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cpeal::weights::SafetensorsFile;
 use cpeal::Tensor;
@@ -10,7 +10,7 @@ pub fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
 
-pub fn load(path: &PathBuf, name: &str) -> Tensor {
+pub fn load(path: &Path, name: &str) -> Tensor {
     SafetensorsFile::open(path).unwrap().get(name, None).unwrap()
 }
 

@@ -29,6 +29,7 @@ mod tests {
     use super::*;
     use crate::ops::test_util::{rand_vec, rel_err};
 
+    #[allow(clippy::too_many_arguments)]
     fn reference(q: &[f32], k: &[f32], v: &[f32], b: usize, t: usize, h: usize, dh: usize, causal: bool) -> Vec<f64> {
         let d = h * dh;
         let mut out = vec![0f64; b * t * d];

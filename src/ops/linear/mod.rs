@@ -91,6 +91,7 @@ mod tests {
     use super::*;
     use crate::ops::test_util::{erf64, rand_vec, rel_err};
 
+    #[allow(clippy::too_many_arguments)]
     fn reference(x: &[f32], w: &[f32], b: &[f32], ls: &[f32], res: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
         let mut out = vec![0f64; m * n];
         for i in 0..m {
