@@ -20,6 +20,14 @@ have_torch=0
 python3 -c 'import torch, transformers' 2>/dev/null && have_torch=1
 
 field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$1"; }
+# Classical GFLOP per 224-px image: patch embedding, the four linears and the two attention products per layer.
+gflop_per_image() {
+    case "$1" in
+        vit-b16) set -- 196 768 768 3072 ;;    # patches, patch K (3·16·16), hidden, MLP
+        dinov2-s14) set -- 256 588 384 1536 ;; # patches, patch K (3·14·14), hidden, MLP
+    esac
+    python3 -c "p,kp,d,f=$1,$2,$3,$4; t=p+1; print((2*p*kp*d + 12*(2*t*(4*d*d + 2*d*f) + 4*t*t*d)) / 1e9)"
+}
 load() { cut -d' ' -f1 /proc/loadavg; }
 cpeal_ips() { RAYON_NUM_THREADS=$THREADS "$@" "$CPEAL" bench forward --arch "$arch" --batch-size "$BATCH" --iters "$ITERS" --json | field images_per_s; }
 
@@ -30,6 +38,12 @@ cpeal_ips() { RAYON_NUM_THREADS=$THREADS "$@" "$CPEAL" bench forward --arch "$ar
     torch_version=$( ((have_torch)) && python3 -c 'import torch; print(torch.__version__)' || echo "not installed")
     echo "Median of $ITERS runs after one warm-up; random weights. PyTorch $torch_version: transformers ViTModel / Dinov2Model, torch.inference_mode, eager."
     echo "Load is the 1-minute load average just before each measurement (the benchmark's own 2 threads raise it)."
+    peak=$(RAYON_NUM_THREADS=$THREADS "$CPEAL" bench cpu-peak --json | field gflops)
+    echo "f32 FMA peak of the $THREADS threads, measured just before (\`cpeal bench cpu-peak\`): $peak GFLOP/s."
+    for arch in vit-b16 dinov2-s14; do
+        g=$(gflop_per_image "$arch")
+        echo "$arch: $g GFLOP per image, so at most $(python3 -c "print(f'{$peak / $g:.2f}')") images/s with classical arithmetic at that peak."
+    done
     echo
     echo "| round | model | cpeal images/s (load) | cpeal, no Strassen (load) | cpeal, gemm crate (load) | PyTorch images/s (load) | cpeal / PyTorch |"
     echo "|---|---|---|---|---|---|---|"

@@ -255,3 +255,16 @@ fn zero_shot_and_embed_text_on_tiny_clip() {
     let norm: f32 = t.to_vec().unwrap().iter().map(|v| v * v).sum();
     assert!((norm - 1.0).abs() < 1e-5);
 }
+
+#[test]
+fn cpu_peak_reports_gflops_or_names_what_is_missing() {
+    let out = run(&["bench", "cpu-peak", "--seconds", "0.05", "--json"]);
+    if out.status.success() {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        let gflops = v["gflops"].as_f64().expect("gflops");
+        assert!(gflops > 0.1 && v["threads"].as_u64().unwrap_or(0) >= 1, "{v}");
+    } else {
+        assert_clean_failure(&out, &["AVX2"]);
+    }
+    assert_clean_failure(&run(&["bench", "cpu-peak", "--seconds=0"]), &["--seconds"]);
+}

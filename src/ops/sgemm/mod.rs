@@ -13,11 +13,13 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod pack;
+mod peak;
 mod strassen;
 #[cfg(test)]
 mod tests;
 
 pub use pack::PackedB;
+pub use peak::fma_peak_gflops;
 
 use crate::ops::Activation;
 

@@ -1,6 +1,7 @@
 //! `cpeal bench forward`: images/s of a whole-model forward at a batch size, on a checkpoint or on a preset
 //! architecture with random weights. Validation lives in the tests; this only times. A batch is timed as forward
 //! + device synchronize, like the PyTorch anchors; the download of the result is reported apart (`download_s`).
+//! `cpeal bench cpu-peak`: the measured f32 FMA peak of the CPU threads, the ceiling for the CPU numbers.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,6 +19,17 @@ pub struct Args {
 pub enum What {
     /// Time image forwards (images/s).
     Forward(ForwardArgs),
+    /// Measure the f32 FMA peak of the CPU threads (GFLOP/s).
+    CpuPeak(PeakArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PeakArgs {
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// print one JSON object instead of a sentence
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
@@ -49,7 +61,24 @@ pub struct ForwardArgs {
 pub fn run(args: &Args) -> cpeal::Result<()> {
     match &args.what {
         What::Forward(a) => forward(a),
+        What::CpuPeak(a) => cpu_peak(a),
     }
+}
+
+fn cpu_peak(args: &PeakArgs) -> cpeal::Result<()> {
+    if !(args.seconds > 0.0 && args.seconds.is_finite()) {
+        return Err(Error::invalid("bench", "--seconds must be a positive number"));
+    }
+    let threads = rayon::current_num_threads();
+    let Some(gflops) = cpeal::ops::sgemm::fma_peak_gflops(args.seconds) else {
+        return Err(Error::invalid("bench", "cpu-peak needs AVX2 and FMA (or CPEAL_SGEMM is off)"));
+    };
+    if args.json {
+        println!("{{\"threads\":{threads},\"gflops\":{gflops:.1}}}");
+    } else {
+        println!("f32 FMA peak of {threads} threads: {gflops:.1} GFLOP/s");
+    }
+    Ok(())
 }
 
 fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
