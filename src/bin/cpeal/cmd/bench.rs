@@ -1,6 +1,7 @@
 //! `cpeal bench forward`: images/s of a whole-model forward at a batch size, on a checkpoint or on a preset
-//! architecture with random weights. Validation lives in the tests; this only times. A batch is timed as forward
-//! + device synchronize, like the PyTorch anchors; the download of the result is reported apart (`download_s`).
+//! architecture with random weights. Validation lives in the tests; this only times. A batch is timed as the
+//! forward and a device synchronize, like the PyTorch anchors; the download of the result is reported apart
+//! (`download_s`).
 //! `cpeal bench cpu-peak`: the measured f32 FMA peak of the CPU threads, the ceiling for the CPU numbers.
 
 use std::path::PathBuf;
