@@ -26,7 +26,7 @@ gflop_per_image() {
         vit-b16) set -- 196 768 768 3072 ;;    # patches, patch K (3·16·16), hidden, MLP
         dinov2-s14) set -- 256 588 384 1536 ;; # patches, patch K (3·14·14), hidden, MLP
     esac
-    python3 -c "p,kp,d,f=$1,$2,$3,$4; t=p+1; print((2*p*kp*d + 12*(2*t*(4*d*d + 2*d*f) + 4*t*t*d)) / 1e9)"
+    python3 -c "p,kp,d,f=$1,$2,$3,$4; t=p+1; print(f'{(2*p*kp*d + 12*(2*t*(4*d*d + 2*d*f) + 4*t*t*d)) / 1e9:.2f}')"
 }
 load() { cut -d' ' -f1 /proc/loadavg; }
 cpeal_ips() { RAYON_NUM_THREADS=$THREADS "$@" "$CPEAL" bench forward --arch "$arch" --batch-size "$BATCH" --iters "$ITERS" --json | field images_per_s; }
