@@ -15,7 +15,7 @@ pub(super) enum ASource {
     Rows(*const f32, usize),
 }
 
-/// C[0..6, 0..16] (row stride `ldc`) = (or +=, when `accumulate`) A[0..6, 0..kc] · B[0..kc, 0..16], then
+/// C[0..6, 0..16] (`out`: row stride `ldc`) = (or +=, when `accumulate`) A[0..6, 0..kc] · B[0..kc, 0..16], then
 /// `epilogue` if given. The product alone also goes to `second` when given (Strassen's products feed two blocks
 /// of C).
 ///
@@ -24,21 +24,22 @@ pub(super) enum ASource {
 /// packed rows of 16 values, 32-byte aligned, `c` 6 rows of 16 writable values `ldc` apart, and the epilogue's
 /// pointers 16 readable values (6 rows of them for the residual).
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn kernel_6x16(
-    kc: usize,
-    a: ASource,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    epilogue: Option<&TileEpilogue>,
-    second: Option<&SecondTile>,
-) {
+pub(super) unsafe fn kernel_6x16(kc: usize, a: ASource, b: *const f32, out: &TileOut) {
     match a {
-        ASource::Packed(a) => kernel::<true>(kc, a, MR, b, c, ldc, accumulate, epilogue, second),
-        ASource::Rows(a, lda) => kernel::<false>(kc, a, lda, b, c, ldc, accumulate, epilogue, second),
+        ASource::Packed(a) => kernel::<true>(kc, a, MR, b, out),
+        ASource::Rows(a, lda) => kernel::<false>(kc, a, lda, b, out),
     }
+}
+
+/// Where a tile goes: C (`c`, rows `ldc` apart) stored or, when `accumulate`, added to; then the epilogue; and
+/// the bare product to `second` as well.
+#[derive(Clone, Copy)]
+pub(super) struct TileOut<'a> {
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub accumulate: bool,
+    pub epilogue: Option<&'a TileEpilogue>,
+    pub second: Option<&'a SecondTile>,
 }
 
 /// A second destination of a tile's product, at its first element: stored, added or subtracted.
@@ -49,18 +50,8 @@ pub(super) struct SecondTile {
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel<const PACKED: bool>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    epilogue: Option<&TileEpilogue>,
-    second: Option<&SecondTile>,
-) {
+unsafe fn kernel<const PACKED: bool>(kc: usize, a: *const f32, lda: usize, b: *const f32, out: &TileOut) {
+    let TileOut { c, ldc, accumulate, epilogue, second } = *out;
     // A element (r, p): packed at a + p·MR + r, in rows at a + r·lda + p.
     let (a_step, r_step) = if PACKED { (MR, 1) } else { (1, lda) };
     // C tiles and residual rows are far apart in memory: start fetching them now, well before the stores.

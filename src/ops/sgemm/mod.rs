@@ -261,7 +261,7 @@ pub(crate) unsafe fn gemm_rows_to(m: usize, a: *const f32, lda: usize, b: &Packe
 
 #[cfg(target_arch = "x86_64")]
 unsafe fn gemm_rows_x86(m: usize, a: *const f32, lda: usize, b: &PackedB, out: &Output) {
-    use avx2::{kernel_6x16, ASource, SecondTile, TileEpilogue};
+    use avx2::{kernel_6x16, ASource, SecondTile, TileEpilogue, TileOut};
     let (n, k) = (b.n(), b.k());
     let (c, ldc, e) = (out.c, out.ldc, out.epilogue);
     if m == 0 || n == 0 {
@@ -315,11 +315,14 @@ unsafe fn gemm_rows_x86(m: usize, a: *const f32, lda: usize, b: &PackedB, out: &
                             ldr: e.ld_residual,
                             act: e.activation,
                         };
-                        let te = (last && fused).then_some(&tile_epilogue);
-                        kernel_6x16(kc, ap, bp, cp, ldc, accumulate, te, second.as_ref());
+                        let epilogue = (last && fused).then_some(&tile_epilogue);
+                        let second = second.as_ref();
+                        kernel_6x16(kc, ap, bp, &TileOut { c: cp, ldc, accumulate, epilogue, second });
                     } else {
                         // Edge tile: compute all 6 × 16 into `tile`, then store or add the valid part.
-                        kernel_6x16(kc, ap, bp, tile.as_mut_ptr(), NR, false, None, None);
+                        let to_tile =
+                            TileOut { c: tile.as_mut_ptr(), ldc: NR, accumulate: false, epilogue: None, second: None };
+                        kernel_6x16(kc, ap, bp, &to_tile);
                         for r in 0..mr {
                             for (j, t) in tile[r * NR..][..nr].iter().enumerate() {
                                 if let Some(s) = &second {
