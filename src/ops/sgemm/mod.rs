@@ -7,7 +7,8 @@
 //! Weights are packed once (`nn::Linear` keeps the packed copy next to the tensor); attention packs its K and V
 //! per head. Big products (a batch through a linear layer) take one level of Strassen's algorithm instead
 //! (`strassen.rs`: 7/8 of the multiplications; the seven sums of B's quadrants are made at the first such call
-//! and kept, 1.75 times the packed weight; `CPEAL_STRASSEN=off` never uses it). On CPUs without AVX2/FMA (or with `CPEAL_SGEMM=off`) `available()` is false and callers use the
+//! and kept, 1.75 times the packed weight; `CPEAL_STRASSEN=off` never uses it). Its rows depend on the rows
+//! they are batched with at the level of rounding (~1e-6 relative); the classical path is batch-invariant. On CPUs without AVX2/FMA (or with `CPEAL_SGEMM=off`) `available()` is false and callers use the
 //! `gemm` crate instead.
 
 #[cfg(target_arch = "x86_64")]

@@ -205,3 +205,26 @@ fn strassen_only_where_the_shape_splits() {
     assert!(!strassen::splits(64, 64, 2 * KC_MAX + 2), "K/2 over one pass");
     assert!(!strassen::chosen(64, 48, 64));
 }
+
+/// With Strassen's level a row's result depends on the rows it is batched with (their sums share products), so
+/// batch-of-one equality holds to rounding, not bit for bit: within 1e-5 of the row's norm here.
+#[test]
+fn strassen_rows_match_the_same_row_alone() {
+    if !available() {
+        return;
+    }
+    let (m, n, k) = (390, 288, 300);
+    assert!(strassen::chosen(m, n, k) || std::env::var("CPEAL_STRASSEN").is_ok());
+    let x = rand_vec(m * k, 900, 1.0);
+    let w = rand_vec(n * k, 901, 1.0 / (k as f32).sqrt());
+    let b = PackedB::from_weight_t(&w, n, k);
+    let mut batch = vec![f32::NAN; m * n];
+    matmul(&mut batch, &x, m, &b, &Fused::NONE);
+    for i in [0, 1, m / 2, m - 2, m - 1] {
+        let mut alone = vec![f32::NAN; n];
+        matmul(&mut alone, &x[i * k..][..k], 1, &b, &Fused::NONE);
+        let want: Vec<f64> = alone.iter().map(|v| *v as f64).collect();
+        let err = rel_err(&batch[i * n..][..n], &want);
+        assert!(err <= 1e-5, "row {i}: rel diff {err}");
+    }
+}
