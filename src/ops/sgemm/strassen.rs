@@ -25,7 +25,8 @@ pub(super) const B_TERMS: [&[(usize, usize, f32)]; 7] = [
 ];
 
 /// Smallest M, N and K for which Strassen is used by default: below these the extra passes over A and C cost
-/// more than the eighth of the multiplications saved (measured with `cargo bench --bench ops`).
+/// more than the eighth of the multiplications saved (measured on the ViT-B/16 and DINOv2-S/14 shapes at batch
+/// 1–8 on Zen 3; see bench/results/cpu-forward-2026-11-25.md).
 const MIN_M: usize = 384;
 const MIN_NK: usize = 256;
 
@@ -115,25 +116,31 @@ impl Quadrants {
         let none = Epilogue::NONE;
         let sum = &mut sum[..rows * k2];
         // Each sum of A's quadrants is made just before its product, so that it is still in L2 when read.
-        let mut product = |a: (*const f32, f32, *const f32), b: &PackedB, c: *mut f32, accumulate, epilogue, second| {
+        let mut product = |a: AOperand, b: &PackedB, c: *mut f32, accumulate, epilogue, second| {
             let (a, lda) = match a {
-                (x, _, y) if y.is_null() => (x, k),
-                (x, sign, y) => {
+                AOperand::Quadrant(x) => (x, k),
+                AOperand::Sum(x, sign, y) => {
                     combine(sum, x, sign, y, k, rows, k2);
                     (sum.as_ptr(), k2)
                 }
             };
             gemm_rows_to(rows, a, lda, b, &Output { c, ldc: n, accumulate, epilogue, second })
         };
-        let alone = |x| (x, 0.0, std::ptr::null());
-        product((a11, 1.0, a22), &parts[0], c11, false, &none, Some((c22, n, Store)));
-        product((a21, 1.0, a22), &parts[1], c21, false, &none, Some((c22, n, Subtract)));
-        product(alone(a11), &parts[2], c12, false, &none, Some((c22, n, Add)));
-        product(alone(a22), &parts[3], c21, true, &e21, Some((c11, n, Add)));
-        product((a11, 1.0, a12), &parts[4], c12, true, &e12, Some((c11, n, Subtract)));
-        product((a21, -1.0, a11), &parts[5], c22, true, &e22, None);
-        product((a12, -1.0, a22), &parts[6], c11, true, &e11, None);
+        use AOperand::{Quadrant, Sum};
+        product(Sum(a11, 1.0, a22), &parts[0], c11, false, &none, Some((c22, n, Store)));
+        product(Sum(a21, 1.0, a22), &parts[1], c21, false, &none, Some((c22, n, Subtract)));
+        product(Quadrant(a11), &parts[2], c12, false, &none, Some((c22, n, Add)));
+        product(Quadrant(a22), &parts[3], c21, true, &e21, Some((c11, n, Add)));
+        product(Sum(a11, 1.0, a12), &parts[4], c12, true, &e12, Some((c11, n, Subtract)));
+        product(Sum(a21, -1.0, a11), &parts[5], c22, true, &e22, None);
+        product(Sum(a12, -1.0, a22), &parts[6], c11, true, &e11, None);
     }
+}
+
+/// The A side of a product: one quadrant read in place, or x + sign · y of two quadrants.
+enum AOperand {
+    Quadrant(*const f32),
+    Sum(*const f32, f32, *const f32),
 }
 
 /// dst[r, p] = x[r, p] + sign · y[r, p] for `rows` rows of `width` values (x, y rows `ld` apart, dst dense).
