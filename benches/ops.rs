@@ -1,7 +1,8 @@
 //! CPU op throughput on the block shapes of ViT-B/16 (batch 8 × 197 tokens) and DINOv2-S/14 (batch 8 × 257
 //! tokens at 224 px): the four GEMMs of a block (with a bias + GELU epilogue), each with one thread and with all
 //! of rayon's threads, and attention. Correctness is asserted in the unit tests; this only times. Throughput
-//! "elements" are FLOPs. `CPEAL_SGEMM=off` times the gemm-crate path instead of cpeal's kernel.
+//! "elements" are FLOPs (classical ones, also when Strassen's level does 7/8 of them). `CPEAL_SGEMM=off` times
+//! the gemm-crate path instead of cpeal's kernel; `CPEAL_STRASSEN=off` the kernel without Strassen's level.
 
 use cpeal::ops::{self, Activation, Epilogue};
 use cpeal::Tensor;
