@@ -26,7 +26,7 @@ pub(super) const B_TERMS: [&[(usize, usize, f32)]; 7] = [
 
 /// Smallest M, N and K for which Strassen is used by default: below these the extra passes over A and C cost
 /// more than the eighth of the multiplications saved (measured on the ViT-B/16 and DINOv2-S/14 shapes at batch
-/// 1–8 on Zen 3: `cargo bench --bench ops`, with and without `CPEAL_STRASSEN=off`).
+/// 1–8 on Zen 3; `cargo bench --bench ops` times batch 8 with and without `CPEAL_STRASSEN=off`).
 const MIN_M: usize = 384;
 const MIN_NK: usize = 256;
 
