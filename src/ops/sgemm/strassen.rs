@@ -120,7 +120,7 @@ impl Quadrants {
             let (a, lda) = match a {
                 AOperand::Quadrant(x) => (x, k),
                 AOperand::Sum(x, sign, y) => {
-                    combine(sum, x, sign, y, k, rows, k2);
+                    add_quadrants(sum, x, sign, y, k, rows, k2);
                     (sum.as_ptr(), k2)
                 }
             };
@@ -146,7 +146,15 @@ enum AOperand {
 /// dst[r, p] = x[r, p] + sign · y[r, p] for `rows` rows of `width` values (x, y rows `ld` apart, dst dense).
 /// (Compiled for AVX2, which `super::available()` has checked, so that the loops vectorise 8 wide.)
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2"))]
-unsafe fn combine(dst: &mut [f32], x: *const f32, sign: f32, y: *const f32, ld: usize, rows: usize, width: usize) {
+unsafe fn add_quadrants(
+    dst: &mut [f32],
+    x: *const f32,
+    sign: f32,
+    y: *const f32,
+    ld: usize,
+    rows: usize,
+    width: usize,
+) {
     for r in 0..rows {
         let (x, y) =
             (std::slice::from_raw_parts(x.add(r * ld), width), std::slice::from_raw_parts(y.add(r * ld), width));

@@ -12,6 +12,15 @@ fn reference_xwt(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64>
     out
 }
 
+fn gelu64(x: f64) -> f64 {
+    0.5 * x * (1.0 + erf64(x / 2f64.sqrt()))
+}
+
+/// `f` run inside a rayon pool of `threads` threads.
+fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+}
+
 /// Sizes around the tile (6 × 16) and block (72 rows) edges, ViT's 197 tokens, and K over one pass (1024).
 const SIZES: [(usize, usize, usize); 14] = [
     (1, 1, 1),
@@ -57,9 +66,8 @@ fn matmul_splits_rows_over_threads() {
     let b = PackedB::from_weight_t(&w, n, k);
     let want = reference_xwt(&x, &w, m, n, k);
     for threads in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut out = vec![f32::NAN; m * n];
-        pool.install(|| matmul(&mut out, &x, m, &b, &Fused::NONE));
+        with_threads(threads, || matmul(&mut out, &x, m, &b, &Fused::NONE));
         let err = rel_err(&out, &want);
         assert!(err <= 1e-5, "{threads} threads: rel err {err}");
     }
@@ -127,11 +135,10 @@ fn fused_epilogue_matches_float64() {
     if !available() {
         return;
     }
-    let gelu = |x: f64| 0.5 * x * (1.0 + erf64(x / 2f64.sqrt()));
     let quick_gelu = |x: f64| x / (1.0 + (-1.702 * x).exp());
     for (i, &(m, n, k)) in [(157, 45, 600), (13, 40, 1100), (6, 16, 7), (200, 64, 64)].iter().enumerate() {
         let EpilogueCase { x, bias, scale, res, b, dot } = EpilogueCase::new(m, n, k, 500 + 10 * i as u64);
-        for (act, f) in [(Activation::Gelu, &gelu as &dyn Fn(f64) -> f64), (Activation::QuickGelu, &quick_gelu)] {
+        for (act, f) in [(Activation::Gelu, &gelu64 as &dyn Fn(f64) -> f64), (Activation::QuickGelu, &quick_gelu)] {
             let fused = Fused { bias: Some(&bias), activation: act, scale: Some(&scale), residual: Some(&res) };
             let want: Vec<f64> = (0..m * n)
                 .map(|idx| {
@@ -175,16 +182,14 @@ fn strassen_matches_float64() {
     {
         assert!(strassen::splits(m, n, k));
         let EpilogueCase { x, bias, scale, res, b, dot } = EpilogueCase::new(m, n, k, 700 + 10 * i as u64);
-        let gelu = |x: f64| 0.5 * x * (1.0 + erf64(x / 2f64.sqrt()));
         let want: Vec<f64> = (0..m * n)
-            .map(|idx| res[idx] as f64 + scale[idx % n] as f64 * gelu(dot[idx] + bias[idx % n] as f64))
+            .map(|idx| res[idx] as f64 + scale[idx % n] as f64 * gelu64(dot[idx] + bias[idx % n] as f64))
             .collect();
         let fused =
             Fused { bias: Some(&bias), activation: Activation::Gelu, scale: Some(&scale), residual: Some(&res) };
         for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let mut out = vec![f32::NAN; m * n];
-            pool.install(|| unsafe { strassen::matmul_to(out.as_mut_ptr(), &x, m, &b, &fused.epilogue(n)) });
+            with_threads(threads, || unsafe { strassen::matmul_to(out.as_mut_ptr(), &x, m, &b, &fused.epilogue(n)) });
             let err = rel_err(&out, &want);
             assert!(err <= 2e-5, "m={m} n={n} k={k}, {threads} threads: rel err {err}");
         }
