@@ -3,8 +3,8 @@
 # markdown table to bench/results/cpu-forward-<date>.md (OUT overrides). PyTorch is optional: without it only
 # cpeal is timed. Each round times, per model: cpeal, cpeal without Strassen's level (CPEAL_STRASSEN=off), cpeal
 # with its own GEMM kernel switched off (CPEAL_SGEMM=off: the gemm crate, the path CPUs without AVX2/FMA take),
-# then PyTorch, noting the load average
-# before each. The machine is shared, so rounds are interleaved rather than run back to back per side.
+# then PyTorch, noting the load average before each. The machine is shared, so rounds are interleaved rather
+# than run back to back per side, and the verdict is the median of the rounds' ratios (last lines).
 # Env: BATCH (8), ITERS (5), THREADS (all cores), ROUNDS (1), OUT.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -29,6 +29,7 @@ gflop_per_image() {
     python3 -c "p,kp,d,f=$1,$2,$3,$4; t=p+1; print(f'{(2*p*kp*d + 12*(2*t*(4*d*d + 2*d*f) + 4*t*t*d)) / 1e9:.2f}')"
 }
 load() { cut -d' ' -f1 /proc/loadavg; }
+declare -A ratios # per model, the cpeal / PyTorch ratio of each round
 cpeal_ips() { RAYON_NUM_THREADS=$THREADS "$@" "$CPEAL" bench forward --arch "$arch" --batch-size "$BATCH" --iters "$ITERS" --json | field images_per_s; }
 
 {
@@ -61,7 +62,15 @@ cpeal_ips() { RAYON_NUM_THREADS=$THREADS "$@" "$CPEAL" bench forward --arch "$ar
                 theirs="(PyTorch not installed)"; ratio="-"
             fi
             echo "| $round | $arch | $ours ($l1) | $classic ($l4) | $fallback ($l2) | $theirs | $ratio |"
+            ratios[$arch]+="${ratio%x} "
         done
     done
+    if [[ $have_torch == 1 ]]; then
+        echo
+        for arch in vit-b16 dinov2-s14; do
+            python3 -c "import statistics as s, sys; r = [float(x) for x in sys.argv[2:]]
+print(f'{sys.argv[1]}: cpeal / PyTorch median {s.median(r):.2f}x over {len(r)} rounds (min {min(r):.2f}x, max {max(r):.2f}x).')" "$arch" ${ratios[$arch]}
+        done
+    fi
 } | tee "$OUT"
 echo "wrote $OUT" >&2

@@ -175,30 +175,56 @@ fn empty_inner_dimension_gives_zeros() {
 /// by the ordinary kernel), halves that are not whole tiles, K halves of one and of 1536, and 1–3 threads.
 #[test]
 fn strassen_matches_float64() {
+    for (i, &(m, n, k)) in [(2, 32, 2), (13, 32, 6), (75, 96, 130), (150, 64, 258), (37, 160, 3072)].iter().enumerate()
+    {
+        check_strassen(m, n, k, 700 + 10 * i as u64);
+    }
+}
+
+/// B quadrant sums over `strassen::LARGE_PART` bytes take the long row blocks; 403 rows make more than one of
+/// them per thread.
+#[test]
+fn strassen_with_large_quadrant_sums_matches_float64() {
+    let (m, n, k) = (403, 1056, 1030);
+    assert!((n / 2) * (k / 2) * 4 > strassen::LARGE_PART && (m / 2) > strassen::LARGE_PART_ROWS);
+    check_strassen(m, n, k, 760);
+}
+
+#[test]
+fn strassen_blocks_are_whole_tiles_and_large_only_for_large_sums() {
+    let small = strassen::LARGE_PART;
+    assert_eq!(strassen::block_rows(394, 384, small), m_block(384));
+    for rows in [1, 5, 6, 199, 200, 201, 394, 3152] {
+        let block = strassen::block_rows(rows, 384, small + 1);
+        assert!(block % MR == 0 && block >= MR, "{rows} rows: block {block}");
+        assert!(block <= strassen::LARGE_PART_ROWS.next_multiple_of(MR), "{rows} rows: block {block}");
+        // Equal blocks: the last one is not a sliver (unless the task itself is one tile).
+        let last = rows - (rows.div_ceil(block) - 1) * block;
+        assert!(rows <= MR || last * 2 >= block - MR, "{rows} rows: block {block}, last {last}");
+    }
+}
+
+fn check_strassen(m: usize, n: usize, k: usize, seed: u64) {
     if !available() {
         return;
     }
-    for (i, &(m, n, k)) in [(2, 32, 2), (13, 32, 6), (75, 96, 130), (150, 64, 258), (37, 160, 3072)].iter().enumerate()
-    {
-        assert!(strassen::splits(m, n, k));
-        let EpilogueCase { x, bias, scale, res, b, dot } = EpilogueCase::new(m, n, k, 700 + 10 * i as u64);
-        let want: Vec<f64> = (0..m * n)
-            .map(|idx| res[idx] as f64 + scale[idx % n] as f64 * gelu64(dot[idx] + bias[idx % n] as f64))
-            .collect();
-        let fused =
-            Fused { bias: Some(&bias), activation: Activation::Gelu, scale: Some(&scale), residual: Some(&res) };
-        for threads in [1, 2, 3] {
-            let mut out = vec![f32::NAN; m * n];
-            with_threads(threads, || unsafe { strassen::matmul_to(out.as_mut_ptr(), &x, m, &b, &fused.epilogue(n)) });
-            let err = rel_err(&out, &want);
-            assert!(err <= 2e-5, "m={m} n={n} k={k}, {threads} threads: rel err {err}");
-        }
-        // The bare product too (no epilogue: the blocks of C are only stored and added).
+    assert!(strassen::splits(m, n, k));
+    let EpilogueCase { x, bias, scale, res, b, dot } = EpilogueCase::new(m, n, k, seed);
+    let want: Vec<f64> = (0..m * n)
+        .map(|idx| res[idx] as f64 + scale[idx % n] as f64 * gelu64(dot[idx] + bias[idx % n] as f64))
+        .collect();
+    let fused = Fused { bias: Some(&bias), activation: Activation::Gelu, scale: Some(&scale), residual: Some(&res) };
+    for threads in [1, 2, 3] {
         let mut out = vec![f32::NAN; m * n];
-        unsafe { strassen::matmul_to(out.as_mut_ptr(), &x, m, &b, &Fused::NONE.epilogue(n)) };
-        let err = rel_err(&out, &dot);
-        assert!(err <= 2e-5, "m={m} n={n} k={k} bare: rel err {err}");
+        with_threads(threads, || unsafe { strassen::matmul_to(out.as_mut_ptr(), &x, m, &b, &fused.epilogue(n)) });
+        let err = rel_err(&out, &want);
+        assert!(err <= 2e-5, "m={m} n={n} k={k}, {threads} threads: rel err {err}");
     }
+    // The bare product too (no epilogue: the blocks of C are only stored and added).
+    let mut out = vec![f32::NAN; m * n];
+    unsafe { strassen::matmul_to(out.as_mut_ptr(), &x, m, &b, &Fused::NONE.epilogue(n)) };
+    let err = rel_err(&out, &dot);
+    assert!(err <= 2e-5, "m={m} n={n} k={k} bare: rel err {err}");
 }
 
 #[test]
