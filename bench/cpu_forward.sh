@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # CPU fp32 images/s of cpeal vs PyTorch (transformers, same batch and thread count) in one run, written as a
 # markdown table to bench/results/cpu-forward-<date>.md (OUT overrides). PyTorch is optional: without it only
-# cpeal is timed. Each round times, per model: cpeal, cpeal without Strassen's level (CPEAL_STRASSEN=off), cpeal
-# with its own GEMM kernel switched off (CPEAL_SGEMM=off: the gemm crate, the path CPUs without AVX2/FMA take),
-# then PyTorch, noting the load average before each. The machine is shared, so rounds are interleaved rather
-# than run back to back per side, and the verdict is the median of the rounds' ratios (last lines).
+# cpeal is timed. Each round times, per model: cpeal, then PyTorch right after it (the pair the ratio is taken
+# from), then cpeal without Strassen's level (CPEAL_STRASSEN=off) and with its own GEMM kernel switched off
+# (CPEAL_SGEMM=off: the gemm crate, the path CPUs without AVX2/FMA take), noting the load average before each.
+# The machine is shared, so rounds are interleaved rather than run back to back per side, and the verdict is the
+# median of the rounds' ratios (last lines).
 # Env: BATCH (8), ITERS (5), THREADS (all cores), ROUNDS (1), OUT.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -51,8 +52,6 @@ cpeal_ips() { RAYON_NUM_THREADS=$THREADS "$@" "$CPEAL" bench forward --arch "$ar
     for round in $(seq 1 "$ROUNDS"); do
         for arch in vit-b16 dinov2-s14; do
             l1=$(load); ours=$(cpeal_ips env)
-            l4=$(load); classic=$(cpeal_ips env CPEAL_STRASSEN=off)
-            l2=$(load); fallback=$(cpeal_ips env CPEAL_SGEMM=off)
             if [[ $have_torch == 1 ]]; then
                 l3=$(load)
                 theirs=$(python3 bench/cpu_forward.py --arch "$arch" --batch-size "$BATCH" --iters "$ITERS" --threads "$THREADS" 2>/dev/null | field images_per_s)
@@ -61,6 +60,8 @@ cpeal_ips() { RAYON_NUM_THREADS=$THREADS "$@" "$CPEAL" bench forward --arch "$ar
             else
                 theirs="(PyTorch not installed)"; ratio="-"
             fi
+            l4=$(load); classic=$(cpeal_ips env CPEAL_STRASSEN=off)
+            l2=$(load); fallback=$(cpeal_ips env CPEAL_SGEMM=off)
             echo "| $round | $arch | $ours ($l1) | $classic ($l4) | $fallback ($l2) | $theirs | $ratio |"
             ratios[$arch]+="${ratio%x} "
         done
