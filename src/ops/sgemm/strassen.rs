@@ -32,11 +32,13 @@ const MIN_NK: usize = 256;
 
 /// Rows of each half of C per block (`block_rows`) when one of B's quadrant sums is over `LARGE_PART` bytes
 /// (more than an L2 holds next to the block's A operands): then each sum is streamed from L3 once per block and
-/// product, and blocks of up to `LARGE_PART_ROWS` rows, instead of the kernel's `m_block`, make that 2–3 times
-/// rarer. Measured on Zen 4 (1 MiB L2) at batch 8: ViT-B/16's qkv, fc1 and fc2 (sums of 1.8–2.4 MB) 10–15%
-/// faster each, the whole forward 14%; DINOv2-S/14's sums (0.4–0.6 MB) gained nothing, so they keep `m_block`.
+/// product, and blocks of up to `LARGE_PART_ROWS` rows, instead of the kernel's `m_block`, make that up to 5
+/// times rarer. Measured on Zen 4 (1 MiB L2), ViT-B/16's qkv, fc1 and fc2 at batch 8 (sums of 1.8–2.4 MB):
+/// 72-row blocks 190–204 GFLOP/s-equivalent on two threads, 200-row blocks 199–216, 400-row blocks 207–229;
+/// single-thread, 800 rows gained nothing over 400. DINOv2-S/14's sums (0.4–0.6 MB) measured the same or
+/// slower with long blocks (single-thread, quiet), so they keep `m_block`.
 pub(super) const LARGE_PART: usize = 1 << 20;
-pub(super) const LARGE_PART_ROWS: usize = 200;
+pub(super) const LARGE_PART_ROWS: usize = 400;
 
 /// Rows per block for a task of `rows` rows whose B quadrant sums are `k2` deep and `part_bytes` each:
 /// `m_block(k2)`, or for large sums equal blocks of at most `LARGE_PART_ROWS` (whole tiles).

@@ -181,11 +181,11 @@ fn strassen_matches_float64() {
     }
 }
 
-/// B quadrant sums over `strassen::LARGE_PART` bytes take the long row blocks; 403 rows make more than one of
-/// them per thread.
+/// B quadrant sums over `strassen::LARGE_PART` bytes take the long row blocks; 803 rows make more than one of
+/// them on one thread.
 #[test]
 fn strassen_with_large_quadrant_sums_matches_float64() {
-    let (m, n, k) = (403, 1056, 1030);
+    let (m, n, k) = (803, 1056, 1000);
     assert!((n / 2) * (k / 2) * 4 > strassen::LARGE_PART && (m / 2) > strassen::LARGE_PART_ROWS);
     check_strassen(m, n, k, 760);
 }
