@@ -1,8 +1,9 @@
 //! One level of Strassen's algorithm over the 6 × 16 kernel: C = A · B as seven half-size products instead of
 //! eight, for the big GEMMs of a batch (the kernel already runs at the FMA peak, so only fewer multiplications
 //! make it faster). B is a weight: its seven quadrant sums are packed once (`PackedB::strassen_parts`); the sums
-//! of A's quadrants are made per block of rows while they sit in cache; each product goes straight into its one
-//! or two blocks of C (`Output::second`), and each block of C gets the epilogue with its last product.
+//! of A's quadrants are made per block of rows (`block_rows`), each just before its product; each product goes
+//! straight into its one or two blocks of C (`Output::second`), and each block of C gets the epilogue with its
+//! last product.
 //!
 //! With A = [A11 A12; A21 A22] (rows halved, K halved), B likewise (K halved, N halved):
 //! M1 = (A11+A22)(B11+B22), M2 = (A21+A22)B11, M3 = A11(B12−B22), M4 = A22(B21−B11), M5 = (A11+A12)B22,
@@ -134,7 +135,7 @@ impl Quadrants {
             [(0, 0), (0, 1), (1, 0), (1, 1)].map(|(qi, qj)| self.e.at(qi * self.half + i, qj * (n / 2)));
         let none = Epilogue::NONE;
         let sum = &mut sum[..rows * k2];
-        // Each sum of A's quadrants is made just before its product, so that it is still in L2 when read.
+        // Each sum of A's quadrants is made just before its product, so that it is still in cache when read.
         let mut product = |a: AOperand, b: &PackedB, c: *mut f32, accumulate, epilogue, second| {
             let (a, lda) = match a {
                 AOperand::Quadrant(x) => (x, k),
