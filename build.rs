@@ -23,7 +23,6 @@ fn kernel_files(dir: &Path) -> Vec<PathBuf> {
         .expect("kernels/ is readable")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "cu"))
-        .filter(|p| !scan::is_gpu_only(&p.file_name().unwrap().to_string_lossy()))
         .collect();
     files.sort();
     files
@@ -44,6 +43,7 @@ fn build_emu() {
         .include(&kernels)
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-Wno-unused-function")
+        .flag_if_supported("-Wno-psabi") // "ABI for 64-byte aligned parameters changed in GCC 4.6": TmaMap by value
         .warnings(true);
     let mut registry = String::from("struct CpealEmuEntry { const char* name; void (*fn)(void**); };\n");
     let mut table = String::from("static const CpealEmuEntry cpeal_emu_table[] = {\n");

@@ -109,6 +109,15 @@ DEVI void ld_global_16(u32 (&r)[4], const void* p) {
 #endif
 }
 
+// The same, through the coherent path: for memory this kernel may have written (an in-place residual).
+DEVI void ld_global_16_coherent(u32 (&r)[4], const void* p) {
+#ifdef CPEAL_EMU
+    std::memcpy(r, p, 16);
+#else
+    asm volatile("ld.global.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "l"(p));
+#endif
+}
+
 // Four words to 16 bytes of global memory at p (16-byte aligned).
 DEVI void st_global_16(void* p, const u32 (&r)[4]) {
 #ifdef CPEAL_EMU
@@ -236,6 +245,8 @@ DEVI void ldmatrix_x4_impl(u32 r[4], const void* smem_row) {
     }
     cpeal_emu::warp_barrier();
 }
+// Shared-memory addresses (of dynamic shared memory only) are offsets into the block's buffer.
+DEVI u32 smem_addr(const void* p) { return cpeal_emu::smem_offset(p); }
 DEVI void ldmatrix_x4(u32 r[4], const void* smem_row) { ldmatrix_x4_impl<false>(r, smem_row); }
 DEVI void ldmatrix_x4_trans(u32 r[4], const void* smem_row) { ldmatrix_x4_impl<true>(r, smem_row); }
 // 16 bytes global -> shared, asynchronously; zero-filled when !pred (gsrc is then not read).

@@ -16,6 +16,15 @@
 // - Static __shared__ variables are `static thread_local` (zeroed once per OS thread and kept between blocks);
 //   dynamic shared memory (DYN_SMEM in common.cuh) is refilled with 0xFF bytes (NaN) before every block.
 // - A block whose threads all wait at barriers that can never complete is reported as a deadlock.
+// - Hopper (the `*_sm90.cu` files, through kernels/hopper.cuh): shared-memory addresses are offsets into the
+//   block's dynamic shared memory; mbarriers keep phase, pending arrivals and transaction bytes; a bulk tensor
+//   copy (TMA) lands at the end of the scheduler pass it was issued in, then completes its transaction bytes;
+//   a wgmma is a warpgroup collective that retires at the end of the scheduler pass in which its 128 threads
+//   have all issued it, reading its shared-memory operands then (the latest the hardware could), and
+//   wgmma.wait_group waits for that; an asynchronous copy (TMA or cp.async) landing on the operands of a wgmma
+//   in flight fails the launch (a stage refilled too early, or read before its barrier); named barriers
+//   (bar.sync id, n) count arrivals per id. Misuse (an mbarrier used before init, an address outside shared
+//   memory, mismatched descriptors, a thread exiting with a wgmma in flight) fails the launch with a message.
 #pragma once
 
 #include <ucontext.h>
@@ -24,9 +33,12 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -42,6 +54,7 @@
 #define __restrict__ __restrict
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
+#define __grid_constant__
 #define warpSize 32
 
 struct dim3 {
@@ -66,7 +79,39 @@ struct Thread {
     bool done = false;
     ucontext_t ctx;
     std::vector<PendingCopy> pending;
-    long open_group = 0;  // id of the cp.async group not yet committed
+    long open_group = 0;     // id of the cp.async group not yet committed
+    long wgmma_issued = 0;   // wgmma instructions this thread has issued
+    long wgmma_group = 0;    // id of the wgmma group not yet committed
+};
+
+// An mbarrier: phase parity, arrivals still expected in this phase, transaction bytes still expected.
+struct Mbar {
+    uint32_t count = 0;
+    uint32_t pending = 0;
+    uint32_t phase = 0;
+    int64_t tx = 0;
+};
+
+// A bulk tensor copy in flight: the box at (c0 = column, c1 = row) of the matrix `map` describes.
+struct BulkCopy {
+    uint32_t dst;
+    uint64_t map[8];
+    int c0, c1;
+    uint32_t bar;
+};
+
+// One wgmma instruction of a warpgroup: each thread's accumulators and the operands' descriptors.
+struct WgmmaOp {
+    float* d[128] = {};
+    uint64_t da = 0, db = 0;
+    int n = 0;          // the instruction's N
+    int dtype = 0;      // 0 bf16, 1 f16
+    long group = 0;     // the wgmma group it was committed in
+    int issued = 0;     // threads that have issued it
+};
+
+struct WarpGroup {
+    std::map<long, WgmmaOp> ops;  // by issue index, until executed
 };
 
 struct Warp {
@@ -93,6 +138,13 @@ struct Block {
     size_t dyn_bytes = 0;
     void (*entry)(void**) = nullptr;
     void** args = nullptr;
+    std::string fault;                  // first misuse seen in this block
+    std::map<uint32_t, Mbar> mbars;     // by shared-memory address
+    std::vector<BulkCopy> bulk;         // bulk tensor copies issued during the current scheduler pass
+    std::vector<WarpGroup> wgs;
+    int nb_arrived[16] = {};            // named barriers (bar.sync id, n)
+    int nb_count[16] = {};
+    unsigned nb_gen[16] = {};
 };
 
 inline thread_local Thread* cur_thread = nullptr;
@@ -105,6 +157,10 @@ inline void yield() { swapcontext(&cur_thread->ctx, &cur_block->sched); }
 inline int lane_id() { return cur_thread->linear & 31; }
 inline Warp& cur_warp() { return cur_block->warps[cur_thread->linear >> 5]; }
 inline unsigned char* dyn_smem() { return cur_block->dyn_smem; }
+
+// The Hopper model (mbarriers, bulk copies, wgmma, named barriers) is in emu_sm90.h.
+inline void end_pass_sm90(Block& b);
+inline void check_cp_async_write(const unsigned char* dst);
 
 // Block-wide barrier (__syncthreads). The last thread to arrive releases the others and runs on.
 inline void block_barrier() {
@@ -188,13 +244,28 @@ inline void cp_async_wait(int n) {
     long newest_done = t->open_group - 1 - n;  // committed groups older than the n newest must land
     std::vector<PendingCopy> keep;
     for (const PendingCopy& c : t->pending) {
-        if (c.group <= newest_done)
+        if (c.group <= newest_done) {
+            check_cp_async_write(c.dst);
             std::memcpy(c.dst, c.bytes, 16);
+        }
         else
             keep.push_back(c);
     }
     t->pending.swap(keep);
 }
+
+// --- misuse: the first message of a block fails its launch ----------------------------------------------------
+__attribute__((format(printf, 1, 2))) inline void fault(const char* fmt, ...) {
+    Block* b = cur_block;
+    if (!b->fault.empty()) return;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    b->fault = msg;
+}
+
 
 // --- bf16 / f16 bit conversions (round to nearest even; NaN stays NaN) --------------------------------------
 inline float bits_to_f32(uint32_t u) {
@@ -245,9 +316,17 @@ inline float f16_bits_to_f32(uint16_t h) {
 }
 
 // --- launching -------------------------------------------------------------------------------------------------
+// One argument by value, copied bytewise: the launcher's storage need not meet the type's alignment (a
+// TmaMap is 64-byte aligned).
+template <class T>
+inline T load_arg(const void* p) {
+    T v;
+    std::memcpy(static_cast<void*>(&v), p, sizeof(T));
+    return v;
+}
 template <class... A, size_t... I>
 inline void invoke_impl(void (*f)(A...), void** args, std::index_sequence<I...>) {
-    f(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(args[I])...);
+    f(load_arg<std::remove_cv_t<std::remove_reference_t<A>>>(args[I])...);
 }
 // Unpack cuLaunchKernel-style arguments (args[i] points at the i-th parameter's value) and call the kernel.
 template <class... A>
@@ -260,6 +339,11 @@ inline void on_thread_exit() {
     Thread* t = cur_thread;
     t->done = true;
     t->pending.clear();
+    if (!b->wgs.empty()) {
+        WarpGroup& g = b->wgs[t->linear >> 7];
+        if (!g.ops.empty() && g.ops.begin()->first < t->wgmma_issued)
+            fault("thread %d exited with a wgmma in flight (no wgmma.wait_group 0)", t->linear);
+    }
     b->events++;
     b->live--;
     if (b->live > 0 && b->arrived >= b->live) {
@@ -293,6 +377,8 @@ inline int run_block(Block& b, int start_backward, char* err, size_t errlen) {
         t.done = false;
         t.pending.clear();
         t.open_group = 0;
+        t.wgmma_issued = 0;
+        t.wgmma_group = 0;
         getcontext(&t.ctx);
         t.ctx.uc_stack.ss_sp = b.stacks[i];
         t.ctx.uc_stack.ss_size = kStackBytes;
@@ -300,6 +386,12 @@ inline int run_block(Block& b, int start_backward, char* err, size_t errlen) {
         makecontext(&t.ctx, fiber_main, 0);
     }
     if (b.dyn_bytes) std::memset(b.dyn_smem, 0xff, b.dyn_bytes);
+    b.fault.clear();
+    b.mbars.clear();
+    b.bulk.clear();
+    b.wgs.assign((n + 127) / 128, WarpGroup());
+    std::memset(b.nb_arrived, 0, sizeof b.nb_arrived);
+    std::memset(b.nb_gen, 0, sizeof b.nb_gen);
     bool backward = start_backward != 0;
     int remaining = n;
     while (remaining > 0) {
@@ -312,6 +404,12 @@ inline int run_block(Block& b, int start_backward, char* err, size_t errlen) {
             if (t.done) remaining--;
         }
         backward = !backward;
+        end_pass_sm90(b);
+        if (!b.fault.empty()) {
+            std::snprintf(err, errlen, "block (%u,%u,%u): %s", block_idx.x, block_idx.y, block_idx.z,
+                          b.fault.c_str());
+            return 1;
+        }
         if (remaining > 0 && b.events == before) {
             std::snprintf(err, errlen,
                           "deadlock in block (%u,%u,%u): %d live threads wait at barriers that cannot complete",
@@ -344,7 +442,8 @@ inline int launch(void (*entry)(void**), const unsigned* grid, const unsigned* b
         b.stacks.push_back(static_cast<unsigned char*>(std::malloc(kStackBytes)));
     }
     b.dyn_bytes = shared_bytes;
-    b.dyn_smem = shared_bytes ? static_cast<unsigned char*>(std::aligned_alloc(128, (shared_bytes + 127) / 128 * 128))
+    // 1024-byte aligned, like the swizzle atoms of Hopper tiles (see smem_offset).
+    b.dyn_smem = shared_bytes ? static_cast<unsigned char*>(std::aligned_alloc(1024, (shared_bytes + 1023) / 1024 * 1024))
                               : nullptr;
     Block* saved_block = cur_block;
     Thread* saved_thread = cur_thread;
@@ -470,3 +569,5 @@ inline float __bfloat162float(__nv_bfloat16 h) { return cpeal_emu::bf16_bits_to_
 inline __half __float2half(float f) { return __half{cpeal_emu::f32_to_f16_bits(f)}; }
 inline __half __float2half_rn(float f) { return __float2half(f); }
 inline float __half2float(__half h) { return cpeal_emu::f16_bits_to_f32(h.__x); }
+
+#include "emu_sm90.h"

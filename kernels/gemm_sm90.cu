@@ -1,5 +1,5 @@
-// kernels/gemm_sm90.cu — the GEMM of gemm.cu on Hopper's warpgroup tensor-core instructions (sm_90a only; the
-// emulator and pre-Hopper GPUs use gemm.cu, which computes the same function):
+// kernels/gemm_sm90.cu — the GEMM of gemm.cu on Hopper's warpgroup tensor-core instructions (sm_90a; pre-Hopper
+// GPUs use gemm.cu, which computes the same function; the emulator runs both, through kernels/emu_sm90.h):
 //
 //   C[m,n] = residual[m,n] + layer_scale[n] · act( Σ_k A[m,k]·W[n,k] + bias[n] )      (see gemm.cu)
 //
@@ -7,75 +7,18 @@
 // columns, issued as wgmma.m64n128k16 (f32 accumulators in registers, both operands read from shared memory).
 // Operands go global -> shared by a STAGES-deep cp.async pipeline (16-byte chunks, zero-filled past the edges)
 // into the 128-byte-swizzled K-major layout wgmma reads: row r of a 64-wide K tile is 128 bytes at r·128, its
-// 16-byte chunk c stored at chunk c ^ (r & 7); tiles are 1024-byte aligned (the swizzle's period).
+// 16-byte chunk c stored at chunk c ^ (r & 7); tiles are 1024-byte aligned (the swizzle's period). The TMA
+// variants load the same layout with the tensor memory accelerator; the persistent ping-pong variant (`pp`,
+// below) walks all tiles with one block per SM.
 // Needs K, lda, ldw multiples of 8 and 16-byte aligned A, W (the launcher falls back to gemm.cu otherwise).
 //
-// Launch: grid (ceil(N/BN), ceil(M/128)), block 256, shared gemm_sm90_smem_bytes(BN, STAGES) (see the launcher).
+// Launch: grid (ceil(N/BN), ceil(M/128)) (pp: min(#tiles, #SMs)), block 256 / 384 / 288, shared bytes per
+// variant (Sm90Variant::shared_bytes in src/gpu/ops/gemm.rs).
 #include "common.cuh"
+#include "hopper.cuh"
 
 #define G90_BM 128
 #define G90_BK 64
-
-#ifndef CPEAL_EMU
-// Shared-memory matrix descriptor for a K-major tile in the 128-byte swizzle: start address, leading byte
-// offset (unused by this layout; 1 by convention), stride byte offset 1024 (next group of 8 rows), swizzle mode 1.
-DEVI unsigned long long g90_desc(const void* tile) {
-    unsigned long long addr = smem_addr(tile);
-    return ((addr & 0x3FFFFull) >> 4) | (1ull << 16) | ((1024ull >> 4) << 32) | (1ull << 62);
-}
-DEVI void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-DEVI void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N>
-DEVI void wgmma_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-// cp.async writes shared memory through the generic proxy; wgmma reads it through the async proxy.
-DEVI void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-// Keeps the compiler from moving accumulator accesses across an in-flight wgmma.
-DEVI void g90_pin(float& x) { asm volatile("" : "+f"(x)::"memory"); }
-
-DEVI void wgmma_m64n128k16_bf16(float (&d)[64], unsigned long long da, unsigned long long db) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "l"(da), "l"(db), "r"(1));
-}
-
-DEVI void wgmma_m64n128k16_f16(float (&d)[64], unsigned long long da, unsigned long long db) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "l"(da), "l"(db), "r"(1));
-}
-
-template <class T>
-DEVI void wgmma_m64n128k16(float (&d)[64], unsigned long long da, unsigned long long db);
-template <>
-DEVI void wgmma_m64n128k16<bf16_t>(float (&d)[64], unsigned long long da, unsigned long long db) {
-    wgmma_m64n128k16_bf16(d, da, db);
-}
-template <>
-DEVI void wgmma_m64n128k16<f16_t>(float (&d)[64], unsigned long long da, unsigned long long db) {
-    wgmma_m64n128k16_f16(d, da, db);
-}
 
 struct __align__(16) F4 {
     float x, y, z, w;
@@ -86,7 +29,7 @@ struct __align__(16) F4 {
 template <class T>
 DEVI void load_vec8(float (&v)[8], const T* p) {
     u32 r[4];
-    asm volatile("ld.global.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "l"(p));
+    ld_global_16_coherent(r, p);
     UNROLL for (int e = 0; e < 4; ++e) {
         v[2 * e] = lo_f32<T>(r[e]);
         v[2 * e + 1] = hi_f32<T>(r[e]);
@@ -96,8 +39,7 @@ template <class T>
 DEVI void store_vec8(T* p, const float (&v)[8]) {
     u32 r[4];
     UNROLL for (int e = 0; e < 4; ++e) r[e] = pack2<T>(v[2 * e], v[2 * e + 1]);
-    asm volatile("st.global.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"l"(p), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
-                 : "memory");
+    st_global_16(p, r);
 }
 
 // The epilogue goes through shared memory (free once the main loop is done): each consumer thread parks its
@@ -118,11 +60,12 @@ DEVI void g90_park(float (&acc)[NB][64], float* tile, int row0) {
     }
 }
 
-// C[m0 + r, n0 + c] for the whole 128 x BN tile from `tile`, by `nthreads` threads numbered from 0 (`tid`).
-template <class T, int BN>
+// C[m0 + r, n0 + c] for r < 128, c < COLS from `tile` (row stride LDT floats), by `nthreads` threads numbered
+// from 0 (`tid`).
+template <class T, int LDT, int COLS>
 DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, int M, int N, int ldr, int ldc,
                     const T* bias, const T* residual, const T* layer_scale, T* C, int act) {
-    constexpr int LDT = BN + 8, CHUNKS = BN / 8;
+    constexpr int CHUNKS = COLS / 8;
     // 16-byte vectors need every row start and every pointer 16-byte aligned (8 elements of 2 bytes).
     bool vec = ((ldc | (residual ? ldr : 0)) & 7) == 0 &&
                (((unsigned long long)C | (unsigned long long)residual | (unsigned long long)bias |
@@ -211,8 +154,8 @@ DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldr, int ldc, cons
         }
         cp_async_commit();
         const char* st = smem + (kt % STAGES) * STAGE_BYTES;
-        unsigned long long da = g90_desc(st + wg * 64 * 128);
-        unsigned long long db = g90_desc(st + A_BYTES);
+        unsigned long long da = wgmma_desc_sw128(st + wg * 64 * 128);
+        unsigned long long db = wgmma_desc_sw128(st + A_BYTES);
         wgmma_fence();
         UNROLL for (int kk = 0; kk < G90_BK / 16; ++kk) {
             // +32 bytes per k16 step inside the swizzled row: the descriptor's address field is in 16-byte units.
@@ -224,14 +167,14 @@ DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldr, int ldc, cons
         else wgmma_wait<0>();
     }
     wgmma_wait<0>();
-    UNROLL for (int j = 0; j < NB; ++j) UNROLL for (int e = 0; e < 64; ++e) g90_pin(acc[j][e]);
+    UNROLL for (int j = 0; j < NB; ++j) UNROLL for (int e = 0; e < 64; ++e) wgmma_pin(acc[j][e]);
     cp_async_wait<0>();
 
     float* tile = reinterpret_cast<float*>(smem);
     __syncthreads();  // every warpgroup is done reading the operand stages
     g90_park<NB>(acc, tile, wg * 64);
     __syncthreads();
-    g90_store<T, BN>(tile, threadIdx.x, 256, bm, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
+    g90_store<T, BN + 8, BN>(tile, threadIdx.x, 256, bm, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -240,34 +183,19 @@ DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldr, int ldc, cons
 // consumer warpgroups (wgmma). Stage s has a "full" barrier (1 arrival + the tile's bytes) and an "empty"
 // barrier (one arrival per consumer warpgroup once its wgmma group reading s has retired).
 // ---------------------------------------------------------------------------------------------------------
-struct __align__(64) TmaMap {
-    unsigned long long v[16];
-};
-
-DEVI void mbar_init(u32 bar, u32 count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-DEVI void mbar_expect_tx(u32 bar, u32 bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-DEVI void mbar_arrive(u32 bar) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory"); }
-DEVI void mbar_wait(u32 bar, u32 parity) {
-    u32 done;
-    do {
-        asm volatile(
-            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-            : "=r"(done)
-            : "r"(bar), "r"(parity)
-            : "memory");
-    } while (!done);
-}
-// Box (c0 = column, c1 = row) of the matrix `map` describes into shared memory at dst; completes on bar.
-DEVI void tma_load_2d(u32 dst, const TmaMap* map, int c0, int c1, u32 bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
-            dst),
-        "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(bar)
-        : "memory");
+// The producer's loads of one output tile (rows m0.., columns n0..) into the ring, fills fill .. fill+ktiles-1:
+// stage fill % STAGES, once its previous use (phase (fill / STAGES) - 1) has been released.
+template <int STAGES, int A_BYTES, int STAGE_BYTES>
+DEVI void g90_produce_tile(int& fill, int ktiles, char* smem, u32 full0, u32 empty0, const TmaMap* amap,
+                           const TmaMap* wmap, int m0, int n0) {
+    for (int kt = 0; kt < ktiles; ++kt, ++fill) {
+        int s = fill % STAGES;
+        if (fill >= STAGES) mbar_wait(empty0 + 8 * s, ((fill / STAGES) - 1) & 1);
+        u32 full = full0 + 8 * s, dst = smem_addr(smem + s * STAGE_BYTES);
+        mbar_expect_tx(full, STAGE_BYTES);
+        tma_load_2d(dst, amap, kt * G90_BK, m0, full);
+        tma_load_2d(dst + A_BYTES, wmap, kt * G90_BK, n0, full);
+    }
 }
 
 // LEAN: the producer is one warp after the two consumer warpgroups (288 threads, so two blocks fit an SM's
@@ -287,21 +215,15 @@ DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap
             mbar_init(full0 + 8 * s, 1);
             mbar_init(empty0 + 8 * s, 2);
         }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        fence_mbarrier_init();
     }
     __syncthreads();
     constexpr int CBASE = LEAN ? 0 : 128;  // first consumer thread (a multiple of 128: warpgroups stay aligned)
     int ct = threadIdx.x - CBASE;
     if (LEAN ? threadIdx.x >= 256 : threadIdx.x < 128) {
         if (threadIdx.x == (LEAN ? 256 : 0)) {
-            for (int kt = 0; kt < ktiles; ++kt) {
-                int s = kt % STAGES;
-                if (kt >= STAGES) mbar_wait(empty0 + 8 * s, ((kt / STAGES) - 1) & 1);
-                u32 full = full0 + 8 * s, dst = smem_addr(smem + s * STAGE_BYTES);
-                mbar_expect_tx(full, STAGE_BYTES);
-                tma_load_2d(dst, amap, kt * G90_BK, bm, full);
-                tma_load_2d(dst + A_BYTES, wmap, kt * G90_BK, bn, full);
-            }
+            int fill = 0;
+            g90_produce_tile<STAGES, A_BYTES, STAGE_BYTES>(fill, ktiles, smem, full0, empty0, amap, wmap, bm, bn);
         }
         return;  // no barrier of the whole block follows
     }
@@ -312,8 +234,8 @@ DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap
         int s = kt % STAGES;
         mbar_wait(full0 + 8 * s, (kt / STAGES) & 1);
         const char* st = smem + s * STAGE_BYTES;
-        unsigned long long da = g90_desc(st + cw * 64 * 128);
-        unsigned long long db = g90_desc(st + A_BYTES);
+        unsigned long long da = wgmma_desc_sw128(st + cw * 64 * 128);
+        unsigned long long db = wgmma_desc_sw128(st + A_BYTES);
         wgmma_fence();
         UNROLL for (int kk = 0; kk < G90_BK / 16; ++kk) {
             UNROLL for (int j = 0; j < NB; ++j)
@@ -324,15 +246,104 @@ DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap
         if (kt > 0 && (ct & 127) == 0) mbar_arrive(empty0 + 8 * ((kt - 1) % STAGES));
     }
     wgmma_wait<0>();
-    UNROLL for (int j = 0; j < NB; ++j) UNROLL for (int e = 0; e < 64; ++e) g90_pin(acc[j][e]);
+    UNROLL for (int j = 0; j < NB; ++j) UNROLL for (int e = 0; e < 64; ++e) wgmma_pin(acc[j][e]);
     // The producer has left; the 256 consumer threads synchronise on named barrier 1.
     float* tile = reinterpret_cast<float*>(smem);
-    asm volatile("bar.sync 1, 256;\n" ::: "memory");  // both consumers are done reading the operand stages
+    named_barrier_sync(1, 256);  // both consumers are done reading the operand stages
     g90_park<NB>(acc, tile, cw * 64);
-    asm volatile("bar.sync 1, 256;\n" ::: "memory");
-    g90_store<T, BN>(tile, ct, 256, bm, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
+    named_barrier_sync(1, 256);
+    g90_store<T, BN + 8, BN>(tile, ct, 256, bm, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
 }
-#endif
+// ---------------------------------------------------------------------------------------------------------
+// Persistent ping-pong variant (`pp`): one block per SM walks the output tiles, N fastest (a 128-row block of A
+// is then read from memory once while W stays in L2). 384 threads: warpgroup 0 is the producer (one thread
+// issues TMA loads for every tile of the block, in order, into a STAGES-deep ring; the warpgroup gives up
+// registers), warpgroups 1 and 2 are consumers that take alternate tiles, each a whole 128 x 128 tile (two
+// m64n128k16 per k16 step, 128 f32 accumulators per thread), so one consumer's epilogue runs while the other's
+// wgmma keep the tensor cores busy. The ring is shared in fill order: the block's i-th tile uses fills
+// [i·KT, (i+1)·KT) (KT = k tiles), stage = fill % STAGES, phase parity = (fill / STAGES) & 1. Each consumer
+// parks its accumulators in its own shared f32 buffer, 32 columns at a time, for a coalesced epilogue.
+// Launch: grid min(#tiles, #SMs), block 384, shared g90_pp_smem_bytes (launcher: STAGES·32 KiB + 40 KiB + 1 KiB + barriers).
+// ---------------------------------------------------------------------------------------------------------
+#define PP_LDP 40  // park row stride in floats: 32 columns + 8, so a half-warp's 8-byte stores hit 32 distinct banks
+
+struct __align__(8) F2 {
+    float x, y;
+};
+
+// Epilogue of one consumer's 128 x 128 tile: acc[h2] holds rows [64·h2, 64·h2 + 64) in the m64n128 layout.
+template <class T>
+DEVI void g90_pp_epilogue(float (&acc)[2][64], float* park, int ct, int bar, int m0, int n0, int M, int N, int ldr,
+                          int ldc, const T* bias, const T* residual, const T* layer_scale, T* C, int act) {
+    int warp = ct >> 5, g = (ct & 31) >> 2, t = ct & 3;
+    UNROLL for (int c = 0; c < 4; ++c) {
+        named_barrier_sync(bar, 128);  // this warpgroup's walk of the previous chunk has read the buffer
+        UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int q = 0; q < 4; ++q) UNROLL for (int h = 0; h < 2; ++h) {
+            int reg = 4 * (4 * c + q) + 2 * h;
+            F2 v;
+            v.x = acc[h2][reg];
+            v.y = acc[h2][reg + 1];
+            *reinterpret_cast<F2*>(park + (64 * h2 + 16 * warp + g + 8 * h) * PP_LDP + 8 * q + 2 * t) = v;
+        }
+        named_barrier_sync(bar, 128);
+        g90_store<T, PP_LDP, 32>(park, ct, 128, m0, n0 + 32 * c, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
+    }
+}
+
+template <class T, int STAGES>
+DEVI void g90_pp_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap, const TmaMap* wmap, const T* bias,
+                      const T* residual, const T* layer_scale, T* C, int act) {
+    constexpr int TILE_BYTES = 128 * 128, STAGE_BYTES = 2 * TILE_BYTES, PARK_BYTES = 128 * PP_LDP * 4;
+    char* raw = DYN_SMEM(char);
+    char* smem = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
+    float* park0 = reinterpret_cast<float*>(smem + STAGES * STAGE_BYTES);
+    u32 full0 = smem_addr(smem + STAGES * STAGE_BYTES + 2 * PARK_BYTES), empty0 = full0 + 8 * STAGES;
+    int ntn = ceil_div(N, 128), ntiles = ceil_div(M, 128) * ntn, ktiles = ceil_div(K, G90_BK);
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(full0 + 8 * s, 1);   // the producer's expect_tx, then the tile's bytes
+            mbar_init(empty0 + 8 * s, 1);  // the consumer that read the stage
+        }
+        fence_mbarrier_init();
+    }
+    __syncthreads();
+    int wg = threadIdx.x >> 7;
+    if (wg == 0) {
+        setmaxnreg_dec<40>();
+        if (threadIdx.x == 0) {
+            int fill = 0;
+            for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x)
+                g90_produce_tile<STAGES, TILE_BYTES, STAGE_BYTES>(fill, ktiles, smem, full0, empty0, amap, wmap,
+                                                                  (tile / ntn) * 128, (tile % ntn) * 128);
+        }
+        return;  // no barrier of the whole block follows
+    }
+    setmaxnreg_inc<232>();
+    int cw = wg - 1, ct = threadIdx.x & 127;
+    float* park = park0 + cw * 128 * PP_LDP;
+    float acc[2][64];
+    for (int i = cw, tile = blockIdx.x + cw * gridDim.x; tile < ntiles; i += 2, tile += 2 * gridDim.x) {
+        UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int e = 0; e < 64; ++e) acc[h2][e] = 0.0f;
+        int fill0 = i * ktiles;
+        for (int kt = 0; kt < ktiles; ++kt) {
+            int fill = fill0 + kt, s = fill % STAGES;
+            mbar_wait(full0 + 8 * s, (fill / STAGES) & 1);
+            const char* st = smem + s * STAGE_BYTES;
+            unsigned long long da = wgmma_desc_sw128(st), db = wgmma_desc_sw128(st + TILE_BYTES);
+            wgmma_fence();
+            UNROLL for (int kk = 0; kk < G90_BK / 16; ++kk) UNROLL for (int h2 = 0; h2 < 2; ++h2)
+                wgmma_m64n128k16<T>(acc[h2], da + (unsigned long long)(h2 * 64 * 128 / 16) + 2 * kk, db + 2 * kk);
+            wgmma_commit();
+            wgmma_wait<1>();  // the previous k tile's group has retired: its stage may be refilled
+            if (kt > 0 && ct == 0) mbar_arrive(empty0 + 8 * ((fill - 1) % STAGES));
+        }
+        wgmma_wait<0>();
+        if (ct == 0) mbar_arrive(empty0 + 8 * ((fill0 + ktiles - 1) % STAGES));
+        UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int e = 0; e < 64; ++e) wgmma_pin(acc[h2][e]);
+        g90_pp_epilogue<T>(acc, park, ct, 2 + cw, (tile / ntn) * 128, (tile % ntn) * 128, M, N, ldr, ldc, bias,
+                           residual, layer_scale, C, act);
+    }
+}
 
 // Variants: BN x STAGES (n128s3: 97 KiB of shared memory, two blocks per SM, each tile's wgmma retired before
 // the next; n128s4: 129 KiB, one block, one wgmma group in flight; n256s4: 193 KiB, one block, in flight).
@@ -392,4 +403,15 @@ extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_f16(i
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
         const f16_t* layer_scale, f16_t* C, int act) {
     g90_tma_body<f16_t, 128, 3, true>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+}
+// Persistent ping-pong variant (384 threads, one block per SM, grid min(#tiles, #SMs)): pp_n128s5, 201 KiB.
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
+        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
+        const bf16_t* layer_scale, bf16_t* C, int act) {
+    g90_pp_body<bf16_t, 5>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+}
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_f16(int M, int N, int K, int ldr, int ldc,
+        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
+        const f16_t* layer_scale, f16_t* C, int act) {
+    g90_pp_body<f16_t, 5>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
 }

@@ -5,7 +5,8 @@
 #   2. `cpeal selftest --device cuda` (every kernel against its CPU reference; stops on failure),
 #   3. `cpeal bench-kernels --device cuda` (our GEMM on ViT-B/16 shapes) next to torch.matmul bf16 on the same
 #      shapes and a large bf16 matmul as the measured peak, in the same run on the same GPU,
-#   4. `cpeal bench --device cuda` against PyTorch eager when the binary has that subcommand (model level),
+#   4. `cpeal bench --device cuda` against PyTorch eager when the binary has that subcommand (model level), and
+#      ViT-B/16 at batch 256 with each GEMM variant of GPU_CHECK_VARIANTS forced (default: pp-n128s5),
 # and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md. Budget: under 8 minutes.
 #
 #   scripts/gpu-check.sh [path/to/cpeal] [batch]      (defaults: target/release/cpeal, 64)
@@ -120,6 +121,21 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
             done
         done
     } | tee "$WORK/models.md"
+    # Candidate GEMM variants at model level (ViT-B/16, batch 256), each forced through CPEAL_GEMM_SM90 and
+    # timed right after the automatic choice, so a variant that wins in bench-kernels shows what it does to a
+    # whole forward before it becomes the default.
+    {
+        echo
+        echo "| ViT-B/16 batch 256, GEMM variant | cpeal images/s |"
+        echo "|---|---|"
+        for variant in auto ${GPU_CHECK_VARIANTS:-pp-n128s5}; do
+            [[ $variant == auto ]] && env_var=() || env_var=(CPEAL_GEMM_SM90="$variant")
+            ips=$(env ${env_var[@]+"${env_var[@]}"} timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json 2>"$WORK/err.txt" \
+                | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")
+            [[ "$ips" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
+            echo "| $variant | $ips |"
+        done
+    } | tee -a "$WORK/models.md"
     MODEL_SECTION=$(cat "$WORK/models.md")
 fi
 

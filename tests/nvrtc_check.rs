@@ -21,7 +21,7 @@ fn archs() -> Vec<String> {
 fn a_real_kernel_file_compiles_and_reports_registers() {
     let src = sources::SOURCES.iter().find(|s| s.file == "softmax.cu").unwrap();
     for arch in archs() {
-        let reports = nvrtc_check::check_file(src.file, src.text, sources::COMMON, &arch).unwrap();
+        let reports = nvrtc_check::check_file(src.file, src.text, sources::HEADERS, &arch).unwrap();
         let names = cpeal::gpu::scan::kernel_names(src.text);
         assert_eq!(reports.len(), names.len(), "{}", nvrtc_check::table(&reports));
         for r in &reports {
@@ -33,7 +33,7 @@ fn a_real_kernel_file_compiles_and_reports_registers() {
 
 #[test]
 fn broken_kernel_fails_with_the_log() {
-    let err = nvrtc_check::check_file("broken.cu", BROKEN, sources::COMMON, "sm_80").unwrap_err().to_string();
+    let err = nvrtc_check::check_file("broken.cu", BROKEN, sources::HEADERS, "sm_80").unwrap_err().to_string();
     assert!(err.contains("broken.cu") && err.contains("undefined_helper"), "{err}");
     assert!(err.contains("broken.cu(4)"), "the log points at the line of the error: {err}");
 }

@@ -23,6 +23,7 @@ pub struct CudaRuntime {
     name: String,
     arch: String,
     max_smem_optin: i32,
+    sm_count: u32,
     functions: Mutex<HashMap<String, sys::CUfunction>>,
     modules: Mutex<HashMap<&'static str, sys::CUmodule>>,
     profiler: Option<Profiler>,
@@ -64,6 +65,7 @@ impl CudaRuntime {
         let major = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
         let minor = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
         let max_smem_optin = attr(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
+        let sm_count = attr(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as u32;
         if major < 8 {
             return Err(unavailable(format!("compute capability {major}.{minor}; the kernels need sm_80 or newer")));
         }
@@ -78,6 +80,7 @@ impl CudaRuntime {
             name: gpu,
             arch: format!("sm_{major}{minor}"),
             max_smem_optin,
+            sm_count,
             functions: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
             profiler: Profiler::from_env(),
@@ -130,7 +133,7 @@ impl CudaRuntime {
         let (maj, min) = nvrtc::load()?;
         let target = super::scan::nvrtc_target(src.file, &self.arch)
             .ok_or_else(|| Error::kernel(src.file, format!("has no code for {} (Hopper only)", self.arch)))?;
-        let text = sources::expand(src.file, src.text, sources::COMMON);
+        let text = sources::expand(src.file, src.text, sources::HEADERS);
         let key = sources::fnv1a(text.as_bytes());
         let stem = src.file.trim_end_matches(".cu");
         let path = cache_dir().map(|d| d.join(format!("{stem}-{target}-nvrtc{maj}.{min}-{key:016x}.cubin")));
@@ -167,6 +170,10 @@ impl Runtime for CudaRuntime {
 
     fn arch(&self) -> Option<String> {
         Some(self.arch.clone())
+    }
+
+    fn sm_count(&self) -> u32 {
+        self.sm_count
     }
 
     fn tensor_map_2d(&self, t: &TensorMapSpec) -> Result<[u64; 16]> {

@@ -5,7 +5,7 @@
 use std::ffi::c_void;
 
 use super::transfer::{Fill, Sink};
-use super::{LaunchConfig, Runtime};
+use super::{LaunchConfig, Runtime, TensorMapSpec};
 use crate::error::{Error, Result};
 
 pub struct EmuRuntime {
@@ -60,6 +60,20 @@ impl Runtime for EmuRuntime {
 
     fn is_emu(&self) -> bool {
         true
+    }
+
+    fn sm_count(&self) -> u32 {
+        3
+    }
+
+    /// The emulator's own tensor-map layout (read by `tma_load_2d` in `kernels/emu_sm90.h`): magic, base
+    /// address, rows, columns, row stride, box rows, box columns (64), element bytes (2).
+    fn tensor_map_2d(&self, t: &TensorMapSpec) -> Result<[u64; 16]> {
+        const MAGIC: u64 = u64::from_le_bytes(*b"CPEALTMA");
+        let mut words = [0u64; 16];
+        let fields = [MAGIC, t.ptr, t.rows as u64, t.cols as u64, t.ld as u64, t.box_rows as u64, 64, 2];
+        words[..fields.len()].copy_from_slice(&fields);
+        Ok(words)
     }
 
     fn alloc(&self, bytes: usize) -> Result<u64> {

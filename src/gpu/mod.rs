@@ -164,6 +164,8 @@ pub(crate) trait Runtime: Send + Sync {
     fn tensor_map_2d(&self, _map: &TensorMapSpec) -> Result<[u64; 16]> {
         Err(Error::invalid("tensor map", format!("{} has no tensor memory accelerator", self.name())))
     }
+    /// Streaming multiprocessors: the grid of a persistent kernel.
+    fn sm_count(&self) -> u32;
     fn alloc(&self, bytes: usize) -> Result<u64>;
     /// # Safety
     /// `ptr` came from `alloc(bytes)` of this runtime and is not used afterwards.
@@ -255,6 +257,17 @@ impl GpuDevice {
     /// The GPU's compute capability as `sm_XY`; None for the emulator.
     pub fn arch(&self) -> Option<String> {
         self.rt.arch()
+    }
+
+    /// Whether the Hopper kernels (`kernels/*_sm90.cu`) run here: on an sm_90 GPU, and in the emulator.
+    pub fn runs_hopper_kernels(&self) -> bool {
+        self.is_emu() || self.arch().as_deref() == Some("sm_90")
+    }
+
+    /// Streaming multiprocessors (the emulator reports 3, so that each block of a persistent kernel takes
+    /// several tiles in tests).
+    pub fn sm_count(&self) -> u32 {
+        self.rt.sm_count()
     }
 
     /// An uninitialised buffer of `len` elements.

@@ -26,34 +26,40 @@ impl KernelReport {
     }
 }
 
-/// Kernel files to check: (file name, source). From `dir` when given (its `common.cuh` too), else the sources
-/// embedded in this binary.
-pub fn load_sources(dir: Option<&Path>) -> Result<Vec<(String, String, String)>> {
+/// What `check_all` compiles: kernel files (name, source) and the headers they may include (name, text).
+pub struct CheckSet {
+    pub files: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Kernel files to check, from `dir` when given (its headers too, where present), else the sources embedded in
+/// this binary.
+pub fn load_sources(dir: Option<&Path>) -> Result<CheckSet> {
+    let embedded = || sources::HEADERS.iter().map(|(n, t)| (n.to_string(), t.to_string()));
     let Some(dir) = dir else {
-        return Ok(sources::SOURCES
-            .iter()
-            .map(|s| (s.file.to_string(), s.text.to_string(), sources::COMMON.to_string()))
-            .collect());
+        let files = sources::SOURCES.iter().map(|s| (s.file.to_string(), s.text.to_string())).collect();
+        return Ok(CheckSet { files, headers: embedded().collect() });
     };
-    let common = std::fs::read_to_string(dir.join("common.cuh")).unwrap_or_else(|_| sources::COMMON.to_string());
-    let mut files: Vec<_> = std::fs::read_dir(dir)
+    let headers = embedded().map(|(n, t)| (n.clone(), std::fs::read_to_string(dir.join(&n)).unwrap_or(t))).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "cu"))
         .collect();
-    files.sort();
-    files
+    paths.sort();
+    let files = paths
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-            Ok((p.file_name().unwrap_or_default().to_string_lossy().to_string(), text, common.clone()))
+            Ok((p.file_name().unwrap_or_default().to_string_lossy().to_string(), text))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok(CheckSet { files, headers })
 }
 
 /// Compile one file for `arch` and return one report per kernel; a compile error is `Error::Nvrtc` with the log.
-pub fn check_file(file: &str, text: &str, common: &str, arch: &str) -> Result<Vec<KernelReport>> {
-    let src = sources::expand(file, text, common);
+pub fn check_file(file: &str, text: &str, headers: &[(&str, &str)], arch: &str) -> Result<Vec<KernelReport>> {
+    let src = sources::expand(file, text, headers);
     let mut opts = nvrtc::base_options(arch);
     opts.push("--ptxas-options=-v".into());
     let compiled = nvrtc::compile_cubin(file, &src, &opts)?;
@@ -113,8 +119,10 @@ fn number_before(line: &str, marker: &str) -> u32 {
 
 /// Check every file for every arch (in parallel: NVRTC compiles independent programs concurrently); Ok(reports)
 /// when all compiled (spills are reported, not errors here), else the first error in file order.
-pub fn check_all(files: &[(String, String, String)], archs: &[String]) -> Result<Vec<KernelReport>> {
-    let jobs: Vec<(&(String, String, String), String)> = files
+pub fn check_all(set: &CheckSet, archs: &[String]) -> Result<Vec<KernelReport>> {
+    let headers: Vec<(&str, &str)> = set.headers.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let jobs: Vec<(&(String, String), String)> = set
+        .files
         .iter()
         .flat_map(|f| archs.iter().filter_map(move |a| scan::nvrtc_target(&f.0, a).map(|t| (f, t))))
         .collect();
@@ -126,8 +134,8 @@ pub fn check_all(files: &[(String, String, String)], archs: &[String]) -> Result
         for _ in 0..workers {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(((file, text, common), arch)) = jobs.get(i) else { break };
-                let r = check_file(file, text, common, arch);
+                let Some(((file, text), arch)) = jobs.get(i) else { break };
+                let r = check_file(file, text, &headers, arch);
                 slots.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
             });
         }

@@ -35,8 +35,9 @@ pub fn kernel_names(src: &str) -> Vec<String> {
     names
 }
 
-/// Files whose kernels run only on a GPU (Hopper instructions): named `*_sm90.cu`. The emulator skips them.
-pub fn is_gpu_only(file_name: &str) -> bool {
+/// Files of Hopper-only kernels (wgmma, TMA): named `*_sm90.cu`. NVRTC builds them for sm_90a only; the
+/// emulator runs them through its model of those instructions (`kernels/emu_sm90.h`).
+pub fn is_hopper_only(file_name: &str) -> bool {
     file_name.ends_with("_sm90.cu")
 }
 
@@ -44,7 +45,7 @@ pub fn is_gpu_only(file_name: &str) -> bool {
 /// code for that device: Hopper-only files compile for `sm_90a` (wgmma needs the arch-specific target) and only
 /// on sm_90; every other file compiles for the device's own arch.
 pub fn nvrtc_target(file_name: &str, arch: &str) -> Option<String> {
-    match (is_gpu_only(file_name), arch) {
+    match (is_hopper_only(file_name), arch) {
         (false, _) => Some(arch.to_string()),
         (true, "sm_90" | "sm_90a") => Some("sm_90a".to_string()),
         (true, _) => None,

@@ -215,7 +215,8 @@ fn gemm_cases(out: &mut Vec<Case>) {
     }
 }
 
-/// The wgmma GEMM variants, for sm_90 devices only (aligned shapes).
+/// The wgmma GEMM variants (aligned shapes), on sm_90 devices and the emulator. With the emulator's 3 SMs the
+/// 9-tile shape gives each persistent block three tiles, so both ping-pong consumers take turns on the ring.
 fn hopper_gemm_cases(out: &mut Vec<Case>) {
     for v in ops::gemm::SM90_VARIANTS {
         for (dt, shape) in GEMM_SHAPES.into_iter().filter(|(_, s)| s.2 % 8 == 0) {
@@ -430,14 +431,14 @@ fn pool_cases(out: &mut Vec<Case>) {
     }
 }
 
-/// Every case for `dev`, in a fixed order (the Hopper kernels only on an sm_90 device).
+/// Every case for `dev`, in a fixed order (the Hopper kernels on an sm_90 device and the emulator).
 pub fn cases(dev: &GpuDevice) -> Vec<Case> {
     let mut out = Vec::new();
     elementwise_cases(&mut out);
     layernorm_cases(&mut out);
     softmax_cases(&mut out);
     gemm_cases(&mut out);
-    if dev.arch().as_deref() == Some("sm_90") {
+    if dev.runs_hopper_kernels() {
         hopper_gemm_cases(&mut out);
     }
     attention_cases(&mut out);

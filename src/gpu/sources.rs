@@ -11,6 +11,10 @@ pub struct KernelSource {
 
 /// `kernels/common.cuh`, spliced into each file in place of its `#include "common.cuh"`.
 pub const COMMON: &str = include_str!("../../kernels/common.cuh");
+/// `kernels/hopper.cuh` (wgmma, TMA, mbarriers), included by the `*_sm90.cu` files after `common.cuh`.
+pub const HOPPER: &str = include_str!("../../kernels/hopper.cuh");
+/// The headers a kernel file may `#include`, by name. NVRTC gets no include path: `expand` splices them in.
+pub const HEADERS: &[(&str, &str)] = &[("common.cuh", COMMON), ("hopper.cuh", HOPPER)];
 
 macro_rules! kernel_sources {
     ($($file:literal),* $(,)?) => {
@@ -32,16 +36,19 @@ pub const SOURCES: &[KernelSource] = kernel_sources![
     "select.cu",
     "softmax.cu",
     "sync_probe.cu",
+    "sync_probe_sm90.cu",
     "tokens.cu",
 ];
 
-/// The source with `#include "common.cuh"` replaced by `common`, keeping line numbers in NVRTC logs right.
-pub fn expand(file: &str, text: &str, common: &str) -> String {
-    let mut out = String::with_capacity(text.len() + common.len() + 128);
+/// The source with each `#include "<name>"` of `headers` (name, text) replaced by the header's text, keeping
+/// line numbers in NVRTC logs right.
+pub fn expand(file: &str, text: &str, headers: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(text.len() + headers.iter().map(|h| h.1.len()).sum::<usize>() + 256);
     for (i, line) in text.lines().enumerate() {
-        if line.trim() == "#include \"common.cuh\"" {
-            out.push_str("#line 1 \"common.cuh\"\n");
-            out.push_str(common);
+        let included = line.trim().strip_prefix("#include \"").and_then(|r| r.strip_suffix('"'));
+        if let Some((name, header)) = included.and_then(|n| headers.iter().find(|h| h.0 == n)) {
+            out.push_str(&format!("#line 1 \"{name}\"\n"));
+            out.push_str(header);
             out.push_str(&format!("\n#line {} \"{file}\"\n", i + 2));
         } else {
             out.push_str(line);

@@ -21,32 +21,42 @@ pub enum GemmKernel {
     Sm90(Sm90Variant),
 }
 
-/// A `gemm_sm90.cu` kernel: block tile 128 x `bn`, a `stages`-deep operand pipeline, loaded by cp.async from
-/// every thread, or by the tensor memory accelerator from one producer thread (`tma`) whose warpgroup idles
-/// otherwise, or (`lean`) whose single warp follows the consumers.
+/// How a `gemm_sm90.cu` kernel feeds its wgmma.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sm90Feed {
+    /// cp.async from every thread (256 threads).
+    CpAsync,
+    /// The tensor memory accelerator, driven by one thread of a producer warpgroup that idles otherwise (384).
+    Tma,
+    /// TMA from one producer warp after the consumers (288 threads, two blocks per SM).
+    TmaLean,
+    /// Persistent ping-pong: one block per SM walks the tiles; a producer warpgroup feeds two consumer
+    /// warpgroups that take alternate 128 x 128 tiles, one's epilogue under the other's main loop (384).
+    PingPong,
+}
+
+/// A `gemm_sm90.cu` kernel: block tile 128 x `bn` (per consumer warpgroup for `PingPong`), a `stages`-deep
+/// operand pipeline, fed as `feed` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sm90Variant {
     pub bn: usize,
     pub stages: usize,
-    pub tma: bool,
-    pub lean: bool,
+    pub feed: Sm90Feed,
 }
 
 impl Sm90Variant {
-    const fn new(bn: usize, stages: usize, tma: bool) -> Self {
-        Sm90Variant { bn, stages, tma, lean: false }
+    const fn new(bn: usize, stages: usize, feed: Sm90Feed) -> Self {
+        Sm90Variant { bn, stages, feed }
     }
 
-    const fn lean(bn: usize, stages: usize) -> Self {
-        Sm90Variant { bn, stages, tma: true, lean: true }
-    }
-
-    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, …: the kernel name's middle and the `CPEAL_GEMM_SM90` value.
+    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`: the kernel name's middle and the `CPEAL_GEMM_SM90`
+    /// value.
     pub fn label(&self) -> String {
-        let prefix = match (self.tma, self.lean) {
-            (false, _) => "",
-            (true, false) => "tma-",
-            (true, true) => "tmaw-",
+        let prefix = match self.feed {
+            Sm90Feed::CpAsync => "",
+            Sm90Feed::Tma => "tma-",
+            Sm90Feed::TmaLean => "tmaw-",
+            Sm90Feed::PingPong => "pp-",
         };
         format!("{prefix}n{}s{}", self.bn, self.stages)
     }
@@ -56,27 +66,46 @@ impl Sm90Variant {
     }
 
     fn threads(&self) -> u32 {
-        match (self.tma, self.lean) {
-            (false, _) => 256,
-            (true, false) => 384,
-            (true, true) => 288,
+        match self.feed {
+            Sm90Feed::CpAsync => 256,
+            Sm90Feed::Tma | Sm90Feed::PingPong => 384,
+            Sm90Feed::TmaLean => 288,
         }
     }
 
-    /// Operand stages, 1 KiB to align the first tile to the swizzle period, and the TMA variants' barriers.
+    fn uses_tma(&self) -> bool {
+        self.feed != Sm90Feed::CpAsync
+    }
+
+    /// Operand stages, 1 KiB to align the first tile to the swizzle period, the TMA variants' two barriers per
+    /// stage, and the ping-pong consumers' epilogue buffers (128 rows x 40 f32 each, `PP_LDP`).
     fn shared_bytes(&self) -> u32 {
-        ((128 + self.bn) * 128 * self.stages + 1024 + if self.tma { 16 * self.stages } else { 0 }) as u32
+        let stages = (128 + self.bn) * 128 * self.stages + 1024;
+        let barriers = if self.uses_tma() { 16 * self.stages } else { 0 };
+        let park = if self.feed == Sm90Feed::PingPong { 2 * 128 * 40 * 4 } else { 0 };
+        (stages + barriers + park) as u32
+    }
+
+    /// Grid for an m x n output: one block per tile, or for the persistent kernel one per SM (at most one per
+    /// tile).
+    fn grid(&self, m: usize, n: usize, sm_count: u32) -> (usize, usize) {
+        let (tiles_n, tiles_m) = (n.div_ceil(self.bn), m.div_ceil(TILE));
+        match self.feed {
+            Sm90Feed::PingPong => ((tiles_n * tiles_m).min(sm_count as usize), 1),
+            _ => (tiles_n, tiles_m),
+        }
     }
 }
 
 /// The variants compiled in `gemm_sm90.cu`.
-pub const SM90_VARIANTS: [Sm90Variant; 6] = [
-    Sm90Variant::new(128, 3, false),
-    Sm90Variant::new(128, 4, false),
-    Sm90Variant::new(256, 4, false),
-    Sm90Variant::new(128, 5, true),
-    Sm90Variant::new(256, 3, true),
-    Sm90Variant::lean(128, 3),
+pub const SM90_VARIANTS: [Sm90Variant; 7] = [
+    Sm90Variant::new(128, 3, Sm90Feed::CpAsync),
+    Sm90Variant::new(128, 4, Sm90Feed::CpAsync),
+    Sm90Variant::new(256, 4, Sm90Feed::CpAsync),
+    Sm90Variant::new(128, 5, Sm90Feed::Tma),
+    Sm90Variant::new(256, 3, Sm90Feed::Tma),
+    Sm90Variant::new(128, 3, Sm90Feed::TmaLean),
+    Sm90Variant::new(128, 5, Sm90Feed::PingPong),
 ];
 
 /// The Hopper variant `Auto` picks for an m x n x k GEMM. Measured on an H100 (bench/results/gpu-check-*.md
@@ -94,7 +123,7 @@ fn auto_sm90(k: usize) -> Option<Sm90Variant> {
     if let Some(v) = forced {
         return *v;
     }
-    Some(if k >= 2048 { Sm90Variant::new(128, 5, true) } else { Sm90Variant::lean(128, 3) })
+    Some(if k >= 2048 { Sm90Variant::new(128, 5, Sm90Feed::Tma) } else { Sm90Variant::new(128, 3, Sm90Feed::TmaLean) })
 }
 
 /// The activation of the epilogue (the kernel's `act`).
@@ -179,10 +208,11 @@ impl<'a> Gemm<'a> {
     }
 
     /// The Hopper variant this GEMM runs on `dev`, or None for `gemm.cu`.
+    /// `Auto` keeps the emulator on `gemm.cu`; an explicit variant runs there too (the selftest's emulated cases).
     fn sm90_variant(&self, dev: &GpuDevice, dt: DType) -> Result<Option<Sm90Variant>> {
-        let hopper = dev.arch().as_deref() == Some("sm_90") && self.aligned();
+        let hopper = dev.runs_hopper_kernels() && self.aligned();
         Ok(match self.kernel {
-            GemmKernel::Auto => auto_sm90(self.k).filter(|_| hopper),
+            GemmKernel::Auto => auto_sm90(self.k).filter(|_| hopper && !dev.is_emu()),
             GemmKernel::Sm80 => None,
             GemmKernel::Sm90(v) => {
                 let name = v.kernel_name(dt);
@@ -190,7 +220,7 @@ impl<'a> Gemm<'a> {
                     return Err(Error::kernel(&name, "no such variant"));
                 }
                 if !hopper {
-                    return Err(Error::kernel(&name, "needs an sm_90 device and 16-byte aligned operands"));
+                    return Err(Error::kernel(&name, "needs an sm_90 device (or the emulator) and 16-byte aligned operands"));
                 }
                 Some(v)
             }
@@ -243,8 +273,12 @@ impl<'a> Gemm<'a> {
             }
         };
         self.check(&kernel, dt)?;
-        let grid_x = u32::try_from(self.n.div_ceil(tile_n)).map_err(|_| Error::kernel(&kernel, "N too large"))?;
-        let grid_y = u32::try_from(self.m.div_ceil(TILE)).ok().filter(|&g| g < 65536);
+        let (grid_x, grid_y) = match variant {
+            Some(v) => v.grid(self.m, self.n, dev.sm_count()),
+            None => (self.n.div_ceil(tile_n), self.m.div_ceil(TILE)),
+        };
+        let grid_x = u32::try_from(grid_x).map_err(|_| Error::kernel(&kernel, "N too large"))?;
+        let grid_y = u32::try_from(grid_y).ok().filter(|&g| g < 65536);
         let grid_y =
             grid_y.ok_or_else(|| Error::kernel(&kernel, format!("M = {} needs more than 65535 row tiles", self.m)))?;
         let cfg = LaunchConfig { grid: (grid_x, grid_y, 1), block: (threads, 1, 1), shared_bytes: smem };
@@ -252,7 +286,7 @@ impl<'a> Gemm<'a> {
         args.i32(int(&kernel, "M", self.m)?) //   int M
             .i32(int(&kernel, "N", self.n)?) //   int N
             .i32(int(&kernel, "K", self.k)?); //  int K
-        if let Some(v) = variant.filter(|v| v.tma) {
+        if let Some(v) = variant.filter(|v| v.uses_tma()) {
             let amap = dev.tensor_map_2d(self.a, self.m, self.k, self.lda, TILE)?;
             let wmap = dev.tensor_map_2d(self.w, self.n, self.k, self.ldw, v.bn)?;
             args.i32(int(&kernel, "ldr", self.ldr)?) // int ldr

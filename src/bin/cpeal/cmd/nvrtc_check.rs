@@ -17,9 +17,9 @@ pub struct Args {
 
 pub fn run(args: &Args) -> cpeal::Result<()> {
     let (major, minor) = cpeal::gpu::nvrtc::load()?;
-    let files = nvrtc_check::load_sources(args.kernels.as_deref())?;
-    println!("NVRTC {major}.{minor}, {} files, archs {}", files.len(), args.arch.join(","));
-    let reports = nvrtc_check::check_all(&files, &args.arch)?;
+    let set = nvrtc_check::load_sources(args.kernels.as_deref())?;
+    println!("NVRTC {major}.{minor}, {} files, archs {}", set.files.len(), args.arch.join(","));
+    let reports = nvrtc_check::check_all(&set, &args.arch)?;
     print!("{}", nvrtc_check::table(&reports));
     let spills: Vec<_> = reports.iter().filter(|r| r.spills()).map(|r| format!("{}@{}", r.kernel, r.arch)).collect();
     if !spills.is_empty() {

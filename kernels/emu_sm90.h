@@ -1,0 +1,244 @@
+// kernels/emu_sm90.h — the emulator's model of the Hopper features kernels/hopper.cuh wraps: shared-memory
+// addresses, mbarriers, bulk tensor copies (TMA), named barriers and wgmma. Included at the end of emu.h; see the
+// execution model there.
+#pragma once
+
+namespace cpeal_emu {
+
+// --- Hopper: shared-memory addresses ---------------------------------------------------------------------------
+// A shared-memory address is the offset into the block's dynamic shared memory (allocated 1024-byte aligned,
+// so the alignment arithmetic of the kernels holds as on the GPU).
+inline uint32_t smem_offset(const void* p) {
+    Block* b = cur_block;
+    const unsigned char* c = static_cast<const unsigned char*>(p);
+    if (!b->dyn_smem || c < b->dyn_smem || c > b->dyn_smem + b->dyn_bytes) {
+        fault("shared-memory address taken of a pointer outside dynamic shared memory");
+        return 0;
+    }
+    return uint32_t(c - b->dyn_smem);
+}
+inline unsigned char* smem_at(uint32_t addr, size_t bytes) {
+    Block* b = cur_block;
+    static thread_local unsigned char scratch[16];
+    if (size_t(addr) + bytes > b->dyn_bytes || bytes > sizeof scratch) {
+        fault("shared address %u (+%zu bytes) is outside the %zu bytes of dynamic shared memory", addr, bytes,
+              b->dyn_bytes);
+        return scratch;
+    }
+    return b->dyn_smem + addr;
+}
+// Byte address `lin` of a 128-byte-swizzled buffer: 16-byte chunk bits [4,7) XOR row-in-atom bits [7,10).
+inline uint32_t swizzle128(uint32_t lin) { return lin ^ (((lin >> 7) & 7u) << 4); }
+
+// --- Hopper: mbarriers ---------------------------------------------------------------------------------------------
+inline Mbar* find_mbar(Block* b, uint32_t addr, const char* what) {
+    auto it = b->mbars.find(addr);
+    if (it == b->mbars.end()) {
+        fault("%s on shared address %u, which holds no initialised mbarrier", what, addr);
+        return nullptr;
+    }
+    return &it->second;
+}
+inline void mbar_settle(Mbar& m) {
+    if (m.pending == 0 && m.tx == 0) {
+        m.phase ^= 1u;
+        m.pending = m.count;
+    }
+}
+inline void mbar_init(uint32_t addr, uint32_t count) {
+    if (addr % 8 != 0 || count == 0) fault("mbarrier.init at %u with count %u (needs 8-byte alignment, count > 0)", addr, count);
+    Mbar m;
+    m.count = m.pending = count;
+    cur_block->mbars[addr] = m;
+    cur_block->events++;
+}
+// An arrival, after adding `tx` expected transaction bytes (mbarrier.arrive.expect_tx).
+inline void mbar_arrive(uint32_t addr, int64_t tx) {
+    Block* b = cur_block;
+    Mbar* m = find_mbar(b, addr, "mbarrier.arrive");
+    if (!m) return;
+    if (m->pending == 0) {
+        fault("more arrivals on the mbarrier at %u than its count %u in one phase", addr, m->count);
+        return;
+    }
+    m->tx += tx;
+    m->pending--;
+    mbar_settle(*m);
+    b->events++;
+}
+inline void mbar_complete_tx(Block* b, uint32_t addr, int64_t bytes) {
+    Mbar* m = find_mbar(b, addr, "complete_tx of a bulk copy");
+    if (!m) return;
+    m->tx -= bytes;
+    mbar_settle(*m);
+    b->events++;
+}
+// mbarrier.try_wait.parity: whether the phase of this parity has completed.
+inline bool mbar_test(uint32_t addr, uint32_t parity) {
+    Mbar* m = find_mbar(cur_block, addr, "mbarrier.try_wait");
+    return !m || (m->phase & 1u) != (parity & 1u);
+}
+inline void mbar_wait(uint32_t addr, uint32_t parity) {
+    while (!mbar_test(addr, parity) && cur_block->fault.empty()) yield();
+}
+
+// --- Hopper: bulk tensor copies (TMA) --------------------------------------------------------------------------
+// The emulator's tensor map (what EmuRuntime::tensor_map_2d writes into the 128-byte CUtensorMap):
+// [0] kTmaMagic, [1] base address, [2] rows, [3] columns, [4] row stride (elements), [5] box rows,
+// [6] box columns, [7] element bytes. Boxes land in the 128-byte swizzle (one 128-byte row per box row).
+constexpr uint64_t kTmaMagic = 0x414d544c41455043ull;  // "CPEALTMA"
+inline void tma_load_2d(uint32_t dst, const void* map, int c0, int c1, uint32_t bar) {
+    BulkCopy c;
+    std::memcpy(c.map, map, sizeof c.map);
+    if (c.map[0] != kTmaMagic) fault("bulk tensor copy with a tensor map the emulator did not make");
+    if (dst % 1024 != 0) fault("128-byte-swizzled bulk copy to shared address %u, not 1024-byte aligned", dst);
+    if (c.map[6] * c.map[7] != 128) fault("bulk copy box rows of %llu bytes (the swizzle needs 128)",
+                                          (unsigned long long)(c.map[6] * c.map[7]));
+    c.dst = dst;
+    c.c0 = c0;
+    c.c1 = c1;
+    c.bar = bar;
+    cur_block->bulk.push_back(c);
+}
+// Land the copies issued during the last scheduler pass (zero fill outside the matrix, as the hardware does).
+inline void land_bulk_copies(Block& b) {
+    for (const BulkCopy& c : b.bulk) {
+        const unsigned char* base = reinterpret_cast<const unsigned char*>(c.map[1]);
+        long rows = long(c.map[2]), cols = long(c.map[3]), ld = long(c.map[4]);
+        long box_rows = long(c.map[5]), box_cols = long(c.map[6]), esz = long(c.map[7]);
+        for (long r = 0; r < box_rows; ++r)
+            for (long j = 0; j < box_cols; ++j) {
+                long gr = c.c1 + r, gc = c.c0 + j;
+                uint32_t phys = swizzle128(uint32_t(c.dst + r * 128 + j * esz));
+                unsigned char* dst = smem_at(phys, size_t(esz));
+                if (gr >= 0 && gr < rows && gc >= 0 && gc < cols)
+                    std::memcpy(dst, base + (gr * ld + gc) * esz, size_t(esz));
+                else
+                    std::memset(dst, 0, size_t(esz));
+            }
+        mbar_complete_tx(&b, c.bar, box_rows * 128);
+    }
+    b.bulk.clear();
+}
+
+// --- Hopper: named barriers (bar.sync id, n) ------------------------------------------------------------------
+inline void named_barrier(int id, int n) {
+    Block* b = cur_block;
+    if (id < 1 || id > 15 || n <= 0 || n % 32 != 0) {
+        fault("bar.sync %d, %d: id must be 1..15 (0 is __syncthreads) and the count a multiple of 32", id, n);
+        return;
+    }
+    if (b->nb_arrived[id] == 0) b->nb_count[id] = n;
+    else if (b->nb_count[id] != n) fault("bar.sync %d with %d threads while others wait for %d", id, n, b->nb_count[id]);
+    unsigned g = b->nb_gen[id];
+    b->events++;
+    if (++b->nb_arrived[id] >= n) {
+        b->nb_arrived[id] = 0;
+        b->nb_gen[id]++;
+        return;
+    }
+    while (b->nb_gen[id] == g && b->fault.empty()) yield();
+}
+
+// --- Hopper: wgmma (warpgroup collective, operands from 128-byte-swizzled K-major shared tiles) ---------------
+inline WarpGroup& cur_wg() { return cur_block->wgs[cur_thread->linear >> 7]; }
+inline void wgmma_issue(float* d, int n, uint64_t da, uint64_t db, int dtype) {
+    Thread* t = cur_thread;
+    WarpGroup& g = cur_wg();
+    long idx = t->wgmma_issued++;
+    WgmmaOp& op = g.ops[idx];
+    if (op.issued == 0) {
+        op.da = da, op.db = db, op.n = n, op.dtype = dtype, op.group = t->wgmma_group;
+    } else if (op.da != da || op.db != db || op.n != n || op.dtype != dtype || op.group != t->wgmma_group) {
+        fault("wgmma #%ld of warpgroup %d: its threads disagree on the descriptors, shape or group", idx,
+              t->linear >> 7);
+    }
+    op.d[t->linear & 127] = d;
+    op.issued++;
+}
+inline void wgmma_commit() { cur_thread->wgmma_group++; }
+// Element (r, k) of a K-major operand in the 128-byte swizzle: rows of 64 elements, 8-row atoms `sbo` apart.
+inline float wgmma_operand(uint64_t desc, int r, int k, int dtype) {
+    uint32_t start = uint32_t(desc & 0x3FFFu) << 4, sbo = uint32_t((desc >> 32) & 0x3FFFu) << 4;
+    if ((desc >> 62) != 1) fault("wgmma descriptor with swizzle mode %u (the emulator models 128-byte only)",
+                                 unsigned(desc >> 62));
+    uint32_t lin = start + uint32_t(r >> 3) * sbo + uint32_t(r & 7) * 128 + uint32_t(k) * 2;
+    uint16_t bits;
+    std::memcpy(&bits, smem_at(swizzle128(lin), 2), 2);
+    return dtype == 0 ? bf16_bits_to_f32(bits) : f16_bits_to_f32(bits);
+}
+// D[64 x n] += A[64 x 16] · B[n x 16]ᵀ for all 128 threads. Register 4q + 2h + e of thread (warp w, lane l)
+// holds row 16w + l/4 + 8h, column 8q + 2(l%4) + e.
+inline void wgmma_execute(const WgmmaOp& op) {
+    float a[64][16];
+    for (int r = 0; r < 64; ++r)
+        for (int k = 0; k < 16; ++k) a[r][k] = wgmma_operand(op.da, r, k, op.dtype);
+    std::vector<float> bt(size_t(op.n) * 16);
+    for (int c = 0; c < op.n; ++c)
+        for (int k = 0; k < 16; ++k) bt[size_t(c) * 16 + k] = wgmma_operand(op.db, c, k, op.dtype);
+    for (int l = 0; l < 128; ++l) {
+        int w = l >> 5, lane = l & 31;
+        for (int i = 0; i < op.n / 2; ++i) {
+            int q = i >> 2, h = (i >> 1) & 1, e = i & 1;
+            int row = 16 * w + (lane >> 2) + 8 * h, col = 8 * q + 2 * (lane & 3) + e;
+            float s = 0.0f;
+            for (int k = 0; k < 16; ++k) s += a[row][k] * bt[size_t(col) * 16 + k];
+            op.d[l][i] += s;
+        }
+    }
+}
+// The interval of shared memory a K-major swizzled operand of `rows` rows covers (whole 128-byte rows).
+inline void wgmma_operand_span(uint64_t desc, int rows, uint32_t& lo, uint32_t& hi) {
+    uint32_t start = uint32_t(desc & 0x3FFFu) << 4, sbo = uint32_t((desc >> 32) & 0x3FFFu) << 4;
+    uint32_t first = start & ~127u, last = (start + uint32_t((rows - 1) >> 3) * sbo + uint32_t((rows - 1) & 7) * 128) & ~127u;
+    lo = first;
+    hi = last + 128;
+}
+// An asynchronous write (a bulk copy or a cp.async landing) into shared memory that a wgmma not yet retired
+// reads: a race on the GPU, a failed launch here.
+inline void check_async_write(Block& b, uint32_t lo, uint32_t hi, const char* what) {
+    for (size_t g = 0; g < b.wgs.size(); ++g)
+        for (const auto& [idx, op] : b.wgs[g].ops) {
+            uint32_t alo, ahi, blo, bhi;
+            wgmma_operand_span(op.da, 64, alo, ahi);
+            wgmma_operand_span(op.db, op.n, blo, bhi);
+            if ((lo < ahi && alo < hi) || (lo < bhi && blo < hi))
+                fault("%s writes shared bytes [%u, %u) that wgmma #%ld of warpgroup %zu still reads (released "
+                      "before wgmma.wait_group, or read before the copy's barrier)",
+                      what, lo, hi, idx, g);
+        }
+}
+inline void check_cp_async_write(const unsigned char* dst) {
+    Block* b = cur_block;
+    if (b->wgs.empty() || dst < b->dyn_smem || dst >= b->dyn_smem + b->dyn_bytes) return;
+    uint32_t at = uint32_t(dst - b->dyn_smem);
+    check_async_write(*b, at, at + 16, "a cp.async landing");
+}
+
+// wgmma.wait_group n: until every group but the n newest of this thread has retired (for the whole warpgroup).
+// wgmma retire only at the end of a scheduler pass (end_pass_sm90), so their operands stay in flight meanwhile.
+inline void wgmma_wait(int n) {
+    Thread* t = cur_thread;
+    long last = t->wgmma_group - 1 - n;
+    int wg = t->linear >> 7;
+    int members = std::min(128, int(cur_block->threads.size()) - wg * 128);
+    if (members != 128) fault("wgmma from warpgroup %d, which has %d threads, not 128", wg, members);
+    WarpGroup& g = cur_wg();
+    while (!g.ops.empty() && g.ops.begin()->second.group <= last && cur_block->fault.empty()) yield();
+}
+
+// After each scheduler pass: bulk copies issued in the pass must not land on in-flight wgmma operands; then every
+// wgmma all 128 threads have issued retires (reading its operands now, the latest the hardware could), then the
+// copies land.
+inline void end_pass_sm90(Block& b) {
+    for (const BulkCopy& c : b.bulk) check_async_write(b, c.dst, c.dst + uint32_t(c.map[5]) * 128, "a bulk tensor copy");
+    for (WarpGroup& g : b.wgs)
+        while (!g.ops.empty() && g.ops.begin()->second.issued == 128) {
+            wgmma_execute(g.ops.begin()->second);
+            g.ops.erase(g.ops.begin());
+            b.events++;
+        }
+    land_bulk_copies(b);
+}
+
+}  // namespace cpeal_emu

@@ -1,0 +1,131 @@
+// kernels/hopper.cuh — Hopper (sm_90a) helpers for the `*_sm90.cu` files, after common.cuh: wgmma on
+// 128-byte-swizzled K-major shared tiles, mbarriers, bulk tensor copies (TMA), named barriers, register
+// reallocation. Inline PTX on the GPU; under CPEAL_EMU the model in emu_sm90.h, so the same kernels run (and are
+// tested) on the CPU.
+#pragma once
+
+// A CUtensorMap, passed by value as a __grid_constant__ kernel parameter (the emulator writes its own layout).
+struct __align__(64) TmaMap {
+    unsigned long long v[16];
+};
+
+// Shared-memory matrix descriptor for a K-major tile in the 128-byte swizzle: start address, leading byte offset
+// (unused by this layout; 1 by convention), stride byte offset 1024 (next group of 8 rows), swizzle mode 1.
+// Adding 2 advances the start by 32 bytes (one k16 step inside the swizzled row; the field is in 16-byte units).
+DEVI unsigned long long wgmma_desc_sw128(const void* tile) {
+    unsigned long long addr = smem_addr(tile);
+    return ((addr & 0x3FFFFull) >> 4) | (1ull << 16) | ((1024ull >> 4) << 32) | (1ull << 62);
+}
+
+#ifdef CPEAL_EMU
+DEVI void wgmma_fence() {}
+DEVI void wgmma_commit() { cpeal_emu::wgmma_commit(); }
+template <int N>
+DEVI void wgmma_wait() {
+    cpeal_emu::wgmma_wait(N);
+}
+DEVI void fence_proxy_async() {}
+DEVI void wgmma_pin(float&) {}
+template <class T>
+DEVI void wgmma_m64n128k16(float (&d)[64], unsigned long long da, unsigned long long db) {
+    cpeal_emu::wgmma_issue(d, 128, da, db, std::is_same<T, f16_t>::value ? 1 : 0);
+}
+DEVI void mbar_init(u32 bar, u32 count) { cpeal_emu::mbar_init(bar, count); }
+DEVI void fence_mbarrier_init() {}
+DEVI void mbar_expect_tx(u32 bar, u32 bytes) { cpeal_emu::mbar_arrive(bar, bytes); }
+DEVI void mbar_arrive(u32 bar) { cpeal_emu::mbar_arrive(bar, 0); }
+DEVI void mbar_wait(u32 bar, u32 parity) { cpeal_emu::mbar_wait(bar, parity); }
+DEVI void tma_load_2d(u32 dst, const TmaMap* map, int c0, int c1, u32 bar) {
+    cpeal_emu::tma_load_2d(dst, map, c0, c1, bar);
+}
+DEVI void named_barrier_sync(int id, int nthreads) { cpeal_emu::named_barrier(id, nthreads); }
+template <int REGS>
+DEVI void setmaxnreg_inc() {}
+template <int REGS>
+DEVI void setmaxnreg_dec() {}
+#else
+DEVI void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+DEVI void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+DEVI void wgmma_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// cp.async and ordinary stores write shared memory through the generic proxy; wgmma and TMA use the async proxy.
+DEVI void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Keeps the compiler from moving accumulator accesses across an in-flight wgmma.
+DEVI void wgmma_pin(float& x) { asm volatile("" : "+f"(x)::"memory"); }
+
+#define CPEAL_WGMMA_N128(TYPE)                                                                                        \
+    asm volatile(                                                                                                     \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                                  \
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " "                                             \
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "  \
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "   \
+        "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "        \
+        "%64, %65, p, 1, 1, 0, 0;\n}\n"                                                                               \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),             \
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),       \
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),     \
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),     \
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),     \
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),     \
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),     \
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])      \
+        : "l"(da), "l"(db), "r"(1))
+
+// D[64 x 128] (f32, in registers) += A[64 x 16] · B[128 x 16]ᵀ, both operands in shared memory.
+template <class T>
+DEVI void wgmma_m64n128k16(float (&d)[64], unsigned long long da, unsigned long long db);
+template <>
+DEVI void wgmma_m64n128k16<bf16_t>(float (&d)[64], unsigned long long da, unsigned long long db) {
+    CPEAL_WGMMA_N128("bf16");
+}
+template <>
+DEVI void wgmma_m64n128k16<f16_t>(float (&d)[64], unsigned long long da, unsigned long long db) {
+    CPEAL_WGMMA_N128("f16");
+}
+#undef CPEAL_WGMMA_N128
+
+DEVI void mbar_init(u32 bar, u32 count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+// Makes initialised mbarriers visible to the async proxy (TMA) and the other threads.
+DEVI void fence_mbarrier_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+// One arrival that also expects `bytes` of bulk-copy transactions in this phase.
+DEVI void mbar_expect_tx(u32 bar, u32 bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+DEVI void mbar_arrive(u32 bar) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory"); }
+// Until the phase of this parity has completed.
+DEVI void mbar_wait(u32 bar, u32 parity) {
+    u32 done;
+    do {
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+// Box (c0 = column, c1 = row) of the matrix `map` describes into shared memory at dst; completes on bar.
+DEVI void tma_load_2d(u32 dst, const TmaMap* map, int c0, int c1, u32 bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+            dst),
+        "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+}
+// bar.sync on named barrier `id` (1..15; 0 is __syncthreads) for `nthreads` threads (a multiple of 32).
+DEVI void named_barrier_sync(int id, int nthreads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
+}
+// Register reallocation between warpgroups (needs __launch_bounds__(threads, 1); every thread of the warpgroup).
+template <int REGS>
+DEVI void setmaxnreg_inc() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(REGS));
+}
+template <int REGS>
+DEVI void setmaxnreg_dec() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(REGS));
+}
+#endif

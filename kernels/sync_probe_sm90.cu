@@ -1,0 +1,63 @@
+// kernels/sync_probe_sm90.cu — proves the emulator's Hopper model (emu_sm90.h) the way sync_probe.cu proves the
+// rest: out[64 x 128] = A[64 x K] · W[128 x K]ᵀ (f32) through a two-stage TMA ring into one consumer
+// warpgroup's wgmma, with `mode` breaking it the ways such pipelines break:
+//   0  correct;
+//   1  the consumer reads a stage without waiting on its full barrier;
+//   2  the consumer releases a stage before the wgmma reading it has retired;
+//   3  the accumulators are stored without wgmma.wait_group 0;
+//   4  the mbarriers are never initialised.
+// On a GPU modes 1-4 are races or undefined behaviour; under emu each fails the launch (tests/gpu_emu_sm90.rs).
+// Launch: grid 1, block 160 (warpgroup 0 consumes, warp 4 produces), shared 2·(8 + 16) KiB + 1 KiB + 32 bytes;
+// K a multiple of 64; amap boxes 64 rows, wmap boxes 128 rows. ptxas warns (C7518) that the mode branches
+// serialise its wgmma: a probe of semantics, not of speed.
+#include "common.cuh"
+#include "hopper.cuh"
+
+extern "C" __global__ void __launch_bounds__(160) probe_wgmma_ring_bf16(int K, const __grid_constant__ TmaMap amap,
+        const __grid_constant__ TmaMap wmap, float* out, int mode) {
+    constexpr int A_BYTES = 64 * 128, STAGE_BYTES = A_BYTES + 128 * 128;
+    char* raw = DYN_SMEM(char);
+    char* smem = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
+    u32 full0 = smem_addr(smem + 2 * STAGE_BYTES), empty0 = full0 + 16;
+    int ktiles = K / 64;
+    if (threadIdx.x == 0 && mode != 4) {
+        for (int s = 0; s < 2; ++s) {
+            mbar_init(full0 + 8 * s, 1);
+            mbar_init(empty0 + 8 * s, 1);
+        }
+        fence_mbarrier_init();
+    }
+    __syncthreads();
+    if (threadIdx.x >= 128) {
+        if (threadIdx.x == 128) {
+            for (int kt = 0; kt < ktiles; ++kt) {
+                int s = kt & 1;
+                if (kt >= 2) mbar_wait(empty0 + 8 * s, ((kt >> 1) - 1) & 1);
+                u32 full = full0 + 8 * s, dst = smem_addr(smem + s * STAGE_BYTES);
+                mbar_expect_tx(full, STAGE_BYTES);
+                tma_load_2d(dst, &amap, kt * 64, 0, full);
+                tma_load_2d(dst + A_BYTES, &wmap, kt * 64, 0, full);
+            }
+        }
+        return;
+    }
+    float acc[64];
+    UNROLL for (int e = 0; e < 64; ++e) acc[e] = 0.0f;
+    for (int kt = 0; kt < ktiles; ++kt) {
+        int s = kt & 1;
+        if (mode != 1) mbar_wait(full0 + 8 * s, (kt >> 1) & 1);
+        const char* st = smem + s * STAGE_BYTES;
+        unsigned long long da = wgmma_desc_sw128(st), db = wgmma_desc_sw128(st + A_BYTES);
+        wgmma_fence();
+        UNROLL for (int kk = 0; kk < 4; ++kk) wgmma_m64n128k16<bf16_t>(acc, da + 2 * kk, db + 2 * kk);
+        wgmma_commit();
+        if (mode == 2 && threadIdx.x == 0) mbar_arrive(empty0 + 8 * s);  // this stage, its group still in flight
+        wgmma_wait<1>();  // the previous k tile's group has retired: its stage may be refilled
+        if (mode != 2 && kt > 0 && threadIdx.x == 0) mbar_arrive(empty0 + 8 * (s ^ 1));
+    }
+    if (mode != 3) wgmma_wait<0>();
+    UNROLL for (int e = 0; e < 64; ++e) wgmma_pin(acc[e]);
+    int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+    UNROLL for (int q = 0; q < 16; ++q) UNROLL for (int h = 0; h < 2; ++h) UNROLL for (int e = 0; e < 2; ++e)
+        out[(16 * warp + g + 8 * h) * 128 + 8 * q + 2 * t + e] = acc[4 * q + 2 * h + e];
+}

@@ -1,0 +1,85 @@
+//! The emulator's model of Hopper (wgmma, TMA, mbarriers; `kernels/emu_sm90.h`) through
+//! `kernels/sync_probe_sm90.cu`: a correct TMA → wgmma ring reproduces A·Wᵀ, and each way of breaking the ring
+//! (no wait on the full barrier, a stage released before its wgmma retired, accumulators read without
+//! wgmma.wait_group, barriers never initialised) fails the launch with a message naming the fault.
+#![cfg(feature = "cuda-emu")]
+
+use cpeal::gpu::{selftest, DType, GpuDevice, KernelArgs, LaunchConfig};
+use rand::{Rng, SeedableRng};
+
+const K: usize = 512;
+
+enum Mode {
+    Correct = 0,
+    NoFullWait = 1,
+    EarlyRelease = 2,
+    NoWgmmaWait = 3,
+    NoBarrierInit = 4,
+}
+
+/// Runs the probe; Ok(out, reference) or the launch's error message.
+fn probe(mode: Mode) -> Result<(Vec<f32>, Vec<f64>), String> {
+    let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let a: Vec<f32> = DType::Bf16.round(&(0..64 * K).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>());
+    let w: Vec<f32> = DType::Bf16.round(&(0..128 * K).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>());
+    let want: Vec<f64> = (0..64 * 128)
+        .map(|i| (0..K).map(|k| a[(i / 128) * K + k] as f64 * w[(i % 128) * K + k] as f64).sum())
+        .collect();
+    let ab = dev.upload(&a, DType::Bf16).unwrap();
+    let wb = dev.upload(&w, DType::Bf16).unwrap();
+    let out = selftest::poisoned(&dev, DType::F32, 64 * 128).unwrap();
+    let amap = dev.tensor_map_2d(&ab, 64, K, K, 64).unwrap();
+    let wmap = dev.tensor_map_2d(&wb, 128, K, K, 128).unwrap();
+    let mut args = KernelArgs::new();
+    args.i32(K as i32) // int K
+        .tensor_map(&amap) // TmaMap amap
+        .tensor_map(&wmap) // TmaMap wmap
+        .buf(&out) //         float* out
+        .i32(mode as i32); // int mode
+    let cfg = LaunchConfig { grid: (1, 1, 1), block: (160, 1, 1), shared_bytes: 2 * 24576 + 1024 + 32 };
+    // SAFETY: probe_wgmma_ring_bf16(int K, TmaMap amap, TmaMap wmap, float* out, int mode): the maps describe
+    // a [64, K] and a [128, K] bf16 matrix that live until the launch returns; out holds 64 x 128 floats.
+    unsafe { dev.launch("probe_wgmma_ring_bf16", cfg, &mut args) }.map_err(|e| e.to_string())?;
+    Ok((dev.download(&out).unwrap(), want))
+}
+
+fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+    let num: f64 = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).powi(2)).sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    (num / den).sqrt()
+}
+
+#[test]
+fn a_correct_tma_wgmma_ring_computes_a_times_w_transposed() {
+    let (got, want) = probe(Mode::Correct).unwrap();
+    let e = rel_err(&got, &want);
+    assert!(e < 1e-5, "rel. error {e:.2e}");
+}
+
+/// The race detector's message: a copy landed on the operands of a wgmma in flight.
+const RACE: &str = "still reads";
+
+#[test]
+fn reading_a_stage_before_its_full_barrier_fails_the_launch() {
+    let msg = probe(Mode::NoFullWait).unwrap_err();
+    assert!(msg.contains(RACE), "{msg}");
+}
+
+#[test]
+fn releasing_a_stage_before_its_wgmma_retired_fails_the_launch() {
+    let msg = probe(Mode::EarlyRelease).unwrap_err();
+    assert!(msg.contains(RACE), "{msg}");
+}
+
+#[test]
+fn storing_accumulators_without_wgmma_wait_fails_the_launch() {
+    let msg = probe(Mode::NoWgmmaWait).unwrap_err();
+    assert!(msg.contains("wgmma in flight"), "{msg}");
+}
+
+#[test]
+fn an_uninitialised_mbarrier_fails_the_launch() {
+    let msg = probe(Mode::NoBarrierInit).unwrap_err();
+    assert!(msg.contains("no initialised mbarrier"), "{msg}");
+}
