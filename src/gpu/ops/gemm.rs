@@ -220,7 +220,10 @@ impl<'a> Gemm<'a> {
                     return Err(Error::kernel(&name, "no such variant"));
                 }
                 if !hopper {
-                    return Err(Error::kernel(&name, "needs an sm_90 device (or the emulator) and 16-byte aligned operands"));
+                    return Err(Error::kernel(
+                        &name,
+                        "needs an sm_90 device (or the emulator) and 16-byte aligned operands",
+                    ));
                 }
                 Some(v)
             }
