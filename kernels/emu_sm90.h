@@ -121,8 +121,9 @@ inline void land_bulk_copies(Block& b) {
     b.bulk.clear();
 }
 
-// --- Hopper: named barriers (bar.sync id, n) ------------------------------------------------------------------
-inline void named_barrier(int id, int n) {
+// --- Hopper: named barriers (bar.sync / bar.arrive id, n) -----------------------------------------------------
+// One arrival at barrier `id` of `n` threads; bar.sync (`wait`) then waits for the barrier to complete.
+inline void named_barrier(int id, int n, bool wait) {
     Block* b = cur_block;
     if (id < 1 || id > 15 || n <= 0 || n % 32 != 0) {
         fault("bar.sync %d, %d: id must be 1..15 (0 is __syncthreads) and the count a multiple of 32", id, n);
@@ -137,7 +138,7 @@ inline void named_barrier(int id, int n) {
         b->nb_gen[id]++;
         return;
     }
-    while (b->nb_gen[id] == g && b->fault.empty()) yield();
+    while (wait && b->nb_gen[id] == g && b->fault.empty()) yield();
 }
 
 // --- Hopper: wgmma (warpgroup collective, operands from 128-byte-swizzled K-major shared tiles) ---------------

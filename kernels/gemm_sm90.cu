@@ -290,7 +290,10 @@ DEVI void g90_pp_epilogue(float (&acc)[2][64], float* park, int ct, int bar, int
     }
 }
 
-template <class T, int STAGES>
+// ORDERED: the consumers' main loops take turns (named barriers 4 and 5: consumer c waits on 4 + c until the
+// other has finished the main loop of the tile before), so each has the tensor cores to itself while the
+// other runs its epilogue; otherwise they run as the ring's fill order lets them.
+template <class T, int STAGES, bool ORDERED>
 DEVI void g90_pp_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap, const TmaMap* wmap, const T* bias,
                       const T* residual, const T* layer_scale, T* C, int act) {
     constexpr int TILE_BYTES = 128 * 128, STAGE_BYTES = 2 * TILE_BYTES, PARK_BYTES = 128 * PP_LDP * 4;
@@ -322,8 +325,10 @@ DEVI void g90_pp_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap,
     int cw = wg - 1, ct = threadIdx.x & 127;
     float* park = park0 + cw * 128 * PP_LDP;
     float acc[2][64];
+    int mine = ceil_div(ntiles - (int)blockIdx.x, (int)gridDim.x);  // tiles of this block
     for (int i = cw, tile = blockIdx.x + cw * gridDim.x; tile < ntiles; i += 2, tile += 2 * gridDim.x) {
         UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int e = 0; e < 64; ++e) acc[h2][e] = 0.0f;
+        if (ORDERED && i > 0) named_barrier_sync(4 + cw, 256);  // the other consumer's main loop of tile i-1 is done
         int fill0 = i * ktiles;
         for (int kt = 0; kt < ktiles; ++kt) {
             int fill = fill0 + kt, s = fill % STAGES;
@@ -339,6 +344,7 @@ DEVI void g90_pp_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap,
         }
         wgmma_wait<0>();
         if (ct == 0) mbar_arrive(empty0 + 8 * ((fill0 + ktiles - 1) % STAGES));
+        if (ORDERED && i + 1 < mine) named_barrier_arrive(5 - cw, 256);  // tile i+1's consumer may start
         UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int e = 0; e < 64; ++e) wgmma_pin(acc[h2][e]);
         g90_pp_epilogue<T>(acc, park, ct, 2 + cw, (tile / ntn) * 128, (tile % ntn) * 128, M, N, ldr, ldc, bias,
                            residual, layer_scale, C, act);
@@ -408,10 +414,21 @@ extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_f16(i
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
         const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_pp_body<bf16_t, 5>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+    g90_pp_body<bf16_t, 5, false>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
         const f16_t* layer_scale, f16_t* C, int act) {
-    g90_pp_body<f16_t, 5>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+    g90_pp_body<f16_t, 5, false>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+}
+// The same with the consumers' main loops in turn (ORDERED): ppo_n128s5.
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_ppo_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
+        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
+        const bf16_t* layer_scale, bf16_t* C, int act) {
+    g90_pp_body<bf16_t, 5, true>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+}
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_ppo_n128s5_f16(int M, int N, int K, int ldr, int ldc,
+        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
+        const f16_t* layer_scale, f16_t* C, int act) {
+    g90_pp_body<f16_t, 5, true>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
 }

@@ -38,7 +38,8 @@ DEVI void mbar_wait(u32 bar, u32 parity) { cpeal_emu::mbar_wait(bar, parity); }
 DEVI void tma_load_2d(u32 dst, const TmaMap* map, int c0, int c1, u32 bar) {
     cpeal_emu::tma_load_2d(dst, map, c0, c1, bar);
 }
-DEVI void named_barrier_sync(int id, int nthreads) { cpeal_emu::named_barrier(id, nthreads); }
+DEVI void named_barrier_sync(int id, int nthreads) { cpeal_emu::named_barrier(id, nthreads, true); }
+DEVI void named_barrier_arrive(int id, int nthreads) { cpeal_emu::named_barrier(id, nthreads, false); }
 template <int REGS>
 DEVI void setmaxnreg_inc() {}
 template <int REGS>
@@ -118,6 +119,10 @@ DEVI void tma_load_2d(u32 dst, const TmaMap* map, int c0, int c1, u32 bar) {
 // bar.sync on named barrier `id` (1..15; 0 is __syncthreads) for `nthreads` threads (a multiple of 32).
 DEVI void named_barrier_sync(int id, int nthreads) {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
+}
+// bar.arrive: counts towards the barrier's `nthreads` without waiting (pairs with other threads' bar.sync).
+DEVI void named_barrier_arrive(int id, int nthreads) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
 }
 // Register reallocation between warpgroups (needs __launch_bounds__(threads, 1); every thread of the warpgroup).
 template <int REGS>

@@ -6,7 +6,7 @@
 #   3. `cpeal bench-kernels --device cuda` (our GEMM on ViT-B/16 shapes) next to torch.matmul bf16 on the same
 #      shapes and a large bf16 matmul as the measured peak, in the same run on the same GPU,
 #   4. `cpeal bench --device cuda` against PyTorch eager when the binary has that subcommand (model level), and
-#      ViT-B/16 at batch 256 with each GEMM variant of GPU_CHECK_VARIANTS forced (default: pp-n128s5),
+#      ViT-B/16 at batch 256 with each GEMM variant of GPU_CHECK_VARIANTS forced (default: pp-n128s5, ppo-n128s5),
 # and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md. Budget: under 8 minutes.
 #
 #   scripts/gpu-check.sh [path/to/cpeal] [batch]      (defaults: target/release/cpeal, 64)
@@ -128,7 +128,7 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
         echo
         echo "| ViT-B/16 batch 256, GEMM variant | cpeal images/s |"
         echo "|---|---|"
-        for variant in auto ${GPU_CHECK_VARIANTS:-pp-n128s5}; do
+        for variant in auto ${GPU_CHECK_VARIANTS:-pp-n128s5 ppo-n128s5}; do
             [[ $variant == auto ]] && env_var=() || env_var=(CPEAL_GEMM_SM90="$variant")
             ips=$(env ${env_var[@]+"${env_var[@]}"} timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json 2>"$WORK/err.txt" \
                 | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")

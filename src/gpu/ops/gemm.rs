@@ -33,6 +33,8 @@ pub enum Sm90Feed {
     /// Persistent ping-pong: one block per SM walks the tiles; a producer warpgroup feeds two consumer
     /// warpgroups that take alternate 128 x 128 tiles, one's epilogue under the other's main loop (384).
     PingPong,
+    /// The same with the consumers' main loops taking turns on the tensor cores (named barriers).
+    PingPongOrdered,
 }
 
 /// A `gemm_sm90.cu` kernel: block tile 128 x `bn` (per consumer warpgroup for `PingPong`), a `stages`-deep
@@ -49,7 +51,7 @@ impl Sm90Variant {
         Sm90Variant { bn, stages, feed }
     }
 
-    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`: the kernel name's middle and the `CPEAL_GEMM_SM90`
+    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`, `ppo-n128s5`: the kernel name's middle and the `CPEAL_GEMM_SM90`
     /// value.
     pub fn label(&self) -> String {
         let prefix = match self.feed {
@@ -57,6 +59,7 @@ impl Sm90Variant {
             Sm90Feed::Tma => "tma-",
             Sm90Feed::TmaLean => "tmaw-",
             Sm90Feed::PingPong => "pp-",
+            Sm90Feed::PingPongOrdered => "ppo-",
         };
         format!("{prefix}n{}s{}", self.bn, self.stages)
     }
@@ -68,7 +71,7 @@ impl Sm90Variant {
     fn threads(&self) -> u32 {
         match self.feed {
             Sm90Feed::CpAsync => 256,
-            Sm90Feed::Tma | Sm90Feed::PingPong => 384,
+            Sm90Feed::Tma | Sm90Feed::PingPong | Sm90Feed::PingPongOrdered => 384,
             Sm90Feed::TmaLean => 288,
         }
     }
@@ -82,7 +85,7 @@ impl Sm90Variant {
     fn shared_bytes(&self) -> u32 {
         let stages = (128 + self.bn) * 128 * self.stages + 1024;
         let barriers = if self.uses_tma() { 16 * self.stages } else { 0 };
-        let park = if self.feed == Sm90Feed::PingPong { 2 * 128 * 40 * 4 } else { 0 };
+        let park = if self.persistent() { 2 * 128 * 40 * 4 } else { 0 };
         (stages + barriers + park) as u32
     }
 
@@ -90,15 +93,20 @@ impl Sm90Variant {
     /// tile).
     fn grid(&self, m: usize, n: usize, sm_count: u32) -> (usize, usize) {
         let (tiles_n, tiles_m) = (n.div_ceil(self.bn), m.div_ceil(TILE));
-        match self.feed {
-            Sm90Feed::PingPong => ((tiles_n * tiles_m).min(sm_count as usize), 1),
-            _ => (tiles_n, tiles_m),
+        if self.persistent() {
+            ((tiles_n * tiles_m).min(sm_count as usize), 1)
+        } else {
+            (tiles_n, tiles_m)
         }
+    }
+
+    fn persistent(&self) -> bool {
+        matches!(self.feed, Sm90Feed::PingPong | Sm90Feed::PingPongOrdered)
     }
 }
 
 /// The variants compiled in `gemm_sm90.cu`.
-pub const SM90_VARIANTS: [Sm90Variant; 7] = [
+pub const SM90_VARIANTS: [Sm90Variant; 8] = [
     Sm90Variant::new(128, 3, Sm90Feed::CpAsync),
     Sm90Variant::new(128, 4, Sm90Feed::CpAsync),
     Sm90Variant::new(256, 4, Sm90Feed::CpAsync),
@@ -106,24 +114,42 @@ pub const SM90_VARIANTS: [Sm90Variant; 7] = [
     Sm90Variant::new(256, 3, Sm90Feed::Tma),
     Sm90Variant::new(128, 3, Sm90Feed::TmaLean),
     Sm90Variant::new(128, 5, Sm90Feed::PingPong),
+    Sm90Variant::new(128, 5, Sm90Feed::PingPongOrdered),
 ];
 
 /// The Hopper variant `Auto` picks for an m x n x k GEMM. Measured on an H100 (bench/results/gpu-check-*.md
 /// and gpu-gemm-notes-2026-11-25.md, ViT-B/16 shapes at batch 64 and 256): the lean TMA kernel (two blocks per
 /// SM) wins at K = 768 (qkv 460–481 TFLOP/s, fc1 351–385, proj 350–455); on long K (fc2, K = 3072) the
-/// five-stage TMA kernel (521–522). `CPEAL_GEMM_SM90=<label>` forces a variant (for benchmarks), `=off` keeps
-/// `gemm.cu`.
-fn auto_sm90(k: usize) -> Option<Sm90Variant> {
-    static FORCED: std::sync::OnceLock<Option<Option<Sm90Variant>>> = std::sync::OnceLock::new();
-    let forced = FORCED.get_or_init(|| match std::env::var("CPEAL_GEMM_SM90").ok().as_deref() {
-        Some("off") => Some(None),
-        Some(v) => SM90_VARIANTS.iter().copied().find(|x| x.label() == v).map(Some),
-        None => None,
-    });
-    if let Some(v) = forced {
-        return *v;
+/// five-stage TMA kernel (521–522). `CPEAL_GEMM_SM90=<label>` forces a variant (for benchmarks; on the emulator
+/// too, which otherwise keeps `gemm.cu`), `=off` keeps `gemm.cu`.
+fn auto_sm90(k: usize, emu: bool) -> Result<Option<Sm90Variant>> {
+    if let Some(forced) = forced_sm90()? {
+        return Ok(forced);
     }
-    Some(if k >= 2048 { Sm90Variant::new(128, 5, Sm90Feed::Tma) } else { Sm90Variant::new(128, 3, Sm90Feed::TmaLean) })
+    if emu {
+        return Ok(None);
+    }
+    Ok(Some(if k >= 2048 {
+        Sm90Variant::new(128, 5, Sm90Feed::Tma)
+    } else {
+        Sm90Variant::new(128, 3, Sm90Feed::TmaLean)
+    }))
+}
+
+/// `CPEAL_GEMM_SM90`, read once: None when unset, Some(None) for `off`, Some(Some(v)) for a variant's label; an
+/// unknown value is an error that lists the labels.
+fn forced_sm90() -> Result<Option<Option<Sm90Variant>>> {
+    type Forced = std::result::Result<Option<Option<Sm90Variant>>, String>;
+    static FORCED: std::sync::OnceLock<Forced> = std::sync::OnceLock::new();
+    let forced = FORCED.get_or_init(|| match std::env::var("CPEAL_GEMM_SM90").ok().as_deref() {
+        None => Ok(None),
+        Some("off") => Ok(Some(None)),
+        Some(v) => SM90_VARIANTS.iter().copied().find(|x| x.label() == v).map(|x| Some(Some(x))).ok_or_else(|| {
+            let labels: Vec<String> = SM90_VARIANTS.iter().map(Sm90Variant::label).collect();
+            format!("unknown variant `{v}`; one of off, {}", labels.join(", "))
+        }),
+    });
+    forced.clone().map_err(|e| Error::invalid("CPEAL_GEMM_SM90", e))
 }
 
 /// The activation of the epilogue (the kernel's `act`).
@@ -208,11 +234,10 @@ impl<'a> Gemm<'a> {
     }
 
     /// The Hopper variant this GEMM runs on `dev`, or None for `gemm.cu`.
-    /// `Auto` keeps the emulator on `gemm.cu`; an explicit variant runs there too (the selftest's emulated cases).
     fn sm90_variant(&self, dev: &GpuDevice, dt: DType) -> Result<Option<Sm90Variant>> {
         let hopper = dev.runs_hopper_kernels() && self.aligned();
         Ok(match self.kernel {
-            GemmKernel::Auto => auto_sm90(self.k).filter(|_| hopper && !dev.is_emu()),
+            GemmKernel::Auto => auto_sm90(self.k, dev.is_emu())?.filter(|_| hopper),
             GemmKernel::Sm80 => None,
             GemmKernel::Sm90(v) => {
                 let name = v.kernel_name(dt);
