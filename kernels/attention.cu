@@ -11,7 +11,8 @@
 //
 // Block: 4 warps = 128 threads own 64 queries of one (b, h); warp w owns queries 16w … 16w+15 (a warp whose
 // queries all lie past Tq only helps load). Keys and values stream through shared memory 64 at a time, double
-// buffered: tile kt+1 loads while tile kt is used. Launch: grid (ceil(Tq/64), H, B), block 128,
+// buffered: tile kt+1 loads while tile kt is used. Whole tiles are scored 64 keys at once (unmasked unless
+// causal); the last, partial tile 16 keys at a time (att_keys). Launch: grid (ceil(Tq/64), H, B), block 128,
 // shared (5·64·(D+8))·2 bytes (Q, and two K and V tiles; rows padded by 8 elements against bank conflicts).
 #include "common.cuh"
 
@@ -30,7 +31,68 @@ DEVI void att_load_tile(T* dst, const T* src, int ld, int nrows, int row0, int c
     }
 }
 
-template <int D, class T>
+// One block of NKEY keys (64, or 16 for what is left of Tk after the whole 64-key tiles), rows 0 … NKEY−1 of
+// Ks / Vs, keys k0 … of the sequence, for this warp's 16 queries from qrow0: s = q·kᵀ, the online-softmax
+// update of the lane's two rows (g, g+8), o += p·v. MASK: keys past Tk, and with `causal` past the diagonal, get
+// −inf (tiles inside both bounds skip the test). The scale folds into exp2's FMA; it is positive (launcher), so
+// the raw scores' maximum is the scaled one's.
+template <int D, int NKEY, bool MASK, class T>
+DEVI void att_keys(const u32 (&qf)[D / 16][4], const T* Ks, const T* Vs, int k0, int qrow0, int Tq, int Tk,
+                   int causal, float sl2, float (&oacc)[D / 8][4], float (&mrow)[2], float (&lrow)[2]) {
+    constexpr int LDS = D + 8, KS = D / 16, NT = D / 8, NS = NKEY / 8;
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    float s[NS][4];
+    UNROLL for (int i = 0; i < NS; ++i) UNROLL for (int e = 0; e < 4; ++e) s[i][e] = 0.0f;
+    UNROLL for (int ks = 0; ks < KS; ++ks) UNROLL for (int p = 0; p < NKEY / 16; ++p) {
+        u32 r[4];
+        ldmatrix_x4(r, Ks + (p * 16 + (lane & 7) + (lane >> 4) * 8) * LDS + ks * 16 + ((lane >> 3) & 1) * 8);
+        u32 b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+        mma_m16n8k16<T>(s[2 * p], qf[ks], b0);
+        mma_m16n8k16<T>(s[2 * p + 1], qf[ks], b1);
+    }
+    float mx[2] = {NEG_INF, NEG_INF};
+    UNROLL for (int i = 0; i < NS; ++i) UNROLL for (int e = 0; e < 4; ++e) {
+        if (MASK) {
+            int key = k0 + i * 8 + 2 * t + (e & 1);
+            int row = qrow0 + g + (e >= 2 ? 8 : 0);
+            bool ok = key < Tk && (!causal || key <= row + Tk - Tq);
+            s[i][e] = ok ? s[i][e] : NEG_INF;
+        }
+        mx[e >> 1] = fmaxf(mx[e >> 1], s[i][e]);
+    }
+    float alpha[2], base[2];
+    UNROLL for (int r = 0; r < 2; ++r) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        float mnew = fmaxf(mrow[r], mx[r] * sl2);
+        base[r] = mnew == NEG_INF ? 0.0f : mnew;  // a fully masked row so far: keep everything at 0
+        alpha[r] = exp2f(mrow[r] - base[r]);
+        mrow[r] = mnew;
+        lrow[r] *= alpha[r];
+    }
+    UNROLL for (int i = 0; i < NT; ++i) UNROLL for (int e = 0; e < 4; ++e) oacc[i][e] *= alpha[e >> 1];
+    UNROLL for (int i = 0; i < NS; ++i) UNROLL for (int e = 0; e < 4; ++e) {
+        s[i][e] = exp2f(fmaf(s[i][e], sl2, -base[e >> 1]));  // −inf (masked) gives 0
+        lrow[e >> 1] += s[i][e];
+    }
+    // o += p·v: the C fragments of two key n-tiles are the A fragment of one 16-key k-step.
+    UNROLL for (int j = 0; j < NKEY / 16; ++j) {
+        u32 a[4] = {pack2<T>(s[2 * j][0], s[2 * j][1]), pack2<T>(s[2 * j][2], s[2 * j][3]),
+                    pack2<T>(s[2 * j + 1][0], s[2 * j + 1][1]), pack2<T>(s[2 * j + 1][2], s[2 * j + 1][3])};
+        UNROLL for (int dp = 0; dp < NT / 2; ++dp) {
+            u32 r[4];
+            ldmatrix_x4_trans(r, Vs + (j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + dp * 16 + (lane >> 4) * 8);
+            u32 b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+            mma_m16n8k16<T>(oacc[2 * dp], a, b0);
+            mma_m16n8k16<T>(oacc[2 * dp + 1], a, b1);
+        }
+    }
+}
+
+// TILED: every key tile as 64 masked keys (the kernel as first tuned; kept to compare). Otherwise whole tiles
+// inside Tk (and not causal) skip the mask, and the last, partial tile goes 16 keys at a time, so 197 keys cost
+// 208 rather than 256.
+template <int D, bool TILED, class T>
 DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int ld_v, int ld_o, const T* q,
                          const T* k, const T* v, T* o, float scale, int causal) {
     constexpr int LDS = D + 8;
@@ -45,8 +107,9 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
     const T* kb = k + (long)b * Tk * ld_k;
     const T* vb = v + (long)b * Tk * ld_v;
     float sl2 = scale * 1.4426950408889634f;  // exp(x) = exp2(x·log2 e)
+    int qrow0 = q0 + warp * 16;
 
-    bool active = q0 + warp * 16 < Tq;
+    bool active = qrow0 < Tq;
     att_load_tile<D>(Qs, qb, ld_q, Tq, q0, h * D);
 
     int kv_end = Tk;
@@ -83,52 +146,15 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
             UNROLL for (int ks = 0; ks < KS; ++ks)
                 ldmatrix_x4(qf[ks], Qs + (warp * 16 + (lane & 15)) * LDS + ks * 16 + (lane >> 4) * 8);
         }
-        // s = q·kᵀ for 16 queries x 64 keys (8 n-tiles of 8 keys).
-        float s[8][4];
-        UNROLL for (int i = 0; i < 8; ++i) UNROLL for (int e = 0; e < 4; ++e) s[i][e] = 0.0f;
-        UNROLL for (int ks = 0; ks < KS; ++ks) UNROLL for (int p = 0; p < 4; ++p) {
-            u32 r[4];
-            ldmatrix_x4(r, Ks + (p * 16 + (lane & 7) + (lane >> 4) * 8) * LDS + ks * 16 + ((lane >> 3) & 1) * 8);
-            u32 b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
-            mma_m16n8k16<T>(s[2 * p], qf[ks], b0);
-            mma_m16n8k16<T>(s[2 * p + 1], qf[ks], b1);
-        }
-        // Mask, then the online-softmax update of each of this lane's two rows (g and g+8).
-        float mx[2] = {NEG_INF, NEG_INF};
-        UNROLL for (int i = 0; i < 8; ++i) UNROLL for (int e = 0; e < 4; ++e) {
-            int key = k0 + i * 8 + 2 * t + (e & 1);
-            int row = q0 + warp * 16 + g + (e >= 2 ? 8 : 0);
-            bool ok = key < Tk && (!causal || key <= row + Tk - Tq);
-            s[i][e] = ok ? s[i][e] * sl2 : NEG_INF;
-            mx[e >> 1] = fmaxf(mx[e >> 1], s[i][e]);
-        }
-        float alpha[2], base[2];
-        UNROLL for (int r = 0; r < 2; ++r) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-            float mnew = fmaxf(mrow[r], mx[r]);
-            base[r] = mnew == NEG_INF ? 0.0f : mnew;  // a fully masked row so far: keep everything at 0
-            alpha[r] = exp2f(mrow[r] - base[r]);
-            mrow[r] = mnew;
-            lrow[r] *= alpha[r];
-        }
-        UNROLL for (int i = 0; i < NT; ++i) UNROLL for (int e = 0; e < 4; ++e) oacc[i][e] *= alpha[e >> 1];
-        UNROLL for (int i = 0; i < 8; ++i) UNROLL for (int e = 0; e < 4; ++e) {
-            s[i][e] = exp2f(s[i][e] - base[e >> 1]);
-            lrow[e >> 1] += s[i][e];
-        }
-        // o += p·v: the C fragments of two key n-tiles are the A fragment of one 16-key k-step.
-        UNROLL for (int j = 0; j < 4; ++j) {
-            u32 a[4] = {pack2<T>(s[2 * j][0], s[2 * j][1]), pack2<T>(s[2 * j][2], s[2 * j][3]),
-                        pack2<T>(s[2 * j + 1][0], s[2 * j + 1][1]), pack2<T>(s[2 * j + 1][2], s[2 * j + 1][3])};
-            UNROLL for (int dp = 0; dp < NT / 2; ++dp) {
-                u32 r[4];
-                ldmatrix_x4_trans(r, Vs + (j * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + dp * 16 + (lane >> 4) * 8);
-                u32 b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
-                mma_m16n8k16<T>(oacc[2 * dp], a, b0);
-                mma_m16n8k16<T>(oacc[2 * dp + 1], a, b1);
-            }
-        }
+        int nkeys = min(ATT_BK, kv_end - k0);
+        if (TILED || (nkeys == ATT_BK && causal))
+            att_keys<D, 64, true>(qf, Ks, Vs, k0, qrow0, Tq, Tk, causal, sl2, oacc, mrow, lrow);
+        else if (nkeys == ATT_BK)
+            att_keys<D, 64, false>(qf, Ks, Vs, k0, qrow0, Tq, Tk, causal, sl2, oacc, mrow, lrow);
+        else
+            for (int j = 0; j < nkeys; j += 16)
+                att_keys<D, 16, true>(qf, Ks + j * LDS, Vs + j * LDS, k0 + j, qrow0, Tq, Tk, causal, sl2, oacc,
+                                      mrow, lrow);
         __syncthreads();  // tile kt's buffers are free for tile kt+2
     }
     cp_async_wait<0>();
@@ -140,7 +166,7 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
     }
     T* ob = o + (long)b * Tq * ld_o + h * D;
     UNROLL for (int i = 0; i < NT; ++i) UNROLL for (int h2 = 0; h2 < 2; ++h2) {  // ld_o is a multiple of 8
-        int row = q0 + warp * 16 + g + 8 * h2;
+        int row = qrow0 + g + 8 * h2;
         if (row < Tq)
             store_pair(ob + (long)row * ld_o + i * 8 + 2 * t, oacc[i][2 * h2] * lrow[h2], oacc[i][2 * h2 + 1] * lrow[h2]);
     }
@@ -151,35 +177,45 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
 #define ATT_PASS B, H, Tq, Tk, ld_q, ld_k, ld_v, ld_o, q, k, v, o, scale, causal
 extern "C" __global__ void __launch_bounds__(128, 3) attention_fwd_d64_bf16(ATT_SIZES, const bf16_t* q, const bf16_t* k,
         const bf16_t* v, bf16_t* o, float scale, int causal) {
-    attention_body<64>(ATT_PASS);
+    attention_body<64, false>(ATT_PASS);
 }
 extern "C" __global__ void __launch_bounds__(128) attention_fwd_d80_bf16(ATT_SIZES, const bf16_t* q, const bf16_t* k,
         const bf16_t* v, bf16_t* o, float scale, int causal) {
-    attention_body<80>(ATT_PASS);
+    attention_body<80, false>(ATT_PASS);
 }
 extern "C" __global__ void __launch_bounds__(128) attention_fwd_d96_bf16(ATT_SIZES, const bf16_t* q, const bf16_t* k,
         const bf16_t* v, bf16_t* o, float scale, int causal) {
-    attention_body<96>(ATT_PASS);
+    attention_body<96, false>(ATT_PASS);
 }
 extern "C" __global__ void __launch_bounds__(128) attention_fwd_d128_bf16(ATT_SIZES, const bf16_t* q, const bf16_t* k,
         const bf16_t* v, bf16_t* o, float scale, int causal) {
-    attention_body<128>(ATT_PASS);
+    attention_body<128, false>(ATT_PASS);
 }
 extern "C" __global__ void __launch_bounds__(128, 3) attention_fwd_d64_f16(ATT_SIZES, const f16_t* q, const f16_t* k,
         const f16_t* v, f16_t* o, float scale, int causal) {
-    attention_body<64>(ATT_PASS);
+    attention_body<64, false>(ATT_PASS);
 }
 extern "C" __global__ void __launch_bounds__(128) attention_fwd_d80_f16(ATT_SIZES, const f16_t* q, const f16_t* k,
         const f16_t* v, f16_t* o, float scale, int causal) {
-    attention_body<80>(ATT_PASS);
+    attention_body<80, false>(ATT_PASS);
 }
 extern "C" __global__ void __launch_bounds__(128) attention_fwd_d96_f16(ATT_SIZES, const f16_t* q, const f16_t* k,
         const f16_t* v, f16_t* o, float scale, int causal) {
-    attention_body<96>(ATT_PASS);
+    attention_body<96, false>(ATT_PASS);
 }
 extern "C" __global__ void __launch_bounds__(128) attention_fwd_d128_f16(ATT_SIZES, const f16_t* q, const f16_t* k,
         const f16_t* v, f16_t* o, float scale, int causal) {
-    attention_body<128>(ATT_PASS);
+    attention_body<128, false>(ATT_PASS);
+}
+
+// The first-tuned structure (every key tile 64 wide and masked), for comparison: CPEAL_ATTENTION=tiled.
+extern "C" __global__ void __launch_bounds__(128, 3) attention_fwd_tiled_d64_bf16(ATT_SIZES, const bf16_t* q,
+        const bf16_t* k, const bf16_t* v, bf16_t* o, float scale, int causal) {
+    attention_body<64, true>(ATT_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128, 3) attention_fwd_tiled_d64_f16(ATT_SIZES, const f16_t* q,
+        const f16_t* k, const f16_t* v, f16_t* o, float scale, int causal) {
+    attention_body<64, true>(ATT_PASS);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 #   3. `cpeal bench-kernels --device cuda` (our GEMM on ViT-B/16 shapes) next to torch.matmul bf16 on the same
 #      shapes and a large bf16 matmul as the measured peak, in the same run on the same GPU,
 #   4. `cpeal bench --device cuda` against PyTorch eager when the binary has that subcommand (model level), and
-#      ViT-B/16 at batch 256 with each GEMM variant of GPU_CHECK_VARIANTS forced (default: pp-n128s5, ppo-n128s5),
+#      ViT-B/16 at batch 256 under each setting of GPU_CHECK_VARIANTS (default: the ping-pong GEMMs forced
+#      through CPEAL_GEMM_SM90, the tiled attention through CPEAL_ATTENTION),
 # and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md. Budget: under 8 minutes.
 #
 #   scripts/gpu-check.sh [path/to/cpeal] [batch]      (defaults: target/release/cpeal, 64)
@@ -121,19 +122,19 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
             done
         done
     } | tee "$WORK/models.md"
-    # Candidate GEMM variants at model level (ViT-B/16, batch 256), each forced through CPEAL_GEMM_SM90 and
-    # timed right after the automatic choice, so a variant that wins in bench-kernels shows what it does to a
-    # whole forward before it becomes the default.
+    # Candidate kernels at model level (ViT-B/16, batch 256), each switched on by an environment setting and
+    # timed right after the default, so a kernel that wins in bench-kernels shows what it does to a whole
+    # forward before it becomes the default.
     {
         echo
-        echo "| ViT-B/16 batch 256, GEMM variant | cpeal images/s |"
+        echo "| ViT-B/16 batch 256, setting | cpeal images/s |"
         echo "|---|---|"
-        for variant in auto ${GPU_CHECK_VARIANTS:-pp-n128s5 ppo-n128s5}; do
-            [[ $variant == auto ]] && env_var=() || env_var=(CPEAL_GEMM_SM90="$variant")
+        for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_ATTENTION=tiled}; do
+            [[ $setting == default ]] && env_var=() || env_var=("$setting")
             ips=$(env ${env_var[@]+"${env_var[@]}"} timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json 2>"$WORK/err.txt" \
                 | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")
             [[ "$ips" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
-            echo "| $variant | $ips |"
+            echo "| $setting | $ips |"
         done
     } | tee -a "$WORK/models.md"
     MODEL_SECTION=$(cat "$WORK/models.md")

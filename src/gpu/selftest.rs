@@ -283,12 +283,15 @@ fn attention_cases(out: &mut Vec<Case>) {
         (DType::F16, 1, 1, 37, 96, true),
         (DType::Bf16, 1, 1, 65, 128, false),
         (DType::F16, 2, 2, 197, 64, false), // ViT-B/16's 197 tokens: 4 key tiles, a last query block of 5
+        (DType::Bf16, 1, 2, 120, 64, false), // a whole key tile, then 56 keys in four 16-key steps
     ];
-    for (dt, b, h, t, d, causal) in shapes {
+    // The tiled kernel (head dim 64) on the same shapes.
+    let tiled = shapes.into_iter().filter(|s| s.4 == 64).map(|s| (s, true));
+    for ((dt, b, h, t, d, causal), tiled) in shapes.into_iter().map(|s| (s, false)).chain(tiled) {
         let shape = format!("B{b} H{h} T{t} D{d}{}", if causal { " causal" } else { "" });
         out.push(case(
             "attention",
-            format!("attention_fwd_d{d}_{}", dt.suffix()),
+            format!("attention_fwd_{}d{d}_{}", if tiled { "tiled_" } else { "" }, dt.suffix()),
             shape,
             tol(dt),
             Box::new(move |dev, rng| {
@@ -297,7 +300,7 @@ fn attention_cases(out: &mut Vec<Case>) {
                     (random(rng, n, -2.0, 2.0, dt), random(rng, n, -2.0, 2.0, dt), random(rng, n, -1.0, 1.0, dt));
                 let (qb, kb, vb) = (dev.upload(&q, dt)?, dev.upload(&k, dt)?, dev.upload(&v, dt)?);
                 let o = poisoned(dev, dt, n)?;
-                let att = ops::attention::Attention::new(b, h, t, d, &qb, &kb, &vb, &o).causal(causal);
+                let att = ops::attention::Attention::new(b, h, t, d, &qb, &kb, &vb, &o).causal(causal).tiled(tiled);
                 tensor_core_path(&att)?;
                 att.launch(dev)?;
                 Ok((dev.download(&o)?, r::attention(b, h, t, t, d, &q, &k, &v, att.scale as f64, causal)))

@@ -31,6 +31,15 @@ pub struct Attention<'a> {
     pub scale: f32,
     /// Query i sees keys j <= i + k_len − q_len (the text tower's mask).
     pub causal: bool,
+    /// Head dim 64 on tensor cores: every key tile 64 wide and masked (`attention_fwd_tiled_*`, the structure
+    /// first tuned, kept to compare) rather than the last tile in 16-key steps. Also `CPEAL_ATTENTION=tiled`.
+    pub tiled: bool,
+}
+
+/// `CPEAL_ATTENTION=tiled` (read once): run the tiled kernel wherever it applies, for benchmarks.
+fn tiled_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var("CPEAL_ATTENTION").is_ok_and(|v| v == "tiled"))
 }
 
 impl<'a> Attention<'a> {
@@ -63,11 +72,18 @@ impl<'a> Attention<'a> {
             ld_o: ld,
             scale: 1.0 / (head_dim as f32).sqrt(),
             causal: false,
+            tiled: false,
         }
     }
 
     pub fn causal(mut self, causal: bool) -> Self {
         self.causal = causal;
+        self
+    }
+
+    /// Use the tiled kernel (head dim 64 on tensor cores only; see [`Attention::tiled`]).
+    pub fn tiled(mut self, tiled: bool) -> Self {
+        self.tiled = tiled;
         self
     }
 
@@ -106,12 +122,14 @@ impl<'a> Attention<'a> {
             && self.tensors().iter().all(|&(_, buf, ld, _)| ld % 8 == 0 && buf.ptr() % 16 == 0)
     }
 
-    /// The kernel `launch` runs: `attention_fwd_d<D>_<dtype>` or, when [`Self::uses_tensor_cores`] is false,
+    /// The kernel `launch` runs: `attention_fwd_d<D>_<dtype>` (`attention_fwd_tiled_d64_<dtype>` when tiled) or,
+    /// when [`Self::uses_tensor_cores`] is false,
     /// the generic `attention_fwd_generic_<dtype>` (head dims 1 … [`GENERIC_MAX_HEAD_DIM`]).
     pub fn kernel_name(&self) -> String {
         let dt = self.q.dtype().suffix();
         if self.uses_tensor_cores() {
-            format!("attention_fwd_d{}_{dt}", self.head_dim)
+            let tiled = (self.tiled || tiled_forced()) && self.head_dim == 64;
+            format!("attention_fwd_{}d{}_{dt}", if tiled { "tiled_" } else { "" }, self.head_dim)
         } else {
             format!("attention_fwd_generic_{dt}")
         }
@@ -125,6 +143,13 @@ impl<'a> Attention<'a> {
         }
         self.check(&kernel, dt)?;
         let fast = self.uses_tensor_cores();
+        if self.tiled && !(fast && self.head_dim == 64) {
+            return Err(Error::kernel(&kernel, "the tiled kernel is for head dim 64 on tensor cores"));
+        }
+        if fast && !(self.scale > 0.0 && self.scale.is_finite()) {
+            // The kernel takes the maximum of raw scores as the maximum of scaled ones.
+            return Err(Error::kernel(&kernel, format!("scale {} must be positive and finite", self.scale)));
+        }
         if !fast && !(1..=GENERIC_MAX_HEAD_DIM).contains(&self.head_dim) {
             return Err(Error::kernel(
                 &kernel,

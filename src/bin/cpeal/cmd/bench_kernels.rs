@@ -112,17 +112,20 @@ fn bench_attention(dev: &GpuDevice, args: &Args, rng: &mut rand_chacha::ChaCha8R
     let k = dev.upload(&selftest::random(rng, n, -1.0, 1.0, DType::Bf16), DType::Bf16)?;
     let v = dev.upload(&selftest::random(rng, n, -1.0, 1.0, DType::Bf16), DType::Bf16)?;
     let o = dev.alloc(DType::Bf16, n)?;
-    let att = ops::attention::Attention::new(args.batch, heads, len, hd, &q, &k, &v, &o);
-    let secs = time(dev, args.reps, &|| att.launch(dev))?;
     let flops = 4.0 * (args.batch * heads * len * len * hd) as f64;
     println!("\n| kernel | shape | time (us) | TFLOP/s |\n|---|---|---|---|");
-    println!(
-        "| {} | {} x {heads} heads x {len} x {hd} | {:.1} | {:.1} |",
-        att.kernel_name(),
-        args.batch,
-        secs * 1e6,
-        flops / secs / 1e12
-    );
+    // The default kernel (last key tile in 16-key steps), then the tiled one it replaced, in the same run.
+    for tiled in [false, true] {
+        let att = ops::attention::Attention::new(args.batch, heads, len, hd, &q, &k, &v, &o).tiled(tiled);
+        let secs = time(dev, args.reps, &|| att.launch(dev))?;
+        println!(
+            "| {} | {} x {heads} heads x {len} x {hd} | {:.1} | {:.1} |",
+            att.kernel_name(),
+            args.batch,
+            secs * 1e6,
+            flops / secs / 1e12
+        );
+    }
     Ok(())
 }
 
