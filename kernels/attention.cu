@@ -11,8 +11,8 @@
 //
 // Block: 4 warps = 128 threads own 64 queries of one (b, h); warp w owns queries 16w … 16w+15 (a warp whose
 // queries all lie past Tq only helps load). Keys and values stream through shared memory 64 at a time, double
-// buffered: tile kt+1 loads while tile kt is used. Whole tiles are scored 64 keys at once (unmasked unless
-// causal); the last, partial tile 16 keys at a time (att_keys). Launch: grid (ceil(Tq/64), H, B), block 128,
+// buffered: tile kt+1 loads while tile kt is used, 64 keys scored at once (att_keys; the tail16 kernels take
+// the last, partial tile 16 keys at a time). Launch: grid (ceil(Tq/64), H, B), block 128,
 // shared (5·64·(D+8))·2 bytes (Q, and two K and V tiles; rows padded by 8 elements against bank conflicts).
 #include "common.cuh"
 
@@ -89,10 +89,10 @@ DEVI void att_keys(const u32 (&qf)[D / 16][4], const T* Ks, const T* Vs, int k0,
     }
 }
 
-// TILED: every key tile as 64 masked keys (the kernel as first tuned; kept to compare). Otherwise whole tiles
-// inside Tk (and not causal) skip the mask, and the last, partial tile goes 16 keys at a time, so 197 keys cost
-// 208 rather than 256.
-template <int D, bool TILED, class T>
+// TAIL16: whole key tiles inside Tk (and not causal) skip the mask, and the last, partial tile goes 16 keys at a
+// time, so 197 keys cost 208 rather than 256 (attention_fwd_tail16_*, opt-in until measured on a GPU).
+// Otherwise every key tile is 64 masked keys (the kernel as tuned on an H100).
+template <int D, bool TAIL16, class T>
 DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int ld_v, int ld_o, const T* q,
                          const T* k, const T* v, T* o, float scale, int causal) {
     constexpr int LDS = D + 8;
@@ -147,7 +147,7 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
                 ldmatrix_x4(qf[ks], Qs + (warp * 16 + (lane & 15)) * LDS + ks * 16 + (lane >> 4) * 8);
         }
         int nkeys = min(ATT_BK, kv_end - k0);
-        if (TILED || (nkeys == ATT_BK && causal))
+        if (!TAIL16 || (nkeys == ATT_BK && causal))
             att_keys<D, 64, true>(qf, Ks, Vs, k0, qrow0, Tq, Tk, causal, sl2, oacc, mrow, lrow);
         else if (nkeys == ATT_BK)
             att_keys<D, 64, false>(qf, Ks, Vs, k0, qrow0, Tq, Tk, causal, sl2, oacc, mrow, lrow);
@@ -208,12 +208,12 @@ extern "C" __global__ void __launch_bounds__(128) attention_fwd_d128_f16(ATT_SIZ
     attention_body<128, false>(ATT_PASS);
 }
 
-// The first-tuned structure (every key tile 64 wide and masked), for comparison: CPEAL_ATTENTION=tiled.
-extern "C" __global__ void __launch_bounds__(128, 3) attention_fwd_tiled_d64_bf16(ATT_SIZES, const bf16_t* q,
+// The last key tile in 16-key steps (TAIL16), head dim 64: CPEAL_ATTENTION=tail16.
+extern "C" __global__ void __launch_bounds__(128, 3) attention_fwd_tail16_d64_bf16(ATT_SIZES, const bf16_t* q,
         const bf16_t* k, const bf16_t* v, bf16_t* o, float scale, int causal) {
     attention_body<64, true>(ATT_PASS);
 }
-extern "C" __global__ void __launch_bounds__(128, 3) attention_fwd_tiled_d64_f16(ATT_SIZES, const f16_t* q,
+extern "C" __global__ void __launch_bounds__(128, 3) attention_fwd_tail16_d64_f16(ATT_SIZES, const f16_t* q,
         const f16_t* k, const f16_t* v, f16_t* o, float scale, int causal) {
     attention_body<64, true>(ATT_PASS);
 }

@@ -283,15 +283,15 @@ fn attention_cases(out: &mut Vec<Case>) {
         (DType::F16, 1, 1, 37, 96, true),
         (DType::Bf16, 1, 1, 65, 128, false),
         (DType::F16, 2, 2, 197, 64, false), // ViT-B/16's 197 tokens: 4 key tiles, a last query block of 5
-        (DType::Bf16, 1, 2, 120, 64, false), // a whole key tile, then 56 keys in four 16-key steps
+        (DType::Bf16, 1, 2, 120, 64, false), // tail16: a whole key tile, then 56 keys in four 16-key steps
     ];
-    // The tiled kernel (head dim 64) on the same shapes.
-    let tiled = shapes.into_iter().filter(|s| s.4 == 64).map(|s| (s, true));
-    for ((dt, b, h, t, d, causal), tiled) in shapes.into_iter().map(|s| (s, false)).chain(tiled) {
+    // The tail16 kernel (head dim 64) on the same shapes.
+    let tail16 = shapes.into_iter().filter(|s| s.4 == 64).map(|s| (s, true));
+    for ((dt, b, h, t, d, causal), tail16) in shapes.into_iter().map(|s| (s, false)).chain(tail16) {
         let shape = format!("B{b} H{h} T{t} D{d}{}", if causal { " causal" } else { "" });
         out.push(case(
             "attention",
-            format!("attention_fwd_{}d{d}_{}", if tiled { "tiled_" } else { "" }, dt.suffix()),
+            format!("attention_fwd_{}d{d}_{}", if tail16 { "tail16_" } else { "" }, dt.suffix()),
             shape,
             tol(dt),
             Box::new(move |dev, rng| {
@@ -300,7 +300,7 @@ fn attention_cases(out: &mut Vec<Case>) {
                     (random(rng, n, -2.0, 2.0, dt), random(rng, n, -2.0, 2.0, dt), random(rng, n, -1.0, 1.0, dt));
                 let (qb, kb, vb) = (dev.upload(&q, dt)?, dev.upload(&k, dt)?, dev.upload(&v, dt)?);
                 let o = poisoned(dev, dt, n)?;
-                let att = ops::attention::Attention::new(b, h, t, d, &qb, &kb, &vb, &o).causal(causal).tiled(tiled);
+                let att = ops::attention::Attention::new(b, h, t, d, &qb, &kb, &vb, &o).causal(causal).tail16(tail16);
                 tensor_core_path(&att)?;
                 att.launch(dev)?;
                 Ok((dev.download(&o)?, r::attention(b, h, t, t, d, &q, &k, &v, att.scale as f64, causal)))

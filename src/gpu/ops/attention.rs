@@ -31,15 +31,15 @@ pub struct Attention<'a> {
     pub scale: f32,
     /// Query i sees keys j <= i + k_len − q_len (the text tower's mask).
     pub causal: bool,
-    /// Head dim 64 on tensor cores: every key tile 64 wide and masked (`attention_fwd_tiled_*`, the structure
-    /// first tuned, kept to compare) rather than the last tile in 16-key steps. Also `CPEAL_ATTENTION=tiled`.
-    pub tiled: bool,
+    /// Head dim 64 on tensor cores: the last, partial key tile in 16-key steps (`attention_fwd_tail16_*`)
+    /// rather than one masked 64-key tile. Opt-in until measured on a GPU; also `CPEAL_ATTENTION=tail16`.
+    pub tail16: bool,
 }
 
-/// `CPEAL_ATTENTION=tiled` (read once): run the tiled kernel wherever it applies, for benchmarks.
-fn tiled_forced() -> bool {
+/// `CPEAL_ATTENTION=tail16` (read once): run the tail16 kernel wherever it applies, for benchmarks.
+fn tail16_forced() -> bool {
     static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FORCED.get_or_init(|| std::env::var("CPEAL_ATTENTION").is_ok_and(|v| v == "tiled"))
+    *FORCED.get_or_init(|| std::env::var("CPEAL_ATTENTION").is_ok_and(|v| v == "tail16"))
 }
 
 impl<'a> Attention<'a> {
@@ -72,7 +72,7 @@ impl<'a> Attention<'a> {
             ld_o: ld,
             scale: 1.0 / (head_dim as f32).sqrt(),
             causal: false,
-            tiled: false,
+            tail16: false,
         }
     }
 
@@ -81,9 +81,9 @@ impl<'a> Attention<'a> {
         self
     }
 
-    /// Use the tiled kernel (head dim 64 on tensor cores only; see [`Attention::tiled`]).
-    pub fn tiled(mut self, tiled: bool) -> Self {
-        self.tiled = tiled;
+    /// Use the tail16 kernel (head dim 64 on tensor cores only; see [`Attention::tail16`]).
+    pub fn tail16(mut self, tail16: bool) -> Self {
+        self.tail16 = tail16;
         self
     }
 
@@ -122,14 +122,14 @@ impl<'a> Attention<'a> {
             && self.tensors().iter().all(|&(_, buf, ld, _)| ld % 8 == 0 && buf.ptr() % 16 == 0)
     }
 
-    /// The kernel `launch` runs: `attention_fwd_d<D>_<dtype>` (`attention_fwd_tiled_d64_<dtype>` when tiled) or,
+    /// The kernel `launch` runs: `attention_fwd_d<D>_<dtype>` (`attention_fwd_tail16_d64_<dtype>` with tail16) or,
     /// when [`Self::uses_tensor_cores`] is false,
     /// the generic `attention_fwd_generic_<dtype>` (head dims 1 … [`GENERIC_MAX_HEAD_DIM`]).
     pub fn kernel_name(&self) -> String {
         let dt = self.q.dtype().suffix();
         if self.uses_tensor_cores() {
-            let tiled = (self.tiled || tiled_forced()) && self.head_dim == 64;
-            format!("attention_fwd_{}d{}_{dt}", if tiled { "tiled_" } else { "" }, self.head_dim)
+            let tail16 = (self.tail16 || tail16_forced()) && self.head_dim == 64;
+            format!("attention_fwd_{}d{}_{dt}", if tail16 { "tail16_" } else { "" }, self.head_dim)
         } else {
             format!("attention_fwd_generic_{dt}")
         }
@@ -143,8 +143,8 @@ impl<'a> Attention<'a> {
         }
         self.check(&kernel, dt)?;
         let fast = self.uses_tensor_cores();
-        if self.tiled && !(fast && self.head_dim == 64) {
-            return Err(Error::kernel(&kernel, "the tiled kernel is for head dim 64 on tensor cores"));
+        if self.tail16 && !(fast && self.head_dim == 64) {
+            return Err(Error::kernel(&kernel, "the tail16 kernel is for head dim 64 on tensor cores"));
         }
         if fast && !(self.scale > 0.0 && self.scale.is_finite()) {
             // The kernel takes the maximum of raw scores as the maximum of scaled ones.
