@@ -208,12 +208,27 @@ extern "C" __global__ void __launch_bounds__(128) attention_fwd_d128_f16(ATT_SIZ
     attention_body<128, false>(ATT_PASS);
 }
 
-// The last key tile in 16-key steps (TAIL16), head dim 64: CPEAL_ATTENTION=tail16.
+// The last key tile in 16-key steps (TAIL16), head dim 64: CPEAL_ATTENTION=tail16; tail16x4 asks for four
+// blocks per SM on sm_90 (128 registers, which the TAIL16 body fits there without spilling; the tiled one does
+// not, nor does sm_80's code, which keeps three).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define ATT_X4_BLOCKS 3
+#else
+#define ATT_X4_BLOCKS 4
+#endif
 extern "C" __global__ void __launch_bounds__(128, 3) attention_fwd_tail16_d64_bf16(ATT_SIZES, const bf16_t* q,
         const bf16_t* k, const bf16_t* v, bf16_t* o, float scale, int causal) {
     attention_body<64, true>(ATT_PASS);
 }
 extern "C" __global__ void __launch_bounds__(128, 3) attention_fwd_tail16_d64_f16(ATT_SIZES, const f16_t* q,
+        const f16_t* k, const f16_t* v, f16_t* o, float scale, int causal) {
+    attention_body<64, true>(ATT_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128, ATT_X4_BLOCKS) attention_fwd_tail16x4_d64_bf16(ATT_SIZES, const bf16_t* q,
+        const bf16_t* k, const bf16_t* v, bf16_t* o, float scale, int causal) {
+    attention_body<64, true>(ATT_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128, ATT_X4_BLOCKS) attention_fwd_tail16x4_d64_f16(ATT_SIZES, const f16_t* q,
         const f16_t* k, const f16_t* v, f16_t* o, float scale, int causal) {
     attention_body<64, true>(ATT_PASS);
 }

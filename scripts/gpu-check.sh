@@ -7,7 +7,7 @@
 #      shapes and a large bf16 matmul as the measured peak, in the same run on the same GPU,
 #   4. `cpeal bench --device cuda` against PyTorch eager when the binary has that subcommand (model level), and
 #      ViT-B/16 at batch 256 under each setting of GPU_CHECK_VARIANTS (default: the ping-pong GEMMs forced
-#      through CPEAL_GEMM_SM90, the tail16 attention through CPEAL_ATTENTION),
+#      through CPEAL_GEMM_SM90, the attention candidates through CPEAL_ATTENTION),
 # and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md. Budget: under 8 minutes.
 #
 #   scripts/gpu-check.sh [path/to/cpeal] [batch]      (defaults: target/release/cpeal, 64)
@@ -129,7 +129,7 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
         echo
         echo "| ViT-B/16 batch 256, setting | cpeal images/s |"
         echo "|---|---|"
-        for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_ATTENTION=tail16}; do
+        for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4}; do
             [[ $setting == default ]] && env_var=() || env_var=("$setting")
             ips=$(env ${env_var[@]+"${env_var[@]}"} timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json 2>"$WORK/err.txt" \
                 | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")

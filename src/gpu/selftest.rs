@@ -285,13 +285,18 @@ fn attention_cases(out: &mut Vec<Case>) {
         (DType::F16, 2, 2, 197, 64, false), // ViT-B/16's 197 tokens: 4 key tiles, a last query block of 5
         (DType::Bf16, 1, 2, 120, 64, false), // tail16: a whole key tile, then 56 keys in four 16-key steps
     ];
-    // The tail16 kernel (head dim 64) on the same shapes.
-    let tail16 = shapes.into_iter().filter(|s| s.4 == 64).map(|s| (s, true));
-    for ((dt, b, h, t, d, causal), tail16) in shapes.into_iter().map(|s| (s, false)).chain(tail16) {
+    // The candidate kernels (head dim 64) on the same shapes.
+    use ops::attention::AttentionKernel;
+    let candidates = [AttentionKernel::Tail16, AttentionKernel::Tail16x4]
+        .into_iter()
+        .flat_map(|k| shapes.into_iter().filter(|s| s.4 == 64).map(move |s| (s, k)));
+    for ((dt, b, h, t, d, causal), kernel) in shapes.into_iter().map(|s| (s, AttentionKernel::Tiled)).chain(candidates)
+    {
         let shape = format!("B{b} H{h} T{t} D{d}{}", if causal { " causal" } else { "" });
+        let prefix = if kernel == AttentionKernel::Tiled { String::new() } else { format!("{}_", kernel.label()) };
         out.push(case(
             "attention",
-            format!("attention_fwd_{}d{d}_{}", if tail16 { "tail16_" } else { "" }, dt.suffix()),
+            format!("attention_fwd_{prefix}d{d}_{}", dt.suffix()),
             shape,
             tol(dt),
             Box::new(move |dev, rng| {
@@ -300,7 +305,7 @@ fn attention_cases(out: &mut Vec<Case>) {
                     (random(rng, n, -2.0, 2.0, dt), random(rng, n, -2.0, 2.0, dt), random(rng, n, -1.0, 1.0, dt));
                 let (qb, kb, vb) = (dev.upload(&q, dt)?, dev.upload(&k, dt)?, dev.upload(&v, dt)?);
                 let o = poisoned(dev, dt, n)?;
-                let att = ops::attention::Attention::new(b, h, t, d, &qb, &kb, &vb, &o).causal(causal).tail16(tail16);
+                let att = ops::attention::Attention::new(b, h, t, d, &qb, &kb, &vb, &o).causal(causal).kernel(kernel);
                 tensor_core_path(&att)?;
                 att.launch(dev)?;
                 Ok((dev.download(&o)?, r::attention(b, h, t, t, d, &q, &k, &v, att.scale as f64, causal)))

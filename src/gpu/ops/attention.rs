@@ -31,15 +31,50 @@ pub struct Attention<'a> {
     pub scale: f32,
     /// Query i sees keys j <= i + k_len − q_len (the text tower's mask).
     pub causal: bool,
-    /// Head dim 64 on tensor cores: the last, partial key tile in 16-key steps (`attention_fwd_tail16_*`)
-    /// rather than one masked 64-key tile. Opt-in until measured on a GPU; also `CPEAL_ATTENTION=tail16`.
-    pub tail16: bool,
+    /// Which tensor-core kernel runs for head dim 64 (see [`AttentionKernel`]).
+    pub kernel: AttentionKernel,
 }
 
-/// `CPEAL_ATTENTION=tail16` (read once): run the tail16 kernel wherever it applies, for benchmarks.
-fn tail16_forced() -> bool {
-    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FORCED.get_or_init(|| std::env::var("CPEAL_ATTENTION").is_ok_and(|v| v == "tail16"))
+/// The tensor-core attention kernels of head dim 64. The candidates are opt-in until measured on a GPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// `CPEAL_ATTENTION=<label>` when set (for benchmarks), else `Tiled`.
+    #[default]
+    Auto,
+    /// Every key tile 64 wide and masked (`attention_fwd_d64_*`, as tuned on an H100).
+    Tiled,
+    /// The last, partial key tile in 16-key steps and whole tiles unmasked (`attention_fwd_tail16_d64_*`).
+    Tail16,
+    /// Tail16 at four blocks per SM on sm_90 (128 registers; `attention_fwd_tail16x4_d64_*`).
+    Tail16x4,
+}
+
+impl AttentionKernel {
+    pub const ALL: [AttentionKernel; 3] = [AttentionKernel::Tiled, AttentionKernel::Tail16, AttentionKernel::Tail16x4];
+
+    /// `tiled`, `tail16`, `tail16x4`: the `CPEAL_ATTENTION` value; the kernel name's prefix for the candidates.
+    pub fn label(self) -> &'static str {
+        match self {
+            AttentionKernel::Auto => "auto",
+            AttentionKernel::Tiled => "tiled",
+            AttentionKernel::Tail16 => "tail16",
+            AttentionKernel::Tail16x4 => "tail16x4",
+        }
+    }
+
+    /// `CPEAL_ATTENTION`, read once: None when unset; an unknown value is an error that lists the labels.
+    fn forced() -> Result<Option<AttentionKernel>> {
+        static FORCED: std::sync::OnceLock<std::result::Result<Option<AttentionKernel>, String>> =
+            std::sync::OnceLock::new();
+        let forced = FORCED.get_or_init(|| match std::env::var("CPEAL_ATTENTION").ok().as_deref() {
+            None => Ok(None),
+            Some(v) => AttentionKernel::ALL.into_iter().find(|k| k.label() == v).map(Some).ok_or_else(|| {
+                let labels: Vec<&str> = AttentionKernel::ALL.iter().map(|k| k.label()).collect();
+                format!("unknown kernel `{v}`; one of {}", labels.join(", "))
+            }),
+        });
+        forced.clone().map_err(|e| Error::invalid("CPEAL_ATTENTION", e))
+    }
 }
 
 impl<'a> Attention<'a> {
@@ -72,7 +107,7 @@ impl<'a> Attention<'a> {
             ld_o: ld,
             scale: 1.0 / (head_dim as f32).sqrt(),
             causal: false,
-            tail16: false,
+            kernel: AttentionKernel::Auto,
         }
     }
 
@@ -81,9 +116,9 @@ impl<'a> Attention<'a> {
         self
     }
 
-    /// Use the tail16 kernel (head dim 64 on tensor cores only; see [`Attention::tail16`]).
-    pub fn tail16(mut self, tail16: bool) -> Self {
-        self.tail16 = tail16;
+    /// Run this kernel (a candidate, `Tail16*`, needs head dim 64 on tensor cores).
+    pub fn kernel(mut self, kernel: AttentionKernel) -> Self {
+        self.kernel = kernel;
         self
     }
 
@@ -122,14 +157,23 @@ impl<'a> Attention<'a> {
             && self.tensors().iter().all(|&(_, buf, ld, _)| ld % 8 == 0 && buf.ptr() % 16 == 0)
     }
 
-    /// The kernel `launch` runs: `attention_fwd_d<D>_<dtype>` (`attention_fwd_tail16_d64_<dtype>` with tail16) or,
+    /// `self.kernel`, with `Auto` resolved (an unknown `CPEAL_ATTENTION` is reported by `launch`).
+    fn resolved(&self) -> AttentionKernel {
+        match self.kernel {
+            AttentionKernel::Auto => AttentionKernel::forced().ok().flatten().unwrap_or(AttentionKernel::Tiled),
+            k => k,
+        }
+    }
+
+    /// The kernel `launch` runs: `attention_fwd_d<D>_<dtype>` (`attention_fwd_<label>_d64_<dtype>` for a candidate) or,
     /// when [`Self::uses_tensor_cores`] is false,
     /// the generic `attention_fwd_generic_<dtype>` (head dims 1 … [`GENERIC_MAX_HEAD_DIM`]).
     pub fn kernel_name(&self) -> String {
         let dt = self.q.dtype().suffix();
         if self.uses_tensor_cores() {
-            let tail16 = (self.tail16 || tail16_forced()) && self.head_dim == 64;
-            format!("attention_fwd_{}d{}_{dt}", if tail16 { "tail16_" } else { "" }, self.head_dim)
+            let kernel = if self.head_dim == 64 { self.resolved() } else { AttentionKernel::Tiled };
+            let prefix = if kernel == AttentionKernel::Tiled { String::new() } else { format!("{}_", kernel.label()) };
+            format!("attention_fwd_{prefix}d{}_{dt}", self.head_dim)
         } else {
             format!("attention_fwd_generic_{dt}")
         }
@@ -143,8 +187,11 @@ impl<'a> Attention<'a> {
         }
         self.check(&kernel, dt)?;
         let fast = self.uses_tensor_cores();
-        if self.tail16 && !(fast && self.head_dim == 64) {
-            return Err(Error::kernel(&kernel, "the tail16 kernel is for head dim 64 on tensor cores"));
+        AttentionKernel::forced()?;
+        let candidate = !matches!(self.kernel, AttentionKernel::Auto | AttentionKernel::Tiled);
+        if candidate && !(fast && self.head_dim == 64) {
+            let label = self.kernel.label();
+            return Err(Error::kernel(&kernel, format!("the {label} kernel is for head dim 64 on tensor cores")));
         }
         if fast && !(self.scale > 0.0 && self.scale.is_finite()) {
             // The kernel takes the maximum of raw scores as the maximum of scaled ones.

@@ -114,9 +114,9 @@ fn bench_attention(dev: &GpuDevice, args: &Args, rng: &mut rand_chacha::ChaCha8R
     let o = dev.alloc(DType::Bf16, n)?;
     let flops = 4.0 * (args.batch * heads * len * len * hd) as f64;
     println!("\n| kernel | shape | time (us) | TFLOP/s |\n|---|---|---|---|");
-    // The default kernel, then the candidate with the last key tile in 16-key steps, in the same run.
-    for tail16 in [false, true] {
-        let att = ops::attention::Attention::new(args.batch, heads, len, hd, &q, &k, &v, &o).tail16(tail16);
+    // The default kernel, then the candidates (the last key tile in 16-key steps, at 3 and 4 blocks per SM).
+    for kernel in ops::attention::AttentionKernel::ALL {
+        let att = ops::attention::Attention::new(args.batch, heads, len, hd, &q, &k, &v, &o).kernel(kernel);
         let secs = time(dev, args.reps, &|| att.launch(dev))?;
         println!(
             "| {} | {} x {heads} heads x {len} x {hd} | {:.1} | {:.1} |",
