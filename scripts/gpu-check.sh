@@ -8,7 +8,8 @@
 #   4. `cpeal bench --device cuda` against PyTorch eager when the binary has that subcommand (model level), and
 #      ViT-B/16 at batch 256 under each setting of GPU_CHECK_VARIANTS (default: the ping-pong GEMMs forced
 #      through CPEAL_GEMM_SM90, the attention candidates through CPEAL_ATTENTION),
-# and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md. Budget: under 8 minutes.
+# and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md (copied to $OUT when set, as on a
+# lent device machine). Budget: under 8 minutes.
 #
 #   scripts/gpu-check.sh [path/to/cpeal] [batch]      (defaults: target/release/cpeal, 64)
 set -euo pipefail
@@ -31,6 +32,12 @@ mkdir -p "$OUTDIR"
 REPORT="$OUTDIR/gpu-check-$STAMP-$SLUG.md"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+# On a lent device machine only what lands under $OUT comes back.
+deliver() {
+    if [[ -n "${OUT:-}" && -d "${OUT:-}" ]]; then
+        cp "$REPORT" "$OUT/" && echo "copied to $OUT/$(basename "$REPORT")"
+    fi
+}
 echo "GPU: $GPU (driver $DRIVER); libcuda: $LIBCUDA; NVRTC: $NVRTC"
 
 # --- 1. correctness ---------------------------------------------------------------------------------------------
@@ -40,6 +47,7 @@ if ! timeout 180 "$BIN" selftest --device cuda 2>&1 | tee "$WORK/selftest.txt"; 
     SELFTEST=FAILED
     { echo "# GPU check $STAMP — $GPU"; echo; echo "selftest FAILED:"; echo '```'; cat "$WORK/selftest.txt"; echo '```'; } >"$REPORT"
     if [[ -z "${GPU_CHECK_KEEP_GOING:-}" ]]; then
+        deliver
         echo "error: selftest failed; no benchmarks are run on wrong kernels (GPU_CHECK_KEEP_GOING=1 to diagnose)" >&2
         exit 1
     fi
@@ -165,3 +173,4 @@ fi
     echo '```'
 } >"$REPORT"
 echo "wrote $REPORT"
+deliver
