@@ -43,8 +43,20 @@ echo "GPU: $GPU (driver $DRIVER); libcuda: $LIBCUDA; NVRTC: $NVRTC"
 # --- 1. correctness ---------------------------------------------------------------------------------------------
 echo "== selftest"
 SELFTEST=passed
-if ! timeout 180 "$BIN" selftest --device cuda 2>&1 | tee "$WORK/selftest.txt"; then
+# Opt-in candidate kernels (bench/results/gpu-notes-*.md) are checked second, on their own: when they fail or
+# hang, the defaults are still timed and the failed candidates are left out at model level.
+CANDIDATES=gemm_sm90_pp-,gemm_sm90_ppo-,attention_fwd_tail16
+BROKEN_CANDIDATES=""
+if ! timeout 180 "$BIN" selftest --device cuda --exclude "$CANDIDATES" 2>&1 | tee "$WORK/selftest.txt"; then
     SELFTEST=FAILED
+fi
+if [[ $SELFTEST == passed ]] && ! timeout 120 "$BIN" selftest --device cuda --only "$CANDIDATES" 2>&1 | tee -a "$WORK/selftest.txt"; then
+    BROKEN_CANDIDATES=$(grep -E '  (FAIL|ERROR)' "$WORK/selftest.txt" | awk '{print $1}' | sort -u | tr '\n' ' ' || true)
+    grep -q 'cases failed' "$WORK/selftest.txt" || BROKEN_CANDIDATES="$BROKEN_CANDIDATES (timed out: every candidate)"
+    SELFTEST="passed for the defaults; FAILED for candidates: $BROKEN_CANDIDATES"
+    echo "warning: $SELFTEST; they are not used at model level" >&2
+fi
+if [[ $SELFTEST == FAILED ]]; then
     { echo "# GPU check $STAMP — $GPU"; echo; echo "selftest FAILED:"; echo '```'; cat "$WORK/selftest.txt"; echo '```'; } >"$REPORT"
     if [[ -z "${GPU_CHECK_KEEP_GOING:-}" ]]; then
         deliver
@@ -139,6 +151,10 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
         echo "|---|---|"
         for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4}; do
             [[ $setting == default ]] && env_var=() || env_var=("$setting")
+            if [[ $setting != default && ( " $BROKEN_CANDIDATES " == *"_${setting#*=}_"* || $BROKEN_CANDIDATES == *"timed out"* ) ]]; then
+                echo "| $setting | not run: failed the selftest |"
+                continue
+            fi
             ips=$(env ${env_var[@]+"${env_var[@]}"} timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json 2>"$WORK/err.txt" \
                 | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")
             [[ "$ips" == failed ]] && tail -n 5 "$WORK/err.txt" >&2

@@ -83,3 +83,28 @@ fn an_uninitialised_mbarrier_fails_the_launch() {
     let msg = probe(Mode::NoBarrierInit).unwrap_err();
     assert!(msg.contains("no initialised mbarrier"), "{msg}");
 }
+
+/// `cpeal selftest --only/--exclude`: how gpu-check.sh checks the candidate kernels apart from the defaults.
+#[test]
+fn selftest_filters_kernels_by_name_prefix() {
+    let run = |filter: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cpeal"))
+            .args(["selftest", "--device", "cuda-emu", "--family", "gemm"])
+            .args(filter)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let kernels: Vec<String> = stdout
+            .lines()
+            .filter(|l| l.ends_with("  pass"))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect();
+        kernels
+    };
+    let only = run(&["--only", "gemm_sm90_pp-,gemm_sm90_ppo-"]);
+    assert!(!only.is_empty() && only.iter().all(|k| k.starts_with("gemm_sm90_pp")), "{only:?}");
+    assert!(only.iter().any(|k| k.starts_with("gemm_sm90_ppo-")), "{only:?}");
+    let rest = run(&["--exclude", "gemm_sm90_pp-,gemm_sm90_ppo-"]);
+    assert!(rest.iter().any(|k| k == "gemm_bf16") && !rest.iter().any(|k| k.starts_with("gemm_sm90_pp")), "{rest:?}");
+}

@@ -463,6 +463,11 @@ pub fn cases(dev: &GpuDevice) -> Vec<Case> {
 
 /// Run `cases` on `dev`, with inputs drawn from `seed`.
 pub fn run(dev: &GpuDevice, cases: &[Case], seed: u64) -> Vec<CaseResult> {
+    run_each(dev, cases, seed, |_| {})
+}
+
+/// [`run`], calling `each` with every result as it completes (so a case that hangs shows which it is).
+pub fn run_each(dev: &GpuDevice, cases: &[Case], seed: u64, mut each: impl FnMut(&CaseResult)) -> Vec<CaseResult> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     cases
         .iter()
@@ -486,6 +491,7 @@ pub fn run(dev: &GpuDevice, cases: &[Case], seed: u64) -> Vec<CaseResult> {
                 }
                 Err(e) => res.error = Some(e.to_string()),
             }
+            each(&res);
             res
         })
         .collect()
@@ -498,17 +504,24 @@ pub fn family(dev: &GpuDevice, name: &str) -> Vec<Case> {
 
 /// A fixed-width table of results, one line each.
 pub fn table(results: &[CaseResult]) -> String {
-    let mut s = format!("{:<28} {:<36} {:>10} {:>10} {:>8}  result\n", "kernel", "shape", "rel.err", "max.abs", "tol");
+    let mut s = table_header();
     for r in results {
-        let verdict = match (&r.error, r.pass) {
-            (Some(e), _) => format!("ERROR {e}"),
-            (None, true) => "pass".into(),
-            (None, false) => "FAIL".into(),
-        };
-        s.push_str(&format!(
-            "{:<28} {:<36} {:>10.2e} {:>10.2e} {:>8.0e}  {verdict}\n",
-            r.kernel, r.shape, r.rel_err, r.max_abs, r.tol
-        ));
+        s.push_str(&table_row(r));
     }
     s
+}
+
+/// The header line of [`table`].
+pub fn table_header() -> String {
+    format!("{:<28} {:<36} {:>10} {:>10} {:>8}  result\n", "kernel", "shape", "rel.err", "max.abs", "tol")
+}
+
+/// One line of [`table`]: kernel, shape, errors, tolerance and `pass`, `FAIL` or `ERROR <message>`.
+pub fn table_row(r: &CaseResult) -> String {
+    let verdict = match (&r.error, r.pass) {
+        (Some(e), _) => format!("ERROR {e}"),
+        (None, true) => "pass".into(),
+        (None, false) => "FAIL".into(),
+    };
+    format!("{:<28} {:<36} {:>10.2e} {:>10.2e} {:>8.0e}  {verdict}\n", r.kernel, r.shape, r.rel_err, r.max_abs, r.tol)
 }

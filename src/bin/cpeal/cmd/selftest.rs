@@ -19,6 +19,12 @@ pub struct Args {
     /// Seed of the random inputs
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Only kernels whose names start with one of these prefixes (comma-separated); skips the whole models
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Leave out kernels whose names start with one of these prefixes (comma-separated)
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
 }
 
 pub fn open(kind: GpuKind) -> cpeal::Result<GpuDevice> {
@@ -34,15 +40,24 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
         Some(f) => selftest::family(&dev, f),
         None => selftest::cases(&dev),
     };
+    let starts = |name: &str, prefixes: &[String]| prefixes.iter().any(|p| name.starts_with(p.as_str()));
+    let cases: Vec<_> = cases
+        .into_iter()
+        .filter(|c| (args.only.is_empty() || starts(&c.kernel, &args.only)) && !starts(&c.kernel, &args.exclude))
+        .collect();
     if cases.is_empty() {
-        return Err(cpeal::Error::invalid("selftest", "no cases match --family"));
+        return Err(cpeal::Error::invalid("selftest", "no cases match --family / --only / --exclude"));
     }
     println!("device: {}", dev.name());
-    let results = selftest::run(&dev, &cases, args.seed);
-    print!("{}", selftest::table(&results));
+    print!("{}", selftest::table_header());
+    let results = selftest::run_each(&dev, &cases, args.seed, |r| {
+        use std::io::Write;
+        print!("{}", selftest::table_row(r));
+        let _ = std::io::stdout().flush();
+    });
     let mut failed = results.iter().filter(|r| !r.pass).count();
     let mut total = results.len();
-    if args.family.is_none() {
+    if args.family.is_none() && args.only.is_empty() {
         println!("\n| model (random weights) | last_hidden_state rel. error vs cpu | pass |\n|---|---|---|");
         for (name, rel, pass) in models(&dev)? {
             println!("| {name} | {rel:.2e} | {} |", if pass { "ok" } else { "FAIL" });
