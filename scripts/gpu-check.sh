@@ -68,7 +68,9 @@ fi
 
 # --- 2. our kernels ---------------------------------------------------------------------------------------------
 echo "== bench-kernels (batch $BATCH)"
-timeout 120 "$BIN" bench-kernels --device cuda --batch "$BATCH" | tee "$WORK/ours.md" || echo "bench-kernels failed (exit $?)" | tee -a "$WORK/ours.md"
+SKIP=()
+[[ -n "$BROKEN_CANDIDATES" ]] && SKIP=(--skip "$CANDIDATES")
+timeout 120 "$BIN" bench-kernels --device cuda --batch "$BATCH" ${SKIP[@]+"${SKIP[@]}"} | tee "$WORK/ours.md" || echo "bench-kernels failed (exit $?)" | tee -a "$WORK/ours.md"
 
 # --- 3. PyTorch on the same shapes, same GPU, same run ---------------------------------------------------------
 echo "== torch.matmul bf16"

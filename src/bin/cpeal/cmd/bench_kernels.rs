@@ -22,6 +22,16 @@ pub struct Args {
     /// Pool rows for the selection kernels (entropy scores and top-k over [rows, 1000] logits)
     #[arg(long, default_value_t = 1_000_000)]
     pub pool_rows: usize,
+    /// Leave out kernels whose names start with one of these prefixes (comma-separated), e.g. candidates that
+    /// failed the selftest
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<String>,
+}
+
+impl Args {
+    fn skips(&self, kernel: &str) -> bool {
+        self.skip.iter().any(|p| kernel.starts_with(p.as_str()))
+    }
 }
 
 /// Median seconds of one call of `f`, from `reps` batches of 10 calls after 3 warm-up calls.
@@ -76,7 +86,7 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
                 kernels.push((format!("gemm_sm90_{}_bf16", v.label()), GemmKernel::Sm90(v)));
             }
         }
-        for (label, kernel) in kernels {
+        for (label, kernel) in kernels.into_iter().filter(|(label, _)| !args.skips(label)) {
             let gemm = Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(act).kernel(kernel);
             let secs = time(&dev, args.reps, &|| gemm.launch(&dev))?;
             let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
@@ -117,6 +127,9 @@ fn bench_attention(dev: &GpuDevice, args: &Args, rng: &mut rand_chacha::ChaCha8R
     // The default kernel, then the candidates (the last key tile in 16-key steps, at 3 and 4 blocks per SM).
     for kernel in ops::attention::AttentionKernel::ALL {
         let att = ops::attention::Attention::new(args.batch, heads, len, hd, &q, &k, &v, &o).kernel(kernel);
+        if args.skips(&att.kernel_name()) {
+            continue;
+        }
         let secs = time(dev, args.reps, &|| att.launch(dev))?;
         println!(
             "| {} | {} x {heads} heads x {len} x {hd} | {:.1} | {:.1} |",
