@@ -130,17 +130,20 @@ MODEL_SECTION="Model benchmark: this binary has no \`cpeal bench forward\` subco
 if "$BIN" bench forward --help >/dev/null 2>&1; then
     echo "== cpeal bench forward --device cuda vs PyTorch eager (bf16, SDPA)"
     {
-        echo "| model | batch | cpeal images/s | PyTorch images/s | cpeal / PyTorch |"
-        echo "|---|---|---|---|---|"
+        # Model FLOP utilisation: cpeal's matmul + attention FLOP/s over the bf16 matmul peak measured above.
+        PEAK=$(grep -oE 'matmul peak[^*]*\*\*[0-9.]+' "$WORK/torch.md" | grep -oE '[0-9.]+$' || true)
+        echo "| model | batch | cpeal images/s | PyTorch images/s | cpeal / PyTorch | cpeal TFLOP/s | MFU (vs ${PEAK:-?} TFLOP/s) |"
+        echo "|---|---|---|---|---|---|---|"
         for arch in vit-b16 clip-b16-vision dinov2-s14; do
             timeout 120 python3 "$ROOT/bench/gpu_forward.py" --arch "$arch" >"$WORK/torch-$arch.jsonl" 2>"$WORK/torch-err.txt" || tail -n 5 "$WORK/torch-err.txt" >&2
             for bs in 1 8 64 256 512; do
-                ours=$(timeout 60 "$BIN" bench forward --arch "$arch" --device cuda --batch-size "$bs" --iters 10 --json 2>"$WORK/err.txt" \
-                    | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")
+                read -r ours tflops < <(timeout 60 "$BIN" bench forward --arch "$arch" --device cuda --batch-size "$bs" --iters 10 --json 2>"$WORK/err.txt" \
+                    | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["images_per_s"], r["tflop_per_s"])' 2>/dev/null || echo "failed -")
                 [[ "$ours" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
+                mfu=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.0%}")' "$tflops" "$PEAK" 2>/dev/null || echo "-")
                 theirs=$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(next((x["images_per_s"] for x in r if x["batch"]==int(sys.argv[2])), "n/a"))' "$WORK/torch-$arch.jsonl" "$bs" 2>/dev/null || echo "n/a")
                 ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$ours" "$theirs" 2>/dev/null || echo "-")
-                echo "| $arch | $bs | $ours | $theirs | $ratio |"
+                echo "| $arch | $bs | $ours | $theirs | $ratio | $tflops | $mfu |"
             done
         done
     } | tee "$WORK/models.md"

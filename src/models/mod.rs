@@ -3,6 +3,7 @@
 
 pub mod clip;
 pub mod dinov2;
+pub mod flops;
 pub mod presets;
 pub mod vit;
 

@@ -98,6 +98,7 @@ fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
     };
     let model = Model::load_on(&dir, &device)?;
     let s = args.image_size;
+    let gflop = cpeal::models::flops::image_gflop(&cpeal::weights::JsonConfig::read(&dir.join("config.json"))?, s)?;
     let data: Vec<f32> = (0..args.batch_size * 3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
     let pixels = Tensor::from_vec(data, &[args.batch_size, 3, s, s])?.to_device(&device)?;
     // Warm-up runs download too, so that pinned staging is allocated before timing.
@@ -118,16 +119,17 @@ fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
     }
     let (median, download) = (median_of(times), median_of(downloads));
     let ips = args.batch_size as f64 / median;
+    let tflops = ips * gflop / 1e3;
     let threads = rayon::current_num_threads();
     if args.json {
         println!(
-            "{{\"arch\":\"{label}\",\"device\":\"{}\",\"batch\":{},\"image_size\":{s},\"threads\":{threads},\"median_s\":{median:.4},\"download_s\":{download:.4},\"images_per_s\":{ips:.3}}}",
+            "{{\"arch\":\"{label}\",\"device\":\"{}\",\"batch\":{},\"image_size\":{s},\"threads\":{threads},\"median_s\":{median:.4},\"download_s\":{download:.4},\"images_per_s\":{ips:.3},\"gflop_per_image\":{gflop:.3},\"tflop_per_s\":{tflops:.3}}}",
             device.name(),
             args.batch_size
         );
     } else {
         println!(
-            "{label} on {} ({threads} threads), batch {} at {s}px: {ips:.2} images/s (median of {} runs, {median:.3} s/batch for forward + synchronize; copying the last hidden state to the host takes {download:.3} s more)",
+            "{label} on {} ({threads} threads), batch {} at {s}px: {ips:.2} images/s, {tflops:.2} TFLOP/s at {gflop:.2} GFLOP/image (median of {} runs, {median:.3} s/batch for forward + synchronize; copying the last hidden state to the host takes {download:.3} s more)",
             device.name(),
             args.batch_size,
             args.iters
