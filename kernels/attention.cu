@@ -20,11 +20,13 @@
 #define ATT_BK 64
 #define ATT_THREADS 128
 
-// rows x D tile of a [·, ld] matrix (rows row0 … row0+rows−1 < nrows, columns col0 …) into shared [rows][D+8].
+// rows x D tile of a [·, ld] matrix (rows row0 … row0+rows−1 < nrows, columns col0 …) into shared [rows][D+8],
+// by `nthreads` threads.
 template <int D, class T>
-DEVI void att_load_tile(T* dst, const T* src, int ld, int nrows, int row0, int col0) {
+DEVI void att_load_tile(T* dst, const T* src, int ld, int nrows, int row0, int col0, int rows = ATT_BK,
+                        int nthreads = ATT_THREADS) {
     constexpr int CHUNKS = D / 8;
-    for (int c = threadIdx.x; c < ATT_BK * CHUNKS; c += ATT_THREADS) {
+    for (int c = threadIdx.x; c < rows * CHUNKS; c += nthreads) {
         int r = c / CHUNKS, d = (c % CHUNKS) * 8;
         bool ok = row0 + r < nrows;
         cp_async_16(dst + r * (D + 8) + d, ok ? src + (long)(row0 + r) * ld + col0 + d : src, ok);
@@ -91,17 +93,19 @@ DEVI void att_keys(const u32 (&qf)[D / 16][4], const T* Ks, const T* Vs, int k0,
 
 // TAIL16: whole key tiles inside Tk (and not causal) skip the mask, and the last, partial tile goes 16 keys at a
 // time, so 197 keys cost 208 rather than 256 (attention_fwd_tail16_*, opt-in until measured on a GPU).
-// Otherwise every key tile is 64 masked keys (the kernel as tuned on an H100).
-template <int D, bool TAIL16, class T>
+// Otherwise every key tile is 64 masked keys (the kernel as tuned on an H100). WIDE: the block has any number
+// of warps (blockDim.x / 32), one per 16 queries, so one block can hold every query of a (b, h).
+template <int D, bool TAIL16, bool WIDE = false, class T>
 DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int ld_v, int ld_o, const T* q,
                          const T* k, const T* v, T* o, float scale, int causal) {
     constexpr int LDS = D + 8;
     constexpr int KS = D / 16;  // k-steps of q·kᵀ
     constexpr int NT = D / 8;   // n-tiles of the output
+    int nthreads = WIDE ? (int)blockDim.x : ATT_THREADS, bq = WIDE ? nthreads / 2 : ATT_BQ;  // 16 queries a warp
     T* Qs = DYN_SMEM(T);
-    T* Kbuf = Qs + ATT_BQ * LDS;         // [2][BK][LDS]
+    T* Kbuf = Qs + bq * LDS;            // [2][BK][LDS]
     T* Vbuf = Kbuf + 2 * ATT_BK * LDS;  // [2][BK][LDS]
-    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * ATT_BQ;
+    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * bq;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const T* qb = q + (long)b * Tq * ld_q;
     const T* kb = k + (long)b * Tk * ld_k;
@@ -110,10 +114,10 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
     int qrow0 = q0 + warp * 16;
 
     bool active = qrow0 < Tq;
-    att_load_tile<D>(Qs, qb, ld_q, Tq, q0, h * D);
+    att_load_tile<D>(Qs, qb, ld_q, Tq, q0, h * D, bq, nthreads);
 
     int kv_end = Tk;
-    if (causal) kv_end = min(Tk, q0 + ATT_BQ + Tk - Tq);  // keys past the last query's diagonal are masked
+    if (causal) kv_end = min(Tk, q0 + bq + Tk - Tq);  // keys past the last query's diagonal are masked
     int ntiles = kv_end > 0 ? ceil_div(kv_end, ATT_BK) : 0;
 
     u32 qf[KS][4];
@@ -122,16 +126,16 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
     float mrow[2] = {NEG_INF, NEG_INF}, lrow[2] = {0.0f, 0.0f};
 
     if (ntiles > 0) {
-        att_load_tile<D>(Kbuf, kb, ld_k, Tk, 0, h * D);
-        att_load_tile<D>(Vbuf, vb, ld_v, Tk, 0, h * D);
+        att_load_tile<D>(Kbuf, kb, ld_k, Tk, 0, h * D, ATT_BK, nthreads);
+        att_load_tile<D>(Vbuf, vb, ld_v, Tk, 0, h * D, ATT_BK, nthreads);
     }
     cp_async_commit();  // group: Q and tile 0
     for (int kt = 0; kt < ntiles; ++kt) {
         int k0 = kt * ATT_BK;
         if (kt + 1 < ntiles) {  // its buffer was last read in iteration kt-1, which ended with a barrier
             int nb = (kt + 1) & 1;
-            att_load_tile<D>(Kbuf + nb * ATT_BK * LDS, kb, ld_k, Tk, k0 + ATT_BK, h * D);
-            att_load_tile<D>(Vbuf + nb * ATT_BK * LDS, vb, ld_v, Tk, k0 + ATT_BK, h * D);
+            att_load_tile<D>(Kbuf + nb * ATT_BK * LDS, kb, ld_k, Tk, k0 + ATT_BK, h * D, ATT_BK, nthreads);
+            att_load_tile<D>(Vbuf + nb * ATT_BK * LDS, vb, ld_v, Tk, k0 + ATT_BK, h * D, ATT_BK, nthreads);
         }
         cp_async_commit();  // (possibly empty) group of tile kt+1
         cp_async_wait<1>();  // every group but the newest has landed: Q and tile kt
@@ -231,6 +235,19 @@ extern "C" __global__ void __launch_bounds__(128, ATT_X4_BLOCKS) attention_fwd_t
 extern "C" __global__ void __launch_bounds__(128, ATT_X4_BLOCKS) attention_fwd_tail16x4_d64_f16(ATT_SIZES, const f16_t* q,
         const f16_t* k, const f16_t* v, f16_t* o, float scale, int causal) {
     attention_body<64, true>(ATT_PASS);
+}
+
+// TAIL16 with one warp per 16 queries and as many warps as the launch gives (WIDE): one block per (b, h) when
+// Tq <= 208 (13 warps, 416 threads; <= 152 registers), so no warp idles past Tq but in the last 16 and K, V
+// are read once per (b, h). CPEAL_ATTENTION=tail16w. Launch: grid (1, H, B), block 32·ceil(Tq/16),
+// shared (16·ceil(Tq/16) + 4·64)·(D+8)·2 bytes.
+extern "C" __global__ void __maxnreg__(152) attention_fwd_tail16w_d64_bf16(ATT_SIZES, const bf16_t* q,
+        const bf16_t* k, const bf16_t* v, bf16_t* o, float scale, int causal) {
+    attention_body<64, true, true>(ATT_PASS);
+}
+extern "C" __global__ void __maxnreg__(152) attention_fwd_tail16w_d64_f16(ATT_SIZES, const f16_t* q,
+        const f16_t* k, const f16_t* v, f16_t* o, float scale, int causal) {
+    attention_body<64, true, true>(ATT_PASS);
 }
 
 // ---------------------------------------------------------------------------------------------------------

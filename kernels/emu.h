@@ -55,6 +55,7 @@
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
 #define __grid_constant__
+#define __maxnreg__(...)
 #define warpSize 32
 
 struct dim3 {

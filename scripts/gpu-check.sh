@@ -154,7 +154,7 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
         echo
         echo "| ViT-B/16 batch 256, setting | cpeal images/s |"
         echo "|---|---|"
-        for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4}; do
+        for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w}; do
             [[ $setting == default ]] && env_var=() || env_var=("$setting")
             if [[ $setting != default && ( " $BROKEN_CANDIDATES " == *"_${setting#*=}_"* || $BROKEN_CANDIDATES == *"timed out"* ) ]]; then
                 echo "| $setting | not run: failed the selftest |"

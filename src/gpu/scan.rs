@@ -2,7 +2,7 @@
 //! and the runtime (which file holds which kernel), so both agree on the list.
 
 /// Names of the kernels defined in `src`, in order. A kernel is `extern "C" __global__ void [__launch_bounds__(…)]
-/// name(`; lines that start with `//` are skipped.
+/// [__maxnreg__(…)] name(`; lines that start with `//` are skipped.
 pub fn kernel_names(src: &str) -> Vec<String> {
     let mut names = Vec::new();
     for line in src.lines() {
@@ -21,11 +21,13 @@ pub fn kernel_names(src: &str) -> Vec<String> {
             continue;
         };
         let mut rest = rest.trim_start();
-        if let Some(after) = rest.strip_prefix("__launch_bounds__") {
-            let Some(close) = after.find(')') else {
-                continue;
-            };
-            rest = after[close + 1..].trim_start();
+        for qualifier in ["__launch_bounds__", "__maxnreg__"] {
+            if let Some(after) = rest.strip_prefix(qualifier) {
+                let Some(close) = after.find(')') else {
+                    continue;
+                };
+                rest = after[close + 1..].trim_start();
+            }
         }
         let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
         if !name.is_empty() && rest[name.len()..].trim_start().starts_with('(') {
@@ -49,5 +51,20 @@ pub fn nvrtc_target(file_name: &str, arch: &str) -> Option<String> {
         (false, _) => Some(arch.to_string()),
         (true, "sm_90" | "sm_90a") => Some("sm_90a".to_string()),
         (true, _) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qualifiers_before_the_name_are_skipped_and_comments_ignored() {
+        let src = "extern \"C\" __global__ void plain_f32(int n) {}\n\
+                   extern \"C\" __global__ void __launch_bounds__(128, 3) bounded_bf16(int n) {}\n\
+                   extern \"C\" __global__ void __maxnreg__(152) capped_f16(int n) {}\n\
+                   // extern \"C\" __global__ void commented_out(int n) {}\n\
+                   __global__ void not_extern_c(int n) {}\n";
+        assert_eq!(kernel_names(src), ["plain_f32", "bounded_bf16", "capped_f16"]);
     }
 }

@@ -287,7 +287,7 @@ fn attention_cases(out: &mut Vec<Case>) {
     ];
     // The candidate kernels (head dim 64) on the same shapes.
     use ops::attention::AttentionKernel;
-    let candidates = [AttentionKernel::Tail16, AttentionKernel::Tail16x4]
+    let candidates = [AttentionKernel::Tail16, AttentionKernel::Tail16x4, AttentionKernel::Tail16w]
         .into_iter()
         .flat_map(|k| shapes.into_iter().filter(|s| s.4 == 64).map(move |s| (s, k)));
     for ((dt, b, h, t, d, causal), kernel) in shapes.into_iter().map(|s| (s, AttentionKernel::Tiled)).chain(candidates)

@@ -47,10 +47,17 @@ pub enum AttentionKernel {
     Tail16,
     /// Tail16 at four blocks per SM on sm_90 (128 registers; `attention_fwd_tail16x4_d64_*`).
     Tail16x4,
+    /// Tail16 with one block per (batch, head) and a warp per 16 queries, up to [`WIDE_MAX_QUERIES`]
+    /// (`attention_fwd_tail16w_d64_*`); longer sequences run `Tail16` when it comes from `CPEAL_ATTENTION`.
+    Tail16w,
 }
 
+/// Most queries the `Tail16w` kernel takes (13 warps of 16: its launch bound of 416 threads).
+pub const WIDE_MAX_QUERIES: usize = 208;
+
 impl AttentionKernel {
-    pub const ALL: [AttentionKernel; 3] = [AttentionKernel::Tiled, AttentionKernel::Tail16, AttentionKernel::Tail16x4];
+    pub const ALL: [AttentionKernel; 4] =
+        [AttentionKernel::Tiled, AttentionKernel::Tail16, AttentionKernel::Tail16x4, AttentionKernel::Tail16w];
 
     /// `tiled`, `tail16`, `tail16x4`: the `CPEAL_ATTENTION` value; the kernel name's prefix for the candidates.
     pub fn label(self) -> &'static str {
@@ -59,6 +66,7 @@ impl AttentionKernel {
             AttentionKernel::Tiled => "tiled",
             AttentionKernel::Tail16 => "tail16",
             AttentionKernel::Tail16x4 => "tail16x4",
+            AttentionKernel::Tail16w => "tail16w",
         }
     }
 
@@ -157,10 +165,14 @@ impl<'a> Attention<'a> {
             && self.tensors().iter().all(|&(_, buf, ld, _)| ld % 8 == 0 && buf.ptr() % 16 == 0)
     }
 
-    /// `self.kernel`, with `Auto` resolved (an unknown `CPEAL_ATTENTION` is reported by `launch`).
+    /// The tensor-core kernel for head dim 64: `self.kernel`, with `Auto` resolved (an unknown `CPEAL_ATTENTION`
+    /// is reported by `launch`; a forced `tail16w` on a sequence too long for it runs `tail16`).
     fn resolved(&self) -> AttentionKernel {
         match self.kernel {
-            AttentionKernel::Auto => AttentionKernel::forced().ok().flatten().unwrap_or(AttentionKernel::Tiled),
+            AttentionKernel::Auto => match AttentionKernel::forced().ok().flatten() {
+                Some(AttentionKernel::Tail16w) if self.q_len > WIDE_MAX_QUERIES => AttentionKernel::Tail16,
+                forced => forced.unwrap_or(AttentionKernel::Tiled),
+            },
             k => k,
         }
     }
@@ -203,12 +215,26 @@ impl<'a> Attention<'a> {
                 format!("head dim {} outside 1..={GENERIC_MAX_HEAD_DIM}", self.head_dim),
             ));
         }
-        let (rows_per_block, shared_bytes) =
-            if fast { (64, (5 * 64 * (self.head_dim + 8) * 2) as u32) } else { (4, 0) };
+        let wide = fast && self.head_dim == 64 && self.resolved() == AttentionKernel::Tail16w;
+        if wide && self.q_len > WIDE_MAX_QUERIES {
+            return Err(Error::kernel(&kernel, format!("{} queries; tail16w takes {WIDE_MAX_QUERIES}", self.q_len)));
+        }
+        // (queries per block, threads, shared bytes): Q rows and two K and V tiles of 64 rows, padded by 8.
+        let (rows_per_block, threads, shared_bytes) = match (fast, wide) {
+            (true, true) => {
+                let rows = self.q_len.div_ceil(16) * 16;
+                (rows, rows * 2, (rows + 4 * 64) * (self.head_dim + 8) * 2)
+            }
+            (true, false) => (64, 128, 5 * 64 * (self.head_dim + 8) * 2),
+            (false, _) => (4, 128, 0),
+        };
         let grid_x = u32::try_from(self.q_len.div_ceil(rows_per_block))
             .map_err(|_| Error::kernel(&kernel, "q_len too large"))?;
-        let cfg =
-            LaunchConfig { grid: (grid_x, self.heads as u32, self.batch as u32), block: (128, 1, 1), shared_bytes };
+        let cfg = LaunchConfig {
+            grid: (grid_x, self.heads as u32, self.batch as u32),
+            block: (threads as u32, 1, 1),
+            shared_bytes: shared_bytes as u32,
+        };
         let mut args = KernelArgs::new();
         args.i32(int(&kernel, "B", self.batch)?) //   int B
             .i32(int(&kernel, "H", self.heads)?) //   int H
