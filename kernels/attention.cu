@@ -37,8 +37,8 @@ DEVI void att_load_tile(T* dst, const T* src, int ld, int nrows, int row0, int c
 // Ks / Vs, keys k0 … of the sequence, for this warp's 16 queries from qrow0: s = q·kᵀ, the online-softmax
 // update of the lane's two rows (g, g+8), o += p·v. MASK: keys past Tk, and with `causal` past the diagonal, get
 // −inf (tiles inside both bounds skip the test). The scale folds into exp2's FMA; it is positive (launcher), so
-// the raw scores' maximum is the scaled one's.
-template <int D, int NKEY, bool MASK, class T>
+// the raw scores' maximum is the scaled one's. FTZ: exponentials by exp2_ftz (1 instruction, not 4).
+template <int D, int NKEY, bool MASK, bool FTZ, class T>
 DEVI void att_keys(const u32 (&qf)[D / 16][4], const T* Ks, const T* Vs, int k0, int qrow0, int Tq, int Tk,
                    int causal, float sl2, float (&oacc)[D / 8][4], float (&mrow)[2], float (&lrow)[2]) {
     constexpr int LDS = D + 8, KS = D / 16, NT = D / 8, NS = NKEY / 8;
@@ -68,13 +68,14 @@ DEVI void att_keys(const u32 (&qf)[D / 16][4], const T* Ks, const T* Vs, int k0,
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
         float mnew = fmaxf(mrow[r], mx[r] * sl2);
         base[r] = mnew == NEG_INF ? 0.0f : mnew;  // a fully masked row so far: keep everything at 0
-        alpha[r] = exp2f(mrow[r] - base[r]);
+        alpha[r] = FTZ ? exp2_ftz(mrow[r] - base[r]) : exp2f(mrow[r] - base[r]);
         mrow[r] = mnew;
         lrow[r] *= alpha[r];
     }
     UNROLL for (int i = 0; i < NT; ++i) UNROLL for (int e = 0; e < 4; ++e) oacc[i][e] *= alpha[e >> 1];
     UNROLL for (int i = 0; i < NS; ++i) UNROLL for (int e = 0; e < 4; ++e) {
-        s[i][e] = exp2f(fmaf(s[i][e], sl2, -base[e >> 1]));  // −inf (masked) gives 0
+        float x = fmaf(s[i][e], sl2, -base[e >> 1]);  // −inf (masked) gives 0
+        s[i][e] = FTZ ? exp2_ftz(x) : exp2f(x);
         lrow[e >> 1] += s[i][e];
     }
     // o += p·v: the C fragments of two key n-tiles are the A fragment of one 16-key k-step.
@@ -91,8 +92,9 @@ DEVI void att_keys(const u32 (&qf)[D / 16][4], const T* Ks, const T* Vs, int k0,
     }
 }
 
-// TAIL16: whole key tiles inside Tk (and not causal) skip the mask, and the last, partial tile goes 16 keys at a
-// time, so 197 keys cost 208 rather than 256 (attention_fwd_tail16_*, opt-in until measured on a GPU).
+// TAIL16: whole key tiles inside Tk (and not causal) skip the mask, the last, partial tile goes 16 keys at a
+// time, so 197 keys cost 208 rather than 256, and exponentials take one instruction (exp2_ftz)
+// (attention_fwd_tail16_*, opt-in until measured on a GPU).
 // Otherwise every key tile is 64 masked keys (the kernel as tuned on an H100). WIDE: the block has any number
 // of warps (blockDim.x / 32), one per 16 queries, so one block can hold every query of a (b, h).
 template <int D, bool TAIL16, bool WIDE = false, class T>
@@ -152,12 +154,12 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
         }
         int nkeys = min(ATT_BK, kv_end - k0);
         if (!TAIL16 || (nkeys == ATT_BK && causal))
-            att_keys<D, 64, true>(qf, Ks, Vs, k0, qrow0, Tq, Tk, causal, sl2, oacc, mrow, lrow);
+            att_keys<D, 64, true, TAIL16>(qf, Ks, Vs, k0, qrow0, Tq, Tk, causal, sl2, oacc, mrow, lrow);
         else if (nkeys == ATT_BK)
-            att_keys<D, 64, false>(qf, Ks, Vs, k0, qrow0, Tq, Tk, causal, sl2, oacc, mrow, lrow);
+            att_keys<D, 64, false, TAIL16>(qf, Ks, Vs, k0, qrow0, Tq, Tk, causal, sl2, oacc, mrow, lrow);
         else
             for (int j = 0; j < nkeys; j += 16)
-                att_keys<D, 16, true>(qf, Ks + j * LDS, Vs + j * LDS, k0 + j, qrow0, Tq, Tk, causal, sl2, oacc,
+                att_keys<D, 16, true, TAIL16>(qf, Ks + j * LDS, Vs + j * LDS, k0 + j, qrow0, Tq, Tk, causal, sl2, oacc,
                                       mrow, lrow);
         __syncthreads();  // tile kt's buffers are free for tile kt+2
     }

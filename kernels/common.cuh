@@ -143,6 +143,20 @@ DEVI float gelu_erf(float x) {
 }
 DEVI float quick_gelu(float x) { return x / (1.0f + __expf(-1.702f * x)); }
 
+// 2^x by the special-function unit alone (ex2.approx.ftz: a result below 2^-126 flushes to 0), where exp2f adds
+// a range test and two multiplies for subnormal results (4 instructions, not 1). For softmax weights, which a
+// subnormal cannot change at bf16/f16 precision.
+DEVI float exp2_ftz(float x) {
+#ifdef CPEAL_EMU
+    float r = std::exp2(x);
+    return r < 1.1754943508222875e-38f ? 0.0f : r;
+#else
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+#endif
+}
+
 // The GEMM epilogue of gemm.cu and gemm_sm90.cu: residual + layer_scale · act(acc + bias), absent terms skipped.
 template <class T>
 DEVI float gemm_epilogue(float acc, int m, int n, int ldr, const T* bias, const T* residual,
