@@ -271,19 +271,33 @@ struct __align__(8) F2 {
     float x, y;
 };
 
-// Epilogue of one consumer's 128 x 128 tile: acc[h2] holds rows [64·h2, 64·h2 + 64) in the m64n128 layout.
+// Columns [32·C, 32·C + 32) of one consumer's 128 x 128 tile (acc[h2] holds rows [64·h2, 64·h2 + 64) in the
+// m64n128 layout) into its park buffer: compile-time register indices, so the accumulators stay in registers.
+template <int C>
+DEVI void g90_pp_park(float (&acc)[2][64], float* park, int ct) {
+    int warp = ct >> 5, g = (ct & 31) >> 2, t = ct & 3;
+    UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int q = 0; q < 4; ++q) UNROLL for (int h = 0; h < 2; ++h) {
+        int reg = 4 * (4 * C + q) + 2 * h;
+        F2 v;
+        v.x = acc[h2][reg];
+        v.y = acc[h2][reg + 1];
+        *reinterpret_cast<F2*>(park + (64 * h2 + 16 * warp + g + 8 * h) * PP_LDP + 8 * q + 2 * t) = v;
+    }
+}
+
+// Epilogue of one consumer's tile, 32 columns at a time. The chunk loop stays rolled so that the store walk
+// (bias, activation, residual) exists once in the binary: unrolled, its four copies tripled the kernel's code.
 template <class T>
 DEVI void g90_pp_epilogue(float (&acc)[2][64], float* park, int ct, int bar, int m0, int n0, int M, int N, int ldr,
                           int ldc, const T* bias, const T* residual, const T* layer_scale, T* C, int act) {
-    int warp = ct >> 5, g = (ct & 31) >> 2, t = ct & 3;
-    UNROLL for (int c = 0; c < 4; ++c) {
+#pragma unroll 1
+    for (int c = 0; c < 4; ++c) {
         named_barrier_sync(bar, 128);  // this warpgroup's walk of the previous chunk has read the buffer
-        UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int q = 0; q < 4; ++q) UNROLL for (int h = 0; h < 2; ++h) {
-            int reg = 4 * (4 * c + q) + 2 * h;
-            F2 v;
-            v.x = acc[h2][reg];
-            v.y = acc[h2][reg + 1];
-            *reinterpret_cast<F2*>(park + (64 * h2 + 16 * warp + g + 8 * h) * PP_LDP + 8 * q + 2 * t) = v;
+        switch (c) {
+            case 0: g90_pp_park<0>(acc, park, ct); break;
+            case 1: g90_pp_park<1>(acc, park, ct); break;
+            case 2: g90_pp_park<2>(acc, park, ct); break;
+            default: g90_pp_park<3>(acc, park, ct); break;
         }
         named_barrier_sync(bar, 128);
         g90_store<T, PP_LDP, 32>(park, ct, 128, m0, n0 + 32 * c, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
