@@ -184,8 +184,9 @@ DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldr, int ldc, cons
 // barrier (one arrival per consumer warpgroup once its wgmma group reading s has retired).
 // ---------------------------------------------------------------------------------------------------------
 // The producer's loads of one output tile (rows m0.., columns n0..) into the ring, fills fill .. fill+ktiles-1:
-// stage fill % STAGES, once its previous use (phase (fill / STAGES) - 1) has been released.
-template <int STAGES, int A_BYTES, int STAGE_BYTES>
+// stage fill % STAGES, once its previous use (phase (fill / STAGES) - 1) has been released. A comes in A_BOXES
+// boxes of 128 rows (the map's box), W after A_BYTES.
+template <int STAGES, int A_BYTES, int STAGE_BYTES, int A_BOXES = 1>
 DEVI void g90_produce_tile(int& fill, int ktiles, char* smem, u32 full0, u32 empty0, const TmaMap* amap,
                            const TmaMap* wmap, int m0, int n0) {
     for (int kt = 0; kt < ktiles; ++kt, ++fill) {
@@ -193,7 +194,7 @@ DEVI void g90_produce_tile(int& fill, int ktiles, char* smem, u32 full0, u32 emp
         if (fill >= STAGES) mbar_wait(empty0 + 8 * s, ((fill / STAGES) - 1) & 1);
         u32 full = full0 + 8 * s, dst = smem_addr(smem + s * STAGE_BYTES);
         mbar_expect_tx(full, STAGE_BYTES);
-        tma_load_2d(dst, amap, kt * G90_BK, m0, full);
+        for (int j = 0; j < A_BOXES; ++j) tma_load_2d(dst + j * 128 * 128, amap, kt * G90_BK, m0 + 128 * j, full);
         tma_load_2d(dst + A_BYTES, wmap, kt * G90_BK, n0, full);
     }
 }
@@ -255,71 +256,81 @@ DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap
     g90_store<T, BN + 8, BN>(tile, ct, 256, bm, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
 }
 // ---------------------------------------------------------------------------------------------------------
-// Persistent ping-pong variant (`pp`): one block per SM walks the output tiles, N fastest (a 128-row block of A
-// is then read from memory once while W stays in L2). 384 threads: warpgroup 0 is the producer (one thread
-// issues TMA loads for every tile of the block, in order, into a STAGES-deep ring; the warpgroup gives up
-// registers), warpgroups 1 and 2 are consumers that take alternate tiles, each a whole 128 x 128 tile (two
-// m64n128k16 per k16 step, 128 f32 accumulators per thread), so one consumer's epilogue runs while the other's
-// wgmma keep the tensor cores busy. The ring is shared in fill order: the block's i-th tile uses fills
-// [i·KT, (i+1)·KT) (KT = k tiles), stage = fill % STAGES, phase parity = (fill / STAGES) & 1. Each consumer
-// parks its accumulators in its own shared f32 buffer, 32 columns at a time, for a coalesced epilogue.
-// Launch: grid min(#tiles, #SMs), block 384, shared g90_pp_smem_bytes (launcher: STAGES·32 KiB + 40 KiB + 1 KiB + barriers).
+// Persistent variants: one block per SM walks the output tiles, N fastest (a block row of A is then read from
+// memory once while W stays in L2). 384 threads: warpgroup 0 is the producer (one thread issues TMA loads for
+// every tile of the block, in order, into a STAGES-deep ring; the warpgroup gives up registers), warpgroups 1
+// and 2 are consumers with a 128 x 128 f32 accumulator tile each (two m64n128k16 per k16 step, 128 registers).
+//   PP_PINGPONG (`pp`): block tiles are 128 x 128 and the consumers take alternate ones, so one consumer's
+//     epilogue runs while the other's wgmma keep the tensor cores busy. PP_ORDERED (`ppo`): the same, with
+//     the main loops taking turns (named barriers 4 and 5: consumer c waits on 4 + c until the other has
+//     finished the main loop of the tile before).
+//   PP_COOPERATIVE (`coop`): block tiles are 256 x 128 and both consumers work on each (rows [128c, 128c+128)),
+//     sharing the W tile of every stage: a quarter less L2 traffic per flop, but no epilogue overlap.
+// The ring is shared in fill order: the block's i-th tile uses fills [i·KT, (i+1)·KT) (KT = k tiles), stage
+// fill % STAGES, phase parity (fill / STAGES) & 1. Each consumer parks its accumulators in its own shared f32
+// buffer, CW columns at a time, for a coalesced epilogue.
+// Launch: grid min(#tiles, #SMs), block 384, shared bytes as Sm90Variant::shared_bytes.
 // ---------------------------------------------------------------------------------------------------------
-#define PP_LDP 40  // park row stride in floats: 32 columns + 8, so a half-warp's 8-byte stores hit 32 distinct banks
+#define PP_PINGPONG 0
+#define PP_ORDERED 1
+#define PP_COOPERATIVE 2
 
 struct __align__(8) F2 {
     float x, y;
 };
 
-// Columns [32·C, 32·C + 32) of one consumer's 128 x 128 tile (acc[h2] holds rows [64·h2, 64·h2 + 64) in the
-// m64n128 layout) into its park buffer: compile-time register indices, so the accumulators stay in registers.
-template <int C>
+// Columns [CW·C, CW·C + CW) of one consumer's 128 x 128 tile (acc[h2] holds rows [64·h2, 64·h2 + 64) in the
+// m64n128 layout) into its park buffer (row stride CW + 8 floats: a half-warp's 8-byte stores hit 32 distinct
+// banks): compile-time register indices, so the accumulators stay in registers.
+template <int CW, int C>
 DEVI void g90_pp_park(float (&acc)[2][64], float* park, int ct) {
     int warp = ct >> 5, g = (ct & 31) >> 2, t = ct & 3;
-    UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int q = 0; q < 4; ++q) UNROLL for (int h = 0; h < 2; ++h) {
-        int reg = 4 * (4 * C + q) + 2 * h;
+    UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int q = 0; q < CW / 8; ++q) UNROLL for (int h = 0; h < 2; ++h) {
+        int reg = 4 * (CW / 8 * C + q) + 2 * h;
         F2 v;
         v.x = acc[h2][reg];
         v.y = acc[h2][reg + 1];
-        *reinterpret_cast<F2*>(park + (64 * h2 + 16 * warp + g + 8 * h) * PP_LDP + 8 * q + 2 * t) = v;
+        *reinterpret_cast<F2*>(park + (64 * h2 + 16 * warp + g + 8 * h) * (CW + 8) + 8 * q + 2 * t) = v;
+    }
+}
+// Chunk c (a run-time value) through the compile-time parks.
+template <int CW, int C = 0>
+DEVI void g90_pp_park_chunk(int c, float (&acc)[2][64], float* park, int ct) {
+    if constexpr (C < 128 / CW) {
+        if (c == C) g90_pp_park<CW, C>(acc, park, ct);
+        else g90_pp_park_chunk<CW, C + 1>(c, acc, park, ct);
     }
 }
 
-// Epilogue of one consumer's tile, 32 columns at a time. The chunk loop stays rolled so that the store walk
-// (bias, activation, residual) exists once in the binary: unrolled, its four copies tripled the kernel's code.
-template <class T>
+// Epilogue of one consumer's tile, CW columns at a time. The chunk loop stays rolled so that the store walk
+// (bias, activation, residual) exists once in the binary: unrolled, its copies tripled the kernel's code.
+template <class T, int CW>
 DEVI void g90_pp_epilogue(float (&acc)[2][64], float* park, int ct, int bar, int m0, int n0, int M, int N, int ldr,
                           int ldc, const T* bias, const T* residual, const T* layer_scale, T* C, int act) {
 #pragma unroll 1
-    for (int c = 0; c < 4; ++c) {
+    for (int c = 0; c < 128 / CW; ++c) {
         named_barrier_sync(bar, 128);  // this warpgroup's walk of the previous chunk has read the buffer
-        switch (c) {
-            case 0: g90_pp_park<0>(acc, park, ct); break;
-            case 1: g90_pp_park<1>(acc, park, ct); break;
-            case 2: g90_pp_park<2>(acc, park, ct); break;
-            default: g90_pp_park<3>(acc, park, ct); break;
-        }
+        g90_pp_park_chunk<CW>(c, acc, park, ct);
         named_barrier_sync(bar, 128);
-        g90_store<T, PP_LDP, 32>(park, ct, 128, m0, n0 + 32 * c, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
+        g90_store<T, CW + 8, CW>(park, ct, 128, m0, n0 + CW * c, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
     }
 }
 
-// ORDERED: the consumers' main loops take turns (named barriers 4 and 5: consumer c waits on 4 + c until the
-// other has finished the main loop of the tile before), so each has the tensor cores to itself while the
-// other runs its epilogue; otherwise they run as the ring's fill order lets them.
-template <class T, int STAGES, bool ORDERED>
+template <class T, int STAGES, int MODE>
 DEVI void g90_pp_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap, const TmaMap* wmap, const T* bias,
                       const T* residual, const T* layer_scale, T* C, int act) {
-    constexpr int TILE_BYTES = 128 * 128, STAGE_BYTES = 2 * TILE_BYTES, PARK_BYTES = 128 * PP_LDP * 4;
+    constexpr bool COOP = MODE == PP_COOPERATIVE, ORDERED = MODE == PP_ORDERED;
+    constexpr int BM = COOP ? 256 : 128, CW = COOP ? 16 : 32;  // block tile rows; park columns per chunk
+    constexpr int A_BYTES = BM * 128, STAGE_BYTES = A_BYTES + 128 * 128, PARK_BYTES = 128 * (CW + 8) * 4;
     char* raw = DYN_SMEM(char);
     char* smem = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
     float* park0 = reinterpret_cast<float*>(smem + STAGES * STAGE_BYTES);
     u32 full0 = smem_addr(smem + STAGES * STAGE_BYTES + 2 * PARK_BYTES), empty0 = full0 + 8 * STAGES;
-    int ntn = ceil_div(N, 128), ntiles = ceil_div(M, 128) * ntn, ktiles = ceil_div(K, G90_BK);
+    int ntn = ceil_div(N, 128), ntiles = ceil_div(M, BM) * ntn, ktiles = ceil_div(K, G90_BK);
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
-            mbar_init(full0 + 8 * s, 1);   // the producer's expect_tx, then the tile's bytes
-            mbar_init(empty0 + 8 * s, 1);  // the consumer that read the stage
+            mbar_init(full0 + 8 * s, 1);                // the producer's expect_tx, then the tile's bytes
+            mbar_init(empty0 + 8 * s, COOP ? 2 : 1);   // the consumer(s) that read the stage
         }
         fence_mbarrier_init();
     }
@@ -330,17 +341,18 @@ DEVI void g90_pp_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap,
         if (threadIdx.x == 0) {
             int fill = 0;
             for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x)
-                g90_produce_tile<STAGES, TILE_BYTES, STAGE_BYTES>(fill, ktiles, smem, full0, empty0, amap, wmap,
-                                                                  (tile / ntn) * 128, (tile % ntn) * 128);
+                g90_produce_tile<STAGES, A_BYTES, STAGE_BYTES, BM / 128>(fill, ktiles, smem, full0, empty0, amap,
+                                                                        wmap, (tile / ntn) * BM, (tile % ntn) * 128);
         }
         return;  // no barrier of the whole block follows
     }
     setmaxnreg_inc<232>();
     int cw = wg - 1, ct = threadIdx.x & 127;
-    float* park = park0 + cw * 128 * PP_LDP;
+    float* park = park0 + cw * 128 * (CW + 8);
     float acc[2][64];
     int mine = ceil_div(ntiles - (int)blockIdx.x, (int)gridDim.x);  // tiles of this block
-    for (int i = cw, tile = blockIdx.x + cw * gridDim.x; tile < ntiles; i += 2, tile += 2 * gridDim.x) {
+    int first = COOP ? 0 : cw, step = COOP ? 1 : 2;                   // this consumer's tiles of them
+    for (int i = first, tile = blockIdx.x + first * gridDim.x; tile < ntiles; i += step, tile += step * gridDim.x) {
         UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int e = 0; e < 64; ++e) acc[h2][e] = 0.0f;
         if (ORDERED && i > 0) named_barrier_sync(4 + cw, 256);  // the other consumer's main loop of tile i-1 is done
         int fill0 = i * ktiles;
@@ -348,7 +360,8 @@ DEVI void g90_pp_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap,
             int fill = fill0 + kt, s = fill % STAGES;
             mbar_wait(full0 + 8 * s, (fill / STAGES) & 1);
             const char* st = smem + s * STAGE_BYTES;
-            unsigned long long da = wgmma_desc_sw128(st), db = wgmma_desc_sw128(st + TILE_BYTES);
+            unsigned long long da = wgmma_desc_sw128(st + (COOP ? cw * 128 * 128 : 0));
+            unsigned long long db = wgmma_desc_sw128(st + A_BYTES);
             wgmma_fence();
             UNROLL for (int kk = 0; kk < G90_BK / 16; ++kk) UNROLL for (int h2 = 0; h2 < 2; ++h2)
                 wgmma_m64n128k16<T>(acc[h2], da + (unsigned long long)(h2 * 64 * 128 / 16) + 2 * kk, db + 2 * kk);
@@ -360,8 +373,9 @@ DEVI void g90_pp_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap,
         if (ct == 0) mbar_arrive(empty0 + 8 * ((fill0 + ktiles - 1) % STAGES));
         if (ORDERED && i + 1 < mine) named_barrier_arrive(5 - cw, 256);  // tile i+1's consumer may start
         UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int e = 0; e < 64; ++e) wgmma_pin(acc[h2][e]);
-        g90_pp_epilogue<T>(acc, park, ct, 2 + cw, (tile / ntn) * 128, (tile % ntn) * 128, M, N, ldr, ldc, bias,
-                           residual, layer_scale, C, act);
+        int m0 = (tile / ntn) * BM + (COOP ? 128 * cw : 0);
+        g90_pp_epilogue<T, CW>(acc, park, ct, 2 + cw, m0, (tile % ntn) * 128, M, N, ldr, ldc, bias, residual,
+                               layer_scale, C, act);
     }
 }
 
@@ -428,21 +442,32 @@ extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_f16(i
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
         const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_pp_body<bf16_t, 5, false>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+    g90_pp_body<bf16_t, 5, PP_PINGPONG>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
         const f16_t* layer_scale, f16_t* C, int act) {
-    g90_pp_body<f16_t, 5, false>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+    g90_pp_body<f16_t, 5, PP_PINGPONG>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
 }
-// The same with the consumers' main loops in turn (ORDERED): ppo_n128s5.
+// The same with the consumers' main loops in turn (PP_ORDERED): ppo_n128s5.
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_ppo_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
         const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_pp_body<bf16_t, 5, true>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+    g90_pp_body<bf16_t, 5, PP_ORDERED>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_ppo_n128s5_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
         const f16_t* layer_scale, f16_t* C, int act) {
-    g90_pp_body<f16_t, 5, true>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+    g90_pp_body<f16_t, 5, PP_ORDERED>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+}
+// Cooperative: 256 x 128 block tiles, both consumers on each (PP_COOPERATIVE): coop_n128s4, 217 KiB.
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_bf16(int M, int N, int K, int ldr, int ldc,
+        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
+        const bf16_t* layer_scale, bf16_t* C, int act) {
+    g90_pp_body<bf16_t, 4, PP_COOPERATIVE>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+}
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_f16(int M, int N, int K, int ldr, int ldc,
+        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
+        const f16_t* layer_scale, f16_t* C, int act) {
+    g90_pp_body<f16_t, 4, PP_COOPERATIVE>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
 }

@@ -45,7 +45,7 @@ echo "== selftest"
 SELFTEST=passed
 # Opt-in candidate kernels (bench/results/gpu-notes-*.md) are checked second, on their own: when they fail or
 # hang, the defaults are still timed and the failed candidates are left out at model level.
-CANDIDATES=gemm_sm90_pp-,gemm_sm90_ppo-,attention_fwd_tail16
+CANDIDATES=gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop-,attention_fwd_tail16
 BROKEN_CANDIDATES=""
 if ! timeout 180 "$BIN" selftest --device cuda --exclude "$CANDIDATES" 2>&1 | tee "$WORK/selftest.txt"; then
     SELFTEST=FAILED
@@ -154,7 +154,7 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
         echo
         echo "| ViT-B/16 batch 256, setting | cpeal images/s |"
         echo "|---|---|"
-        for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w}; do
+        for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w}; do
             [[ $setting == default ]] && env_var=() || env_var=("$setting")
             if [[ $setting != default && ( " $BROKEN_CANDIDATES " == *"_${setting#*=}_"* || $BROKEN_CANDIDATES == *"timed out"* ) ]]; then
                 echo "| $setting | not run: failed the selftest |"

@@ -9,7 +9,7 @@ source scripts/cuda-wheels.sh
 cargo test --locked --features cuda-emu
 # The tiny whole models once more through each kernel that runs (or may soon run) by default on an H100,
 # emulated: the production path end to end, not only the selftest's shapes.
-for setting in CPEAL_GEMM_SM90={tmaw-n128s3,tma-n128s5,pp-n128s5,ppo-n128s5} CPEAL_ATTENTION={tail16,tail16x4,tail16w}; do
+for setting in CPEAL_GEMM_SM90={tmaw-n128s3,tma-n128s5,pp-n128s5,ppo-n128s5,coop-n128s4} CPEAL_ATTENTION={tail16,tail16x4,tail16w}; do
     env "$setting" cargo test --locked --quiet --features cuda-emu --test gpu_models
 done
 cargo run --locked --quiet --features cuda-emu -- nvrtc-check --arch sm_80,sm_90

@@ -35,6 +35,8 @@ pub enum Sm90Feed {
     PingPong,
     /// The same with the consumers' main loops taking turns on the tensor cores (named barriers).
     PingPongOrdered,
+    /// Persistent cooperative: 256 x 128 block tiles, both consumer warpgroups on each (sharing its W tile).
+    Cooperative,
 }
 
 /// A `gemm_sm90.cu` kernel: block tile 128 x `bn` (per consumer warpgroup for `PingPong`), a `stages`-deep
@@ -51,7 +53,7 @@ impl Sm90Variant {
         Sm90Variant { bn, stages, feed }
     }
 
-    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`, `ppo-n128s5`: the kernel name's middle and the `CPEAL_GEMM_SM90`
+    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`, `ppo-n128s5`, `coop-n128s4`: the kernel name's middle and the `CPEAL_GEMM_SM90`
     /// value.
     pub fn label(&self) -> String {
         let prefix = match self.feed {
@@ -60,6 +62,7 @@ impl Sm90Variant {
             Sm90Feed::TmaLean => "tmaw-",
             Sm90Feed::PingPong => "pp-",
             Sm90Feed::PingPongOrdered => "ppo-",
+            Sm90Feed::Cooperative => "coop-",
         };
         format!("{prefix}n{}s{}", self.bn, self.stages)
     }
@@ -71,7 +74,7 @@ impl Sm90Variant {
     fn threads(&self) -> u32 {
         match self.feed {
             Sm90Feed::CpAsync => 256,
-            Sm90Feed::Tma | Sm90Feed::PingPong | Sm90Feed::PingPongOrdered => 384,
+            Sm90Feed::Tma | Sm90Feed::PingPong | Sm90Feed::PingPongOrdered | Sm90Feed::Cooperative => 384,
             Sm90Feed::TmaLean => 288,
         }
     }
@@ -80,19 +83,30 @@ impl Sm90Variant {
         self.feed != Sm90Feed::CpAsync
     }
 
+    /// Rows of a block tile: 256 for the cooperative kernel (a 128-row tile per consumer), else 128.
+    fn block_rows(&self) -> usize {
+        if self.feed == Sm90Feed::Cooperative {
+            2 * TILE
+        } else {
+            TILE
+        }
+    }
+
     /// Operand stages, 1 KiB to align the first tile to the swizzle period, the TMA variants' two barriers per
-    /// stage, and the ping-pong consumers' epilogue buffers (128 rows x 40 f32 each, `PP_LDP`).
+    /// stage, and the persistent consumers' epilogue buffers (128 rows x (CW + 8) f32 each; CW = 32 columns
+    /// per chunk, 16 for the cooperative kernel).
     fn shared_bytes(&self) -> u32 {
-        let stages = (128 + self.bn) * 128 * self.stages + 1024;
+        let stages = (self.block_rows() + self.bn) * 128 * self.stages + 1024;
         let barriers = if self.uses_tma() { 16 * self.stages } else { 0 };
-        let park = if self.persistent() { 2 * 128 * 40 * 4 } else { 0 };
+        let chunk = if self.feed == Sm90Feed::Cooperative { 16 } else { 32 };
+        let park = if self.persistent() { 2 * 128 * (chunk + 8) * 4 } else { 0 };
         (stages + barriers + park) as u32
     }
 
-    /// Grid for an m x n output: one block per tile, or for the persistent kernel one per SM (at most one per
+    /// Grid for an m x n output: one block per tile, or for the persistent kernels one per SM (at most one per
     /// tile).
     fn grid(&self, m: usize, n: usize, sm_count: u32) -> (usize, usize) {
-        let (tiles_n, tiles_m) = (n.div_ceil(self.bn), m.div_ceil(TILE));
+        let (tiles_n, tiles_m) = (n.div_ceil(self.bn), m.div_ceil(self.block_rows()));
         if self.persistent() {
             ((tiles_n * tiles_m).min(sm_count as usize), 1)
         } else {
@@ -101,12 +115,12 @@ impl Sm90Variant {
     }
 
     fn persistent(&self) -> bool {
-        matches!(self.feed, Sm90Feed::PingPong | Sm90Feed::PingPongOrdered)
+        matches!(self.feed, Sm90Feed::PingPong | Sm90Feed::PingPongOrdered | Sm90Feed::Cooperative)
     }
 }
 
 /// The variants compiled in `gemm_sm90.cu`.
-pub const SM90_VARIANTS: [Sm90Variant; 8] = [
+pub const SM90_VARIANTS: [Sm90Variant; 9] = [
     Sm90Variant::new(128, 3, Sm90Feed::CpAsync),
     Sm90Variant::new(128, 4, Sm90Feed::CpAsync),
     Sm90Variant::new(256, 4, Sm90Feed::CpAsync),
@@ -115,6 +129,7 @@ pub const SM90_VARIANTS: [Sm90Variant; 8] = [
     Sm90Variant::new(128, 3, Sm90Feed::TmaLean),
     Sm90Variant::new(128, 5, Sm90Feed::PingPong),
     Sm90Variant::new(128, 5, Sm90Feed::PingPongOrdered),
+    Sm90Variant::new(128, 4, Sm90Feed::Cooperative),
 ];
 
 /// The Hopper variant `Auto` picks for an m x n x k GEMM. Measured on an H100 (bench/results/gpu-check-*.md
