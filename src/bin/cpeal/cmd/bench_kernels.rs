@@ -67,6 +67,7 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     let cublas =
         if dev.is_emu() { None } else { cpeal::gpu::cublas::Cublas::new(&dev).map_err(|e| eprintln!("{e}")).ok() };
     println!("| kernel | shape (M x N x K) | time (us) | TFLOP/s |\n|---|---|---|---|");
+    let mut summary = Vec::new();
     // ViT-B/16: qkv projection (768 -> 2304), attention out (768 -> 768), fc1 (768 -> 3072, gelu), fc2 (3072 -> 768).
     for (name, n, k, act) in [
         ("qkv", 2304usize, 768usize, Activation::None),
@@ -86,17 +87,27 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
                 kernels.push((format!("gemm_sm90_{}_bf16", v.label()), GemmKernel::Sm90(v)));
             }
         }
+        let mut rates = Vec::new();
         for (label, kernel) in kernels.into_iter().filter(|(label, _)| !args.skips(label)) {
             let gemm = Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(act).kernel(kernel);
             let secs = time(&dev, args.reps, &|| gemm.launch(&dev))?;
             let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
             println!("| {label} {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
+            rates.push((label, tflops));
         }
+        let mut cublas_rate = None;
         if let Some(cb) = &cublas {
             let secs = time(&dev, args.reps, &|| cb.gemm_bf16(m, n, k, &a, &w, &c))?;
             let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
             println!("| cublas_bf16 {name} (no epilogue) | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
+            cublas_rate = Some(tflops);
         }
+        summary.push(gemm_summary(name, &rates, cublas_rate));
+    }
+    println!("\n| GEMM | default TFLOP/s | fastest kernel | its TFLOP/s | default / cuBLAS | fastest / cuBLAS |");
+    println!("|---|---|---|---|---|---|");
+    for row in summary {
+        println!("{row}");
     }
     let (rows, cols) = (m, 768);
     let x = dev.upload(&selftest::random(&mut rng, rows * cols, -2.0, 2.0, DType::Bf16), DType::Bf16)?;
@@ -112,6 +123,15 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     );
     bench_attention(&dev, args, &mut rng)?;
     bench_selection(&dev, args)
+}
+
+/// One row of the GEMM summary: the automatic choice (first in `rates`), the fastest kernel, and both as a share
+/// of cuBLAS without an epilogue (the goal: at least 75%).
+fn gemm_summary(name: &str, rates: &[(String, f64)], cublas: Option<f64>) -> String {
+    let default = rates.first().map_or(f64::NAN, |r| r.1);
+    let (best, rate) = rates.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map_or(("-", f64::NAN), |r| (r.0.as_str(), r.1));
+    let share = |x: f64| cublas.map_or("-".to_string(), |c| format!("{:.0}%", 100.0 * x / c));
+    format!("| {name} | {default:.1} | {best} | {rate:.1} | {} | {} |", share(default), share(rate))
 }
 
 /// ViT-B/16 self-attention (12 heads of 64, 197 tokens) over separate q, k, v buffers.
@@ -172,4 +192,20 @@ fn bench_selection(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gemm_summary;
+
+    #[test]
+    fn the_summary_names_the_fastest_kernel_and_both_shares_of_cublas() {
+        let rates = [("gemm_bf16".to_string(), 400.0), ("gemm_sm90_pp-n128s5_bf16".to_string(), 520.0)];
+        // 400 / 650 = 61.5%, 520 / 650 = 80%.
+        assert_eq!(
+            gemm_summary("qkv", &rates, Some(650.0)),
+            "| qkv | 400.0 | gemm_sm90_pp-n128s5_bf16 | 520.0 | 62% | 80% |"
+        );
+        assert!(gemm_summary("fc2", &rates, None).ends_with("| - | - |"));
+    }
 }
