@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cuda-wheels.sh
+# The scripts that only run on a lent GPU machine must at least parse here.
+for script in scripts/*.sh; do bash -n "$script"; done
 cargo test --locked --features cuda-emu
 # The tiny whole models once more through each kernel that runs (or may soon run) by default on an H100,
 # emulated: the production path end to end, not only the selftest's shapes.
