@@ -147,6 +147,7 @@ inline void wgmma_issue(float* d, int n, uint64_t da, uint64_t db, int dtype) {
     Thread* t = cur_thread;
     WarpGroup& g = cur_wg();
     long idx = t->wgmma_issued++;
+    if (n < 8 || n > 256 || n % 8 != 0) fault("wgmma with N = %d (8..256, a multiple of 8)", n);
     WgmmaOp& op = g.ops[idx];
     if (op.issued == 0) {
         op.da = da, op.db = db, op.n = n, op.dtype = dtype, op.group = t->wgmma_group;
@@ -174,16 +175,16 @@ inline void wgmma_execute(const WgmmaOp& op) {
     float a[64][16];
     for (int r = 0; r < 64; ++r)
         for (int k = 0; k < 16; ++k) a[r][k] = wgmma_operand(op.da, r, k, op.dtype);
-    std::vector<float> bt(size_t(op.n) * 16);
+    static thread_local float bt[256 * 16];  // N <= 256; the scheduler's thread, not a fiber stack
     for (int c = 0; c < op.n; ++c)
-        for (int k = 0; k < 16; ++k) bt[size_t(c) * 16 + k] = wgmma_operand(op.db, c, k, op.dtype);
+        for (int k = 0; k < 16; ++k) bt[c * 16 + k] = wgmma_operand(op.db, c, k, op.dtype);
     for (int l = 0; l < 128; ++l) {
         int w = l >> 5, lane = l & 31;
         for (int i = 0; i < op.n / 2; ++i) {
             int q = i >> 2, h = (i >> 1) & 1, e = i & 1;
             int row = 16 * w + (lane >> 2) + 8 * h, col = 8 * q + 2 * (lane & 3) + e;
             float s = 0.0f;
-            for (int k = 0; k < 16; ++k) s += a[row][k] * bt[size_t(col) * 16 + k];
+            for (int k = 0; k < 16; ++k) s += a[row][k] * bt[col * 16 + k];
             op.d[l][i] += s;
         }
     }

@@ -5,7 +5,7 @@
 /// [__maxnreg__(…)] name(`; lines that start with `//` are skipped.
 pub fn kernel_names(src: &str) -> Vec<String> {
     let mut names = Vec::new();
-    for line in src.lines() {
+    'lines: for line in src.lines() {
         let line = line.trim_start();
         if line.starts_with("//") {
             continue;
@@ -24,7 +24,7 @@ pub fn kernel_names(src: &str) -> Vec<String> {
         for qualifier in ["__launch_bounds__", "__maxnreg__"] {
             if let Some(after) = rest.strip_prefix(qualifier) {
                 let Some(close) = after.find(')') else {
-                    continue;
+                    continue 'lines;
                 };
                 rest = after[close + 1..].trim_start();
             }
@@ -64,7 +64,8 @@ mod tests {
                    extern \"C\" __global__ void __launch_bounds__(128, 3) bounded_bf16(int n) {}\n\
                    extern \"C\" __global__ void __maxnreg__(152) capped_f16(int n) {}\n\
                    // extern \"C\" __global__ void commented_out(int n) {}\n\
-                   __global__ void not_extern_c(int n) {}\n";
+                   __global__ void not_extern_c(int n) {}\n\
+                   extern \"C\" __global__ void __launch_bounds__(128 unclosed_f32(int n) {}\n";
         assert_eq!(kernel_names(src), ["plain_f32", "bounded_bf16", "capped_f16"]);
     }
 }

@@ -293,10 +293,9 @@ fn attention_cases(out: &mut Vec<Case>) {
     for ((dt, b, h, t, d, causal), kernel) in shapes.into_iter().map(|s| (s, AttentionKernel::Tiled)).chain(candidates)
     {
         let shape = format!("B{b} H{h} T{t} D{d}{}", if causal { " causal" } else { "" });
-        let prefix = if kernel == AttentionKernel::Tiled { String::new() } else { format!("{}_", kernel.label()) };
         out.push(case(
             "attention",
-            format!("attention_fwd_{prefix}d{d}_{}", dt.suffix()),
+            format!("attention_fwd_{}d{d}_{}", kernel.prefix(), dt.suffix()),
             shape,
             tol(dt),
             Box::new(move |dev, rng| {

@@ -74,14 +74,17 @@ impl AttentionKernel {
     fn forced() -> Result<Option<AttentionKernel>> {
         static FORCED: std::sync::OnceLock<std::result::Result<Option<AttentionKernel>, String>> =
             std::sync::OnceLock::new();
-        let forced = FORCED.get_or_init(|| match std::env::var("CPEAL_ATTENTION").ok().as_deref() {
-            None => Ok(None),
-            Some(v) => AttentionKernel::ALL.into_iter().find(|k| k.label() == v).map(Some).ok_or_else(|| {
-                let labels: Vec<&str> = AttentionKernel::ALL.iter().map(|k| k.label()).collect();
-                format!("unknown kernel `{v}`; one of {}", labels.join(", "))
-            }),
-        });
-        forced.clone().map_err(|e| Error::invalid("CPEAL_ATTENTION", e))
+        super::forced_choice(&FORCED, "CPEAL_ATTENTION", || {
+            AttentionKernel::ALL.iter().map(|k| (k.label().to_string(), *k)).collect()
+        })
+    }
+
+    /// The kernel name's part after `attention_fwd_`, before `d<D>`: empty for `Tiled`, else `<label>_`.
+    pub fn prefix(self) -> String {
+        match self {
+            AttentionKernel::Auto | AttentionKernel::Tiled => String::new(),
+            k => format!("{}_", k.label()),
+        }
     }
 }
 
@@ -184,8 +187,7 @@ impl<'a> Attention<'a> {
         let dt = self.q.dtype().suffix();
         if self.uses_tensor_cores() {
             let kernel = if self.head_dim == 64 { self.resolved() } else { AttentionKernel::Tiled };
-            let prefix = if kernel == AttentionKernel::Tiled { String::new() } else { format!("{}_", kernel.label()) };
-            format!("attention_fwd_{prefix}d{}_{dt}", self.head_dim)
+            format!("attention_fwd_{}d{}_{dt}", kernel.prefix(), self.head_dim)
         } else {
             format!("attention_fwd_generic_{dt}")
         }

@@ -151,20 +151,14 @@ fn auto_sm90(k: usize, emu: bool) -> Result<Option<Sm90Variant>> {
     }))
 }
 
-/// `CPEAL_GEMM_SM90`, read once: None when unset, Some(None) for `off`, Some(Some(v)) for a variant's label; an
-/// unknown value is an error that lists the labels.
+/// `CPEAL_GEMM_SM90`, read once: None when unset, Some(None) for `off`, Some(Some(v)) for a variant's label.
 fn forced_sm90() -> Result<Option<Option<Sm90Variant>>> {
-    type Forced = std::result::Result<Option<Option<Sm90Variant>>, String>;
-    static FORCED: std::sync::OnceLock<Forced> = std::sync::OnceLock::new();
-    let forced = FORCED.get_or_init(|| match std::env::var("CPEAL_GEMM_SM90").ok().as_deref() {
-        None => Ok(None),
-        Some("off") => Ok(Some(None)),
-        Some(v) => SM90_VARIANTS.iter().copied().find(|x| x.label() == v).map(|x| Some(Some(x))).ok_or_else(|| {
-            let labels: Vec<String> = SM90_VARIANTS.iter().map(Sm90Variant::label).collect();
-            format!("unknown variant `{v}`; one of off, {}", labels.join(", "))
-        }),
-    });
-    forced.clone().map_err(|e| Error::invalid("CPEAL_GEMM_SM90", e))
+    static FORCED: std::sync::OnceLock<std::result::Result<Option<Option<Sm90Variant>>, String>> =
+        std::sync::OnceLock::new();
+    super::forced_choice(&FORCED, "CPEAL_GEMM_SM90", || {
+        let variants = SM90_VARIANTS.iter().map(|v| (v.label(), Some(*v)));
+        std::iter::once(("off".to_string(), None)).chain(variants).collect()
+    })
 }
 
 /// The activation of the epilogue (the kernel's `act`).

@@ -13,8 +13,27 @@ pub mod select;
 pub mod softmax;
 pub mod tokens;
 
+use std::sync::OnceLock;
+
 use super::{DType, GpuBuffer};
 use crate::error::{Error, Result};
+
+/// What an environment variable that forces a kernel choice holds, read once into `cell`: None when unset, the
+/// choice whose label matches, or an error naming the variable and listing the labels.
+pub(crate) fn forced_choice<T: Clone>(
+    cell: &OnceLock<std::result::Result<Option<T>, String>>,
+    var: &str,
+    choices: impl FnOnce() -> Vec<(String, T)>,
+) -> Result<Option<T>> {
+    let forced = cell.get_or_init(|| {
+        let Ok(value) = std::env::var(var) else { return Ok(None) };
+        let choices = choices();
+        let labels: Vec<&str> = choices.iter().map(|c| c.0.as_str()).collect();
+        let unknown = format!("unknown value `{value}`; one of {}", labels.join(", "));
+        choices.iter().find(|c| c.0 == value).map(|c| Some(c.1.clone())).ok_or(unknown)
+    });
+    forced.clone().map_err(|e| Error::invalid(var, e))
+}
 
 /// `buf` must hold `dtype` and at least `len` elements.
 pub(crate) fn check(kernel: &str, tensor: &str, buf: &GpuBuffer, dtype: DType, len: usize) -> Result<()> {
