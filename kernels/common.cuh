@@ -157,17 +157,37 @@ DEVI float exp2_ftz(float x) {
 #endif
 }
 
-// The GEMM epilogue of gemm.cu and gemm_sm90.cu: residual + layer_scale · act(acc + bias), absent terms skipped.
+// The epilogue terms of gemm.cu and gemm_sm90.cu; a null pointer skips its term. `row_stats` ([M][2] f32: mean,
+// rstd) with `col_sum` ([N] f32) is a LayerNorm folded into the GEMM: A is the un-normalised x, W carries gamma
+// (G = gamma ⊙ W, col_sum[n] = Σ_k G[n,k]) and bias carries beta (W·beta + b), so that
+// LN(x)·Wᵀ + b = rstd·(x·Gᵀ − mean·col_sum) + bias and LN(x) is never written.
 template <class T>
-DEVI float gemm_epilogue(float acc, int m, int n, int ldr, const T* bias, const T* residual,
-                         const T* layer_scale, int act) {
-    float v = acc;
-    if (bias) v += to_f32(bias[n]);
-    if (act == 1) v = gelu_erf(v);
-    else if (act == 2) v = quick_gelu(v);
-    if (layer_scale) v *= to_f32(layer_scale[n]);
-    if (residual) v += to_f32(residual[(long)m * ldr + n]);
+struct GemmEpi {
+    const T* bias;
+    const T* residual;
+    const T* layer_scale;
+    const float* row_stats;
+    const float* col_sum;
+    int ldr;
+    int act;
+};
+
+// residual + layer_scale · act(v + bias), absent terms skipped: the epilogue after the row normalisation.
+template <class T>
+DEVI float gemm_epilogue_terms(float v, int m, int n, const GemmEpi<T>& e) {
+    if (e.bias) v += to_f32(e.bias[n]);
+    if (e.act == 1) v = gelu_erf(v);
+    else if (e.act == 2) v = quick_gelu(v);
+    if (e.layer_scale) v *= to_f32(e.layer_scale[n]);
+    if (e.residual) v += to_f32(e.residual[(long)m * e.ldr + n]);
     return v;
+}
+
+// The whole epilogue: residual + layer_scale · act(norm(acc) + bias).
+template <class T>
+DEVI float gemm_epilogue(float acc, int m, int n, const GemmEpi<T>& e) {
+    if (e.row_stats) acc = e.row_stats[2 * (long)m + 1] * (acc - e.row_stats[2 * (long)m] * e.col_sum[n]);
+    return gemm_epilogue_terms(acc, m, n, e);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 // kernels/gemm.cu — tensor-core GEMM with a fused epilogue, the Linear layer of every transformer block:
 //
-//   C[m,n] = residual[m,n] + layer_scale[n] · act( Σ_k A[m,k]·W[n,k] + bias[n] )
+//   C[m,n] = residual[m,n] + layer_scale[n] · act( norm_m(Σ_k A[m,k]·W[n,k]) + bias[n] )
 //
 // A: [M,K] row-major (lda), W: [N,K] row-major (ldw; PyTorch's Linear weight), C: [M,N] (ldc), residual (ldr)
 // may alias C with ldr == ldc (each element is read and then written by the same thread). bias, residual,
-// layer_scale may be null (term skipped). act: 0 none, 1 gelu (erf), 2 quick_gelu. bf16 or f16 storage,
-// f32 accumulation on mma.sync.m16n8k16.
+// layer_scale may be null (term skipped). act: 0 none, 1 gelu (erf), 2 quick_gelu. norm_m(v) = rstd_m·(v −
+// mean_m·col_sum[n]) when row_stats is given (a folded LayerNorm, see GemmEpi in common.cuh), else v. bf16 or f16
+// storage, f32 accumulation on mma.sync.m16n8k16.
 //
 // Tiling: 128x128x32 block tile, 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 = 4x4 mma tiles.
 // Operands go global -> shared through a 3-stage cp.async pipeline (16-byte chunks, zero-filled past the
@@ -47,8 +48,8 @@ DEVI void gemm_load_tile(T* dst, const T* src, int ld, int rows, int K, int row0
 }
 
 template <class T, bool Aligned>
-DEVI void gemm_body(int M, int N, int K, int lda, int ldw, int ldr, int ldc, const T* A, const T* W,
-                    const T* bias, const T* residual, const T* layer_scale, T* C, int act) {
+DEVI void gemm_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, const T* W, const GemmEpi<T>& e,
+                    T* C) {
     T* smem = DYN_SMEM(T);
     T* As = smem;                                     // [STAGES][BM][LDS]
     T* Bs = smem + GEMM_STAGES * GEMM_BM * GEMM_LDS;  // [STAGES][BN][LDS]
@@ -98,6 +99,18 @@ DEVI void gemm_body(int M, int N, int K, int lda, int ldw, int ldr, int ldc, con
     cp_async_wait<0>();
 
     int g = lane >> 2, t = lane & 3;
+    // The folded LayerNorm's normalisation in a pass of its own: inside the unrolled stores below it would be
+    // copied into each of their 32 instances (+20% code).
+    if (e.row_stats) {
+        UNROLL for (int mi = 0; mi < 4; ++mi) UNROLL for (int h = 0; h < 2; ++h) {
+            int m = min(bm + wm + mi * 16 + g + h * 8, M - 1);
+            float mean = e.row_stats[2 * (long)m], rstd = e.row_stats[2 * (long)m + 1];
+            UNROLL for (int ni = 0; ni < 4; ++ni) UNROLL for (int j = 0; j < 2; ++j) {
+                int n = min(bn + wn + ni * 8 + 2 * t + j, N - 1);
+                acc[mi][ni][2 * h + j] = rstd * (acc[mi][ni][2 * h + j] - mean * e.col_sum[n]);
+            }
+        }
+    }
     bool pairs = (ldc & 1) == 0;  // (n, n+1) with n even is then a 4-byte aligned pair
     UNROLL for (int mi = 0; mi < 4; ++mi) UNROLL for (int ni = 0; ni < 4; ++ni) UNROLL for (int h = 0; h < 2; ++h) {
         int m = bm + wm + mi * 16 + g + h * 8;
@@ -106,36 +119,35 @@ DEVI void gemm_body(int M, int N, int K, int lda, int ldw, int ldr, int ldc, con
         float v0 = acc[mi][ni][2 * h], v1 = acc[mi][ni][2 * h + 1];
         T* out = C + (long)m * ldc + n;
         if (pairs && n + 1 < N) {
-            store_pair(out, gemm_epilogue(v0, m, n, ldr, bias, residual, layer_scale, act),
-                       gemm_epilogue(v1, m, n + 1, ldr, bias, residual, layer_scale, act));
+            store_pair(out, gemm_epilogue_terms(v0, m, n, e), gemm_epilogue_terms(v1, m, n + 1, e));
         } else {
-            if (n < N) out[0] = from_f32<T>(gemm_epilogue(v0, m, n, ldr, bias, residual, layer_scale, act));
-            if (n + 1 < N) out[1] = from_f32<T>(gemm_epilogue(v1, m, n + 1, ldr, bias, residual, layer_scale, act));
+            if (n < N) out[0] = from_f32<T>(gemm_epilogue_terms(v0, m, n, e));
+            if (n + 1 < N) out[1] = from_f32<T>(gemm_epilogue_terms(v1, m, n + 1, e));
         }
     }
 }
 
 extern "C" __global__ void __launch_bounds__(256) gemm_bf16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,
-                                                            const bf16_t* A, const bf16_t* W, const bf16_t* bias,
-                                                            const bf16_t* residual, const bf16_t* layer_scale,
-                                                            bf16_t* C, int act) {
-    gemm_body<bf16_t, true>(M, N, K, lda, ldw, ldr, ldc, A, W, bias, residual, layer_scale, C, act);
+        const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
+        const float* col_sum, bf16_t* C, int act) {
+    gemm_body<bf16_t, true>(M, N, K, lda, ldw, ldc, A, W,
+                               GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_f16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,
-                                                           const f16_t* A, const f16_t* W, const f16_t* bias,
-                                                           const f16_t* residual, const f16_t* layer_scale,
-                                                           f16_t* C, int act) {
-    gemm_body<f16_t, true>(M, N, K, lda, ldw, ldr, ldc, A, W, bias, residual, layer_scale, C, act);
+        const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
+        const float* col_sum, f16_t* C, int act) {
+    gemm_body<f16_t, true>(M, N, K, lda, ldw, ldc, A, W,
+                               GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
-extern "C" __global__ void __launch_bounds__(256) gemm_unaligned_bf16(int M, int N, int K, int lda, int ldw, int ldr,
-                                                                      int ldc, const bf16_t* A, const bf16_t* W,
-                                                                      const bf16_t* bias, const bf16_t* residual,
-                                                                      const bf16_t* layer_scale, bf16_t* C, int act) {
-    gemm_body<bf16_t, false>(M, N, K, lda, ldw, ldr, ldc, A, W, bias, residual, layer_scale, C, act);
+extern "C" __global__ void __launch_bounds__(256) gemm_unaligned_bf16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,
+        const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
+        const float* col_sum, bf16_t* C, int act) {
+    gemm_body<bf16_t, false>(M, N, K, lda, ldw, ldc, A, W,
+                               GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
-extern "C" __global__ void __launch_bounds__(256) gemm_unaligned_f16(int M, int N, int K, int lda, int ldw, int ldr,
-                                                                     int ldc, const f16_t* A, const f16_t* W,
-                                                                     const f16_t* bias, const f16_t* residual,
-                                                                     const f16_t* layer_scale, f16_t* C, int act) {
-    gemm_body<f16_t, false>(M, N, K, lda, ldw, ldr, ldc, A, W, bias, residual, layer_scale, C, act);
+extern "C" __global__ void __launch_bounds__(256) gemm_unaligned_f16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,
+        const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
+        const float* col_sum, f16_t* C, int act) {
+    gemm_body<f16_t, false>(M, N, K, lda, ldw, ldc, A, W,
+                               GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }

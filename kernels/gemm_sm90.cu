@@ -1,7 +1,7 @@
 // kernels/gemm_sm90.cu — the GEMM of gemm.cu on Hopper's warpgroup tensor-core instructions (sm_90a; pre-Hopper
 // GPUs use gemm.cu, which computes the same function; the emulator runs both, through kernels/emu_sm90.h):
 //
-//   C[m,n] = residual[m,n] + layer_scale[n] · act( Σ_k A[m,k]·W[n,k] + bias[n] )      (see gemm.cu)
+//   C[m,n] = residual[m,n] + layer_scale[n] · act( norm_m(Σ_k A[m,k]·W[n,k]) + bias[n] )      (see gemm.cu)
 //
 // Tiling: 128 x BN x 64 block tile, 256 threads = 2 warpgroups; warpgroup g owns rows [64g, 64g+64) and all BN
 // columns, issued as wgmma.m64n128k16 (f32 accumulators in registers, both operands read from shared memory).
@@ -22,6 +22,9 @@
 
 struct __align__(16) F4 {
     float x, y, z, w;
+};
+struct __align__(8) F2 {
+    float x, y;
 };
 
 // 8 consecutive 16-bit elements at p (16-byte aligned) as f32, with a coherent load (the residual may be the
@@ -63,13 +66,14 @@ DEVI void g90_park(float (&acc)[NB][64], float* tile, int row0) {
 // C[m0 + r, n0 + c] for r < 128, c < COLS from `tile` (row stride LDT floats), by `nthreads` threads numbered
 // from 0 (`tid`).
 template <class T, int LDT, int COLS>
-DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, int M, int N, int ldr, int ldc,
-                    const T* bias, const T* residual, const T* layer_scale, T* C, int act) {
+DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, int M, int N, int ldc,
+                    const GemmEpi<T>& ep, T* C) {
     constexpr int CHUNKS = COLS / 8;
+    const T *bias = ep.bias, *residual = ep.residual, *layer_scale = ep.layer_scale;
     // 16-byte vectors need every row start and every pointer 16-byte aligned (8 elements of 2 bytes).
-    bool vec = ((ldc | (residual ? ldr : 0)) & 7) == 0 &&
+    bool vec = ((ldc | (residual ? ep.ldr : 0)) & 7) == 0 &&
                (((unsigned long long)C | (unsigned long long)residual | (unsigned long long)bias |
-                 (unsigned long long)layer_scale) & 15) == 0;
+                 (unsigned long long)layer_scale | (unsigned long long)ep.col_sum) & 15) == 0;
     for (int i = tid; i < G90_BM * CHUNKS; i += nthreads) {
         int r = i / CHUNKS, c = (i % CHUNKS) * 8;
         int m = m0 + r, n = n0 + c;
@@ -81,13 +85,21 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
                 F4 q = reinterpret_cast<const F4*>(src)[h];
                 v[4 * h] = q.x, v[4 * h + 1] = q.y, v[4 * h + 2] = q.z, v[4 * h + 3] = q.w;
             }
+            if (ep.row_stats) {
+                F2 st = reinterpret_cast<const F2*>(ep.row_stats)[m];  // (mean, rstd)
+                UNROLL for (int h = 0; h < 2; ++h) {
+                    F4 c = reinterpret_cast<const F4*>(ep.col_sum + n)[h];
+                    v[4 * h] = st.y * (v[4 * h] - st.x * c.x), v[4 * h + 1] = st.y * (v[4 * h + 1] - st.x * c.y);
+                    v[4 * h + 2] = st.y * (v[4 * h + 2] - st.x * c.z), v[4 * h + 3] = st.y * (v[4 * h + 3] - st.x * c.w);
+                }
+            }
             if (bias) {
                 load_vec8<T>(w, bias + n);
                 UNROLL for (int e = 0; e < 8; ++e) v[e] += w[e];
             }
-            if (act == 1) {
+            if (ep.act == 1) {
                 UNROLL for (int e = 0; e < 8; ++e) v[e] = gelu_erf(v[e]);
-            } else if (act == 2) {
+            } else if (ep.act == 2) {
                 UNROLL for (int e = 0; e < 8; ++e) v[e] = quick_gelu(v[e]);
             }
             if (layer_scale) {
@@ -95,13 +107,13 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
                 UNROLL for (int e = 0; e < 8; ++e) v[e] *= w[e];
             }
             if (residual) {
-                load_vec8<T>(w, residual + (long)m * ldr + n);
+                load_vec8<T>(w, residual + (long)m * ep.ldr + n);
                 UNROLL for (int e = 0; e < 8; ++e) v[e] += w[e];
             }
             store_vec8<T>(C + (long)m * ldc + n, v);
         } else {
             for (int e = 0; e < 8 && n + e < N; ++e)
-                C[(long)m * ldc + n + e] = from_f32<T>(gemm_epilogue(src[e], m, n + e, ldr, bias, residual, layer_scale, act));
+                C[(long)m * ldc + n + e] = from_f32<T>(gemm_epilogue(src[e], m, n + e, ep));
         }
     }
 }
@@ -119,8 +131,8 @@ DEVI void g90_load_tile(char* dst, const T* src, int ld, int rows, int K, int ro
 }
 
 template <class T, int BN, int STAGES>
-DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldr, int ldc, const T* A, const T* W, const T* bias,
-                   const T* residual, const T* layer_scale, T* C, int act) {
+DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, const T* W, const GemmEpi<T>& ep,
+                   T* C) {
     constexpr int A_BYTES = G90_BM * 128, B_BYTES = BN * 128, STAGE_BYTES = A_BYTES + B_BYTES;
     constexpr int NB = BN / 128;  // wgmma n128 issues per k16 step
     char* raw = DYN_SMEM(char);
@@ -174,7 +186,7 @@ DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldr, int ldc, cons
     __syncthreads();  // every warpgroup is done reading the operand stages
     g90_park<NB>(acc, tile, wg * 64);
     __syncthreads();
-    g90_store<T, BN + 8, BN>(tile, threadIdx.x, 256, bm, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
+    g90_store<T, BN + 8, BN>(tile, threadIdx.x, 256, bm, bn, M, N, ldc, ep, C);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -202,8 +214,8 @@ DEVI void g90_produce_tile(int& fill, int ktiles, char* smem, u32 full0, u32 emp
 // LEAN: the producer is one warp after the two consumer warpgroups (288 threads, so two blocks fit an SM's
 // registers) instead of a whole leading warpgroup (384 threads).
 template <class T, int BN, int STAGES, bool LEAN>
-DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap, const TmaMap* wmap, const T* bias,
-                       const T* residual, const T* layer_scale, T* C, int act) {
+DEVI void g90_tma_body(int M, int N, int K, int ldc, const TmaMap* amap, const TmaMap* wmap, const GemmEpi<T>& ep,
+                       T* C) {
     constexpr int A_BYTES = G90_BM * 128, B_BYTES = BN * 128, STAGE_BYTES = A_BYTES + B_BYTES;
     constexpr int NB = BN / 128;
     char* raw = DYN_SMEM(char);
@@ -253,7 +265,7 @@ DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap
     named_barrier_sync(1, 256);  // both consumers are done reading the operand stages
     g90_park<NB>(acc, tile, cw * 64);
     named_barrier_sync(1, 256);
-    g90_store<T, BN + 8, BN>(tile, ct, 256, bm, bn, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
+    g90_store<T, BN + 8, BN>(tile, ct, 256, bm, bn, M, N, ldc, ep, C);
 }
 // ---------------------------------------------------------------------------------------------------------
 // Persistent variants: one block per SM walks the output tiles, N fastest (a block row of A is then read from
@@ -275,9 +287,6 @@ DEVI void g90_tma_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap
 #define PP_ORDERED 1
 #define PP_COOPERATIVE 2
 
-struct __align__(8) F2 {
-    float x, y;
-};
 
 // Columns [CW·C, CW·C + CW) of one consumer's 128 x 128 tile (acc[h2] holds rows [64·h2, 64·h2 + 64) in the
 // m64n128 layout) into its park buffer (row stride CW + 8 floats: a half-warp's 8-byte stores hit 32 distinct
@@ -305,20 +314,20 @@ DEVI void g90_pp_park_chunk(int c, float (&acc)[2][64], float* park, int ct) {
 // Epilogue of one consumer's tile, CW columns at a time. The chunk loop stays rolled so that the store walk
 // (bias, activation, residual) exists once in the binary: unrolled, its copies tripled the kernel's code.
 template <class T, int CW>
-DEVI void g90_pp_epilogue(float (&acc)[2][64], float* park, int ct, int bar, int m0, int n0, int M, int N, int ldr,
-                          int ldc, const T* bias, const T* residual, const T* layer_scale, T* C, int act) {
+DEVI void g90_pp_epilogue(float (&acc)[2][64], float* park, int ct, int bar, int m0, int n0, int M, int N, int ldc,
+                          const GemmEpi<T>& ep, T* C) {
 #pragma unroll 1
     for (int c = 0; c < 128 / CW; ++c) {
         named_barrier_sync(bar, 128);  // this warpgroup's walk of the previous chunk has read the buffer
         g90_pp_park_chunk<CW>(c, acc, park, ct);
         named_barrier_sync(bar, 128);
-        g90_store<T, CW + 8, CW>(park, ct, 128, m0, n0 + CW * c, M, N, ldr, ldc, bias, residual, layer_scale, C, act);
+        g90_store<T, CW + 8, CW>(park, ct, 128, m0, n0 + CW * c, M, N, ldc, ep, C);
     }
 }
 
 template <class T, int STAGES, int MODE>
-DEVI void g90_pp_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap, const TmaMap* wmap, const T* bias,
-                      const T* residual, const T* layer_scale, T* C, int act) {
+DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const TmaMap* wmap, const GemmEpi<T>& ep,
+                      T* C) {
     constexpr bool COOP = MODE == PP_COOPERATIVE, ORDERED = MODE == PP_ORDERED;
     constexpr int BM = COOP ? 256 : 128, CW = COOP ? 16 : 32;  // block tile rows; park columns per chunk
     constexpr int A_BYTES = BM * 128, STAGE_BYTES = A_BYTES + 128 * 128, PARK_BYTES = 128 * (CW + 8) * 4;
@@ -374,100 +383,135 @@ DEVI void g90_pp_body(int M, int N, int K, int ldr, int ldc, const TmaMap* amap,
         if (ORDERED && i + 1 < mine) named_barrier_arrive(5 - cw, 256);  // tile i+1's consumer may start
         UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int e = 0; e < 64; ++e) wgmma_pin(acc[h2][e]);
         int m0 = (tile / ntn) * BM + (COOP ? 128 * cw : 0);
-        g90_pp_epilogue<T, CW>(acc, park, ct, 2 + cw, m0, (tile % ntn) * 128, M, N, ldr, ldc, bias, residual,
-                               layer_scale, C, act);
+        g90_pp_epilogue<T, CW>(acc, park, ct, 2 + cw, m0, (tile % ntn) * 128, M, N, ldc, ep, C);
     }
 }
 
 // Variants: BN x STAGES (n128s3: 97 KiB of shared memory, two blocks per SM, each tile's wgmma retired before
 // the next; n128s4: 129 KiB, one block, one wgmma group in flight; n256s4: 193 KiB, one block, in flight).
 extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s4_bf16(int M, int N, int K, int lda, int ldw, int ldr,
-        int ldc, const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_body<bf16_t, 128, 4>(M, N, K, lda, ldw, ldr, ldc, A, W, bias, residual, layer_scale, C, act);
+        int ldc, const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
+        const float* col_sum, bf16_t* C, int act) {
+    g90_body<bf16_t, 128, 4>(M, N, K, lda, ldw, ldc, A, W,
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s4_f16(int M, int N, int K, int lda, int ldw, int ldr,
-        int ldc, const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, f16_t* C, int act) {
-    g90_body<f16_t, 128, 4>(M, N, K, lda, ldw, ldr, ldc, A, W, bias, residual, layer_scale, C, act);
+        int ldc, const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
+        const float* col_sum, f16_t* C, int act) {
+    g90_body<f16_t, 128, 4>(M, N, K, lda, ldw, ldc, A, W,
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s3_bf16(int M, int N, int K, int lda, int ldw, int ldr,
-        int ldc, const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_body<bf16_t, 128, 3>(M, N, K, lda, ldw, ldr, ldc, A, W, bias, residual, layer_scale, C, act);
+        int ldc, const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
+        const float* col_sum, bf16_t* C, int act) {
+    g90_body<bf16_t, 128, 3>(M, N, K, lda, ldw, ldc, A, W,
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s3_f16(int M, int N, int K, int lda, int ldw, int ldr,
-        int ldc, const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, f16_t* C, int act) {
-    g90_body<f16_t, 128, 3>(M, N, K, lda, ldw, ldr, ldc, A, W, bias, residual, layer_scale, C, act);
+        int ldc, const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
+        const float* col_sum, f16_t* C, int act) {
+    g90_body<f16_t, 128, 3>(M, N, K, lda, ldw, ldc, A, W,
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n256s4_bf16(int M, int N, int K, int lda, int ldw, int ldr,
-        int ldc, const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_body<bf16_t, 256, 4>(M, N, K, lda, ldw, ldr, ldc, A, W, bias, residual, layer_scale, C, act);
+        int ldc, const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
+        const float* col_sum, bf16_t* C, int act) {
+    g90_body<bf16_t, 256, 4>(M, N, K, lda, ldw, ldc, A, W,
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n256s4_f16(int M, int N, int K, int lda, int ldw, int ldr,
-        int ldc, const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, f16_t* C, int act) {
-    g90_body<f16_t, 256, 4>(M, N, K, lda, ldw, ldr, ldc, A, W, bias, residual, layer_scale, C, act);
+        int ldc, const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
+        const float* col_sum, f16_t* C, int act) {
+    g90_body<f16_t, 256, 4>(M, N, K, lda, ldw, ldc, A, W,
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 
 // TMA variants (384 threads, one block per SM): n128s5 161 KiB of shared memory, n256s3 145 KiB.
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_tma_body<bf16_t, 128, 5, false>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+        const bf16_t* layer_scale, const float* row_stats,
+        const float* col_sum, bf16_t* C, int act) {
+    g90_tma_body<bf16_t, 128, 5, false>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n128s5_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, f16_t* C, int act) {
-    g90_tma_body<f16_t, 128, 5, false>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+        const f16_t* layer_scale, const float* row_stats,
+        const float* col_sum, f16_t* C, int act) {
+    g90_tma_body<f16_t, 128, 5, false>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n256s3_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_tma_body<bf16_t, 256, 3, false>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+        const bf16_t* layer_scale, const float* row_stats,
+        const float* col_sum, bf16_t* C, int act) {
+    g90_tma_body<bf16_t, 256, 3, false>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n256s3_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, f16_t* C, int act) {
-    g90_tma_body<f16_t, 256, 3, false>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+        const f16_t* layer_scale, const float* row_stats,
+        const float* col_sum, f16_t* C, int act) {
+    g90_tma_body<f16_t, 256, 3, false>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 // Lean TMA variant (288 threads, two blocks per SM): n128s3, 97 KiB of shared memory.
 extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_tma_body<bf16_t, 128, 3, true>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+        const bf16_t* layer_scale, const float* row_stats,
+        const float* col_sum, bf16_t* C, int act) {
+    g90_tma_body<bf16_t, 128, 3, true>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, f16_t* C, int act) {
-    g90_tma_body<f16_t, 128, 3, true>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+        const f16_t* layer_scale, const float* row_stats,
+        const float* col_sum, f16_t* C, int act) {
+    g90_tma_body<f16_t, 128, 3, true>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 // Persistent ping-pong variant (384 threads, one block per SM, grid min(#tiles, #SMs)): pp_n128s5, 201 KiB.
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_pp_body<bf16_t, 5, PP_PINGPONG>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+        const bf16_t* layer_scale, const float* row_stats,
+        const float* col_sum, bf16_t* C, int act) {
+    g90_pp_body<bf16_t, 5, PP_PINGPONG>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, f16_t* C, int act) {
-    g90_pp_body<f16_t, 5, PP_PINGPONG>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+        const f16_t* layer_scale, const float* row_stats,
+        const float* col_sum, f16_t* C, int act) {
+    g90_pp_body<f16_t, 5, PP_PINGPONG>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 // The same with the consumers' main loops in turn (PP_ORDERED): ppo_n128s5.
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_ppo_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_pp_body<bf16_t, 5, PP_ORDERED>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+        const bf16_t* layer_scale, const float* row_stats,
+        const float* col_sum, bf16_t* C, int act) {
+    g90_pp_body<bf16_t, 5, PP_ORDERED>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_ppo_n128s5_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, f16_t* C, int act) {
-    g90_pp_body<f16_t, 5, PP_ORDERED>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+        const f16_t* layer_scale, const float* row_stats,
+        const float* col_sum, f16_t* C, int act) {
+    g90_pp_body<f16_t, 5, PP_ORDERED>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 // Cooperative: 256 x 128 block tiles, both consumers on each (PP_COOPERATIVE): coop_n128s4, 217 KiB.
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, bf16_t* C, int act) {
-    g90_pp_body<bf16_t, 4, PP_COOPERATIVE>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+        const bf16_t* layer_scale, const float* row_stats,
+        const float* col_sum, bf16_t* C, int act) {
+    g90_pp_body<bf16_t, 4, PP_COOPERATIVE>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, f16_t* C, int act) {
-    g90_pp_body<f16_t, 4, PP_COOPERATIVE>(M, N, K, ldr, ldc, &amap, &wmap, bias, residual, layer_scale, C, act);
+        const f16_t* layer_scale, const float* row_stats,
+        const float* col_sum, f16_t* C, int act) {
+    g90_pp_body<f16_t, 4, PP_COOPERATIVE>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
 }

@@ -5,7 +5,23 @@
 //     (4 rows): grid ceil(rows / 4). The transformer widths (384, 768, 1024) take this path.
 //   layernorm_fwd_*: any shape and dtype; one block per row, blockDim.x a multiple of 32 (launcher: 128 for
 //     cols <= 1024, else 256). layernorm_fwd_f32_<T> reads an f32 residual stream and writes T (as gamma, beta).
+//   layernorm_stats_{warp,fwd}_*: the same two kernels (same launch) writing each row's f32 (mean, rstd) pair
+//     instead of y, for a GEMM that folds the LayerNorm into its epilogue (GemmEpi in common.cuh).
 #include "common.cuh"
+
+// Mean and 1/sqrt(var + eps) of row xr, by the whole block.
+template <class X>
+DEVI void block_row_stats(const X* __restrict__ xr, int cols, float eps, float* scratch, float& mean, float& rstd) {
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) s += to_f32(xr[j]);
+    mean = block_sum(s, scratch) / cols;
+    float v = 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+        float d = to_f32(xr[j]) - mean;
+        v += d * d;
+    }
+    rstd = rsqrtf(block_sum(v, scratch) / cols + eps);
+}
 
 template <class X, class T>
 DEVI void layernorm_body(int rows, int cols, const X* __restrict__ x, const T* __restrict__ gamma,
@@ -15,15 +31,8 @@ DEVI void layernorm_body(int rows, int cols, const X* __restrict__ x, const T* _
     if (row >= rows) return;
     const X* xr = x + (long)row * cols;
     T* yr = y + (long)row * cols;
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) s += to_f32(xr[j]);
-    float mean = block_sum(s, scratch) / cols;
-    float v = 0.0f;
-    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
-        float d = to_f32(xr[j]) - mean;
-        v += d * d;
-    }
-    float rstd = rsqrtf(block_sum(v, scratch) / cols + eps);
+    float mean, rstd;
+    block_row_stats(xr, cols, eps, scratch, mean, rstd);
     for (int j = threadIdx.x; j < cols; j += blockDim.x)
         yr[j] = from_f32<T>((to_f32(xr[j]) - mean) * rstd * to_f32(gamma[j]) + to_f32(beta[j]));
 }
@@ -64,14 +73,10 @@ DEVI void lnw_load8(float (&v)[8], const T* p) {
     }
 }
 
+// Row xr into this lane's registers (chunk c holds columns (32·c + lane)·8 ..), its mean and 1/sqrt(var + eps).
 template <class T>
-DEVI void layernorm_warp_body(int rows, int cols, const T* x, const T* gamma, const T* beta, T* y, float eps) {
+DEVI void lnw_row_stats(float (&v)[LNW_CHUNKS][8], const T* xr, int cols, float eps, float& mean, float& rstd) {
     int lane = threadIdx.x & 31;
-    long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (row >= rows) return;  // the whole warp leaves together
-    const T* xr = x + row * cols;
-    T* yr = y + row * cols;
-    float v[LNW_CHUNKS][8];
     float s = 0.0f;
     UNROLL for (int c = 0; c < LNW_CHUNKS; ++c) {
         int j = (c * 32 + lane) * 8;
@@ -80,7 +85,7 @@ DEVI void layernorm_warp_body(int rows, int cols, const T* x, const T* gamma, co
             UNROLL for (int e = 0; e < 8; ++e) s += v[c][e];
         }
     }
-    float mean = warp_sum(s) / cols;
+    mean = warp_sum(s) / cols;
     float q = 0.0f;
     UNROLL for (int c = 0; c < LNW_CHUNKS; ++c) {
         if ((c * 32 + lane) * 8 < cols) {
@@ -90,7 +95,17 @@ DEVI void layernorm_warp_body(int rows, int cols, const T* x, const T* gamma, co
             }
         }
     }
-    float rstd = rsqrtf(warp_sum(q) / cols + eps);
+    rstd = rsqrtf(warp_sum(q) / cols + eps);
+}
+
+template <class T>
+DEVI void layernorm_warp_body(int rows, int cols, const T* x, const T* gamma, const T* beta, T* y, float eps) {
+    int lane = threadIdx.x & 31;
+    long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;  // the whole warp leaves together
+    T* yr = y + row * cols;
+    float v[LNW_CHUNKS][8], mean, rstd;
+    lnw_row_stats<T>(v, x + row * cols, cols, eps, mean, rstd);
     UNROLL for (int c = 0; c < LNW_CHUNKS; ++c) {
         int j = (c * 32 + lane) * 8;
         if (j < cols) {
@@ -113,4 +128,36 @@ extern "C" __global__ void layernorm_warp_bf16(int rows, int cols, const bf16_t*
 extern "C" __global__ void layernorm_warp_f16(int rows, int cols, const f16_t* x, const f16_t* gamma,
                                               const f16_t* beta, f16_t* y, float eps) {
     layernorm_warp_body(rows, cols, x, gamma, beta, y, eps);
+}
+
+// stats[2r], stats[2r + 1] = mean, 1/sqrt(var + eps) of row r of x [rows, cols].
+template <class T>
+DEVI void layernorm_stats_warp_body(int rows, int cols, const T* x, float* stats, float eps) {
+    long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;
+    float v[LNW_CHUNKS][8], mean, rstd;
+    lnw_row_stats<T>(v, x + row * cols, cols, eps, mean, rstd);
+    if ((threadIdx.x & 31) == 0) stats[2 * row] = mean, stats[2 * row + 1] = rstd;
+}
+template <class T>
+DEVI void layernorm_stats_fwd_body(int rows, int cols, const T* x, float* stats, float eps) {
+    __shared__ float scratch[32];
+    int row = blockIdx.x;
+    if (row >= rows) return;
+    float mean, rstd;
+    block_row_stats(x + (long)row * cols, cols, eps, scratch, mean, rstd);
+    if (threadIdx.x == 0) stats[2 * (long)row] = mean, stats[2 * (long)row + 1] = rstd;
+}
+
+extern "C" __global__ void layernorm_stats_warp_bf16(int rows, int cols, const bf16_t* x, float* stats, float eps) {
+    layernorm_stats_warp_body(rows, cols, x, stats, eps);
+}
+extern "C" __global__ void layernorm_stats_warp_f16(int rows, int cols, const f16_t* x, float* stats, float eps) {
+    layernorm_stats_warp_body(rows, cols, x, stats, eps);
+}
+extern "C" __global__ void layernorm_stats_fwd_bf16(int rows, int cols, const bf16_t* x, float* stats, float eps) {
+    layernorm_stats_fwd_body(rows, cols, x, stats, eps);
+}
+extern "C" __global__ void layernorm_stats_fwd_f16(int rows, int cols, const f16_t* x, float* stats, float eps) {
+    layernorm_stats_fwd_body(rows, cols, x, stats, eps);
 }

@@ -7,7 +7,8 @@
 #      shapes and a large bf16 matmul as the measured peak, in the same run on the same GPU,
 #   4. `cpeal bench --device cuda` against PyTorch eager when the binary has that subcommand (model level), and
 #      ViT-B/16 at batch 256 under each setting of GPU_CHECK_VARIANTS (default: the ping-pong GEMMs forced
-#      through CPEAL_GEMM_SM90, the attention candidates through CPEAL_ATTENTION),
+#      through CPEAL_GEMM_SM90, the attention candidates through CPEAL_ATTENTION, the LayerNorm folded into
+#      the GEMMs by CPEAL_LN_FOLD; `A=x+B=y` sets both),
 # and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md (copied to $OUT when set, as on a
 # lent device machine). Budget: under 8 minutes.
 #
@@ -45,7 +46,7 @@ echo "== selftest"
 SELFTEST=passed
 # Opt-in candidate kernels (bench/results/gpu-notes-*.md) are checked second, on their own: when they fail or
 # hang, the defaults are still timed and the failed candidates are left out at model level.
-CANDIDATES=gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop-,attention_fwd_tail16
+CANDIDATES=gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop-,attention_fwd_tail16,lnfold_,layernorm_stats
 BROKEN_CANDIDATES=""
 if ! timeout 180 "$BIN" selftest --device cuda --exclude "$CANDIDATES" 2>&1 | tee "$WORK/selftest.txt"; then
     SELFTEST=FAILED
@@ -150,13 +151,27 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
     # Candidate kernels at model level (ViT-B/16, batch 256), each switched on by an environment setting and
     # timed right after the default, so a kernel that wins in bench-kernels shows what it does to a whole
     # forward before it becomes the default.
+    # Whether a setting switches on a kernel that failed the selftest (by the selftest's kernel-name prefixes).
+    setting_broken() {
+        [[ $BROKEN_CANDIDATES == *"timed out"* ]] && return 0
+        local part prefix
+        for part in ${1//+/ }; do
+            case $part in
+                CPEAL_LN_FOLD=on) prefix="lnfold_ layernorm_stats" ;;
+                *) prefix="_${part#*=}_" ;;
+            esac
+            for p in $prefix; do [[ " $BROKEN_CANDIDATES " == *"$p"* ]] && return 0; done
+        done
+        return 1
+    }
     {
         echo
         echo "| ViT-B/16 batch 256, setting | cpeal images/s |"
         echo "|---|---|"
-        for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w}; do
-            [[ $setting == default ]] && env_var=() || env_var=("$setting")
-            if [[ $setting != default && ( " $BROKEN_CANDIDATES " == *"_${setting#*=}_"* || $BROKEN_CANDIDATES == *"timed out"* ) ]]; then
+        for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_LN_FOLD=on CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16}; do
+            env_var=()
+            [[ $setting == default ]] || IFS=+ read -ra env_var <<<"$setting"
+            if [[ $setting != default ]] && setting_broken "$setting"; then
                 echo "| $setting | not run: failed the selftest |"
                 continue
             fi

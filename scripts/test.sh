@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README; CI runs it through .ci/run). Installs the CUDA 13 NVRTC wheels it needs
 # (no GPU needed), then: every test with the cuda-emu device compiled in (the model tests again per Hopper
-# GEMM and attention candidate), the NVRTC compile check of every kernel for sm_80 and sm_90 (fails on errors or register
+# GEMM and attention candidate, and with the LayerNorms folded into the GEMMs), the NVRTC compile check of every kernel for sm_80 and sm_90 (fails on errors or register
 # spills), the kernel selftest on the emulator, and a type check of the benchmarks and examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,9 +10,10 @@ source scripts/cuda-wheels.sh
 for script in scripts/*.sh; do bash -n "$script"; done
 cargo test --locked --features cuda-emu
 # The tiny whole models once more through each kernel that runs (or may soon run) by default on an H100,
-# emulated: the production path end to end, not only the selftest's shapes.
-for setting in CPEAL_GEMM_SM90={tmaw-n128s3,tma-n128s5,pp-n128s5,ppo-n128s5,coop-n128s4} CPEAL_ATTENTION={tail16,tail16x4,tail16w}; do
-    env "$setting" cargo test --locked --quiet --features cuda-emu --test gpu_models
+# emulated: the production path end to end, not only the selftest's shapes. `A=x+B=y` sets both.
+for setting in CPEAL_GEMM_SM90={tmaw-n128s3,tma-n128s5,pp-n128s5,ppo-n128s5,coop-n128s4} CPEAL_ATTENTION={tail16,tail16x4,tail16w} \
+    CPEAL_LN_FOLD=on CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90={tmaw-n128s3,tma-n128s5,ppo-n128s5}; do
+    env ${setting//+/ } cargo test --locked --quiet --features cuda-emu --test gpu_models
 done
 cargo run --locked --quiet --features cuda-emu -- nvrtc-check --arch sm_80,sm_90
 cargo run --locked --quiet --features cuda-emu -- selftest --device cuda-emu

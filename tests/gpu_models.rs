@@ -38,6 +38,9 @@ fn check_vision_as(name: &str, outputs: &[&str], dtype: StorageDtype) {
     let dir = fixture(&format!("hf-tiny/{name}"));
     let device = emu(dtype);
     let model = Model::load_on(&dir, &device).unwrap();
+    // scripts/test.sh runs these tests again with the setting on: it must take effect.
+    let fold = std::env::var("CPEAL_LN_FOLD").is_ok_and(|v| v == "on");
+    assert_eq!(model.folds_layer_norms(), fold, "CPEAL_LN_FOLD={fold}");
     let pixels = load(&dir.join("inputs.safetensors"), "pixel_values").to_device(&device).unwrap();
     let out = model.forward_images(&pixels).unwrap();
     let on_device = out.last_hidden_state.gpu().expect("the forward must stay on the device");
@@ -131,5 +134,62 @@ fn dinov2_classifier_head_on_emu_matches_pytorch_logits() {
         let (rel, max) = errors(&logits, &load(&step.join("expected.safetensors"), "logits"));
         eprintln!("cuda-emu {dtype:?} dinov2 classifier logits: rel {rel:.2e}, max abs {max:.2e}");
         assert!(rel <= REL_TOL, "{dtype:?}: relative error {rel}");
+    }
+}
+
+/// A LayerNorm folded into the linear after it (`CPEAL_LN_FOLD=on`), on the emulated device: the row statistics
+/// kernel and the GEMM's normalising epilogue together give LN then linear as the CPU computes it, on rows with
+/// a large mean (where `x·Gᵀ − mean·c` cancels most) and on shapes that take the vector and the scalar epilogue.
+#[test]
+fn folded_layer_norm_on_emu_matches_layer_norm_then_linear_on_the_cpu() {
+    use cpeal::nn::{LayerNorm, Linear, NormedLinear};
+    use cpeal::ops::Activation;
+    let tensor = |v: Vec<f32>, shape: &[usize]| Tensor::from_vec(v, shape).unwrap();
+    let uniform = |n: usize, seed: u64, lo: f32, hi: f32| -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
+            })
+            .collect()
+    };
+    for dtype in DTYPES {
+        for (rows, k, n, act) in
+            [(37, 96, 72, Activation::Gelu), (5, 40, 53, Activation::None), (130, 64, 136, Activation::QuickGelu)]
+        {
+            let seed = (rows * k + n) as u64;
+            let x = tensor(uniform(rows * k, seed, 2.0, 6.0), &[rows, k]);
+            let norm = LayerNorm {
+                weight: tensor(uniform(k, seed + 1, 0.5, 1.5), &[k]),
+                bias: tensor(uniform(k, seed + 2, -0.5, 0.5), &[k]),
+                eps: 1e-6,
+            };
+            let linear = Linear::new(
+                tensor(uniform(n * k, seed + 3, -0.3, 0.3), &[n, k]),
+                Some(tensor(uniform(n, seed + 4, -1.0, 1.0), &[n])),
+            );
+            let want = linear.forward_with(&norm.forward(&x).unwrap(), |e| e.with_activation(act)).unwrap();
+            let device = emu(dtype);
+            let folded = NormedLinear::folded(&norm, &linear, &device).unwrap();
+            let got = folded.forward(&x.to_device_as(&device, dtype.into()).unwrap(), act).unwrap();
+            assert!(got.gpu().is_some(), "the folded linear runs on the device");
+            let (rel, max) = errors(&got, &want);
+            // The unfolded pair on the same device, from the same rounded weights: the fold must not cost accuracy.
+            let on_device = |t: &Tensor| t.to_device_as(&device, dtype.into()).unwrap();
+            let separate = NormedLinear::separate(
+                LayerNorm { weight: on_device(&norm.weight), bias: on_device(&norm.bias), eps: norm.eps },
+                Linear::new(on_device(&linear.weight), linear.bias.as_ref().map(on_device)),
+            );
+            let (rel_separate, _) = errors(&separate.forward(&on_device(&x), act).unwrap(), &want);
+            eprintln!(
+                "cuda-emu {dtype:?} folded LN + linear {rows}x{k}x{n}: rel {rel:.2e} (unfolded {rel_separate:.2e}), max abs {max:.2e}"
+            );
+            assert!(rel <= REL_TOL, "{dtype:?} {rows}x{k}x{n}: relative error {rel} (max abs {max})");
+            assert!(
+                rel <= 1.5 * rel_separate,
+                "{dtype:?} {rows}x{k}x{n}: folded {rel} against unfolded {rel_separate}"
+            );
+        }
     }
 }

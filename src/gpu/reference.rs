@@ -44,12 +44,22 @@ pub fn layernorm(rows: usize, cols: usize, x: &[f32], gamma: &[f32], beta: &[f32
     let mut y = Vec::with_capacity(rows * cols);
     for r in 0..rows {
         let row = &x[r * cols..(r + 1) * cols];
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
-        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
-        let rstd = 1.0 / (var + eps).sqrt();
+        let (mean, rstd) = mean_rstd(row, eps);
         y.extend((0..cols).map(|j| (row[j] as f64 - mean) * rstd * gamma[j] as f64 + beta[j] as f64));
     }
     y
+}
+
+/// (mean, 1/sqrt(var + eps)) of each row, flattened: what `layernorm_stats_*` write.
+pub fn row_stats(rows: usize, cols: usize, x: &[f32], eps: f64) -> Vec<f64> {
+    (0..rows).flat_map(|r| <[f64; 2]>::from(mean_rstd(&x[r * cols..(r + 1) * cols], eps))).collect()
+}
+
+fn mean_rstd(row: &[f32], eps: f64) -> (f64, f64) {
+    let n = row.len() as f64;
+    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
 }
 
 /// Row softmax of scale·x; causal rows keep keys j <= (r % q_len) + cols − q_len, masked entries 0.
@@ -84,6 +94,8 @@ pub fn argmax(rows: usize, cols: usize, x: &[f32]) -> Vec<f64> {
 
 /// The GEMM epilogue's inputs besides A and W (contiguous [m, k], [n, k]).
 pub struct GemmRef<'a> {
+    /// Per-row (mean, rstd) pairs and per-column sums: v ↦ rstd·(v − mean·col_sum) before the bias.
+    pub row_norm: Option<(&'a [f32], &'a [f32])>,
     pub bias: Option<&'a [f32]>,
     /// 0 none, 1 gelu, 2 quick_gelu.
     pub act: u8,
@@ -91,12 +103,15 @@ pub struct GemmRef<'a> {
     pub residual: Option<&'a [f32]>,
 }
 
-/// c[m, n] = residual + layer_scale · act(a·wᵀ + bias), all contiguous.
+/// c[m, n] = residual + layer_scale · act(norm(a·wᵀ) + bias), all contiguous.
 pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], w: &[f32], e: &GemmRef) -> Vec<f64> {
     let mut c = vec![0.0; m * n];
     for i in 0..m {
         for j in 0..n {
             let mut v: f64 = (0..k).map(|p| a[i * k + p] as f64 * w[j * k + p] as f64).sum();
+            if let Some((stats, col_sum)) = e.row_norm {
+                v = stats[2 * i + 1] as f64 * (v - stats[2 * i] as f64 * col_sum[j] as f64);
+            }
             v += e.bias.map_or(0.0, |b| b[j] as f64);
             v = match e.act {
                 1 => gelu1(v),

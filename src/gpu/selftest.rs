@@ -155,8 +155,27 @@ fn layernorm_cases(out: &mut Vec<Case>) {
                     Ok((dev.download(&y)?, r::layernorm(rows, cols, &x, &g, &b, 1e-6)))
                 }),
             ));
+            if dt != DType::F32 {
+                out.push(row_stats_case(dt, rows, cols, warp));
+            }
         }
     }
+}
+
+/// The statistics of a LayerNorm folded into a GEMM: f32 (mean, rstd) per row.
+fn row_stats_case(dt: DType, rows: usize, cols: usize, warp: bool) -> Case {
+    case(
+        "layernorm",
+        format!("{}_{}", if warp { "layernorm_stats_warp" } else { "layernorm_stats_fwd" }, dt.suffix()),
+        format!("[{rows},{cols}]"),
+        1e-5,
+        Box::new(move |dev, rng| {
+            let x = random(rng, rows * cols, -2.0, 6.0, dt);
+            let stats = poisoned(dev, DType::F32, 2 * rows)?;
+            ops::layernorm::row_stats(dev, rows, cols, &dev.upload(&x, dt)?, &stats, 1e-6)?;
+            Ok((dev.download(&stats)?, r::row_stats(rows, cols, &x, 1e-6)))
+        }),
+    )
 }
 
 fn softmax_cases(out: &mut Vec<Case>) {
@@ -195,17 +214,18 @@ fn softmax_cases(out: &mut Vec<Case>) {
     }
 }
 
-/// (m, n, k, bias, act, layer_scale, residual in place)
-type GemmShape = (usize, usize, usize, bool, u8, bool, bool);
+/// (m, n, k, bias, act, layer_scale, residual in place, row norm (a folded LayerNorm))
+type GemmShape = (usize, usize, usize, bool, u8, bool, bool, bool);
 
-const GEMM_SHAPES: [(DType, GemmShape); 7] = [
-    (DType::Bf16, (1, 8, 8, false, 0, false, false)),
-    (DType::Bf16, (37, 53, 40, true, 1, false, false)),
-    (DType::Bf16, (7, 19, 13, true, 2, true, true)), // odd K: the unaligned path
-    (DType::Bf16, (130, 136, 96, true, 0, true, true)),
-    (DType::F16, (64, 72, 64, true, 1, true, false)),
-    (DType::Bf16, (197, 96, 768, true, 1, false, false)), // ViT-B's K
-    (DType::F16, (300, 270, 200, true, 2, true, true)),   // several block tiles, a partial K tile
+const GEMM_SHAPES: [(DType, GemmShape); 8] = [
+    (DType::Bf16, (1, 8, 8, false, 0, false, false, false)),
+    (DType::Bf16, (37, 53, 40, true, 1, false, false, true)),
+    (DType::Bf16, (7, 19, 13, true, 2, true, true, false)), // odd K: the unaligned path
+    (DType::F16, (9, 21, 27, true, 2, false, false, true)),
+    (DType::Bf16, (130, 136, 96, true, 0, true, true, false)),
+    (DType::F16, (64, 72, 64, true, 1, true, false, true)),
+    (DType::Bf16, (197, 96, 768, true, 1, false, false, true)), // ViT-B's K
+    (DType::F16, (300, 270, 200, true, 2, true, true, true)),   // several block tiles, a partial K tile
 ];
 
 fn gemm_cases(out: &mut Vec<Case>) {
@@ -227,9 +247,13 @@ fn hopper_gemm_cases(out: &mut Vec<Case>) {
 }
 
 fn gemm_case(dt: DType, shape: GemmShape, kernel: ops::gemm::GemmKernel, name: String) -> Case {
-    let (m, n, k, bias, act, ls, res) = shape;
+    let (m, n, k, bias, act, ls, res, norm) = shape;
+    // A folded LayerNorm's epilogue is a candidate (CPEAL_LN_FOLD) until measured: its cases carry their own
+    // prefix, so that gpu-check.sh can test them apart from the default kernels.
+    let name = if norm { format!("lnfold_{name}") } else { name };
     let label = format!(
-        "{m}x{n}x{k}{}{}{}{}",
+        "{m}x{n}x{k}{}{}{}{}{}",
+        if norm { " norm" } else { "" },
         if bias { " +b" } else { "" },
         ["", " gelu", " qgelu"][act as usize],
         if ls { " *ls" } else { "" },
@@ -246,11 +270,19 @@ fn gemm_case(dt: DType, shape: GemmShape, kernel: ops::gemm::GemmKernel, name: S
             let b = random(rng, n, -0.5, 0.5, dt);
             let s = random(rng, n, 0.5, 1.5, dt);
             let r0 = random(rng, m * n, -1.0, 1.0, dt);
+            // (mean, rstd) pairs of rows with a mean, and column sums about as large as k values of W.
+            let (mean, rstd) = (random(rng, m, -1.0, 1.0, DType::F32), random(rng, m, 0.5, 2.0, DType::F32));
+            let stats: Vec<f32> = mean.iter().zip(&rstd).flat_map(|(&a, &b)| [a, b]).collect();
+            let col_sum = random(rng, n, -3.0, 3.0, DType::F32);
+            let (stats_b, col_sum_b) = (dev.upload(&stats, DType::F32)?, dev.upload(&col_sum, DType::F32)?);
             let (ab, wb, bb, sb) = (dev.upload(&a, dt)?, dev.upload(&w, dt)?, dev.upload(&b, dt)?, dev.upload(&s, dt)?);
             // In place: the output buffer holds the residual; otherwise it starts as NaN.
             let c = if res { dev.upload(&r0, dt)? } else { poisoned(dev, dt, m * n)? };
             let acts = [ops::gemm::Activation::None, ops::gemm::Activation::Gelu, ops::gemm::Activation::QuickGelu];
             let mut g = ops::gemm::Gemm::new(m, n, k, &ab, &wb, &c).act(acts[act as usize]).kernel(kernel);
+            if norm {
+                g = g.row_norm(&stats_b, &col_sum_b);
+            }
             if bias {
                 g = g.bias(&bb);
             }
@@ -262,6 +294,7 @@ fn gemm_case(dt: DType, shape: GemmShape, kernel: ops::gemm::GemmKernel, name: S
             }
             g.launch(dev)?;
             let e = r::GemmRef {
+                row_norm: norm.then_some((&stats[..], &col_sum[..])),
                 bias: bias.then_some(&b[..]),
                 act,
                 layer_scale: ls.then_some(&s[..]),

@@ -28,7 +28,7 @@ pub struct Dinov2 {
     pub image_size: usize,
     pub encoder_config: EncoderConfig,
     embeddings: PatchEmbeddings,
-    encoder: Encoder,
+    pub(crate) encoder: Encoder,
     norm: LayerNorm,
     classifier: Option<Linear>,
     /// Register tokens between the class token and the patches (0 for plain DINOv2).

@@ -109,6 +109,15 @@ impl Model {
         }
     }
 
+    /// Whether the image encoder runs with its LayerNorms folded into the GEMMs (`CPEAL_LN_FOLD=on` on a GPU).
+    pub fn folds_layer_norms(&self) -> bool {
+        match self {
+            Model::Vit(m) => m.encoder.folds_layer_norms(),
+            Model::Dinov2(m) => m.encoder.folds_layer_norms(),
+            Model::Clip(c) => c.vision.as_ref().is_some_and(|v| v.encoder.folds_layer_norms()),
+        }
+    }
+
     /// `model_type` of the vision tower, for default preprocessing.
     pub fn vision_model_type(&self) -> &'static str {
         match self {
@@ -170,6 +179,7 @@ pub(crate) fn encoder_config(
         activation: activation(cfg, default_act)?,
         qkv_bias: cfg.bool_or("qkv_bias", true)?,
         causal,
+        f32_stream: false,
     })
 }
 

@@ -26,7 +26,7 @@ pub struct Vit {
     pub image_size: usize,
     pub encoder_config: EncoderConfig,
     embeddings: PatchEmbeddings,
-    encoder: Encoder,
+    pub(crate) encoder: Encoder,
     norm: LayerNorm,
     pooler: Option<Linear>,
     classifier: Option<Linear>,

@@ -1,12 +1,14 @@
 //! The pre-LayerNorm transformer block:
 //! h = x + ls1 ⊙ O(attn(Q(ln1 x), K(ln1 x), V(ln1 x))),  y = h + ls2 ⊙ fc2(act(fc1(ln2 h))).
-//! Residual adds, layer scales and activations are fused into the GEMM epilogues.
+//! Residual adds, layer scales and activations are fused into the GEMM epilogues; on request the LayerNorms
+//! too (`NormedLinear`).
 
 use crate::error::Result;
 use crate::ops::{self, Activation};
 use crate::tensor::Tensor;
 use crate::weights::VarBuilder;
 
+use super::normed::{fold_requested, NormedLinear};
 use super::{LayerNorm, Linear};
 
 /// Tensor names of one block, relative to the block's prefix. Lists give accepted spellings, first preferred.
@@ -33,15 +35,17 @@ pub struct EncoderConfig {
     pub activation: Activation,
     pub qkv_bias: bool,
     pub causal: bool,
+    /// The residual stream is f32 on every device (CLIP's text tower), so LayerNorms cannot fold into GEMMs
+    /// that read 16-bit inputs.
+    pub f32_stream: bool,
 }
 
 struct Block {
-    norm1: LayerNorm,
-    /// query, key and value fused: `[3·D, D]`
-    qkv: Linear,
+    /// norm1, then query, key and value fused: `[3·D, D]`
+    qkv: NormedLinear,
     out: Linear,
-    norm2: LayerNorm,
-    fc1: Linear,
+    /// norm2, then fc1
+    fc1: NormedLinear,
     fc2: Linear,
     layer_scale: Option<(Tensor, Tensor)>,
 }
@@ -62,6 +66,11 @@ impl Encoder {
         &self.cfg
     }
 
+    /// Whether the blocks' LayerNorms are folded into the GEMMs after them (`CPEAL_LN_FOLD=on` on a GPU).
+    pub fn folds_layer_norms(&self) -> bool {
+        self.blocks.iter().any(|b| matches!(b.qkv, NormedLinear::Folded { .. }))
+    }
+
     pub fn forward(&self, mut x: Tensor) -> Result<Tensor> {
         for block in &self.blocks {
             x = block.forward(&x, &self.cfg)?;
@@ -77,17 +86,27 @@ impl Block {
             Some((a, b)) => Some((vb.get(a, &[d])?, vb.get(b, &[d])?)),
             None => None,
         };
+        let cpu = vb.on_cpu();
+        let qkv = Linear::concat(&[
+            Linear::load(&cpu, n.query, d, d, cfg.qkv_bias)?,
+            Linear::load(&cpu, n.key, d, d, cfg.qkv_bias)?,
+            Linear::load(&cpu, n.value, d, d, cfg.qkv_bias)?,
+        ])?;
+        let (qkv, fc1) = if !cfg.f32_stream && fold_requested(vb.device())? {
+            let fold = |norm: &str, linear: &Linear| {
+                NormedLinear::folded(&LayerNorm::load(&cpu, norm, d, cfg.eps)?, linear, vb.device())
+            };
+            (fold(n.norm1, &qkv)?, fold(n.norm2, &Linear::load(&cpu, n.fc1, d, f, true)?)?)
+        } else {
+            (
+                NormedLinear::separate(LayerNorm::load(vb, n.norm1, d, cfg.eps)?, qkv.to_device(vb.device())?),
+                NormedLinear::separate(LayerNorm::load(vb, n.norm2, d, cfg.eps)?, Linear::load(vb, n.fc1, d, f, true)?),
+            )
+        };
         Ok(Block {
-            norm1: LayerNorm::load(vb, n.norm1, d, cfg.eps)?,
-            qkv: Linear::concat(&[
-                Linear::load(&vb.on_cpu(), n.query, d, d, cfg.qkv_bias)?,
-                Linear::load(&vb.on_cpu(), n.key, d, d, cfg.qkv_bias)?,
-                Linear::load(&vb.on_cpu(), n.value, d, d, cfg.qkv_bias)?,
-            ])?
-            .to_device(vb.device())?,
+            qkv,
             out: Linear::load(vb, n.out, d, d, true)?,
-            norm2: LayerNorm::load(vb, n.norm2, d, cfg.eps)?,
-            fc1: Linear::load(vb, n.fc1, d, f, true)?,
+            fc1,
             fc2: Linear::load(vb, n.fc2, f, d, true)?,
             layer_scale,
         })
@@ -98,10 +117,9 @@ impl Block {
             Some((a, b)) => (Some(a), Some(b)),
             None => (None, None),
         };
-        let normed = self.norm1.forward(x)?;
-        let attended = ops::attention(&self.qkv.forward(&normed)?, cfg.heads, cfg.causal)?;
+        let attended = ops::attention(&self.qkv.forward(x, Activation::None)?, cfg.heads, cfg.causal)?;
         let h = self.out.forward_with(&attended, |e| e.with_layer_scale(ls1).with_residual(x))?;
-        let hidden = self.fc1.forward_with(&self.norm2.forward(&h)?, |e| e.with_activation(cfg.activation))?;
+        let hidden = self.fc1.forward(&h, cfg.activation)?;
         self.fc2.forward_with(&hidden, |e| e.with_layer_scale(ls2).with_residual(&h))
     }
 }

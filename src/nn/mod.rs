@@ -3,9 +3,11 @@
 //! scale and the causal mask). Weights are frozen backbone tensors; adapters hook in at `Linear`.
 
 mod block;
+mod normed;
 mod patches;
 
 pub use block::{BlockNames, Encoder, EncoderConfig};
+pub use normed::NormedLinear;
 pub use patches::PatchEmbeddings;
 
 use std::sync::OnceLock;

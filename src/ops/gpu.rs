@@ -57,7 +57,14 @@ pub(super) fn linear(
     }
     let (bias, scale, residual) =
         (opt(e.bias, "bias")?, opt(e.layer_scale, "layer_scale")?, opt(e.residual, "residual")?);
+    let row_norm = match e.row_norm {
+        Some(r) => Some((f32_buf(r.stats, "row_norm stats")?, f32_buf(r.col_sum, "row_norm col_sum")?)),
+        None => None,
+    };
     let mut g = gemm::Gemm::new(m, n, k, &xb, &wb, &y).act(act);
+    if let Some((stats, col_sum)) = &row_norm {
+        g = g.row_norm(stats, col_sum);
+    }
     if let Some(b) = &bias {
         g = g.bias(b);
     }
@@ -97,12 +104,27 @@ fn opt(t: Option<&Tensor>, what: &str) -> Result<Option<GpuBuffer>> {
     t.map(|t| buf(t, what)).transpose()
 }
 
+fn f32_buf(t: &Tensor, what: &str) -> Result<GpuBuffer> {
+    let b = buf(t, what)?;
+    if b.dtype() != DType::F32 {
+        return Err(Error::invalid(what, format!("{:?} on the device; the GEMM reads it as f32", b.dtype())));
+    }
+    Ok(b)
+}
+
 pub(super) fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     let (dev, xb) = parts(x, "layer_norm input")?;
     let (g, b) = (buf(gamma, "layer_norm gamma")?, buf(beta, "layer_norm beta")?);
     let y = dev.alloc(g.dtype(), x.numel())?;
     layernorm::layernorm(&dev, x.rows(), x.last_dim(), &xb, &g, &b, &y, eps as f32)?;
     Ok(wrap(&dev, y, x.shape()))
+}
+
+pub(super) fn layer_norm_stats(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let (dev, xb) = parts(x, "layer_norm_stats input")?;
+    let stats = dev.alloc(DType::F32, 2 * x.rows())?;
+    layernorm::row_stats(&dev, x.rows(), x.last_dim(), &xb, &stats, eps as f32)?;
+    Ok(wrap(&dev, stats, &[x.rows(), 2]))
 }
 
 /// `qkv` `[B, T, 3·D]`: Q, K and V are strided views of the one buffer.

@@ -1,5 +1,5 @@
 //! Launcher for `kernels/gemm.cu` and, on Hopper, `kernels/gemm_sm90.cu`:
-//! C = residual + layer_scale ⊙ act(A·Wᵀ + bias), bf16 or f16.
+//! C = residual + layer_scale ⊙ act(norm(A·Wᵀ) + bias), bf16 or f16; `norm` is a folded LayerNorm (optional).
 
 use super::{check, int};
 use crate::error::{Error, Result};
@@ -170,7 +170,9 @@ pub enum Activation {
     QuickGelu = 2,
 }
 
-/// One GEMM: `c[m, n] = residual[m, n] + layer_scale[n] · act(Σ_k a[m, k]·w[n, k] + bias[n])`.
+/// One GEMM: `c[m, n] = residual[m, n] + layer_scale[n] · act(norm(Σ_k a[m, k]·w[n, k]) + bias[n])`, where
+/// `norm(v) = rstd[m]·(v − mean[m]·col_sum[n])` with `row_norm` (a LayerNorm folded in: see `GemmEpi` in
+/// `kernels/common.cuh`), else `v`.
 /// Matrices are row-major with leading dimensions (elements) `lda`, `ldw`, `ldc`, `ldr`; the residual may be
 /// the output buffer itself when `ldr == ldc`.
 #[derive(Clone, Copy)]
@@ -189,6 +191,8 @@ pub struct Gemm<'a> {
     pub layer_scale: Option<&'a GpuBuffer>,
     pub residual: Option<&'a GpuBuffer>,
     pub ldr: usize,
+    /// f32 (mean, rstd) per row `[m, 2]` and f32 `col_sum` `[n]`.
+    pub row_norm: Option<(&'a GpuBuffer, &'a GpuBuffer)>,
     pub kernel: GemmKernel,
 }
 
@@ -210,6 +214,7 @@ impl<'a> Gemm<'a> {
             layer_scale: None,
             residual: None,
             ldr: n,
+            row_norm: None,
             kernel: GemmKernel::Auto,
         }
     }
@@ -233,6 +238,13 @@ impl<'a> Gemm<'a> {
     pub fn residual(mut self, r: &'a GpuBuffer, ldr: usize) -> Self {
         self.residual = Some(r);
         self.ldr = ldr;
+        self
+    }
+
+    /// Normalise each row before the bias: `rstd[m]·(v − mean[m]·col_sum[n])`, `stats` holding f32 (mean, rstd)
+    /// pairs (`layernorm::row_stats`), `col_sum` f32.
+    pub fn row_norm(mut self, stats: &'a GpuBuffer, col_sum: &'a GpuBuffer) -> Self {
+        self.row_norm = Some((stats, col_sum));
         self
     }
 
@@ -285,6 +297,10 @@ impl<'a> Gemm<'a> {
         }
         if let Some(s) = self.layer_scale {
             check(kernel, "layer_scale", s, dt, n)?;
+        }
+        if let Some((stats, col_sum)) = self.row_norm {
+            check(kernel, "row_stats", stats, DType::F32, 2 * m)?;
+            check(kernel, "col_sum", col_sum, DType::F32, n)?;
         }
         if let Some(r) = self.residual {
             check(kernel, "residual", r, dt, (m - 1) * self.ldr + n)?;
@@ -341,12 +357,15 @@ impl<'a> Gemm<'a> {
         args.opt_buf(self.bias) //         const T* bias (nullable)
             .opt_buf(self.residual) //     const T* residual (nullable)
             .opt_buf(self.layer_scale) //  const T* layer_scale (nullable)
+            .opt_buf(self.row_norm.map(|r| r.0)) // const float* row_stats (nullable)
+            .opt_buf(self.row_norm.map(|r| r.1)) // const float* col_sum (nullable with row_stats)
             .buf(self.c) //                T* C
             .i32(self.act as i32); //      int act
                                    // SAFETY: every buffer holds what its leading dimension and the sizes require (checked above); the
-                                   // signatures are (7 × int, 5 × const T*, T*, int) and, for TMA, (5 × int, 2 × TmaMap, 4 × T*, int); the
-                                   // aligned and Hopper variants are chosen only when their preconditions hold. The TMA descriptors
-                                   // address A and W, which `args` does not keep alive: they are borrowed by `self` for this call.
+                                   // signatures are (7 × int, 5 × const T*, 2 × const float*, T*, int) and, for TMA, (5 × int,
+                                   // 2 × TmaMap, 3 × const T*, 2 × const float*, T*, int); the aligned and Hopper variants are chosen
+                                   // only when their preconditions hold. The TMA descriptors address A and W, which `args` does not
+                                   // keep alive: they are borrowed by `self` for this call.
         unsafe { dev.launch(&kernel, cfg, &mut args) }
     }
 }

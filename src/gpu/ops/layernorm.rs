@@ -36,11 +36,7 @@ pub fn layernorm(
     check(&kernel, "gamma", gamma, dt, cols)?;
     check(&kernel, "beta", beta, dt, cols)?;
     check(&kernel, "y", y, dt, rows * cols)?;
-    let cfg = if kernel.starts_with("layernorm_warp") {
-        LaunchConfig::linear(row_grid(&kernel, rows.div_ceil(4))?, 128)
-    } else {
-        LaunchConfig::linear(row_grid(&kernel, rows)?, if cols <= 1024 { 128 } else { 256 })
-    };
+    let cfg = row_config(&kernel, kernel.starts_with("layernorm_warp"), rows, cols)?;
     let mut args = KernelArgs::new();
     args.i32(int(&kernel, "rows", rows)?) // int rows
         .i32(int(&kernel, "cols", cols)?) // int cols
@@ -51,4 +47,36 @@ pub fn layernorm(
         .f32(eps); //                        float eps
                    // SAFETY: sizes checked above; signature (int, int, const T*, const T*, const T*, T*, float).
     unsafe { dev.launch(&kernel, cfg, &mut args) }
+}
+
+/// stats[2r], stats[2r + 1] = the mean and 1/sqrt(var + eps) of row r of x [rows, cols] (16-bit), as f32: the
+/// LayerNorm a GEMM folds into its epilogue (`Gemm::row_norm`). The same kernels as `layernorm`, by the same
+/// rule (`layernorm_stats_warp_*` for rows of at most 1024 columns, a multiple of 8, on an aligned buffer).
+pub fn row_stats(dev: &GpuDevice, rows: usize, cols: usize, x: &GpuBuffer, stats: &GpuBuffer, eps: f32) -> Result<()> {
+    let dt = x.dtype();
+    let warp = cols % 8 == 0 && cols <= 1024 && x.ptr() % 16 == 0;
+    let kernel = format!("layernorm_stats_{}_{}", if warp { "warp" } else { "fwd" }, dt.suffix());
+    if !matches!(dt, DType::Bf16 | DType::F16) {
+        return Err(crate::error::Error::kernel(&kernel, format!("{dt:?} input; row statistics take bf16 or f16")));
+    }
+    check(&kernel, "x", x, dt, rows * cols)?;
+    check(&kernel, "stats", stats, DType::F32, 2 * rows)?;
+    let cfg = row_config(&kernel, warp, rows, cols)?;
+    let mut args = KernelArgs::new();
+    args.i32(int(&kernel, "rows", rows)?) // int rows
+        .i32(int(&kernel, "cols", cols)?) // int cols
+        .buf(x) //                           const T* x
+        .buf(stats) //                       float* stats
+        .f32(eps); //                        float eps
+                   // SAFETY: sizes checked above; signature (int, int, const T*, float*, float).
+    unsafe { dev.launch(&kernel, cfg, &mut args) }
+}
+
+/// A warp per row in blocks of 4 rows, or a block per row (128 threads, 256 past 1024 columns).
+fn row_config(kernel: &str, warp: bool, rows: usize, cols: usize) -> Result<LaunchConfig> {
+    Ok(if warp {
+        LaunchConfig::linear(row_grid(kernel, rows.div_ceil(4))?, 128)
+    } else {
+        LaunchConfig::linear(row_grid(kernel, rows)?, if cols <= 1024 { 128 } else { 256 })
+    })
 }

@@ -33,6 +33,8 @@ impl ClipText {
         let (vocab, context_length) = (cfg.usize("vocab_size")?, cfg.usize_or("max_position_embeddings", 77)?);
         let encoder_config =
             crate::models::encoder_config(cfg, cfg.usize("intermediate_size")?, 1e-5, "quick_gelu", true)?;
+        // The residual stream is f32 (see `forward`).
+        let encoder_config = EncoderConfig { f32_stream: true, ..encoder_config };
         let emb = vb.pp("embeddings");
         Ok(ClipText {
             eos_token_id: cfg.usize_or("eos_token_id", 49407)? as u32,

@@ -13,7 +13,7 @@ pub struct ClipVision {
     pub encoder_config: EncoderConfig,
     embeddings: PatchEmbeddings,
     pre_norm: LayerNorm,
-    encoder: Encoder,
+    pub(crate) encoder: Encoder,
     post_norm: LayerNorm,
     projection: Option<Linear>,
 }

@@ -13,6 +13,17 @@ pub(super) fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], d: usize, eps: 
     out
 }
 
+/// (mean, 1/sqrt(var + eps)) of each row of `d` values, f64 statistics rounded to f32.
+pub(super) fn row_stats(x: &[f32], d: usize, eps: f64) -> Vec<f32> {
+    x.chunks(d.max(1))
+        .flat_map(|row| {
+            let mean = sum_f64(row, |v| v as f64) / d as f64;
+            let var = sum_f64(row, |v| (v as f64 - mean).powi(2)) / d as f64;
+            [mean as f32, (1.0 / (var + eps).sqrt()) as f32]
+        })
+        .collect()
+}
+
 /// Σ f(x) in f64 over eight independent partial sums, so that it vectorises (one running sum is a chain of
 /// dependent adds).
 #[inline(always)]

@@ -29,7 +29,7 @@ pub(super) fn linear(
                 &local
             }
         };
-        if fused.supported() {
+        if fused.supported() && e.row_norm.is_none() {
             return Ok(sgemm::matmul_new(x, m, b, &fused));
         }
         sgemm::matmul_new(x, m, b, &Fused::NONE)
@@ -38,7 +38,13 @@ pub(super) fn linear(
         matmul_xwt(&mut out, x, w, m, n, k);
         out
     };
+    let row_norm = e.row_norm.map(|r| Ok::<_, crate::error::Error>((r.stats.cpu_slice()?, r.col_sum.cpu_slice()?)));
+    let row_norm = row_norm.transpose()?;
     par_rows(&mut out, n, |r, row| {
+        if let Some((stats, col_sum)) = row_norm {
+            let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
+            row.iter_mut().zip(col_sum).for_each(|(v, c)| *v = rstd * (*v - mean * c));
+        }
         if let Some(b) = bias {
             row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
         }

@@ -1,4 +1,4 @@
-//! `linear`: y = residual + layer_scale ⊙ act(x·Wᵀ + b), the GEMM of every transformer block with its
+//! `linear`: y = residual + layer_scale ⊙ act(norm(x·Wᵀ) + b), the GEMM of every transformer block with its
 //! epilogue fused (applied to each output tile as the GEMM kernel finishes it, on the CPU and on CUDA).
 //! `W` is `[N, K]` as Hugging Face stores `nn.Linear` weights. The CPU kernel reads Wᵀ packed into panels
 //! (`pack_weight`; `nn::Linear` packs once and keeps it); no other transpose is materialised.
@@ -11,18 +11,32 @@ use crate::tensor::{Storage, Tensor};
 use super::sgemm::{self, PackedB};
 use super::Activation;
 
-/// What happens to x·Wᵀ before it is written: bias, activation, layer scale, residual add (in that order).
+/// What happens to x·Wᵀ before it is written: row normalisation, bias, activation, layer scale, residual add
+/// (in that order).
 #[derive(Clone, Copy)]
 pub struct Epilogue<'a> {
+    pub row_norm: Option<RowNorm<'a>>,
     pub bias: Option<&'a Tensor>,
     pub activation: Activation,
     pub layer_scale: Option<&'a Tensor>,
     pub residual: Option<&'a Tensor>,
 }
 
+/// A LayerNorm folded into the linear after it (`nn::NormedLinear`): `v ↦ rstd_i·(v − mean_i·col_sum_j)`, with
+/// `stats` the f32 `[rows, 2]` of `layer_norm_stats` and `col_sum` f32 `[N]` (the row sums of γ ⊙ W).
+#[derive(Clone, Copy)]
+pub struct RowNorm<'a> {
+    pub stats: &'a Tensor,
+    pub col_sum: &'a Tensor,
+}
+
 impl<'a> Epilogue<'a> {
     pub fn bias(bias: Option<&'a Tensor>) -> Self {
-        Epilogue { bias, activation: Activation::None, layer_scale: None, residual: None }
+        Epilogue { row_norm: None, bias, activation: Activation::None, layer_scale: None, residual: None }
+    }
+    pub fn with_row_norm(mut self, row_norm: RowNorm<'a>) -> Self {
+        self.row_norm = Some(row_norm);
+        self
     }
     pub fn with_activation(mut self, activation: Activation) -> Self {
         self.activation = activation;
@@ -76,6 +90,15 @@ fn check_epilogue(e: &Epilogue, n: usize, out_shape: &[usize]) -> Result<()> {
             if t.numel() != n {
                 return Err(Error::shape("linear", format!("{what} has {} values for {n} outputs", t.numel())));
             }
+        }
+    }
+    if let Some(RowNorm { stats, col_sum }) = e.row_norm {
+        let rows = out_shape.iter().rev().skip(1).product::<usize>();
+        if stats.numel() != 2 * rows || col_sum.numel() != n {
+            return Err(Error::shape(
+                "linear",
+                format!("row norm of {} stats and {} column sums for {rows} x {n}", stats.numel(), col_sum.numel()),
+            ));
         }
     }
     if let Some(r) = e.residual {

@@ -123,16 +123,18 @@ fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
     let threads = rayon::current_num_threads();
     if args.json {
         println!(
-            "{{\"arch\":\"{label}\",\"device\":\"{}\",\"batch\":{},\"image_size\":{s},\"threads\":{threads},\"median_s\":{median:.4},\"download_s\":{download:.4},\"images_per_s\":{ips:.3},\"gflop_per_image\":{gflop:.3},\"tflop_per_s\":{tflops:.3}}}",
+            "{{\"arch\":\"{label}\",\"device\":\"{}\",\"batch\":{},\"image_size\":{s},\"threads\":{threads},\"median_s\":{median:.4},\"download_s\":{download:.4},\"images_per_s\":{ips:.3},\"gflop_per_image\":{gflop:.3},\"tflop_per_s\":{tflops:.3},\"ln_fold\":{}}}",
             device.name(),
-            args.batch_size
+            args.batch_size,
+            model.folds_layer_norms()
         );
     } else {
         println!(
-            "{label} on {} ({threads} threads), batch {} at {s}px: {ips:.2} images/s, {tflops:.2} TFLOP/s at {gflop:.2} GFLOP/image (median of {} runs, {median:.3} s/batch for forward + synchronize; copying the last hidden state to the host takes {download:.3} s more)",
+            "{label} on {} ({threads} threads), batch {} at {s}px: {ips:.2} images/s, {tflops:.2} TFLOP/s at {gflop:.2} GFLOP/image (median of {} runs, {median:.3} s/batch for forward + synchronize; copying the last hidden state to the host takes {download:.3} s more){}",
             device.name(),
             args.batch_size,
-            args.iters
+            args.iters,
+            if model.folds_layer_norms() { "; LayerNorms folded into the GEMMs" } else { "" }
         );
     }
     Ok(())

@@ -95,6 +95,16 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
             println!("| {label} {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
             rates.push((label, tflops));
         }
+        // With a LayerNorm folded in (CPEAL_LN_FOLD; qkv and fc1 follow a LayerNorm): the automatic kernel with
+        // the row normalisation in its epilogue. Not in the summary, which compares equal work.
+        if matches!(name, "qkv" | "fc1+gelu") && !args.skips("lnfold_") {
+            let stats = dev.upload(&selftest::random(&mut rng, 2 * m, 0.5, 1.5, DType::F32), DType::F32)?;
+            let col_sum = dev.upload(&selftest::random(&mut rng, n, -1.0, 1.0, DType::F32), DType::F32)?;
+            let gemm = Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(act).row_norm(&stats, &col_sum);
+            let secs = time(&dev, args.reps, &|| gemm.launch(&dev))?;
+            let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
+            println!("| lnfold_gemm_bf16 {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
+        }
         let mut cublas_rate = None;
         if let Some(cb) = &cublas {
             let secs = time(&dev, args.reps, &|| cb.gemm_bf16(m, n, k, &a, &w, &c))?;
@@ -121,6 +131,13 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
         ops::layernorm::kernel_for(cols, &x, &g, &g, &y),
         secs * 1e6
     );
+    // What replaces it when the LayerNorm is folded into the next GEMM: the row statistics alone (reads x).
+    if !args.skips("layernorm_stats") {
+        let stats = dev.alloc(DType::F32, 2 * rows)?;
+        let secs = time(&dev, args.reps, &|| ops::layernorm::row_stats(&dev, rows, cols, &x, &stats, 1e-6))?;
+        let gbs = (rows * cols * 2) as f64 / secs / 1e9;
+        println!("| layernorm_stats_warp_bf16 | {rows} x {cols} | {:.1} | {gbs:.0} |", secs * 1e6);
+    }
     bench_attention(&dev, args, &mut rng)?;
     bench_selection(&dev, args)
 }
