@@ -5,12 +5,14 @@
 #   2. `cpeal selftest --device cuda` (every kernel against its CPU reference; stops on failure),
 #   3. `cpeal bench-kernels --device cuda` (our GEMM on ViT-B/16 shapes) next to torch.matmul bf16 on the same
 #      shapes and a large bf16 matmul as the measured peak, in the same run on the same GPU,
-#   4. `cpeal bench --device cuda` against PyTorch eager when the binary has that subcommand (model level), and
-#      ViT-B/16 at batch 256 under each setting of GPU_CHECK_VARIANTS (default: the ping-pong GEMMs forced
-#      through CPEAL_GEMM_SM90, the attention candidates through CPEAL_ATTENTION, the LayerNorm folded into
-#      the GEMMs by CPEAL_LN_FOLD; `A=x+B=y` sets both),
+#   4. when the binary has `cpeal bench forward`: ViT-B/16 at batch 256 under each setting of
+#      GPU_CHECK_VARIANTS (default: the ping-pong GEMMs forced through CPEAL_GEMM_SM90, the attention
+#      candidates through CPEAL_ATTENTION, the LayerNorm folded into the GEMMs by CPEAL_LN_FOLD; `A=x+B=y`
+#      sets both), then every model against PyTorch eager at batch 1…512,
 # and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md (copied to $OUT when set, as on a
-# lent device machine). Budget: under 8 minutes.
+# lent device machine), rewritten after every section and model row. Benchmarks that would start after
+# GPU_CHECK_BUDGET seconds (default 500) are listed as not run, so one call fits a 600 s limit.
+# tests/gpu_check_rehearsal.sh runs it here against a stub binary.
 #
 #   scripts/gpu-check.sh [path/to/cpeal] [batch]      (defaults: target/release/cpeal, 64)
 set -euo pipefail
@@ -28,17 +30,50 @@ GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1 |
 DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1 || echo unknown)
 STAMP=$(date -u +%Y-%m-%dT%H%MZ)
 SLUG=$(echo "$GPU" | tr -c 'A-Za-z0-9\n' '-' | tr -s '-' | sed 's/-$//')
-OUTDIR=bench/results
+OUTDIR=${GPU_CHECK_OUTDIR:-bench/results}
 mkdir -p "$OUTDIR"
 REPORT="$OUTDIR/gpu-check-$STAMP-$SLUG.md"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-# On a lent device machine only what lands under $OUT comes back.
+# On a lent device machine only what lands under $OUT comes back. The report is rewritten and delivered after
+# every section, so a run cut off by its time limit still returns what it measured.
 deliver() {
     if [[ -n "${OUT:-}" && -d "${OUT:-}" ]]; then
         cp "$REPORT" "$OUT/" && echo "copied to $OUT/$(basename "$REPORT")"
     fi
 }
+# The markdown report from the sections done so far (a missing one reads "not run").
+write_report() {
+    section() { cat "$1" 2>/dev/null || echo "not run (cut off before this section)"; }
+    {
+        echo "# GPU check $STAMP — $GPU"
+        echo
+        echo "Driver $DRIVER; NVRTC \`$NVRTC\`; binary \`$BIN\` ($("$BIN" --version 2>/dev/null || echo '?')); batch $BATCH (ViT-B/16, 197 tokens)."
+        echo
+        echo "## Kernels vs PyTorch (same run, same GPU)"
+        echo
+        section "$WORK/torch.md"
+        echo
+        echo "## cpeal bench-kernels"
+        echo
+        section "$WORK/ours.md"
+        echo
+        echo "## Models"
+        echo
+        if [[ -s "$WORK/models.md" ]]; then cat "$WORK/models.md"; else echo "$MODEL_SECTION"; fi
+        echo
+        echo "## Selftest ($SELFTEST)"
+        echo
+        echo '```'
+        section "$WORK/selftest.txt"
+        echo '```'
+    } >"$REPORT"
+    deliver
+}
+MODEL_SECTION="not run (cut off before this section)"
+# Sections that would start after this many seconds are left out (the lent machine's limit is 600 s a call).
+BUDGET=${GPU_CHECK_BUDGET:-500}
+over_budget() { ((SECONDS > BUDGET)); }
 echo "GPU: $GPU (driver $DRIVER); libcuda: $LIBCUDA; NVRTC: $NVRTC"
 
 # --- 1. correctness ---------------------------------------------------------------------------------------------
@@ -72,6 +107,7 @@ echo "== bench-kernels (batch $BATCH)"
 SKIP=()
 [[ -n "$BROKEN_CANDIDATES" ]] && SKIP=(--skip "$CANDIDATES")
 timeout 120 "$BIN" bench-kernels --device cuda --batch "$BATCH" ${SKIP[@]+"${SKIP[@]}"} | tee "$WORK/ours.md" || echo "bench-kernels failed (exit $?)" | tee -a "$WORK/ours.md"
+write_report
 
 # --- 3. PyTorch on the same shapes, same GPU, same run ---------------------------------------------------------
 echo "== torch.matmul bf16"
@@ -125,88 +161,78 @@ for name, (n, k) in shapes.items():
 print(f"\ntorch {torch.__version__}, CUDA {torch.version.cuda}")
 EOF
 cat "$WORK/torch.md"
+write_report
 
 # --- 4. whole models, when this binary can -----------------------------------------------------------------------
 MODEL_SECTION="Model benchmark: this binary has no \`cpeal bench forward\` subcommand."
+# One table row into models.md, then the report rewritten and delivered (so a cut-off run keeps its rows).
+row() {
+    echo "$1" | tee -a "$WORK/models.md"
+    write_report >/dev/null
+}
+# Whether a setting switches on a kernel that failed the selftest (by the selftest's kernel-name prefixes).
+setting_broken() {
+    [[ $BROKEN_CANDIDATES == *"timed out"* ]] && return 0
+    local part prefix p
+    for part in ${1//+/ }; do
+        case $part in
+            CPEAL_LN_FOLD=on) prefix="lnfold_ layernorm_stats" ;;
+            *) prefix="_${part#*=}_" ;;
+        esac
+        for p in $prefix; do [[ " $BROKEN_CANDIDATES " == *"$p"* ]] && return 0; done
+    done
+    return 1
+}
 if "$BIN" bench forward --help >/dev/null 2>&1; then
-    echo "== cpeal bench forward --device cuda vs PyTorch eager (bf16, SDPA)"
-    {
-        # Model FLOP utilisation: cpeal's matmul + attention FLOP/s over the bf16 matmul peak measured above.
-        PEAK=$(grep -oE 'matmul peak[^*]*\*\*[0-9.]+' "$WORK/torch.md" | grep -oE '[0-9.]+$' || true)
-        echo "| model | batch | cpeal images/s | PyTorch images/s | cpeal / PyTorch | cpeal TFLOP/s | MFU (vs ${PEAK:-?} TFLOP/s) |"
-        echo "|---|---|---|---|---|---|---|"
-        for arch in vit-b16 clip-b16-vision dinov2-s14; do
-            timeout 120 python3 "$ROOT/bench/gpu_forward.py" --arch "$arch" >"$WORK/torch-$arch.jsonl" 2>"$WORK/torch-err.txt" || tail -n 5 "$WORK/torch-err.txt" >&2
-            for bs in 1 8 64 256 512; do
-                read -r ours tflops < <(timeout 60 "$BIN" bench forward --arch "$arch" --device cuda --batch-size "$bs" --iters 10 --json 2>"$WORK/err.txt" \
-                    | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["images_per_s"], r["tflop_per_s"])' 2>/dev/null || echo "failed -")
-                [[ "$ours" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
-                mfu=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.0%}")' "$tflops" "$PEAK" 2>/dev/null || echo "-")
-                theirs=$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(next((x["images_per_s"] for x in r if x["batch"]==int(sys.argv[2])), "n/a"))' "$WORK/torch-$arch.jsonl" "$bs" 2>/dev/null || echo "n/a")
-                ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$ours" "$theirs" 2>/dev/null || echo "-")
-                echo "| $arch | $bs | $ours | $theirs | $ratio | $tflops | $mfu |"
-            done
-        done
-    } | tee "$WORK/models.md"
+    echo "== cpeal bench forward --device cuda: candidate settings, then every model vs PyTorch eager (bf16, SDPA)"
     # Candidate kernels at model level (ViT-B/16, batch 256), each switched on by an environment setting and
     # timed right after the default, so a kernel that wins in bench-kernels shows what it does to a whole
-    # forward before it becomes the default.
-    # Whether a setting switches on a kernel that failed the selftest (by the selftest's kernel-name prefixes).
-    setting_broken() {
-        [[ $BROKEN_CANDIDATES == *"timed out"* ]] && return 0
-        local part prefix
-        for part in ${1//+/ }; do
-            case $part in
-                CPEAL_LN_FOLD=on) prefix="lnfold_ layernorm_stats" ;;
-                *) prefix="_${part#*=}_" ;;
-            esac
-            for p in $prefix; do [[ " $BROKEN_CANDIDATES " == *"$p"* ]] && return 0; done
-        done
-        return 1
-    }
-    {
-        echo
-        echo "| ViT-B/16 batch 256, setting | cpeal images/s |"
-        echo "|---|---|"
-        for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_LN_FOLD=on CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16}; do
-            env_var=()
-            [[ $setting == default ]] || IFS=+ read -ra env_var <<<"$setting"
-            if [[ $setting != default ]] && setting_broken "$setting"; then
-                echo "| $setting | not run: failed the selftest |"
+    # forward before it becomes the default. First, because these rows decide the defaults.
+    row "| ViT-B/16 batch 256, setting | cpeal images/s |"
+    row "|---|---|"
+    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_LN_FOLD=on CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16}; do
+        env_var=()
+        [[ $setting == default ]] || IFS=+ read -ra env_var <<<"$setting"
+        if [[ $setting != default ]] && setting_broken "$setting"; then
+            row "| $setting | not run: failed the selftest |"
+            continue
+        fi
+        if over_budget; then
+            row "| $setting | not run: past the ${BUDGET} s budget |"
+            continue
+        fi
+        ips=$(env ${env_var[@]+"${env_var[@]}"} timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json 2>"$WORK/err.txt" \
+            | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")
+        [[ "$ips" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
+        row "| $setting | $ips |"
+    done
+    # Model FLOP utilisation: cpeal's matmul + attention FLOP/s over the bf16 matmul peak measured above.
+    PEAK=$(grep -oE 'matmul peak[^*]*\*\*[0-9.]+' "$WORK/torch.md" | grep -oE '[0-9.]+$' || true)
+    row ""
+    row "| model | batch | cpeal images/s | PyTorch images/s | cpeal / PyTorch | cpeal TFLOP/s | MFU (vs ${PEAK:-?} TFLOP/s) |"
+    row "|---|---|---|---|---|---|---|"
+    for arch in vit-b16 clip-b16-vision dinov2-s14; do
+        if over_budget; then
+            row "| $arch | | not run: past the ${BUDGET} s budget | | | | |"
+            continue
+        fi
+        timeout 120 python3 "$ROOT/bench/gpu_forward.py" --arch "$arch" >"$WORK/torch-$arch.jsonl" 2>"$WORK/torch-err.txt" || tail -n 5 "$WORK/torch-err.txt" >&2
+        for bs in 1 8 64 256 512; do
+            if over_budget; then
+                row "| $arch | $bs | not run: past the ${BUDGET} s budget | | | | |"
                 continue
             fi
-            ips=$(env ${env_var[@]+"${env_var[@]}"} timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json 2>"$WORK/err.txt" \
-                | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")
-            [[ "$ips" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
-            echo "| $setting | $ips |"
+            read -r ours tflops < <(timeout 60 "$BIN" bench forward --arch "$arch" --device cuda --batch-size "$bs" --iters 10 --json 2>"$WORK/err.txt" \
+                | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["images_per_s"], r["tflop_per_s"])' 2>/dev/null || echo "failed -")
+            [[ "$ours" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
+            mfu=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.0%}")' "$tflops" "$PEAK" 2>/dev/null || echo "-")
+            theirs=$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(next((x["images_per_s"] for x in r if x["batch"]==int(sys.argv[2])), "n/a"))' "$WORK/torch-$arch.jsonl" "$bs" 2>/dev/null || echo "n/a")
+            ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$ours" "$theirs" 2>/dev/null || echo "-")
+            row "| $arch | $bs | $ours | $theirs | $ratio | $tflops | $mfu |"
         done
-    } | tee -a "$WORK/models.md"
+    done
     MODEL_SECTION=$(cat "$WORK/models.md")
 fi
 
-# --- report -----------------------------------------------------------------------------------------------------
-{
-    echo "# GPU check $STAMP — $GPU"
-    echo
-    echo "Driver $DRIVER; NVRTC \`$NVRTC\`; binary \`$BIN\` ($("$BIN" --version 2>/dev/null || echo '?')); batch $BATCH (ViT-B/16, 197 tokens)."
-    echo
-    echo "## Kernels vs PyTorch (same run, same GPU)"
-    echo
-    cat "$WORK/torch.md"
-    echo
-    echo "## cpeal bench-kernels"
-    echo
-    cat "$WORK/ours.md"
-    echo
-    echo "## Models"
-    echo
-    echo "$MODEL_SECTION"
-    echo
-    echo "## Selftest ($SELFTEST)"
-    echo
-    echo '```'
-    cat "$WORK/selftest.txt"
-    echo '```'
-} >"$REPORT"
+write_report
 echo "wrote $REPORT"
-deliver

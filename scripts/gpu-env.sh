@@ -10,7 +10,8 @@ find_libcuda() {
     done
     return 0
 }
-LIBCUDA=$(find_libcuda | head -n1 || true)
+# A path given in the environment wins (an unusual install; the rehearsal in tests/gpu_check_rehearsal.sh).
+LIBCUDA=${LIBCUDA:-$(find_libcuda | head -n1 || true)}
 [[ -n "$LIBCUDA" ]] || { echo "error: libcuda.so.1 not found (is the NVIDIA driver installed?)" >&2; exit 1; }
 
 find_nvrtc() {
@@ -33,7 +34,7 @@ EOF
     done
     return 0
 }
-NVRTC=$(find_nvrtc | head -n1 || true)
+NVRTC=${CPEAL_NVRTC_LIB:-$(find_nvrtc | head -n1 || true)}
 [[ -n "$NVRTC" ]] || { echo "error: libnvrtc.so.13 not found (PyTorch cu13 wheels or a CUDA 13 toolkit)" >&2; exit 1; }
 export CPEAL_NVRTC_LIB="$NVRTC"
 export LD_LIBRARY_PATH="$(dirname "$NVRTC"):$(dirname "$LIBCUDA")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

@@ -1,0 +1,108 @@
+//! A rehearsal of `scripts/gpu-check.sh`, the one call a lent GPU session makes: the script runs here against a
+//! stub `cpeal` (answers like the real subcommands; images/s tell which settings reached it) and a stub
+//! `nvidia-smi`, with no PyTorch. It must deliver its report to `$OUT`, time every candidate setting with the
+//! environment it names, leave out settings whose kernels failed the selftest, and keep within its budget.
+#![cfg(unix)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// images/s = 1000 + 1 (LN fold) + 10 (forced GEMM) + 100 (forced attention); the candidates' selftest fails
+/// when `FAIL_CANDIDATES` is set.
+const STUB_CPEAL: &str = r#"#!/usr/bin/env bash
+case "$1" in
+  --version) echo "cpeal 0.0.0-stub" ;;
+  selftest)
+    if [[ "$*" == *--only* && -n "${FAIL_CANDIDATES:-}" ]]; then
+      echo "lnfold_gemm_sm90_tmaw-n128s3_bf16  37x53x40 norm  1e-1  1e-1  1e-2  FAIL"; echo "1 of 9 cases failed"; exit 1
+    fi
+    echo "ok: 9 cases passed" ;;
+  bench-kernels) echo "| gemm_bf16 qkv | 50432 x 2304 x 768 | 370.0 | 480.0 |" ;;
+  bench)
+    [[ "$*" == *--help* ]] && exit 0
+    ips=1000
+    [[ "${CPEAL_LN_FOLD:-}" == on ]] && ips=$((ips + 1))
+    [[ -n "${CPEAL_GEMM_SM90:-}" ]] && ips=$((ips + 10))
+    [[ -n "${CPEAL_ATTENTION:-}" ]] && ips=$((ips + 100))
+    echo "{\"images_per_s\":$ips,\"tflop_per_s\":1.5}" ;;
+  *) exit 2 ;;
+esac
+"#;
+
+const STUB_NVIDIA_SMI: &str = "#!/usr/bin/env bash\necho 'NVIDIA Stub GPU'\n";
+
+fn write_executable(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Runs the script with the stubs; returns (exit ok, stdout + stderr, the report delivered to $OUT).
+fn rehearse(env: &[(&str, &str)]) -> (bool, String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let cpeal = bin.join("cpeal");
+    write_executable(&cpeal, STUB_CPEAL);
+    write_executable(&bin.join("nvidia-smi"), STUB_NVIDIA_SMI);
+    let (out, results) = (tmp.path().join("out"), tmp.path().join("results"));
+    std::fs::create_dir(&out).unwrap();
+    for lib in ["libcuda.so.1", "libnvrtc.so.13"] {
+        std::fs::write(tmp.path().join(lib), b"").unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/gpu-check.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(&cpeal)
+        .arg("2")
+        .env("PATH", path)
+        .env("OUT", &out)
+        .env("GPU_CHECK_OUTDIR", &results)
+        .env("LIBCUDA", tmp.path().join("libcuda.so.1"))
+        .env("CPEAL_NVRTC_LIB", tmp.path().join("libnvrtc.so.13"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let delivered: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(delivered.len(), 1, "one report in $OUT, got {delivered:?}\n{log}");
+    let report = std::fs::read_to_string(&delivered[0]).unwrap();
+    (output.status.success(), log, report)
+}
+
+#[test]
+fn every_candidate_setting_reaches_the_binary_and_the_report_comes_back() {
+    let (ok, log, report) = rehearse(&[]);
+    assert!(ok, "{log}");
+    for row in [
+        "| default | 1000 |",
+        "| CPEAL_GEMM_SM90=ppo-n128s5 | 1010 |",
+        "| CPEAL_ATTENTION=tail16 | 1100 |",
+        "| CPEAL_LN_FOLD=on | 1001 |",
+        "| CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16 | 1111 |",
+        "| vit-b16 | 256 | 1000 |",
+        "| dinov2-s14 | 512 | 1000 |",
+    ] {
+        assert!(report.contains(row), "missing `{row}` in the report:\n{report}");
+    }
+    assert!(report.contains("## Selftest (passed)"), "{report}");
+    assert!(report.contains("| gemm_bf16 qkv |"), "bench-kernels output is in the report:\n{report}");
+}
+
+#[test]
+fn settings_whose_kernels_failed_the_selftest_are_not_timed() {
+    let (ok, log, report) = rehearse(&[("FAIL_CANDIDATES", "1")]);
+    assert!(ok, "a failed candidate must not stop the defaults' benchmarks:\n{log}");
+    assert!(report.contains("| default | 1000 |"), "{report}");
+    assert!(report.contains("| CPEAL_LN_FOLD=on | not run: failed the selftest |"), "{report}");
+    assert!(report.contains("FAILED for candidates: lnfold_gemm_sm90_tmaw-n128s3_bf16"), "{report}");
+}
+
+#[test]
+fn benchmarks_past_the_budget_are_listed_as_not_run() {
+    let (ok, log, report) = rehearse(&[("GPU_CHECK_BUDGET", "0")]);
+    assert!(ok, "{log}");
+    assert!(report.contains("| default | not run: past the 0 s budget |"), "{report}");
+    assert!(report.contains("| vit-b16 | | not run: past the 0 s budget |"), "{report}");
+}
