@@ -160,7 +160,10 @@ DEVI float exp2_ftz(float x) {
 // The epilogue terms of gemm.cu and gemm_sm90.cu; a null pointer skips its term. `row_stats` ([M][2] f32: mean,
 // rstd) with `col_sum` ([N] f32) is a LayerNorm folded into the GEMM: A is the un-normalised x, W carries gamma
 // (G = gamma ⊙ W, col_sum[n] = Σ_k G[n,k]) and bias carries beta (W·beta + b), so that
-// LN(x)·Wᵀ + b = rstd·(x·Gᵀ − mean·col_sum) + bias and LN(x) is never written.
+// LN(x)·Wᵀ + b = rstd·(x·Gᵀ − mean·col_sum) + bias and LN(x) is never written. `row_partials`, an output, takes
+// the statistics of C's rows for the LayerNorm of the next GEMM: per row and window of W columns (W per kernel:
+// the launcher's `partial_width`), the window's mean and centred sum of squares over the values as stored
+// ([M][ceil(N/W)][2] f32; layernorm_stats_merge_f32 combines them).
 template <class T>
 struct GemmEpi {
     const T* bias;
@@ -168,6 +171,7 @@ struct GemmEpi {
     const T* layer_scale;
     const float* row_stats;
     const float* col_sum;
+    float* row_partials;
     int ldr;
     int act;
 };
@@ -188,6 +192,36 @@ template <class T>
 DEVI float gemm_epilogue(float acc, int m, int n, const GemmEpi<T>& e) {
     if (e.row_stats) acc = e.row_stats[2 * (long)m + 1] * (acc - e.row_stats[2 * (long)m] * e.col_sum[n]);
     return gemm_epilogue_terms(acc, m, n, e);
+}
+
+// Keeps the compiler from moving memory accesses across this point: for a thread that reads back what it stored
+// through another pointer type (store_pair's u32), which type-based alias analysis would let it reorder.
+DEVI void compiler_barrier() {
+#ifndef CPEAL_EMU
+    asm volatile("" ::: "memory");
+#endif
+}
+
+// Sum over aligned groups of LANES consecutive lanes (a power of two <= 32); every lane of the warp calls.
+template <int LANES>
+DEVI float group_sum(float v) {
+    for (int o = LANES / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// One row's statistics over a window of `count` columns held by an aligned group of LANES lanes, 8 values each
+// (bit e of `valid`: v[e] is one of them): the window's mean and centred sum of squares, written to out[0],
+// out[1] by the group's first lane when `write`. Two passes, so a large mean does not cancel. Every lane of the
+// warp calls.
+template <int LANES>
+DEVI void row_partial_stats(const float (&v)[8], unsigned valid, int count, bool write, float* out) {
+    float s = 0.0f;
+    UNROLL for (int e = 0; e < 8; ++e) if (valid >> e & 1) s += v[e];
+    float total = group_sum<LANES>(s), mean = count > 0 ? total / count : 0.0f;
+    float q = 0.0f;
+    UNROLL for (int e = 0; e < 8; ++e) if (valid >> e & 1) q += (v[e] - mean) * (v[e] - mean);
+    q = group_sum<LANES>(q);
+    if (write && count > 0 && (threadIdx.x & (LANES - 1)) == 0) out[0] = mean, out[1] = q;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@
 // A: [M,K] row-major (lda), W: [N,K] row-major (ldw; PyTorch's Linear weight), C: [M,N] (ldc), residual (ldr)
 // may alias C with ldr == ldc (each element is read and then written by the same thread). bias, residual,
 // layer_scale may be null (term skipped). act: 0 none, 1 gelu (erf), 2 quick_gelu. norm_m(v) = rstd_m·(v −
-// mean_m·col_sum[n]) when row_stats is given (a folded LayerNorm, see GemmEpi in common.cuh), else v. bf16 or f16
-// storage, f32 accumulation on mma.sync.m16n8k16.
+// mean_m·col_sum[n]) when row_stats is given (a folded LayerNorm, see GemmEpi in common.cuh), else v. With
+// row_partials (nullable output), each row's statistics per 32-column window of C for the next LayerNorm. bf16
+// or f16 storage, f32 accumulation on mma.sync.m16n8k16.
 //
 // Tiling: 128x128x32 block tile, 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 = 4x4 mma tiles.
 // Operands go global -> shared through a 3-stage cp.async pipeline (16-byte chunks, zero-filled past the
@@ -125,29 +126,47 @@ DEVI void gemm_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, 
             if (n + 1 < N) out[1] = from_f32<T>(gemm_epilogue_terms(v1, m, n + 1, e));
         }
     }
+    if (e.row_partials) {
+        // Each row's statistics over this warp's 32 columns (the 4 lanes of a row hold 8 each), from the values
+        // as this thread stored them (read back: its own writes).
+        compiler_barrier();
+        int w0 = bn + wn, parts = ceil_div(N, 32), count = min(32, N - w0);
+        UNROLL for (int mi = 0; mi < 4; ++mi) UNROLL for (int h = 0; h < 2; ++h) {
+            int m = bm + wm + mi * 16 + g + h * 8;
+            float v[8];
+            unsigned valid = 0;
+            UNROLL for (int ni = 0; ni < 4; ++ni) UNROLL for (int j = 0; j < 2; ++j) {
+                int n = w0 + ni * 8 + 2 * t + j;
+                bool ok = m < M && n < N;
+                v[2 * ni + j] = ok ? to_f32(C[(long)m * ldc + n]) : 0.0f;
+                valid |= (unsigned)ok << (2 * ni + j);
+            }
+            row_partial_stats<4>(v, valid, count, m < M, e.row_partials + 2 * ((long)m * parts + w0 / 32));
+        }
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(256) gemm_bf16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,
         const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, int act) {
+        const float* col_sum, bf16_t* C, float* row_partials, int act) {
     gemm_body<bf16_t, true>(M, N, K, lda, ldw, ldc, A, W,
-                               GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+                               GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_f16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,
         const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, int act) {
+        const float* col_sum, f16_t* C, float* row_partials, int act) {
     gemm_body<f16_t, true>(M, N, K, lda, ldw, ldc, A, W,
-                               GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+                               GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_unaligned_bf16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,
         const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, int act) {
+        const float* col_sum, bf16_t* C, float* row_partials, int act) {
     gemm_body<bf16_t, false>(M, N, K, lda, ldw, ldc, A, W,
-                               GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+                               GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_unaligned_f16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,
         const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, int act) {
+        const float* col_sum, f16_t* C, float* row_partials, int act) {
     gemm_body<f16_t, false>(M, N, K, lda, ldw, ldc, A, W,
-                               GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+                               GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }

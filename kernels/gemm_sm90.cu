@@ -63,6 +63,33 @@ DEVI void g90_park(float (&acc)[NB][64], float* tile, int row0) {
     }
 }
 
+// Each row's statistics over columns [n0, n0 + COLS) of C (GemmEpi::row_partials), from the values as stored: every
+// thread reads back the chunks g90_store gave it (its own writes), with the same walk, so a row's COLS / 8 chunks
+// are on consecutive lanes of one warp.
+template <class T, int COLS>
+DEVI void g90_row_partials(int tid, int nthreads, int m0, int n0, int M, int N, int ldc, bool vec, const T* C,
+                           float* partials) {
+    constexpr int CHUNKS = COLS / 8;
+    compiler_barrier();
+    int parts = ceil_div(N, COLS), count = min(COLS, N - n0);
+    for (int i = tid; i < G90_BM * CHUNKS; i += nthreads) {  // the same trip count on every lane
+        int m = m0 + i / CHUNKS, n = n0 + (i % CHUNKS) * 8;
+        float v[8];
+        unsigned valid = 0;
+        if (m < M && n < N && vec && n + 8 <= N) {
+            load_vec8<T>(v, C + (long)m * ldc + n);
+            valid = 0xffu;
+        } else {
+            UNROLL for (int e = 0; e < 8; ++e) {
+                bool ok = m < M && n + e < N;
+                v[e] = ok ? to_f32(C[(long)m * ldc + n + e]) : 0.0f;
+                valid |= (unsigned)ok << e;
+            }
+        }
+        row_partial_stats<CHUNKS>(v, valid, count, m < M, partials + 2 * ((long)m * parts + n0 / COLS));
+    }
+}
+
 // C[m0 + r, n0 + c] for r < 128, c < COLS from `tile` (row stride LDT floats), by `nthreads` threads numbered
 // from 0 (`tid`).
 template <class T, int LDT, int COLS>
@@ -116,6 +143,7 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
                 C[(long)m * ldc + n + e] = from_f32<T>(gemm_epilogue(src[e], m, n + e, ep));
         }
     }
+    if (ep.row_partials) g90_row_partials<T, COLS>(tid, nthreads, m0, n0, M, N, ldc, vec, C, ep.row_partials);
 }
 
 // Rows [row0, row0+rows_tile) x columns [k0, k0+64) of a [rows, K] matrix into a swizzled shared tile.
@@ -391,127 +419,127 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
 // the next; n128s4: 129 KiB, one block, one wgmma group in flight; n256s4: 193 KiB, one block, in flight).
 extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s4_bf16(int M, int N, int K, int lda, int ldw, int ldr,
         int ldc, const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, int act) {
+        const float* col_sum, bf16_t* C, float* row_partials, int act) {
     g90_body<bf16_t, 128, 4>(M, N, K, lda, ldw, ldc, A, W,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s4_f16(int M, int N, int K, int lda, int ldw, int ldr,
         int ldc, const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, int act) {
+        const float* col_sum, f16_t* C, float* row_partials, int act) {
     g90_body<f16_t, 128, 4>(M, N, K, lda, ldw, ldc, A, W,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s3_bf16(int M, int N, int K, int lda, int ldw, int ldr,
         int ldc, const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, int act) {
+        const float* col_sum, bf16_t* C, float* row_partials, int act) {
     g90_body<bf16_t, 128, 3>(M, N, K, lda, ldw, ldc, A, W,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s3_f16(int M, int N, int K, int lda, int ldw, int ldr,
         int ldc, const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, int act) {
+        const float* col_sum, f16_t* C, float* row_partials, int act) {
     g90_body<f16_t, 128, 3>(M, N, K, lda, ldw, ldc, A, W,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n256s4_bf16(int M, int N, int K, int lda, int ldw, int ldr,
         int ldc, const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, int act) {
+        const float* col_sum, bf16_t* C, float* row_partials, int act) {
     g90_body<bf16_t, 256, 4>(M, N, K, lda, ldw, ldc, A, W,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n256s4_f16(int M, int N, int K, int lda, int ldw, int ldr,
         int ldc, const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, int act) {
+        const float* col_sum, f16_t* C, float* row_partials, int act) {
     g90_body<f16_t, 256, 4>(M, N, K, lda, ldw, ldc, A, W,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 
 // TMA variants (384 threads, one block per SM): n128s5 161 KiB of shared memory, n256s3 145 KiB.
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
         const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, int act) {
+        const float* col_sum, bf16_t* C, float* row_partials, int act) {
     g90_tma_body<bf16_t, 128, 5, false>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n128s5_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
         const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, int act) {
+        const float* col_sum, f16_t* C, float* row_partials, int act) {
     g90_tma_body<f16_t, 128, 5, false>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n256s3_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
         const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, int act) {
+        const float* col_sum, bf16_t* C, float* row_partials, int act) {
     g90_tma_body<bf16_t, 256, 3, false>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n256s3_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
         const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, int act) {
+        const float* col_sum, f16_t* C, float* row_partials, int act) {
     g90_tma_body<f16_t, 256, 3, false>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 // Lean TMA variant (288 threads, two blocks per SM): n128s3, 97 KiB of shared memory.
 extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
         const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, int act) {
+        const float* col_sum, bf16_t* C, float* row_partials, int act) {
     g90_tma_body<bf16_t, 128, 3, true>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
         const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, int act) {
+        const float* col_sum, f16_t* C, float* row_partials, int act) {
     g90_tma_body<f16_t, 128, 3, true>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 // Persistent ping-pong variant (384 threads, one block per SM, grid min(#tiles, #SMs)): pp_n128s5, 201 KiB.
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
         const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, int act) {
+        const float* col_sum, bf16_t* C, float* row_partials, int act) {
     g90_pp_body<bf16_t, 5, PP_PINGPONG>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
         const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, int act) {
+        const float* col_sum, f16_t* C, float* row_partials, int act) {
     g90_pp_body<f16_t, 5, PP_PINGPONG>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 // The same with the consumers' main loops in turn (PP_ORDERED): ppo_n128s5.
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_ppo_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
         const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, int act) {
+        const float* col_sum, bf16_t* C, float* row_partials, int act) {
     g90_pp_body<bf16_t, 5, PP_ORDERED>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_ppo_n128s5_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
         const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, int act) {
+        const float* col_sum, f16_t* C, float* row_partials, int act) {
     g90_pp_body<f16_t, 5, PP_ORDERED>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 // Cooperative: 256 x 128 block tiles, both consumers on each (PP_COOPERATIVE): coop_n128s4, 217 KiB.
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_bf16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
         const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, int act) {
+        const float* col_sum, bf16_t* C, float* row_partials, int act) {
     g90_pp_body<bf16_t, 4, PP_COOPERATIVE>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_f16(int M, int N, int K, int ldr, int ldc,
         const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
         const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, int act) {
+        const float* col_sum, f16_t* C, float* row_partials, int act) {
     g90_pp_body<f16_t, 4, PP_COOPERATIVE>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, ldr, act}, C);
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }

@@ -7,6 +7,8 @@
 //     cols <= 1024, else 256). layernorm_fwd_f32_<T> reads an f32 residual stream and writes T (as gamma, beta).
 //   layernorm_stats_{warp,fwd}_*: the same two kernels (same launch) writing each row's f32 (mean, rstd) pair
 //     instead of y, for a GEMM that folds the LayerNorm into its epilogue (GemmEpi in common.cuh).
+//   layernorm_stats_merge_f32: the same pairs from the partial statistics a GEMM's epilogue wrote for its
+//     output rows (GemmEpi::row_partials), so the LayerNorm after a residual GEMM need not read x again.
 #include "common.cuh"
 
 // Mean and 1/sqrt(var + eps) of row xr, by the whole block.
@@ -160,4 +162,25 @@ extern "C" __global__ void layernorm_stats_fwd_bf16(int rows, int cols, const bf
 }
 extern "C" __global__ void layernorm_stats_fwd_f16(int rows, int cols, const f16_t* x, float* stats, float eps) {
     layernorm_stats_fwd_body(rows, cols, x, stats, eps);
+}
+
+// stats[r] = (mean, rstd) of row r of a [rows, cols] matrix from its partial statistics, written by a GEMM's
+// epilogue (GemmEpi::row_partials in common.cuh): per window of `width` columns (the last one shorter), the
+// window's mean and centred sum of squares. Combined pairwise (Chan, Golub and LeVeque), which stays exact when
+// the mean is large. One thread per row: grid ceil(rows / 128), block 128.
+extern "C" __global__ void layernorm_stats_merge_f32(int rows, int cols, int width, const float* partials,
+                                                     float* stats, float eps) {
+    long row = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (row >= rows) return;
+    int parts = ceil_div(cols, width);
+    const float* p = partials + 2 * row * parts;
+    float n = 0.0f, mean = 0.0f, m2 = 0.0f;
+    for (int i = 0; i < parts; ++i) {
+        float nb = (float)min(width, cols - i * width), d = p[2 * i] - mean, total = n + nb;
+        mean += d * (nb / total);
+        m2 += p[2 * i + 1] + d * d * (n * nb / total);
+        n = total;
+    }
+    stats[2 * row] = mean;
+    stats[2 * row + 1] = rsqrtf(m2 / cols + eps);
 }

@@ -172,7 +172,7 @@ fn folded_layer_norm_on_emu_matches_layer_norm_then_linear_on_the_cpu() {
             let want = linear.forward_with(&norm.forward(&x).unwrap(), |e| e.with_activation(act)).unwrap();
             let device = emu(dtype);
             let folded = NormedLinear::folded(&norm, &linear, &device).unwrap();
-            let got = folded.forward(&x.to_device_as(&device, dtype.into()).unwrap(), act).unwrap();
+            let got = folded.forward(&x.to_device_as(&device, dtype.into()).unwrap(), None, act).unwrap();
             assert!(got.gpu().is_some(), "the folded linear runs on the device");
             let (rel, max) = errors(&got, &want);
             // The unfolded pair on the same device, from the same rounded weights: the fold must not cost accuracy.
@@ -181,7 +181,7 @@ fn folded_layer_norm_on_emu_matches_layer_norm_then_linear_on_the_cpu() {
                 LayerNorm { weight: on_device(&norm.weight), bias: on_device(&norm.bias), eps: norm.eps },
                 Linear::new(on_device(&linear.weight), linear.bias.as_ref().map(on_device)),
             );
-            let (rel_separate, _) = errors(&separate.forward(&on_device(&x), act).unwrap(), &want);
+            let (rel_separate, _) = errors(&separate.forward(&on_device(&x), None, act).unwrap(), &want);
             eprintln!(
                 "cuda-emu {dtype:?} folded LN + linear {rows}x{k}x{n}: rel {rel:.2e} (unfolded {rel_separate:.2e}), max abs {max:.2e}"
             );
@@ -190,6 +190,31 @@ fn folded_layer_norm_on_emu_matches_layer_norm_then_linear_on_the_cpu() {
                 rel <= 1.5 * rel_separate,
                 "{dtype:?} {rows}x{k}x{n}: folded {rel} against unfolded {rel_separate}"
             );
+        }
+    }
+}
+
+/// A residual linear that also returns its output rows' LayerNorm statistics (for the folded LayerNorm after
+/// it): on the emulated device the GEMM's epilogue writes them per window and a kernel merges them; they must
+/// equal the statistics of the output as stored, as the CPU computes them.
+#[test]
+fn linear_row_stats_on_emu_match_the_statistics_of_its_output() {
+    use cpeal::nn::Linear;
+    let tensor = |v: Vec<f32>, shape: &[usize]| Tensor::from_vec(v, shape).unwrap();
+    let values = |n: usize, offset: f32| (0..n).map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) + offset).collect();
+    for dtype in DTYPES {
+        let device = emu(dtype);
+        for (rows, k, n) in [(37, 40, 53), (130, 64, 136), (9, 13, 300)] {
+            let on_device = |t: Tensor| t.to_device_as(&device, dtype.into()).unwrap();
+            let x = on_device(tensor(values(rows * k, 0.0), &[rows, k]));
+            let residual = on_device(tensor(values(rows * n, 3.0), &[rows, n]));
+            let linear = Linear::new(on_device(tensor(values(n * k, 0.0), &[n, k])), None);
+            let (y, stats) = linear.forward_with_stats(&x, |e| e.with_residual(&residual), Some(1e-6)).unwrap();
+            let want = cpeal::ops::layer_norm_stats(&Tensor::from_vec(y.to_vec().unwrap(), &[rows, n]).unwrap(), 1e-6)
+                .unwrap();
+            let (rel, max) = errors(&stats.expect("statistics were asked for"), &want);
+            eprintln!("cuda-emu {dtype:?} linear row stats {rows}x{k}x{n}: rel {rel:.2e}, max abs {max:.2e}");
+            assert!(rel <= 1e-5, "{dtype:?} {rows}x{k}x{n}: relative error {rel} (max abs {max})");
         }
     }
 }

@@ -5,6 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod gemm;
 mod select;
 mod stream;
 mod tokens;
@@ -214,97 +215,6 @@ fn softmax_cases(out: &mut Vec<Case>) {
     }
 }
 
-/// (m, n, k, bias, act, layer_scale, residual in place, row norm (a folded LayerNorm))
-type GemmShape = (usize, usize, usize, bool, u8, bool, bool, bool);
-
-const GEMM_SHAPES: [(DType, GemmShape); 8] = [
-    (DType::Bf16, (1, 8, 8, false, 0, false, false, false)),
-    (DType::Bf16, (37, 53, 40, true, 1, false, false, true)),
-    (DType::Bf16, (7, 19, 13, true, 2, true, true, false)), // odd K: the unaligned path
-    (DType::F16, (9, 21, 27, true, 2, false, false, true)),
-    (DType::Bf16, (130, 136, 96, true, 0, true, true, false)),
-    (DType::F16, (64, 72, 64, true, 1, true, false, true)),
-    (DType::Bf16, (197, 96, 768, true, 1, false, false, true)), // ViT-B's K
-    (DType::F16, (300, 270, 200, true, 2, true, true, true)),   // several block tiles, a partial K tile
-];
-
-fn gemm_cases(out: &mut Vec<Case>) {
-    for (dt, shape) in GEMM_SHAPES {
-        let variant = if shape.2 % 8 == 0 { "gemm" } else { "gemm_unaligned" };
-        out.push(gemm_case(dt, shape, ops::gemm::GemmKernel::Sm80, format!("{variant}_{}", dt.suffix())));
-    }
-}
-
-/// The wgmma GEMM variants (aligned shapes), on sm_90 devices and the emulator. With the emulator's 3 SMs the
-/// 9-tile shape gives each persistent block three tiles, so both ping-pong consumers take turns on the ring.
-fn hopper_gemm_cases(out: &mut Vec<Case>) {
-    for v in ops::gemm::SM90_VARIANTS {
-        for (dt, shape) in GEMM_SHAPES.into_iter().filter(|(_, s)| s.2 % 8 == 0) {
-            let kernel = ops::gemm::GemmKernel::Sm90(v);
-            out.push(gemm_case(dt, shape, kernel, format!("gemm_sm90_{}_{}", v.label(), dt.suffix())));
-        }
-    }
-}
-
-fn gemm_case(dt: DType, shape: GemmShape, kernel: ops::gemm::GemmKernel, name: String) -> Case {
-    let (m, n, k, bias, act, ls, res, norm) = shape;
-    // A folded LayerNorm's epilogue is a candidate (CPEAL_LN_FOLD) until measured: its cases carry their own
-    // prefix, so that gpu-check.sh can test them apart from the default kernels.
-    let name = if norm { format!("lnfold_{name}") } else { name };
-    let label = format!(
-        "{m}x{n}x{k}{}{}{}{}{}",
-        if norm { " norm" } else { "" },
-        if bias { " +b" } else { "" },
-        ["", " gelu", " qgelu"][act as usize],
-        if ls { " *ls" } else { "" },
-        if res { " +res" } else { "" }
-    );
-    case(
-        "gemm",
-        name,
-        label,
-        tol(dt),
-        Box::new(move |dev, rng| {
-            let a = random(rng, m * k, -1.0, 1.0, dt);
-            let w = random(rng, n * k, -1.0, 1.0, dt);
-            let b = random(rng, n, -0.5, 0.5, dt);
-            let s = random(rng, n, 0.5, 1.5, dt);
-            let r0 = random(rng, m * n, -1.0, 1.0, dt);
-            // (mean, rstd) pairs of rows with a mean, and column sums about as large as k values of W.
-            let (mean, rstd) = (random(rng, m, -1.0, 1.0, DType::F32), random(rng, m, 0.5, 2.0, DType::F32));
-            let stats: Vec<f32> = mean.iter().zip(&rstd).flat_map(|(&a, &b)| [a, b]).collect();
-            let col_sum = random(rng, n, -3.0, 3.0, DType::F32);
-            let (stats_b, col_sum_b) = (dev.upload(&stats, DType::F32)?, dev.upload(&col_sum, DType::F32)?);
-            let (ab, wb, bb, sb) = (dev.upload(&a, dt)?, dev.upload(&w, dt)?, dev.upload(&b, dt)?, dev.upload(&s, dt)?);
-            // In place: the output buffer holds the residual; otherwise it starts as NaN.
-            let c = if res { dev.upload(&r0, dt)? } else { poisoned(dev, dt, m * n)? };
-            let acts = [ops::gemm::Activation::None, ops::gemm::Activation::Gelu, ops::gemm::Activation::QuickGelu];
-            let mut g = ops::gemm::Gemm::new(m, n, k, &ab, &wb, &c).act(acts[act as usize]).kernel(kernel);
-            if norm {
-                g = g.row_norm(&stats_b, &col_sum_b);
-            }
-            if bias {
-                g = g.bias(&bb);
-            }
-            if ls {
-                g = g.layer_scale(&sb);
-            }
-            if res {
-                g = g.residual(&c, n);
-            }
-            g.launch(dev)?;
-            let e = r::GemmRef {
-                row_norm: norm.then_some((&stats[..], &col_sum[..])),
-                bias: bias.then_some(&b[..]),
-                act,
-                layer_scale: ls.then_some(&s[..]),
-                residual: res.then_some(&r0[..]),
-            };
-            Ok((dev.download(&c)?, r::gemm(m, n, k, &a, &w, &e)))
-        }),
-    )
-}
-
 fn attention_cases(out: &mut Vec<Case>) {
     // (dtype, batch, heads, len, head dim, causal): single token, ViT-like, CLIP text (77, causal), several
     // query and key tiles, every head dim.
@@ -477,10 +387,7 @@ pub fn cases(dev: &GpuDevice) -> Vec<Case> {
     elementwise_cases(&mut out);
     layernorm_cases(&mut out);
     softmax_cases(&mut out);
-    gemm_cases(&mut out);
-    if dev.runs_hopper_kernels() {
-        hopper_gemm_cases(&mut out);
-    }
+    gemm::gemm_cases(&mut out, dev.runs_hopper_kernels());
     attention_cases(&mut out);
     fused_qkv_case(&mut out);
     tokens::generic_attention_cases(&mut out);

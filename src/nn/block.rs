@@ -72,8 +72,12 @@ impl Encoder {
     }
 
     pub fn forward(&self, mut x: Tensor) -> Result<Tensor> {
-        for block in &self.blocks {
-            x = block.forward(&x, &self.cfg)?;
+        // With folded LayerNorms, each block's last GEMM also writes the row statistics of its output for the
+        // next block's ln1.
+        let mut stats = None;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let next = self.blocks.get(i + 1).and_then(|b| b.qkv.folded_eps());
+            (x, stats) = block.forward(&x, stats.as_ref(), next, &self.cfg)?;
         }
         Ok(x)
     }
@@ -112,14 +116,26 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, cfg: &EncoderConfig) -> Result<Tensor> {
+    /// The block on x (whose row statistics `x_stats` the previous block may have written), with its output's
+    /// statistics when `next_eps` asks for them (the next block folds its ln1).
+    fn forward(
+        &self,
+        x: &Tensor,
+        x_stats: Option<&Tensor>,
+        next_eps: Option<f64>,
+        cfg: &EncoderConfig,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (ls1, ls2) = match &self.layer_scale {
             Some((a, b)) => (Some(a), Some(b)),
             None => (None, None),
         };
-        let attended = ops::attention(&self.qkv.forward(x, Activation::None)?, cfg.heads, cfg.causal)?;
-        let h = self.out.forward_with(&attended, |e| e.with_layer_scale(ls1).with_residual(x))?;
-        let hidden = self.fc1.forward(&h, cfg.activation)?;
-        self.fc2.forward_with(&hidden, |e| e.with_layer_scale(ls2).with_residual(&h))
+        let attended = ops::attention(&self.qkv.forward(x, x_stats, Activation::None)?, cfg.heads, cfg.causal)?;
+        let (h, h_stats) = self.out.forward_with_stats(
+            &attended,
+            |e| e.with_layer_scale(ls1).with_residual(x),
+            self.fc1.folded_eps(),
+        )?;
+        let hidden = self.fc1.forward(&h, h_stats.as_ref(), cfg.activation)?;
+        self.fc2.forward_with_stats(&hidden, |e| e.with_layer_scale(ls2).with_residual(&h), next_eps)
     }
 }

@@ -82,11 +82,31 @@ impl Linear {
 
     /// Forward with more fused into the epilogue (activation, layer scale, residual).
     pub fn forward_with<'a>(&'a self, x: &Tensor, extend: impl FnOnce(Epilogue<'a>) -> Epilogue<'a>) -> Result<Tensor> {
-        let packed = match x.storage() {
+        ops::linear_packed(x, &self.weight, self.packed_for(x), extend(Epilogue::bias(self.bias.as_ref())))
+    }
+
+    /// `forward_with`, and with `stats_eps` the LayerNorm statistics of the output rows for a folded LayerNorm
+    /// after it (`ops::linear_with_row_stats`: on a GPU, written by the GEMM's epilogue).
+    pub fn forward_with_stats<'a>(
+        &'a self,
+        x: &Tensor,
+        extend: impl FnOnce(Epilogue<'a>) -> Epilogue<'a>,
+        stats_eps: Option<f64>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let epilogue = extend(Epilogue::bias(self.bias.as_ref()));
+        let Some(eps) = stats_eps else {
+            return Ok((ops::linear_packed(x, &self.weight, self.packed_for(x), epilogue)?, None));
+        };
+        let (y, stats) = ops::linear_with_row_stats(x, &self.weight, self.packed_for(x), epilogue, eps)?;
+        Ok((y, Some(stats)))
+    }
+
+    /// The packed Wᵀ for a CPU input (made at the first call).
+    fn packed_for(&self, x: &Tensor) -> Option<&PackedB> {
+        match x.storage() {
             Storage::Cpu(_) => self.packed.get_or_init(|| ops::pack_weight(&self.weight)).as_ref(),
             Storage::Gpu(_) => None,
-        };
-        ops::linear_packed(x, &self.weight, packed, extend(Epilogue::bias(self.bias.as_ref())))
+        }
     }
 }
 

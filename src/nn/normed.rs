@@ -62,17 +62,34 @@ impl NormedLinear {
         })
     }
 
-    /// act(linear(LN(x))).
-    pub fn forward(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+    /// act(linear(LN(x))). A folded one takes x's statistics from `stats` when the GEMM that made x wrote them
+    /// (`Linear::forward_with_stats`), else computes them; `Separate` ignores `stats`.
+    pub fn forward(&self, x: &Tensor, stats: Option<&Tensor>, act: Activation) -> Result<Tensor> {
         match self {
             NormedLinear::Separate { norm, linear } => {
                 linear.forward_with(&norm.forward(x)?, |e| e.with_activation(act))
             }
             NormedLinear::Folded { linear, col_sum, eps } => {
-                let stats = ops::layer_norm_stats(x, *eps)?;
-                let row_norm = RowNorm { stats: &stats, col_sum };
+                let computed;
+                let stats = match stats {
+                    Some(s) => s,
+                    None => {
+                        computed = ops::layer_norm_stats(x, *eps)?;
+                        &computed
+                    }
+                };
+                let row_norm = RowNorm { stats, col_sum };
                 linear.forward_with(x, |e| e.with_row_norm(row_norm).with_activation(act))
             }
+        }
+    }
+
+    /// The epsilon of a folded LayerNorm, whose input's statistics the GEMM before it can provide; None when
+    /// the LayerNorm runs on its own.
+    pub fn folded_eps(&self) -> Option<f64> {
+        match self {
+            NormedLinear::Folded { eps, .. } => Some(*eps),
+            NormedLinear::Separate { .. } => None,
         }
     }
 }
@@ -116,7 +133,7 @@ mod tests {
             let want = linear.forward_with(&norm.forward(&x).unwrap(), |e| e.with_activation(act)).unwrap();
             let want: Vec<f64> = want.to_vec().unwrap().iter().map(|&v| f64::from(v)).collect();
             let folded = NormedLinear::folded(&norm, &linear, &Device::Cpu).unwrap();
-            let got = folded.forward(&x, act).unwrap();
+            let got = folded.forward(&x, None, act).unwrap();
             assert_eq!(got.shape(), &[rows, n]);
             let err = rel_err(&got.to_vec().unwrap(), &want);
             assert!(err < 1e-5, "rows={rows} k={k} n={n}: rel err {err}");

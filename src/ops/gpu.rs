@@ -38,12 +38,44 @@ pub(super) fn linear(
     x: &Tensor,
     w: &Tensor,
     e: &Epilogue,
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     shape: &[usize],
 ) -> Result<Tensor> {
+    linear_stats(x, w, e, dims, shape, None).map(|(y, _)| y)
+}
+
+/// `linear`, also returning each output row's LayerNorm statistics (f32 `[rows, 2]`): the GEMM's epilogue writes
+/// them per window of columns as it stores the output (`Gemm::row_partials`), and a small kernel merges them.
+pub(super) fn linear_with_row_stats(
+    x: &Tensor,
+    w: &Tensor,
+    e: &Epilogue,
+    dims: (usize, usize, usize),
+    shape: &[usize],
+    eps: f64,
+) -> Result<(Tensor, Tensor)> {
+    match linear_stats(x, w, e, dims, shape, Some(eps))? {
+        (y, Some(stats)) => Ok((y, stats)),
+        (y, None) => {
+            let stats = layer_norm_stats(&y, eps)?;
+            Ok((y, stats))
+        }
+    }
+}
+
+/// The GEMM of `linear`; with `stats_eps`, the statistics of its output rows too where the epilogue can write
+/// them (not through a tanh pass or onto an f32 stream: None there).
+fn linear_stats(
+    x: &Tensor,
+    w: &Tensor,
+    e: &Epilogue,
+    (m, n, k): (usize, usize, usize),
+    shape: &[usize],
+    stats_eps: Option<f64>,
+) -> Result<(Tensor, Option<Tensor>)> {
     let (dev, xb) = parts(x, "linear input")?;
     if let Some(stream) = opt(e.residual, "residual")?.filter(|r| r.dtype() != xb.dtype()) {
-        return linear_onto_stream(x, w, e, (m, n, k), shape, &stream);
+        return Ok((linear_onto_stream(x, w, e, (m, n, k), shape, &stream)?, None));
     }
     let wb = buf(w, "linear weight")?;
     let y = dev.alloc(xb.dtype(), m * n)?;
@@ -74,13 +106,22 @@ pub(super) fn linear(
     if let Some(r) = &residual {
         g = g.residual(r, n);
     }
-    g.launch(&dev)?;
     if e.activation == Activation::Tanh {
+        g.launch(&dev)?;
         let z = dev.alloc(y.dtype(), m * n)?;
         elementwise::tanh(&dev, &y, &z)?;
-        return Ok(wrap(&dev, z, shape));
+        return Ok((wrap(&dev, z, shape), None));
     }
-    Ok(wrap(&dev, y, shape))
+    let Some(eps) = stats_eps else {
+        g.launch(&dev)?;
+        return Ok((wrap(&dev, y, shape), None));
+    };
+    let width = g.partial_width(&dev)?;
+    let partials = dev.alloc(DType::F32, 2 * m * n.div_ceil(width))?;
+    g.row_partials(&partials).launch(&dev)?;
+    let stats = dev.alloc(DType::F32, 2 * m)?;
+    layernorm::merge_partials(&dev, m, n, width, &partials, &stats, eps as f32)?;
+    Ok((wrap(&dev, y, shape), Some(wrap(&dev, stats, &[m, 2]))))
 }
 
 /// `linear` whose residual is an f32 stream while x is 16-bit: the GEMM's epilogue works in x's dtype, so it

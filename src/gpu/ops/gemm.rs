@@ -114,6 +114,16 @@ impl Sm90Variant {
         }
     }
 
+    /// Columns per window of the row statistics the epilogue writes (`Gemm::row_partials`): the width one
+    /// `g90_store` call covers.
+    fn store_cols(&self) -> usize {
+        match self.feed {
+            Sm90Feed::PingPong | Sm90Feed::PingPongOrdered => 32,
+            Sm90Feed::Cooperative => 16,
+            _ => self.bn,
+        }
+    }
+
     fn persistent(&self) -> bool {
         matches!(self.feed, Sm90Feed::PingPong | Sm90Feed::PingPongOrdered | Sm90Feed::Cooperative)
     }
@@ -193,6 +203,8 @@ pub struct Gemm<'a> {
     pub ldr: usize,
     /// f32 (mean, rstd) per row `[m, 2]` and f32 `col_sum` `[n]`.
     pub row_norm: Option<(&'a GpuBuffer, &'a GpuBuffer)>,
+    /// Output: f32 `[m, ceil(n / partial_width), 2]`, each row's mean and centred sum of squares per window.
+    pub row_partials: Option<&'a GpuBuffer>,
     pub kernel: GemmKernel,
 }
 
@@ -215,6 +227,7 @@ impl<'a> Gemm<'a> {
             residual: None,
             ldr: n,
             row_norm: None,
+            row_partials: None,
             kernel: GemmKernel::Auto,
         }
     }
@@ -246,6 +259,19 @@ impl<'a> Gemm<'a> {
     pub fn row_norm(mut self, stats: &'a GpuBuffer, col_sum: &'a GpuBuffer) -> Self {
         self.row_norm = Some((stats, col_sum));
         self
+    }
+
+    /// Also write the statistics of each output row, per window of `partial_width` columns, into `partials`
+    /// (f32, `m · ceil(n / partial_width) · 2`): the LayerNorm of the next GEMM then needs only
+    /// `layernorm::merge_partials`, not a pass over C.
+    pub fn row_partials(mut self, partials: &'a GpuBuffer) -> Self {
+        self.row_partials = Some(partials);
+        self
+    }
+
+    /// The window of `row_partials` for the kernel this GEMM runs on `dev`.
+    pub fn partial_width(&self, dev: &GpuDevice) -> Result<usize> {
+        Ok(self.sm90_variant(dev, self.a.dtype())?.map_or(32, |v| v.store_cols()))
     }
 
     /// Compute with this kernel instead of the automatic choice.
@@ -281,7 +307,7 @@ impl<'a> Gemm<'a> {
         self.k % 8 == 0 && self.lda % 8 == 0 && self.ldw % 8 == 0 && self.a.ptr() % 16 == 0 && self.w.ptr() % 16 == 0
     }
 
-    fn check(&self, kernel: &str, dt: DType) -> Result<()> {
+    fn check(&self, kernel: &str, dt: DType, partial_width: usize) -> Result<()> {
         let (m, n, k) = (self.m, self.n, self.k);
         if m == 0 || n == 0 || k == 0 {
             return Err(Error::kernel(kernel, format!("empty GEMM {m}x{n}x{k}")));
@@ -301,6 +327,9 @@ impl<'a> Gemm<'a> {
         if let Some((stats, col_sum)) = self.row_norm {
             check(kernel, "row_stats", stats, DType::F32, 2 * m)?;
             check(kernel, "col_sum", col_sum, DType::F32, n)?;
+        }
+        if let Some(partials) = self.row_partials {
+            check(kernel, "row_partials", partials, DType::F32, 2 * m * n.div_ceil(partial_width))?;
         }
         if let Some(r) = self.residual {
             check(kernel, "residual", r, dt, (m - 1) * self.ldr + n)?;
@@ -325,7 +354,7 @@ impl<'a> Gemm<'a> {
                 (format!("{name}_{}", dt.suffix()), TILE, 256, SMEM_BYTES)
             }
         };
-        self.check(&kernel, dt)?;
+        self.check(&kernel, dt, variant.map_or(32, |v| v.store_cols()))?;
         let (grid_x, grid_y) = match variant {
             Some(v) => v.grid(self.m, self.n, dev.sm_count()),
             None => (self.n.div_ceil(tile_n), self.m.div_ceil(TILE)),
@@ -360,10 +389,11 @@ impl<'a> Gemm<'a> {
             .opt_buf(self.row_norm.map(|r| r.0)) // const float* row_stats (nullable)
             .opt_buf(self.row_norm.map(|r| r.1)) // const float* col_sum (nullable with row_stats)
             .buf(self.c) //                T* C
+            .opt_buf(self.row_partials) // float* row_partials (nullable)
             .i32(self.act as i32); //      int act
                                    // SAFETY: every buffer holds what its leading dimension and the sizes require (checked above); the
-                                   // signatures are (7 × int, 5 × const T*, 2 × const float*, T*, int) and, for TMA, (5 × int,
-                                   // 2 × TmaMap, 3 × const T*, 2 × const float*, T*, int); the aligned and Hopper variants are chosen
+                                   // signatures are (7 × int, 5 × const T*, 2 × const float*, T*, float*, int) and, for TMA, (5 × int,
+                                   // 2 × TmaMap, 3 × const T*, 2 × const float*, T*, float*, int); the aligned and Hopper variants are chosen
                                    // only when their preconditions hold. The TMA descriptors address A and W, which `args` does not
                                    // keep alive: they are borrowed by `self` for this call.
         unsafe { dev.launch(&kernel, cfg, &mut args) }

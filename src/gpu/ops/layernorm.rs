@@ -80,3 +80,32 @@ fn row_config(kernel: &str, warp: bool, rows: usize, cols: usize) -> Result<Laun
         LaunchConfig::linear(row_grid(kernel, rows)?, if cols <= 1024 { 128 } else { 256 })
     })
 }
+
+/// stats[2r], stats[2r + 1] = the mean and 1/sqrt(var + eps) of row r of a [rows, cols] matrix, from the partial
+/// statistics a GEMM wrote for it (`Gemm::row_partials`, windows of `width` columns).
+pub fn merge_partials(
+    dev: &GpuDevice,
+    rows: usize,
+    cols: usize,
+    width: usize,
+    partials: &GpuBuffer,
+    stats: &GpuBuffer,
+    eps: f32,
+) -> Result<()> {
+    let kernel = "layernorm_stats_merge_f32";
+    if width == 0 {
+        return Err(crate::error::Error::kernel(kernel, "partial width 0"));
+    }
+    check(kernel, "partials", partials, DType::F32, 2 * rows * cols.div_ceil(width))?;
+    check(kernel, "stats", stats, DType::F32, 2 * rows)?;
+    let cfg = LaunchConfig::linear(row_grid(kernel, rows.div_ceil(128))?, 128);
+    let mut args = KernelArgs::new();
+    args.i32(int(kernel, "rows", rows)?) //   int rows
+        .i32(int(kernel, "cols", cols)?) //   int cols
+        .i32(int(kernel, "width", width)?) // int width
+        .buf(partials) //                      const float* partials
+        .buf(stats) //                         float* stats
+        .f32(eps); //                          float eps
+                   // SAFETY: sizes checked above; signature (int, int, int, const float*, float*, float).
+    unsafe { dev.launch(kernel, cfg, &mut args) }
+}

@@ -68,13 +68,7 @@ pub fn pack_weight(w: &Tensor) -> Option<PackedB> {
 /// `linear` with `packed` = `pack_weight(w)` made earlier (CPU only; ignored on other devices). Without it the
 /// CPU path packs W on every call.
 pub fn linear_packed(x: &Tensor, w: &Tensor, packed: Option<&PackedB>, epilogue: Epilogue) -> Result<Tensor> {
-    let [n, k] = w.dims::<2>("linear")?;
-    if x.last_dim() != k {
-        return Err(Error::shape("linear", format!("input {:?} against weight {:?}", x.shape(), w.shape())));
-    }
-    let mut out_shape = x.shape().to_vec();
-    *out_shape.last_mut().unwrap() = n;
-    check_epilogue(&epilogue, n, &out_shape)?;
+    let (n, k, out_shape) = check(x, w, &epilogue)?;
     match x.storage() {
         Storage::Cpu(_) => {
             let out = cpu::linear(x.cpu_slice()?, w.cpu_slice()?, packed, (x.rows(), n, k), &epilogue)?;
@@ -82,6 +76,38 @@ pub fn linear_packed(x: &Tensor, w: &Tensor, packed: Option<&PackedB>, epilogue:
         }
         Storage::Gpu(_) => super::gpu::linear(x, w, &epilogue, (x.rows(), n, k), &out_shape),
     }
+}
+
+/// `linear_packed`, also returning `layer_norm_stats(y, eps)` (f32 `[rows, 2]`) for a LayerNorm folded into the
+/// next linear. On a GPU the GEMM's epilogue computes them as it stores y, so y is not read again.
+pub fn linear_with_row_stats(
+    x: &Tensor,
+    w: &Tensor,
+    packed: Option<&PackedB>,
+    epilogue: Epilogue,
+    eps: f64,
+) -> Result<(Tensor, Tensor)> {
+    let (n, k, out_shape) = check(x, w, &epilogue)?;
+    match x.storage() {
+        Storage::Cpu(_) => {
+            let y = linear_packed(x, w, packed, epilogue)?;
+            let stats = super::layer_norm_stats(&y, eps)?;
+            Ok((y, stats))
+        }
+        Storage::Gpu(_) => super::gpu::linear_with_row_stats(x, w, &epilogue, (x.rows(), n, k), &out_shape, eps),
+    }
+}
+
+/// (N, K, output shape) once x, w and the epilogue agree.
+fn check(x: &Tensor, w: &Tensor, epilogue: &Epilogue) -> Result<(usize, usize, Vec<usize>)> {
+    let [n, k] = w.dims::<2>("linear")?;
+    if x.last_dim() != k {
+        return Err(Error::shape("linear", format!("input {:?} against weight {:?}", x.shape(), w.shape())));
+    }
+    let mut out_shape = x.shape().to_vec();
+    *out_shape.last_mut().unwrap() = n;
+    check_epilogue(epilogue, n, &out_shape)?;
+    Ok((n, k, out_shape))
 }
 
 fn check_epilogue(e: &Epilogue, n: usize, out_shape: &[usize]) -> Result<()> {

@@ -95,15 +95,30 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
             println!("| {label} {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
             rates.push((label, tflops));
         }
-        // With a LayerNorm folded in (CPEAL_LN_FOLD; qkv and fc1 follow a LayerNorm): the automatic kernel with
-        // the row normalisation in its epilogue. Not in the summary, which compares equal work.
-        if matches!(name, "qkv" | "fc1+gelu") && !args.skips("lnfold_") {
+        // With LayerNorms folded in (CPEAL_LN_FOLD), the automatic kernel: on qkv and fc1 (after a LayerNorm)
+        // with the row normalisation in its epilogue, on proj and fc2 (before one) writing its rows' partial
+        // statistics, which the merge kernel then combines. Not in the summary, which compares equal work.
+        let fold = match name {
+            "qkv" | "fc1+gelu" => Some("lnfold_"),
+            "proj" | "fc2" => Some("lnstats_"),
+            _ => None,
+        };
+        if let Some(prefix) = fold.filter(|p| !args.skips(p)) {
             let stats = dev.upload(&selftest::random(&mut rng, 2 * m, 0.5, 1.5, DType::F32), DType::F32)?;
             let col_sum = dev.upload(&selftest::random(&mut rng, n, -1.0, 1.0, DType::F32), DType::F32)?;
-            let gemm = Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(act).row_norm(&stats, &col_sum);
+            let plain = Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(act);
+            let width = plain.partial_width(&dev)?;
+            let partials = dev.alloc(DType::F32, 2 * m * n.div_ceil(width))?;
+            let gemm =
+                if prefix == "lnfold_" { plain.row_norm(&stats, &col_sum) } else { plain.row_partials(&partials) };
             let secs = time(&dev, args.reps, &|| gemm.launch(&dev))?;
             let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
-            println!("| lnfold_gemm_bf16 {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
+            println!("| {prefix}gemm_bf16 {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
+            if prefix == "lnstats_" {
+                let merge = || ops::layernorm::merge_partials(&dev, m, n, width, &partials, &stats, 1e-6);
+                let secs = time(&dev, args.reps, &merge)?;
+                println!("| layernorm_stats_merge_f32 {name} (width {width}) | {m} x {n} | {:.1} | - |", secs * 1e6);
+            }
         }
         let mut cublas_rate = None;
         if let Some(cb) = &cublas {
