@@ -1,8 +1,9 @@
 //! A LayerNorm and the Linear it feeds (ln1 → Q/K/V, ln2 → fc1), optionally folded into one GEMM.
 //!
 //! LN(x)·Wᵀ + b = rstd·(x·Gᵀ − mean·c) + d, with G = W·diag(γ), c = G·1 and d = W·β + b made once at load. The
-//! GEMM then reads x itself and takes each row's (mean, rstd) from `ops::layer_norm_stats`: the normalised
-//! activations are never written, which saves a write and a read of [tokens, D] per LayerNorm. G is rounded to
+//! GEMM then reads x itself and takes each row's (mean, rstd) from the GEMM that wrote x
+//! (`Linear::forward_with_stats`) or, failing that, from `ops::layer_norm_stats`: the normalised activations are
+//! never written, which saves a write and a read of [tokens, D] per LayerNorm. G is rounded to
 //! the storage dtype before c is summed, so `x·Gᵀ − mean·c` is exactly `(x − mean)·Gᵀ` up to f32 accumulation.
 //! Opt-in on a GPU with `CPEAL_LN_FOLD=on` (a speed candidate until it is measured there; see
 //! bench/results/gpu-notes-2026-12-07.md); never for an f32 residual stream (the GEMM reads 16-bit x).
