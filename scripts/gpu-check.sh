@@ -8,7 +8,8 @@
 #   4. when the binary has `cpeal bench forward`: ViT-B/16 at batch 256 under each setting of
 #      GPU_CHECK_VARIANTS (default: the ping-pong GEMMs forced through CPEAL_GEMM_SM90, the attention
 #      candidates through CPEAL_ATTENTION, the LayerNorm folded into the GEMMs by CPEAL_LN_FOLD; `A=x+B=y`
-#      sets both), then every model against PyTorch eager at batch 1…512,
+#      sets both), the device time per kernel (CPEAL_PROFILE=1) of the default and of the combined candidates,
+#      then every model against PyTorch eager at batch 1…512,
 # and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md (copied to $OUT when set, as on a
 # lent device machine), rewritten after every section and model row. Benchmarks that would start after
 # GPU_CHECK_BUDGET seconds (default 500) are listed as not run, so one call fits a 600 s limit.
@@ -61,6 +62,10 @@ write_report() {
         echo "## Models"
         echo
         if [[ -s "$WORK/models.md" ]]; then cat "$WORK/models.md"; else echo "$MODEL_SECTION"; fi
+        echo
+        echo "## Where the time goes (ViT-B/16, batch 256, CPEAL_PROFILE=1)"
+        echo
+        section "$WORK/profile.md"
         echo
         echo "## Selftest ($SELFTEST)"
         echo
@@ -205,6 +210,24 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
             | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")
         [[ "$ips" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
         row "| $setting | $ips |"
+    done
+    # Device time per kernel (CPEAL_PROFILE=1: events around every launch, so the total runs a little long) for
+    # the default and the best-guess combination of candidates: what the next optimisation should aim at.
+    for setting in default CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16; do
+        env_var=()
+        [[ $setting == default ]] || IFS=+ read -ra env_var <<<"$setting"
+        if over_budget || { [[ $setting != default ]] && setting_broken "$setting"; }; then
+            echo -e "$setting: not run (past the budget or a kernel failed the selftest)\n" >>"$WORK/profile.md"
+            continue
+        fi
+        {
+            echo "$setting:"
+            echo
+            env ${env_var[@]+"${env_var[@]}"} CPEAL_PROFILE=1 timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 3 --json 2>&1 >/dev/null \
+                | grep -E '^(\||CPEAL_PROFILE)' || echo "(no profile: the run failed)"
+            echo
+        } >>"$WORK/profile.md"
+        write_report >/dev/null
     done
     # Model FLOP utilisation: cpeal's matmul + attention FLOP/s over the bf16 matmul peak measured above.
     PEAK=$(grep -oE 'matmul peak[^*]*\*\*[0-9.]+' "$WORK/torch.md" | grep -oE '[0-9.]+$' || true)
