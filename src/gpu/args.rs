@@ -13,11 +13,23 @@ pub struct KernelArgs {
     /// The first slot of each parameter beyond the one-slot rule: (parameter index, slots).
     wide: Vec<(usize, usize)>,
     buffers: Vec<GpuBuffer>,
+    /// Told apart from other launches of the same kernel in a profile (`CPEAL_PROFILE`), e.g. a GEMM's shape.
+    tag: Option<String>,
 }
 
 impl KernelArgs {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Profile this launch as `<kernel> <tag>`.
+    pub fn tag(&mut self, tag: String) -> &mut Self {
+        self.tag = Some(tag);
+        self
+    }
+
+    pub(crate) fn tag_str(&self) -> Option<&str> {
+        self.tag.as_deref()
     }
 
     /// An `int` parameter.

@@ -88,6 +88,32 @@ impl CudaRuntime {
         })
     }
 
+    /// Launches `kernel`, profiled as `span`.
+    ///
+    /// # Safety
+    /// `params` match the kernel's signature (`Runtime::launch`).
+    unsafe fn launch_as(&self, kernel: &str, span: &str, cfg: &LaunchConfig, params: &mut [*mut c_void]) -> Result<()> {
+        self.bind()?;
+        let f = self.function(kernel)?;
+        if cfg.shared_bytes > 48 * 1024 {
+            if cfg.shared_bytes as i32 > self.max_smem_optin {
+                return Err(Error::kernel(
+                    kernel,
+                    format!("{} bytes of shared memory; the device allows {}", cfg.shared_bytes, self.max_smem_optin),
+                ));
+            }
+            let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+            // SAFETY: f is a loaded function.
+            unsafe { result::function::set_function_attribute(f, attr, cfg.shared_bytes as i32) }
+                .map_err(|e| Error::kernel(kernel, format!("cuFuncSetAttribute: {e:?}")))?;
+        }
+        // SAFETY: params match the kernel signature (caller's contract); null stream = legacy default stream.
+        self.timed(span, || unsafe {
+            result::launch_kernel(f, cfg.grid, cfg.block, cfg.shared_bytes, std::ptr::null_mut(), params)
+        })
+        .map_err(|e| Error::kernel(kernel, format!("cuLaunchKernel {cfg:?}: {e:?}")))
+    }
+
     /// Runs `work`, bracketed by profiling events when `CPEAL_PROFILE` is on.
     fn timed<T>(&self, name: &str, work: impl FnOnce() -> T) -> T {
         match &self.profiler {
@@ -250,25 +276,20 @@ impl Runtime for CudaRuntime {
     }
 
     unsafe fn launch(&self, kernel: &str, cfg: &LaunchConfig, params: &mut [*mut c_void]) -> Result<()> {
-        self.bind()?;
-        let f = self.function(kernel)?;
-        if cfg.shared_bytes > 48 * 1024 {
-            if cfg.shared_bytes as i32 > self.max_smem_optin {
-                return Err(Error::kernel(
-                    kernel,
-                    format!("{} bytes of shared memory; the device allows {}", cfg.shared_bytes, self.max_smem_optin),
-                ));
-            }
-            let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
-            // SAFETY: f is a loaded function.
-            unsafe { result::function::set_function_attribute(f, attr, cfg.shared_bytes as i32) }
-                .map_err(|e| Error::kernel(kernel, format!("cuFuncSetAttribute: {e:?}")))?;
-        }
-        // SAFETY: params match the kernel signature (caller's contract); null stream = legacy default stream.
-        self.timed(kernel, || unsafe {
-            result::launch_kernel(f, cfg.grid, cfg.block, cfg.shared_bytes, std::ptr::null_mut(), params)
-        })
-        .map_err(|e| Error::kernel(kernel, format!("cuLaunchKernel {cfg:?}: {e:?}")))
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.launch_as(kernel, kernel, cfg, params) }
+    }
+
+    unsafe fn launch_tagged(
+        &self,
+        kernel: &str,
+        tag: &str,
+        cfg: &LaunchConfig,
+        params: &mut [*mut c_void],
+    ) -> Result<()> {
+        let span = if self.profiler.is_some() { format!("{kernel} {tag}") } else { String::new() };
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.launch_as(kernel, &span, cfg, params) }
     }
 
     fn synchronize(&self) -> Result<()> {

@@ -182,6 +182,20 @@ pub(crate) trait Runtime: Send + Sync {
     /// `params` point at values matching the kernel's C signature; pointers in them are live allocations of
     /// this runtime that are large enough for what the kernel touches.
     unsafe fn launch(&self, kernel: &str, cfg: &LaunchConfig, params: &mut [*mut c_void]) -> Result<()>;
+    /// `launch`, profiled under `<kernel> <tag>` where the runtime profiles.
+    ///
+    /// # Safety
+    /// As `launch`.
+    unsafe fn launch_tagged(
+        &self,
+        kernel: &str,
+        _tag: &str,
+        cfg: &LaunchConfig,
+        params: &mut [*mut c_void],
+    ) -> Result<()> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.launch(kernel, cfg, params) }
+    }
     fn synchronize(&self) -> Result<()>;
 }
 
@@ -340,9 +354,15 @@ impl GpuDevice {
         if g.0 == 0 || g.1 == 0 || g.2 == 0 || b.0 * b.1 * b.2 == 0 || b.0 * b.1 * b.2 > 1024 {
             return Err(Error::kernel(kernel, format!("invalid launch {cfg:?}")));
         }
+        let tag = args.tag_str().map(str::to_string);
         let mut params = args.params();
         // SAFETY: forwarded from this function's contract.
-        unsafe { self.rt.launch(kernel, &cfg, &mut params) }
+        unsafe {
+            match &tag {
+                Some(tag) => self.rt.launch_tagged(kernel, tag, &cfg, &mut params),
+                None => self.rt.launch(kernel, &cfg, &mut params),
+            }
+        }
     }
 
     /// Wait for all launched work.

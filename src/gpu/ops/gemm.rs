@@ -365,6 +365,7 @@ impl<'a> Gemm<'a> {
             grid_y.ok_or_else(|| Error::kernel(&kernel, format!("M = {} needs more than 65535 row tiles", self.m)))?;
         let cfg = LaunchConfig { grid: (grid_x, grid_y, 1), block: (threads, 1, 1), shared_bytes: smem };
         let mut args = KernelArgs::new();
+        args.tag(format!("{}x{}x{}", self.m, self.n, self.k)); // profiles tell qkv, proj, fc1 and fc2 apart
         args.i32(int(&kernel, "M", self.m)?) //   int M
             .i32(int(&kernel, "N", self.n)?) //   int N
             .i32(int(&kernel, "K", self.k)?); //  int K
