@@ -95,30 +95,9 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
             println!("| {label} {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
             rates.push((label, tflops));
         }
-        // With LayerNorms folded in (CPEAL_LN_FOLD), the automatic kernel: on qkv and fc1 (after a LayerNorm)
-        // with the row normalisation in its epilogue, on proj and fc2 (before one) writing its rows' partial
-        // statistics, which the merge kernel then combines. Not in the summary, which compares equal work.
-        let fold = match name {
-            "qkv" | "fc1+gelu" => Some("lnfold_"),
-            "proj" | "fc2" => Some("lnstats_"),
-            _ => None,
-        };
-        if let Some(prefix) = fold.filter(|p| !args.skips(p)) {
-            let stats = dev.upload(&selftest::random(&mut rng, 2 * m, 0.5, 1.5, DType::F32), DType::F32)?;
-            let col_sum = dev.upload(&selftest::random(&mut rng, n, -1.0, 1.0, DType::F32), DType::F32)?;
-            let plain = Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(act);
-            let width = plain.partial_width(&dev)?;
-            let partials = dev.alloc(DType::F32, 2 * m * n.div_ceil(width))?;
-            let gemm =
-                if prefix == "lnfold_" { plain.row_norm(&stats, &col_sum) } else { plain.row_partials(&partials) };
-            let secs = time(&dev, args.reps, &|| gemm.launch(&dev))?;
-            let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
-            println!("| {prefix}gemm_bf16 {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6);
-            if prefix == "lnstats_" {
-                let merge = || ops::layernorm::merge_partials(&dev, m, n, width, &partials, &stats, 1e-6);
-                let secs = time(&dev, args.reps, &merge)?;
-                println!("| layernorm_stats_merge_f32 {name} (width {width}) | {m} x {n} | {:.1} | - |", secs * 1e6);
-            }
+        let plain = Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(act);
+        for row in fold_rows(&dev, args, name, plain, &mut rng)? {
+            println!("{row}");
         }
         let mut cublas_rate = None;
         if let Some(cb) = &cublas {
@@ -155,6 +134,40 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     }
     bench_attention(&dev, args, &mut rng)?;
     bench_selection(&dev, args)
+}
+
+/// The rows of one GEMM shape with LayerNorms folded in (CPEAL_LN_FOLD), on the automatic kernel: on qkv and fc1
+/// (after a LayerNorm) with the row normalisation in the epilogue, on proj and fc2 (before one) writing the rows'
+/// partial statistics, which the merge kernel then combines. Not in the summary, which compares equal work.
+fn fold_rows(
+    dev: &GpuDevice,
+    args: &Args,
+    name: &str,
+    plain: Gemm,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> cpeal::Result<Vec<String>> {
+    let prefix = match name {
+        "qkv" | "fc1+gelu" => "lnfold_",
+        "proj" | "fc2" => "lnstats_",
+        _ => return Ok(Vec::new()),
+    };
+    if args.skips(prefix) {
+        return Ok(Vec::new());
+    }
+    let (m, n, k) = (plain.m, plain.n, plain.k);
+    let stats = dev.upload(&selftest::random(rng, 2 * m, 0.5, 1.5, DType::F32), DType::F32)?;
+    let col_sum = dev.upload(&selftest::random(rng, n, -1.0, 1.0, DType::F32), DType::F32)?;
+    let width = plain.partial_width(dev)?;
+    let partials = dev.alloc(DType::F32, 2 * m * n.div_ceil(width))?;
+    let gemm = if prefix == "lnfold_" { plain.row_norm(&stats, &col_sum) } else { plain.row_partials(&partials) };
+    let secs = time(dev, args.reps, &|| gemm.launch(dev))?;
+    let tflops = 2.0 * (m * n * k) as f64 / secs / 1e12;
+    let mut rows = vec![format!("| {prefix}gemm_bf16 {name} | {m} x {n} x {k} | {:.1} | {tflops:.1} |", secs * 1e6)];
+    if prefix == "lnstats_" {
+        let secs = time(dev, args.reps, &|| ops::layernorm::merge_partials(dev, m, n, width, &partials, &stats, 1e-6))?;
+        rows.push(format!("| layernorm_stats_merge_f32 {name} (width {width}) | {m} x {n} | {:.1} | - |", secs * 1e6));
+    }
+    Ok(rows)
 }
 
 /// One row of the GEMM summary: the automatic choice (first in `rates`), the fastest kernel, and both as a share
@@ -229,6 +242,33 @@ fn bench_selection(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::gemm_summary;
+
+    /// The folded-LayerNorm rows launch what they time (bench-kernels itself needs a GPU): on the emulator, at a
+    /// small shape, each gives its row, and skipping the prefix leaves it out.
+    #[cfg(feature = "cuda-emu")]
+    #[test]
+    fn the_fold_rows_run_on_the_emulator() {
+        use super::{fold_rows, Args, GpuKind};
+        use cpeal::gpu::ops::gemm::Gemm;
+        use cpeal::gpu::{DType, GpuDevice};
+        use rand::SeedableRng;
+        let dev = GpuDevice::emu().unwrap();
+        let mut args = Args { device: GpuKind::CudaEmu, batch: 1, reps: 1, pool_rows: 1, skip: Vec::new() };
+        let (m, n, k) = (37, 72, 40);
+        let a = dev.upload(&vec![0.5; m * k], DType::Bf16).unwrap();
+        let w = dev.upload(&vec![0.25; n * k], DType::Bf16).unwrap();
+        let c = dev.alloc(DType::Bf16, m * n).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let rows = |args: &Args, name: &str, rng: &mut rand_chacha::ChaCha8Rng| {
+            fold_rows(&dev, args, name, Gemm::new(m, n, k, &a, &w, &c), rng).unwrap()
+        };
+        let fold = rows(&args, "qkv", &mut rng);
+        assert!(fold.len() == 1 && fold[0].starts_with("| lnfold_gemm_bf16 qkv | 37 x 72 x 40 |"), "{fold:?}");
+        let stats = rows(&args, "fc2", &mut rng);
+        assert!(stats.len() == 2 && stats[1].starts_with("| layernorm_stats_merge_f32 fc2 (width 32) |"), "{stats:?}");
+        args.skip = vec!["lnstats_".into()];
+        assert!(rows(&args, "fc2", &mut rng).is_empty());
+    }
 
     #[test]
     fn the_summary_names_the_fastest_kernel_and_both_shares_of_cublas() {
