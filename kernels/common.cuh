@@ -176,6 +176,9 @@ struct GemmEpi {
     int act;
 };
 
+// A folded LayerNorm's normalisation of one product v = x·G[n] of row m: rstd_m·(v − mean_m·col_sum[n]).
+DEVI float folded_norm(float v, float mean, float rstd, float col_sum) { return rstd * (v - mean * col_sum); }
+
 // residual + layer_scale · act(v + bias), absent terms skipped: the epilogue after the row normalisation.
 template <class T>
 DEVI float gemm_epilogue_terms(float v, int m, int n, const GemmEpi<T>& e) {
@@ -190,7 +193,7 @@ DEVI float gemm_epilogue_terms(float v, int m, int n, const GemmEpi<T>& e) {
 // The whole epilogue: residual + layer_scale · act(norm(acc) + bias).
 template <class T>
 DEVI float gemm_epilogue(float acc, int m, int n, const GemmEpi<T>& e) {
-    if (e.row_stats) acc = e.row_stats[2 * (long)m + 1] * (acc - e.row_stats[2 * (long)m] * e.col_sum[n]);
+    if (e.row_stats) acc = folded_norm(acc, e.row_stats[2 * (long)m], e.row_stats[2 * (long)m + 1], e.col_sum[n]);
     return gemm_epilogue_terms(acc, m, n, e);
 }
 

@@ -108,7 +108,7 @@ DEVI void gemm_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, 
             float mean = e.row_stats[2 * (long)m], rstd = e.row_stats[2 * (long)m + 1];
             UNROLL for (int ni = 0; ni < 4; ++ni) UNROLL for (int j = 0; j < 2; ++j) {
                 int n = min(bn + wn + ni * 8 + 2 * t + j, N - 1);
-                acc[mi][ni][2 * h + j] = rstd * (acc[mi][ni][2 * h + j] - mean * e.col_sum[n]);
+                acc[mi][ni][2 * h + j] = folded_norm(acc[mi][ni][2 * h + j], mean, rstd, e.col_sum[n]);
             }
         }
     }

@@ -27,6 +27,14 @@ struct __align__(8) F2 {
     float x, y;
 };
 
+// 8 consecutive floats at p (16-byte aligned; shared or global memory) in two 16-byte loads.
+DEVI void load_f32x8(float (&v)[8], const float* p) {
+    UNROLL for (int h = 0; h < 2; ++h) {
+        F4 q = reinterpret_cast<const F4*>(p)[h];
+        v[4 * h] = q.x, v[4 * h + 1] = q.y, v[4 * h + 2] = q.z, v[4 * h + 3] = q.w;
+    }
+}
+
 // 8 consecutive 16-bit elements at p (16-byte aligned) as f32, with a coherent load (the residual may be the
 // output itself), and the converse store.
 template <class T>
@@ -108,17 +116,11 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
         const float* src = tile + r * LDT + c;
         if (vec && n + 8 <= N) {
             float v[8], w[8];
-            UNROLL for (int h = 0; h < 2; ++h) {  // two 16-byte shared loads (src is 16-byte aligned)
-                F4 q = reinterpret_cast<const F4*>(src)[h];
-                v[4 * h] = q.x, v[4 * h + 1] = q.y, v[4 * h + 2] = q.z, v[4 * h + 3] = q.w;
-            }
+            load_f32x8(v, src);  // src is 16-byte aligned
             if (ep.row_stats) {
                 F2 st = reinterpret_cast<const F2*>(ep.row_stats)[m];  // (mean, rstd)
-                UNROLL for (int h = 0; h < 2; ++h) {
-                    F4 c = reinterpret_cast<const F4*>(ep.col_sum + n)[h];
-                    v[4 * h] = st.y * (v[4 * h] - st.x * c.x), v[4 * h + 1] = st.y * (v[4 * h + 1] - st.x * c.y);
-                    v[4 * h + 2] = st.y * (v[4 * h + 2] - st.x * c.z), v[4 * h + 3] = st.y * (v[4 * h + 3] - st.x * c.w);
-                }
+                load_f32x8(w, ep.col_sum + n);
+                UNROLL for (int e = 0; e < 8; ++e) v[e] = folded_norm(v[e], st.x, st.y, w[e]);
             }
             if (bias) {
                 load_vec8<T>(w, bias + n);

@@ -175,6 +175,13 @@ row() {
     echo "$1" | tee -a "$WORK/models.md"
     write_report >/dev/null
 }
+# Runs a command under a setting's environment (`default`: none; `A=x+B=y`: both).
+with_setting() {
+    local vars=()
+    [[ $1 == default ]] || IFS=+ read -ra vars <<<"$1"
+    shift
+    env ${vars[@]+"${vars[@]}"} "$@"
+}
 # Whether a setting switches on a kernel that failed the selftest (by the selftest's kernel-name prefixes).
 setting_broken() {
     [[ $BROKEN_CANDIDATES == *"timed out"* ]] && return 0
@@ -196,8 +203,6 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
     row "| ViT-B/16 batch 256, setting | cpeal images/s |"
     row "|---|---|"
     for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_LN_FOLD=on CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16}; do
-        env_var=()
-        [[ $setting == default ]] || IFS=+ read -ra env_var <<<"$setting"
         if [[ $setting != default ]] && setting_broken "$setting"; then
             row "| $setting | not run: failed the selftest |"
             continue
@@ -206,7 +211,7 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
             row "| $setting | not run: past the ${BUDGET} s budget |"
             continue
         fi
-        ips=$(env ${env_var[@]+"${env_var[@]}"} timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json 2>"$WORK/err.txt" \
+        ips=$(with_setting "$setting" timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json 2>"$WORK/err.txt" \
             | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")
         [[ "$ips" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
         row "| $setting | $ips |"
@@ -214,8 +219,6 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
     # Device time per kernel (CPEAL_PROFILE=1: events around every launch, so the total runs a little long) for
     # the default and the best-guess combination of candidates: what the next optimisation should aim at.
     for setting in default CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16; do
-        env_var=()
-        [[ $setting == default ]] || IFS=+ read -ra env_var <<<"$setting"
         if over_budget || { [[ $setting != default ]] && setting_broken "$setting"; }; then
             echo -e "$setting: not run (past the budget or a kernel failed the selftest)\n" >>"$WORK/profile.md"
             continue
@@ -223,7 +226,7 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
         {
             echo "$setting:"
             echo
-            env ${env_var[@]+"${env_var[@]}"} CPEAL_PROFILE=1 timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 3 --json 2>&1 >/dev/null \
+            with_setting "$setting" env CPEAL_PROFILE=1 timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 3 --json 2>&1 >/dev/null \
                 | grep -E '^(\||CPEAL_PROFILE)' || echo "(no profile: the run failed)"
             echo
         } >>"$WORK/profile.md"

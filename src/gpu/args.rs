@@ -28,8 +28,8 @@ impl KernelArgs {
         self
     }
 
-    pub(crate) fn tag_str(&self) -> Option<&str> {
-        self.tag.as_deref()
+    pub(crate) fn take_tag(&mut self) -> Option<String> {
+        self.tag.take()
     }
 
     /// An `int` parameter.

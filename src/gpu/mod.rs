@@ -354,7 +354,7 @@ impl GpuDevice {
         if g.0 == 0 || g.1 == 0 || g.2 == 0 || b.0 * b.1 * b.2 == 0 || b.0 * b.1 * b.2 > 1024 {
             return Err(Error::kernel(kernel, format!("invalid launch {cfg:?}")));
         }
-        let tag = args.tag_str().map(str::to_string);
+        let tag = args.take_tag();
         let mut params = args.params();
         // SAFETY: forwarded from this function's contract.
         unsafe {

@@ -98,8 +98,7 @@ impl Sm90Variant {
     fn shared_bytes(&self) -> u32 {
         let stages = (self.block_rows() + self.bn) * 128 * self.stages + 1024;
         let barriers = if self.uses_tma() { 16 * self.stages } else { 0 };
-        let chunk = if self.feed == Sm90Feed::Cooperative { 16 } else { 32 };
-        let park = if self.persistent() { 2 * 128 * (chunk + 8) * 4 } else { 0 };
+        let park = if self.persistent() { 2 * 128 * (self.store_cols() + 8) * 4 } else { 0 };
         (stages + barriers + park) as u32
     }
 
@@ -114,8 +113,8 @@ impl Sm90Variant {
         }
     }
 
-    /// Columns per window of the row statistics the epilogue writes (`Gemm::row_partials`): the width one
-    /// `g90_store` call covers.
+    /// Columns one `g90_store` call covers: the window of the row statistics the epilogue writes
+    /// (`Gemm::row_partials`), and for the persistent kernels the columns parked per epilogue chunk.
     fn store_cols(&self) -> usize {
         match self.feed {
             Sm90Feed::PingPong | Sm90Feed::PingPongOrdered => 32,
@@ -169,6 +168,11 @@ fn forced_sm90() -> Result<Option<Option<Sm90Variant>>> {
         let variants = SM90_VARIANTS.iter().map(|v| (v.label(), Some(*v)));
         std::iter::once(("off".to_string(), None)).chain(variants).collect()
     })
+}
+
+/// The window of `Gemm::row_partials` for a Hopper variant, or for `gemm.cu` (None): its warp tile's 32 columns.
+fn partial_width(variant: Option<Sm90Variant>) -> usize {
+    variant.map_or(32, |v| v.store_cols())
 }
 
 /// The activation of the epilogue (the kernel's `act`).
@@ -271,7 +275,7 @@ impl<'a> Gemm<'a> {
 
     /// The window of `row_partials` for the kernel this GEMM runs on `dev`.
     pub fn partial_width(&self, dev: &GpuDevice) -> Result<usize> {
-        Ok(self.sm90_variant(dev, self.a.dtype())?.map_or(32, |v| v.store_cols()))
+        Ok(partial_width(self.sm90_variant(dev, self.a.dtype())?))
     }
 
     /// Compute with this kernel instead of the automatic choice.
@@ -354,7 +358,7 @@ impl<'a> Gemm<'a> {
                 (format!("{name}_{}", dt.suffix()), TILE, 256, SMEM_BYTES)
             }
         };
-        self.check(&kernel, dt, variant.map_or(32, |v| v.store_cols()))?;
+        self.check(&kernel, dt, partial_width(variant))?;
         let (grid_x, grid_y) = match variant {
             Some(v) => v.grid(self.m, self.n, dev.sm_count()),
             None => (self.n.div_ceil(tile_n), self.m.div_ceil(TILE)),

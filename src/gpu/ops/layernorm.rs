@@ -12,8 +12,7 @@ pub fn kernel_for(cols: usize, x: &GpuBuffer, gamma: &GpuBuffer, beta: &GpuBuffe
     if gamma.dtype() != dt {
         return format!("layernorm_fwd_{}_{}", dt.suffix(), gamma.dtype().suffix());
     }
-    let aligned = [x, gamma, beta, y].iter().all(|b| b.ptr() % 16 == 0);
-    let warp = matches!(dt, DType::Bf16 | DType::F16) && cols % 8 == 0 && cols <= 1024 && aligned;
+    let warp = warp_per_row(dt, cols, &[x, gamma, beta, y]);
     format!("{}_{}", if warp { "layernorm_warp" } else { "layernorm_fwd" }, dt.suffix())
 }
 
@@ -54,7 +53,7 @@ pub fn layernorm(
 /// rule (`layernorm_stats_warp_*` for rows of at most 1024 columns, a multiple of 8, on an aligned buffer).
 pub fn row_stats(dev: &GpuDevice, rows: usize, cols: usize, x: &GpuBuffer, stats: &GpuBuffer, eps: f32) -> Result<()> {
     let dt = x.dtype();
-    let warp = cols % 8 == 0 && cols <= 1024 && x.ptr() % 16 == 0;
+    let warp = warp_per_row(dt, cols, &[x]);
     let kernel = format!("layernorm_stats_{}_{}", if warp { "warp" } else { "fwd" }, dt.suffix());
     if !matches!(dt, DType::Bf16 | DType::F16) {
         return Err(crate::error::Error::kernel(&kernel, format!("{dt:?} input; row statistics take bf16 or f16")));
@@ -70,6 +69,12 @@ pub fn row_stats(dev: &GpuDevice, rows: usize, cols: usize, x: &GpuBuffer, stats
         .f32(eps); //                        float eps
                    // SAFETY: sizes checked above; signature (int, int, const T*, float*, float).
     unsafe { dev.launch(&kernel, cfg, &mut args) }
+}
+
+/// Whether the warp-per-row kernels apply: 16-bit rows of at most 1024 columns, a multiple of 8, on 16-byte
+/// aligned buffers (the row is held in registers and moved in 16-byte vectors).
+fn warp_per_row(dt: DType, cols: usize, buffers: &[&GpuBuffer]) -> bool {
+    matches!(dt, DType::Bf16 | DType::F16) && cols % 8 == 0 && cols <= 1024 && buffers.iter().all(|b| b.ptr() % 16 == 0)
 }
 
 /// A warp per row in blocks of 4 rows, or a block per row (128 threads, 256 past 1024 columns).

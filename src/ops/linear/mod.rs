@@ -87,14 +87,16 @@ pub fn linear_with_row_stats(
     epilogue: Epilogue,
     eps: f64,
 ) -> Result<(Tensor, Tensor)> {
-    let (n, k, out_shape) = check(x, w, &epilogue)?;
     match x.storage() {
         Storage::Cpu(_) => {
             let y = linear_packed(x, w, packed, epilogue)?;
             let stats = super::layer_norm_stats(&y, eps)?;
             Ok((y, stats))
         }
-        Storage::Gpu(_) => super::gpu::linear_with_row_stats(x, w, &epilogue, (x.rows(), n, k), &out_shape, eps),
+        Storage::Gpu(_) => {
+            let (n, k, out_shape) = check(x, w, &epilogue)?;
+            super::gpu::linear_with_row_stats(x, w, &epilogue, (x.rows(), n, k), &out_shape, eps)
+        }
     }
 }
 
