@@ -15,6 +15,7 @@
 // the last, partial tile 16 keys at a time). Launch: grid (ceil(Tq/64), H, B), block 128,
 // shared (5·64·(D+8))·2 bytes (Q, and two K and V tiles; rows padded by 8 elements against bank conflicts).
 #include "common.cuh"
+#include "attention.cuh"
 
 #define ATT_BQ 64
 #define ATT_BK 64
@@ -63,15 +64,7 @@ DEVI void att_keys(const u32 (&qf)[D / 16][4], const T* Ks, const T* Vs, int k0,
         mx[e >> 1] = fmaxf(mx[e >> 1], s[i][e]);
     }
     float alpha[2], base[2];
-    UNROLL for (int r = 0; r < 2; ++r) {
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        float mnew = fmaxf(mrow[r], mx[r] * sl2);
-        base[r] = mnew == NEG_INF ? 0.0f : mnew;  // a fully masked row so far: keep everything at 0
-        alpha[r] = FTZ ? exp2_ftz(mrow[r] - base[r]) : exp2f(mrow[r] - base[r]);
-        mrow[r] = mnew;
-        lrow[r] *= alpha[r];
-    }
+    att_softmax_rescale<FTZ>(mx, mrow, lrow, sl2, alpha, base);
     UNROLL for (int i = 0; i < NT; ++i) UNROLL for (int e = 0; e < 4; ++e) oacc[i][e] *= alpha[e >> 1];
     UNROLL for (int i = 0; i < NS; ++i) UNROLL for (int e = 0; e < 4; ++e) {
         float x = fmaf(s[i][e], sl2, -base[e >> 1]);  // −inf (masked) gives 0
@@ -108,7 +101,7 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
     T* Kbuf = Qs + bq * LDS;            // [2][BK][LDS]
     T* Vbuf = Kbuf + 2 * ATT_BK * LDS;  // [2][BK][LDS]
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * bq;
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     const T* qb = q + (long)b * Tq * ld_q;
     const T* kb = k + (long)b * Tk * ld_k;
     const T* vb = v + (long)b * Tk * ld_v;
@@ -164,18 +157,7 @@ DEVI void attention_body(int B, int H, int Tq, int Tk, int ld_q, int ld_k, int l
         __syncthreads();  // tile kt's buffers are free for tile kt+2
     }
     cp_async_wait<0>();
-    if (!active) return;
-    UNROLL for (int r = 0; r < 2; ++r) {
-        lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
-        lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
-        lrow[r] = lrow[r] > 0.0f ? 1.0f / lrow[r] : 0.0f;
-    }
-    T* ob = o + (long)b * Tq * ld_o + h * D;
-    UNROLL for (int i = 0; i < NT; ++i) UNROLL for (int h2 = 0; h2 < 2; ++h2) {  // ld_o is a multiple of 8
-        int row = qrow0 + g + 8 * h2;
-        if (row < Tq)
-            store_pair(ob + (long)row * ld_o + i * 8 + 2 * t, oacc[i][2 * h2] * lrow[h2], oacc[i][2 * h2 + 1] * lrow[h2]);
-    }
+    if (active) att_store_rows<NT>(o + (long)b * Tq * ld_o + h * D, ld_o, qrow0 + g, Tq, oacc, lrow);
 }
 
 // One entry point per head dim and dtype: (B, H, Tq, Tk, ld_q, ld_k, ld_v, ld_o, q, k, v, o, scale, causal).

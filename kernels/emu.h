@@ -105,6 +105,9 @@ struct BulkCopy {
 struct WgmmaOp {
     float* d[128] = {};
     uint64_t da = 0, db = 0;
+    uint32_t a[128][4];  // A from registers (a_regs): each thread's fragment, copied at issue
+    bool a_regs = false; // A from registers rather than the shared tile at da
+    bool tnsp_b = false; // B stored MN-major (N contiguous) rather than K-major
     int n = 0;          // the instruction's N
     int dtype = 0;      // 0 bf16, 1 f16
     long group = 0;     // the wgmma group it was committed in

@@ -143,41 +143,67 @@ inline void named_barrier(int id, int n, bool wait) {
 
 // --- Hopper: wgmma (warpgroup collective, operands from 128-byte-swizzled K-major shared tiles) ---------------
 inline WarpGroup& cur_wg() { return cur_block->wgs[cur_thread->linear >> 7]; }
-inline void wgmma_issue(float* d, int n, uint64_t da, uint64_t db, int dtype) {
+// One thread's part of a wgmma: its accumulators, and A's fragment when A comes from registers (`a`, else null).
+inline void wgmma_issue_op(float* d, int n, uint64_t da, const uint32_t* a, uint64_t db, int dtype, bool tnsp_b) {
     Thread* t = cur_thread;
     WarpGroup& g = cur_wg();
     long idx = t->wgmma_issued++;
     if (n < 8 || n > 256 || n % 8 != 0) fault("wgmma with N = %d (8..256, a multiple of 8)", n);
+    if (tnsp_b && n > 64) fault("wgmma with an MN-major B of N = %d (the emulator models N <= 64)", n);
     WgmmaOp& op = g.ops[idx];
+    bool a_regs = a != nullptr;
     if (op.issued == 0) {
         op.da = da, op.db = db, op.n = n, op.dtype = dtype, op.group = t->wgmma_group;
-    } else if (op.da != da || op.db != db || op.n != n || op.dtype != dtype || op.group != t->wgmma_group) {
-        fault("wgmma #%ld of warpgroup %d: its threads disagree on the descriptors, shape or group", idx,
+        op.a_regs = a_regs, op.tnsp_b = tnsp_b;
+    } else if (op.da != da || op.db != db || op.n != n || op.dtype != dtype || op.group != t->wgmma_group ||
+               op.a_regs != a_regs || op.tnsp_b != tnsp_b) {
+        fault("wgmma #%ld of warpgroup %d: its threads disagree on the descriptors, shape, operands or group", idx,
               t->linear >> 7);
     }
+    if (a_regs) std::memcpy(op.a[t->linear & 127], a, sizeof op.a[0]);
     op.d[t->linear & 127] = d;
     op.issued++;
 }
+inline void wgmma_issue(float* d, int n, uint64_t da, uint64_t db, int dtype) {
+    wgmma_issue_op(d, n, da, nullptr, db, dtype, false);
+}
 inline void wgmma_commit() { cur_thread->wgmma_group++; }
-// Element (r, k) of a K-major operand in the 128-byte swizzle: rows of 64 elements, 8-row atoms `sbo` apart.
-inline float wgmma_operand(uint64_t desc, int r, int k, int dtype) {
+// A 16-bit element's bits as f32: dtype 0 bf16, 1 f16.
+inline float half_bits_to_f32(uint16_t bits, int dtype) {
+    return dtype == 0 ? bf16_bits_to_f32(bits) : f16_bits_to_f32(bits);
+}
+// Element (row, i) of an operand in the 128-byte swizzle: rows of 64 elements, 8-row atoms `sbo` apart. K-major
+// operands have a row per M or N index and i = k; MN-major ones (N <= 64) a row per k and i = the N index.
+inline float wgmma_operand(uint64_t desc, int row, int i, int dtype) {
     uint32_t start = uint32_t(desc & 0x3FFFu) << 4, sbo = uint32_t((desc >> 32) & 0x3FFFu) << 4;
     if ((desc >> 62) != 1) fault("wgmma descriptor with swizzle mode %u (the emulator models 128-byte only)",
                                  unsigned(desc >> 62));
-    uint32_t lin = start + uint32_t(r >> 3) * sbo + uint32_t(r & 7) * 128 + uint32_t(k) * 2;
+    uint32_t lin = start + uint32_t(row >> 3) * sbo + uint32_t(row & 7) * 128 + uint32_t(i) * 2;
     uint16_t bits;
     std::memcpy(&bits, smem_at(swizzle128(lin), 2), 2);
-    return dtype == 0 ? bf16_bits_to_f32(bits) : f16_bits_to_f32(bits);
+    return half_bits_to_f32(bits, dtype);
 }
 // D[64 x n] += A[64 x 16] · B[n x 16]ᵀ for all 128 threads. Register 4q + 2h + e of thread (warp w, lane l)
-// holds row 16w + l/4 + 8h, column 8q + 2(l%4) + e.
+// holds row 16w + l/4 + 8h, column 8q + 2(l%4) + e. A from registers: thread (w, l) holds, low half first,
+// a[0] = row 16w + l/4, k 2(l%4) + {0, 1}; a[1] the row 8 below; a[2], a[3] the same rows at k + 8 (the
+// mma.m16n8k16 A fragment of each warp's 16 rows).
 inline void wgmma_execute(const WgmmaOp& op) {
     float a[64][16];
-    for (int r = 0; r < 64; ++r)
-        for (int k = 0; k < 16; ++k) a[r][k] = wgmma_operand(op.da, r, k, op.dtype);
+    if (op.a_regs) {
+        for (int l = 0; l < 128; ++l)
+            for (int j = 0; j < 4; ++j)
+                for (int e = 0; e < 2; ++e) {
+                    int row = 16 * (l >> 5) + ((l & 31) >> 2) + 8 * (j & 1), k = 2 * (l & 3) + 8 * (j >> 1) + e;
+                    a[row][k] = half_bits_to_f32(uint16_t(op.a[l][j] >> (16 * e)), op.dtype);
+                }
+    } else {
+        for (int r = 0; r < 64; ++r)
+            for (int k = 0; k < 16; ++k) a[r][k] = wgmma_operand(op.da, r, k, op.dtype);
+    }
     static thread_local float bt[256 * 16];  // N <= 256; the scheduler's thread, not a fiber stack
     for (int c = 0; c < op.n; ++c)
-        for (int k = 0; k < 16; ++k) bt[c * 16 + k] = wgmma_operand(op.db, c, k, op.dtype);
+        for (int k = 0; k < 16; ++k)
+            bt[c * 16 + k] = op.tnsp_b ? wgmma_operand(op.db, k, c, op.dtype) : wgmma_operand(op.db, c, k, op.dtype);
     for (int l = 0; l < 128; ++l) {
         int w = l >> 5, lane = l & 31;
         for (int i = 0; i < op.n / 2; ++i) {
@@ -201,9 +227,9 @@ inline void wgmma_operand_span(uint64_t desc, int rows, uint32_t& lo, uint32_t& 
 inline void check_async_write(Block& b, uint32_t lo, uint32_t hi, const char* what) {
     for (size_t g = 0; g < b.wgs.size(); ++g)
         for (const auto& [idx, op] : b.wgs[g].ops) {
-            uint32_t alo, ahi, blo, bhi;
-            wgmma_operand_span(op.da, 64, alo, ahi);
-            wgmma_operand_span(op.db, op.n, blo, bhi);
+            uint32_t alo = 0, ahi = 0, blo, bhi;
+            if (!op.a_regs) wgmma_operand_span(op.da, 64, alo, ahi);
+            wgmma_operand_span(op.db, op.tnsp_b ? 16 : op.n, blo, bhi);  // MN-major: 16 rows, one per k
             if ((lo < ahi && alo < hi) || (lo < bhi && blo < hi))
                 fault("%s writes shared bytes [%u, %u) that wgmma #%ld of warpgroup %zu still reads (released "
                       "before wgmma.wait_group, or read before the copy's barrier)",

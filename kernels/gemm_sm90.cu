@@ -148,18 +148,6 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
     if (ep.row_partials) g90_row_partials<T, COLS>(tid, nthreads, m0, n0, M, N, ldc, vec, C, ep.row_partials);
 }
 
-// Rows [row0, row0+rows_tile) x columns [k0, k0+64) of a [rows, K] matrix into a swizzled shared tile.
-template <class T, int ROWS>
-DEVI void g90_load_tile(char* dst, const T* src, int ld, int rows, int K, int row0, int k0) {
-    UNROLL for (int i = 0; i < ROWS * 8 / 256; ++i) {
-        int c = threadIdx.x + i * 256;
-        int r = c >> 3, ch = c & 7;
-        int gr = row0 + r, gk = k0 + ch * 8;
-        bool ok = gr < rows && gk < K;
-        cp_async_16(dst + r * 128 + ((ch ^ (r & 7)) << 4), ok ? src + (long)gr * ld + gk : src, ok);
-    }
-}
-
 template <class T, int BN, int STAGES>
 DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, const T* W, const GemmEpi<T>& ep,
                    T* C) {
@@ -179,8 +167,8 @@ DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, c
     int ktiles = ceil_div(K, G90_BK);
     for (int s = 0; s < DIST; ++s) {
         if (s < ktiles) {
-            g90_load_tile<T, G90_BM>(smem + s * STAGE_BYTES, A, lda, M, K, bm, s * G90_BK);
-            g90_load_tile<T, BN>(smem + s * STAGE_BYTES + A_BYTES, W, ldw, N, K, bn, s * G90_BK);
+            load_tile_sw128<T, G90_BM>(smem + s * STAGE_BYTES, A, lda, M, K, bm, s * G90_BK);
+            load_tile_sw128<T, BN>(smem + s * STAGE_BYTES + A_BYTES, W, ldw, N, K, bn, s * G90_BK);
         }
         cp_async_commit();
     }
@@ -191,8 +179,8 @@ DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, c
         int pre = kt + DIST;
         if (pre < ktiles) {
             char* st = smem + (pre % STAGES) * STAGE_BYTES;
-            g90_load_tile<T, G90_BM>(st, A, lda, M, K, bm, pre * G90_BK);
-            g90_load_tile<T, BN>(st + A_BYTES, W, ldw, N, K, bn, pre * G90_BK);
+            load_tile_sw128<T, G90_BM>(st, A, lda, M, K, bm, pre * G90_BK);
+            load_tile_sw128<T, BN>(st + A_BYTES, W, ldw, N, K, bn, pre * G90_BK);
         }
         cp_async_commit();
         const char* st = smem + (kt % STAGES) * STAGE_BYTES;

@@ -27,8 +27,24 @@ DEVI void wgmma_wait() {
 DEVI void fence_proxy_async() {}
 DEVI void wgmma_pin(float&) {}
 template <class T>
+constexpr int wgmma_dtype() {
+    return std::is_same<T, f16_t>::value ? 1 : 0;
+}
+template <class T>
 DEVI void wgmma_m64n128k16(float (&d)[64], unsigned long long da, unsigned long long db) {
-    cpeal_emu::wgmma_issue(d, 128, da, db, std::is_same<T, f16_t>::value ? 1 : 0);
+    cpeal_emu::wgmma_issue(d, 128, da, db, wgmma_dtype<T>());
+}
+template <class T>
+DEVI void wgmma_m64n64k16(float (&d)[32], unsigned long long da, unsigned long long db) {
+    cpeal_emu::wgmma_issue(d, 64, da, db, wgmma_dtype<T>());
+}
+template <class T>
+DEVI void wgmma_m64n16k16(float (&d)[8], unsigned long long da, unsigned long long db) {
+    cpeal_emu::wgmma_issue(d, 16, da, db, wgmma_dtype<T>());
+}
+template <class T>
+DEVI void wgmma_m64n64k16_rs_mn(float (&d)[32], const u32 (&a)[4], unsigned long long db) {
+    cpeal_emu::wgmma_issue_op(d, 64, 0, a, db, wgmma_dtype<T>(), true);
 }
 DEVI void mbar_init(u32 bar, u32 count) { cpeal_emu::mbar_init(bar, count); }
 DEVI void fence_mbarrier_init() {}
@@ -56,6 +72,17 @@ DEVI void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" 
 // Keeps the compiler from moving accumulator accesses across an in-flight wgmma.
 DEVI void wgmma_pin(float& x) { asm volatile("" : "+f"(x)::"memory"); }
 
+// The bf16 and f16 specialisations of a wgmma wrapper NAME with parameters PARAMS, whose body is MACRO(type).
+#define CPEAL_WGMMA_TYPES(NAME, PARAMS, MACRO)                                                                        \
+    template <>                                                                                                       \
+    DEVI void NAME<bf16_t> PARAMS {                                                                                   \
+        MACRO("bf16");                                                                                                \
+    }                                                                                                                 \
+    template <>                                                                                                       \
+    DEVI void NAME<f16_t> PARAMS {                                                                                    \
+        MACRO("f16");                                                                                                 \
+    }
+
 #define CPEAL_WGMMA_N128(TYPE)                                                                                        \
     asm volatile(                                                                                                     \
         "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                                  \
@@ -77,15 +104,54 @@ DEVI void wgmma_pin(float& x) { asm volatile("" : "+f"(x)::"memory"); }
 // D[64 x 128] (f32, in registers) += A[64 x 16] · B[128 x 16]ᵀ, both operands in shared memory.
 template <class T>
 DEVI void wgmma_m64n128k16(float (&d)[64], unsigned long long da, unsigned long long db);
-template <>
-DEVI void wgmma_m64n128k16<bf16_t>(float (&d)[64], unsigned long long da, unsigned long long db) {
-    CPEAL_WGMMA_N128("bf16");
-}
-template <>
-DEVI void wgmma_m64n128k16<f16_t>(float (&d)[64], unsigned long long da, unsigned long long db) {
-    CPEAL_WGMMA_N128("f16");
-}
+CPEAL_WGMMA_TYPES(wgmma_m64n128k16, (float (&d)[64], unsigned long long da, unsigned long long db), CPEAL_WGMMA_N128)
 #undef CPEAL_WGMMA_N128
+
+#define CPEAL_ACC8(i)                                                                                                 \
+    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]),      \
+        "+f"(d[i + 7])
+#define CPEAL_REGS32                                                                                                  \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, "  \
+    "%24, %25, %26, %27, %28, %29, %30, %31}"
+#define CPEAL_WGMMA_N64(TYPE)                                                                                         \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                        \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " CPEAL_REGS32                         \
+                 ", %32, %33, p, 1, 1, 0, 0;\n}\n"                                                                    \
+                 : CPEAL_ACC8(0), CPEAL_ACC8(8), CPEAL_ACC8(16), CPEAL_ACC8(24)                                        \
+                 : "l"(da), "l"(db), "r"(1))
+#define CPEAL_WGMMA_N16(TYPE)                                                                                         \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"                                                        \
+                 "wgmma.mma_async.sync.aligned.m64n16k16.f32." TYPE "." TYPE " {%0, %1, %2, %3, %4, %5, %6, %7}, "     \
+                 "%8, %9, p, 1, 1, 0, 0;\n}\n"                                                                        \
+                 : CPEAL_ACC8(0)                                                                                      \
+                 : "l"(da), "l"(db), "r"(1))
+// A from registers; B MN-major (imm-trans-b 1).
+#define CPEAL_WGMMA_N64_RS_MN(TYPE)                                                                                   \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                                        \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " CPEAL_REGS32                         \
+                 ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"                                                       \
+                 : CPEAL_ACC8(0), CPEAL_ACC8(8), CPEAL_ACC8(16), CPEAL_ACC8(24)                                        \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1))
+
+// D[64 x 64] += A[64 x 16] · B[64 x 16]ᵀ and D[64 x 16] += A · B[16 x 16]ᵀ, operands K-major in shared memory.
+template <class T>
+DEVI void wgmma_m64n64k16(float (&d)[32], unsigned long long da, unsigned long long db);
+CPEAL_WGMMA_TYPES(wgmma_m64n64k16, (float (&d)[32], unsigned long long da, unsigned long long db), CPEAL_WGMMA_N64)
+template <class T>
+DEVI void wgmma_m64n16k16(float (&d)[8], unsigned long long da, unsigned long long db);
+CPEAL_WGMMA_TYPES(wgmma_m64n16k16, (float (&d)[8], unsigned long long da, unsigned long long db), CPEAL_WGMMA_N16)
+// D[64 x 64] += A[64 x 16] · B[16 x 64]: A from registers (each warp the mma.m16n8k16 A fragment of its 16 rows),
+// B in shared memory MN-major (a 128-byte row of 64 N values per k, 8-row atoms 1024 bytes apart).
+template <class T>
+DEVI void wgmma_m64n64k16_rs_mn(float (&d)[32], const u32 (&a)[4], unsigned long long db);
+CPEAL_WGMMA_TYPES(wgmma_m64n64k16_rs_mn, (float (&d)[32], const u32 (&a)[4], unsigned long long db),
+                  CPEAL_WGMMA_N64_RS_MN)
+#undef CPEAL_WGMMA_N64
+#undef CPEAL_WGMMA_N16
+#undef CPEAL_WGMMA_N64_RS_MN
+#undef CPEAL_REGS32
+#undef CPEAL_ACC8
+#undef CPEAL_WGMMA_TYPES
 
 DEVI void mbar_init(u32 bar, u32 count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
@@ -134,3 +200,18 @@ DEVI void setmaxnreg_dec() {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(REGS));
 }
 #endif
+
+// Rows [row0, row0 + ROWS) x columns [k0, k0 + 64) of a [rows, K] matrix (row stride ld) into a 128-byte-swizzled
+// K-major shared tile by cp.async of 16-byte chunks, zero-filled past the matrix, by THREADS threads: row r is
+// 128 bytes at r·128, its 16-byte chunk c stored at chunk c ^ (r & 7).
+template <class T, int ROWS, int THREADS = 256>
+DEVI void load_tile_sw128(char* dst, const T* src, int ld, int rows, int K, int row0, int k0) {
+    static_assert(ROWS * 8 % THREADS == 0, "every thread loads the same number of chunks");
+    UNROLL for (int i = 0; i < ROWS * 8 / THREADS; ++i) {
+        int c = threadIdx.x + i * THREADS;
+        int r = c >> 3, ch = c & 7;
+        int gr = row0 + r, gk = k0 + ch * 8;
+        bool ok = gr < rows && gk < K;
+        cp_async_16(dst + r * 128 + ((ch ^ (r & 7)) << 4), ok ? src + (long)gr * ld + gk : src, ok);
+    }
+}

@@ -86,7 +86,7 @@ echo "== selftest"
 SELFTEST=passed
 # Opt-in candidate kernels (bench/results/gpu-notes-*.md) are checked second, on their own: when they fail or
 # hang, the defaults are still timed and the failed candidates are left out at model level.
-CANDIDATES=gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop-,attention_fwd_tail16,lnfold_,lnstats_,layernorm_stats
+CANDIDATES=gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop-,attention_fwd_tail16,attention_fwd_wgmma,lnfold_,lnstats_,layernorm_stats
 BROKEN_CANDIDATES=""
 if ! timeout 180 "$BIN" selftest --device cuda --exclude "$CANDIDATES" 2>&1 | tee "$WORK/selftest.txt"; then
     SELFTEST=FAILED
@@ -200,9 +200,11 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
     # Candidate kernels at model level (ViT-B/16, batch 256), each switched on by an environment setting and
     # timed right after the default, so a kernel that wins in bench-kernels shows what it does to a whole
     # forward before it becomes the default. First, because these rows decide the defaults.
+    COMBINED_TAIL16=CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16
+    COMBINED_WGMMA=CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=wgmma
     row "| ViT-B/16 batch 256, setting | cpeal images/s |"
     row "|---|---|"
-    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_LN_FOLD=on CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16}; do
+    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $COMBINED_TAIL16 $COMBINED_WGMMA}; do
         if [[ $setting != default ]] && setting_broken "$setting"; then
             row "| $setting | not run: failed the selftest |"
             continue
@@ -217,8 +219,11 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
         row "| $setting | $ips |"
     done
     # Device time per kernel (CPEAL_PROFILE=1: events around every launch, so the total runs a little long) for
-    # the default and the best-guess combination of candidates: what the next optimisation should aim at.
-    for setting in default CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16; do
+    # the default and the best-guess combination of candidates (with the wgmma attention, or tail16 where wgmma
+    # failed the selftest): what the next optimisation should aim at.
+    BEST=$COMBINED_WGMMA
+    setting_broken "$BEST" && BEST=$COMBINED_TAIL16
+    for setting in default "$BEST"; do
         if over_budget || { [[ $setting != default ]] && setting_broken "$setting"; }; then
             echo -e "$setting: not run (past the budget or a kernel failed the selftest)\n" >>"$WORK/profile.md"
             continue

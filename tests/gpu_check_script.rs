@@ -83,7 +83,9 @@ fn every_candidate_setting_reaches_the_binary_and_the_report_comes_back() {
         "| CPEAL_GEMM_SM90=ppo-n128s5 | 1010 |",
         "| CPEAL_ATTENTION=tail16 | 1100 |",
         "| CPEAL_LN_FOLD=on | 1001 |",
+        "| CPEAL_ATTENTION=wgmma | 1100 |",
         "| CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16 | 1111 |",
+        "| CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=wgmma | 1111 |",
         "| vit-b16 | 256 | 1000 |",
         "| dinov2-s14 | 512 | 1000 |",
         // The profiles of the default and of the combined setting, each run with its own environment.

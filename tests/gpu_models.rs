@@ -74,6 +74,39 @@ fn dinov2_with_registers_on_emu_matches_transformers() {
     check_vision("dinov2_registers", &["last_hidden_state", "pooler_output"]);
 }
 
+/// The tensor-core attention at model level: a ViT with heads of 64 on the emulator against the same checkpoint
+/// on the CPU (f32). scripts/test.sh runs this again per `CPEAL_ATTENTION` candidate.
+#[test]
+fn vit_with_head_dim_64_on_emu_matches_the_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::write_vit_head_dim_64(tmp.path());
+    let pixels = load(&fixture("hf-tiny/vit/inputs.safetensors"), "pixel_values");
+    let reference = Model::load(tmp.path()).unwrap().forward_images(&pixels).unwrap();
+    for dtype in DTYPES {
+        let device = emu(dtype);
+        let cpeal::Device::Gpu(gpu) = &device else { panic!("cuda-emu is a GPU device") };
+        // The model's attention call: 17 tokens, 2 heads of 64 out of one fused qkv projection (row stride 384).
+        let qkv = gpu.alloc(dtype.into(), 17 * 384).unwrap();
+        let o = gpu.alloc(dtype.into(), 17 * 128).unwrap();
+        let (q, k, v) = (
+            qkv.slice(0, 17 * 384).unwrap(),
+            qkv.slice(128, 17 * 384 - 128).unwrap(),
+            qkv.slice(256, 17 * 384 - 256).unwrap(),
+        );
+        let mut att = cpeal::gpu::ops::attention::Attention::new(1, 2, 17, 64, &q, &k, &v, &o);
+        (att.ld_q, att.ld_k, att.ld_v) = (384, 384, 384);
+        let kernel = att.kernel_name(gpu);
+        assert!(!kernel.contains("generic"), "heads of 64 take a tensor-core kernel, not {kernel}");
+        let model = Model::load_on(tmp.path(), &device).unwrap();
+        let out = model.forward_images(&pixels.to_device(&device).unwrap()).unwrap();
+        for key in ["last_hidden_state", "pooler_output"] {
+            let (rel, max) = errors(out.get(key).unwrap(), reference.get(key).unwrap());
+            eprintln!("cuda-emu {dtype:?} ({kernel}) vit-d64/{key}: rel {rel:.2e}, max abs {max:.2e}");
+            assert!(rel <= REL_TOL, "{dtype:?} vit-d64/{key} ({kernel}): relative error {rel} (max abs {max})");
+        }
+    }
+}
+
 #[test]
 fn clip_text_and_image_on_emu_match_transformers() {
     for dtype in DTYPES {

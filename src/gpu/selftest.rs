@@ -215,7 +215,7 @@ fn softmax_cases(out: &mut Vec<Case>) {
     }
 }
 
-fn attention_cases(out: &mut Vec<Case>) {
+fn attention_cases(out: &mut Vec<Case>, hopper: bool) {
     // (dtype, batch, heads, len, head dim, causal): single token, ViT-like, CLIP text (77, causal), several
     // query and key tiles, every head dim.
     let shapes = [
@@ -230,15 +230,17 @@ fn attention_cases(out: &mut Vec<Case>) {
     ];
     // The candidate kernels (head dim 64) on the same shapes.
     use ops::attention::AttentionKernel;
-    let candidates = [AttentionKernel::Tail16, AttentionKernel::Tail16x4, AttentionKernel::Tail16w]
+    let candidates = AttentionKernel::ALL
         .into_iter()
+        .filter(|&k| k != AttentionKernel::Tiled && (hopper || k != AttentionKernel::Wgmma))
         .flat_map(|k| shapes.into_iter().filter(|s| s.4 == 64).map(move |s| (s, k)));
     for ((dt, b, h, t, d, causal), kernel) in shapes.into_iter().map(|s| (s, AttentionKernel::Tiled)).chain(candidates)
     {
         let shape = format!("B{b} H{h} T{t} D{d}{}", if causal { " causal" } else { "" });
+        let name = format!("attention_fwd_{}d{d}_{}", kernel.prefix(), dt.suffix());
         out.push(case(
             "attention",
-            format!("attention_fwd_{}d{d}_{}", kernel.prefix(), dt.suffix()),
+            name.clone(),
             shape,
             tol(dt),
             Box::new(move |dev, rng| {
@@ -248,7 +250,7 @@ fn attention_cases(out: &mut Vec<Case>) {
                 let (qb, kb, vb) = (dev.upload(&q, dt)?, dev.upload(&k, dt)?, dev.upload(&v, dt)?);
                 let o = poisoned(dev, dt, n)?;
                 let att = ops::attention::Attention::new(b, h, t, d, &qb, &kb, &vb, &o).causal(causal).kernel(kernel);
-                tensor_core_path(&att)?;
+                tensor_core_path(dev, &att, &name)?;
                 att.launch(dev)?;
                 Ok((dev.download(&o)?, r::attention(b, h, t, t, d, &q, &k, &v, att.scale as f64, causal)))
             }),
@@ -256,41 +258,47 @@ fn attention_cases(out: &mut Vec<Case>) {
     }
 }
 
-/// These cases test the tensor-core kernel: fail if the launcher would fall back to the generic one.
-fn tensor_core_path(att: &ops::attention::Attention) -> Result<()> {
-    if !att.uses_tensor_cores() {
-        let msg = format!("falls back to {} on a tensor-core shape", att.kernel_name());
-        return Err(crate::error::Error::kernel(att.kernel_name(), msg));
+/// These cases test the tensor-core kernel `expected`: fail if the launcher would run another (the generic one).
+fn tensor_core_path(dev: &GpuDevice, att: &ops::attention::Attention, expected: &str) -> Result<()> {
+    let picked = att.kernel_name(dev);
+    if !att.uses_tensor_cores() || picked != expected {
+        return Err(crate::error::Error::kernel(expected, format!("launch would run {picked}")));
     }
     Ok(())
 }
 
-/// Attention reading q, k, v straight out of one fused [b, t, 3·h·d] projection (row stride 3·h·d).
-fn fused_qkv_case(out: &mut Vec<Case>) {
+/// Attention reading q, k, v straight out of one fused [b, t, 3·h·d] projection (row stride 3·h·d), by the
+/// default kernel and the Hopper one (ViT's layout).
+fn fused_qkv_cases(out: &mut Vec<Case>, hopper: bool) {
+    use ops::attention::AttentionKernel;
     let (dt, b, h, t, d) = (DType::Bf16, 2usize, 2usize, 70usize, 64usize);
-    let shape = format!("B{b} H{h} T{t} D{d} fused qkv");
-    out.push(case(
-        "attention",
-        format!("attention_fwd_d{d}_{}", dt.suffix()),
-        shape,
-        tol(dt),
-        Box::new(move |dev, rng| {
-            let w = h * d;
-            let qkv = random(rng, b * t * 3 * w, -2.0, 2.0, dt);
-            let part =
-                |p: usize| -> Vec<f32> { (0..b * t).flat_map(|r| qkv[r * 3 * w + p * w..][..w].to_vec()).collect() };
-            let qkv_b = dev.upload(&qkv, dt)?;
-            let n = qkv.len();
-            let (q, k, v) = (qkv_b.slice(0, n)?, qkv_b.slice(w, n - w)?, qkv_b.slice(2 * w, n - 2 * w)?);
-            let o = poisoned(dev, dt, b * t * w)?;
-            let mut att = ops::attention::Attention::new(b, h, t, d, &q, &k, &v, &o);
-            (att.ld_q, att.ld_k, att.ld_v) = (3 * w, 3 * w, 3 * w);
-            tensor_core_path(&att)?;
-            att.launch(dev)?;
-            let reference = r::attention(b, h, t, t, d, &part(0), &part(1), &part(2), att.scale as f64, false);
-            Ok((dev.download(&o)?, reference))
-        }),
-    ));
+    let kernels = [AttentionKernel::Tiled, AttentionKernel::Wgmma];
+    for kernel in kernels.into_iter().filter(|&k| hopper || k != AttentionKernel::Wgmma) {
+        let name = format!("attention_fwd_{}d{d}_{}", kernel.prefix(), dt.suffix());
+        out.push(case(
+            "attention",
+            name.clone(),
+            format!("B{b} H{h} T{t} D{d} fused qkv"),
+            tol(dt),
+            Box::new(move |dev, rng| {
+                let w = h * d;
+                let qkv = random(rng, b * t * 3 * w, -2.0, 2.0, dt);
+                let part = |p: usize| -> Vec<f32> {
+                    (0..b * t).flat_map(|r| qkv[r * 3 * w + p * w..][..w].to_vec()).collect()
+                };
+                let qkv_b = dev.upload(&qkv, dt)?;
+                let n = qkv.len();
+                let (q, k, v) = (qkv_b.slice(0, n)?, qkv_b.slice(w, n - w)?, qkv_b.slice(2 * w, n - 2 * w)?);
+                let o = poisoned(dev, dt, b * t * w)?;
+                let mut att = ops::attention::Attention::new(b, h, t, d, &q, &k, &v, &o).kernel(kernel);
+                (att.ld_q, att.ld_k, att.ld_v) = (3 * w, 3 * w, 3 * w);
+                tensor_core_path(dev, &att, &name)?;
+                att.launch(dev)?;
+                let reference = r::attention(b, h, t, t, d, &part(0), &part(1), &part(2), att.scale as f64, false);
+                Ok((dev.download(&o)?, reference))
+            }),
+        ));
+    }
 }
 
 fn patch_cases(out: &mut Vec<Case>) {
@@ -387,9 +395,10 @@ pub fn cases(dev: &GpuDevice) -> Vec<Case> {
     elementwise_cases(&mut out);
     layernorm_cases(&mut out);
     softmax_cases(&mut out);
-    gemm::gemm_cases(&mut out, dev.runs_hopper_kernels());
-    attention_cases(&mut out);
-    fused_qkv_case(&mut out);
+    let hopper = dev.runs_hopper_kernels();
+    gemm::gemm_cases(&mut out, hopper);
+    attention_cases(&mut out, hopper);
+    fused_qkv_cases(&mut out, hopper);
     tokens::generic_attention_cases(&mut out);
     patch_cases(&mut out);
     interp_cases(&mut out);

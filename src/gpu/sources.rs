@@ -13,8 +13,10 @@ pub struct KernelSource {
 pub const COMMON: &str = include_str!("../../kernels/common.cuh");
 /// `kernels/hopper.cuh` (wgmma, TMA, mbarriers), included by the `*_sm90.cu` files after `common.cuh`.
 pub const HOPPER: &str = include_str!("../../kernels/hopper.cuh");
+/// `kernels/attention.cuh` (the online-softmax steps), included by `attention.cu` and `attention_sm90.cu`.
+pub const ATTENTION: &str = include_str!("../../kernels/attention.cuh");
 /// The headers a kernel file may `#include`, by name. NVRTC gets no include path: `expand` splices them in.
-pub const HEADERS: &[(&str, &str)] = &[("common.cuh", COMMON), ("hopper.cuh", HOPPER)];
+pub const HEADERS: &[(&str, &str)] = &[("common.cuh", COMMON), ("hopper.cuh", HOPPER), ("attention.cuh", ATTENTION)];
 
 macro_rules! kernel_sources {
     ($($file:literal),* $(,)?) => {
@@ -26,6 +28,7 @@ macro_rules! kernel_sources {
 #[rustfmt::skip]
 pub const SOURCES: &[KernelSource] = kernel_sources![
     "attention.cu",
+    "attention_sm90.cu",
     "elementwise.cu",
     "gemm.cu",
     "gemm_sm90.cu",

@@ -75,3 +75,49 @@ pub fn write_dinov2_classifier_checkpoint(dir: &std::path::Path) {
         .replace("\"Dinov2Model\"", "\"Dinov2ForImageClassification\"");
     std::fs::write(dir.join("config.json"), config).unwrap();
 }
+
+/// The tiny ViT fixture widened to head dim 64, so that its attention runs the tensor-core kernels (the tiny
+/// fixtures' heads are 12 and 16 wide, which take the generic one): hidden 48 → 128 (2 heads of 64),
+/// intermediate 96 → 256, every tensor seeded-random (LayerNorm weights near 1) and a bf16 value, so that a
+/// 16-bit device holds the same weights as the CPU. Written as config.json and model.safetensors into `dir`; the
+/// fixture's pixel_values fit it.
+pub fn write_vit_head_dim_64(dir: &Path) {
+    let widen = |d: usize| match d {
+        48 => 128,
+        96 => 256,
+        d => d,
+    };
+    let base = SafetensorsFile::open(&fixture("hf-tiny/vit/model.safetensors")).unwrap();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut uniform = move || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let x = (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+        f32::from_bits((x.to_bits() + 0x8000) & 0xFFFF_0000) // to the nearest bf16 (ties away from zero)
+    };
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    for name in base.names() {
+        let shape: Vec<usize> = base.get(name, None).unwrap().shape().iter().map(|&d| widen(d)).collect();
+        let (norm_weight, bias) = (name.contains("layernorm") && name.ends_with(".weight"), name.ends_with(".bias"));
+        let values = (0..shape.iter().product::<usize>())
+            .map(|_| match (norm_weight, bias) {
+                (true, _) => 1.0 + uniform() / 8.0,
+                (_, true) => uniform() / 8.0,
+                _ => uniform() / 16.0,
+            })
+            .collect();
+        tensors.push((name.to_string(), Tensor::from_vec(values, &shape).unwrap()));
+    }
+    let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    cpeal::weights::save_safetensors(&dir.join("model.safetensors"), &named, None).unwrap();
+    let mut config = std::fs::read_to_string(fixture("hf-tiny/vit/config.json")).unwrap();
+    for (from, to) in [
+        ("\"hidden_size\": 48", "\"hidden_size\": 128"),
+        ("\"intermediate_size\": 96", "\"intermediate_size\": 256"),
+        ("\"num_attention_heads\": 3", "\"num_attention_heads\": 2"),
+        ("\"pooler_output_size\": 48", "\"pooler_output_size\": 128"),
+    ] {
+        assert!(config.contains(from), "the tiny ViT config has {from}");
+        config = config.replace(from, to);
+    }
+    std::fs::write(dir.join("config.json"), config).unwrap();
+}

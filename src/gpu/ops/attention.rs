@@ -50,16 +50,28 @@ pub enum AttentionKernel {
     /// Tail16 with one block per (batch, head) and a warp per 16 queries, up to [`WIDE_MAX_QUERIES`]
     /// (`attention_fwd_tail16w_d64_*`); longer sequences run `Tail16` when it comes from `CPEAL_ATTENTION`.
     Tail16w,
+    /// Hopper's warpgroup instructions (`kernels/attention_sm90.cu`, `attention_fwd_wgmma_d64_*`): 128 queries a
+    /// block, scores and p·v by wgmma, the last key block in 16-key steps. Needs an sm_90 device (or the
+    /// emulator); elsewhere a `CPEAL_ATTENTION=wgmma` runs `Tiled`.
+    Wgmma,
 }
 
 /// Most queries the `Tail16w` kernel takes (13 warps of 16: its launch bound of 416 threads).
 pub const WIDE_MAX_QUERIES: usize = 208;
 
-impl AttentionKernel {
-    pub const ALL: [AttentionKernel; 4] =
-        [AttentionKernel::Tiled, AttentionKernel::Tail16, AttentionKernel::Tail16x4, AttentionKernel::Tail16w];
+/// Depth of the `Wgmma` kernel's K / V ring (`ATW_STAGES` in `kernels/attention_sm90.cu`).
+const WGMMA_STAGES: usize = 4;
 
-    /// `tiled`, `tail16`, `tail16x4`: the `CPEAL_ATTENTION` value; the kernel name's prefix for the candidates.
+impl AttentionKernel {
+    pub const ALL: [AttentionKernel; 5] = [
+        AttentionKernel::Tiled,
+        AttentionKernel::Tail16,
+        AttentionKernel::Tail16x4,
+        AttentionKernel::Tail16w,
+        AttentionKernel::Wgmma,
+    ];
+
+    /// `tiled`, `tail16`, `tail16x4`, `tail16w`, `wgmma`: the `CPEAL_ATTENTION` value; the kernel name's prefix for the candidates.
     pub fn label(self) -> &'static str {
         match self {
             AttentionKernel::Auto => "auto",
@@ -67,6 +79,7 @@ impl AttentionKernel {
             AttentionKernel::Tail16 => "tail16",
             AttentionKernel::Tail16x4 => "tail16x4",
             AttentionKernel::Tail16w => "tail16w",
+            AttentionKernel::Wgmma => "wgmma",
         }
     }
 
@@ -160,6 +173,23 @@ impl<'a> Attention<'a> {
         ]
     }
 
+    /// (queries per block, threads, shared bytes) of the kernel `chosen` (None: the generic one).
+    fn block_shape(&self, chosen: Option<AttentionKernel>) -> (usize, usize, usize) {
+        let padded_row = (self.head_dim + 8) * 2; // attention.cu pads shared rows by 8 elements
+        match chosen {
+            // Q rows, and four K and V tiles of 64 rows.
+            Some(AttentionKernel::Tail16w) => {
+                let rows = self.q_len.div_ceil(16) * 16;
+                (rows, rows * 2, (rows + 4 * 64) * padded_row)
+            }
+            // 1024 bytes of alignment slack, two swizzled Q tiles, the K and V rings (kernels/attention_sm90.cu).
+            Some(AttentionKernel::Wgmma) => (128, 256, 1024 + (2 + 2 * WGMMA_STAGES) * 64 * 128),
+            // Q, and two K and V tiles of 64 rows.
+            Some(_) => (64, 128, 5 * 64 * padded_row),
+            None => (4, 128, 0),
+        }
+    }
+
     /// Whether the tensor-core kernel applies: a compiled head dim, 16-bit storage, every row stride a multiple
     /// of 8 and every pointer 16-byte aligned (cp.async of 16-byte chunks).
     pub fn uses_tensor_cores(&self) -> bool {
@@ -168,44 +198,54 @@ impl<'a> Attention<'a> {
             && self.tensors().iter().all(|&(_, buf, ld, _)| ld % 8 == 0 && buf.ptr() % 16 == 0)
     }
 
-    /// The tensor-core kernel for head dim 64: `self.kernel`, with `Auto` resolved (an unknown `CPEAL_ATTENTION`
-    /// is reported by `launch`; a forced `tail16w` on a sequence too long for it runs `tail16`).
-    fn resolved(&self) -> AttentionKernel {
+    /// The tensor-core kernel for head dim 64 on `dev`: `self.kernel`, with `Auto` resolved (an unknown
+    /// `CPEAL_ATTENTION` is reported by `launch`; a forced `tail16w` on a sequence too long for it runs `tail16`,
+    /// a forced `wgmma` off Hopper the tiled kernel).
+    fn resolved(&self, dev: &GpuDevice) -> AttentionKernel {
         match self.kernel {
             AttentionKernel::Auto => match AttentionKernel::forced().ok().flatten() {
                 Some(AttentionKernel::Tail16w) if self.q_len > WIDE_MAX_QUERIES => AttentionKernel::Tail16,
+                Some(AttentionKernel::Wgmma) if !dev.runs_hopper_kernels() => AttentionKernel::Tiled,
                 forced => forced.unwrap_or(AttentionKernel::Tiled),
             },
             k => k,
         }
     }
 
-    /// The kernel `launch` runs: `attention_fwd_d<D>_<dtype>` (`attention_fwd_<label>_d64_<dtype>` for a candidate) or,
-    /// when [`Self::uses_tensor_cores`] is false,
-    /// the generic `attention_fwd_generic_<dtype>` (head dims 1 … [`GENERIC_MAX_HEAD_DIM`]).
-    pub fn kernel_name(&self) -> String {
+    /// The tensor-core kernel `launch` runs on `dev`; None for the generic one.
+    fn tensor_core_kernel(&self, dev: &GpuDevice) -> Option<AttentionKernel> {
+        let kernel = if self.head_dim == 64 { self.resolved(dev) } else { AttentionKernel::Tiled };
+        self.uses_tensor_cores().then_some(kernel)
+    }
+
+    /// The kernel `launch` runs on `dev`: `attention_fwd_d<D>_<dtype>` (`attention_fwd_<label>_d64_<dtype>` for
+    /// a candidate) or, when [`Self::uses_tensor_cores`] is false, the generic `attention_fwd_generic_<dtype>`
+    /// (head dims 1 … [`GENERIC_MAX_HEAD_DIM`]).
+    pub fn kernel_name(&self, dev: &GpuDevice) -> String {
         let dt = self.q.dtype().suffix();
-        if self.uses_tensor_cores() {
-            let kernel = if self.head_dim == 64 { self.resolved() } else { AttentionKernel::Tiled };
-            format!("attention_fwd_{}d{}_{dt}", kernel.prefix(), self.head_dim)
-        } else {
-            format!("attention_fwd_generic_{dt}")
+        match self.tensor_core_kernel(dev) {
+            Some(kernel) => format!("attention_fwd_{}d{}_{dt}", kernel.prefix(), self.head_dim),
+            None => format!("attention_fwd_generic_{dt}"),
         }
     }
 
     pub fn launch(&self, dev: &GpuDevice) -> Result<()> {
         let dt = self.q.dtype();
-        let kernel = self.kernel_name();
+        let kernel = self.kernel_name(dev);
         if dt == DType::I32 {
             return Err(Error::kernel(&kernel, "i32 storage; attention takes bf16, f16 or f32"));
         }
         self.check(&kernel, dt)?;
-        let fast = self.uses_tensor_cores();
+        let chosen = self.tensor_core_kernel(dev);
+        let fast = chosen.is_some();
         AttentionKernel::forced()?;
         let candidate = !matches!(self.kernel, AttentionKernel::Auto | AttentionKernel::Tiled);
         if candidate && !(fast && self.head_dim == 64) {
             let label = self.kernel.label();
             return Err(Error::kernel(&kernel, format!("the {label} kernel is for head dim 64 on tensor cores")));
+        }
+        if chosen == Some(AttentionKernel::Wgmma) && !dev.runs_hopper_kernels() {
+            return Err(Error::kernel(&kernel, "the wgmma kernel needs an sm_90 GPU"));
         }
         if fast && !(self.scale > 0.0 && self.scale.is_finite()) {
             // The kernel takes the maximum of raw scores as the maximum of scaled ones.
@@ -217,19 +257,10 @@ impl<'a> Attention<'a> {
                 format!("head dim {} outside 1..={GENERIC_MAX_HEAD_DIM}", self.head_dim),
             ));
         }
-        let wide = fast && self.head_dim == 64 && self.resolved() == AttentionKernel::Tail16w;
-        if wide && self.q_len > WIDE_MAX_QUERIES {
+        if chosen == Some(AttentionKernel::Tail16w) && self.q_len > WIDE_MAX_QUERIES {
             return Err(Error::kernel(&kernel, format!("{} queries; tail16w takes {WIDE_MAX_QUERIES}", self.q_len)));
         }
-        // (queries per block, threads, shared bytes): Q rows and two K and V tiles of 64 rows, padded by 8.
-        let (rows_per_block, threads, shared_bytes) = match (fast, wide) {
-            (true, true) => {
-                let rows = self.q_len.div_ceil(16) * 16;
-                (rows, rows * 2, (rows + 4 * 64) * (self.head_dim + 8) * 2)
-            }
-            (true, false) => (64, 128, 5 * 64 * (self.head_dim + 8) * 2),
-            (false, _) => (4, 128, 0),
-        };
+        let (rows_per_block, threads, shared_bytes) = self.block_shape(chosen);
         let grid_x = u32::try_from(self.q_len.div_ceil(rows_per_block))
             .map_err(|_| Error::kernel(&kernel, "q_len too large"))?;
         let cfg = LaunchConfig {
@@ -238,6 +269,8 @@ impl<'a> Attention<'a> {
             shared_bytes: shared_bytes as u32,
         };
         let mut args = KernelArgs::new();
+        // Profiles tell the attention calls apart by batch x heads x queries x keys x head dim.
+        args.tag(format!("{}x{}x{}x{}x{}", self.batch, self.heads, self.q_len, self.k_len, self.head_dim));
         args.i32(int(&kernel, "B", self.batch)?) //   int B
             .i32(int(&kernel, "H", self.heads)?) //   int H
             .i32(int(&kernel, "Tq", self.q_len)?) //  int Tq
@@ -255,8 +288,8 @@ impl<'a> Attention<'a> {
             .buf(self.o) //                           T* o
             .f32(self.scale) //                       float scale
             .i32(self.causal as i32); //              int causal
-                                      // SAFETY: buffers hold batch·len rows of their strides (checked); the fast kernel only runs when strides
-                                      // and pointers meet its cp.async alignment. Signatures: (8 × int, 3 × const T*, T*, float, int), the
+                                      // SAFETY: buffers hold batch·len rows of their strides (checked); the fast kernels only run when strides
+                                      // and pointers meet their cp.async alignment. Signatures: (8 × int, 3 × const T*, T*, float, int), the
                                       // generic one with `int D` after the 8 sizes.
         unsafe { dev.launch(&kernel, cfg, &mut args) }
     }

@@ -171,8 +171,8 @@ pub(super) fn generic_attention_cases(out: &mut Vec<Case>) {
                 let mut att = ops::attention::Attention::new(b, h, tq, d, &qb, &kb, &vb, &o).causal(causal);
                 (att.k_len, att.ld_q, att.ld_k, att.ld_v) = (tk, ld, ld, ld);
                 let expected = format!("attention_fwd_generic_{}", dt.suffix());
-                if att.kernel_name() != expected {
-                    return Err(Error::kernel(&expected, format!("launch would pick {}", att.kernel_name())));
+                if att.kernel_name(dev) != expected {
+                    return Err(Error::kernel(&expected, format!("launch would pick {}", att.kernel_name(dev))));
                 }
                 att.launch(dev)?;
                 Ok((dev.download(&o)?, r::attention(b, h, tq, tk, d, &q, &k, &v, att.scale as f64, causal)))

@@ -189,16 +189,19 @@ fn bench_attention(dev: &GpuDevice, args: &Args, rng: &mut rand_chacha::ChaCha8R
     let o = dev.alloc(DType::Bf16, n)?;
     let flops = 4.0 * (args.batch * heads * len * len * hd) as f64;
     println!("\n| kernel | shape | time (us) | TFLOP/s |\n|---|---|---|---|");
-    // The default kernel, then the candidates (the last key tile in 16-key steps, at 3 and 4 blocks per SM).
-    for kernel in ops::attention::AttentionKernel::ALL {
+    // The default kernel, then the candidates (the last key tile in 16-key steps at 3 and 4 blocks per SM, one
+    // block per (batch, head), and on Hopper the wgmma kernel).
+    use ops::attention::AttentionKernel;
+    for kernel in AttentionKernel::ALL.into_iter().filter(|&k| k != AttentionKernel::Wgmma || dev.runs_hopper_kernels())
+    {
         let att = ops::attention::Attention::new(args.batch, heads, len, hd, &q, &k, &v, &o).kernel(kernel);
-        if args.skips(&att.kernel_name()) {
+        if args.skips(&att.kernel_name(dev)) {
             continue;
         }
         let secs = time(dev, args.reps, &|| att.launch(dev))?;
         println!(
             "| {} | {} x {heads} heads x {len} x {hd} | {:.1} | {:.1} |",
-            att.kernel_name(),
+            att.kernel_name(dev),
             args.batch,
             secs * 1e6,
             flops / secs / 1e12
