@@ -163,6 +163,17 @@ for name, (n, k) in shapes.items():
     t = tflops(m, n, k, ms)
     us, tf = ours.get(name, (float("nan"), float("nan")))
     print(f"| {name} | {m} x {n} x {k} | {us:.1f} | {tf:.1f} | {ms * 1e3:.1f} | {t:.1f} | {tf / t:.2f} | {tf / peak:.0%} |")
+# Attention: each of our kernels (bench-kernels rows) beside PyTorch's SDPA (what the eager anchor model runs).
+att = [l.split("|") for l in open(ours_path) if l.startswith("| attention_fwd_")]
+q, k, v = (torch.randn(batch, 12, 197, 64, device=dev, dtype=torch.bfloat16) for _ in range(3))
+sdpa_ms = median_ms(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
+att_flop = 4 * batch * 12 * 197 * 197 * 64
+print(f"\n| attention (ViT-B/16, {batch} x 12 heads x 197 x 64) | cpeal (us) | SDPA (us) | cpeal / SDPA speed |")
+print("|---|---|---|---|")
+for cells in att:
+    us = float(cells[3])
+    print(f"| {cells[1].strip()} | {us:.1f} | {sdpa_ms * 1e3:.1f} | {sdpa_ms * 1e3 / us:.2f} |")
+print(f"\nSDPA: {att_flop / (sdpa_ms * 1e-3) / 1e12:.0f} TFLOP/s")
 print(f"\ntorch {torch.__version__}, CUDA {torch.version.cuda}")
 EOF
 cat "$WORK/torch.md"
