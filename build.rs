@@ -45,25 +45,26 @@ fn build_emu() {
         .flag_if_supported("-Wno-unused-function")
         .flag_if_supported("-Wno-psabi") // "ABI for 64-byte aligned parameters changed in GCC 4.6": TmaMap by value
         .warnings(true);
-    let mut registry = String::from("struct CpealEmuEntry { const char* name; void (*fn)(void**); };\n");
+    let mut registry =
+        String::from("struct CpealEmuEntry { const char* name; void (*fn)(void**); unsigned cluster; };\n");
     let mut table = String::from("static const CpealEmuEntry cpeal_emu_table[] = {\n");
     for file in kernel_files(&kernels) {
         let src = std::fs::read_to_string(&file).expect("kernel source is readable");
         let stem = file.file_stem().unwrap().to_string_lossy().to_string();
         let mut unit = format!("#include \"{}\"\n", file.display());
-        for name in scan::kernel_names(&src) {
+        for (name, cluster) in scan::kernels(&src) {
             let _ = writeln!(
                 unit,
                 "extern \"C\" void cpeal_emu_entry_{name}(void** a) {{ cpeal_emu::invoke(&{name}, a); }}"
             );
             let _ = writeln!(registry, "extern \"C\" void cpeal_emu_entry_{name}(void**);");
-            let _ = writeln!(table, "    {{\"{name}\", cpeal_emu_entry_{name}}},");
+            let _ = writeln!(table, "    {{\"{name}\", cpeal_emu_entry_{name}, {cluster}}},");
         }
         let path = out.join(format!("emu_{stem}.cpp"));
         std::fs::write(&path, unit).unwrap();
         build.file(&path);
     }
-    table.push_str("    {nullptr, nullptr}};\n");
+    table.push_str("    {nullptr, nullptr, 1}};\n");
     registry.push_str(&table);
     registry.push_str(REGISTRY_FNS);
     let path = out.join("emu_registry.cpp");
@@ -78,8 +79,13 @@ extern "C" void* cpeal_emu_lookup(const char* name) {
         if (std::strcmp(e->name, name) == 0) return reinterpret_cast<void*>(e->fn);
     return nullptr;
 }
+// The kernel's cluster size (its __cluster_dims__) comes from the table, as the GPU takes it from the binary.
 extern "C" int cpeal_emu_launch(void* entry, const unsigned* grid, const unsigned* block, unsigned shared_bytes,
                                 void** args, char* err, size_t errlen) {
-    return cpeal_emu::launch(reinterpret_cast<void (*)(void**)>(entry), grid, block, shared_bytes, args, err, errlen);
+    unsigned cluster = 1;
+    for (const CpealEmuEntry* e = cpeal_emu_table; e->name; ++e)
+        if (reinterpret_cast<void*>(e->fn) == entry) cluster = e->cluster;
+    return cpeal_emu::launch(reinterpret_cast<void (*)(void**)>(entry), grid, block, shared_bytes, args, err, errlen,
+                             cluster);
 }
 "#;

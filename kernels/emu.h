@@ -5,7 +5,9 @@
 // grid / block / shared-bytes / void** arguments as cuLaunchKernel.
 //
 // Execution model
-// - Blocks run one after another on the calling OS thread. The threads of a block are cooperatively scheduled
+// - Blocks run one after another on the calling OS thread; the blocks of a thread block cluster (a kernel's
+//   __cluster_dims__(x, 1, 1), read by build.rs) run together, their threads interleaved in one scheduler, one
+//   of them taking two turns per pass so that it runs ahead. The threads of a block are cooperatively scheduled
 //   fibers (ucontext), each with its own stack. A fiber runs until it reaches a synchronisation point
 //   (__syncthreads, __syncwarp, a shuffle, a vote, ldmatrix, mma) and then yields to the scheduler, which
 //   resumes the next fiber. Passes alternate direction (forward, backward, …; odd blocks start backward), so
@@ -25,6 +27,9 @@
 //   in flight fails the launch (a stage refilled too early, or read before its barrier); named barriers
 //   (bar.sync id, n) count arrivals per id. Misuse (an mbarrier used before init, an address outside shared
 //   memory, mismatched descriptors, a thread exiting with a wgmma in flight) fails the launch with a message.
+//   Clusters: a multicast bulk copy lands in every block its mask names; an mbarrier may be arrived at or copied to
+//   from another block only once a cluster barrier has completed after its initialisation, and only while that
+//   block is still running.
 #pragma once
 
 #include <ucontext.h>
@@ -56,6 +61,7 @@
 #define __launch_bounds__(...)
 #define __grid_constant__
 #define __maxnreg__(...)
+#define __cluster_dims__(...)
 #define warpSize 32
 
 struct dim3 {
@@ -91,6 +97,7 @@ struct Mbar {
     uint32_t pending = 0;
     uint32_t phase = 0;
     int64_t tx = 0;
+    unsigned cluster_gen = 0;  // cluster barriers completed before its initialisation
 };
 
 // A bulk tensor copy in flight: the box at (c0 = column, c1 = row) of the matrix `map` describes.
@@ -129,7 +136,12 @@ struct Warp {
     uint32_t frag_b[32][2];
 };
 
+struct Cluster;
+
 struct Block {
+    dim3 idx;                           // blockIdx
+    int rank = 0;                       // %cluster_ctarank
+    Cluster* cluster = nullptr;
     std::vector<Thread> threads;
     std::vector<Warp> warps;
     std::vector<unsigned char*> stacks;
@@ -149,6 +161,19 @@ struct Block {
     int nb_arrived[16] = {};            // named barriers (bar.sync id, n)
     int nb_count[16] = {};
     unsigned nb_gen[16] = {};
+};
+
+// The blocks of one thread block cluster (one block when the kernel has no __cluster_dims__), run together, and
+// the cluster-wide barrier (barrier.cluster.arrive / wait).
+struct Cluster {
+    std::vector<Block> blocks;
+    int arrived = 0;
+    unsigned gen = 0;
+    int live() const {
+        int n = 0;
+        for (const Block& b : blocks) n += b.live;
+        return n;
+    }
 };
 
 inline thread_local Thread* cur_thread = nullptr;
@@ -319,155 +344,6 @@ inline float f16_bits_to_f32(uint16_t h) {
     return bits_to_f32(sign | ((exp + 112) << 23) | (mant << 13));
 }
 
-// --- launching -------------------------------------------------------------------------------------------------
-// One argument by value, copied bytewise: the launcher's storage need not meet the type's alignment (a
-// TmaMap is 64-byte aligned).
-template <class T>
-inline T load_arg(const void* p) {
-    T v;
-    std::memcpy(static_cast<void*>(&v), p, sizeof(T));
-    return v;
-}
-template <class... A, size_t... I>
-inline void invoke_impl(void (*f)(A...), void** args, std::index_sequence<I...>) {
-    f(load_arg<std::remove_cv_t<std::remove_reference_t<A>>>(args[I])...);
-}
-// Unpack cuLaunchKernel-style arguments (args[i] points at the i-th parameter's value) and call the kernel.
-template <class... A>
-inline void invoke(void (*f)(A...), void** args) {
-    invoke_impl(f, args, std::index_sequence_for<A...>{});
-}
-
-inline void on_thread_exit() {
-    Block* b = cur_block;
-    Thread* t = cur_thread;
-    t->done = true;
-    t->pending.clear();
-    if (!b->wgs.empty()) {
-        WarpGroup& g = b->wgs[t->linear >> 7];
-        if (!g.ops.empty() && g.ops.begin()->first < t->wgmma_issued)
-            fault("thread %d exited with a wgmma in flight (no wgmma.wait_group 0)", t->linear);
-    }
-    b->events++;
-    b->live--;
-    if (b->live > 0 && b->arrived >= b->live) {
-        b->arrived = 0;
-        b->gen++;
-    }
-    Warp& w = b->warps[t->linear >> 5];
-    w.live--;
-    if (w.live > 0 && w.arrived >= w.live) {
-        w.arrived = 0;
-        w.gen++;
-    }
-}
-
-inline void fiber_main() {
-    cur_block->entry(cur_block->args);
-    on_thread_exit();
-}  // returns to Block::sched through uc_link
-
-// Run one block to completion. Returns 0, or 1 on deadlock (message in err).
-inline int run_block(Block& b, int start_backward, char* err, size_t errlen) {
-    int n = int(b.threads.size());
-    b.live = n;
-    b.arrived = 0;
-    for (Warp& w : b.warps) {
-        w.live = w.lanes;
-        w.arrived = 0;
-    }
-    for (int i = 0; i < n; ++i) {
-        Thread& t = b.threads[i];
-        t.done = false;
-        t.pending.clear();
-        t.open_group = 0;
-        t.wgmma_issued = 0;
-        t.wgmma_group = 0;
-        getcontext(&t.ctx);
-        t.ctx.uc_stack.ss_sp = b.stacks[i];
-        t.ctx.uc_stack.ss_size = kStackBytes;
-        t.ctx.uc_link = &b.sched;
-        makecontext(&t.ctx, fiber_main, 0);
-    }
-    if (b.dyn_bytes) std::memset(b.dyn_smem, 0xff, b.dyn_bytes);
-    b.fault.clear();
-    b.mbars.clear();
-    b.bulk.clear();
-    b.wgs.assign((n + 127) / 128, WarpGroup());
-    std::memset(b.nb_arrived, 0, sizeof b.nb_arrived);
-    std::memset(b.nb_gen, 0, sizeof b.nb_gen);
-    bool backward = start_backward != 0;
-    int remaining = n;
-    while (remaining > 0) {
-        long before = b.events;
-        for (int k = 0; k < n; ++k) {
-            Thread& t = b.threads[backward ? n - 1 - k : k];
-            if (t.done) continue;
-            cur_thread = &t;
-            swapcontext(&b.sched, &t.ctx);
-            if (t.done) remaining--;
-        }
-        backward = !backward;
-        end_pass_sm90(b);
-        if (!b.fault.empty()) {
-            std::snprintf(err, errlen, "block (%u,%u,%u): %s", block_idx.x, block_idx.y, block_idx.z,
-                          b.fault.c_str());
-            return 1;
-        }
-        if (remaining > 0 && b.events == before) {
-            std::snprintf(err, errlen,
-                          "deadlock in block (%u,%u,%u): %d live threads wait at barriers that cannot complete",
-                          block_idx.x, block_idx.y, block_idx.z, remaining);
-            return 1;
-        }
-    }
-    return 0;
-}
-
-// Launch `entry` over the grid. Returns 0 on success, non-zero with a message in err.
-inline int launch(void (*entry)(void**), const unsigned* grid, const unsigned* block, unsigned shared_bytes,
-                  void** args, char* err, size_t errlen) {
-    unsigned nthreads = block[0] * block[1] * block[2];
-    if (nthreads == 0 || nthreads > 1024 || grid[0] * grid[1] * grid[2] == 0) {
-        std::snprintf(err, errlen, "invalid launch: block %ux%ux%u, grid %ux%ux%u", block[0], block[1], block[2],
-                      grid[0], grid[1], grid[2]);
-        return 2;
-    }
-    Block b;
-    b.entry = entry;
-    b.args = args;
-    b.threads.resize(nthreads);
-    b.warps.resize((nthreads + 31) / 32);
-    for (unsigned i = 0; i < nthreads; ++i) {
-        Thread& t = b.threads[i];
-        t.linear = int(i);
-        t.idx = dim3(i % block[0], (i / block[0]) % block[1], i / (block[0] * block[1]));
-        b.warps[i / 32].lanes++;
-        b.stacks.push_back(static_cast<unsigned char*>(std::malloc(kStackBytes)));
-    }
-    b.dyn_bytes = shared_bytes;
-    // 1024-byte aligned, like the swizzle atoms of Hopper tiles (see smem_offset).
-    b.dyn_smem = shared_bytes ? static_cast<unsigned char*>(std::aligned_alloc(1024, (shared_bytes + 1023) / 1024 * 1024))
-                              : nullptr;
-    Block* saved_block = cur_block;
-    Thread* saved_thread = cur_thread;
-    cur_block = &b;
-    block_dim = dim3(block[0], block[1], block[2]);
-    grid_dim = dim3(grid[0], grid[1], grid[2]);
-    int rc = 0;
-    for (unsigned z = 0; z < grid[2] && rc == 0; ++z)
-        for (unsigned y = 0; y < grid[1] && rc == 0; ++y)
-            for (unsigned x = 0; x < grid[0] && rc == 0; ++x) {
-                block_idx = dim3(x, y, z);
-                rc = run_block(b, int((x + y + z) & 1), err, errlen);
-            }
-    cur_block = saved_block;
-    cur_thread = saved_thread;
-    for (unsigned char* s : b.stacks) std::free(s);
-    std::free(b.dyn_smem);
-    return rc;
-}
-
 }  // namespace cpeal_emu
 
 // ---------------------------------------------------------------------------------------------------------
@@ -575,3 +451,4 @@ inline __half __float2half_rn(float f) { return __float2half(f); }
 inline float __half2float(__half h) { return cpeal_emu::f16_bits_to_f32(h.__x); }
 
 #include "emu_sm90.h"
+#include "emu_launch.h"

@@ -49,12 +49,12 @@ inline void mbar_init(uint32_t addr, uint32_t count) {
     if (addr % 8 != 0 || count == 0) fault("mbarrier.init at %u with count %u (needs 8-byte alignment, count > 0)", addr, count);
     Mbar m;
     m.count = m.pending = count;
+    m.cluster_gen = cur_block->cluster->gen;
     cur_block->mbars[addr] = m;
     cur_block->events++;
 }
-// An arrival, after adding `tx` expected transaction bytes (mbarrier.arrive.expect_tx).
-inline void mbar_arrive(uint32_t addr, int64_t tx) {
-    Block* b = cur_block;
+// An arrival on block b's mbarrier, after adding `tx` expected transaction bytes (mbarrier.arrive.expect_tx).
+inline void mbar_arrive_at(Block* b, uint32_t addr, int64_t tx) {
     Mbar* m = find_mbar(b, addr, "mbarrier.arrive");
     if (!m) return;
     if (m->pending == 0) {
@@ -65,6 +65,55 @@ inline void mbar_arrive(uint32_t addr, int64_t tx) {
     m->pending--;
     mbar_settle(*m);
     b->events++;
+    cur_block->events++;
+}
+inline void mbar_arrive(uint32_t addr, int64_t tx) { mbar_arrive_at(cur_block, addr, tx); }
+
+// --- Hopper: thread block clusters ---------------------------------------------------------------------------
+inline uint32_t cluster_rank() { return uint32_t(cur_block->rank); }
+// Block `rank` of this cluster, to be written to or arrived at: a fault when it does not exist or has exited
+// (its shared memory is gone).
+inline Block* cluster_block(uint32_t rank, const char* what) {
+    Cluster& c = *cur_block->cluster;
+    if (rank >= c.blocks.size()) {
+        fault("%s on cluster rank %u of a cluster of %zu", what, rank, c.blocks.size());
+        return nullptr;
+    }
+    Block* b = &c.blocks[rank];
+    if (b->live == 0) {
+        fault("%s on cluster rank %u, which has exited (no cluster barrier before it left?)", what, rank);
+        return nullptr;
+    }
+    return b;
+}
+// Whether another block of the cluster may use block b's mbarrier at addr: initialised, and a cluster barrier
+// completed since (fence.mbarrier_init + barrier.cluster make the initialisation visible to the cluster).
+inline bool remote_mbar_ready(Block* b, uint32_t addr, const char* what) {
+    if (b == cur_block) return true;
+    Mbar* m = find_mbar(b, addr, what);
+    if (m && m->cluster_gen == b->cluster->gen) {
+        fault("%s on an mbarrier of cluster rank %d initialised after the last cluster barrier", what, b->rank);
+        return false;
+    }
+    return m != nullptr;
+}
+// mapa + mbarrier.arrive.shared::cluster: an arrival on the mbarrier at `addr` in block `rank` of the cluster.
+inline void mbar_arrive_cluster(uint32_t addr, uint32_t rank) {
+    Block* b = cluster_block(rank, "remote mbarrier.arrive");
+    if (b && remote_mbar_ready(b, addr, "remote mbarrier.arrive")) mbar_arrive_at(b, addr, 0);
+}
+// barrier.cluster.arrive + wait: every live thread of every block of the cluster (exited threads count as
+// arrived, as on the GPU).
+inline void cluster_barrier() {
+    Cluster& c = *cur_block->cluster;
+    unsigned g = c.gen;
+    cur_block->events++;
+    if (++c.arrived >= c.live()) {
+        c.arrived = 0;
+        c.gen++;
+        return;
+    }
+    while (c.gen == g && cur_block->fault.empty()) yield();
 }
 inline void mbar_complete_tx(Block* b, uint32_t addr, int64_t bytes) {
     Mbar* m = find_mbar(b, addr, "complete_tx of a bulk copy");
@@ -99,6 +148,22 @@ inline void tma_load_2d(uint32_t dst, const void* map, int c0, int c1, uint32_t 
     c.c1 = c1;
     c.bar = bar;
     cur_block->bulk.push_back(c);
+}
+// .multicast::cluster: the same box into every block of the cluster whose bit is set in `mask`, at the same
+// shared address, each completing its own mbarrier at `bar`.
+inline void tma_load_2d_multicast(uint32_t dst, const void* map, int c0, int c1, uint32_t bar, uint16_t mask) {
+    Block* self = cur_block;
+    if (mask == 0) fault("multicast bulk copy with an empty CTA mask");
+    for (uint32_t r = 0; r < 16; ++r) {
+        if (!(mask >> r & 1)) continue;
+        Block* b = cluster_block(r, "multicast bulk copy");
+        if (!b || !remote_mbar_ready(b, bar, "multicast bulk copy")) return;
+        tma_load_2d(dst, map, c0, c1, bar);  // queued on the issuing block, then moved to block r
+        BulkCopy copy = self->bulk.back();
+        self->bulk.pop_back();
+        b->bulk.push_back(copy);
+        b->events++;
+    }
 }
 // Land the copies issued during the last scheduler pass (zero fill outside the matrix, as the hardware does).
 inline void land_bulk_copies(Block& b) {

@@ -54,6 +54,12 @@ DEVI void mbar_wait(u32 bar, u32 parity) { cpeal_emu::mbar_wait(bar, parity); }
 DEVI void tma_load_2d(u32 dst, const TmaMap* map, int c0, int c1, u32 bar) {
     cpeal_emu::tma_load_2d(dst, map, c0, c1, bar);
 }
+DEVI void tma_load_2d_multicast(u32 dst, const TmaMap* map, int c0, int c1, u32 bar, unsigned short mask) {
+    cpeal_emu::tma_load_2d_multicast(dst, map, c0, c1, bar, mask);
+}
+DEVI u32 cluster_ctarank() { return cpeal_emu::cluster_rank(); }
+DEVI void cluster_sync() { cpeal_emu::cluster_barrier(); }
+DEVI void mbar_arrive_cluster(u32 bar, u32 rank) { cpeal_emu::mbar_arrive_cluster(bar, rank); }
 DEVI void named_barrier_sync(int id, int nthreads) { cpeal_emu::named_barrier(id, nthreads, true); }
 DEVI void named_barrier_arrive(int id, int nthreads) { cpeal_emu::named_barrier(id, nthreads, false); }
 template <int REGS>
@@ -180,6 +186,34 @@ DEVI void tma_load_2d(u32 dst, const TmaMap* map, int c0, int c1, u32 bar) {
         "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
             dst),
         "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+}
+// The same box into the shared memory of every block of the cluster whose bit is set in `mask`, at the same
+// address, each block's mbarrier at `bar` completing its own bytes.
+DEVI void tma_load_2d_multicast(u32 dst, const TmaMap* map, int c0, int c1, u32 bar, unsigned short mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, "
+        "{%2, %3}], [%4], %5;\n" ::"r"(dst),
+        "l"((unsigned long long)map), "r"(c0), "r"(c1), "r"(bar), "h"(mask)
+        : "memory");
+}
+// This block's rank in its cluster (__cluster_dims__).
+DEVI u32 cluster_ctarank() {
+    u32 r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+// barrier.cluster: every thread of every block of the cluster (exited ones count as arrived), with release /
+// acquire ordering of shared-memory writes across the cluster (mbarrier initialisation, say).
+DEVI void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+// One arrival on the mbarrier at the same shared address in block `rank` of the cluster (mapa).
+DEVI void mbar_arrive_cluster(u32 bar, u32 rank) {
+    asm volatile(
+        "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
+        "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(bar),
+        "r"(rank)
         : "memory");
 }
 // bar.sync on named barrier `id` (1..15; 0 is __syncthreads) for `nthreads` threads (a multiple of 32).

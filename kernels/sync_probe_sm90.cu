@@ -61,3 +61,68 @@ extern "C" __global__ void __launch_bounds__(160) probe_wgmma_ring_bf16(int K, c
     UNROLL for (int q = 0; q < 16; ++q) UNROLL for (int h = 0; h < 2; ++h) UNROLL for (int e = 0; e < 2; ++e)
         out[(16 * warp + g + 8 * h) * 128 + 8 * q + 2 * t + e] = acc[4 * q + 2 * h + e];
 }
+
+// The thread block cluster model: a cluster of 2 blocks; block r computes out[r] = A[64 x K] · W[128r .. 128r+127]ᵀ
+// through a two-stage ring whose A tile each block loads one half of (32 rows) and multicasts to both, so a stage
+// may be refilled only once the consumers of both blocks have released it (empty barriers count 2 arrivals: each
+// consumer arrives at its own block's and, by mapa, at the other's). `mode`:
+//   0  correct;
+//   1  no cluster barrier after the mbarriers' initialisation (the other block may arrive at or copy into
+//      barriers not yet initialised);
+//   2  the consumers release only their own block's stage (empty barriers count 1): the other block's multicast
+//      then lands on a stage this block's wgmma still reads;
+//   3  no cluster barrier before the blocks exit (an arrival reaches a block that has left).
+// Launch: grid 2 (one cluster), block 160, shared as probe_wgmma_ring_bf16; amap boxes 32 rows, wmap 128 rows.
+extern "C" __global__ void __launch_bounds__(160) __cluster_dims__(2, 1, 1) probe_cluster_multicast_bf16(int K,
+        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, float* out, int mode) {
+    constexpr int A_BYTES = 64 * 128, STAGE_BYTES = A_BYTES + 128 * 128;
+    char* raw = DYN_SMEM(char);
+    char* smem = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
+    u32 full0 = smem_addr(smem + 2 * STAGE_BYTES), empty0 = full0 + 16;
+    u32 rank = cluster_ctarank(), other = rank ^ 1;
+    int ktiles = K / 64;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < 2; ++s) {
+            mbar_init(full0 + 8 * s, 1);
+            mbar_init(empty0 + 8 * s, mode == 2 ? 1 : 2);
+        }
+        fence_mbarrier_init();
+    }
+    __syncthreads();
+    if (mode != 1) cluster_sync();
+    if (threadIdx.x >= 128) {
+        if (threadIdx.x == 128) {
+            for (int kt = 0; kt < ktiles; ++kt) {
+                int s = kt & 1;
+                if (kt >= 2) mbar_wait(empty0 + 8 * s, ((kt >> 1) - 1) & 1);
+                u32 full = full0 + 8 * s, dst = smem_addr(smem + s * STAGE_BYTES);
+                mbar_expect_tx(full, STAGE_BYTES);
+                tma_load_2d_multicast(dst + rank * 32 * 128, &amap, kt * 64, 32 * rank, full, 3);
+                tma_load_2d(dst + A_BYTES, &wmap, kt * 64, 128 * rank, full);
+            }
+        }
+        return;
+    }
+    float acc[64];
+    UNROLL for (int e = 0; e < 64; ++e) acc[e] = 0.0f;
+    for (int kt = 0; kt < ktiles; ++kt) {
+        int s = kt & 1;
+        mbar_wait(full0 + 8 * s, (kt >> 1) & 1);
+        const char* st = smem + s * STAGE_BYTES;
+        unsigned long long da = wgmma_desc_sw128(st), db = wgmma_desc_sw128(st + A_BYTES);
+        wgmma_fence();
+        UNROLL for (int kk = 0; kk < 4; ++kk) wgmma_m64n128k16<bf16_t>(acc, da + 2 * kk, db + 2 * kk);
+        wgmma_commit();
+        wgmma_wait<0>();
+        if (threadIdx.x == 0) {
+            mbar_arrive(empty0 + 8 * s);
+            if (mode != 2) mbar_arrive_cluster(empty0 + 8 * s, other);
+        }
+    }
+    UNROLL for (int e = 0; e < 64; ++e) wgmma_pin(acc[e]);
+    int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+    float* o = out + rank * 64 * 128;
+    UNROLL for (int q = 0; q < 16; ++q) UNROLL for (int h = 0; h < 2; ++h) UNROLL for (int e = 0; e < 2; ++e)
+        o[(16 * warp + g + 8 * h) * 128 + 8 * q + 2 * t + e] = acc[4 * q + 2 * h + e];
+    if (mode != 3) cluster_sync();  // the other block's last arrivals here have happened
+}

@@ -1,7 +1,8 @@
 //! The emulator's model of Hopper (wgmma, TMA, mbarriers; `kernels/emu_sm90.h`) through
 //! `kernels/sync_probe_sm90.cu`: a correct TMA → wgmma ring reproduces A·Wᵀ, and each way of breaking the ring
 //! (no wait on the full barrier, a stage released before its wgmma retired, accumulators read without
-//! wgmma.wait_group, barriers never initialised) fails the launch with a message naming the fault.
+//! wgmma.wait_group, barriers never initialised) fails the launch with a message naming the fault. Likewise for
+//! thread block clusters: a multicast ring over two blocks, and the three ways it breaks.
 #![cfg(feature = "cuda-emu")]
 
 use cpeal::gpu::{selftest, DType, GpuDevice, KernelArgs, LaunchConfig};
@@ -19,28 +20,37 @@ enum Mode {
 
 /// Runs the probe; Ok(out, reference) or the launch's error message.
 fn probe(mode: Mode) -> Result<(Vec<f32>, Vec<f64>), String> {
+    run_probe("probe_wgmma_ring_bf16", 1, mode as i32)
+}
+
+/// Runs `kernel` over `blocks` blocks (one cluster when 2), block r computing A[64 x K] · W[128r .. 128r+127]ᵀ
+/// into out[r] with A's TMA boxes 64 / blocks rows; Ok(out, reference) or the launch's error message.
+fn run_probe(kernel: &str, blocks: usize, mode: i32) -> Result<(Vec<f32>, Vec<f64>), String> {
     let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let a: Vec<f32> = DType::Bf16.round(&(0..64 * K).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>());
-    let w: Vec<f32> = DType::Bf16.round(&(0..128 * K).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>());
-    let want: Vec<f64> = (0..64 * 128)
-        .map(|i| (0..K).map(|k| a[(i / 128) * K + k] as f64 * w[(i % 128) * K + k] as f64).sum())
+    let mut random = |n: usize| DType::Bf16.round(&(0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>());
+    let (a, w) = (random(64 * K), random(128 * blocks * K));
+    let want: Vec<f64> = (0..blocks * 64 * 128)
+        .map(|i| {
+            let (r, row, col) = (i / (64 * 128), (i / 128) % 64, i % 128);
+            (0..K).map(|k| a[row * K + k] as f64 * w[(128 * r + col) * K + k] as f64).sum()
+        })
         .collect();
     let ab = dev.upload(&a, DType::Bf16).unwrap();
     let wb = dev.upload(&w, DType::Bf16).unwrap();
-    let out = selftest::poisoned(&dev, DType::F32, 64 * 128).unwrap();
-    let amap = dev.tensor_map_2d(&ab, 64, K, K, 64).unwrap();
-    let wmap = dev.tensor_map_2d(&wb, 128, K, K, 128).unwrap();
+    let out = selftest::poisoned(&dev, DType::F32, blocks * 64 * 128).unwrap();
+    let amap = dev.tensor_map_2d(&ab, 64, K, K, 64 / blocks).unwrap();
+    let wmap = dev.tensor_map_2d(&wb, 128 * blocks, K, K, 128).unwrap();
     let mut args = KernelArgs::new();
     args.i32(K as i32) // int K
         .tensor_map(&amap) // TmaMap amap
         .tensor_map(&wmap) // TmaMap wmap
         .buf(&out) //         float* out
-        .i32(mode as i32); // int mode
-    let cfg = LaunchConfig { grid: (1, 1, 1), block: (160, 1, 1), shared_bytes: 2 * 24576 + 1024 + 32 };
-    // SAFETY: probe_wgmma_ring_bf16(int K, TmaMap amap, TmaMap wmap, float* out, int mode): the maps describe
-    // a [64, K] and a [128, K] bf16 matrix that live until the launch returns; out holds 64 x 128 floats.
-    unsafe { dev.launch("probe_wgmma_ring_bf16", cfg, &mut args) }.map_err(|e| e.to_string())?;
+        .i32(mode); //        int mode
+    let cfg = LaunchConfig { grid: (blocks as u32, 1, 1), block: (160, 1, 1), shared_bytes: 2 * 24576 + 1024 + 32 };
+    // SAFETY: (int K, TmaMap amap, TmaMap wmap, float* out, int mode): the maps describe a [64, K] and a
+    // [128·blocks, K] bf16 matrix that live until the launch returns; out holds blocks x 64 x 128 floats.
+    unsafe { dev.launch(kernel, cfg, &mut args) }.map_err(|e| e.to_string())?;
     Ok((dev.download(&out).unwrap(), want))
 }
 
@@ -82,6 +92,34 @@ fn storing_accumulators_without_wgmma_wait_fails_the_launch() {
 fn an_uninitialised_mbarrier_fails_the_launch() {
     let msg = probe(Mode::NoBarrierInit).unwrap_err();
     assert!(msg.contains("no initialised mbarrier"), "{msg}");
+}
+
+/// The cluster model (`probe_cluster_multicast_bf16`): two blocks share each A tile by multicast.
+#[test]
+fn a_cluster_sharing_its_a_tiles_by_multicast_computes_both_products() {
+    let (got, want) = run_probe("probe_cluster_multicast_bf16", 2, 0).unwrap();
+    let e = rel_err(&got, &want);
+    assert!(e < 1e-5, "rel. error {e:.2e}");
+}
+
+#[test]
+fn arriving_at_the_other_block_before_a_cluster_barrier_fails_the_launch() {
+    let msg = run_probe("probe_cluster_multicast_bf16", 2, 1).unwrap_err();
+    assert!(msg.contains("initialised after the last cluster barrier"), "{msg}");
+}
+
+#[test]
+fn a_multicast_stage_released_by_one_block_only_fails_the_launch() {
+    match run_probe("probe_cluster_multicast_bf16", 2, 2) {
+        Ok((got, want)) => panic!("mode 2 ran, rel. error {:.2e}", rel_err(&got, &want)),
+        Err(msg) => assert!(msg.contains(RACE), "{msg}"),
+    }
+}
+
+#[test]
+fn leaving_without_a_final_cluster_barrier_fails_the_launch() {
+    let msg = run_probe("probe_cluster_multicast_bf16", 2, 3).unwrap_err();
+    assert!(msg.contains("has exited"), "{msg}");
 }
 
 /// `cpeal selftest --only/--exclude`: how gpu-check.sh checks the candidate kernels apart from the defaults.

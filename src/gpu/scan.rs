@@ -2,9 +2,15 @@
 //! and the runtime (which file holds which kernel), so both agree on the list.
 
 /// Names of the kernels defined in `src`, in order. A kernel is `extern "C" __global__ void [__launch_bounds__(…)]
-/// [__maxnreg__(…)] name(`; lines that start with `//` are skipped.
+/// [__maxnreg__(…)] [__cluster_dims__(…)] name(`; lines that start with `//` are skipped.
 pub fn kernel_names(src: &str) -> Vec<String> {
-    let mut names = Vec::new();
+    kernels(src).into_iter().map(|k| k.0).collect()
+}
+
+/// (name, cluster size along x) of the kernels defined in `src`, in order: the cluster size is the first of a
+/// `__cluster_dims__(x, 1, 1)` qualifier (a cluster of x blocks along the grid's x), else 1.
+pub fn kernels(src: &str) -> Vec<(String, u32)> {
+    let mut found = Vec::new();
     'lines: for line in src.lines() {
         let line = line.trim_start();
         if line.starts_with("//") {
@@ -21,20 +27,25 @@ pub fn kernel_names(src: &str) -> Vec<String> {
             continue;
         };
         let mut rest = rest.trim_start();
-        for qualifier in ["__launch_bounds__", "__maxnreg__"] {
+        let mut cluster = 1;
+        for qualifier in ["__launch_bounds__", "__maxnreg__", "__cluster_dims__"] {
             if let Some(after) = rest.strip_prefix(qualifier) {
                 let Some(close) = after.find(')') else {
                     continue 'lines;
                 };
+                if qualifier == "__cluster_dims__" {
+                    let first = after[..close].trim_start_matches([' ', '(']).split(',').next().unwrap_or("");
+                    cluster = first.trim().parse().unwrap_or(1);
+                }
                 rest = after[close + 1..].trim_start();
             }
         }
         let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
         if !name.is_empty() && rest[name.len()..].trim_start().starts_with('(') {
-            names.push(name);
+            found.push((name, cluster));
         }
     }
-    names
+    found
 }
 
 /// Files of Hopper-only kernels (wgmma, TMA): named `*_sm90.cu`. NVRTC builds them for sm_90a only; the
@@ -67,5 +78,13 @@ mod tests {
                    __global__ void not_extern_c(int n) {}\n\
                    extern \"C\" __global__ void __launch_bounds__(128 unclosed_f32(int n) {}\n";
         assert_eq!(kernel_names(src), ["plain_f32", "bounded_bf16", "capped_f16"]);
+    }
+
+    #[test]
+    fn cluster_dims_give_the_cluster_size_along_x() {
+        let src =
+            "extern \"C\" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) pair_bf16(int n) {}\n\
+                   extern \"C\" __global__ void __launch_bounds__(384, 1) single_bf16(int n) {}\n";
+        assert_eq!(kernels(src), [("pair_bf16".to_string(), 2), ("single_bf16".to_string(), 1)]);
     }
 }
