@@ -216,15 +216,20 @@ DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, c
 // The producer's loads of one output tile (rows m0.., columns n0..) into the ring, fills fill .. fill+ktiles-1:
 // stage fill % STAGES, once its previous use (phase (fill / STAGES) - 1) has been released. A comes in A_BOXES
 // boxes of 128 rows (the map's box), W after A_BYTES.
-template <int STAGES, int A_BYTES, int STAGE_BYTES, int A_BOXES = 1>
+// MULTICAST (a cluster of 2 blocks sharing A, A_BOXES = 2): block `rank` loads only box `rank` of A, into both
+// blocks' stage; its full barrier still expects the whole stage (the other block sends the other box).
+template <int STAGES, int A_BYTES, int STAGE_BYTES, int A_BOXES = 1, bool MULTICAST = false>
 DEVI void g90_produce_tile(int& fill, int ktiles, char* smem, u32 full0, u32 empty0, const TmaMap* amap,
-                           const TmaMap* wmap, int m0, int n0) {
+                           const TmaMap* wmap, int m0, int n0, u32 rank = 0) {
     for (int kt = 0; kt < ktiles; ++kt, ++fill) {
         int s = fill % STAGES;
         if (fill >= STAGES) mbar_wait(empty0 + 8 * s, ((fill / STAGES) - 1) & 1);
         u32 full = full0 + 8 * s, dst = smem_addr(smem + s * STAGE_BYTES);
         mbar_expect_tx(full, STAGE_BYTES);
-        for (int j = 0; j < A_BOXES; ++j) tma_load_2d(dst + j * 128 * 128, amap, kt * G90_BK, m0 + 128 * j, full);
+        if (MULTICAST)
+            tma_load_2d_multicast(dst + rank * 128 * 128, amap, kt * G90_BK, m0 + 128 * rank, full, 3);
+        else
+            for (int j = 0; j < A_BOXES; ++j) tma_load_2d(dst + j * 128 * 128, amap, kt * G90_BK, m0 + 128 * j, full);
         tma_load_2d(dst + A_BYTES, wmap, kt * G90_BK, n0, full);
     }
 }
@@ -296,6 +301,10 @@ DEVI void g90_tma_body(int M, int N, int K, int ldc, const TmaMap* amap, const T
 //     finished the main loop of the tile before).
 //   PP_COOPERATIVE (`coop`): block tiles are 256 x 128 and both consumers work on each (rows [128c, 128c+128)),
 //     sharing the W tile of every stage: a quarter less L2 traffic per flop, but no epilogue overlap.
+//   PP_COOP_MULTICAST (`coopmc`): coop in clusters of 2 blocks (__cluster_dims__(2, 1, 1)) that take the two
+//     128-column halves of a 256 x 256 tile: they share its A rows, each loading one 128-row box by TMA multicast
+//     into both, so L2 sends 2/3 of coop's bytes per flop. A stage is refilled only once the consumers of both
+//     blocks have released it (empty barriers count 4: each consumer arrives at its block's and the other's).
 // The ring is shared in fill order: the block's i-th tile uses fills [i·KT, (i+1)·KT) (KT = k tiles), stage
 // fill % STAGES, phase parity (fill / STAGES) & 1. Each consumer parks its accumulators in its own shared f32
 // buffer, CW columns at a time, for a coalesced epilogue.
@@ -304,6 +313,7 @@ DEVI void g90_tma_body(int M, int N, int K, int ldc, const TmaMap* amap, const T
 #define PP_PINGPONG 0
 #define PP_ORDERED 1
 #define PP_COOPERATIVE 2
+#define PP_COOP_MULTICAST 3
 
 
 // Columns [CW·C, CW·C + CW) of one consumer's 128 x 128 tile (acc[h2] holds rows [64·h2, 64·h2 + 64) in the
@@ -346,30 +356,36 @@ DEVI void g90_pp_epilogue(float (&acc)[2][64], float* park, int ct, int bar, int
 template <class T, int STAGES, int MODE>
 DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const TmaMap* wmap, const GemmEpi<T>& ep,
                       T* C) {
-    constexpr bool COOP = MODE == PP_COOPERATIVE, ORDERED = MODE == PP_ORDERED;
+    constexpr bool MC = MODE == PP_COOP_MULTICAST, COOP = MODE == PP_COOPERATIVE || MC, ORDERED = MODE == PP_ORDERED;
     constexpr int BM = COOP ? 256 : 128, CW = COOP ? 16 : 32;  // block tile rows; park columns per chunk
     constexpr int A_BYTES = BM * 128, STAGE_BYTES = A_BYTES + 128 * 128, PARK_BYTES = 128 * (CW + 8) * 4;
     char* raw = DYN_SMEM(char);
     char* smem = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
     float* park0 = reinterpret_cast<float*>(smem + STAGES * STAGE_BYTES);
     u32 full0 = smem_addr(smem + STAGES * STAGE_BYTES + 2 * PARK_BYTES), empty0 = full0 + 8 * STAGES;
-    int ntn = ceil_div(N, 128), ntiles = ceil_div(M, BM) * ntn, ktiles = ceil_div(K, G90_BK);
+    // Work units: block tiles, or with MC pairs of 128-column tiles (block `rank` of its cluster takes column
+    // tile 2·j + rank of unit j; the clusters walk the units as the blocks do otherwise).
+    u32 rank = MC ? cluster_ctarank() : 0;
+    int ntn = ceil_div(N, 128), nun = MC ? ceil_div(ntn, 2) : ntn, ktiles = ceil_div(K, G90_BK);
+    int ntiles = ceil_div(M, BM) * nun, unit0 = MC ? blockIdx.x / 2 : blockIdx.x, units = MC ? gridDim.x / 2 : gridDim.x;
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
-            mbar_init(full0 + 8 * s, 1);                // the producer's expect_tx, then the tile's bytes
-            mbar_init(empty0 + 8 * s, COOP ? 2 : 1);   // the consumer(s) that read the stage
+            mbar_init(full0 + 8 * s, 1);                          // the producer's expect_tx, then the tile's bytes
+            mbar_init(empty0 + 8 * s, MC ? 4 : COOP ? 2 : 1);   // the consumer(s) that read the stage
         }
         fence_mbarrier_init();
     }
     __syncthreads();
+    if (MC) cluster_sync();  // the other block's barriers are initialised before anything reaches them
     int wg = threadIdx.x >> 7;
     if (wg == 0) {
         setmaxnreg_dec<40>();
         if (threadIdx.x == 0) {
             int fill = 0;
-            for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x)
-                g90_produce_tile<STAGES, A_BYTES, STAGE_BYTES, BM / 128>(fill, ktiles, smem, full0, empty0, amap,
-                                                                        wmap, (tile / ntn) * BM, (tile % ntn) * 128);
+            for (int tile = unit0; tile < ntiles; tile += units)
+                g90_produce_tile<STAGES, A_BYTES, STAGE_BYTES, BM / 128, MC>(
+                    fill, ktiles, smem, full0, empty0, amap, wmap, (tile / nun) * BM,
+                    ((tile % nun) * (MC ? 2 : 1) + rank) * 128, rank);
         }
         return;  // no barrier of the whole block follows
     }
@@ -377,9 +393,15 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
     int cw = wg - 1, ct = threadIdx.x & 127;
     float* park = park0 + cw * 128 * (CW + 8);
     float acc[2][64];
-    int mine = ceil_div(ntiles - (int)blockIdx.x, (int)gridDim.x);  // tiles of this block
-    int first = COOP ? 0 : cw, step = COOP ? 1 : 2;                   // this consumer's tiles of them
-    for (int i = first, tile = blockIdx.x + first * gridDim.x; tile < ntiles; i += step, tile += step * gridDim.x) {
+    int mine = ceil_div(ntiles - unit0, units);         // tiles of this block
+    int first = COOP ? 0 : cw, step = COOP ? 1 : 2;       // this consumer's tiles of them
+    // A stage read: released to this block's producer, and with MC to the other block's, which fills it too.
+    auto release = [&](int fill) {
+        if (ct != 0) return;
+        mbar_arrive(empty0 + 8 * (fill % STAGES));
+        if (MC) mbar_arrive_cluster(empty0 + 8 * (fill % STAGES), rank ^ 1);
+    };
+    for (int i = first, tile = unit0 + first * units; tile < ntiles; i += step, tile += step * units) {
         UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int e = 0; e < 64; ++e) acc[h2][e] = 0.0f;
         if (ORDERED && i > 0) named_barrier_sync(4 + cw, 256);  // the other consumer's main loop of tile i-1 is done
         int fill0 = i * ktiles;
@@ -394,15 +416,16 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
                 wgmma_m64n128k16<T>(acc[h2], da + (unsigned long long)(h2 * 64 * 128 / 16) + 2 * kk, db + 2 * kk);
             wgmma_commit();
             wgmma_wait<1>();  // the previous k tile's group has retired: its stage may be refilled
-            if (kt > 0 && ct == 0) mbar_arrive(empty0 + 8 * ((fill - 1) % STAGES));
+            if (kt > 0) release(fill - 1);
         }
         wgmma_wait<0>();
-        if (ct == 0) mbar_arrive(empty0 + 8 * ((fill0 + ktiles - 1) % STAGES));
+        release(fill0 + ktiles - 1);
         if (ORDERED && i + 1 < mine) named_barrier_arrive(5 - cw, 256);  // tile i+1's consumer may start
         UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int e = 0; e < 64; ++e) wgmma_pin(acc[h2][e]);
-        int m0 = (tile / ntn) * BM + (COOP ? 128 * cw : 0);
-        g90_pp_epilogue<T, CW>(acc, park, ct, 2 + cw, m0, (tile % ntn) * 128, M, N, ldc, ep, C);
+        int m0 = (tile / nun) * BM + (COOP ? 128 * cw : 0), n0 = ((tile % nun) * (MC ? 2 : 1) + rank) * 128;
+        if (n0 < N) g90_pp_epilogue<T, CW>(acc, park, ct, 2 + cw, m0, n0, M, N, ldc, ep, C);  // MC: odd ntn
     }
+    if (MC) cluster_sync();  // the other block has made its last arrival here
 }
 
 // Variants: BN x STAGES (n128s3: 97 KiB of shared memory, two blocks per SM, each tile's wgmma retired before
@@ -531,5 +554,20 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_f16(i
         const f16_t* layer_scale, const float* row_stats,
         const float* col_sum, f16_t* C, float* row_partials, int act) {
     g90_pp_body<f16_t, 4, PP_COOPERATIVE>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+}
+// Cooperative in clusters of two sharing A by multicast (PP_COOP_MULTICAST): coopmc_n128s4, 217 KiB.
+extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_coopmc_n128s4_bf16(int M, int N,
+        int K, int ldr, int ldc, const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias,
+        const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats, const float* col_sum, bf16_t* C,
+        float* row_partials, int act) {
+    g90_pp_body<bf16_t, 4, PP_COOP_MULTICAST>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+}
+extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_coopmc_n128s4_f16(int M, int N,
+        int K, int ldr, int ldc, const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias,
+        const f16_t* residual, const f16_t* layer_scale, const float* row_stats, const float* col_sum, f16_t* C,
+        float* row_partials, int act) {
+    g90_pp_body<f16_t, 4, PP_COOP_MULTICAST>(M, N, K, ldc, &amap, &wmap,
         GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }

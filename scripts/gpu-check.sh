@@ -86,7 +86,7 @@ echo "== selftest"
 SELFTEST=passed
 # Opt-in candidate kernels (bench/results/gpu-notes-*.md) are checked second, on their own: when they fail or
 # hang, the defaults are still timed and the failed candidates are left out at model level.
-CANDIDATES=gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop-,attention_fwd_tail16,attention_fwd_wgmma,lnfold_,lnstats_,layernorm_stats
+CANDIDATES=gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop-,gemm_sm90_coopmc-,attention_fwd_tail16,attention_fwd_wgmma,lnfold_,lnstats_,layernorm_stats
 BROKEN_CANDIDATES=""
 if ! timeout 180 "$BIN" selftest --device cuda --exclude "$CANDIDATES" 2>&1 | tee "$WORK/selftest.txt"; then
     SELFTEST=FAILED
@@ -215,7 +215,7 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
     COMBINED_WGMMA=CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=wgmma
     row "| ViT-B/16 batch 256, setting | cpeal images/s |"
     row "|---|---|"
-    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $COMBINED_TAIL16 $COMBINED_WGMMA}; do
+    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_GEMM_SM90=coopmc-n128s4 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $COMBINED_TAIL16 $COMBINED_WGMMA}; do
         if [[ $setting != default ]] && setting_broken "$setting"; then
             row "| $setting | not run: failed the selftest |"
             continue

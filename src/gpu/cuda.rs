@@ -93,6 +93,16 @@ impl CudaRuntime {
     /// # Safety
     /// `params` match the kernel's signature (`Runtime::launch`).
     unsafe fn launch_as(&self, kernel: &str, span: &str, cfg: &LaunchConfig, params: &mut [*mut c_void]) -> Result<()> {
+        let f = self.function_for(kernel, cfg)?;
+        // SAFETY: params match the kernel signature (caller's contract); null stream = legacy default stream.
+        self.timed(span, || unsafe {
+            result::launch_kernel(f, cfg.grid, cfg.block, cfg.shared_bytes, std::ptr::null_mut(), params)
+        })
+        .map_err(|e| Error::kernel(kernel, format!("cuLaunchKernel {cfg:?}: {e:?}")))
+    }
+
+    /// The loaded `kernel`, allowed `cfg`'s dynamic shared memory, in the bound context.
+    fn function_for(&self, kernel: &str, cfg: &LaunchConfig) -> Result<sys::CUfunction> {
         self.bind()?;
         let f = self.function(kernel)?;
         if cfg.shared_bytes > 48 * 1024 {
@@ -107,11 +117,7 @@ impl CudaRuntime {
             unsafe { result::function::set_function_attribute(f, attr, cfg.shared_bytes as i32) }
                 .map_err(|e| Error::kernel(kernel, format!("cuFuncSetAttribute: {e:?}")))?;
         }
-        // SAFETY: params match the kernel signature (caller's contract); null stream = legacy default stream.
-        self.timed(span, || unsafe {
-            result::launch_kernel(f, cfg.grid, cfg.block, cfg.shared_bytes, std::ptr::null_mut(), params)
-        })
-        .map_err(|e| Error::kernel(kernel, format!("cuLaunchKernel {cfg:?}: {e:?}")))
+        Ok(f)
     }
 
     /// Runs `work`, bracketed by profiling events when `CPEAL_PROFILE` is on.
@@ -196,6 +202,29 @@ impl Runtime for CudaRuntime {
 
     fn arch(&self) -> Option<String> {
         Some(self.arch.clone())
+    }
+
+    fn max_active_clusters(&self, kernel: &str, cfg: &LaunchConfig) -> Result<u32> {
+        let f = self.function_for(kernel, cfg)?;
+        // No cluster attribute: the kernel's own __cluster_dims__ apply.
+        let config = sys::CUlaunchConfig {
+            gridDimX: cfg.grid.0,
+            gridDimY: cfg.grid.1,
+            gridDimZ: cfg.grid.2,
+            blockDimX: cfg.block.0,
+            blockDimY: cfg.block.1,
+            blockDimZ: cfg.block.2,
+            sharedMemBytes: cfg.shared_bytes,
+            hStream: std::ptr::null_mut(),
+            attrs: std::ptr::null_mut(),
+            numAttrs: 0,
+        };
+        let mut clusters: std::ffi::c_int = 0;
+        // SAFETY: f is a loaded function of the bound context; config lives for the call.
+        unsafe { sys::cuOccupancyMaxActiveClusters(&mut clusters, f, &config) }
+            .result()
+            .map_err(|e| Error::kernel(kernel, format!("cuOccupancyMaxActiveClusters: {e:?}")))?;
+        Ok(clusters.max(0) as u32)
     }
 
     fn sm_count(&self) -> u32 {

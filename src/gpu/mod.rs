@@ -166,6 +166,12 @@ pub(crate) trait Runtime: Send + Sync {
     }
     /// Streaming multiprocessors: the grid of a persistent kernel.
     fn sm_count(&self) -> u32;
+    /// How many clusters of `kernel` (whose `__cluster_dims__` gives their size) can run at once with `cfg`'s
+    /// block and shared memory: the grid of a persistent kernel in clusters. The emulator has no limit but
+    /// its SM count (clusters of 2).
+    fn max_active_clusters(&self, _kernel: &str, _cfg: &LaunchConfig) -> Result<u32> {
+        Ok(self.sm_count().div_ceil(2))
+    }
     fn alloc(&self, bytes: usize) -> Result<u64>;
     /// # Safety
     /// `ptr` came from `alloc(bytes)` of this runtime and is not used afterwards.
@@ -282,6 +288,11 @@ impl GpuDevice {
     /// several tiles in tests).
     pub fn sm_count(&self) -> u32 {
         self.rt.sm_count()
+    }
+
+    /// Clusters of `kernel` that fit the device at once with `cfg`'s block and shared memory (at least 1).
+    pub fn max_active_clusters(&self, kernel: &str, cfg: &LaunchConfig) -> Result<u32> {
+        self.rt.max_active_clusters(kernel, cfg).map(|n| n.max(1))
     }
 
     /// An uninitialised buffer of `len` elements.

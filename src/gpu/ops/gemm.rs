@@ -37,6 +37,9 @@ pub enum Sm90Feed {
     PingPongOrdered,
     /// Persistent cooperative: 256 x 128 block tiles, both consumer warpgroups on each (sharing its W tile).
     Cooperative,
+    /// Cooperative in clusters of two blocks on the halves of a 256 x 256 tile, sharing its A rows by TMA
+    /// multicast.
+    CooperativeMulticast,
 }
 
 /// A `gemm_sm90.cu` kernel: block tile 128 x `bn` (per consumer warpgroup for `PingPong`), a `stages`-deep
@@ -53,8 +56,8 @@ impl Sm90Variant {
         Sm90Variant { bn, stages, feed }
     }
 
-    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`, `ppo-n128s5`, `coop-n128s4`: the kernel name's middle and the `CPEAL_GEMM_SM90`
-    /// value.
+    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`, `ppo-n128s5`, `coop-n128s4`, `coopmc-n128s4`: the
+    /// kernel name's middle and the `CPEAL_GEMM_SM90` value.
     pub fn label(&self) -> String {
         let prefix = match self.feed {
             Sm90Feed::CpAsync => "",
@@ -63,6 +66,7 @@ impl Sm90Variant {
             Sm90Feed::PingPong => "pp-",
             Sm90Feed::PingPongOrdered => "ppo-",
             Sm90Feed::Cooperative => "coop-",
+            Sm90Feed::CooperativeMulticast => "coopmc-",
         };
         format!("{prefix}n{}s{}", self.bn, self.stages)
     }
@@ -74,8 +78,8 @@ impl Sm90Variant {
     fn threads(&self) -> u32 {
         match self.feed {
             Sm90Feed::CpAsync => 256,
-            Sm90Feed::Tma | Sm90Feed::PingPong | Sm90Feed::PingPongOrdered | Sm90Feed::Cooperative => 384,
             Sm90Feed::TmaLean => 288,
+            _ => 384,
         }
     }
 
@@ -83,13 +87,17 @@ impl Sm90Variant {
         self.feed != Sm90Feed::CpAsync
     }
 
-    /// Rows of a block tile: 256 for the cooperative kernel (a 128-row tile per consumer), else 128.
+    /// Rows of a block tile: 256 for the cooperative kernels (a 128-row tile per consumer), else 128.
     fn block_rows(&self) -> usize {
-        if self.feed == Sm90Feed::Cooperative {
+        if self.cooperative() {
             2 * TILE
         } else {
             TILE
         }
+    }
+
+    fn cooperative(&self) -> bool {
+        matches!(self.feed, Sm90Feed::Cooperative | Sm90Feed::CooperativeMulticast)
     }
 
     /// Operand stages, 1 KiB to align the first tile to the swizzle period, the TMA variants' two barriers per
@@ -103,10 +111,12 @@ impl Sm90Variant {
     }
 
     /// Grid for an m x n output: one block per tile, or for the persistent kernels one per SM (at most one per
-    /// tile).
+    /// tile; with multicast, clusters of two blocks on pairs of column tiles).
     fn grid(&self, m: usize, n: usize, sm_count: u32) -> (usize, usize) {
         let (tiles_n, tiles_m) = (n.div_ceil(self.bn), m.div_ceil(self.block_rows()));
-        if self.persistent() {
+        if self.feed == Sm90Feed::CooperativeMulticast {
+            (2 * (tiles_n.div_ceil(2) * tiles_m).min((sm_count as usize).div_ceil(2)), 1)
+        } else if self.persistent() {
             ((tiles_n * tiles_m).min(sm_count as usize), 1)
         } else {
             (tiles_n, tiles_m)
@@ -118,18 +128,18 @@ impl Sm90Variant {
     fn store_cols(&self) -> usize {
         match self.feed {
             Sm90Feed::PingPong | Sm90Feed::PingPongOrdered => 32,
-            Sm90Feed::Cooperative => 16,
+            Sm90Feed::Cooperative | Sm90Feed::CooperativeMulticast => 16,
             _ => self.bn,
         }
     }
 
     fn persistent(&self) -> bool {
-        matches!(self.feed, Sm90Feed::PingPong | Sm90Feed::PingPongOrdered | Sm90Feed::Cooperative)
+        matches!(self.feed, Sm90Feed::PingPong | Sm90Feed::PingPongOrdered) || self.cooperative()
     }
 }
 
 /// The variants compiled in `gemm_sm90.cu`.
-pub const SM90_VARIANTS: [Sm90Variant; 9] = [
+pub const SM90_VARIANTS: [Sm90Variant; 10] = [
     Sm90Variant::new(128, 3, Sm90Feed::CpAsync),
     Sm90Variant::new(128, 4, Sm90Feed::CpAsync),
     Sm90Variant::new(256, 4, Sm90Feed::CpAsync),
@@ -139,6 +149,7 @@ pub const SM90_VARIANTS: [Sm90Variant; 9] = [
     Sm90Variant::new(128, 5, Sm90Feed::PingPong),
     Sm90Variant::new(128, 5, Sm90Feed::PingPongOrdered),
     Sm90Variant::new(128, 4, Sm90Feed::Cooperative),
+    Sm90Variant::new(128, 4, Sm90Feed::CooperativeMulticast),
 ];
 
 /// The Hopper variant `Auto` picks for an m x n x k GEMM. Measured on an H100 (bench/results/gpu-check-*.md
@@ -367,7 +378,12 @@ impl<'a> Gemm<'a> {
         let grid_y = u32::try_from(grid_y).ok().filter(|&g| g < 65536);
         let grid_y =
             grid_y.ok_or_else(|| Error::kernel(&kernel, format!("M = {} needs more than 65535 row tiles", self.m)))?;
-        let cfg = LaunchConfig { grid: (grid_x, grid_y, 1), block: (threads, 1, 1), shared_bytes: smem };
+        let mut cfg = LaunchConfig { grid: (grid_x, grid_y, 1), block: (threads, 1, 1), shared_bytes: smem };
+        if variant.is_some_and(|v| v.feed == Sm90Feed::CooperativeMulticast) {
+            // Persistent clusters must all be resident at once: a cluster left waiting would start only when
+            // another has finished all its tiles.
+            cfg.grid.0 = cfg.grid.0.min(2 * dev.max_active_clusters(&kernel, &cfg)?);
+        }
         let mut args = KernelArgs::new();
         args.tag(format!("{}x{}x{}", self.m, self.n, self.k)); // profiles tell qkv, proj, fc1 and fc2 apart
         args.i32(int(&kernel, "M", self.m)?) //   int M
