@@ -216,8 +216,9 @@ DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, c
 // The producer's loads of one output tile (rows m0.., columns n0..) into the ring, fills fill .. fill+ktiles-1:
 // stage fill % STAGES, once its previous use (phase (fill / STAGES) - 1) has been released. A comes in A_BOXES
 // boxes of 128 rows (the map's box), W after A_BYTES.
-// MULTICAST (a cluster of 2 blocks sharing A, A_BOXES = 2): block `rank` loads only box `rank` of A, into both
-// blocks' stage; its full barrier still expects the whole stage (the other block sends the other box).
+// MULTICAST (a cluster of 2 blocks sharing A, the map's boxes half a block tile's rows): block `rank` loads only
+// half `rank` of A, into both blocks' stage; its full barrier still expects the whole stage (the other block
+// sends the other half).
 template <int STAGES, int A_BYTES, int STAGE_BYTES, int A_BOXES = 1, bool MULTICAST = false>
 DEVI void g90_produce_tile(int& fill, int ktiles, char* smem, u32 full0, u32 empty0, const TmaMap* amap,
                            const TmaMap* wmap, int m0, int n0, u32 rank = 0) {
@@ -227,7 +228,7 @@ DEVI void g90_produce_tile(int& fill, int ktiles, char* smem, u32 full0, u32 emp
         u32 full = full0 + 8 * s, dst = smem_addr(smem + s * STAGE_BYTES);
         mbar_expect_tx(full, STAGE_BYTES);
         if (MULTICAST)
-            tma_load_2d_multicast(dst + rank * 128 * 128, amap, kt * G90_BK, m0 + 128 * rank, full, 3);
+            tma_load_2d_multicast(dst + rank * A_BYTES / 2, amap, kt * G90_BK, m0 + A_BOXES * 64 * rank, full, 3);
         else
             for (int j = 0; j < A_BOXES; ++j) tma_load_2d(dst + j * 128 * 128, amap, kt * G90_BK, m0 + 128 * j, full);
         tma_load_2d(dst + A_BYTES, wmap, kt * G90_BK, n0, full);
@@ -301,10 +302,10 @@ DEVI void g90_tma_body(int M, int N, int K, int ldc, const TmaMap* amap, const T
 //     finished the main loop of the tile before).
 //   PP_COOPERATIVE (`coop`): block tiles are 256 x 128 and both consumers work on each (rows [128c, 128c+128)),
 //     sharing the W tile of every stage: a quarter less L2 traffic per flop, but no epilogue overlap.
-//   PP_COOP_MULTICAST (`coopmc`): coop in clusters of 2 blocks (__cluster_dims__(2, 1, 1)) that take the two
-//     128-column halves of a 256 x 256 tile: they share its A rows, each loading one 128-row box by TMA multicast
-//     into both, so L2 sends 2/3 of coop's bytes per flop. A stage is refilled only once the consumers of both
-//     blocks have released it (empty barriers count 4: each consumer arrives at its block's and the other's).
+//   MC (`coopmc`, `ppomc`): the kernel in clusters of 2 blocks (__cluster_dims__(2, 1, 1)) that take the two
+//     128-column halves of a BM x 256 tile: they share its A rows, each loading half of them by TMA multicast
+//     into both, so L2 sends 2/3 (coop) or 3/4 (ppo) of the bytes per flop. A stage is refilled only once the
+//     consumers of both blocks have released it (each arrives at its block's empty barrier and the other's).
 // The ring is shared in fill order: the block's i-th tile uses fills [i·KT, (i+1)·KT) (KT = k tiles), stage
 // fill % STAGES, phase parity (fill / STAGES) & 1. Each consumer parks its accumulators in its own shared f32
 // buffer, CW columns at a time, for a coalesced epilogue.
@@ -313,7 +314,6 @@ DEVI void g90_tma_body(int M, int N, int K, int ldc, const TmaMap* amap, const T
 #define PP_PINGPONG 0
 #define PP_ORDERED 1
 #define PP_COOPERATIVE 2
-#define PP_COOP_MULTICAST 3
 
 
 // Columns [CW·C, CW·C + CW) of one consumer's 128 x 128 tile (acc[h2] holds rows [64·h2, 64·h2 + 64) in the
@@ -353,10 +353,10 @@ DEVI void g90_pp_epilogue(float (&acc)[2][64], float* park, int ct, int bar, int
     }
 }
 
-template <class T, int STAGES, int MODE>
+template <class T, int STAGES, int MODE, bool MC = false>
 DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const TmaMap* wmap, const GemmEpi<T>& ep,
                       T* C) {
-    constexpr bool MC = MODE == PP_COOP_MULTICAST, COOP = MODE == PP_COOPERATIVE || MC, ORDERED = MODE == PP_ORDERED;
+    constexpr bool COOP = MODE == PP_COOPERATIVE, ORDERED = MODE == PP_ORDERED;
     constexpr int BM = COOP ? 256 : 128, CW = COOP ? 16 : 32;  // block tile rows; park columns per chunk
     constexpr int A_BYTES = BM * 128, STAGE_BYTES = A_BYTES + 128 * 128, PARK_BYTES = 128 * (CW + 8) * 4;
     char* raw = DYN_SMEM(char);
@@ -371,7 +371,7 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(full0 + 8 * s, 1);                          // the producer's expect_tx, then the tile's bytes
-            mbar_init(empty0 + 8 * s, MC ? 4 : COOP ? 2 : 1);   // the consumer(s) that read the stage
+            mbar_init(empty0 + 8 * s, (COOP ? 2 : 1) * (MC ? 2 : 1));  // the consumers that read the stage
         }
         fence_mbarrier_init();
     }
@@ -556,18 +556,32 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_f16(i
     g90_pp_body<f16_t, 4, PP_COOPERATIVE>(M, N, K, ldc, &amap, &wmap,
         GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
-// Cooperative in clusters of two sharing A by multicast (PP_COOP_MULTICAST): coopmc_n128s4, 217 KiB.
+// In clusters of two sharing A by multicast (MC): coopmc_n128s4 (217 KiB), ppomc_n128s5 (201 KiB).
 extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_coopmc_n128s4_bf16(int M, int N,
         int K, int ldr, int ldc, const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias,
         const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats, const float* col_sum, bf16_t* C,
         float* row_partials, int act) {
-    g90_pp_body<bf16_t, 4, PP_COOP_MULTICAST>(M, N, K, ldc, &amap, &wmap,
+    g90_pp_body<bf16_t, 4, PP_COOPERATIVE, true>(M, N, K, ldc, &amap, &wmap,
         GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_coopmc_n128s4_f16(int M, int N,
         int K, int ldr, int ldc, const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias,
         const f16_t* residual, const f16_t* layer_scale, const float* row_stats, const float* col_sum, f16_t* C,
         float* row_partials, int act) {
-    g90_pp_body<f16_t, 4, PP_COOP_MULTICAST>(M, N, K, ldc, &amap, &wmap,
+    g90_pp_body<f16_t, 4, PP_COOPERATIVE, true>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+}
+extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_ppomc_n128s5_bf16(int M, int N,
+        int K, int ldr, int ldc, const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias,
+        const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats, const float* col_sum, bf16_t* C,
+        float* row_partials, int act) {
+    g90_pp_body<bf16_t, 5, PP_ORDERED, true>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+}
+extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_ppomc_n128s5_f16(int M, int N,
+        int K, int ldr, int ldc, const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias,
+        const f16_t* residual, const f16_t* layer_scale, const float* row_stats, const float* col_sum, f16_t* C,
+        float* row_partials, int act) {
+    g90_pp_body<f16_t, 5, PP_ORDERED, true>(M, N, K, ldc, &amap, &wmap,
         GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }

@@ -86,7 +86,7 @@ echo "== selftest"
 SELFTEST=passed
 # Opt-in candidate kernels (bench/results/gpu-notes-*.md) are checked second, on their own: when they fail or
 # hang, the defaults are still timed and the failed candidates are left out at model level.
-CANDIDATES=gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop-,gemm_sm90_coopmc-,attention_fwd_tail16,attention_fwd_wgmma,lnfold_,lnstats_,layernorm_stats
+CANDIDATES=gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop-,gemm_sm90_coopmc-,gemm_sm90_ppomc-,attention_fwd_tail16,attention_fwd_wgmma,lnfold_,lnstats_,layernorm_stats
 BROKEN_CANDIDATES=""
 if ! timeout 180 "$BIN" selftest --device cuda --exclude "$CANDIDATES" 2>&1 | tee "$WORK/selftest.txt"; then
     SELFTEST=FAILED
@@ -213,21 +213,28 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
     # forward before it becomes the default. First, because these rows decide the defaults.
     COMBINED_TAIL16=CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16
     COMBINED_WGMMA=CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=wgmma
-    row "| ViT-B/16 batch 256, setting | cpeal images/s |"
-    row "|---|---|"
-    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_GEMM_SM90=coopmc-n128s4 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $COMBINED_TAIL16 $COMBINED_WGMMA}; do
+    # PyTorch's ViT-B/16 at batch 256 first, so every setting's row has the goal's ratio even if the budget
+    # runs out before the full model table.
+    ANCHOR=$(timeout 120 python3 "$ROOT/bench/gpu_forward.py" --arch vit-b16 --batch-sizes 256 2>/dev/null \
+        | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["images_per_s"])' 2>/dev/null || echo "n/a")
+    row "PyTorch eager (SDPA, bf16) ViT-B/16 at batch 256 in this run: $ANCHOR images/s"
+    row ""
+    row "| ViT-B/16 batch 256, setting | cpeal images/s | cpeal / PyTorch |"
+    row "|---|---|---|"
+    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_GEMM_SM90=coopmc-n128s4 CPEAL_GEMM_SM90=ppomc-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $COMBINED_TAIL16 $COMBINED_WGMMA}; do
         if [[ $setting != default ]] && setting_broken "$setting"; then
-            row "| $setting | not run: failed the selftest |"
+            row "| $setting | not run: failed the selftest | |"
             continue
         fi
         if over_budget; then
-            row "| $setting | not run: past the ${BUDGET} s budget |"
+            row "| $setting | not run: past the ${BUDGET} s budget | |"
             continue
         fi
         ips=$(with_setting "$setting" timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json 2>"$WORK/err.txt" \
             | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")
         [[ "$ips" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
-        row "| $setting | $ips |"
+        ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$ips" "$ANCHOR" 2>/dev/null || echo "-")
+        row "| $setting | $ips | $ratio |"
     done
     # Device time per kernel (CPEAL_PROFILE=1: events around every launch, so the total runs a little long) for
     # the default and the best-guess combination of candidates (with the wgmma attention, or tail16 where wgmma

@@ -95,6 +95,9 @@ fn every_candidate_setting_reaches_the_binary_and_the_report_comes_back() {
         assert!(report.contains(row), "missing `{row}` in the report:\n{report}");
     }
     assert!(report.contains("## Selftest (passed)"), "{report}");
+    // The PyTorch anchor comes before the settings (here without PyTorch, so unknown, and no ratio).
+    assert!(report.contains("ViT-B/16 at batch 256 in this run: n/a images/s"), "{report}");
+    assert!(report.contains("| default | 1000 | - |"), "{report}");
     assert!(report.contains("| gemm_bf16 qkv |"), "bench-kernels output is in the report:\n{report}");
 }
 

@@ -144,5 +144,7 @@ fn selftest_filters_kernels_by_name_prefix() {
     assert!(!only.is_empty() && only.iter().all(|k| k.starts_with("gemm_sm90_pp")), "{only:?}");
     assert!(only.iter().any(|k| k.starts_with("gemm_sm90_ppo-")), "{only:?}");
     let rest = run(&["--exclude", "gemm_sm90_pp-,gemm_sm90_ppo-"]);
-    assert!(rest.iter().any(|k| k == "gemm_bf16") && !rest.iter().any(|k| k.starts_with("gemm_sm90_pp")), "{rest:?}");
+    let excluded = |k: &String| k.starts_with("gemm_sm90_pp-") || k.starts_with("gemm_sm90_ppo-");
+    assert!(rest.iter().any(|k| k == "gemm_bf16") && !rest.iter().any(excluded), "{rest:?}");
+    assert!(rest.iter().any(|k| k.starts_with("gemm_sm90_ppomc-")), "a prefix takes only what it names: {rest:?}");
 }

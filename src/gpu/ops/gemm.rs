@@ -37,38 +37,45 @@ pub enum Sm90Feed {
     PingPongOrdered,
     /// Persistent cooperative: 256 x 128 block tiles, both consumer warpgroups on each (sharing its W tile).
     Cooperative,
-    /// Cooperative in clusters of two blocks on the halves of a 256 x 256 tile, sharing its A rows by TMA
-    /// multicast.
-    CooperativeMulticast,
 }
 
 /// A `gemm_sm90.cu` kernel: block tile 128 x `bn` (per consumer warpgroup for `PingPong`), a `stages`-deep
-/// operand pipeline, fed as `feed` says.
+/// operand pipeline, fed as `feed` says; with `multicast` (persistent kernels), in clusters of two blocks on the
+/// two column halves of a tile twice as wide, which share its A rows by TMA multicast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sm90Variant {
     pub bn: usize,
     pub stages: usize,
     pub feed: Sm90Feed,
+    pub multicast: bool,
 }
 
 impl Sm90Variant {
     const fn new(bn: usize, stages: usize, feed: Sm90Feed) -> Self {
-        Sm90Variant { bn, stages, feed }
+        Sm90Variant { bn, stages, feed, multicast: false }
     }
 
-    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`, `ppo-n128s5`, `coop-n128s4`, `coopmc-n128s4`: the
-    /// kernel name's middle and the `CPEAL_GEMM_SM90` value.
+    const fn in_clusters(self) -> Self {
+        Sm90Variant { multicast: true, ..self }
+    }
+
+    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`, `ppo-n128s5`, `coop-n128s4`, and `ppomc-n128s5`,
+    /// `coopmc-n128s4` in clusters: the kernel name's middle and the `CPEAL_GEMM_SM90` value.
     pub fn label(&self) -> String {
-        let prefix = match self.feed {
+        let feed = match self.feed {
             Sm90Feed::CpAsync => "",
-            Sm90Feed::Tma => "tma-",
-            Sm90Feed::TmaLean => "tmaw-",
-            Sm90Feed::PingPong => "pp-",
-            Sm90Feed::PingPongOrdered => "ppo-",
-            Sm90Feed::Cooperative => "coop-",
-            Sm90Feed::CooperativeMulticast => "coopmc-",
+            Sm90Feed::Tma => "tma",
+            Sm90Feed::TmaLean => "tmaw",
+            Sm90Feed::PingPong => "pp",
+            Sm90Feed::PingPongOrdered => "ppo",
+            Sm90Feed::Cooperative => "coop",
         };
-        format!("{prefix}n{}s{}", self.bn, self.stages)
+        let tile = format!("n{}s{}", self.bn, self.stages);
+        match (feed, self.multicast) {
+            ("", _) => tile,
+            (feed, true) => format!("{feed}mc-{tile}"),
+            (feed, false) => format!("{feed}-{tile}"),
+        }
     }
 
     fn kernel_name(&self, dt: DType) -> String {
@@ -97,7 +104,16 @@ impl Sm90Variant {
     }
 
     fn cooperative(&self) -> bool {
-        matches!(self.feed, Sm90Feed::Cooperative | Sm90Feed::CooperativeMulticast)
+        self.feed == Sm90Feed::Cooperative
+    }
+
+    /// Rows of A's TMA boxes: half a block tile in clusters (each block loads one half), else 128.
+    fn a_box_rows(&self) -> usize {
+        if self.multicast {
+            self.block_rows() / 2
+        } else {
+            TILE
+        }
     }
 
     /// Operand stages, 1 KiB to align the first tile to the swizzle period, the TMA variants' two barriers per
@@ -114,7 +130,7 @@ impl Sm90Variant {
     /// tile; with multicast, clusters of two blocks on pairs of column tiles).
     fn grid(&self, m: usize, n: usize, sm_count: u32) -> (usize, usize) {
         let (tiles_n, tiles_m) = (n.div_ceil(self.bn), m.div_ceil(self.block_rows()));
-        if self.feed == Sm90Feed::CooperativeMulticast {
+        if self.multicast {
             (2 * (tiles_n.div_ceil(2) * tiles_m).min((sm_count as usize).div_ceil(2)), 1)
         } else if self.persistent() {
             ((tiles_n * tiles_m).min(sm_count as usize), 1)
@@ -128,7 +144,7 @@ impl Sm90Variant {
     fn store_cols(&self) -> usize {
         match self.feed {
             Sm90Feed::PingPong | Sm90Feed::PingPongOrdered => 32,
-            Sm90Feed::Cooperative | Sm90Feed::CooperativeMulticast => 16,
+            Sm90Feed::Cooperative => 16,
             _ => self.bn,
         }
     }
@@ -139,7 +155,7 @@ impl Sm90Variant {
 }
 
 /// The variants compiled in `gemm_sm90.cu`.
-pub const SM90_VARIANTS: [Sm90Variant; 10] = [
+pub const SM90_VARIANTS: [Sm90Variant; 11] = [
     Sm90Variant::new(128, 3, Sm90Feed::CpAsync),
     Sm90Variant::new(128, 4, Sm90Feed::CpAsync),
     Sm90Variant::new(256, 4, Sm90Feed::CpAsync),
@@ -149,7 +165,8 @@ pub const SM90_VARIANTS: [Sm90Variant; 10] = [
     Sm90Variant::new(128, 5, Sm90Feed::PingPong),
     Sm90Variant::new(128, 5, Sm90Feed::PingPongOrdered),
     Sm90Variant::new(128, 4, Sm90Feed::Cooperative),
-    Sm90Variant::new(128, 4, Sm90Feed::CooperativeMulticast),
+    Sm90Variant::new(128, 5, Sm90Feed::PingPongOrdered).in_clusters(),
+    Sm90Variant::new(128, 4, Sm90Feed::Cooperative).in_clusters(),
 ];
 
 /// The Hopper variant `Auto` picks for an m x n x k GEMM. Measured on an H100 (bench/results/gpu-check-*.md
@@ -379,7 +396,7 @@ impl<'a> Gemm<'a> {
         let grid_y =
             grid_y.ok_or_else(|| Error::kernel(&kernel, format!("M = {} needs more than 65535 row tiles", self.m)))?;
         let mut cfg = LaunchConfig { grid: (grid_x, grid_y, 1), block: (threads, 1, 1), shared_bytes: smem };
-        if variant.is_some_and(|v| v.feed == Sm90Feed::CooperativeMulticast) {
+        if variant.is_some_and(|v| v.multicast) {
             // Persistent clusters must all be resident at once: a cluster left waiting would start only when
             // another has finished all its tiles.
             cfg.grid.0 = cfg.grid.0.min(2 * dev.max_active_clusters(&kernel, &cfg)?);
@@ -390,7 +407,7 @@ impl<'a> Gemm<'a> {
             .i32(int(&kernel, "N", self.n)?) //   int N
             .i32(int(&kernel, "K", self.k)?); //  int K
         if let Some(v) = variant.filter(|v| v.uses_tma()) {
-            let amap = dev.tensor_map_2d(self.a, self.m, self.k, self.lda, TILE)?;
+            let amap = dev.tensor_map_2d(self.a, self.m, self.k, self.lda, v.a_box_rows())?;
             let wmap = dev.tensor_map_2d(self.w, self.n, self.k, self.ldw, v.bn)?;
             args.i32(int(&kernel, "ldr", self.ldr)?) // int ldr
                 .i32(int(&kernel, "ldc", self.ldc)?) //  int ldc
