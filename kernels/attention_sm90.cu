@@ -54,23 +54,28 @@ DEVI void atw_keys(const char* Qs, const char* Kt, const char* Vt, int key0, int
     wgmma_wait<0>();
     UNROLL for (int i = 0; i < NS; ++i) wgmma_pin(s[i]);
 
-    // Register 4q + 2h + e holds row row0 + 8h, key k0 + 8q + 2t + e.
-    float mx[2] = {NEG_INF, NEG_INF};
-    UNROLL for (int i = 0; i < NS; ++i) {
-        int h = (i >> 1) & 1;
-        if (MASK) {
-            int key = k0 + 8 * (i >> 2) + 2 * t + (i & 1), row = row0 + 8 * h;
-            bool ok = key < Tk && (!causal || key <= row + Tk - Tq);
-            s[i] = ok ? s[i] : NEG_INF;
+    // A warp whose 16 queries all lie past Tq skips the softmax: its part of p is 0, its rows are never stored.
+    if (row0 - (lane >> 2) < Tq) {
+        // Register 4q + 2h + e holds row row0 + 8h, key k0 + 8q + 2t + e.
+        float mx[2] = {NEG_INF, NEG_INF};
+        UNROLL for (int i = 0; i < NS; ++i) {
+            int h = (i >> 1) & 1;
+            if (MASK) {
+                int key = k0 + 8 * (i >> 2) + 2 * t + (i & 1), row = row0 + 8 * h;
+                bool ok = key < Tk && (!causal || key <= row + Tk - Tq);
+                s[i] = ok ? s[i] : NEG_INF;
+            }
+            mx[h] = fmaxf(mx[h], s[i]);
         }
-        mx[h] = fmaxf(mx[h], s[i]);
-    }
-    float alpha[2], base[2];
-    att_softmax_rescale<true>(mx, mrow, lrow, sl2, alpha, base);
-    UNROLL for (int i = 0; i < 8; ++i) UNROLL for (int e = 0; e < 4; ++e) o[i][e] *= alpha[e >> 1];
-    UNROLL for (int i = 0; i < NS; ++i) {
-        s[i] = exp2_ftz(fmaf(s[i], sl2, -base[(i >> 1) & 1]));  // −inf (masked) gives 0
-        lrow[(i >> 1) & 1] += s[i];
+        float alpha[2], base[2];
+        att_softmax_rescale<true>(mx, mrow, lrow, sl2, alpha, base);
+        UNROLL for (int i = 0; i < 8; ++i) UNROLL for (int e = 0; e < 4; ++e) o[i][e] *= alpha[e >> 1];
+        UNROLL for (int i = 0; i < NS; ++i) {
+            s[i] = exp2_ftz(fmaf(s[i], sl2, -base[(i >> 1) & 1]));  // −inf (masked) gives 0
+            lrow[(i >> 1) & 1] += s[i];
+        }
+    } else {
+        UNROLL for (int i = 0; i < NS; ++i) s[i] = 0.0f;
     }
     // The accumulators of keys 16j … 16j+15 (registers 8j … 8j+7) are the A fragment of k-step j.
     u32 a[NKEY / 16][4];
