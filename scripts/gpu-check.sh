@@ -5,15 +5,16 @@
 #   2. `cpeal selftest --device cuda` (every kernel against its CPU reference; stops on failure),
 #   3. `cpeal bench-kernels --device cuda` (our GEMM on ViT-B/16 shapes) next to torch.matmul bf16 on the same
 #      shapes and a large bf16 matmul as the measured peak, in the same run on the same GPU,
-#   4. when the binary has `cpeal bench forward`: ViT-B/16 at batch 256 under each setting of
-#      GPU_CHECK_VARIANTS (default: the ping-pong GEMMs forced through CPEAL_GEMM_SM90, the attention
+#   4. when the binary has `cpeal bench forward`: PyTorch's ViT-B/16 at batch 256, then ours under each setting
+#      of GPU_CHECK_VARIANTS (default: the persistent GEMMs forced through CPEAL_GEMM_SM90, the attention
 #      candidates through CPEAL_ATTENTION, the LayerNorm folded into the GEMMs by CPEAL_LN_FOLD; `A=x+B=y`
-#      sets both), the device time per kernel (CPEAL_PROFILE=1) of the default and of the combined candidates,
-#      then every model against PyTorch eager at batch 1…512,
+#      sets both), then the winners (> 3% over the default) combined, the device time per kernel
+#      (CPEAL_PROFILE=1) of the default and of that combination, then every model against PyTorch eager at
+#      batch 1…512,
 # and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md (copied to $OUT when set, as on a
 # lent device machine), rewritten after every section and model row. Benchmarks that would start after
 # GPU_CHECK_BUDGET seconds (default 500) are listed as not run, so one call fits a 600 s limit.
-# tests/gpu_check_rehearsal.sh runs it here against a stub binary.
+# tests/gpu_check_script.rs runs it here against a stub binary.
 #
 #   scripts/gpu-check.sh [path/to/cpeal] [batch]      (defaults: target/release/cpeal, 64)
 set -euo pipefail
@@ -221,25 +222,56 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
     row ""
     row "| ViT-B/16 batch 256, setting | cpeal images/s | cpeal / PyTorch |"
     row "|---|---|---|"
-    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_GEMM_SM90=coopmc-n128s4 CPEAL_GEMM_SM90=ppomc-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $COMBINED_TAIL16 $COMBINED_WGMMA}; do
+    # One setting's row; its images/s go into IPS[setting] ("failed" or empty when not run).
+    declare -A IPS=()
+    time_setting() {
+        local setting=$1 label=${2:-$1}
         if [[ $setting != default ]] && setting_broken "$setting"; then
-            row "| $setting | not run: failed the selftest | |"
-            continue
+            row "| $label | not run: failed the selftest | |"
+            return
         fi
         if over_budget; then
-            row "| $setting | not run: past the ${BUDGET} s budget | |"
-            continue
+            row "| $label | not run: past the ${BUDGET} s budget | |"
+            return
         fi
+        local ips ratio
         ips=$(with_setting "$setting" timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json 2>"$WORK/err.txt" \
             | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")
         [[ "$ips" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
+        IPS[$setting]=$ips
         ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$ips" "$ANCHOR" 2>/dev/null || echo "-")
-        row "| $setting | $ips | $ratio |"
+        row "| $label | $ips | $ratio |"
+    }
+    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_GEMM_SM90=coopmc-n128s4 CPEAL_GEMM_SM90=ppomc-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $COMBINED_TAIL16 $COMBINED_WGMMA}; do
+        time_setting "$setting"
     done
+    # The winners combined: per switch, the setting that beat the default by more than 3% (the decision rule
+    # of the notes), if any, all at once.
+    WINNERS=$(for s in "${!IPS[@]}"; do echo "$s ${IPS[$s]}"; done | python3 -c '
+import sys
+ips = {}
+for line in sys.stdin:
+    name, _, value = line.strip().rpartition(" ")
+    try:
+        ips[name] = float(value)
+    except ValueError:
+        pass
+base = ips.get("default")
+best = {}
+for name, v in sorted(ips.items()):  # ties go to the first name
+    if base is None or "+" in name or name == "default" or v <= 1.03 * base:
+        continue
+    switch = name.split("=")[0]
+    if v > best.get(switch, ("", 0.0))[1]:
+        best[switch] = (name, v)
+print("+".join(best[k][0] for k in sorted(best)))' 2>/dev/null || true)
+    if [[ -n "$WINNERS" && -z "${IPS[$WINNERS]+x}" ]]; then
+        time_setting "$WINNERS" "winners combined: $WINNERS"
+    fi
     # Device time per kernel (CPEAL_PROFILE=1: events around every launch, so the total runs a little long) for
     # the default and the best-guess combination of candidates (with the wgmma attention, or tail16 where wgmma
     # failed the selftest): what the next optimisation should aim at.
-    BEST=$COMBINED_WGMMA
+    BEST=${WINNERS:-$COMBINED_WGMMA}
     setting_broken "$BEST" && BEST=$COMBINED_TAIL16
     for setting in default "$BEST"; do
         if over_budget || { [[ $setting != default ]] && setting_broken "$setting"; }; then
