@@ -43,6 +43,7 @@ fn build_emu() {
         .include(&kernels)
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-Wno-unused-function")
+        .flag_if_supported("-Wno-unknown-pragmas") // `#pragma unroll` is for NVRTC; g++ ignores it, as it should
         .flag_if_supported("-Wno-psabi") // "ABI for 64-byte aligned parameters changed in GCC 4.6": TmaMap by value
         .warnings(true);
     let mut registry =
