@@ -22,7 +22,7 @@ NVDISASM="$DIS_DIR/nvidia/cu13/bin/nvdisasm" ARCH="$ARCH" FILTER="$FILTER" pytho
 import ctypes, os, re, subprocess, tempfile
 lib = ctypes.CDLL(os.environ["CPEAL_NVRTC_LIB"])
 arch, kfilter = os.environ["ARCH"], re.compile(os.environ["FILTER"])
-headers = {h: open(f"kernels/{h}").read() for h in ("common.cuh", "hopper.cuh", "attention.cuh")}
+headers = {h: open(f"kernels/{h}").read() for h in ("common.cuh", "hopper.cuh", "attention.cuh", "gemm_sm90.cuh")}
 ops = [("HGMMA", "HGMMA"), ("HMMA", "HMMA"), ("LDL/STL", r"\b(LDL|STL)\b"), ("MUFU", "MUFU"),
        ("BAR", r"\bBAR\."), ("FSETP.GEU", "FSETP.GEU")]
 

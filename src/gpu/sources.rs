@@ -15,8 +15,11 @@ pub const COMMON: &str = include_str!("../../kernels/common.cuh");
 pub const HOPPER: &str = include_str!("../../kernels/hopper.cuh");
 /// `kernels/attention.cuh` (the online-softmax steps), included by `attention.cu` and `attention_sm90.cu`.
 pub const ATTENTION: &str = include_str!("../../kernels/attention.cuh");
+/// `kernels/gemm_sm90.cuh` (epilogue and TMA producer), included by the Hopper GEMM files after `hopper.cuh`.
+pub const GEMM_SM90: &str = include_str!("../../kernels/gemm_sm90.cuh");
 /// The headers a kernel file may `#include`, by name. NVRTC gets no include path: `expand` splices them in.
-pub const HEADERS: &[(&str, &str)] = &[("common.cuh", COMMON), ("hopper.cuh", HOPPER), ("attention.cuh", ATTENTION)];
+pub const HEADERS: &[(&str, &str)] =
+    &[("common.cuh", COMMON), ("hopper.cuh", HOPPER), ("attention.cuh", ATTENTION), ("gemm_sm90.cuh", GEMM_SM90)];
 
 macro_rules! kernel_sources {
     ($($file:literal),* $(,)?) => {
@@ -31,6 +34,7 @@ pub const SOURCES: &[KernelSource] = kernel_sources![
     "attention_sm90.cu",
     "elementwise.cu",
     "gemm.cu",
+    "gemm_persistent_sm90.cu",
     "gemm_sm90.cu",
     "interp.cu",
     "layernorm.cu",
@@ -74,4 +78,18 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x100000001b3);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_include_of_a_kernel_file_is_spliced_in() {
+        for src in SOURCES {
+            let text = expand(src.file, src.text, HEADERS);
+            let left: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("#include")).collect();
+            assert!(left.is_empty(), "{}: {left:?} not expanded", src.file);
+        }
+    }
 }

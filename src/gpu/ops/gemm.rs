@@ -1,4 +1,4 @@
-//! Launcher for `kernels/gemm.cu` and, on Hopper, `kernels/gemm_sm90.cu`:
+//! Launcher for `kernels/gemm.cu` and, on Hopper, `kernels/gemm_sm90.cu` and `kernels/gemm_persistent_sm90.cu`:
 //! C = residual + layer_scale ⊙ act(norm(A·Wᵀ) + bias), bf16 or f16; `norm` is a folded LayerNorm (optional).
 
 use super::{check, int};
@@ -154,7 +154,7 @@ impl Sm90Variant {
     }
 }
 
-/// The variants compiled in `gemm_sm90.cu`.
+/// The variants compiled in `gemm_sm90.cu` and `gemm_persistent_sm90.cu` (the persistent ones).
 pub const SM90_VARIANTS: [Sm90Variant; 11] = [
     Sm90Variant::new(128, 3, Sm90Feed::CpAsync),
     Sm90Variant::new(128, 4, Sm90Feed::CpAsync),

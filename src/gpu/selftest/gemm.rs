@@ -1,6 +1,7 @@
-//! Cases of `kernels/gemm.cu` and, on sm_90 devices and the emulator, every `kernels/gemm_sm90.cu` variant: the
-//! fused epilogue, a folded LayerNorm's row normalisation (`lnfold_`), and the row statistics the epilogue can
-//! write for the next LayerNorm (`lnstats_`, merged by `layernorm_stats_merge_f32`). Candidates carry their own
+//! Cases of `kernels/gemm.cu` and, on sm_90 devices and the emulator, every Hopper variant (`kernels/gemm_sm90.cu`,
+//! `kernels/gemm_persistent_sm90.cu`): the fused epilogue, a folded LayerNorm's row normalisation (`lnfold_`), and
+//! the row statistics the epilogue can write for the next LayerNorm (`lnstats_`, merged by
+//! `layernorm_stats_merge_f32`). Candidates carry their own
 //! prefix so that gpu-check.sh can test them apart from the default kernels.
 
 use rand_chacha::ChaCha8Rng;
