@@ -97,6 +97,10 @@ fn vit_with_head_dim_64_on_emu_matches_the_cpu() {
         (att.ld_q, att.ld_k, att.ld_v) = (384, 384, 384);
         let kernel = att.kernel_name(gpu);
         assert!(!kernel.contains("generic"), "heads of 64 take a tensor-core kernel, not {kernel}");
+        // scripts/test.sh runs this again per candidate: it must be the one that runs.
+        if let Some(label) = std::env::var("CPEAL_ATTENTION").ok().filter(|l| l != "tiled") {
+            assert!(kernel.starts_with(&format!("attention_fwd_{label}_")), "CPEAL_ATTENTION={label} runs {kernel}");
+        }
         let model = Model::load_on(tmp.path(), &device).unwrap();
         let out = model.forward_images(&pixels.to_device(&device).unwrap()).unwrap();
         for key in ["last_hidden_state", "pooler_output"] {
