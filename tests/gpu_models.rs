@@ -97,9 +97,17 @@ fn vit_with_head_dim_64_on_emu_matches_the_cpu() {
         (att.ld_q, att.ld_k, att.ld_v) = (384, 384, 384);
         let kernel = att.kernel_name(gpu);
         assert!(!kernel.contains("generic"), "heads of 64 take a tensor-core kernel, not {kernel}");
-        // scripts/test.sh runs this again per candidate: it must be the one that runs.
+        // scripts/test.sh runs this again per candidate: it must be the one that runs (here, and for the GEMM,
+        // on the model's qkv projection).
         if let Some(label) = std::env::var("CPEAL_ATTENTION").ok().filter(|l| l != "tiled") {
             assert!(kernel.starts_with(&format!("attention_fwd_{label}_")), "CPEAL_ATTENTION={label} runs {kernel}");
+        }
+        if let Some(label) = std::env::var("CPEAL_GEMM_SM90").ok().filter(|l| l != "off") {
+            let x = gpu.alloc(dtype.into(), 17 * 128).unwrap();
+            let w = gpu.alloc(dtype.into(), 384 * 128).unwrap();
+            let gemm = cpeal::gpu::ops::gemm::Gemm::new(17, 384, 128, &x, &w, &qkv).kernel_name(gpu).unwrap();
+            let want = format!("gemm_sm90_{}_", label.replace('-', "_"));
+            assert!(gemm.starts_with(&want), "CPEAL_GEMM_SM90={label} runs {gemm}");
         }
         let model = Model::load_on(tmp.path(), &device).unwrap();
         let out = model.forward_images(&pixels.to_device(&device).unwrap()).unwrap();

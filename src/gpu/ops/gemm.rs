@@ -372,6 +372,20 @@ impl<'a> Gemm<'a> {
         Ok(())
     }
 
+    /// The kernel `launch` runs on `dev`: a Hopper variant's `gemm_sm90_<label>_<dtype>`, or `gemm_<dtype>` /
+    /// `gemm_unaligned_<dtype>`.
+    pub fn kernel_name(&self, dev: &GpuDevice) -> Result<String> {
+        let dt = self.a.dtype();
+        Ok(self.name_of(self.sm90_variant(dev, dt)?, dt))
+    }
+
+    fn name_of(&self, variant: Option<Sm90Variant>, dt: DType) -> String {
+        match variant {
+            Some(v) => v.kernel_name(dt),
+            None => format!("{}_{}", if self.aligned() { "gemm" } else { "gemm_unaligned" }, dt.suffix()),
+        }
+    }
+
     /// Launch on `dev`.
     pub fn launch(&self, dev: &GpuDevice) -> Result<()> {
         let dt = self.a.dtype();
@@ -379,12 +393,10 @@ impl<'a> Gemm<'a> {
             return Err(Error::kernel("gemm", format!("{dt:?} storage; the GEMM takes bf16 or f16")));
         }
         let variant = self.sm90_variant(dev, dt)?;
-        let (kernel, tile_n, threads, smem) = match variant {
-            Some(v) => (v.kernel_name(dt), v.bn, v.threads(), v.shared_bytes()),
-            None => {
-                let name = if self.aligned() { "gemm" } else { "gemm_unaligned" };
-                (format!("{name}_{}", dt.suffix()), TILE, 256, SMEM_BYTES)
-            }
+        let kernel = self.name_of(variant, dt);
+        let (tile_n, threads, smem) = match variant {
+            Some(v) => (v.bn, v.threads(), v.shared_bytes()),
+            None => (TILE, 256, SMEM_BYTES),
         };
         self.check(&kernel, dt, partial_width(variant))?;
         let (grid_x, grid_y) = match variant {
