@@ -125,11 +125,31 @@ struct WarpGroup {
     std::map<long, WgmmaOp> ops;  // by issue index, until executed
 };
 
+// A barrier of `live` participants, complete when all have arrived (one that exits counts as arrived). Waiters
+// watch `gen`, which the completing arrival bumps.
+struct Rendezvous {
+    int arrived = 0;
+    unsigned gen = 0;
+    // One arrival; true for the one that completes the barrier.
+    bool arrive(int live) {
+        if (++arrived < live) return false;
+        release();
+        return true;
+    }
+    // After a participant exited (live is the count left): complete the barrier if the rest have all arrived.
+    void settle(int live) {
+        if (arrived > 0 && arrived >= live) release();
+    }
+    void release() {
+        arrived = 0;
+        gen++;
+    }
+};
+
 struct Warp {
     int lanes = 0;  // threads of the block in this warp
     int live = 0;
-    int arrived = 0;
-    unsigned gen = 0;
+    Rendezvous bar;  // __syncwarp and the warp collectives
     uint64_t slot[32];
     const void* ptr[32];
     uint32_t frag_a[32][4];
@@ -146,8 +166,7 @@ struct Block {
     std::vector<Warp> warps;
     std::vector<unsigned char*> stacks;
     int live = 0;
-    int arrived = 0;
-    unsigned gen = 0;
+    Rendezvous bar;   // __syncthreads
     long events = 0;  // arrivals, releases and exits: progress made by the block
     ucontext_t sched;
     unsigned char* dyn_smem = nullptr;
@@ -158,17 +177,15 @@ struct Block {
     std::map<uint32_t, Mbar> mbars;     // by shared-memory address
     std::vector<BulkCopy> bulk;         // bulk tensor copies issued during the current scheduler pass
     std::vector<WarpGroup> wgs;
-    int nb_arrived[16] = {};            // named barriers (bar.sync id, n)
+    Rendezvous named[16];               // named barriers (bar.sync id, n), of nb_count[id] threads
     int nb_count[16] = {};
-    unsigned nb_gen[16] = {};
 };
 
 // The blocks of one thread block cluster (one block when the kernel has no __cluster_dims__), run together, and
 // the cluster-wide barrier (barrier.cluster.arrive / wait).
 struct Cluster {
     std::vector<Block> blocks;
-    int arrived = 0;
-    unsigned gen = 0;
+    Rendezvous bar;
     int live() const {
         int n = 0;
         for (const Block& b : blocks) n += b.live;
@@ -191,30 +208,21 @@ inline unsigned char* dyn_smem() { return cur_block->dyn_smem; }
 inline void end_pass_sm90(Block& b);
 inline void check_cp_async_write(const unsigned char* dst);
 
-// Block-wide barrier (__syncthreads). The last thread to arrive releases the others and runs on.
-inline void block_barrier() {
-    Block* b = cur_block;
-    unsigned g = b->gen;
-    b->events++;
-    if (++b->arrived >= b->live) {
-        b->arrived = 0;
-        b->gen++;
-        return;
-    }
-    while (b->gen == g) yield();
+// One arrival at r, of `live` participants, then wait for it to complete: the last to arrive runs on.
+inline void rendezvous(Rendezvous& r, int live) {
+    unsigned g = r.gen;
+    cur_block->events++;
+    if (r.arrive(live)) return;
+    while (r.gen == g) yield();
 }
+
+// Block-wide barrier (__syncthreads).
+inline void block_barrier() { rendezvous(cur_block->bar, cur_block->live); }
 
 // Warp-wide barrier: every live lane of the calling thread's warp.
 inline void warp_barrier() {
     Warp& w = cur_warp();
-    unsigned g = w.gen;
-    cur_block->events++;
-    if (++w.arrived >= w.live) {
-        w.arrived = 0;
-        w.gen++;
-        return;
-    }
-    while (w.gen == g) yield();
+    rendezvous(w.bar, w.live);
 }
 
 inline bool lane_live(int lane) {

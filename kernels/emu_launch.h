@@ -34,22 +34,10 @@ inline void on_thread_exit() {
             fault("thread %d exited with a wgmma in flight (no wgmma.wait_group 0)", t->linear);
     }
     b->events++;
-    b->live--;
-    if (b->live > 0 && b->arrived >= b->live) {
-        b->arrived = 0;
-        b->gen++;
-    }
-    Cluster& c = *b->cluster;  // exited threads count as arrived at the cluster barrier too
-    if (c.arrived > 0 && c.arrived >= c.live()) {
-        c.arrived = 0;
-        c.gen++;
-    }
     Warp& w = b->warps[t->linear >> 5];
-    w.live--;
-    if (w.live > 0 && w.arrived >= w.live) {
-        w.arrived = 0;
-        w.gen++;
-    }
+    b->bar.settle(--b->live);  // exited threads count as arrived at block, warp and cluster barriers
+    w.bar.settle(--w.live);
+    b->cluster->bar.settle(b->cluster->live());
 }
 
 inline void fiber_main() {
@@ -61,10 +49,10 @@ inline void fiber_main() {
 inline void reset_block(Block& b) {
     int n = int(b.threads.size());
     b.live = n;
-    b.arrived = 0;
+    b.bar = Rendezvous();
     for (Warp& w : b.warps) {
         w.live = w.lanes;
-        w.arrived = 0;
+        w.bar = Rendezvous();
     }
     for (int i = 0; i < n; ++i) {
         Thread& t = b.threads[i];
@@ -84,8 +72,7 @@ inline void reset_block(Block& b) {
     b.mbars.clear();
     b.bulk.clear();
     b.wgs.assign((n + 127) / 128, WarpGroup());
-    std::memset(b.nb_arrived, 0, sizeof b.nb_arrived);
-    std::memset(b.nb_gen, 0, sizeof b.nb_gen);
+    for (Rendezvous& r : b.named) r = Rendezvous();
 }
 
 // Run the blocks of cluster c to completion, their threads interleaved in one scheduler: each pass resumes every
@@ -97,7 +84,7 @@ inline int run_cluster(Cluster& c, int start_backward, char* err, size_t errlen)
         reset_block(b);
         remaining += int(b.threads.size());
     }
-    c.arrived = 0;
+    c.bar = Rendezvous();
     bool backward = start_backward != 0;
     int nb = int(c.blocks.size());
     while (remaining > 0) {

@@ -49,7 +49,7 @@ inline void mbar_init(uint32_t addr, uint32_t count) {
     if (addr % 8 != 0 || count == 0) fault("mbarrier.init at %u with count %u (needs 8-byte alignment, count > 0)", addr, count);
     Mbar m;
     m.count = m.pending = count;
-    m.cluster_gen = cur_block->cluster->gen;
+    m.cluster_gen = cur_block->cluster->bar.gen;
     cur_block->mbars[addr] = m;
     cur_block->events++;
 }
@@ -68,6 +68,21 @@ inline void mbar_arrive_at(Block* b, uint32_t addr, int64_t tx) {
     cur_block->events++;
 }
 inline void mbar_arrive(uint32_t addr, int64_t tx) { mbar_arrive_at(cur_block, addr, tx); }
+inline void mbar_complete_tx(Block* b, uint32_t addr, int64_t bytes) {
+    Mbar* m = find_mbar(b, addr, "complete_tx of a bulk copy");
+    if (!m) return;
+    m->tx -= bytes;
+    mbar_settle(*m);
+    b->events++;
+}
+// mbarrier.try_wait.parity: whether the phase of this parity has completed.
+inline bool mbar_test(uint32_t addr, uint32_t parity) {
+    Mbar* m = find_mbar(cur_block, addr, "mbarrier.try_wait");
+    return !m || (m->phase & 1u) != (parity & 1u);
+}
+inline void mbar_wait(uint32_t addr, uint32_t parity) {
+    while (!mbar_test(addr, parity) && cur_block->fault.empty()) yield();
+}
 
 // --- Hopper: thread block clusters ---------------------------------------------------------------------------
 inline uint32_t cluster_rank() { return uint32_t(cur_block->rank); }
@@ -91,7 +106,7 @@ inline Block* cluster_block(uint32_t rank, const char* what) {
 inline bool remote_mbar_ready(Block* b, uint32_t addr, const char* what) {
     if (b == cur_block) return true;
     Mbar* m = find_mbar(b, addr, what);
-    if (m && m->cluster_gen == b->cluster->gen) {
+    if (m && m->cluster_gen == b->cluster->bar.gen) {
         fault("%s on an mbarrier of cluster rank %d initialised after the last cluster barrier", what, b->rank);
         return false;
     }
@@ -106,29 +121,7 @@ inline void mbar_arrive_cluster(uint32_t addr, uint32_t rank) {
 // arrived, as on the GPU).
 inline void cluster_barrier() {
     Cluster& c = *cur_block->cluster;
-    unsigned g = c.gen;
-    cur_block->events++;
-    if (++c.arrived >= c.live()) {
-        c.arrived = 0;
-        c.gen++;
-        return;
-    }
-    while (c.gen == g && cur_block->fault.empty()) yield();
-}
-inline void mbar_complete_tx(Block* b, uint32_t addr, int64_t bytes) {
-    Mbar* m = find_mbar(b, addr, "complete_tx of a bulk copy");
-    if (!m) return;
-    m->tx -= bytes;
-    mbar_settle(*m);
-    b->events++;
-}
-// mbarrier.try_wait.parity: whether the phase of this parity has completed.
-inline bool mbar_test(uint32_t addr, uint32_t parity) {
-    Mbar* m = find_mbar(cur_block, addr, "mbarrier.try_wait");
-    return !m || (m->phase & 1u) != (parity & 1u);
-}
-inline void mbar_wait(uint32_t addr, uint32_t parity) {
-    while (!mbar_test(addr, parity) && cur_block->fault.empty()) yield();
+    rendezvous(c.bar, c.live());
 }
 
 // --- Hopper: bulk tensor copies (TMA) --------------------------------------------------------------------------
@@ -136,7 +129,8 @@ inline void mbar_wait(uint32_t addr, uint32_t parity) {
 // [0] kTmaMagic, [1] base address, [2] rows, [3] columns, [4] row stride (elements), [5] box rows,
 // [6] box columns, [7] element bytes. Boxes land in the 128-byte swizzle (one 128-byte row per box row).
 constexpr uint64_t kTmaMagic = 0x414d544c41455043ull;  // "CPEALTMA"
-inline void tma_load_2d(uint32_t dst, const void* map, int c0, int c1, uint32_t bar) {
+// The copy of box (c0, c1) of `map` to shared address dst, completing on the mbarrier at bar, checked.
+inline BulkCopy bulk_copy(uint32_t dst, const void* map, int c0, int c1, uint32_t bar) {
     BulkCopy c;
     std::memcpy(c.map, map, sizeof c.map);
     if (c.map[0] != kTmaMagic) fault("bulk tensor copy with a tensor map the emulator did not make");
@@ -147,20 +141,20 @@ inline void tma_load_2d(uint32_t dst, const void* map, int c0, int c1, uint32_t 
     c.c0 = c0;
     c.c1 = c1;
     c.bar = bar;
-    cur_block->bulk.push_back(c);
+    return c;
+}
+inline void tma_load_2d(uint32_t dst, const void* map, int c0, int c1, uint32_t bar) {
+    cur_block->bulk.push_back(bulk_copy(dst, map, c0, c1, bar));
 }
 // .multicast::cluster: the same box into every block of the cluster whose bit is set in `mask`, at the same
 // shared address, each completing its own mbarrier at `bar`.
 inline void tma_load_2d_multicast(uint32_t dst, const void* map, int c0, int c1, uint32_t bar, uint16_t mask) {
-    Block* self = cur_block;
     if (mask == 0) fault("multicast bulk copy with an empty CTA mask");
+    BulkCopy copy = bulk_copy(dst, map, c0, c1, bar);
     for (uint32_t r = 0; r < 16; ++r) {
         if (!(mask >> r & 1)) continue;
         Block* b = cluster_block(r, "multicast bulk copy");
         if (!b || !remote_mbar_ready(b, bar, "multicast bulk copy")) return;
-        tma_load_2d(dst, map, c0, c1, bar);  // queued on the issuing block, then moved to block r
-        BulkCopy copy = self->bulk.back();
-        self->bulk.pop_back();
         b->bulk.push_back(copy);
         b->events++;
     }
@@ -194,16 +188,15 @@ inline void named_barrier(int id, int n, bool wait) {
         fault("bar.sync %d, %d: id must be 1..15 (0 is __syncthreads) and the count a multiple of 32", id, n);
         return;
     }
-    if (b->nb_arrived[id] == 0) b->nb_count[id] = n;
+    Rendezvous& r = b->named[id];
+    if (r.arrived == 0) b->nb_count[id] = n;
     else if (b->nb_count[id] != n) fault("bar.sync %d with %d threads while others wait for %d", id, n, b->nb_count[id]);
-    unsigned g = b->nb_gen[id];
-    b->events++;
-    if (++b->nb_arrived[id] >= n) {
-        b->nb_arrived[id] = 0;
-        b->nb_gen[id]++;
-        return;
+    if (wait) {
+        rendezvous(r, n);
+    } else {
+        b->events++;
+        r.arrive(n);
     }
-    while (wait && b->nb_gen[id] == g && b->fault.empty()) yield();
 }
 
 // --- Hopper: wgmma (warpgroup collective, operands from 128-byte-swizzled K-major shared tiles) ---------------

@@ -26,6 +26,8 @@ pub struct CudaRuntime {
     sm_count: u32,
     functions: Mutex<HashMap<String, sys::CUfunction>>,
     modules: Mutex<HashMap<&'static str, sys::CUmodule>>,
+    /// `max_active_clusters` per (kernel, threads per block, shared bytes): asked once, not per launch.
+    clusters: Mutex<HashMap<(String, u32, u32), u32>>,
     profiler: Option<Profiler>,
     /// Pinned staging for host copies (see `pinned.rs`).
     copies: Copies,
@@ -83,6 +85,7 @@ impl CudaRuntime {
             sm_count,
             functions: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
+            clusters: Mutex::new(HashMap::new()),
             profiler: Profiler::from_env(),
             copies: Copies::default(),
         })
@@ -205,6 +208,10 @@ impl Runtime for CudaRuntime {
     }
 
     fn max_active_clusters(&self, kernel: &str, cfg: &LaunchConfig) -> Result<u32> {
+        let key = (kernel.to_string(), cfg.block.0 * cfg.block.1 * cfg.block.2, cfg.shared_bytes);
+        if let Some(&n) = self.clusters.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(n);
+        }
         let f = self.function_for(kernel, cfg)?;
         // No cluster attribute: the kernel's own __cluster_dims__ apply.
         let config = sys::CUlaunchConfig {
@@ -224,7 +231,9 @@ impl Runtime for CudaRuntime {
         unsafe { sys::cuOccupancyMaxActiveClusters(&mut clusters, f, &config) }
             .result()
             .map_err(|e| Error::kernel(kernel, format!("cuOccupancyMaxActiveClusters: {e:?}")))?;
-        Ok(clusters.max(0) as u32)
+        let n = clusters.max(0) as u32;
+        self.clusters.lock().unwrap_or_else(|p| p.into_inner()).insert(key, n);
+        Ok(n)
     }
 
     fn sm_count(&self) -> u32 {

@@ -222,8 +222,12 @@ impl<'a> Attention<'a> {
     /// a candidate) or, when [`Self::uses_tensor_cores`] is false, the generic `attention_fwd_generic_<dtype>`
     /// (head dims 1 … [`GENERIC_MAX_HEAD_DIM`]).
     pub fn kernel_name(&self, dev: &GpuDevice) -> String {
+        self.name_of(self.tensor_core_kernel(dev))
+    }
+
+    fn name_of(&self, chosen: Option<AttentionKernel>) -> String {
         let dt = self.q.dtype().suffix();
-        match self.tensor_core_kernel(dev) {
+        match chosen {
             Some(kernel) => format!("attention_fwd_{}d{}_{dt}", kernel.prefix(), self.head_dim),
             None => format!("attention_fwd_generic_{dt}"),
         }
@@ -231,12 +235,12 @@ impl<'a> Attention<'a> {
 
     pub fn launch(&self, dev: &GpuDevice) -> Result<()> {
         let dt = self.q.dtype();
-        let kernel = self.kernel_name(dev);
+        let chosen = self.tensor_core_kernel(dev);
+        let kernel = self.name_of(chosen);
         if dt == DType::I32 {
             return Err(Error::kernel(&kernel, "i32 storage; attention takes bf16, f16 or f32"));
         }
         self.check(&kernel, dt)?;
-        let chosen = self.tensor_core_kernel(dev);
         let fast = chosen.is_some();
         AttentionKernel::forced()?;
         let candidate = !matches!(self.kernel, AttentionKernel::Auto | AttentionKernel::Tiled);

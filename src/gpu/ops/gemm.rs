@@ -96,15 +96,11 @@ impl Sm90Variant {
 
     /// Rows of a block tile: 256 for the cooperative kernels (a 128-row tile per consumer), else 128.
     fn block_rows(&self) -> usize {
-        if self.cooperative() {
+        if self.feed == Sm90Feed::Cooperative {
             2 * TILE
         } else {
             TILE
         }
-    }
-
-    fn cooperative(&self) -> bool {
-        self.feed == Sm90Feed::Cooperative
     }
 
     /// Rows of A's TMA boxes: half a block tile in clusters (each block loads one half), else 128.
@@ -127,11 +123,12 @@ impl Sm90Variant {
     }
 
     /// Grid for an m x n output: one block per tile, or for the persistent kernels one per SM (at most one per
-    /// tile; with multicast, clusters of two blocks on pairs of column tiles).
+    /// tile); with multicast, a cluster of two blocks per pair of column tiles (the launch caps it at the
+    /// clusters that fit at once).
     fn grid(&self, m: usize, n: usize, sm_count: u32) -> (usize, usize) {
         let (tiles_n, tiles_m) = (n.div_ceil(self.bn), m.div_ceil(self.block_rows()));
         if self.multicast {
-            (2 * (tiles_n.div_ceil(2) * tiles_m).min((sm_count as usize).div_ceil(2)), 1)
+            (2 * tiles_n.div_ceil(2) * tiles_m, 1)
         } else if self.persistent() {
             ((tiles_n * tiles_m).min(sm_count as usize), 1)
         } else {
@@ -150,7 +147,7 @@ impl Sm90Variant {
     }
 
     fn persistent(&self) -> bool {
-        matches!(self.feed, Sm90Feed::PingPong | Sm90Feed::PingPongOrdered) || self.cooperative()
+        matches!(self.feed, Sm90Feed::PingPong | Sm90Feed::PingPongOrdered | Sm90Feed::Cooperative)
     }
 }
 
