@@ -9,8 +9,8 @@
 #      of GPU_CHECK_VARIANTS (default: the persistent GEMMs forced through CPEAL_GEMM_SM90, the attention
 #      candidates through CPEAL_ATTENTION, the LayerNorm folded into the GEMMs by CPEAL_LN_FOLD; `A=x+B=y`
 #      sets both), then the winners (> 3% over the default) combined, the device time per kernel
-#      (CPEAL_PROFILE=1) of the default and of that combination, then every model against PyTorch eager at
-#      batch 1…512,
+#      (CPEAL_PROFILE=1) of the default and of that combination, then every model under that combination (the
+#      defaults to be) against PyTorch eager at batch 1…512,
 # and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md (copied to $OUT when set, as on a
 # lent device machine), rewritten after every section and model row. Benchmarks that would start after
 # GPU_CHECK_BUDGET seconds (default 500) are listed as not run, so one call fits a 600 s limit.
@@ -289,6 +289,11 @@ print("+".join(best[k][0] for k in sorted(best)))' 2>/dev/null || true)
     done
     # Model FLOP utilisation: cpeal's matmul + attention FLOP/s over the bf16 matmul peak measured above.
     PEAK=$(grep -oE 'matmul peak[^*]*\*\*[0-9.]+' "$WORK/torch.md" | grep -oE '[0-9.]+$' || true)
+    # Every model under the winners combined (what the defaults become after this run), else the defaults.
+    TABLE_SETTING=default
+    if [[ -n "$WINNERS" ]] && ! setting_broken "$WINNERS"; then TABLE_SETTING=$WINNERS; fi
+    row ""
+    row "Every model under the setting \`$TABLE_SETTING\`:"
     row ""
     row "| model | batch | cpeal images/s | PyTorch images/s | cpeal / PyTorch | cpeal TFLOP/s | MFU (vs ${PEAK:-?} TFLOP/s) |"
     row "|---|---|---|---|---|---|---|"
@@ -303,7 +308,7 @@ print("+".join(best[k][0] for k in sorted(best)))' 2>/dev/null || true)
                 row "| $arch | $bs | not run: past the ${BUDGET} s budget | | | | |"
                 continue
             fi
-            read -r ours tflops < <(timeout 60 "$BIN" bench forward --arch "$arch" --device cuda --batch-size "$bs" --iters 10 --json 2>"$WORK/err.txt" \
+            read -r ours tflops < <(with_setting "$TABLE_SETTING" timeout 60 "$BIN" bench forward --arch "$arch" --device cuda --batch-size "$bs" --iters 10 --json 2>"$WORK/err.txt" \
                 | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["images_per_s"], r["tflop_per_s"])' 2>/dev/null || echo "failed -")
             [[ "$ours" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
             mfu=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.0%}")' "$tflops" "$PEAK" 2>/dev/null || echo "-")
