@@ -9,8 +9,8 @@
 #      of GPU_CHECK_VARIANTS (default: the persistent GEMMs forced through CPEAL_GEMM_SM90, the attention
 #      candidates through CPEAL_ATTENTION, the LayerNorm folded into the GEMMs by CPEAL_LN_FOLD; `A=x+B=y`
 #      sets both), then the winners (> 3% over the default) combined, the device time per kernel
-#      (CPEAL_PROFILE=1) of the default and of that combination, then every model under that combination (the
-#      defaults to be) against PyTorch eager at batch 1…512,
+#      (CPEAL_PROFILE=1) of the default and of the fastest setting, then every model under the fastest setting
+#      (the defaults to be) against PyTorch eager at batch 1…512,
 # and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md (copied to $OUT when set, as on a
 # lent device machine), rewritten after every section and model row. Benchmarks that would start after
 # GPU_CHECK_BUDGET seconds (default 500) are listed as not run, so one call fits a 600 s limit.
@@ -245,9 +245,11 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
     for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_GEMM_SM90=coopmc-n128s4 CPEAL_GEMM_SM90=ppomc-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $COMBINED_TAIL16 $COMBINED_WGMMA}; do
         time_setting "$setting"
     done
-    # The winners combined: per switch, the setting that beat the default by more than 3% (the decision rule
-    # of the notes), if any, all at once.
-    WINNERS=$(for s in "${!IPS[@]}"; do echo "$s ${IPS[$s]}"; done | python3 -c '
+    # The settings measured so far, one "name images/s" line each, through a rule of the notes (pick_setting):
+    #   winners: per switch, the setting that beat the default by more than 3%, all at once ("" if none);
+    #   fastest: the fastest setting measured, if more than 3% above the default, else "default".
+    pick_setting() {
+        for s in "${!IPS[@]}"; do echo "$s ${IPS[$s]}"; done | python3 -c '
 import sys
 ips = {}
 for line in sys.stdin:
@@ -257,21 +259,31 @@ for line in sys.stdin:
     except ValueError:
         pass
 base = ips.get("default")
-best = {}
-for name, v in sorted(ips.items()):  # ties go to the first name
-    if base is None or "+" in name or name == "default" or v <= 1.03 * base:
-        continue
-    switch = name.split("=")[0]
-    if v > best.get(switch, ("", 0.0))[1]:
-        best[switch] = (name, v)
-print("+".join(best[k][0] for k in sorted(best)))' 2>/dev/null || true)
+wins = {n: v for n, v in sorted(ips.items()) if base is not None and n != "default" and v > 1.03 * base}
+if sys.argv[1] == "fastest":
+    print(max(wins, key=lambda n: (wins[n], [-ord(c) for c in n])) if wins else "default")  # ties: first name
+else:
+    best = {}
+    for name, v in wins.items():
+        switch = name.split("=")[0]
+        if "+" not in name and v > best.get(switch, ("", 0.0))[1]:
+            best[switch] = (name, v)
+    print("+".join(best[k][0] for k in sorted(best)))' "$1" 2>/dev/null || echo "${2:-}"
+    }
+    WINNERS=$(pick_setting winners)
     if [[ -n "$WINNERS" && -z "${IPS[$WINNERS]+x}" ]]; then
         time_setting "$WINNERS" "winners combined: $WINNERS"
     fi
+    # What the defaults become after this run: the fastest setting measured (a combination row may beat the
+    # winners, e.g. the fold paying off only with a faster GEMM).
+    FASTEST=$(pick_setting fastest default)
+    row ""
+    row "Fastest setting measured: \`$FASTEST\` (${IPS[$FASTEST]:-?} images/s)."
     # Device time per kernel (CPEAL_PROFILE=1: events around every launch, so the total runs a little long) for
-    # the default and the best-guess combination of candidates (with the wgmma attention, or tail16 where wgmma
-    # failed the selftest): what the next optimisation should aim at.
-    BEST=${WINNERS:-$COMBINED_WGMMA}
+    # the default and the fastest setting, else the best-guess combination of candidates (with the wgmma
+    # attention, or tail16 where wgmma failed the selftest): what the next optimisation should aim at.
+    BEST=$FASTEST
+    [[ $BEST == default ]] && BEST=$COMBINED_WGMMA
     setting_broken "$BEST" && BEST=$COMBINED_TAIL16
     for setting in default "$BEST"; do
         if over_budget || { [[ $setting != default ]] && setting_broken "$setting"; }; then
@@ -289,9 +301,8 @@ print("+".join(best[k][0] for k in sorted(best)))' 2>/dev/null || true)
     done
     # Model FLOP utilisation: cpeal's matmul + attention FLOP/s over the bf16 matmul peak measured above.
     PEAK=$(grep -oE 'matmul peak[^*]*\*\*[0-9.]+' "$WORK/torch.md" | grep -oE '[0-9.]+$' || true)
-    # Every model under the winners combined (what the defaults become after this run), else the defaults.
-    TABLE_SETTING=default
-    if [[ -n "$WINNERS" ]] && ! setting_broken "$WINNERS"; then TABLE_SETTING=$WINNERS; fi
+    # Every model under the fastest setting (what the defaults become after this run).
+    TABLE_SETTING=$FASTEST
     row ""
     row "Every model under the setting \`$TABLE_SETTING\`:"
     row ""
