@@ -7,8 +7,9 @@
 #      shapes and a large bf16 matmul as the measured peak, in the same run on the same GPU,
 #   4. when the binary has `cpeal bench forward`: PyTorch's ViT-B/16 at batch 256, then ours under each setting
 #      of GPU_CHECK_VARIANTS (default: the persistent GEMMs forced through CPEAL_GEMM_SM90, the attention
-#      candidates through CPEAL_ATTENTION, the LayerNorm folded into the GEMMs by CPEAL_LN_FOLD; `A=x+B=y`
-#      sets both), then the winners (> 3% over the default) combined, the device time per kernel
+#      candidates through CPEAL_ATTENTION, the LayerNorm folded into the GEMMs by CPEAL_LN_FOLD, each GEMM
+#      shape on its fastest kernel in bench-kernels by CPEAL_GEMM_SM90's per-role form; `A=x+B=y` sets both),
+#      then the winners (> 3% over the default) combined, the device time per kernel
 #      (CPEAL_PROFILE=1) of the default and of the fastest setting, then every model under the fastest setting
 #      (the defaults to be) against PyTorch eager at batch 1…512,
 # and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md (copied to $OUT when set, as on a
@@ -197,11 +198,12 @@ with_setting() {
 # Whether a setting switches on a kernel that failed the selftest (by the selftest's kernel-name prefixes).
 setting_broken() {
     [[ $BROKEN_CANDIDATES == *"timed out"* ]] && return 0
-    local part prefix p
+    local part prefix p item
     for part in ${1//+/ }; do
         case $part in
             CPEAL_LN_FOLD=on) prefix="lnfold_ lnstats_ layernorm_stats" ;;
-            *) prefix="_${part#*=}_" ;;
+            # A value or a per-role list `qkv:<label>,fc2:<label>`: every label it names.
+            *) prefix=""; for item in $(tr , " " <<<"${part#*=}"); do prefix="$prefix _${item#*:}_"; done ;;
         esac
         for p in $prefix; do [[ " $BROKEN_CANDIDATES " == *"$p"* ]] && return 0; done
     done
@@ -214,6 +216,24 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
     # forward before it becomes the default. First, because these rows decide the defaults.
     COMBINED_TAIL16=CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16
     COMBINED_WGMMA=CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=wgmma
+    # Each GEMM shape on its fastest kernel in bench-kernels' summary (`fastest kernel` per shape), as the
+    # per-role form of CPEAL_GEMM_SM90 (`qkv:<label>,…`; a shape whose fastest is the default is left out):
+    # what a per-shape default in auto_sm90 would do to a whole forward. Alone, and with the fold and wgmma.
+    PER_ROLE=$(python3 - "$WORK/ours.md" <<'PYEOF' 2>/dev/null || true
+import re, sys
+roles = {"qkv": "qkv", "proj": "proj", "fc1+gelu": "fc1", "fc2": "fc2"}
+picks = []
+for line in open(sys.argv[1]):
+    g = re.match(r"\|\s*(qkv|proj|fc1\+gelu|fc2)\s*\|[^|]*\|\s*(\S+)\s*\|", line)
+    if not g or g.group(2) == "gemm_bf16":
+        continue
+    kernel = g.group(2)
+    label = "off" if kernel == "gemm_sm80_bf16" else kernel.removeprefix("gemm_sm90_").removesuffix("_bf16")
+    picks.append(f"{roles[g.group(1)]}:{label}")
+print("CPEAL_GEMM_SM90=" + ",".join(picks) if picks else "")
+PYEOF
+)
+    COMBINED_ROLE=${PER_ROLE:+CPEAL_LN_FOLD=on+$PER_ROLE+CPEAL_ATTENTION=wgmma}
     # PyTorch's ViT-B/16 at batch 256 first, so every setting's row has the goal's ratio even if the budget
     # runs out before the full model table.
     ANCHOR=$(timeout 120 python3 "$ROOT/bench/gpu_forward.py" --arch vit-b16 --batch-sizes 256 2>/dev/null \
@@ -242,7 +262,7 @@ if "$BIN" bench forward --help >/dev/null 2>&1; then
         ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$ips" "$ANCHOR" 2>/dev/null || echo "-")
         row "| $label | $ips | $ratio |"
     }
-    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_GEMM_SM90=coopmc-n128s4 CPEAL_GEMM_SM90=ppomc-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $COMBINED_TAIL16 $COMBINED_WGMMA}; do
+    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_GEMM_SM90=coopmc-n128s4 CPEAL_GEMM_SM90=ppomc-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $PER_ROLE $COMBINED_TAIL16 $COMBINED_WGMMA $COMBINED_ROLE}; do
         time_setting "$setting"
     done
     # The settings measured so far, one "name images/s" line each, through a rule of the notes (pick_setting):

@@ -8,22 +8,30 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// images/s = 1000 + 1 (LN fold) + 50 (forced GEMM) + 100 (forced attention); the candidates' selftest fails
-/// when `FAIL_CANDIDATES` is set.
+/// images/s = 1000 + 1 (LN fold) + 50 (forced GEMM; 60 per role) + 100 (forced attention); the candidates'
+/// selftest fails when `FAIL_CANDIDATES` is set (on `FAIL_KERNEL`). bench-kernels' summary names each shape's
+/// fastest kernel.
 const STUB_CPEAL: &str = r#"#!/usr/bin/env bash
 case "$1" in
   --version) echo "cpeal 0.0.0-stub" ;;
   selftest)
     if [[ "$*" == *--only* && -n "${FAIL_CANDIDATES:-}" ]]; then
-      echo "lnfold_gemm_sm90_tmaw-n128s3_bf16  37x53x40 norm  1e-1  1e-1  1e-2  FAIL"; echo "1 of 9 cases failed"; exit 1
+      echo "${FAIL_KERNEL:-lnfold_gemm_sm90_tmaw-n128s3_bf16}  37x53x40 norm  1e-1  1e-1  1e-2  FAIL"; echo "1 of 9 cases failed"; exit 1
     fi
     echo "ok: 9 cases passed" ;;
-  bench-kernels) echo "| gemm_bf16 qkv | 50432 x 2304 x 768 | 370.0 | 480.0 |" ;;
+  bench-kernels)
+    echo "| gemm_bf16 qkv | 50432 x 2304 x 768 | 370.0 | 480.0 |"
+    echo "| GEMM | default TFLOP/s | fastest kernel | its TFLOP/s | default / cuBLAS | fastest / cuBLAS |"
+    echo "| qkv | 480.0 | gemm_sm90_ppo-n128s5_bf16 | 560.0 | 72% | 84% |"
+    echo "| proj | 350.0 | gemm_sm80_bf16 | 360.0 | 62% | 64% |"
+    echo "| fc1+gelu | 400.0 | gemm_sm90_ppomc-n128s5_bf16 | 520.0 | 60% | 78% |"
+    echo "| fc2 | 500.0 | gemm_bf16 | 500.0 | 70% | 70% |" ;;
   bench)
     [[ "$*" == *--help* ]] && exit 0
     ips=1000
     [[ "${CPEAL_LN_FOLD:-}" == on ]] && ips=$((ips + 1))
     [[ -n "${CPEAL_GEMM_SM90:-}" ]] && ips=$((ips + 50))
+    [[ "${CPEAL_GEMM_SM90:-}" == *:* ]] && ips=$((ips + 10))
     [[ -n "${CPEAL_ATTENTION:-}" ]] && ips=$((ips + 100))
     if [[ "${CPEAL_PROFILE:-}" == 1 ]]; then
       printf 'CPEAL_PROFILE: 9.00 ms on the device in all\n| kernel | calls | total ms | share |\n| gemm_%s | 48 | 6.0 | 66.7%% |\n' "$ips" >&2
@@ -86,18 +94,22 @@ fn every_candidate_setting_reaches_the_binary_and_the_report_comes_back() {
         "| CPEAL_ATTENTION=wgmma | 1100 |",
         "| CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16 | 1151 |",
         "| CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=wgmma | 1151 |",
+        // Each GEMM shape on its fastest kernel in bench-kernels (gemm.cu as `off`; a default left out), alone
+        // and with the fold and the wgmma attention.
+        "| CPEAL_GEMM_SM90=qkv:ppo-n128s5,proj:off,fc1:ppomc-n128s5 | 1060 |",
+        "| CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=qkv:ppo-n128s5,proj:off,fc1:ppomc-n128s5+CPEAL_ATTENTION=wgmma | 1161 |",
         // Per switch the setting more than 3% above the default (ties to the first name), all at once; the
         // fold's +0.1% is not a win.
-        "| winners combined: CPEAL_ATTENTION=tail16+CPEAL_GEMM_SM90=coop-n128s4 | 1150 |",
-        // The fastest setting measured (a combination beats the winners; ties go to the first name) is what
-        // the defaults become: it is profiled, and every model is timed under it.
-        "Fastest setting measured: `CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16` (1151 images/s).",
-        "Every model under the setting `CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16`:",
-        "| vit-b16 | 256 | 1151 |",
-        "| dinov2-s14 | 512 | 1151 |",
+        "| winners combined: CPEAL_ATTENTION=tail16+CPEAL_GEMM_SM90=qkv:ppo-n128s5,proj:off,fc1:ppomc-n128s5 | 1160 |",
+        // The fastest setting measured (here a combination beats the winners) is what the defaults become: it
+        // is profiled, and every model is timed under it.
+        "Fastest setting measured: `CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=qkv:ppo-n128s5,proj:off,fc1:ppomc-n128s5+CPEAL_ATTENTION=wgmma` (1161 images/s).",
+        "Every model under the setting `CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=qkv:ppo-n128s5,proj:off,fc1:ppomc-n128s5+CPEAL_ATTENTION=wgmma`:",
+        "| vit-b16 | 256 | 1161 |",
+        "| dinov2-s14 | 512 | 1161 |",
         // The profiles of the default and of the fastest setting, each run with its own environment.
         "| gemm_1000 | 48 | 6.0 | 66.7% |",
-        "| gemm_1151 | 48 | 6.0 | 66.7% |",
+        "| gemm_1161 | 48 | 6.0 | 66.7% |",
     ] {
         assert!(report.contains(row), "missing `{row}` in the report:\n{report}");
     }
@@ -116,8 +128,20 @@ fn settings_whose_kernels_failed_the_selftest_are_not_timed() {
     assert!(report.contains("| CPEAL_LN_FOLD=on | not run: failed the selftest |"), "{report}");
     assert!(report.contains("FAILED for candidates: lnfold_gemm_sm90_tmaw-n128s3_bf16"), "{report}");
     // The combinations hold the failed fold, so the fastest setting is the winners combined.
-    assert!(report.contains("Every model under the setting `CPEAL_ATTENTION=tail16+CPEAL_GEMM_SM90=coop-n128s4`"), "{report}");
-    assert!(report.contains("| vit-b16 | 256 | 1150 |"), "{report}");
+    let winners = "CPEAL_ATTENTION=tail16+CPEAL_GEMM_SM90=qkv:ppo-n128s5,proj:off,fc1:ppomc-n128s5";
+    assert!(report.contains(&format!("Every model under the setting `{winners}`")), "{report}");
+    assert!(report.contains("| vit-b16 | 256 | 1160 |"), "{report}");
+}
+
+#[test]
+fn a_per_role_setting_naming_a_failed_kernel_is_not_timed() {
+    let (ok, log, report) = rehearse(&[("FAIL_CANDIDATES", "1"), ("FAIL_KERNEL", "gemm_sm90_ppomc-n128s5_bf16")]);
+    assert!(ok, "{log}");
+    assert!(
+        report.contains("| CPEAL_GEMM_SM90=qkv:ppo-n128s5,proj:off,fc1:ppomc-n128s5 | not run: failed the selftest |"),
+        "{report}"
+    );
+    assert!(report.contains("| CPEAL_GEMM_SM90=ppo-n128s5 | 1050 |"), "{report}");
 }
 
 #[test]

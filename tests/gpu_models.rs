@@ -97,17 +97,12 @@ fn vit_with_head_dim_64_on_emu_matches_the_cpu() {
         (att.ld_q, att.ld_k, att.ld_v) = (384, 384, 384);
         let kernel = att.kernel_name(gpu);
         assert!(!kernel.contains("generic"), "heads of 64 take a tensor-core kernel, not {kernel}");
-        // scripts/test.sh runs this again per candidate: it must be the one that runs (here, and for the GEMM,
-        // on the model's qkv projection).
+        // scripts/test.sh runs this again per candidate: it must be the one that runs (here, and for the GEMMs).
         if let Some(label) = std::env::var("CPEAL_ATTENTION").ok().filter(|l| l != "tiled") {
             assert!(kernel.starts_with(&format!("attention_fwd_{label}_")), "CPEAL_ATTENTION={label} runs {kernel}");
         }
-        if let Some(label) = std::env::var("CPEAL_GEMM_SM90").ok().filter(|l| l != "off") {
-            let x = gpu.alloc(dtype.into(), 17 * 128).unwrap();
-            let w = gpu.alloc(dtype.into(), 384 * 128).unwrap();
-            let gemm = cpeal::gpu::ops::gemm::Gemm::new(17, 384, 128, &x, &w, &qkv).kernel_name(gpu).unwrap();
-            let want = format!("gemm_sm90_{}_", label.replace('-', "_"));
-            assert!(gemm.starts_with(&want), "CPEAL_GEMM_SM90={label} runs {gemm}");
+        if let Ok(setting) = std::env::var("CPEAL_GEMM_SM90") {
+            assert_gemms_run(gpu, dtype, &setting);
         }
         let model = Model::load_on(tmp.path(), &device).unwrap();
         let out = model.forward_images(&pixels.to_device(&device).unwrap()).unwrap();
@@ -116,6 +111,33 @@ fn vit_with_head_dim_64_on_emu_matches_the_cpu() {
             eprintln!("cuda-emu {dtype:?} ({kernel}) vit-d64/{key}: rel {rel:.2e}, max abs {max:.2e}");
             assert!(rel <= REL_TOL, "{dtype:?} vit-d64/{key} ({kernel}): relative error {rel} (max abs {max})");
         }
+    }
+}
+
+/// `CPEAL_GEMM_SM90` (scripts/test.sh) picks the kernel of the widened ViT's GEMMs: one label for all, or per
+/// role (`qkv:<label>,fc1:<label>`): qkv 384 x 128, proj 128 x 128, fc1 512 x 128 with GELU, fc2 (K ≥ 2048).
+fn assert_gemms_run(gpu: &cpeal::gpu::GpuDevice, dtype: StorageDtype, setting: &str) {
+    use cpeal::gpu::ops::gemm::{Activation, Gemm};
+    let shapes = [
+        ("qkv", 384, 128, Activation::None),
+        ("proj", 128, 128, Activation::None),
+        ("fc1", 512, 128, Activation::Gelu),
+        ("fc2", 128, 2048, Activation::None),
+    ];
+    for (role, n, k, act) in shapes {
+        let label = match setting.contains(':') {
+            true => setting.split(',').find_map(|part| part.strip_prefix(&format!("{role}:"))),
+            false => Some(setting),
+        };
+        let Some(label) = label.filter(|l| *l != "off") else { continue };
+        let (a, w, c) = (
+            gpu.alloc(dtype.into(), 17 * k).unwrap(),
+            gpu.alloc(dtype.into(), n * k).unwrap(),
+            gpu.alloc(dtype.into(), 17 * n).unwrap(),
+        );
+        let gemm = Gemm::new(17, n, k, &a, &w, &c).act(act).kernel_name(gpu).unwrap();
+        let want = format!("gemm_sm90_{}_", label.replace('-', "_"));
+        assert!(gemm.starts_with(&want), "CPEAL_GEMM_SM90={setting}: the {role} GEMM runs {gemm}");
     }
 }
 

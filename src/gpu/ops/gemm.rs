@@ -1,6 +1,8 @@
 //! Launcher for `kernels/gemm.cu` and, on Hopper, `kernels/gemm_sm90.cu` and `kernels/gemm_persistent_sm90.cu`:
 //! C = residual + layer_scale ⊙ act(norm(A·Wᵀ) + bias), bf16 or f16; `norm` is a folded LayerNorm (optional).
 
+use super::gemm_sm90::auto_sm90;
+pub use super::gemm_sm90::{GemmRole, Sm90Feed, Sm90Variant, SM90_VARIANTS};
 use super::{check, int};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
@@ -19,180 +21,6 @@ pub enum GemmKernel {
     Sm80,
     /// One of `gemm_sm90.cu`'s [`SM90_VARIANTS`]. Needs an sm_90 device and aligned operands.
     Sm90(Sm90Variant),
-}
-
-/// How a `gemm_sm90.cu` kernel feeds its wgmma.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sm90Feed {
-    /// cp.async from every thread (256 threads).
-    CpAsync,
-    /// The tensor memory accelerator, driven by one thread of a producer warpgroup that idles otherwise (384).
-    Tma,
-    /// TMA from one producer warp after the consumers (288 threads, two blocks per SM).
-    TmaLean,
-    /// Persistent ping-pong: one block per SM walks the tiles; a producer warpgroup feeds two consumer
-    /// warpgroups that take alternate 128 x 128 tiles, one's epilogue under the other's main loop (384).
-    PingPong,
-    /// The same with the consumers' main loops taking turns on the tensor cores (named barriers).
-    PingPongOrdered,
-    /// Persistent cooperative: 256 x 128 block tiles, both consumer warpgroups on each (sharing its W tile).
-    Cooperative,
-}
-
-/// A `gemm_sm90.cu` kernel: block tile 128 x `bn` (per consumer warpgroup for `PingPong`), a `stages`-deep
-/// operand pipeline, fed as `feed` says; with `multicast` (persistent kernels), in clusters of two blocks on the
-/// two column halves of a tile twice as wide, which share its A rows by TMA multicast.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sm90Variant {
-    pub bn: usize,
-    pub stages: usize,
-    pub feed: Sm90Feed,
-    pub multicast: bool,
-}
-
-impl Sm90Variant {
-    const fn new(bn: usize, stages: usize, feed: Sm90Feed) -> Self {
-        Sm90Variant { bn, stages, feed, multicast: false }
-    }
-
-    const fn in_clusters(self) -> Self {
-        Sm90Variant { multicast: true, ..self }
-    }
-
-    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`, `ppo-n128s5`, `coop-n128s4`, and `ppomc-n128s5`,
-    /// `coopmc-n128s4` in clusters: the kernel name's middle and the `CPEAL_GEMM_SM90` value.
-    pub fn label(&self) -> String {
-        let feed = match self.feed {
-            Sm90Feed::CpAsync => "",
-            Sm90Feed::Tma => "tma",
-            Sm90Feed::TmaLean => "tmaw",
-            Sm90Feed::PingPong => "pp",
-            Sm90Feed::PingPongOrdered => "ppo",
-            Sm90Feed::Cooperative => "coop",
-        };
-        let tile = format!("n{}s{}", self.bn, self.stages);
-        match (feed, self.multicast) {
-            ("", _) => tile,
-            (feed, true) => format!("{feed}mc-{tile}"),
-            (feed, false) => format!("{feed}-{tile}"),
-        }
-    }
-
-    fn kernel_name(&self, dt: DType) -> String {
-        format!("gemm_sm90_{}_{}", self.label().replace('-', "_"), dt.suffix())
-    }
-
-    fn threads(&self) -> u32 {
-        match self.feed {
-            Sm90Feed::CpAsync => 256,
-            Sm90Feed::TmaLean => 288,
-            _ => 384,
-        }
-    }
-
-    fn uses_tma(&self) -> bool {
-        self.feed != Sm90Feed::CpAsync
-    }
-
-    /// Rows of a block tile: 256 for the cooperative kernels (a 128-row tile per consumer), else 128.
-    fn block_rows(&self) -> usize {
-        if self.feed == Sm90Feed::Cooperative {
-            2 * TILE
-        } else {
-            TILE
-        }
-    }
-
-    /// Rows of A's TMA boxes: half a block tile in clusters (each block loads one half), else 128.
-    fn a_box_rows(&self) -> usize {
-        if self.multicast {
-            self.block_rows() / 2
-        } else {
-            TILE
-        }
-    }
-
-    /// Operand stages, 1 KiB to align the first tile to the swizzle period, the TMA variants' two barriers per
-    /// stage, and the persistent consumers' epilogue buffers (128 rows x (CW + 8) f32 each; CW = 32 columns
-    /// per chunk, 16 for the cooperative kernel).
-    fn shared_bytes(&self) -> u32 {
-        let stages = (self.block_rows() + self.bn) * 128 * self.stages + 1024;
-        let barriers = if self.uses_tma() { 16 * self.stages } else { 0 };
-        let park = if self.persistent() { 2 * 128 * (self.store_cols() + 8) * 4 } else { 0 };
-        (stages + barriers + park) as u32
-    }
-
-    /// Grid for an m x n output: one block per tile, or for the persistent kernels one per SM (at most one per
-    /// tile); with multicast, a cluster of two blocks per pair of column tiles (the launch caps it at the
-    /// clusters that fit at once).
-    fn grid(&self, m: usize, n: usize, sm_count: u32) -> (usize, usize) {
-        let (tiles_n, tiles_m) = (n.div_ceil(self.bn), m.div_ceil(self.block_rows()));
-        if self.multicast {
-            (2 * tiles_n.div_ceil(2) * tiles_m, 1)
-        } else if self.persistent() {
-            ((tiles_n * tiles_m).min(sm_count as usize), 1)
-        } else {
-            (tiles_n, tiles_m)
-        }
-    }
-
-    /// Columns one `g90_store` call covers: the window of the row statistics the epilogue writes
-    /// (`Gemm::row_partials`), and for the persistent kernels the columns parked per epilogue chunk.
-    fn store_cols(&self) -> usize {
-        match self.feed {
-            Sm90Feed::PingPong | Sm90Feed::PingPongOrdered => 32,
-            Sm90Feed::Cooperative => 16,
-            _ => self.bn,
-        }
-    }
-
-    fn persistent(&self) -> bool {
-        matches!(self.feed, Sm90Feed::PingPong | Sm90Feed::PingPongOrdered | Sm90Feed::Cooperative)
-    }
-}
-
-/// The variants compiled in `gemm_sm90.cu` and `gemm_persistent_sm90.cu` (the persistent ones).
-pub const SM90_VARIANTS: [Sm90Variant; 11] = [
-    Sm90Variant::new(128, 3, Sm90Feed::CpAsync),
-    Sm90Variant::new(128, 4, Sm90Feed::CpAsync),
-    Sm90Variant::new(256, 4, Sm90Feed::CpAsync),
-    Sm90Variant::new(128, 5, Sm90Feed::Tma),
-    Sm90Variant::new(256, 3, Sm90Feed::Tma),
-    Sm90Variant::new(128, 3, Sm90Feed::TmaLean),
-    Sm90Variant::new(128, 5, Sm90Feed::PingPong),
-    Sm90Variant::new(128, 5, Sm90Feed::PingPongOrdered),
-    Sm90Variant::new(128, 4, Sm90Feed::Cooperative),
-    Sm90Variant::new(128, 5, Sm90Feed::PingPongOrdered).in_clusters(),
-    Sm90Variant::new(128, 4, Sm90Feed::Cooperative).in_clusters(),
-];
-
-/// The Hopper variant `Auto` picks for an m x n x k GEMM. Measured on an H100 (bench/results/gpu-check-*.md
-/// and gpu-gemm-notes-2026-11-25.md, ViT-B/16 shapes at batch 64 and 256): the lean TMA kernel (two blocks per
-/// SM) wins at K = 768 (qkv 460–481 TFLOP/s, fc1 351–385, proj 350–455); on long K (fc2, K = 3072) the
-/// five-stage TMA kernel (521–522). `CPEAL_GEMM_SM90=<label>` forces a variant (for benchmarks; on the emulator
-/// too, which otherwise keeps `gemm.cu`), `=off` keeps `gemm.cu`.
-fn auto_sm90(k: usize, emu: bool) -> Result<Option<Sm90Variant>> {
-    if let Some(forced) = forced_sm90()? {
-        return Ok(forced);
-    }
-    if emu {
-        return Ok(None);
-    }
-    Ok(Some(if k >= 2048 {
-        Sm90Variant::new(128, 5, Sm90Feed::Tma)
-    } else {
-        Sm90Variant::new(128, 3, Sm90Feed::TmaLean)
-    }))
-}
-
-/// `CPEAL_GEMM_SM90`, read once: None when unset, Some(None) for `off`, Some(Some(v)) for a variant's label.
-fn forced_sm90() -> Result<Option<Option<Sm90Variant>>> {
-    static FORCED: std::sync::OnceLock<std::result::Result<Option<Option<Sm90Variant>>, String>> =
-        std::sync::OnceLock::new();
-    super::forced_choice(&FORCED, "CPEAL_GEMM_SM90", || {
-        let variants = SM90_VARIANTS.iter().map(|v| (v.label(), Some(*v)));
-        std::iter::once(("off".to_string(), None)).chain(variants).collect()
-    })
 }
 
 /// The window of `Gemm::row_partials` for a Hopper variant, or for `gemm.cu` (None): its warp tile's 32 columns.
@@ -309,11 +137,16 @@ impl<'a> Gemm<'a> {
         self
     }
 
+    /// Which ViT-B/16 GEMM this one resembles (it picks the automatic Hopper variant).
+    pub fn role(&self) -> GemmRole {
+        GemmRole::of(self.n, self.k, self.act)
+    }
+
     /// The Hopper variant this GEMM runs on `dev`, or None for `gemm.cu`.
     fn sm90_variant(&self, dev: &GpuDevice, dt: DType) -> Result<Option<Sm90Variant>> {
         let hopper = dev.runs_hopper_kernels() && self.aligned();
         Ok(match self.kernel {
-            GemmKernel::Auto => auto_sm90(self.k, dev.is_emu())?.filter(|_| hopper),
+            GemmKernel::Auto => auto_sm90(self.role(), dev.is_emu())?.filter(|_| hopper),
             GemmKernel::Sm80 => None,
             GemmKernel::Sm90(v) => {
                 let name = v.kernel_name(dt);

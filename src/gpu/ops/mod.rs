@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod elementwise;
 pub mod gemm;
+pub mod gemm_sm90;
 pub mod interp;
 pub mod layernorm;
 pub mod patch_embed;
