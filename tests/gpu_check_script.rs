@@ -9,17 +9,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// images/s = 1000 + 1 (LN fold) + 50 (forced GEMM; 60 per role) + 100 (forced attention); the candidates'
-/// selftest fails when `FAIL_CANDIDATES` is set (on `FAIL_KERNEL`). bench-kernels' summary names each shape's
+/// selftest fails when `FAIL_CANDIDATES` is set (on `FAIL_KERNEL`, in the group of candidates that holds it; with
+/// `CRASH`, by a crash without a verdict). bench-kernels echoes its arguments, and its summary names each shape's
 /// fastest kernel.
 const STUB_CPEAL: &str = r#"#!/usr/bin/env bash
 case "$1" in
   --version) echo "cpeal 0.0.0-stub" ;;
   selftest)
+    kernel=${FAIL_KERNEL:-lnfold_gemm_sm90_tmaw-n128s3_bf16}
     if [[ "$*" == *--only* && -n "${FAIL_CANDIDATES:-}" ]]; then
-      echo "${FAIL_KERNEL:-lnfold_gemm_sm90_tmaw-n128s3_bf16}  37x53x40 norm  1e-1  1e-1  1e-2  FAIL"; echo "1 of 9 cases failed"; exit 1
+      for prefix in $(tr , ' ' <<<"${@: -1}"); do
+        [[ $kernel == "$prefix"* ]] || continue
+        [[ -n "${CRASH:-}" ]] && exit 139
+        echo "$kernel  37x53x40 norm  1e-1  1e-1  1e-2  FAIL"; echo "1 of 9 cases failed"; exit 1
+      done
     fi
     echo "ok: 9 cases passed" ;;
   bench-kernels)
+    echo "bench-kernels args: $*"
     echo "| gemm_bf16 qkv | 50432 x 2304 x 768 | 370.0 | 480.0 |"
     echo "| GEMM | default TFLOP/s | fastest kernel | its TFLOP/s | default / cuBLAS | fastest / cuBLAS |"
     echo "| qkv | 480.0 | gemm_sm90_ppo-n128s5_bf16 | 560.0 | 72% | 84% |"
@@ -127,6 +134,9 @@ fn settings_whose_kernels_failed_the_selftest_are_not_timed() {
     assert!(report.contains("| default | 1000 |"), "{report}");
     assert!(report.contains("| CPEAL_LN_FOLD=on | not run: failed the selftest |"), "{report}");
     assert!(report.contains("FAILED for candidates: lnfold_gemm_sm90_tmaw-n128s3_bf16"), "{report}");
+    // Only the failed kernel's group is left out of bench-kernels.
+    assert!(report.contains("--skip lnfold_\n"), "{report}");
+    assert!(report.contains("| CPEAL_GEMM_SM90=ppo-n128s5 | 1050 |"), "{report}");
     // The combinations hold the failed fold, so the fastest setting is the winners combined.
     let winners = "CPEAL_ATTENTION=tail16+CPEAL_GEMM_SM90=qkv:ppo-n128s5,proj:off,fc1:ppomc-n128s5";
     assert!(report.contains(&format!("Every model under the setting `{winners}`")), "{report}");
@@ -142,6 +152,20 @@ fn a_per_role_setting_naming_a_failed_kernel_is_not_timed() {
         "{report}"
     );
     assert!(report.contains("| CPEAL_GEMM_SM90=ppo-n128s5 | 1050 |"), "{report}");
+}
+
+#[test]
+fn a_candidate_group_that_crashes_is_left_out_alone() {
+    let (ok, log, report) =
+        rehearse(&[("FAIL_CANDIDATES", "1"), ("CRASH", "1"), ("FAIL_KERNEL", "attention_fwd_wgmma_d64_bf16")]);
+    assert!(ok, "{log}");
+    assert!(report.contains("(no verdict: attention_fwd_wgmma)"), "{report}");
+    assert!(report.contains("bench-kernels args: bench-kernels --device cuda --batch 2 --skip attention_fwd_wgmma\n"), "{report}");
+    assert!(report.contains("| CPEAL_ATTENTION=wgmma | not run: failed the selftest |"), "{report}");
+    // The other candidates, the tail16 attention among them, are still timed.
+    assert!(report.contains("| CPEAL_ATTENTION=tail16 | 1100 |"), "{report}");
+    assert!(report.contains("| CPEAL_GEMM_SM90=coopmc-n128s4 | 1050 |"), "{report}");
+    assert!(report.contains("| CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16 | 1151 |"), "{report}");
 }
 
 #[test]
