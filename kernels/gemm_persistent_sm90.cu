@@ -14,7 +14,9 @@
 //     the main loops taking turns (named barriers 4 and 5: consumer c waits on 4 + c until the other has
 //     finished the main loop of the tile before).
 //   PP_COOPERATIVE (`coop`): block tiles are 256 x 128 and both consumers work on each (rows [128c, 128c+128)),
-//     sharing the W tile of every stage: a quarter less L2 traffic per flop, but no epilogue overlap.
+//     sharing the W tile of every stage: a quarter less L2 traffic per flop, but no epilogue overlap. With
+//     BN = 256 (`coop-n256s4`), block tiles are 128 x 256, each consumer 64 rows by all 256 columns in one
+//     wgmma m64n256k16 per k16 step: the same traffic, a sixth fewer shared-memory operand bytes per flop.
 //   MC (`coopmc`, `ppomc`): the kernel in clusters of 2 blocks (__cluster_dims__(2, 1, 1)) that take the two
 //     128-column halves of a BM x 256 tile: they share its A rows, each loading half of them by TMA multicast
 //     into both, so L2 sends 2/3 (coop) or 3/4 (ppo) of the bytes per flop. A stage is refilled only once the
@@ -29,13 +31,13 @@
 #define PP_COOPERATIVE 2
 
 
-// Columns [CW·C, CW·C + CW) of one consumer's 128 x 128 tile (acc[h2] holds rows [64·h2, 64·h2 + 64) in the
-// m64n128 layout) into its park buffer (row stride CW + 8 floats: a half-warp's 8-byte stores hit 32 distinct
+// Columns [CW·C, CW·C + CW) of one consumer's 64·NH x 2·NACC tile (acc[h2] holds rows [64·h2, 64·h2 + 64) in the
+// m64nN layout) into its park buffer (row stride CW + 8 floats: a half-warp's 8-byte stores hit 32 distinct
 // banks): compile-time register indices, so the accumulators stay in registers.
-template <int CW, int C>
-DEVI void g90_pp_park(float (&acc)[2][64], float* park, int ct) {
+template <int CW, int C, int NH, int NACC>
+DEVI void g90_pp_park(float (&acc)[NH][NACC], float* park, int ct) {
     int warp = ct >> 5, g = (ct & 31) >> 2, t = ct & 3;
-    UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int q = 0; q < CW / 8; ++q) UNROLL for (int h = 0; h < 2; ++h) {
+    UNROLL for (int h2 = 0; h2 < NH; ++h2) UNROLL for (int q = 0; q < CW / 8; ++q) UNROLL for (int h = 0; h < 2; ++h) {
         int reg = 4 * (CW / 8 * C + q) + 2 * h;
         F2 v;
         v.x = acc[h2][reg];
@@ -44,34 +46,47 @@ DEVI void g90_pp_park(float (&acc)[2][64], float* park, int ct) {
     }
 }
 // Chunk c (a run-time value) through the compile-time parks.
-template <int CW, int C = 0>
-DEVI void g90_pp_park_chunk(int c, float (&acc)[2][64], float* park, int ct) {
-    if constexpr (C < 128 / CW) {
+template <int CW, int NH, int NACC, int C = 0>
+DEVI void g90_pp_park_chunk(int c, float (&acc)[NH][NACC], float* park, int ct) {
+    if constexpr (C < 2 * NACC / CW) {
         if (c == C) g90_pp_park<CW, C>(acc, park, ct);
-        else g90_pp_park_chunk<CW, C + 1>(c, acc, park, ct);
+        else g90_pp_park_chunk<CW, NH, NACC, C + 1>(c, acc, park, ct);
     }
 }
 
 // Epilogue of one consumer's tile, CW columns at a time. The chunk loop stays rolled so that the store walk
 // (bias, activation, residual) exists once in the binary: unrolled, its copies tripled the kernel's code.
-template <class T, int CW>
-DEVI void g90_pp_epilogue(float (&acc)[2][64], float* park, int ct, int bar, int m0, int n0, int M, int N, int ldc,
-                          const GemmEpi<T>& ep, T* C) {
+template <class T, int CW, int NH, int NACC>
+DEVI void g90_pp_epilogue(float (&acc)[NH][NACC], float* park, int ct, int bar, int m0, int n0, int M, int N,
+                          int ldc, const GemmEpi<T>& ep, T* C) {
 #pragma unroll 1
-    for (int c = 0; c < 128 / CW; ++c) {
+    for (int c = 0; c < 2 * NACC / CW; ++c) {
         named_barrier_sync(bar, 128);  // this warpgroup's walk of the previous chunk has read the buffer
         g90_pp_park_chunk<CW>(c, acc, park, ct);
         named_barrier_sync(bar, 128);
-        g90_store<T, CW + 8, CW>(park, ct, 128, m0, n0 + CW * c, M, N, ldc, ep, C);
+        g90_store<T, CW + 8, CW, 64 * NH>(park, ct, 128, m0, n0 + CW * c, M, N, ldc, ep, C);
     }
 }
 
-template <class T, int STAGES, int MODE, bool MC = false>
+// One k16 step of a consumer's m64 x BN accumulator.
+template <class T>
+DEVI void g90_pp_mma(float (&acc)[64], unsigned long long da, unsigned long long db) {
+    wgmma_m64n128k16<T>(acc, da, db);
+}
+template <class T>
+DEVI void g90_pp_mma(float (&acc)[128], unsigned long long da, unsigned long long db) {
+    wgmma_m64n256k16<T>(acc, da, db);
+}
+
+template <class T, int STAGES, int MODE, bool MC = false, int BN = 128>
 DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const TmaMap* wmap, const GemmEpi<T>& ep,
                       T* C) {
-    constexpr bool COOP = MODE == PP_COOPERATIVE, ORDERED = MODE == PP_ORDERED;
-    constexpr int BM = COOP ? 256 : 128, CW = COOP ? 16 : 32;  // block tile rows; park columns per chunk
-    constexpr int A_BYTES = BM * 128, STAGE_BYTES = A_BYTES + 128 * 128, PARK_BYTES = 128 * (CW + 8) * 4;
+    constexpr bool COOP = MODE == PP_COOPERATIVE, ORDERED = MODE == PP_ORDERED, WIDE = BN == 256;
+    static_assert(BN == 128 || (WIDE && COOP && !MC), "n256: the cooperative kernel, not in clusters");
+    // Block tile rows, a consumer's rows (64·NH, in NH m64 accumulators of NACC registers), park columns per chunk.
+    constexpr int BM = COOP && !WIDE ? 256 : 128, CM = COOP ? BM / 2 : 128, NH = CM / 64, NACC = BN / 2;
+    constexpr int CW = COOP && !WIDE ? 16 : 32;
+    constexpr int A_BYTES = BM * 128, STAGE_BYTES = A_BYTES + BN * 128, PARK_BYTES = CM * (CW + 8) * 4;
     char* raw = DYN_SMEM(char);
     char* smem = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
     float* park0 = reinterpret_cast<float*>(smem + STAGES * STAGE_BYTES);
@@ -79,7 +94,7 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
     // Work units: block tiles, or with MC pairs of 128-column tiles (block `rank` of its cluster takes column
     // tile 2·j + rank of unit j; the clusters walk the units as the blocks do otherwise).
     u32 rank = MC ? cluster_ctarank() : 0;
-    int ntn = ceil_div(N, 128), nun = MC ? ceil_div(ntn, 2) : ntn, ktiles = ceil_div(K, G90_BK);
+    int ntn = ceil_div(N, BN), nun = MC ? ceil_div(ntn, 2) : ntn, ktiles = ceil_div(K, G90_BK);
     int ntiles = ceil_div(M, BM) * nun, unit0 = MC ? blockIdx.x / 2 : blockIdx.x, units = MC ? gridDim.x / 2 : gridDim.x;
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
@@ -98,14 +113,14 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
             for (int tile = unit0; tile < ntiles; tile += units)
                 g90_produce_tile<STAGES, A_BYTES, STAGE_BYTES, BM / 128, MC>(
                     fill, ktiles, smem, full0, empty0, amap, wmap, (tile / nun) * BM,
-                    ((tile % nun) * (MC ? 2 : 1) + rank) * 128, rank);
+                    ((tile % nun) * (MC ? 2 : 1) + rank) * BN, rank);
         }
         return;  // no barrier of the whole block follows
     }
     setmaxnreg_inc<232>();
     int cw = wg - 1, ct = threadIdx.x & 127;
-    float* park = park0 + cw * 128 * (CW + 8);
-    float acc[2][64];
+    float* park = park0 + cw * CM * (CW + 8);
+    float acc[NH][NACC];
     int mine = ceil_div(ntiles - unit0, units);         // tiles of this block
     int first = COOP ? 0 : cw, step = COOP ? 1 : 2;       // this consumer's tiles of them
     // A stage read: released to this block's producer, and with MC to the other block's, which fills it too.
@@ -115,18 +130,18 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
         if (MC) mbar_arrive_cluster(empty0 + 8 * (fill % STAGES), rank ^ 1);
     };
     for (int i = first, tile = unit0 + first * units; tile < ntiles; i += step, tile += step * units) {
-        UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int e = 0; e < 64; ++e) acc[h2][e] = 0.0f;
+        UNROLL for (int h2 = 0; h2 < NH; ++h2) UNROLL for (int e = 0; e < NACC; ++e) acc[h2][e] = 0.0f;
         if (ORDERED && i > 0) named_barrier_sync(4 + cw, 256);  // the other consumer's main loop of tile i-1 is done
         int fill0 = i * ktiles;
         for (int kt = 0; kt < ktiles; ++kt) {
             int fill = fill0 + kt, s = fill % STAGES;
             mbar_wait(full0 + 8 * s, (fill / STAGES) & 1);
             const char* st = smem + s * STAGE_BYTES;
-            unsigned long long da = wgmma_desc_sw128(st + (COOP ? cw * 128 * 128 : 0));
+            unsigned long long da = wgmma_desc_sw128(st + (COOP ? cw * CM * 128 : 0));
             unsigned long long db = wgmma_desc_sw128(st + A_BYTES);
             wgmma_fence();
-            UNROLL for (int kk = 0; kk < G90_BK / 16; ++kk) UNROLL for (int h2 = 0; h2 < 2; ++h2)
-                wgmma_m64n128k16<T>(acc[h2], da + (unsigned long long)(h2 * 64 * 128 / 16) + 2 * kk, db + 2 * kk);
+            UNROLL for (int kk = 0; kk < G90_BK / 16; ++kk) UNROLL for (int h2 = 0; h2 < NH; ++h2)
+                g90_pp_mma<T>(acc[h2], da + (unsigned long long)(h2 * 64 * 128 / 16) + 2 * kk, db + 2 * kk);
             wgmma_commit();
             wgmma_wait<1>();  // the previous k tile's group has retired: its stage may be refilled
             if (kt > 0) release(fill - 1);
@@ -134,8 +149,8 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
         wgmma_wait<0>();
         release(fill0 + ktiles - 1);
         if (ORDERED && i + 1 < mine) named_barrier_arrive(5 - cw, 256);  // tile i+1's consumer may start
-        UNROLL for (int h2 = 0; h2 < 2; ++h2) UNROLL for (int e = 0; e < 64; ++e) wgmma_pin(acc[h2][e]);
-        int m0 = (tile / nun) * BM + (COOP ? 128 * cw : 0), n0 = ((tile % nun) * (MC ? 2 : 1) + rank) * 128;
+        UNROLL for (int h2 = 0; h2 < NH; ++h2) UNROLL for (int e = 0; e < NACC; ++e) wgmma_pin(acc[h2][e]);
+        int m0 = (tile / nun) * BM + (COOP ? CM * cw : 0), n0 = ((tile % nun) * (MC ? 2 : 1) + rank) * BN;
         if (n0 < N) g90_pp_epilogue<T, CW>(acc, park, ct, 2 + cw, m0, n0, M, N, ldc, ep, C);  // MC: odd ntn
     }
     if (MC) cluster_sync();  // the other block has made its last arrival here
@@ -184,6 +199,21 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_f16(i
         const f16_t* layer_scale, const float* row_stats,
         const float* col_sum, f16_t* C, float* row_partials, int act) {
     g90_pp_body<f16_t, 4, PP_COOPERATIVE>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+}
+// Cooperative on 128 x 256 block tiles, a consumer's 64 x 256 by wgmma m64n256k16: coop_n256s4, 213 KiB.
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n256s4_bf16(int M, int N, int K, int ldr, int ldc,
+        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
+        const bf16_t* layer_scale, const float* row_stats,
+        const float* col_sum, bf16_t* C, float* row_partials, int act) {
+    g90_pp_body<bf16_t, 4, PP_COOPERATIVE, false, 256>(M, N, K, ldc, &amap, &wmap,
+        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+}
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n256s4_f16(int M, int N, int K, int ldr, int ldc,
+        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
+        const f16_t* layer_scale, const float* row_stats,
+        const float* col_sum, f16_t* C, float* row_partials, int act) {
+    g90_pp_body<f16_t, 4, PP_COOPERATIVE, false, 256>(M, N, K, ldc, &amap, &wmap,
         GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
 }
 // In clusters of two sharing A by multicast (MC): coopmc_n128s4 (217 KiB), ppomc_n128s5 (201 KiB).

@@ -60,13 +60,13 @@ DEVI void g90_park(float (&acc)[NB][64], float* tile, int row0) {
 // Each row's statistics over columns [n0, n0 + COLS) of C (GemmEpi::row_partials), from the values as stored: every
 // thread reads back the chunks g90_store gave it (its own writes), with the same walk, so a row's COLS / 8 chunks
 // are on consecutive lanes of one warp.
-template <class T, int COLS>
+template <class T, int COLS, int ROWS>
 DEVI void g90_row_partials(int tid, int nthreads, int m0, int n0, int M, int N, int ldc, bool vec, const T* C,
                            float* partials) {
     constexpr int CHUNKS = COLS / 8;
     compiler_barrier();
     int parts = ceil_div(N, COLS), count = min(COLS, N - n0);
-    for (int i = tid; i < G90_BM * CHUNKS; i += nthreads) {  // the same trip count on every lane
+    for (int i = tid; i < ROWS * CHUNKS; i += nthreads) {  // the same trip count on every lane
         int m = m0 + i / CHUNKS, n = n0 + (i % CHUNKS) * 8;
         float v[8];
         unsigned valid = 0;
@@ -84,9 +84,9 @@ DEVI void g90_row_partials(int tid, int nthreads, int m0, int n0, int M, int N, 
     }
 }
 
-// C[m0 + r, n0 + c] for r < 128, c < COLS from `tile` (row stride LDT floats), by `nthreads` threads numbered
+// C[m0 + r, n0 + c] for r < ROWS, c < COLS from `tile` (row stride LDT floats), by `nthreads` threads numbered
 // from 0 (`tid`).
-template <class T, int LDT, int COLS>
+template <class T, int LDT, int COLS, int ROWS = G90_BM>
 DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, int M, int N, int ldc,
                     const GemmEpi<T>& ep, T* C) {
     constexpr int CHUNKS = COLS / 8;
@@ -95,7 +95,7 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
     bool vec = ((ldc | (residual ? ep.ldr : 0)) & 7) == 0 &&
                (((unsigned long long)C | (unsigned long long)residual | (unsigned long long)bias |
                  (unsigned long long)layer_scale | (unsigned long long)ep.col_sum) & 15) == 0;
-    for (int i = tid; i < G90_BM * CHUNKS; i += nthreads) {
+    for (int i = tid; i < ROWS * CHUNKS; i += nthreads) {
         int r = i / CHUNKS, c = (i % CHUNKS) * 8;
         int m = m0 + r, n = n0 + c;
         if (m >= M || n >= N) continue;
@@ -131,7 +131,7 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
                 C[(long)m * ldc + n + e] = from_f32<T>(gemm_epilogue(src[e], m, n + e, ep));
         }
     }
-    if (ep.row_partials) g90_row_partials<T, COLS>(tid, nthreads, m0, n0, M, N, ldc, vec, C, ep.row_partials);
+    if (ep.row_partials) g90_row_partials<T, COLS, ROWS>(tid, nthreads, m0, n0, M, N, ldc, vec, C, ep.row_partials);
 }
 
 // The producer's loads of one output tile (rows m0.., columns n0..) into the ring, fills fill .. fill+ktiles-1:

@@ -35,6 +35,10 @@ DEVI void wgmma_m64n128k16(float (&d)[64], unsigned long long da, unsigned long 
     cpeal_emu::wgmma_issue(d, 128, da, db, wgmma_dtype<T>());
 }
 template <class T>
+DEVI void wgmma_m64n256k16(float (&d)[128], unsigned long long da, unsigned long long db) {
+    cpeal_emu::wgmma_issue(d, 256, da, db, wgmma_dtype<T>());
+}
+template <class T>
 DEVI void wgmma_m64n64k16(float (&d)[32], unsigned long long da, unsigned long long db) {
     cpeal_emu::wgmma_issue(d, 64, da, db, wgmma_dtype<T>());
 }
@@ -119,6 +123,28 @@ CPEAL_WGMMA_TYPES(wgmma_m64n128k16, (float (&d)[64], unsigned long long da, unsi
 #define CPEAL_REGS32                                                                                                  \
     "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, "  \
     "%24, %25, %26, %27, %28, %29, %30, %31}"
+#define CPEAL_REGS128 \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
+    "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, " \
+    "%42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, " \
+    "%62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, " \
+    "%82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, " \
+    "%101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, " \
+    "%117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}"
+// D[64 x 256] += A[64 x 16] · B[256 x 16]ᵀ, both operands K-major in shared memory (128 accumulators a thread).
+#define CPEAL_WGMMA_N256(TYPE)                                                                                        \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"                                                       \
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " " CPEAL_REGS128                       \
+                 ", %128, %129, p, 1, 1, 0, 0;\n}\n"                                                                  \
+                 : CPEAL_ACC8(0), CPEAL_ACC8(8), CPEAL_ACC8(16), CPEAL_ACC8(24), CPEAL_ACC8(32), CPEAL_ACC8(40),      \
+                   CPEAL_ACC8(48), CPEAL_ACC8(56), CPEAL_ACC8(64), CPEAL_ACC8(72), CPEAL_ACC8(80), CPEAL_ACC8(88),    \
+                   CPEAL_ACC8(96), CPEAL_ACC8(104), CPEAL_ACC8(112), CPEAL_ACC8(120)                                  \
+                 : "l"(da), "l"(db), "r"(1))
+template <class T>
+DEVI void wgmma_m64n256k16(float (&d)[128], unsigned long long da, unsigned long long db);
+CPEAL_WGMMA_TYPES(wgmma_m64n256k16, (float (&d)[128], unsigned long long da, unsigned long long db), CPEAL_WGMMA_N256)
+#undef CPEAL_WGMMA_N256
+#undef CPEAL_REGS128
 #define CPEAL_WGMMA_N64(TYPE)                                                                                         \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                        \
                  "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " " CPEAL_REGS32                         \

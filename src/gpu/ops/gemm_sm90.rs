@@ -81,10 +81,20 @@ impl Sm90Variant {
         self.feed != Sm90Feed::CpAsync
     }
 
-    /// Rows of a block tile: 256 for the cooperative kernels (a 128-row tile per consumer), else 128.
+    /// Rows of a block tile: 256 for the cooperative kernels on 128 columns (a 128-row tile per consumer), else
+    /// 128 (the cooperative kernel on 256 columns: 64 rows per consumer).
     fn block_rows(&self) -> usize {
-        if self.feed == Sm90Feed::Cooperative {
+        if self.feed == Sm90Feed::Cooperative && self.bn == 128 {
             2 * G90_BM
+        } else {
+            G90_BM
+        }
+    }
+
+    /// Rows of one consumer warpgroup's tile in the persistent kernels (its epilogue buffer's rows).
+    fn consumer_rows(&self) -> usize {
+        if self.feed == Sm90Feed::Cooperative {
+            self.block_rows() / 2
         } else {
             G90_BM
         }
@@ -100,12 +110,12 @@ impl Sm90Variant {
     }
 
     /// Operand stages, 1 KiB to align the first tile to the swizzle period, the TMA variants' two barriers per
-    /// stage, and the persistent consumers' epilogue buffers (128 rows x (CW + 8) f32 each; CW = 32 columns
-    /// per chunk, 16 for the cooperative kernel).
+    /// stage, and the persistent consumers' epilogue buffers (a consumer's rows x (CW + 8) f32 each; CW = 32
+    /// columns per chunk, 16 for the cooperative kernel on 128 columns).
     pub(super) fn shared_bytes(&self) -> u32 {
         let stages = (self.block_rows() + self.bn) * 128 * self.stages + 1024;
         let barriers = if self.uses_tma() { 16 * self.stages } else { 0 };
-        let park = if self.persistent() { 2 * 128 * (self.store_cols() + 8) * 4 } else { 0 };
+        let park = if self.persistent() { 2 * self.consumer_rows() * (self.store_cols() + 8) * 4 } else { 0 };
         (stages + barriers + park) as u32
     }
 
@@ -128,7 +138,8 @@ impl Sm90Variant {
     pub(super) fn store_cols(&self) -> usize {
         match self.feed {
             Sm90Feed::PingPong | Sm90Feed::PingPongOrdered => 32,
-            Sm90Feed::Cooperative => 16,
+            Sm90Feed::Cooperative if self.bn == 128 => 16,
+            Sm90Feed::Cooperative => 32,
             _ => self.bn,
         }
     }
@@ -139,7 +150,7 @@ impl Sm90Variant {
 }
 
 /// The variants compiled in `gemm_sm90.cu` and `gemm_persistent_sm90.cu` (the persistent ones).
-pub const SM90_VARIANTS: [Sm90Variant; 11] = [
+pub const SM90_VARIANTS: [Sm90Variant; 12] = [
     Sm90Variant::new(128, 3, Sm90Feed::CpAsync),
     Sm90Variant::new(128, 4, Sm90Feed::CpAsync),
     Sm90Variant::new(256, 4, Sm90Feed::CpAsync),
@@ -149,6 +160,7 @@ pub const SM90_VARIANTS: [Sm90Variant; 11] = [
     Sm90Variant::new(128, 5, Sm90Feed::PingPong),
     Sm90Variant::new(128, 5, Sm90Feed::PingPongOrdered),
     Sm90Variant::new(128, 4, Sm90Feed::Cooperative),
+    Sm90Variant::new(256, 4, Sm90Feed::Cooperative),
     Sm90Variant::new(128, 5, Sm90Feed::PingPongOrdered).in_clusters(),
     Sm90Variant::new(128, 4, Sm90Feed::Cooperative).in_clusters(),
 ];
