@@ -160,12 +160,18 @@ fn a_candidate_group_that_crashes_is_left_out_alone() {
         rehearse(&[("FAIL_CANDIDATES", "1"), ("CRASH", "1"), ("FAIL_KERNEL", "attention_fwd_wgmma_d64_bf16")]);
     assert!(ok, "{log}");
     assert!(report.contains("(no verdict: attention_fwd_wgmma)"), "{report}");
-    assert!(report.contains("bench-kernels args: bench-kernels --device cuda --batch 2 --skip attention_fwd_wgmma\n"), "{report}");
+    assert!(
+        report.contains("bench-kernels args: bench-kernels --device cuda --batch 2 --skip attention_fwd_wgmma\n"),
+        "{report}"
+    );
     assert!(report.contains("| CPEAL_ATTENTION=wgmma | not run: failed the selftest |"), "{report}");
     // The other candidates, the tail16 attention among them, are still timed.
     assert!(report.contains("| CPEAL_ATTENTION=tail16 | 1100 |"), "{report}");
     assert!(report.contains("| CPEAL_GEMM_SM90=coopmc-n128s4 | 1050 |"), "{report}");
-    assert!(report.contains("| CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16 | 1151 |"), "{report}");
+    assert!(
+        report.contains("| CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90=ppo-n128s5+CPEAL_ATTENTION=tail16 | 1151 |"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -166,6 +166,11 @@ pub(crate) trait Runtime: Send + Sync {
     }
     /// Streaming multiprocessors: the grid of a persistent kernel.
     fn sm_count(&self) -> u32;
+    /// Compiles every kernel file for this device ahead of use, in parallel, into the kernel cache (a cold
+    /// cache then costs the slowest file, not the sum). Nothing to do under emulation.
+    fn precompile(&self) -> Result<()> {
+        Ok(())
+    }
     /// How many clusters of `kernel` (whose `__cluster_dims__` gives their size) can run at once with `cfg`'s
     /// block and shared memory: the grid of a persistent kernel in clusters. The emulator has no limit but
     /// its SM count (clusters of 2).
@@ -288,6 +293,11 @@ impl GpuDevice {
     /// several tiles in tests).
     pub fn sm_count(&self) -> u32 {
         self.rt.sm_count()
+    }
+
+    /// Compiles every kernel file for this device into the kernel cache now, in parallel (a GPU's first run).
+    pub fn precompile(&self) -> Result<()> {
+        self.rt.precompile()
     }
 
     /// Clusters of `kernel` that fit the device at once with `cfg`'s block and shared memory (at least 1).

@@ -49,6 +49,11 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
         return Err(cpeal::Error::invalid("selftest", "no cases match --family / --only / --exclude"));
     }
     println!("device: {}", dev.name());
+    // A cold kernel cache compiles on every core, not file after file as the cases reach them. A file that fails
+    // here fails again in its own cases, which name it: the other cases still run.
+    if let Err(e) = dev.precompile() {
+        eprintln!("warning: compiling the kernels ahead: {e}");
+    }
     print!("{}", selftest::table_header());
     let results = selftest::run_each(&dev, &cases, args.seed, |r| {
         use std::io::Write;
