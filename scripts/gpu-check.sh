@@ -65,6 +65,10 @@ write_report() {
         echo
         if [[ -s "$WORK/models.md" ]]; then cat "$WORK/models.md"; else echo "$MODEL_SECTION"; fi
         echo
+        echo "## Kernels each setting ran (ViT-B/16, batch 256)"
+        echo
+        section "$WORK/kernels.md"
+        echo
         echo "## Where the time goes (ViT-B/16, batch 256, CPEAL_PROFILE=1)"
         echo
         section "$WORK/profile.md"
@@ -283,9 +287,13 @@ PYEOF
             return
         fi
         local ips ratio
-        ips=$(with_setting "$setting" timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json 2>"$WORK/err.txt" \
-            | python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null || echo "failed")
+        with_setting "$setting" timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json \
+            >"$WORK/run.json" 2>"$WORK/err.txt" || true
+        ips=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["images_per_s"])' "$WORK/run.json" 2>/dev/null || echo "failed")
         [[ "$ips" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
+        # What the setting ran: a row that did not reach its candidate shows here.
+        python3 -c 'import json,sys; print(f"- `{sys.argv[2]}`: " + ", ".join(json.load(open(sys.argv[1]))["kernels"]))' \
+            "$WORK/run.json" "$label" >>"$WORK/kernels.md" 2>/dev/null || true
         IPS[$setting]=$ips
         ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$ips" "$ANCHOR" 2>/dev/null || echo "-")
         row "| $label | $ips | $ratio |"

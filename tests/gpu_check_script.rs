@@ -43,7 +43,7 @@ case "$1" in
     if [[ "${CPEAL_PROFILE:-}" == 1 ]]; then
       printf 'CPEAL_PROFILE: 9.00 ms on the device in all\n| kernel | calls | total ms | share |\n| gemm_%s | 48 | 6.0 | 66.7%% |\n' "$ips" >&2
     fi
-    echo "{\"images_per_s\":$ips,\"tflop_per_s\":1.5}" ;;
+    echo "{\"images_per_s\":$ips,\"tflop_per_s\":1.5,\"kernels\":[\"gemm_${CPEAL_GEMM_SM90:-auto}\",\"attention_${CPEAL_ATTENTION:-auto}\"]}" ;;
   *) exit 2 ;;
 esac
 "#;
@@ -125,6 +125,9 @@ fn every_candidate_setting_reaches_the_binary_and_the_report_comes_back() {
     assert!(report.contains("ViT-B/16 at batch 256 in this run: n/a images/s"), "{report}");
     assert!(report.contains("| default | 1000 | - |"), "{report}");
     assert!(report.contains("| gemm_bf16 qkv |"), "bench-kernels output is in the report:\n{report}");
+    // What each setting ran, as the binary reports it.
+    assert!(report.contains("- `default`: gemm_auto, attention_auto"), "{report}");
+    assert!(report.contains("- `CPEAL_ATTENTION=wgmma`: gemm_auto, attention_wgmma"), "{report}");
 }
 
 #[test]

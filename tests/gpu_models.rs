@@ -106,6 +106,8 @@ fn vit_with_head_dim_64_on_emu_matches_the_cpu() {
         }
         let model = Model::load_on(tmp.path(), &device).unwrap();
         let out = model.forward_images(&pixels.to_device(&device).unwrap()).unwrap();
+        let launched = gpu.launched_kernels();
+        assert!(launched.contains(&kernel), "the forward ran {launched:?}, not {kernel}");
         for key in ["last_hidden_state", "pooler_output"] {
             let (rel, max) = errors(out.get(key).unwrap(), reference.get(key).unwrap());
             eprintln!("cuda-emu {dtype:?} ({kernel}) vit-d64/{key}: rel {rel:.2e}, max abs {max:.2e}");

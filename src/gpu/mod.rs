@@ -216,6 +216,8 @@ pub struct GpuDevice {
     rt: Arc<dyn Runtime>,
     /// How models store weights and activations on this device (bf16 by default, f16 as an option).
     storage: DType,
+    /// Every kernel launched through this device and its clones: what a run used (`launched_kernels`).
+    launched: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -227,12 +229,22 @@ impl std::fmt::Debug for GpuDevice {
 impl GpuDevice {
     /// CUDA device `ordinal` through the driver API; kernels compiled by NVRTC on first use.
     pub fn cuda(ordinal: usize) -> Result<Self> {
-        Ok(GpuDevice { rt: Arc::new(cuda::CudaRuntime::new(ordinal)?), storage: DType::Bf16 })
+        Ok(Self::over(Arc::new(cuda::CudaRuntime::new(ordinal)?)))
     }
 
     /// The CPU emulator (needs the `cuda-emu` feature; otherwise `DeviceUnavailable`).
     pub fn emu() -> Result<Self> {
-        Ok(GpuDevice { rt: Arc::new(emu::EmuRuntime::new()?), storage: DType::Bf16 })
+        Ok(Self::over(Arc::new(emu::EmuRuntime::new()?)))
+    }
+
+    fn over(rt: Arc<dyn Runtime>) -> Self {
+        GpuDevice { rt, storage: DType::Bf16, launched: Default::default() }
+    }
+
+    /// The names of the kernels launched so far through this device (and its clones), sorted: which variants
+    /// the automatic choices and the `CPEAL_*` settings actually gave.
+    pub fn launched_kernels(&self) -> Vec<String> {
+        self.launched.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
     }
 
     /// e.g. `cuda:0 (NVIDIA H100, sm_90)` or `cuda-emu`.
@@ -375,6 +387,11 @@ impl GpuDevice {
         if g.0 == 0 || g.1 == 0 || g.2 == 0 || b.0 * b.1 * b.2 == 0 || b.0 * b.1 * b.2 > 1024 {
             return Err(Error::kernel(kernel, format!("invalid launch {cfg:?}")));
         }
+        let mut launched = self.launched.lock().unwrap_or_else(|p| p.into_inner());
+        if !launched.contains(kernel) {
+            launched.insert(kernel.to_string());
+        }
+        drop(launched);
         let tag = args.take_tag();
         let mut params = args.params();
         // SAFETY: forwarded from this function's contract.

@@ -123,10 +123,11 @@ fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
     let threads = rayon::current_num_threads();
     if args.json {
         println!(
-            "{{\"arch\":\"{label}\",\"device\":\"{}\",\"batch\":{},\"image_size\":{s},\"threads\":{threads},\"median_s\":{median:.4},\"download_s\":{download:.4},\"images_per_s\":{ips:.3},\"gflop_per_image\":{gflop:.3},\"tflop_per_s\":{tflops:.3},\"ln_fold\":{}}}",
+            "{{\"arch\":\"{label}\",\"device\":\"{}\",\"batch\":{},\"image_size\":{s},\"threads\":{threads},\"median_s\":{median:.4},\"download_s\":{download:.4},\"images_per_s\":{ips:.3},\"gflop_per_image\":{gflop:.3},\"tflop_per_s\":{tflops:.3},\"ln_fold\":{},\"kernels\":{}}}",
             device.name(),
             args.batch_size,
-            model.folds_layer_norms()
+            model.folds_layer_norms(),
+            serde_json::to_string(&launched_kernels(&device)).unwrap_or_default()
         );
     } else {
         println!(
@@ -138,6 +139,14 @@ fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The GPU kernels the runs launched (none on the CPU).
+fn launched_kernels(device: &Device) -> Vec<String> {
+    match device {
+        Device::Gpu(gpu) => gpu.launched_kernels(),
+        _ => Vec::new(),
+    }
 }
 
 fn median_of(mut times: Vec<f64>) -> f64 {
