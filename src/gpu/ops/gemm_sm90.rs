@@ -22,7 +22,8 @@ pub enum Sm90Feed {
     PingPong,
     /// The same with the consumers' main loops taking turns on the tensor cores (named barriers).
     PingPongOrdered,
-    /// Persistent cooperative: 256 x 128 block tiles, both consumer warpgroups on each (sharing its W tile).
+    /// Persistent cooperative: 256 x 128 block tiles (128 x 256 when `bn` is 256), both consumer warpgroups on
+    /// each (sharing its W tile).
     Cooperative,
 }
 
@@ -46,8 +47,8 @@ impl Sm90Variant {
         Sm90Variant { multicast: true, ..self }
     }
 
-    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`, `ppo-n128s5`, `coop-n128s4`, and `ppomc-n128s5`,
-    /// `coopmc-n128s4` in clusters: the kernel name's middle and the `CPEAL_GEMM_SM90` value.
+    /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`, `ppo-n128s5`, `coop-n128s4`, `coop-n256s4`, and
+    /// `ppomc-n128s5`, `coopmc-n128s4` in clusters: the kernel name's middle and the `CPEAL_GEMM_SM90` value.
     pub fn label(&self) -> String {
         let feed = match self.feed {
             Sm90Feed::CpAsync => "",
