@@ -25,7 +25,7 @@ ROOT=$(pwd)
 BIN=${1:-target/release/cpeal}
 BATCH=${2:-64}
 PY=${PYTHON:-python3}
-[[ -x "$BIN" ]] || { echo "error: no executable cpeal at $BIN (build it elsewhere: cargo build --release)" >&2; exit 1; }
+[[ -x "$BIN" ]] || { echo "error: no executable cpeal at $BIN (build it elsewhere: cargo build --release; strip -o target/release/cpeal-gpu target/release/cpeal to carry it)" >&2; exit 1; }
 
 source scripts/gpu-env.sh
 
