@@ -10,7 +10,7 @@ find_libcuda() {
     done
     return 0
 }
-# A path given in the environment wins (an unusual install; the rehearsal in tests/gpu_check_rehearsal.sh).
+# A path given in the environment wins (an unusual install; the rehearsal in tests/gpu_check_script.rs).
 LIBCUDA=${LIBCUDA:-$(find_libcuda | head -n1 || true)}
 [[ -n "$LIBCUDA" ]] || { echo "error: libcuda.so.1 not found (is the NVIDIA driver installed?)" >&2; exit 1; }
 
