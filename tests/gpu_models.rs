@@ -287,3 +287,29 @@ fn linear_row_stats_on_emu_match_the_statistics_of_its_output() {
         }
     }
 }
+
+/// A patch of 3 channels × 3 × 3 (K = 27, as DINOv2's 3 × 14 × 14 = 588 not a multiple of 8): on the device the
+/// GEMM weight and the im2col rows are padded to 32 columns, so the aligned GEMM runs, with the CPU's result.
+#[test]
+fn patch_embedding_with_k_not_a_multiple_of_8_runs_the_aligned_gemm_on_emu() {
+    use cpeal::ops::{patch_embed, patch_gemm_weight};
+    let (b, c, h, w, d, p) = (2, 3, 10, 7, 24, 3);
+    let values = |n: usize, seed: usize| (0..n).map(|i| (((i * 37 + seed * 11) % 29) as f32 - 14.0) / 16.0).collect();
+    let pixels = Tensor::from_vec(values(b * c * h * w, 1), &[b, c, h, w]).unwrap();
+    let weight = Tensor::from_vec(values(d * c * p * p, 2), &[d, c, p, p]).unwrap();
+    let bias = Tensor::from_vec(values(d, 3), &[d]).unwrap();
+    let want = patch_embed(&pixels, &patch_gemm_weight(&weight).unwrap(), p, Some(&bias)).unwrap();
+    for dtype in DTYPES {
+        let device = emu(dtype);
+        let Device::Gpu(gpu) = &device else { panic!("cuda-emu is a GPU device") };
+        let gemm_weight = patch_gemm_weight(&weight.to_device_as(&device, dtype.into()).unwrap()).unwrap();
+        assert_eq!(gemm_weight.shape(), &[d, 32]);
+        let bias = bias.to_device_as(&device, dtype.into()).unwrap();
+        let got = patch_embed(&pixels.to_device(&device).unwrap(), &gemm_weight, p, Some(&bias)).unwrap();
+        let (rel, max) = errors(&got, &want);
+        assert!(rel <= REL_TOL, "{dtype:?}: relative error {rel} (max abs {max})");
+        let launched = gpu.launched_kernels();
+        assert!(launched.iter().any(|k| k.starts_with("gemm_") && !k.contains("unaligned")), "{launched:?}");
+        assert!(!launched.iter().any(|k| k.contains("unaligned")), "{launched:?}");
+    }
+}

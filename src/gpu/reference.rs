@@ -169,9 +169,9 @@ pub fn attention(
 }
 
 /// im2col of [b, c, h, w] images for a stride-p convolution: [b·(h/p)·(w/p), c·p·p] in (c, ky, kx) order.
-pub fn patch_im2col(b: usize, c: usize, h: usize, w: usize, p: usize, img: &[f32]) -> Vec<f64> {
+pub fn patch_im2col(b: usize, c: usize, h: usize, w: usize, p: usize, ldc: usize, img: &[f32]) -> Vec<f64> {
     let (nh, nw) = (h / p, w / p);
-    let mut out = Vec::with_capacity(b * nh * nw * c * p * p);
+    let mut out = Vec::with_capacity(b * nh * nw * ldc);
     for bi in 0..b {
         for py in 0..nh {
             for px in 0..nw {
@@ -182,6 +182,7 @@ pub fn patch_im2col(b: usize, c: usize, h: usize, w: usize, p: usize, img: &[f32
                         }
                     }
                 }
+                out.resize(out.len() + ldc - c * p * p, 0.0);
             }
         }
     }

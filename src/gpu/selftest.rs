@@ -302,22 +302,23 @@ fn fused_qkv_cases(out: &mut Vec<Case>, hopper: bool) {
 }
 
 fn patch_cases(out: &mut Vec<Case>) {
-    for (dt, b, c, h, w, p) in [
-        (DType::Bf16, 2usize, 3usize, 32usize, 48usize, 16usize),
-        (DType::F32, 1, 3, 30, 29, 14),
-        (DType::F16, 1, 2, 9, 9, 3),
+    // (dtype, b, c, h, w, p, row stride): exact rows, and rows padded to a multiple of 8 (DINOv2's 3·14·14 = 588).
+    for (dt, b, c, h, w, p, ldc) in [
+        (DType::Bf16, 2usize, 3usize, 32usize, 48usize, 16usize, 768usize),
+        (DType::F32, 1, 3, 30, 29, 14, 592),
+        (DType::F16, 1, 2, 9, 9, 3, 24),
     ] {
         out.push(case(
             "patch_embed",
             format!("patch_im2col_{}", dt.suffix()),
-            format!("[{b},{c},{h},{w}] p{p}"),
+            format!("[{b},{c},{h},{w}] p{p} ld{ldc}"),
             tol(dt),
             Box::new(move |dev, rng| {
                 let img = random(rng, b * c * h * w, -2.0, 2.0, DType::F32);
-                let n = b * (h / p) * (w / p) * c * p * p;
+                let n = b * (h / p) * (w / p) * ldc;
                 let cols = poisoned(dev, dt, n)?;
-                ops::patch_embed::patch_im2col(dev, b, c, h, w, p, &dev.upload(&img, DType::F32)?, &cols)?;
-                Ok((dev.download(&cols)?, r::patch_im2col(b, c, h, w, p, &img)))
+                ops::patch_embed::patch_im2col(dev, b, c, h, w, p, ldc, &dev.upload(&img, DType::F32)?, &cols)?;
+                Ok((dev.download(&cols)?, r::patch_im2col(b, c, h, w, p, ldc, &img)))
             }),
         ));
     }

@@ -9,7 +9,8 @@ use crate::ops;
 use crate::tensor::Tensor;
 
 pub struct PatchEmbeddings {
-    pub weight: Tensor,
+    /// The conv weight as the patch GEMM's `[D, C·P·P]`, padded on a GPU (`ops::patch_gemm_weight`).
+    gemm_weight: Tensor,
     pub bias: Option<Tensor>,
     pub patch: usize,
     pub class_token: Tensor,
@@ -25,11 +26,12 @@ pub struct PatchEmbeddings {
 impl PatchEmbeddings {
     pub fn new(weight: Tensor, bias: Option<Tensor>, class_token: Tensor, positions: Tensor) -> Result<Self> {
         let patch = weight.shape().get(2).copied().unwrap_or(0);
+        let gemm_weight = ops::patch_gemm_weight(&weight)?;
         let d = positions.last_dim();
         let positions = positions.reshape(&[positions.numel() / d, d])?;
         let class_token = class_token.reshape(&[d])?;
         Ok(PatchEmbeddings {
-            weight,
+            gemm_weight,
             bias,
             patch,
             class_token,
@@ -63,7 +65,7 @@ impl PatchEmbeddings {
                 format!("image {h}x{w} is smaller than one {0}x{0} patch", self.patch),
             ));
         }
-        let patches = ops::patch_embed(pixels, &self.weight, self.bias.as_ref())?;
+        let patches = ops::patch_embed(pixels, &self.gemm_weight, self.patch, self.bias.as_ref())?;
         let positions = self.positions_for(h / self.patch, w / self.patch)?;
         ops::assemble_tokens(&patches, &self.class_token, &positions, self.registers.as_ref())
     }

@@ -182,16 +182,23 @@ pub(super) fn attention(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tens
     Ok(wrap(&dev, o, &[b, t, d]))
 }
 
-/// Columns of a stride-`p` convolution: f32 pixels `[B, C, H, W]` → `[B·nP, C·p·p]` in `dtype`.
-pub(super) fn im2col(pixels: &Tensor, [b, c, h, w]: [usize; 4], p: usize, dtype: DType) -> Result<Tensor> {
+/// Columns of a stride-`p` convolution: f32 pixels `[B, C, H, W]` → `[B·nP, width]` in `dtype`, columns past
+/// C·p·p zero.
+pub(super) fn im2col(
+    pixels: &Tensor,
+    [b, c, h, w]: [usize; 4],
+    p: usize,
+    width: usize,
+    dtype: DType,
+) -> Result<Tensor> {
     let (dev, img) = parts(pixels, "pixel_values")?;
     if img.dtype() != DType::F32 {
         return Err(Error::invalid("patch_embed", "pixel_values must be f32 on the device"));
     }
     let rows = b * (h / p) * (w / p);
-    let cols = dev.alloc(dtype, rows * c * p * p)?;
-    patch_embed::patch_im2col(&dev, b, c, h, w, p, &img, &cols)?;
-    Ok(wrap(&dev, cols, &[b, (h / p) * (w / p), c * p * p]))
+    let cols = dev.alloc(dtype, rows * width)?;
+    patch_embed::patch_im2col(&dev, b, c, h, w, p, width, &img, &cols)?;
+    Ok(wrap(&dev, cols, &[b, (h / p) * (w / p), width]))
 }
 
 pub(super) fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {

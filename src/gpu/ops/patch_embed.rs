@@ -4,8 +4,9 @@ use super::{check, int, stride_grid};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
 
-/// cols[b·nh·nw, c·p·p] = patches of img [b, c, h, w] (f32), nh = h/p, nw = w/p, in cols' dtype. Multiply by the
-/// conv weight viewed as [dim, c·p·p] (see `ops::gemm`) to get the patch tokens.
+/// cols[b·nh·nw, ldc] = patches of img [b, c, h, w] (f32), nh = h/p, nw = w/p, in cols' dtype, each row's columns
+/// past c·p·p zero. Multiply by the conv weight viewed as [dim, c·p·p] (columns padded alike: see
+/// `ops::patch_gemm_weight`) to get the patch tokens.
 #[allow(clippy::too_many_arguments)]
 pub fn patch_im2col(
     dev: &GpuDevice,
@@ -14,6 +15,7 @@ pub fn patch_im2col(
     h: usize,
     w: usize,
     p: usize,
+    ldc: usize,
     img: &GpuBuffer,
     cols: &GpuBuffer,
 ) -> Result<()> {
@@ -21,7 +23,10 @@ pub fn patch_im2col(
     if p == 0 || h < p || w < p {
         return Err(Error::kernel(&kernel, format!("patch {p} does not fit a {h}x{w} image")));
     }
-    let n = b * (h / p) * (w / p) * c * p * p;
+    if ldc < c * p * p {
+        return Err(Error::kernel(&kernel, format!("row stride {ldc} is shorter than a patch's {} values", c * p * p)));
+    }
+    let n = b * (h / p) * (w / p) * ldc;
     check(&kernel, "img", img, DType::F32, b * c * h * w)?;
     check(&kernel, "cols", cols, cols.dtype(), n)?;
     let mut args = KernelArgs::new();
@@ -30,8 +35,9 @@ pub fn patch_im2col(
         .i32(int(&kernel, "Hi", h)?) // int Hi
         .i32(int(&kernel, "Wi", w)?) // int Wi
         .i32(int(&kernel, "P", p)?) //  int P
+        .i32(int(&kernel, "ldc", ldc)?) // int ldc
         .buf(img) //                    const float* img
         .buf(cols); //                  T* cols
-                    // SAFETY: img holds b·c·h·w floats and cols the n outputs (checked); signature (5 × int, const float*, T*).
+                    // SAFETY: img holds b·c·h·w floats and cols the n outputs (checked); signature (6 × int, const float*, T*).
     unsafe { dev.launch(&kernel, LaunchConfig::linear(stride_grid(n), 256), &mut args) }
 }
