@@ -25,16 +25,6 @@
 #define ATW_STAGES 4
 #define ATW_TILE (64 * 128)  // 64 rows of 64 16-bit values, swizzled: 8 KiB
 
-// s += q·kᵀ over one k16 step, for 64 or 16 keys.
-template <class T>
-DEVI void atw_scores(float (&s)[32], unsigned long long dq, unsigned long long dk) {
-    wgmma_m64n64k16<T>(s, dq, dk);
-}
-template <class T>
-DEVI void atw_scores(float (&s)[8], unsigned long long dq, unsigned long long dk) {
-    wgmma_m64n16k16<T>(s, dq, dk);
-}
-
 // One block of NKEY keys (64, or 16 from what is left after the whole 64-key blocks) at rows key0 … of the K / V
 // tiles, keys k0 … of the sequence, for this warpgroup's 64 queries from qrow0 (shared tile Qs): the scores, the
 // online-softmax update of the thread's two rows (row0 + g, + 8), o += p·v. MASK: keys past Tk, and with
@@ -49,7 +39,7 @@ DEVI void atw_keys(const char* Qs, const char* Kt, const char* Vt, int key0, int
     UNROLL for (int i = 0; i < NS; ++i) s[i] = 0.0f;
     unsigned long long dq = wgmma_desc_sw128(Qs), dk = wgmma_desc_sw128(Kt + key0 * 128);
     wgmma_fence();
-    UNROLL for (int ks = 0; ks < 4; ++ks) atw_scores<T>(s, dq + 2 * ks, dk + 2 * ks);  // +32 bytes per k16 step
+    UNROLL for (int ks = 0; ks < 4; ++ks) wgmma_k16<T>(s, dq + 2 * ks, dk + 2 * ks);  // +32 bytes per k16 step
     wgmma_commit();
     wgmma_wait<0>();
     UNROLL for (int i = 0; i < NS; ++i) wgmma_pin(s[i]);

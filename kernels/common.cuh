@@ -176,6 +176,16 @@ struct GemmEpi {
     int act;
 };
 
+// The C signature of the GEMM kernels fed by ordinary or cp.async loads (gemm.cu, gemm_sm90.cu's cp.async variants)
+// for storage type T, in the order src/gpu/ops/gemm.rs packs it, and what an entry point passes its body:
+// (M, N, K, lda, ldw, ldc, A, W, epilogue, C).
+#define GEMM_PARAMS(T)                                                                                                \
+    int M, int N, int K, int lda, int ldw, int ldr, int ldc, const T *A, const T *W, const T *bias,                  \
+        const T *residual, const T *layer_scale, const float *row_stats, const float *col_sum, T *C,                 \
+        float *row_partials, int act
+#define GEMM_ARGS(T)                                                                                                  \
+    M, N, K, lda, ldw, ldc, A, W, GemmEpi<T>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C
+
 // A folded LayerNorm's normalisation of one product v = x·G[n] of row m: rstd_m·(v − mean_m·col_sum[n]).
 DEVI float folded_norm(float v, float mean, float rstd, float col_sum) { return rstd * (v - mean * col_sum); }
 

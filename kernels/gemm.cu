@@ -146,27 +146,15 @@ DEVI void gemm_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, 
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256) gemm_bf16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,
-        const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, float* row_partials, int act) {
-    gemm_body<bf16_t, true>(M, N, K, lda, ldw, ldc, A, W,
-                               GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(256) gemm_bf16(GEMM_PARAMS(bf16_t)) {
+    gemm_body<bf16_t, true>(GEMM_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(256) gemm_f16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,
-        const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, float* row_partials, int act) {
-    gemm_body<f16_t, true>(M, N, K, lda, ldw, ldc, A, W,
-                               GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(256) gemm_f16(GEMM_PARAMS(f16_t)) {
+    gemm_body<f16_t, true>(GEMM_ARGS(f16_t));
 }
-extern "C" __global__ void __launch_bounds__(256) gemm_unaligned_bf16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,
-        const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, float* row_partials, int act) {
-    gemm_body<bf16_t, false>(M, N, K, lda, ldw, ldc, A, W,
-                               GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(256) gemm_unaligned_bf16(GEMM_PARAMS(bf16_t)) {
+    gemm_body<bf16_t, false>(GEMM_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(256) gemm_unaligned_f16(int M, int N, int K, int lda, int ldw, int ldr, int ldc,
-        const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, float* row_partials, int act) {
-    gemm_body<f16_t, false>(M, N, K, lda, ldw, ldc, A, W,
-                               GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(256) gemm_unaligned_f16(GEMM_PARAMS(f16_t)) {
+    gemm_body<f16_t, false>(GEMM_ARGS(f16_t));
 }

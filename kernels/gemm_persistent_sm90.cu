@@ -68,15 +68,6 @@ DEVI void g90_pp_epilogue(float (&acc)[NH][NACC], float* park, int ct, int bar, 
     }
 }
 
-// One k16 step of a consumer's m64 x BN accumulator.
-template <class T>
-DEVI void g90_pp_mma(float (&acc)[64], unsigned long long da, unsigned long long db) {
-    wgmma_m64n128k16<T>(acc, da, db);
-}
-template <class T>
-DEVI void g90_pp_mma(float (&acc)[128], unsigned long long da, unsigned long long db) {
-    wgmma_m64n256k16<T>(acc, da, db);
-}
 
 template <class T, int STAGES, int MODE, bool MC = false, int BN = 128>
 DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const TmaMap* wmap, const GemmEpi<T>& ep,
@@ -141,7 +132,7 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
             unsigned long long db = wgmma_desc_sw128(st + A_BYTES);
             wgmma_fence();
             UNROLL for (int kk = 0; kk < G90_BK / 16; ++kk) UNROLL for (int h2 = 0; h2 < NH; ++h2)
-                g90_pp_mma<T>(acc[h2], da + (unsigned long long)(h2 * 64 * 128 / 16) + 2 * kk, db + 2 * kk);
+                wgmma_k16<T>(acc[h2], da + (unsigned long long)(h2 * 64 * 128 / 16) + 2 * kk, db + 2 * kk);
             wgmma_commit();
             wgmma_wait<1>();  // the previous k tile's group has retired: its stage may be refilled
             if (kt > 0) release(fill - 1);
@@ -157,91 +148,43 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
 }
 
 // Persistent ping-pong variant (384 threads, one block per SM, grid min(#tiles, #SMs)): pp_n128s5, 201 KiB.
-extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, float* row_partials, int act) {
-    g90_pp_body<bf16_t, 5, PP_PINGPONG>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_bf16(G90_TMA_PARAMS(bf16_t)) {
+    g90_pp_body<bf16_t, 5, PP_PINGPONG>(G90_TMA_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_f16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, float* row_partials, int act) {
-    g90_pp_body<f16_t, 5, PP_PINGPONG>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_pp_n128s5_f16(G90_TMA_PARAMS(f16_t)) {
+    g90_pp_body<f16_t, 5, PP_PINGPONG>(G90_TMA_ARGS(f16_t));
 }
 // The same with the consumers' main loops in turn (PP_ORDERED): ppo_n128s5.
-extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_ppo_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, float* row_partials, int act) {
-    g90_pp_body<bf16_t, 5, PP_ORDERED>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_ppo_n128s5_bf16(G90_TMA_PARAMS(bf16_t)) {
+    g90_pp_body<bf16_t, 5, PP_ORDERED>(G90_TMA_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_ppo_n128s5_f16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, float* row_partials, int act) {
-    g90_pp_body<f16_t, 5, PP_ORDERED>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_ppo_n128s5_f16(G90_TMA_PARAMS(f16_t)) {
+    g90_pp_body<f16_t, 5, PP_ORDERED>(G90_TMA_ARGS(f16_t));
 }
 // Cooperative: 256 x 128 block tiles, both consumers on each (PP_COOPERATIVE): coop_n128s4, 217 KiB.
-extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_bf16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, float* row_partials, int act) {
-    g90_pp_body<bf16_t, 4, PP_COOPERATIVE>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_bf16(G90_TMA_PARAMS(bf16_t)) {
+    g90_pp_body<bf16_t, 4, PP_COOPERATIVE>(G90_TMA_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_f16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, float* row_partials, int act) {
-    g90_pp_body<f16_t, 4, PP_COOPERATIVE>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n128s4_f16(G90_TMA_PARAMS(f16_t)) {
+    g90_pp_body<f16_t, 4, PP_COOPERATIVE>(G90_TMA_ARGS(f16_t));
 }
 // Cooperative on 128 x 256 block tiles, a consumer's 64 x 256 by wgmma m64n256k16: coop_n256s4, 213 KiB.
-extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n256s4_bf16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, float* row_partials, int act) {
-    g90_pp_body<bf16_t, 4, PP_COOPERATIVE, false, 256>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n256s4_bf16(G90_TMA_PARAMS(bf16_t)) {
+    g90_pp_body<bf16_t, 4, PP_COOPERATIVE, false, 256>(G90_TMA_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n256s4_f16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, float* row_partials, int act) {
-    g90_pp_body<f16_t, 4, PP_COOPERATIVE, false, 256>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n256s4_f16(G90_TMA_PARAMS(f16_t)) {
+    g90_pp_body<f16_t, 4, PP_COOPERATIVE, false, 256>(G90_TMA_ARGS(f16_t));
 }
 // In clusters of two sharing A by multicast (MC): coopmc_n128s4 (217 KiB), ppomc_n128s5 (201 KiB).
-extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_coopmc_n128s4_bf16(int M, int N,
-        int K, int ldr, int ldc, const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias,
-        const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats, const float* col_sum, bf16_t* C,
-        float* row_partials, int act) {
-    g90_pp_body<bf16_t, 4, PP_COOPERATIVE, true>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_coopmc_n128s4_bf16(G90_TMA_PARAMS(bf16_t)) {
+    g90_pp_body<bf16_t, 4, PP_COOPERATIVE, true>(G90_TMA_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_coopmc_n128s4_f16(int M, int N,
-        int K, int ldr, int ldc, const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias,
-        const f16_t* residual, const f16_t* layer_scale, const float* row_stats, const float* col_sum, f16_t* C,
-        float* row_partials, int act) {
-    g90_pp_body<f16_t, 4, PP_COOPERATIVE, true>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_coopmc_n128s4_f16(G90_TMA_PARAMS(f16_t)) {
+    g90_pp_body<f16_t, 4, PP_COOPERATIVE, true>(G90_TMA_ARGS(f16_t));
 }
-extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_ppomc_n128s5_bf16(int M, int N,
-        int K, int ldr, int ldc, const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias,
-        const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats, const float* col_sum, bf16_t* C,
-        float* row_partials, int act) {
-    g90_pp_body<bf16_t, 5, PP_ORDERED, true>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_ppomc_n128s5_bf16(G90_TMA_PARAMS(bf16_t)) {
+    g90_pp_body<bf16_t, 5, PP_ORDERED, true>(G90_TMA_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_ppomc_n128s5_f16(int M, int N,
-        int K, int ldr, int ldc, const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias,
-        const f16_t* residual, const f16_t* layer_scale, const float* row_stats, const float* col_sum, f16_t* C,
-        float* row_partials, int act) {
-    g90_pp_body<f16_t, 5, PP_ORDERED, true>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_ppomc_n128s5_f16(G90_TMA_PARAMS(f16_t)) {
+    g90_pp_body<f16_t, 5, PP_ORDERED, true>(G90_TMA_ARGS(f16_t));
 }

@@ -141,84 +141,42 @@ DEVI void g90_tma_body(int M, int N, int K, int ldc, const TmaMap* amap, const T
 }
 // Variants: BN x STAGES (n128s3: 97 KiB of shared memory, two blocks per SM, each tile's wgmma retired before
 // the next; n128s4: 129 KiB, one block, one wgmma group in flight; n256s4: 193 KiB, one block, in flight).
-extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s4_bf16(int M, int N, int K, int lda, int ldw, int ldr,
-        int ldc, const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, float* row_partials, int act) {
-    g90_body<bf16_t, 128, 4>(M, N, K, lda, ldw, ldc, A, W,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s4_bf16(GEMM_PARAMS(bf16_t)) {
+    g90_body<bf16_t, 128, 4>(GEMM_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s4_f16(int M, int N, int K, int lda, int ldw, int ldr,
-        int ldc, const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, float* row_partials, int act) {
-    g90_body<f16_t, 128, 4>(M, N, K, lda, ldw, ldc, A, W,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s4_f16(GEMM_PARAMS(f16_t)) {
+    g90_body<f16_t, 128, 4>(GEMM_ARGS(f16_t));
 }
-extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s3_bf16(int M, int N, int K, int lda, int ldw, int ldr,
-        int ldc, const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, float* row_partials, int act) {
-    g90_body<bf16_t, 128, 3>(M, N, K, lda, ldw, ldc, A, W,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s3_bf16(GEMM_PARAMS(bf16_t)) {
+    g90_body<bf16_t, 128, 3>(GEMM_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s3_f16(int M, int N, int K, int lda, int ldw, int ldr,
-        int ldc, const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, float* row_partials, int act) {
-    g90_body<f16_t, 128, 3>(M, N, K, lda, ldw, ldc, A, W,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n128s3_f16(GEMM_PARAMS(f16_t)) {
+    g90_body<f16_t, 128, 3>(GEMM_ARGS(f16_t));
 }
-extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n256s4_bf16(int M, int N, int K, int lda, int ldw, int ldr,
-        int ldc, const bf16_t* A, const bf16_t* W, const bf16_t* bias, const bf16_t* residual, const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, float* row_partials, int act) {
-    g90_body<bf16_t, 256, 4>(M, N, K, lda, ldw, ldc, A, W,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n256s4_bf16(GEMM_PARAMS(bf16_t)) {
+    g90_body<bf16_t, 256, 4>(GEMM_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n256s4_f16(int M, int N, int K, int lda, int ldw, int ldr,
-        int ldc, const f16_t* A, const f16_t* W, const f16_t* bias, const f16_t* residual, const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, float* row_partials, int act) {
-    g90_body<f16_t, 256, 4>(M, N, K, lda, ldw, ldc, A, W,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(256) gemm_sm90_n256s4_f16(GEMM_PARAMS(f16_t)) {
+    g90_body<f16_t, 256, 4>(GEMM_ARGS(f16_t));
 }
 
 // TMA variants (384 threads, one block per SM): n128s5 161 KiB of shared memory, n256s3 145 KiB.
-extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n128s5_bf16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, float* row_partials, int act) {
-    g90_tma_body<bf16_t, 128, 5, false>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n128s5_bf16(G90_TMA_PARAMS(bf16_t)) {
+    g90_tma_body<bf16_t, 128, 5, false>(G90_TMA_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n128s5_f16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, float* row_partials, int act) {
-    g90_tma_body<f16_t, 128, 5, false>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n128s5_f16(G90_TMA_PARAMS(f16_t)) {
+    g90_tma_body<f16_t, 128, 5, false>(G90_TMA_ARGS(f16_t));
 }
-extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n256s3_bf16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, float* row_partials, int act) {
-    g90_tma_body<bf16_t, 256, 3, false>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n256s3_bf16(G90_TMA_PARAMS(bf16_t)) {
+    g90_tma_body<bf16_t, 256, 3, false>(G90_TMA_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n256s3_f16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, float* row_partials, int act) {
-    g90_tma_body<f16_t, 256, 3, false>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_tma_n256s3_f16(G90_TMA_PARAMS(f16_t)) {
+    g90_tma_body<f16_t, 256, 3, false>(G90_TMA_ARGS(f16_t));
 }
 // Lean TMA variant (288 threads, two blocks per SM): n128s3, 97 KiB of shared memory.
-extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_bf16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const bf16_t* bias, const bf16_t* residual,
-        const bf16_t* layer_scale, const float* row_stats,
-        const float* col_sum, bf16_t* C, float* row_partials, int act) {
-    g90_tma_body<bf16_t, 128, 3, true>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<bf16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_bf16(G90_TMA_PARAMS(bf16_t)) {
+    g90_tma_body<bf16_t, 128, 3, true>(G90_TMA_ARGS(bf16_t));
 }
-extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_f16(int M, int N, int K, int ldr, int ldc,
-        const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap, const f16_t* bias, const f16_t* residual,
-        const f16_t* layer_scale, const float* row_stats,
-        const float* col_sum, f16_t* C, float* row_partials, int act) {
-    g90_tma_body<f16_t, 128, 3, true>(M, N, K, ldc, &amap, &wmap,
-        GemmEpi<f16_t>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C);
+extern "C" __global__ void __launch_bounds__(288, 2) gemm_sm90_tmaw_n128s3_f16(G90_TMA_PARAMS(f16_t)) {
+    g90_tma_body<f16_t, 128, 3, true>(G90_TMA_ARGS(f16_t));
 }

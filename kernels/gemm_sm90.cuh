@@ -6,6 +6,15 @@
 #define G90_BM 128
 #define G90_BK 64
 
+// The C signature of the TMA-fed GEMM kernels for storage type T (the operands as tensor maps), in the order
+// src/gpu/ops/gemm.rs packs it, and what an entry point passes its body: (M, N, K, ldc, &amap, &wmap, epilogue, C).
+#define G90_TMA_PARAMS(T)                                                                                             \
+    int M, int N, int K, int ldr, int ldc, const __grid_constant__ TmaMap amap, const __grid_constant__ TmaMap wmap,  \
+        const T *bias, const T *residual, const T *layer_scale, const float *row_stats, const float *col_sum, T *C,  \
+        float *row_partials, int act
+#define G90_TMA_ARGS(T)                                                                                               \
+    M, N, K, ldc, &amap, &wmap, GemmEpi<T>{bias, residual, layer_scale, row_stats, col_sum, row_partials, ldr, act}, C
+
 struct __align__(16) F4 {
     float x, y, z, w;
 };

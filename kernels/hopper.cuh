@@ -261,6 +261,25 @@ DEVI void setmaxnreg_dec() {
 }
 #endif
 
+// One k16 step D[64 x N] += A[64 x 16] · B[N x 16]ᵀ, both operands K-major in shared memory, N told by the
+// accumulator (N / 2 registers a thread): n16, n64, n128 or n256.
+template <class T>
+DEVI void wgmma_k16(float (&d)[8], unsigned long long da, unsigned long long db) {
+    wgmma_m64n16k16<T>(d, da, db);
+}
+template <class T>
+DEVI void wgmma_k16(float (&d)[32], unsigned long long da, unsigned long long db) {
+    wgmma_m64n64k16<T>(d, da, db);
+}
+template <class T>
+DEVI void wgmma_k16(float (&d)[64], unsigned long long da, unsigned long long db) {
+    wgmma_m64n128k16<T>(d, da, db);
+}
+template <class T>
+DEVI void wgmma_k16(float (&d)[128], unsigned long long da, unsigned long long db) {
+    wgmma_m64n256k16<T>(d, da, db);
+}
+
 // Rows [row0, row0 + ROWS) x columns [k0, k0 + 64) of a [rows, K] matrix (row stride ld) into a 128-byte-swizzled
 // K-major shared tile by cp.async of 16-byte chunks, zero-filled past the matrix, by THREADS threads: row r is
 // 128 bytes at r·128, its 16-byte chunk c stored at chunk c ^ (r & 7).

@@ -163,16 +163,6 @@ impl CudaRuntime {
         Ok(m)
     }
 
-    /// Every kernel file with code for this device's arch through `cubin`, on the rayon pool (NVRTC compiles
-    /// independent programs concurrently).
-    fn precompile_all(&self) -> Result<()> {
-        use rayon::prelude::*;
-        sources::SOURCES
-            .par_iter()
-            .filter(|src| super::scan::nvrtc_target(src.file, &self.arch).is_some())
-            .try_for_each(|src| self.cubin(src).map(drop))
-    }
-
     /// CUBIN of a kernel file for this device: from the disk cache, else compiled by NVRTC and cached.
     fn cubin(&self, src: &sources::KernelSource) -> Result<Vec<u8>> {
         let (maj, min) = nvrtc::load()?;
@@ -217,8 +207,14 @@ impl Runtime for CudaRuntime {
         Some(self.arch.clone())
     }
 
+    /// Every kernel file with code for this device's arch through `cubin`, on the rayon pool (NVRTC compiles
+    /// independent programs concurrently).
     fn precompile(&self) -> Result<()> {
-        self.precompile_all()
+        use rayon::prelude::*;
+        sources::SOURCES
+            .par_iter()
+            .filter(|src| super::scan::nvrtc_target(src.file, &self.arch).is_some())
+            .try_for_each(|src| self.cubin(src).map(drop))
     }
 
     fn max_active_clusters(&self, kernel: &str, cfg: &LaunchConfig) -> Result<u32> {

@@ -2,7 +2,7 @@
 //! choice among them, per [`GemmRole`]: the shape of ViT-B/16's GEMM a GEMM resembles.
 
 use super::gemm::Activation;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::DType;
 
 /// Rows of a consumer warpgroup's tile (G90_BM).
@@ -205,6 +205,10 @@ impl GemmRole {
 /// A Hopper variant per role, in `GemmRole::ALL` order (None: `gemm.cu`).
 type PerRole<T> = [T; 4];
 
+/// What `CPEAL_GEMM_SM90` forces per role: None where it leaves the choice, Some(None) for `gemm.cu` (`off`),
+/// Some(Some(v)) for a variant.
+type Sm90Setting = PerRole<Option<Option<Sm90Variant>>>;
+
 const TMA_LEAN: Option<Sm90Variant> = Some(Sm90Variant::new(128, 3, Sm90Feed::TmaLean));
 const TMA_N128S5: Option<Sm90Variant> = Some(Sm90Variant::new(128, 5, Sm90Feed::Tma));
 
@@ -217,27 +221,21 @@ const AUTO_SM90: PerRole<Option<Sm90Variant>> = [TMA_LEAN, TMA_LEAN, TMA_LEAN, T
 /// (benchmarks; on the emulator too, which otherwise keeps `gemm.cu`): a variant's label (or `off`: `gemm.cu`)
 /// for every role, or per role, `qkv:<label>,fc2:<label>` (roles not named keep the automatic choice).
 pub(super) fn auto_sm90(role: GemmRole, emu: bool) -> Result<Option<Sm90Variant>> {
-    match forced_sm90()?[role as usize] {
+    match forced_sm90()?.and_then(|per_role| per_role[role as usize]) {
         Some(forced) => Ok(forced),
         None if emu => Ok(None),
         None => Ok(AUTO_SM90[role as usize]),
     }
 }
 
-/// `CPEAL_GEMM_SM90`, read once: per role, None when not forced, Some(None) for `off`, Some(Some(v)) for a
-/// variant.
-fn forced_sm90() -> Result<PerRole<Option<Option<Sm90Variant>>>> {
-    static FORCED: std::sync::OnceLock<std::result::Result<PerRole<Option<Option<Sm90Variant>>>, String>> =
-        std::sync::OnceLock::new();
-    let forced = FORCED.get_or_init(|| match std::env::var("CPEAL_GEMM_SM90") {
-        Ok(value) => parse_sm90_setting(&value),
-        Err(_) => Ok([None; 4]),
-    });
-    forced.clone().map_err(|e| Error::invalid("CPEAL_GEMM_SM90", e))
+/// `CPEAL_GEMM_SM90`, read once: None when unset.
+fn forced_sm90() -> Result<Option<Sm90Setting>> {
+    static FORCED: std::sync::OnceLock<std::result::Result<Option<Sm90Setting>, String>> = std::sync::OnceLock::new();
+    super::forced_setting(&FORCED, "CPEAL_GEMM_SM90", parse_sm90_setting)
 }
 
 /// `CPEAL_GEMM_SM90`'s value: `<label>` or `off` for every role, or `role:<label>,…` for some.
-pub fn parse_sm90_setting(value: &str) -> std::result::Result<PerRole<Option<Option<Sm90Variant>>>, String> {
+fn parse_sm90_setting(value: &str) -> std::result::Result<Sm90Setting, String> {
     let variant = |label: &str| -> std::result::Result<Option<Sm90Variant>, String> {
         if label == "off" {
             return Ok(None);

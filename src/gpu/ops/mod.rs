@@ -26,13 +26,22 @@ pub(crate) fn forced_choice<T: Clone>(
     var: &str,
     choices: impl FnOnce() -> Vec<(String, T)>,
 ) -> Result<Option<T>> {
-    let forced = cell.get_or_init(|| {
-        let Ok(value) = std::env::var(var) else { return Ok(None) };
+    forced_setting(cell, var, |value| {
         let choices = choices();
         let labels: Vec<&str> = choices.iter().map(|c| c.0.as_str()).collect();
         let unknown = format!("unknown value `{value}`; one of {}", labels.join(", "));
-        choices.iter().find(|c| c.0 == value).map(|c| Some(c.1.clone())).ok_or(unknown)
-    });
+        choices.iter().find(|c| c.0 == value).map(|c| c.1.clone()).ok_or(unknown)
+    })
+}
+
+/// An environment variable that forces kernel choices, read once into `cell` and parsed by `parse`: None when
+/// unset, else what `parse` makes of it, or its error with the variable's name.
+pub(crate) fn forced_setting<T: Clone>(
+    cell: &OnceLock<std::result::Result<Option<T>, String>>,
+    var: &str,
+    parse: impl FnOnce(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    let forced = cell.get_or_init(|| std::env::var(var).ok().map(|value| parse(&value)).transpose());
     forced.clone().map_err(|e| Error::invalid(var, e))
 }
 
