@@ -25,7 +25,9 @@
 //   have all issued it, reading its shared-memory operands then (the latest the hardware could), and
 //   wgmma.wait_group waits for that; an asynchronous copy (TMA or cp.async) landing on the operands of a wgmma
 //   in flight fails the launch (a stage refilled too early, or read before its barrier); named barriers
-//   (bar.sync id, n) count arrivals per id. Misuse (an mbarrier used before init, an address outside shared
+//   (bar.sync id, n) count arrivals per id; setmaxnreg moves registers between a warpgroup and the block's pool,
+//   which starts empty with every register allocated at launch (regs_at_launch), so an .inc the pool can never
+//   meet is a deadlock, as it is a hang on the GPU. Misuse (an mbarrier used before init, an address outside shared
 //   memory, mismatched descriptors, a thread exiting with a wgmma in flight) fails the launch with a message.
 //   Clusters: a multicast bulk copy lands in every block its mask names; an mbarrier may be arrived at or copied to
 //   from another block only once a cluster barrier has completed after its initialisation, and only while that
@@ -89,6 +91,7 @@ struct Thread {
     long open_group = 0;     // id of the cp.async group not yet committed
     long wgmma_issued = 0;   // wgmma instructions this thread has issued
     long wgmma_group = 0;    // id of the wgmma group not yet committed
+    long nreg_issued = 0;    // setmaxnreg instructions this thread has reached
 };
 
 // An mbarrier: phase parity, arrivals still expected in this phase, transaction bytes still expected.
@@ -123,6 +126,11 @@ struct WgmmaOp {
 
 struct WarpGroup {
     std::map<long, WgmmaOp> ops;  // by issue index, until executed
+    int regs = 0;                 // registers a thread (setmaxnreg), from the block's count at launch
+    long nreg_done = 0;           // setmaxnreg instructions completed by the whole warpgroup
+    int nreg_arrived = 0;         // threads at the one in progress,
+    int nreg_target = 0;          // its register count
+    bool nreg_inc = false;        // and direction
 };
 
 // A barrier of `live` participants, complete when all have arrived (one that exits counts as arrived). Waiters
@@ -177,9 +185,15 @@ struct Block {
     std::map<uint32_t, Mbar> mbars;     // by shared-memory address
     std::vector<BulkCopy> bulk;         // bulk tensor copies issued during the current scheduler pass
     std::vector<WarpGroup> wgs;
+    long regs_free = 0;                 // registers given back by setmaxnreg.dec, not yet taken by an .inc
+    std::string stall;                  // what a setmaxnreg.inc waits for, for the deadlock message
     Rendezvous named[16];               // named barriers (bar.sync id, n), of nb_count[id] threads
     int nb_count[16] = {};
 };
+
+// Registers a thread of a block of n threads starts with when its kernel reallocates them (setmaxnreg): ptxas
+// gives such a kernel the most that one block per multiprocessor allows (65 536 in all, 8 a thread at a time).
+inline int regs_at_launch(int n) { return std::min(255, 65536 / ((n + 31) / 32 * 32)) & ~7; }
 
 // The blocks of one thread block cluster (one block when the kernel has no __cluster_dims__), run together, and
 // the cluster-wide barrier (barrier.cluster.arrive / wait).

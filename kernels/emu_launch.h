@@ -61,6 +61,7 @@ inline void reset_block(Block& b) {
         t.open_group = 0;
         t.wgmma_issued = 0;
         t.wgmma_group = 0;
+        t.nreg_issued = 0;
         getcontext(&t.ctx);
         t.ctx.uc_stack.ss_sp = b.stacks[i];
         t.ctx.uc_stack.ss_size = kStackBytes;
@@ -72,6 +73,9 @@ inline void reset_block(Block& b) {
     b.mbars.clear();
     b.bulk.clear();
     b.wgs.assign((n + 127) / 128, WarpGroup());
+    for (WarpGroup& g : b.wgs) g.regs = regs_at_launch(n);
+    b.regs_free = 0;
+    b.stall.clear();
     for (Rendezvous& r : b.named) r = Rendezvous();
 }
 
@@ -119,9 +123,12 @@ inline int run_cluster(Cluster& c, int start_backward, char* err, size_t errlen)
             }
         if (remaining > 0 && after == before) {
             const dim3& i = c.blocks[0].idx;
+            std::string stalls;
+            for (const Block& b : c.blocks)
+                if (!b.stall.empty()) stalls += "; " + b.stall;
             std::snprintf(err, errlen,
-                          "deadlock in block (%u,%u,%u)%s: %d live threads wait at barriers that cannot complete",
-                          i.x, i.y, i.z, nb > 1 ? " and the rest of its cluster" : "", remaining);
+                          "deadlock in block (%u,%u,%u)%s: %d live threads wait at barriers that cannot complete%s",
+                          i.x, i.y, i.z, nb > 1 ? " and the rest of its cluster" : "", remaining, stalls.c_str());
             return 1;
         }
     }

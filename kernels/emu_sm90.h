@@ -327,4 +327,53 @@ inline void end_pass_sm90(Block& b) {
     land_bulk_copies(b);
 }
 
+// --- Hopper: register reallocation (setmaxnreg.{inc,dec}.sync.aligned) ---------------------------------------
+// A block starts with regs_at_launch registers a thread, every one of them allocated: what ptxas gives a kernel
+// that uses setmaxnreg under __launch_bounds__(threads, 1) (tests/nvrtc_check.rs holds it to that). A .dec hands
+// a warpgroup's surplus to the block's pool; an .inc waits until the pool holds what it asks for, for ever when it
+// never will: a hang on the GPU, a deadlock naming the instruction here. All 128 threads of the warpgroup take
+// part, with the same count.
+inline void setmaxnreg(int regs, bool inc) {
+    Block* b = cur_block;
+    Thread* t = cur_thread;
+    const char* op = inc ? "setmaxnreg.inc" : "setmaxnreg.dec";
+    int wg = t->linear >> 7, members = std::min(128, int(b->threads.size()) - wg * 128);
+    if (members != 128) {
+        fault("%s from warpgroup %d, which has %d threads, not 128", op, wg, members);
+        return;
+    }
+    WarpGroup& g = cur_wg();
+    long idx = t->nreg_issued++;
+    if (g.nreg_arrived == 0) {
+        g.nreg_target = regs, g.nreg_inc = inc;
+    } else if (g.nreg_target != regs || g.nreg_inc != inc) {
+        fault("%s %d in warpgroup %d while its other threads are at setmaxnreg.%s %d", op, regs, wg,
+              g.nreg_inc ? "inc" : "dec", g.nreg_target);
+        return;
+    }
+    if (inc ? regs < g.regs : regs > g.regs) {
+        fault("%s %d in warpgroup %d, which holds %d registers a thread", op, regs, wg, g.regs);
+        return;
+    }
+    g.nreg_arrived++;
+    b->events++;
+    long delta = long(regs - g.regs) * 128;  // registers the warpgroup takes from the pool (< 0: gives back)
+    while (g.nreg_done <= idx && b->fault.empty()) {
+        if (g.nreg_arrived == 128 && b->regs_free >= delta) {
+            b->regs_free -= delta;
+            g.regs = regs, g.nreg_arrived = 0, g.nreg_done++;
+            b->stall.clear();
+            b->events++;
+            return;
+        }
+        if (g.nreg_arrived == 128) {
+            char note[160];
+            std::snprintf(note, sizeof note, "%s %d of warpgroup %d waits for %ld registers, the pool has %ld", op,
+                          regs, wg, delta, b->regs_free);
+            b->stall = note;
+        }
+        yield();
+    }
+}
+
 }  // namespace cpeal_emu

@@ -67,9 +67,15 @@ DEVI void mbar_arrive_cluster(u32 bar, u32 rank) { cpeal_emu::mbar_arrive_cluste
 DEVI void named_barrier_sync(int id, int nthreads) { cpeal_emu::named_barrier(id, nthreads, true); }
 DEVI void named_barrier_arrive(int id, int nthreads) { cpeal_emu::named_barrier(id, nthreads, false); }
 template <int REGS>
-DEVI void setmaxnreg_inc() {}
+DEVI void setmaxnreg_inc() {
+    static_assert(REGS % 8 == 0 && REGS >= 24 && REGS <= 256, "setmaxnreg: a multiple of 8 in 24..256");
+    cpeal_emu::setmaxnreg(REGS, true);
+}
 template <int REGS>
-DEVI void setmaxnreg_dec() {}
+DEVI void setmaxnreg_dec() {
+    static_assert(REGS % 8 == 0 && REGS >= 24 && REGS <= 256, "setmaxnreg: a multiple of 8 in 24..256");
+    cpeal_emu::setmaxnreg(REGS, false);
+}
 #else
 DEVI void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 DEVI void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }

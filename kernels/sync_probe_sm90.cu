@@ -126,3 +126,28 @@ extern "C" __global__ void __launch_bounds__(160) __cluster_dims__(2, 1, 1) prob
         o[(16 * warp + g + 8 * h) * 128 + 8 * q + 2 * t + e] = acc[4 * q + 2 * h + e];
     if (mode != 3) cluster_sync();  // the other block's last arrivals here have happened
 }
+
+// The register-reallocation model (setmaxnreg): 384 threads with __launch_bounds__(384, 1), launched with 168
+// registers a thread (64 512 in the block's pool; tests/nvrtc_check.rs holds ptxas to that count). Warpgroup 0
+// gives registers back (DEC a thread, none when DEC is 0), warpgroups 1 and 2 ask for INC, then every thread
+// writes out[t] = 3t + 1. Balanced (40, 232) as the persistent GEMMs; overdrawn (40, 240) asks 2 048 more than
+// the pool holds; no_dec asks for registers nobody gave back. On a GPU the last two hang in setmaxnreg.inc;
+// under emu they fail the launch as a deadlock naming it.
+template <int DEC, int INC>
+DEVI void probe_setmaxnreg_body(int* out) {
+    if (threadIdx.x < 128) {
+        if constexpr (DEC > 0) setmaxnreg_dec<DEC>();
+    } else {
+        setmaxnreg_inc<INC>();
+    }
+    out[threadIdx.x] = 3 * int(threadIdx.x) + 1;
+}
+extern "C" __global__ void __launch_bounds__(384, 1) probe_setmaxnreg_balanced_i32(int* out) {
+    probe_setmaxnreg_body<40, 232>(out);
+}
+extern "C" __global__ void __launch_bounds__(384, 1) probe_setmaxnreg_overdrawn_i32(int* out) {
+    probe_setmaxnreg_body<40, 240>(out);
+}
+extern "C" __global__ void __launch_bounds__(384, 1) probe_setmaxnreg_no_dec_i32(int* out) {
+    probe_setmaxnreg_body<0, 232>(out);
+}

@@ -2,7 +2,8 @@
 //! `kernels/sync_probe_sm90.cu`: a correct TMA → wgmma ring reproduces A·Wᵀ, and each way of breaking the ring
 //! (no wait on the full barrier, a stage released before its wgmma retired, accumulators read without
 //! wgmma.wait_group, barriers never initialised) fails the launch with a message naming the fault. Likewise for
-//! thread block clusters: a multicast ring over two blocks, and the three ways it breaks.
+//! thread block clusters: a multicast ring over two blocks, and the three ways it breaks. And register
+//! reallocation (setmaxnreg): within the block's pool it runs, beyond it (a hang on a GPU) it is a deadlock.
 #![cfg(feature = "cuda-emu")]
 
 use cpeal::gpu::{selftest, DType, GpuDevice, KernelArgs, LaunchConfig};
@@ -120,6 +121,71 @@ fn a_multicast_stage_released_by_one_block_only_fails_the_launch() {
 fn leaving_without_a_final_cluster_barrier_fails_the_launch() {
     let msg = run_probe("probe_cluster_multicast_bf16", 2, 3).unwrap_err();
     assert!(msg.contains("has exited"), "{msg}");
+}
+
+/// Runs one of the `probe_setmaxnreg_*` kernels (384 threads; warpgroup 0 gives registers back, 1 and 2 ask for
+/// more, then thread t writes 3t + 1): Ok(out) or the launch's error message.
+fn run_setmaxnreg_probe(kernel: &str) -> Result<Vec<i32>, String> {
+    run_setmaxnreg_probe_with(kernel, 0)
+}
+
+fn run_setmaxnreg_probe_with(kernel: &str, shared_bytes: u32) -> Result<Vec<i32>, String> {
+    let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
+    let out = selftest::poisoned(&dev, DType::I32, 384).unwrap();
+    let mut args = KernelArgs::new();
+    args.buf(&out); // int* out
+    let cfg = LaunchConfig { grid: (1, 1, 1), block: (384, 1, 1), shared_bytes };
+    // SAFETY: (int* out): out holds 384 ints.
+    unsafe { dev.launch(kernel, cfg, &mut args) }.map_err(|e| e.to_string())?;
+    Ok(dev.download_i32(&out).unwrap())
+}
+
+#[test]
+fn registers_moved_between_warpgroups_within_the_pool_run_through() {
+    let out = run_setmaxnreg_probe("probe_setmaxnreg_balanced_i32").unwrap();
+    let want: Vec<i32> = (0..384).map(|t| 3 * t + 1).collect();
+    assert_eq!(out, want);
+}
+
+#[test]
+fn asking_for_more_registers_than_the_pool_holds_is_a_deadlock_naming_setmaxnreg() {
+    // 40·128 + 240·256 = 66 560 > 168·384 = 64 512: the second consumer's inc can never be met.
+    let msg = run_setmaxnreg_probe("probe_setmaxnreg_overdrawn_i32").unwrap_err();
+    assert!(msg.contains("deadlock") && msg.contains("setmaxnreg.inc 240"), "{msg}");
+}
+
+#[test]
+fn asking_for_registers_nobody_gave_back_is_a_deadlock_naming_setmaxnreg() {
+    let msg = run_setmaxnreg_probe("probe_setmaxnreg_no_dec_i32").unwrap_err();
+    assert!(msg.contains("deadlock") && msg.contains("setmaxnreg.inc 232") && msg.contains("the pool has 0"), "{msg}");
+}
+
+/// An H100's and H200's limit, 227 KiB: at it a launch runs, past it the launch fails as cuLaunchKernel would.
+#[test]
+fn a_launch_past_the_shared_memory_a_block_may_have_fails() {
+    let limit = 227 * 1024;
+    run_setmaxnreg_probe_with("probe_setmaxnreg_balanced_i32", limit).unwrap();
+    let msg = run_setmaxnreg_probe_with("probe_setmaxnreg_balanced_i32", limit + 16).unwrap_err();
+    assert!(msg.contains(&format!("the device allows {limit}")), "{msg}");
+}
+
+/// cuTensorMapEncodeTiled's rules hold under the emulator too: a base or row stride off 16 bytes, an empty
+/// matrix, a box of 0 or more than 256 rows.
+#[test]
+fn tensor_maps_the_driver_would_refuse_are_refused() {
+    let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
+    let buf = dev.upload(&(0..64 * 80).map(|i| (i % 7) as f32).collect::<Vec<_>>(), DType::Bf16).unwrap();
+    dev.tensor_map_2d(&buf, 64, 64, 80, 64).unwrap();
+    let refused = |b: &cpeal::gpu::GpuBuffer, rows, cols, ld, box_rows| {
+        dev.tensor_map_2d(b, rows, cols, ld, box_rows).unwrap_err().to_string()
+    };
+    let shifted = buf.slice(1, 63 * 80 + 64).unwrap();
+    assert!(refused(&shifted, 63, 64, 80, 64).contains("16-byte aligned"));
+    assert!(refused(&buf, 64, 64, 76, 64).contains("multiple of 16"));
+    for box_rows in [0, 257] {
+        assert!(refused(&buf, 64, 64, 80, box_rows).contains("1 to 256 rows"));
+    }
+    assert!(refused(&buf, 0, 64, 80, 64).contains("empty matrix"));
 }
 
 /// `cpeal selftest --only/--exclude`: how gpu-check.sh checks the candidate kernels apart from the defaults.

@@ -31,6 +31,36 @@ fn a_real_kernel_file_compiles_and_reports_registers() {
     }
 }
 
+/// (name, threads) of the kernels of `src` declared `__launch_bounds__(threads, 1)`.
+fn one_block_per_sm_kernels(src: &str) -> Vec<(String, u32)> {
+    src.lines()
+        .filter_map(|line| {
+            let (threads, blocks) = line.split_once("__launch_bounds__(")?.1.split_once(')')?.0.split_once(',')?;
+            let name = cpeal::gpu::scan::kernel_names(line).pop()?;
+            (blocks.trim() == "1").then_some((name, threads.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The emulator's setmaxnreg model (kernels/emu.h, `regs_at_launch`) starts a block of n threads with
+/// 65 536 / n registers a thread, rounded down to a multiple of 8, all allocated: the pool the warpgroups' .dec
+/// and .inc move registers through. This holds ptxas to it for every kernel that reallocates registers; fewer
+/// at launch would make a pool the emulator's balance overstates (a hang on the GPU it could not show).
+#[test]
+fn kernels_that_reallocate_registers_start_with_the_whole_register_file() {
+    for src in sources::SOURCES.iter().filter(|s| s.text.contains("setmaxnreg_")) {
+        let arch = cpeal::gpu::scan::nvrtc_target(src.file, "sm_90").unwrap();
+        let reports = nvrtc_check::check_file(src.file, src.text, sources::HEADERS, &arch).unwrap();
+        let kernels = one_block_per_sm_kernels(src.text);
+        assert!(!kernels.is_empty(), "{}: no __launch_bounds__(n, 1) kernel", src.file);
+        for (name, threads) in kernels {
+            let r = reports.iter().find(|r| r.kernel == name).unwrap_or_else(|| panic!("{name}: no ptxas report"));
+            let whole = (65536 / threads).min(255) & !7;
+            assert_eq!(r.registers, whole, "{}: {name} ({threads} threads)", src.file);
+        }
+    }
+}
+
 #[test]
 fn broken_kernel_fails_with_the_log() {
     let err = nvrtc_check::check_file("broken.cu", BROKEN, sources::HEADERS, "sm_80").unwrap_err().to_string();

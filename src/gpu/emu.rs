@@ -48,6 +48,10 @@ mod ffi {
 
 const ALIGN: usize = 256;
 
+/// The most dynamic shared memory a block may opt in to on the GPUs cpeal targets (an H100's or H200's 227 KiB):
+/// a launch asking for more fails here as it would there.
+pub const SHARED_BYTES_OPTIN: u32 = 232_448;
+
 fn layout(bytes: usize) -> std::alloc::Layout {
     // ALIGN is a power of two and bytes.max(1) rounded up cannot overflow for any real allocation size.
     std::alloc::Layout::from_size_align(bytes.max(1), ALIGN).expect("allocation size fits a Layout")
@@ -111,6 +115,10 @@ impl Runtime for EmuRuntime {
 
     #[cfg(feature = "cuda-emu")]
     unsafe fn launch(&self, kernel: &str, cfg: &LaunchConfig, params: &mut [*mut c_void]) -> Result<()> {
+        if cfg.shared_bytes > SHARED_BYTES_OPTIN {
+            let msg = format!("{} bytes of shared memory; the device allows {SHARED_BYTES_OPTIN}", cfg.shared_bytes);
+            return Err(Error::kernel(kernel, msg));
+        }
         let cname = std::ffi::CString::new(kernel).map_err(|_| Error::kernel(kernel, "name contains NUL"))?;
         // SAFETY: cname is a valid C string; the lookup only reads it.
         let entry = unsafe { ffi::cpeal_emu_lookup(cname.as_ptr()) };

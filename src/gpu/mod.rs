@@ -288,6 +288,7 @@ impl GpuDevice {
             return Err(Error::invalid("tensor map", format!("{rows}x{cols} (ld {ld}) does not fit {buf:?}")));
         }
         let spec = TensorMapSpec { ptr: buf.ptr(), bf16: buf.dtype() == DType::Bf16, rows, cols, ld, box_rows };
+        spec.check()?;
         self.rt.tensor_map_2d(&spec)
     }
 
@@ -419,6 +420,24 @@ pub struct TensorMapSpec {
     pub cols: usize,
     pub ld: usize,
     pub box_rows: usize,
+}
+
+impl TensorMapSpec {
+    /// cuTensorMapEncodeTiled's rules for this map (16-byte aligned base and row stride, boxes of 1 to 256 rows),
+    /// checked on every runtime, so that the emulator refuses what the driver would.
+    pub fn check(&self) -> Result<()> {
+        let fault = |what: String| Err(Error::invalid("tensor map", format!("{what}: {self:?}")));
+        if self.ptr % 16 != 0 {
+            return fault(format!("base address {:#x} is not 16-byte aligned", self.ptr));
+        }
+        if (self.ld * 2) % 16 != 0 {
+            return fault(format!("row stride of {} bytes is not a multiple of 16", self.ld * 2));
+        }
+        if self.rows == 0 || self.cols == 0 || !(1..=256).contains(&self.box_rows) {
+            return fault("empty matrix, or a box of other than 1 to 256 rows".into());
+        }
+        Ok(())
+    }
 }
 
 /// One device allocation, freed when the last buffer viewing it goes away.
