@@ -92,6 +92,9 @@ struct Thread {
     long wgmma_issued = 0;   // wgmma instructions this thread has issued
     long wgmma_group = 0;    // id of the wgmma group not yet committed
     long nreg_issued = 0;    // setmaxnreg instructions this thread has reached
+    bool wgmma_fenced = false;       // a wgmma.fence since the thread's start or its last wgmma.wait_group
+    std::vector<uint32_t> unfenced;  // 16-byte chunks of dynamic shared memory its cp.async landed in since
+                                     // its last fence.proxy.async (invisible to wgmma and TMA until then)
 };
 
 // An mbarrier: phase parity, arrivals still expected in this phase, transaction bytes still expected.

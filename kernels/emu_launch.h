@@ -62,6 +62,8 @@ inline void reset_block(Block& b) {
         t.wgmma_issued = 0;
         t.wgmma_group = 0;
         t.nreg_issued = 0;
+        t.wgmma_fenced = false;
+        t.unfenced.clear();
         getcontext(&t.ctx);
         t.ctx.uc_stack.ss_sp = b.stacks[i];
         t.ctx.uc_stack.ss_size = kStackBytes;

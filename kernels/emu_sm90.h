@@ -218,6 +218,9 @@ inline void wgmma_issue_op(float* d, int n, uint64_t da, const uint32_t* a, uint
         fault("wgmma #%ld of warpgroup %d: its threads disagree on the descriptors, shape, operands or group", idx,
               t->linear >> 7);
     }
+    if (!t->wgmma_fenced)
+        fault("wgmma #%ld of thread %d with no wgmma.fence since the thread's start or its last wgmma.wait_group", idx,
+              t->linear);
     if (a_regs) std::memcpy(op.a[t->linear & 127], a, sizeof op.a[0]);
     op.d[t->linear & 127] = d;
     op.issued++;
@@ -226,6 +229,13 @@ inline void wgmma_issue(float* d, int n, uint64_t da, uint64_t db, int dtype) {
     wgmma_issue_op(d, n, da, nullptr, db, dtype, false);
 }
 inline void wgmma_commit() { cur_thread->wgmma_group++; }
+// wgmma.fence: the thread's register accesses before it are ordered before the wgmma after it. The model asks for
+// one before the first wgmma and after every wgmma.wait_group (whose accumulators the code then reads or resets):
+// stricter than PTX only where nothing touched the registers in between.
+inline void wgmma_fence() { cur_thread->wgmma_fenced = true; }
+// fence.proxy.async: the thread's generic-proxy writes to shared memory (its cp.async landings) become visible to
+// the async proxy (wgmma, TMA).
+inline void fence_proxy_async() { cur_thread->unfenced.clear(); }
 // A 16-bit element's bits as f32: dtype 0 bf16, 1 f16.
 inline float half_bits_to_f32(uint16_t bits, int dtype) {
     return dtype == 0 ? bf16_bits_to_f32(bits) : f16_bits_to_f32(bits);
@@ -299,6 +309,22 @@ inline void check_cp_async_write(const unsigned char* dst) {
     if (b->wgs.empty() || dst < b->dyn_smem || dst >= b->dyn_smem + b->dyn_bytes) return;
     uint32_t at = uint32_t(dst - b->dyn_smem);
     check_async_write(*b, at, at + 16, "a cp.async landing");
+    cur_thread->unfenced.push_back(at);
+}
+// A wgmma about to read its operands: none of their bytes may be a cp.async landing its thread has not yet made
+// visible to the async proxy (fence.proxy.async).
+inline void check_operands_fenced(Block& b, const WgmmaOp& op, long idx, size_t wg) {
+    uint32_t alo = 0, ahi = 0, blo, bhi;
+    if (!op.a_regs) wgmma_operand_span(op.da, 64, alo, ahi);
+    wgmma_operand_span(op.db, op.tnsp_b ? 16 : op.n, blo, bhi);
+    for (const Thread& t : b.threads)
+        for (uint32_t at : t.unfenced)
+            if ((at < ahi && alo < at + 16) || (at < bhi && blo < at + 16)) {
+                fault("wgmma #%ld of warpgroup %zu reads shared bytes [%u, %u) that thread %d's cp.async wrote with no "
+                      "fence.proxy.async since",
+                      idx, wg, at, at + 16, t.linear);
+                return;
+            }
 }
 
 // wgmma.wait_group n: until every group but the n newest of this thread has retired (for the whole warpgroup).
@@ -311,6 +337,7 @@ inline void wgmma_wait(int n) {
     if (members != 128) fault("wgmma from warpgroup %d, which has %d threads, not 128", wg, members);
     WarpGroup& g = cur_wg();
     while (!g.ops.empty() && g.ops.begin()->second.group <= last && cur_block->fault.empty()) yield();
+    t->wgmma_fenced = false;
 }
 
 // After each scheduler pass: bulk copies issued in the pass must not land on in-flight wgmma operands; then every
@@ -320,6 +347,7 @@ inline void end_pass_sm90(Block& b) {
     for (const BulkCopy& c : b.bulk) check_async_write(b, c.dst, c.dst + uint32_t(c.map[5]) * 128, "a bulk tensor copy");
     for (WarpGroup& g : b.wgs)
         while (!g.ops.empty() && g.ops.begin()->second.issued == 128) {
+            check_operands_fenced(b, g.ops.begin()->second, g.ops.begin()->first, size_t(&g - b.wgs.data()));
             wgmma_execute(g.ops.begin()->second);
             g.ops.erase(g.ops.begin());
             b.events++;

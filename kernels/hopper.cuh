@@ -18,13 +18,13 @@ DEVI unsigned long long wgmma_desc_sw128(const void* tile) {
 }
 
 #ifdef CPEAL_EMU
-DEVI void wgmma_fence() {}
+DEVI void wgmma_fence() { cpeal_emu::wgmma_fence(); }
 DEVI void wgmma_commit() { cpeal_emu::wgmma_commit(); }
 template <int N>
 DEVI void wgmma_wait() {
     cpeal_emu::wgmma_wait(N);
 }
-DEVI void fence_proxy_async() {}
+DEVI void fence_proxy_async() { cpeal_emu::fence_proxy_async(); }
 DEVI void wgmma_pin(float&) {}
 template <class T>
 constexpr int wgmma_dtype() {

@@ -151,3 +151,30 @@ extern "C" __global__ void __launch_bounds__(384, 1) probe_setmaxnreg_overdrawn_
 extern "C" __global__ void __launch_bounds__(384, 1) probe_setmaxnreg_no_dec_i32(int* out) {
     probe_setmaxnreg_body<0, 232>(out);
 }
+
+// The fences wgmma needs: out[64 x 64] = A[64 x 64] · W[64 x 64]ᵀ (f32) by one warpgroup, its operands loaded by
+// cp.async (generic proxy) into the swizzled tiles. `mode`: 0 correct; 1 no fence.proxy.async after the copies
+// land (wgmma, in the async proxy, may read stale bytes); 2 no wgmma.fence before the first wgmma (the zeroed
+// accumulators may not be ordered before it). Launch: grid 1, block 128, shared 16 KiB + 1 KiB.
+extern "C" __global__ void __launch_bounds__(128) probe_wgmma_cp_async_bf16(const bf16_t* A, const bf16_t* W,
+        float* out, int mode) {
+    char* raw = DYN_SMEM(char);
+    char* smem = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
+    load_tile_sw128<bf16_t, 64, 128>(smem, A, 64, 64, 64, 0, 0);
+    load_tile_sw128<bf16_t, 64, 128>(smem + 64 * 128, W, 64, 64, 64, 0, 0);
+    cp_async_commit();
+    cp_async_wait<0>();
+    if (mode != 1) fence_proxy_async();
+    __syncthreads();
+    float acc[32];
+    UNROLL for (int e = 0; e < 32; ++e) acc[e] = 0.0f;
+    if (mode != 2) wgmma_fence();
+    unsigned long long da = wgmma_desc_sw128(smem), db = wgmma_desc_sw128(smem + 64 * 128);
+    UNROLL for (int kk = 0; kk < 4; ++kk) wgmma_m64n64k16<bf16_t>(acc, da + 2 * kk, db + 2 * kk);
+    wgmma_commit();
+    wgmma_wait<0>();
+    UNROLL for (int e = 0; e < 32; ++e) wgmma_pin(acc[e]);
+    int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+    UNROLL for (int q = 0; q < 8; ++q) UNROLL for (int h = 0; h < 2; ++h) UNROLL for (int e = 0; e < 2; ++e)
+        out[(16 * warp + g + 8 * h) * 64 + 8 * q + 2 * t + e] = acc[4 * q + 2 * h + e];
+}

@@ -3,7 +3,8 @@
 //! (no wait on the full barrier, a stage released before its wgmma retired, accumulators read without
 //! wgmma.wait_group, barriers never initialised) fails the launch with a message naming the fault. Likewise for
 //! thread block clusters: a multicast ring over two blocks, and the three ways it breaks. And register
-//! reallocation (setmaxnreg): within the block's pool it runs, beyond it (a hang on a GPU) it is a deadlock.
+//! reallocation (setmaxnreg): within the block's pool it runs, beyond it (a hang on a GPU) it is a deadlock. And
+//! the fences wgmma needs (wgmma.fence, fence.proxy.async after cp.async): without either the launch fails.
 #![cfg(feature = "cuda-emu")]
 
 use cpeal::gpu::{selftest, DType, GpuDevice, KernelArgs, LaunchConfig};
@@ -158,6 +159,44 @@ fn asking_for_more_registers_than_the_pool_holds_is_a_deadlock_naming_setmaxnreg
 fn asking_for_registers_nobody_gave_back_is_a_deadlock_naming_setmaxnreg() {
     let msg = run_setmaxnreg_probe("probe_setmaxnreg_no_dec_i32").unwrap_err();
     assert!(msg.contains("deadlock") && msg.contains("setmaxnreg.inc 232") && msg.contains("the pool has 0"), "{msg}");
+}
+
+/// Runs `probe_wgmma_cp_async_bf16` (one warpgroup, operands by cp.async): Ok(rel. error of A·Wᵀ) or the
+/// launch's error message.
+fn run_fence_probe(mode: i32) -> Result<f64, String> {
+    let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut random = |n: usize| DType::Bf16.round(&(0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>());
+    let (a, w) = (random(64 * 64), random(64 * 64));
+    let want: Vec<f64> = (0..64 * 64)
+        .map(|i| (0..64).map(|k| a[i / 64 * 64 + k] as f64 * w[i % 64 * 64 + k] as f64).sum())
+        .collect();
+    let (ab, wb) = (dev.upload(&a, DType::Bf16).unwrap(), dev.upload(&w, DType::Bf16).unwrap());
+    let out = selftest::poisoned(&dev, DType::F32, 64 * 64).unwrap();
+    let mut args = KernelArgs::new();
+    args.buf(&ab).buf(&wb).buf(&out).i32(mode); // const bf16* A, const bf16* W, float* out, int mode
+    let cfg = LaunchConfig { grid: (1, 1, 1), block: (128, 1, 1), shared_bytes: 16 * 1024 + 1024 };
+    // SAFETY: (const bf16* A, const bf16* W, float* out, int mode): A and W hold 64 x 64 bf16, out 64 x 64 f32.
+    unsafe { dev.launch("probe_wgmma_cp_async_bf16", cfg, &mut args) }.map_err(|e| e.to_string())?;
+    Ok(rel_err(&dev.download(&out).unwrap(), &want))
+}
+
+#[test]
+fn operands_copied_by_cp_async_and_fenced_reach_the_wgmma() {
+    let e = run_fence_probe(0).unwrap();
+    assert!(e < 1e-5, "rel. error {e:.2e}");
+}
+
+#[test]
+fn a_wgmma_reading_cp_async_bytes_before_fence_proxy_async_fails_the_launch() {
+    let msg = run_fence_probe(1).unwrap_err();
+    assert!(msg.contains("no fence.proxy.async"), "{msg}");
+}
+
+#[test]
+fn a_wgmma_without_wgmma_fence_fails_the_launch() {
+    let msg = run_fence_probe(2).unwrap_err();
+    assert!(msg.contains("no wgmma.fence"), "{msg}");
 }
 
 /// An H100's and H200's limit, 227 KiB: at it a launch runs, past it the launch fails as cuLaunchKernel would.
