@@ -10,7 +10,8 @@
 #      candidates through CPEAL_ATTENTION, the LayerNorm folded into the GEMMs by CPEAL_LN_FOLD, each GEMM
 #      shape on its fastest kernel in bench-kernels by CPEAL_GEMM_SM90's per-role form; `A=x+B=y` sets both),
 #      then the winners (> 3% over the default) combined, the device time per kernel
-#      (CPEAL_PROFILE=1) of the default and of the fastest setting, then every model under the fastest setting
+#      (CPEAL_PROFILE=1) of the default and of the fastest setting and PyTorch's kernels (bench/torch_profile.py),
+#      then every model under the fastest setting
 #      (the defaults to be) against PyTorch eager at batch 1…512,
 # and writes a markdown report to bench/results/gpu-check-<date>-<gpu>.md (copied to $OUT when set, as on a
 # lent device machine), rewritten after every section and model row. Benchmarks that would start after
@@ -355,6 +356,18 @@ else:
         } >>"$WORK/profile.md"
         write_report >/dev/null
     done
+    # The same for PyTorch eager (the anchor): its kernels per forward, cuBLAS's tile choice and the SDPA backend
+    # in their names.
+    if ! over_budget; then
+        {
+            echo "PyTorch eager (the anchor), per forward:"
+            echo
+            timeout 90 "$PY" "$ROOT/bench/torch_profile.py" --arch vit-b16 --batch 256 2>"$WORK/torch-err.txt" \
+                || { echo "(no profile: bench/torch_profile.py failed)"; tail -n 3 "$WORK/torch-err.txt"; }
+            echo
+        } >>"$WORK/profile.md"
+        write_report >/dev/null
+    fi
     # Model FLOP utilisation: cpeal's matmul + attention FLOP/s over the bf16 matmul peak measured above.
     PEAK=$(grep -oE 'matmul peak[^*]*\*\*[0-9.]+' "$WORK/torch.md" | grep -oE '[0-9.]+$' || true)
     # Every model under the fastest setting (what the defaults become after this run).

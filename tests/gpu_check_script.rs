@@ -128,6 +128,8 @@ fn every_candidate_setting_reaches_the_binary_and_the_report_comes_back() {
     // What each setting ran, as the binary reports it.
     assert!(report.contains("- `default`: gemm_auto, attention_auto"), "{report}");
     assert!(report.contains("- `CPEAL_ATTENTION=wgmma`: gemm_auto, attention_wgmma"), "{report}");
+    // PyTorch's own kernels beside ours (no PyTorch here, so the script says it could not profile).
+    assert!(report.contains("PyTorch eager (the anchor), per forward:\n\n(no profile"), "{report}");
 }
 
 #[test]
@@ -184,4 +186,30 @@ fn benchmarks_past_the_budget_are_listed_as_not_run() {
     assert!(report.contains("| default | not run: past the 0 s budget |"), "{report}");
     assert!(report.contains("| vit-b16 | | not run: past the 0 s budget |"), "{report}");
     assert!(report.contains("Every model under the setting `default`"), "nothing measured, nothing wins:\n{report}");
+}
+
+/// `bench/torch_profile.py`'s table logic on a stand-in for torch.profiler's averages: only CUDA kernels, per
+/// forward, longest first (PyTorch is not needed; the script imports it in `main`).
+#[test]
+fn the_torch_profile_lists_cuda_kernels_per_forward_longest_first() {
+    let code = r#"
+import sys
+sys.path.insert(0, sys.argv[1])
+from torch_profile import kernel_rows
+class E:
+    def __init__(s, key, dev, count, us): s.key, s.device_type, s.count, s.self_device_time_total = key, dev, count, us
+class P:
+    def key_averages(s):
+        return [E("sm90_xmma_gemm_128x256", "DeviceType.CUDA", 144, 30000.0), E("cudaLaunchKernel", "DeviceType.CPU", 900, 5000.0),
+                E("flash_fwd_kernel", "DeviceType.CUDA", 36, 9000.0), E("layer_norm", "DeviceType.CUDA", 75, 600.0)]
+print([(k, c, round(ms, 9)) for k, c, ms in kernel_rows(P(), 3)])
+"#;
+    let bench = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench");
+    let out = Command::new("python3").arg("-c").arg(code).arg(&bench).output().expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        rows,
+        "[('sm90_xmma_gemm_128x256', 48.0, 10.0), ('flash_fwd_kernel', 12.0, 3.0), ('layer_norm', 25.0, 0.2)]"
+    );
 }
