@@ -19,8 +19,10 @@
 //     wgmma m64n256k16 per k16 step: the same traffic, a sixth fewer shared-memory operand bytes per flop.
 //   MC (`coopmc`, `ppomc`): the kernel in clusters of 2 blocks (__cluster_dims__(2, 1, 1)) that take the two
 //     128-column halves of a BM x 256 tile: they share its A rows, each loading half of them by TMA multicast
-//     into both, so L2 sends 2/3 (coop) or 3/4 (ppo) of the bytes per flop. A stage is refilled only once the
-//     consumers of both blocks have released it (each arrives at its block's empty barrier and the other's).
+//     into both, so L2 sends 2/3 (coop) or 3/4 (ppo) of the bytes per flop. MW (`coopmw-n256s4`): clusters of 2
+//     blocks on the two 128-row halves of a 256 x 256 tile, sharing its W rows the same way (2/3 of the bytes,
+//     and no wasted tile when N / 256 is odd). A stage is refilled only once the consumers of both blocks have
+//     released it (each arrives at its block's empty barrier and the other's).
 // The ring is shared in fill order: the block's i-th tile uses fills [i·KT, (i+1)·KT) (KT = k tiles), stage
 // fill % STAGES, phase parity (fill / STAGES) & 1. Each consumer parks its accumulators in its own shared f32
 // buffer, CW columns at a time, for a coalesced epilogue.
@@ -69,11 +71,14 @@ DEVI void g90_pp_epilogue(float (&acc)[NH][NACC], float* park, int ct, int bar, 
 }
 
 
-template <class T, int STAGES, int MODE, bool MC = false, int BN = 128>
+// MC: 0, or the operand a cluster of two blocks shares (G90_SHARE_A, G90_SHARE_W).
+template <class T, int STAGES, int MODE, int MC = 0, int BN = 128>
 DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const TmaMap* wmap, const GemmEpi<T>& ep,
                       T* C) {
     constexpr bool COOP = MODE == PP_COOPERATIVE, ORDERED = MODE == PP_ORDERED, WIDE = BN == 256;
-    static_assert(BN == 128 || (WIDE && COOP && !MC), "n256: the cooperative kernel, not in clusters");
+    constexpr bool SHARE_A = MC == G90_SHARE_A, SHARE_W = MC == G90_SHARE_W;
+    static_assert(BN == 128 || (WIDE && COOP && !SHARE_A), "n256: the cooperative kernel, alone or sharing W");
+    static_assert(!SHARE_W || WIDE, "sharing W: the cooperative kernel on 256 columns");
     // Block tile rows, a consumer's rows (64·NH, in NH m64 accumulators of NACC registers), park columns per chunk.
     constexpr int BM = COOP && !WIDE ? 256 : 128, CM = COOP ? BM / 2 : 128, NH = CM / 64, NACC = BN / 2;
     constexpr int CW = COOP && !WIDE ? 16 : 32;
@@ -82,11 +87,16 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
     char* smem = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
     float* park0 = reinterpret_cast<float*>(smem + STAGES * STAGE_BYTES);
     u32 full0 = smem_addr(smem + STAGES * STAGE_BYTES + 2 * PARK_BYTES), empty0 = full0 + 8 * STAGES;
-    // Work units: block tiles, or with MC pairs of 128-column tiles (block `rank` of its cluster takes column
-    // tile 2·j + rank of unit j; the clusters walk the units as the blocks do otherwise).
+    // Work units: block tiles, N fastest; in clusters, pairs of them (block `rank` of its cluster takes column tile
+    // 2·j + rank of unit column j when sharing A, row tile 2·i + rank of unit row i when sharing W; the clusters
+    // walk the units as the blocks do otherwise).
     u32 rank = MC ? cluster_ctarank() : 0;
-    int ntn = ceil_div(N, BN), nun = MC ? ceil_div(ntn, 2) : ntn, ktiles = ceil_div(K, G90_BK);
-    int ntiles = ceil_div(M, BM) * nun, unit0 = MC ? blockIdx.x / 2 : blockIdx.x, units = MC ? gridDim.x / 2 : gridDim.x;
+    int ntn = ceil_div(N, BN), nun = SHARE_A ? ceil_div(ntn, 2) : ntn, ktiles = ceil_div(K, G90_BK);
+    int ntm = ceil_div(M, BM), ntiles = (SHARE_W ? ceil_div(ntm, 2) : ntm) * nun;
+    int unit0 = MC ? blockIdx.x / 2 : blockIdx.x, units = MC ? gridDim.x / 2 : gridDim.x;
+    int r = int(rank);
+    auto tile_m0 = [&](int tile) { return ((tile / nun) * (SHARE_W ? 2 : 1) + (SHARE_W ? r : 0)) * BM; };
+    auto tile_n0 = [&](int tile) { return ((tile % nun) * (SHARE_A ? 2 : 1) + (SHARE_A ? r : 0)) * BN; };
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(full0 + 8 * s, 1);                          // the producer's expect_tx, then the tile's bytes
@@ -103,8 +113,7 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
             int fill = 0;
             for (int tile = unit0; tile < ntiles; tile += units)
                 g90_produce_tile<STAGES, A_BYTES, STAGE_BYTES, BM / 128, MC>(
-                    fill, ktiles, smem, full0, empty0, amap, wmap, (tile / nun) * BM,
-                    ((tile % nun) * (MC ? 2 : 1) + rank) * BN, rank);
+                    fill, ktiles, smem, full0, empty0, amap, wmap, tile_m0(tile), tile_n0(tile), rank);
         }
         return;  // no barrier of the whole block follows
     }
@@ -141,8 +150,8 @@ DEVI void g90_pp_body(int M, int N, int K, int ldc, const TmaMap* amap, const Tm
         release(fill0 + ktiles - 1);
         if (ORDERED && i + 1 < mine) named_barrier_arrive(5 - cw, 256);  // tile i+1's consumer may start
         UNROLL for (int h2 = 0; h2 < NH; ++h2) UNROLL for (int e = 0; e < NACC; ++e) wgmma_pin(acc[h2][e]);
-        int m0 = (tile / nun) * BM + (COOP ? CM * cw : 0), n0 = ((tile % nun) * (MC ? 2 : 1) + rank) * BN;
-        if (n0 < N) g90_pp_epilogue<T, CW>(acc, park, ct, 2 + cw, m0, n0, M, N, ldc, ep, C);  // MC: odd ntn
+        int m0 = tile_m0(tile) + (COOP ? CM * cw : 0), n0 = tile_n0(tile);
+        if (m0 < M && n0 < N) g90_pp_epilogue<T, CW>(acc, park, ct, 2 + cw, m0, n0, M, N, ldc, ep, C);  // MC: odd pairs
     }
     if (MC) cluster_sync();  // the other block has made its last arrival here
 }
@@ -177,14 +186,22 @@ extern "C" __global__ void __launch_bounds__(384, 1) gemm_sm90_coop_n256s4_f16(G
 }
 // In clusters of two sharing A by multicast (MC): coopmc_n128s4 (217 KiB), ppomc_n128s5 (201 KiB).
 extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_coopmc_n128s4_bf16(G90_TMA_PARAMS(bf16_t)) {
-    g90_pp_body<bf16_t, 4, PP_COOPERATIVE, true>(G90_TMA_ARGS(bf16_t));
+    g90_pp_body<bf16_t, 4, PP_COOPERATIVE, G90_SHARE_A>(G90_TMA_ARGS(bf16_t));
 }
 extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_coopmc_n128s4_f16(G90_TMA_PARAMS(f16_t)) {
-    g90_pp_body<f16_t, 4, PP_COOPERATIVE, true>(G90_TMA_ARGS(f16_t));
+    g90_pp_body<f16_t, 4, PP_COOPERATIVE, G90_SHARE_A>(G90_TMA_ARGS(f16_t));
 }
 extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_ppomc_n128s5_bf16(G90_TMA_PARAMS(bf16_t)) {
-    g90_pp_body<bf16_t, 5, PP_ORDERED, true>(G90_TMA_ARGS(bf16_t));
+    g90_pp_body<bf16_t, 5, PP_ORDERED, G90_SHARE_A>(G90_TMA_ARGS(bf16_t));
 }
 extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_ppomc_n128s5_f16(G90_TMA_PARAMS(f16_t)) {
-    g90_pp_body<f16_t, 5, PP_ORDERED, true>(G90_TMA_ARGS(f16_t));
+    g90_pp_body<f16_t, 5, PP_ORDERED, G90_SHARE_A>(G90_TMA_ARGS(f16_t));
+}
+// coop_n256s4 in clusters of two along M sharing W by multicast (cuBLAS's usual 128 x 256 tile, cluster 2 x 1):
+// coopmw_n256s4, 213 KiB.
+extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_coopmw_n256s4_bf16(G90_TMA_PARAMS(bf16_t)) {
+    g90_pp_body<bf16_t, 4, PP_COOPERATIVE, G90_SHARE_W, 256>(G90_TMA_ARGS(bf16_t));
+}
+extern "C" __global__ void __launch_bounds__(384, 1) __cluster_dims__(2, 1, 1) gemm_sm90_coopmw_n256s4_f16(G90_TMA_PARAMS(f16_t)) {
+    g90_pp_body<f16_t, 4, PP_COOPERATIVE, G90_SHARE_W, 256>(G90_TMA_ARGS(f16_t));
 }

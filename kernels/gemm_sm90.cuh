@@ -146,10 +146,12 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
 // The producer's loads of one output tile (rows m0.., columns n0..) into the ring, fills fill .. fill+ktiles-1:
 // stage fill % STAGES, once its previous use (phase (fill / STAGES) - 1) has been released. A comes in A_BOXES
 // boxes of 128 rows (the map's box), W after A_BYTES.
-// MULTICAST (a cluster of 2 blocks sharing A, the map's boxes half a block tile's rows): block `rank` loads only
-// half `rank` of A, into both blocks' stage; its full barrier still expects the whole stage (the other block
-// sends the other half).
-template <int STAGES, int A_BYTES, int STAGE_BYTES, int A_BOXES = 1, bool MULTICAST = false>
+// MULTICAST, in a cluster of 2 blocks: G90_SHARE_A (the A map's boxes half a block tile's rows) or G90_SHARE_W (the
+// W map's boxes half the W tile's rows): block `rank` loads only half `rank` of that operand, into both blocks'
+// stage; its full barrier still expects the whole stage (the other block sends the other half).
+#define G90_SHARE_A 1
+#define G90_SHARE_W 2
+template <int STAGES, int A_BYTES, int STAGE_BYTES, int A_BOXES = 1, int MULTICAST = 0>
 DEVI void g90_produce_tile(int& fill, int ktiles, char* smem, u32 full0, u32 empty0, const TmaMap* amap,
                            const TmaMap* wmap, int m0, int n0, u32 rank = 0) {
     for (int kt = 0; kt < ktiles; ++kt, ++fill) {
@@ -157,10 +159,14 @@ DEVI void g90_produce_tile(int& fill, int ktiles, char* smem, u32 full0, u32 emp
         if (fill >= STAGES) mbar_wait(empty0 + 8 * s, ((fill / STAGES) - 1) & 1);
         u32 full = full0 + 8 * s, dst = smem_addr(smem + s * STAGE_BYTES);
         mbar_expect_tx(full, STAGE_BYTES);
-        if (MULTICAST)
+        constexpr int W_HALF = (STAGE_BYTES - A_BYTES) / 2;  // bytes of half the W tile (128 bytes a row)
+        if (MULTICAST == G90_SHARE_A)
             tma_load_2d_multicast(dst + rank * A_BYTES / 2, amap, kt * G90_BK, m0 + A_BOXES * 64 * rank, full, 3);
         else
             for (int j = 0; j < A_BOXES; ++j) tma_load_2d(dst + j * 128 * 128, amap, kt * G90_BK, m0 + 128 * j, full);
-        tma_load_2d(dst + A_BYTES, wmap, kt * G90_BK, n0, full);
+        if (MULTICAST == G90_SHARE_W)
+            tma_load_2d_multicast(dst + A_BYTES + rank * W_HALF, wmap, kt * G90_BK, n0 + W_HALF / 128 * rank, full, 3);
+        else
+            tma_load_2d(dst + A_BYTES, wmap, kt * G90_BK, n0, full);
     }
 }

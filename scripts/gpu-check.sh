@@ -95,7 +95,7 @@ SELFTEST=passed
 # Opt-in candidate kernels (bench/results/gpu-notes-*.md) are checked second, a group at a time, each in its own
 # process and time limit: when one fails, hangs or faults, the defaults and the other groups are still timed,
 # and the failed ones are left out at model level.
-CANDIDATE_GROUPS="gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop- gemm_sm90_coopmc-,gemm_sm90_ppomc- attention_fwd_tail16 attention_fwd_wgmma lnfold_,lnstats_,layernorm_stats"
+CANDIDATE_GROUPS="gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop- gemm_sm90_coopmc-,gemm_sm90_ppomc-,gemm_sm90_coopmw- attention_fwd_tail16 attention_fwd_wgmma lnfold_,lnstats_,layernorm_stats"
 CANDIDATES=${CANDIDATE_GROUPS// /,}
 BROKEN_CANDIDATES=""  # the candidate kernels that failed a case
 HUNG_GROUPS=""        # the prefixes of the groups whose selftest hung or crashed (no verdict)
@@ -300,7 +300,7 @@ PYEOF
         ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$ips" "$ANCHOR" 2>/dev/null || echo "-")
         row "| $label | $ips | $ratio |"
     }
-    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_GEMM_SM90=coop-n256s4 CPEAL_GEMM_SM90=coopmc-n128s4 CPEAL_GEMM_SM90=ppomc-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $PER_ROLE $COMBINED_TAIL16 $COMBINED_WGMMA $COMBINED_ROLE}; do
+    for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_GEMM_SM90=coop-n256s4 CPEAL_GEMM_SM90=coopmw-n256s4 CPEAL_GEMM_SM90=coopmc-n128s4 CPEAL_GEMM_SM90=ppomc-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $PER_ROLE $COMBINED_TAIL16 $COMBINED_WGMMA $COMBINED_ROLE}; do
         time_setting "$setting"
     done
     # The settings measured so far, one "name images/s" line each, through a rule of the notes (pick_setting):

@@ -13,8 +13,8 @@ cargo test --locked --features cuda-emu
 # emulated: the production path end to end, not only the selftest's shapes (attention: the widened ViT with
 # heads of 64; the tiny fixtures' heads take the generic kernel). `A=x+B=y` sets both; a per-role GEMM setting
 # runs four variants in one model.
-for setting in CPEAL_GEMM_SM90={tmaw-n128s3,tma-n128s5,pp-n128s5,ppo-n128s5,coop-n128s4,coop-n256s4,coopmc-n128s4,ppomc-n128s5} \
-    CPEAL_GEMM_SM90=qkv:coopmc-n128s4,proj:coop-n128s4,fc1:ppomc-n128s5,fc2:pp-n128s5 CPEAL_ATTENTION={tail16,tail16x4,tail16w,wgmma} \
+for setting in CPEAL_GEMM_SM90={tmaw-n128s3,tma-n128s5,pp-n128s5,ppo-n128s5,coop-n128s4,coop-n256s4,coopmw-n256s4,coopmc-n128s4,ppomc-n128s5} \
+    CPEAL_GEMM_SM90=qkv:coopmc-n128s4,proj:coop-n128s4,fc1:ppomc-n128s5,fc2:coopmw-n256s4 CPEAL_ATTENTION={tail16,tail16x4,tail16w,wgmma} \
     CPEAL_LN_FOLD=on CPEAL_LN_FOLD=on+CPEAL_GEMM_SM90={tmaw-n128s3,tma-n128s5,ppo-n128s5}; do
     env ${setting//+/ } cargo test --locked --quiet --features cuda-emu --test gpu_models
 done

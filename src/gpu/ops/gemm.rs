@@ -2,7 +2,7 @@
 //! C = residual + layer_scale ⊙ act(norm(A·Wᵀ) + bias), bf16 or f16; `norm` is a folded LayerNorm (optional).
 
 use super::gemm_sm90::auto_sm90;
-pub use super::gemm_sm90::{GemmRole, Sm90Feed, Sm90Variant, SM90_VARIANTS};
+pub use super::gemm_sm90::{GemmRole, Multicast, Sm90Feed, Sm90Variant, SM90_VARIANTS};
 use super::{check, int};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
@@ -238,7 +238,7 @@ impl<'a> Gemm<'a> {
         let grid_y =
             grid_y.ok_or_else(|| Error::kernel(&kernel, format!("M = {} needs more than 65535 row tiles", self.m)))?;
         let mut cfg = LaunchConfig { grid: (grid_x, grid_y, 1), block: (threads, 1, 1), shared_bytes: smem };
-        if variant.is_some_and(|v| v.multicast) {
+        if variant.is_some_and(|v| v.clustered()) {
             // Persistent clusters must all be resident at once: a cluster left waiting would start only when
             // another has finished all its tiles.
             cfg.grid.0 = cfg.grid.0.min(2 * dev.max_active_clusters(&kernel, &cfg)?);
@@ -250,7 +250,7 @@ impl<'a> Gemm<'a> {
             .i32(int(&kernel, "K", self.k)?); //  int K
         if let Some(v) = variant.filter(|v| v.uses_tma()) {
             let amap = dev.tensor_map_2d(self.a, self.m, self.k, self.lda, v.a_box_rows())?;
-            let wmap = dev.tensor_map_2d(self.w, self.n, self.k, self.ldw, v.bn)?;
+            let wmap = dev.tensor_map_2d(self.w, self.n, self.k, self.ldw, v.w_box_rows())?;
             args.i32(int(&kernel, "ldr", self.ldr)?) // int ldr
                 .i32(int(&kernel, "ldc", self.ldc)?) //  int ldc
                 .tensor_map(&amap) //                    TmaMap amap

@@ -27,28 +27,45 @@ pub enum Sm90Feed {
     Cooperative,
 }
 
+/// The operand a cluster of two blocks of a persistent kernel shares by TMA multicast, each block loading half of
+/// it into both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Multicast {
+    /// No clusters.
+    None,
+    /// A's rows: the blocks take the two column halves of a tile twice as wide (`mc`).
+    A,
+    /// W's rows: the blocks take the two row halves of a tile twice as tall (`mw`).
+    W,
+}
+
 /// A `gemm_sm90.cu` kernel: block tile 128 x `bn` (per consumer warpgroup for `PingPong`), a `stages`-deep
-/// operand pipeline, fed as `feed` says; with `multicast` (persistent kernels), in clusters of two blocks on the
-/// two column halves of a tile twice as wide, which share its A rows by TMA multicast.
+/// operand pipeline, fed as `feed` says; persistent kernels may run in clusters of two blocks (`multicast`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sm90Variant {
     pub bn: usize,
     pub stages: usize,
     pub feed: Sm90Feed,
-    pub multicast: bool,
+    pub multicast: Multicast,
 }
 
 impl Sm90Variant {
     const fn new(bn: usize, stages: usize, feed: Sm90Feed) -> Self {
-        Sm90Variant { bn, stages, feed, multicast: false }
+        Sm90Variant { bn, stages, feed, multicast: Multicast::None }
     }
 
-    const fn in_clusters(self) -> Self {
-        Sm90Variant { multicast: true, ..self }
+    const fn in_clusters(self, shared: Multicast) -> Self {
+        Sm90Variant { multicast: shared, ..self }
+    }
+
+    /// Whether the kernel runs in clusters of two blocks.
+    pub(super) fn clustered(&self) -> bool {
+        self.multicast != Multicast::None
     }
 
     /// `n128s3`, `tma-n128s5`, `tmaw-n128s3`, `pp-n128s5`, `ppo-n128s5`, `coop-n128s4`, `coop-n256s4`, and
-    /// `ppomc-n128s5`, `coopmc-n128s4` in clusters: the kernel name's middle and the `CPEAL_GEMM_SM90` value.
+    /// `ppomc-n128s5`, `coopmc-n128s4`, `coopmw-n256s4` in clusters: the kernel name's middle and the
+    /// `CPEAL_GEMM_SM90` value.
     pub fn label(&self) -> String {
         let feed = match self.feed {
             Sm90Feed::CpAsync => "",
@@ -61,8 +78,9 @@ impl Sm90Variant {
         let tile = format!("n{}s{}", self.bn, self.stages);
         match (feed, self.multicast) {
             ("", _) => tile,
-            (feed, true) => format!("{feed}mc-{tile}"),
-            (feed, false) => format!("{feed}-{tile}"),
+            (feed, Multicast::None) => format!("{feed}-{tile}"),
+            (feed, Multicast::A) => format!("{feed}mc-{tile}"),
+            (feed, Multicast::W) => format!("{feed}mw-{tile}"),
         }
     }
 
@@ -101,12 +119,21 @@ impl Sm90Variant {
         }
     }
 
-    /// Rows of A's TMA boxes: half a block tile in clusters (each block loads one half), else 128.
+    /// Rows of A's TMA boxes: half a block tile when a cluster shares A (each block loads one half), else 128.
     pub(super) fn a_box_rows(&self) -> usize {
-        if self.multicast {
+        if self.multicast == Multicast::A {
             self.block_rows() / 2
         } else {
             G90_BM
+        }
+    }
+
+    /// Rows of W's TMA boxes: half the W tile when a cluster shares W, else the whole tile.
+    pub(super) fn w_box_rows(&self) -> usize {
+        if self.multicast == Multicast::W {
+            self.bn / 2
+        } else {
+            self.bn
         }
     }
 
@@ -121,12 +148,14 @@ impl Sm90Variant {
     }
 
     /// Grid for an m x n output: one block per tile, or for the persistent kernels one per SM (at most one per
-    /// tile); with multicast, a cluster of two blocks per pair of column tiles (the launch caps it at the
-    /// clusters that fit at once).
+    /// tile); in clusters, a cluster of two blocks per pair of column (A shared) or row (W shared) tiles (the
+    /// launch caps it at the clusters that fit at once).
     pub(super) fn grid(&self, m: usize, n: usize, sm_count: u32) -> (usize, usize) {
         let (tiles_n, tiles_m) = (n.div_ceil(self.bn), m.div_ceil(self.block_rows()));
-        if self.multicast {
+        if self.multicast == Multicast::A {
             (2 * tiles_n.div_ceil(2) * tiles_m, 1)
+        } else if self.multicast == Multicast::W {
+            (2 * tiles_m.div_ceil(2) * tiles_n, 1)
         } else if self.persistent() {
             ((tiles_n * tiles_m).min(sm_count as usize), 1)
         } else {
@@ -151,7 +180,7 @@ impl Sm90Variant {
 }
 
 /// The variants compiled in `gemm_sm90.cu` and `gemm_persistent_sm90.cu` (the persistent ones).
-pub const SM90_VARIANTS: [Sm90Variant; 12] = [
+pub const SM90_VARIANTS: [Sm90Variant; 13] = [
     Sm90Variant::new(128, 3, Sm90Feed::CpAsync),
     Sm90Variant::new(128, 4, Sm90Feed::CpAsync),
     Sm90Variant::new(256, 4, Sm90Feed::CpAsync),
@@ -162,8 +191,9 @@ pub const SM90_VARIANTS: [Sm90Variant; 12] = [
     Sm90Variant::new(128, 5, Sm90Feed::PingPongOrdered),
     Sm90Variant::new(128, 4, Sm90Feed::Cooperative),
     Sm90Variant::new(256, 4, Sm90Feed::Cooperative),
-    Sm90Variant::new(128, 5, Sm90Feed::PingPongOrdered).in_clusters(),
-    Sm90Variant::new(128, 4, Sm90Feed::Cooperative).in_clusters(),
+    Sm90Variant::new(128, 5, Sm90Feed::PingPongOrdered).in_clusters(Multicast::A),
+    Sm90Variant::new(128, 4, Sm90Feed::Cooperative).in_clusters(Multicast::A),
+    Sm90Variant::new(256, 4, Sm90Feed::Cooperative).in_clusters(Multicast::W),
 ];
 
 /// Which of ViT-B/16's four GEMMs a GEMM's shape resembles; each may take its own Hopper variant:
