@@ -118,7 +118,8 @@ struct BulkCopy {
 struct WgmmaOp {
     float* d[128] = {};
     uint64_t da = 0, db = 0;
-    uint32_t a[128][4];  // A from registers (a_regs): each thread's fragment, copied at issue
+    uint32_t a[128][4];  // A from registers (a_regs): each thread's fragment, copied at issue,
+    const uint32_t* a_src[128] = {};  // and where it lives, to check it is left alone until the wgmma retires
     bool a_regs = false; // A from registers rather than the shared tile at da
     bool tnsp_b = false; // B stored MN-major (N contiguous) rather than K-major
     int n = 0;          // the instruction's N

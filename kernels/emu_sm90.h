@@ -221,7 +221,10 @@ inline void wgmma_issue_op(float* d, int n, uint64_t da, const uint32_t* a, uint
     if (!t->wgmma_fenced)
         fault("wgmma #%ld of thread %d with no wgmma.fence since the thread's start or its last wgmma.wait_group", idx,
               t->linear);
-    if (a_regs) std::memcpy(op.a[t->linear & 127], a, sizeof op.a[0]);
+    if (a_regs) {
+        std::memcpy(op.a[t->linear & 127], a, sizeof op.a[0]);
+        op.a_src[t->linear & 127] = a;
+    }
     op.d[t->linear & 127] = d;
     op.issued++;
 }
@@ -257,6 +260,12 @@ inline float wgmma_operand(uint64_t desc, int row, int i, int dtype) {
 // mma.m16n8k16 A fragment of each warp's 16 rows).
 inline void wgmma_execute(const WgmmaOp& op) {
     float a[64][16];
+    for (int l = 0; op.a_regs && l < 128; ++l)
+        if (std::memcmp(op.a[l], op.a_src[l], sizeof op.a[l]) != 0) {
+            fault("thread %d of a warpgroup wrote the register A fragment of its wgmma in flight (no wgmma.wait_group "
+                  "before)", l);
+            return;
+        }
     if (op.a_regs) {
         for (int l = 0; l < 128; ++l)
             for (int j = 0; j < 4; ++j)

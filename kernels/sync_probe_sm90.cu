@@ -178,3 +178,34 @@ extern "C" __global__ void __launch_bounds__(128) probe_wgmma_cp_async_bf16(cons
     UNROLL for (int q = 0; q < 8; ++q) UNROLL for (int h = 0; h < 2; ++h) UNROLL for (int e = 0; e < 2; ++e)
         out[(16 * warp + g + 8 * h) * 64 + 8 * q + 2 * t + e] = acc[4 * q + 2 * h + e];
 }
+
+// wgmma with A from registers: out[64 x 64] = P[64 x 16] · V[16 x 64] (f32) by one warpgroup, each thread's
+// fragment of P in registers, V MN-major in shared memory (as attention_sm90.cu's p·v). `mode`: 0 correct; 1 the
+// thread writes its fragment before wgmma.wait_group (the wgmma may read either value). Launch: grid 1, block
+// 128, shared 2 KiB + 1 KiB.
+extern "C" __global__ void __launch_bounds__(128) probe_wgmma_regs_bf16(const bf16_t* P, const bf16_t* V, float* out,
+        int mode) {
+    char* raw = DYN_SMEM(char);
+    char* smem = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
+    load_tile_sw128<bf16_t, 16, 128>(smem, V, 64, 16, 64, 0, 0);
+    cp_async_commit();
+    cp_async_wait<0>();
+    fence_proxy_async();
+    __syncthreads();
+    int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+    u32 a[4];
+    UNROLL for (int j = 0; j < 4; ++j) {
+        const bf16_t* p = P + (16 * warp + g + 8 * (j & 1)) * 16 + 2 * t + 8 * (j >> 1);
+        a[j] = pack2<bf16_t>(to_f32(p[0]), to_f32(p[1]));
+    }
+    float acc[32];
+    UNROLL for (int e = 0; e < 32; ++e) acc[e] = 0.0f;
+    wgmma_fence();
+    wgmma_m64n64k16_rs_mn<bf16_t>(acc, a, wgmma_desc_sw128(smem));
+    wgmma_commit();
+    if (mode == 1) a[0] ^= 0x80008000u;  // both halves negated, under the wgmma still in flight
+    wgmma_wait<0>();
+    UNROLL for (int e = 0; e < 32; ++e) wgmma_pin(acc[e]);
+    UNROLL for (int q = 0; q < 8; ++q) UNROLL for (int h = 0; h < 2; ++h) UNROLL for (int e = 0; e < 2; ++e)
+        out[(16 * warp + g + 8 * h) * 64 + 8 * q + 2 * t + e] = acc[4 * q + 2 * h + e];
+}

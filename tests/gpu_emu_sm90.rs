@@ -4,7 +4,8 @@
 //! wgmma.wait_group, barriers never initialised) fails the launch with a message naming the fault. Likewise for
 //! thread block clusters: a multicast ring over two blocks, and the three ways it breaks. And register
 //! reallocation (setmaxnreg): within the block's pool it runs, beyond it (a hang on a GPU) it is a deadlock. And
-//! the fences wgmma needs (wgmma.fence, fence.proxy.async after cp.async): without either the launch fails.
+//! the fences wgmma needs (wgmma.fence, fence.proxy.async after cp.async): without either the launch fails; and
+//! a register A fragment written while its wgmma is in flight fails it too.
 #![cfg(feature = "cuda-emu")]
 
 use cpeal::gpu::{selftest, DType, GpuDevice, KernelArgs, LaunchConfig};
@@ -30,8 +31,7 @@ fn probe(mode: Mode) -> Result<(Vec<f32>, Vec<f64>), String> {
 fn run_probe(kernel: &str, blocks: usize, mode: i32) -> Result<(Vec<f32>, Vec<f64>), String> {
     let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let mut random = |n: usize| DType::Bf16.round(&(0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>());
-    let (a, w) = (random(64 * K), random(128 * blocks * K));
+    let (a, w) = (random_bf16(&mut rng, 64 * K), random_bf16(&mut rng, 128 * blocks * K));
     let want: Vec<f64> = (0..blocks * 64 * 128)
         .map(|i| {
             let (r, row, col) = (i / (64 * 128), (i / 128) % 64, i % 128);
@@ -161,24 +161,35 @@ fn asking_for_registers_nobody_gave_back_is_a_deadlock_naming_setmaxnreg() {
     assert!(msg.contains("deadlock") && msg.contains("setmaxnreg.inc 232") && msg.contains("the pool has 0"), "{msg}");
 }
 
+/// bf16-rounded uniform [-1, 1) values, `n` of them.
+fn random_bf16(rng: &mut rand_chacha::ChaCha8Rng, n: usize) -> Vec<f32> {
+    DType::Bf16.round(&(0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>())
+}
+
+/// Launches a one-warpgroup probe `(const bf16* x, const bf16* y, float* out, int mode)` with a 64 x 64 f32 output:
+/// Ok(rel. error against `want`) or the launch's error message.
+fn run_wgmma_probe(name: &str, x: &[f32], y: &[f32], want: &[f64], shared_bytes: u32, mode: i32) -> Result<f64, String> {
+    let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
+    let (xb, yb) = (dev.upload(x, DType::Bf16).unwrap(), dev.upload(y, DType::Bf16).unwrap());
+    let out = selftest::poisoned(&dev, DType::F32, 64 * 64).unwrap();
+    let mut args = KernelArgs::new();
+    args.buf(&xb).buf(&yb).buf(&out).i32(mode); // const bf16* x, const bf16* y, float* out, int mode
+    let cfg = LaunchConfig { grid: (1, 1, 1), block: (128, 1, 1), shared_bytes };
+    // SAFETY: every such probe takes (const bf16*, const bf16*, float* out, int mode); the callers size x and y
+    // as the probe reads them, and out holds 64 x 64 f32.
+    unsafe { dev.launch(name, cfg, &mut args) }.map_err(|e| e.to_string())?;
+    Ok(rel_err(&dev.download(&out).unwrap(), want))
+}
+
 /// Runs `probe_wgmma_cp_async_bf16` (one warpgroup, operands by cp.async): Ok(rel. error of A·Wᵀ) or the
 /// launch's error message.
 fn run_fence_probe(mode: i32) -> Result<f64, String> {
-    let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-    let mut random = |n: usize| DType::Bf16.round(&(0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>());
-    let (a, w) = (random(64 * 64), random(64 * 64));
+    let (a, w) = (random_bf16(&mut rng, 64 * 64), random_bf16(&mut rng, 64 * 64));
     let want: Vec<f64> = (0..64 * 64)
         .map(|i| (0..64).map(|k| a[i / 64 * 64 + k] as f64 * w[i % 64 * 64 + k] as f64).sum())
         .collect();
-    let (ab, wb) = (dev.upload(&a, DType::Bf16).unwrap(), dev.upload(&w, DType::Bf16).unwrap());
-    let out = selftest::poisoned(&dev, DType::F32, 64 * 64).unwrap();
-    let mut args = KernelArgs::new();
-    args.buf(&ab).buf(&wb).buf(&out).i32(mode); // const bf16* A, const bf16* W, float* out, int mode
-    let cfg = LaunchConfig { grid: (1, 1, 1), block: (128, 1, 1), shared_bytes: 16 * 1024 + 1024 };
-    // SAFETY: (const bf16* A, const bf16* W, float* out, int mode): A and W hold 64 x 64 bf16, out 64 x 64 f32.
-    unsafe { dev.launch("probe_wgmma_cp_async_bf16", cfg, &mut args) }.map_err(|e| e.to_string())?;
-    Ok(rel_err(&dev.download(&out).unwrap(), &want))
+    run_wgmma_probe("probe_wgmma_cp_async_bf16", &a, &w, &want, 16 * 1024 + 1024, mode)
 }
 
 #[test]
@@ -197,6 +208,28 @@ fn a_wgmma_reading_cp_async_bytes_before_fence_proxy_async_fails_the_launch() {
 fn a_wgmma_without_wgmma_fence_fails_the_launch() {
     let msg = run_fence_probe(2).unwrap_err();
     assert!(msg.contains("no wgmma.fence"), "{msg}");
+}
+
+/// Runs `probe_wgmma_regs_bf16` (P from registers, V MN-major in shared memory): Ok(rel. error of P·V) or the
+/// launch's error message.
+fn run_register_a_probe(mode: i32) -> Result<f64, String> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+    let (p, v) = (random_bf16(&mut rng, 64 * 16), random_bf16(&mut rng, 16 * 64));
+    let want: Vec<f64> =
+        (0..64 * 64).map(|i| (0..16).map(|k| p[i / 64 * 16 + k] as f64 * v[k * 64 + i % 64] as f64).sum()).collect();
+    run_wgmma_probe("probe_wgmma_regs_bf16", &p, &v, &want, 2048 + 1024, mode)
+}
+
+#[test]
+fn a_wgmma_with_a_from_registers_computes_p_times_v() {
+    let e = run_register_a_probe(0).unwrap();
+    assert!(e < 1e-5, "rel. error {e:.2e}");
+}
+
+#[test]
+fn writing_the_register_a_fragment_of_a_wgmma_in_flight_fails_the_launch() {
+    let msg = run_register_a_probe(1).unwrap_err();
+    assert!(msg.contains("wrote the register A fragment of its wgmma in flight"), "{msg}");
 }
 
 /// An H100's and H200's limit, 227 KiB: at it a launch runs, past it the launch fails as cuLaunchKernel would.
