@@ -168,7 +168,14 @@ fn random_bf16(rng: &mut rand_chacha::ChaCha8Rng, n: usize) -> Vec<f32> {
 
 /// Launches a one-warpgroup probe `(const bf16* x, const bf16* y, float* out, int mode)` with a 64 x 64 f32 output:
 /// Ok(rel. error against `want`) or the launch's error message.
-fn run_wgmma_probe(name: &str, x: &[f32], y: &[f32], want: &[f64], shared_bytes: u32, mode: i32) -> Result<f64, String> {
+fn run_wgmma_probe(
+    name: &str,
+    x: &[f32],
+    y: &[f32],
+    want: &[f64],
+    shared_bytes: u32,
+    mode: i32,
+) -> Result<f64, String> {
     let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
     let (xb, yb) = (dev.upload(x, DType::Bf16).unwrap(), dev.upload(y, DType::Bf16).unwrap());
     let out = selftest::poisoned(&dev, DType::F32, 64 * 64).unwrap();
@@ -186,9 +193,8 @@ fn run_wgmma_probe(name: &str, x: &[f32], y: &[f32], want: &[f64], shared_bytes:
 fn run_fence_probe(mode: i32) -> Result<f64, String> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let (a, w) = (random_bf16(&mut rng, 64 * 64), random_bf16(&mut rng, 64 * 64));
-    let want: Vec<f64> = (0..64 * 64)
-        .map(|i| (0..64).map(|k| a[i / 64 * 64 + k] as f64 * w[i % 64 * 64 + k] as f64).sum())
-        .collect();
+    let want: Vec<f64> =
+        (0..64 * 64).map(|i| (0..64).map(|k| a[i / 64 * 64 + k] as f64 * w[i % 64 * 64 + k] as f64).sum()).collect();
     run_wgmma_probe("probe_wgmma_cp_async_bf16", &a, &w, &want, 16 * 1024 + 1024, mode)
 }
 
