@@ -11,6 +11,27 @@ extern "C" __global__ void broken_f32(int n, const float* x, float* y) {
 }
 "#;
 
+/// Two wgmma on one accumulator with a plain add to it between them: ptxas serialises them (a kernel no one
+/// should ship; the check must refuse it).
+const SERIALISED: &str = r#"#include "common.cuh"
+#include "hopper.cuh"
+extern "C" __global__ void __launch_bounds__(128) slow_wgmma_bf16(const bf16_t* P, float* out, float s) {
+    char* raw = DYN_SMEM(char);
+    char* smem = raw + ((1024 - (smem_addr(raw) & 1023)) & 1023);
+    u32 a[4];
+    UNROLL for (int j = 0; j < 4; ++j) a[j] = pack2<bf16_t>(to_f32(P[threadIdx.x * 4 + j]), 1.0f);
+    float acc[32];
+    UNROLL for (int e = 0; e < 32; ++e) acc[e] = 0.0f;
+    wgmma_fence();
+    wgmma_m64n64k16_rs_mn<bf16_t>(acc, a, wgmma_desc_sw128(smem));
+    acc[0] += s;
+    wgmma_m64n64k16_rs_mn<bf16_t>(acc, a, wgmma_desc_sw128(smem));
+    wgmma_commit();
+    wgmma_wait<0>();
+    UNROLL for (int e = 0; e < 32; ++e) out[threadIdx.x * 32 + e] = acc[e];
+}
+"#;
+
 fn archs() -> Vec<String> {
     vec!["sm_80".into(), "sm_90".into()]
 }
@@ -68,18 +89,56 @@ fn broken_kernel_fails_with_the_log() {
     assert!(err.contains("broken.cu(4)"), "the log points at the line of the error: {err}");
 }
 
-#[test]
-fn cli_exits_non_zero_on_a_broken_kernel() {
+/// `cpeal nvrtc-check --arch ARCH` over a folder holding only `file` with `text`: (success, stderr).
+fn cli_check_one_file(file: &str, text: &str, arch: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("broken.cu"), BROKEN).unwrap();
+    std::fs::write(dir.path().join(file), text).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cpeal"))
-        .args(["nvrtc-check", "--arch", "sm_80", "--kernels"])
+        .args(["nvrtc-check", "--arch", arch, "--kernels"])
         .arg(dir.path())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "nvrtc-check passed a broken kernel");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn cli_exits_non_zero_on_a_broken_kernel() {
+    let (ok, stderr) = cli_check_one_file("broken.cu", BROKEN, "sm_80");
+    assert!(!ok, "nvrtc-check passed a broken kernel");
     assert!(stderr.contains("undefined_helper"), "{stderr}");
+}
+
+#[test]
+fn serialised_wgmma_is_reported_for_its_kernel() {
+    let reports = nvrtc_check::check_file("slow_sm90.cu", SERIALISED, sources::HEADERS, "sm_90a").unwrap();
+    let r = reports.iter().find(|r| r.kernel == "slow_wgmma_bf16").unwrap();
+    assert!(r.slow_wgmma(), "{r:?}");
+    assert!(nvrtc_check::table(&reports).contains("WGMMA SERIALIZED"));
+}
+
+#[test]
+fn cli_exits_non_zero_on_serialised_wgmma() {
+    let (ok, stderr) = cli_check_one_file("slow_sm90.cu", SERIALISED, "sm_90");
+    assert!(!ok, "nvrtc-check passed serialised wgmma");
+    assert!(stderr.contains("serialised the wgmma instructions of slow_wgmma_bf16@sm_90a"), "{stderr}");
+}
+
+/// ptxas prints the advisory apart from the kernel's own lines: it is matched by name, wherever it stands.
+/// A probe (`probe_*`, never timed) may carry it.
+#[test]
+fn the_serialisation_advisory_is_matched_to_its_kernel_by_name() {
+    let log = "ptxas info    : Compiling entry function 'gemm_bf16' for 'sm_90a'\n\
+               ptxas info    : Used 168 registers\n\
+               ptxas info    : Compiling entry function 'probe_ring_bf16' for 'sm_90a'\n\
+               ptxas info    : Used 90 registers\n\
+               ptxas info    : (C7511) Potential Performance Loss: wgmma.mma_async instructions are serialized due to \
+               insufficient register resources for the wgmma pipeline in the function 'gemm_bf16'\n\
+               ptxas info    : (C7518) Potential Performance Loss: wgmma.mma_async instructions are serialized due to \
+               program dependence on compiler-inserted WG.DP in divergent path in the function 'probe_ring_bf16'\n";
+    let reports = nvrtc_check::parse_ptxas("g.cu", "sm_90a", log);
+    assert_eq!(reports[0].wgmma_serialized.as_deref(), Some("insufficient register resources for the wgmma pipeline"));
+    assert!(reports[0].slow_wgmma());
+    assert!(reports[1].wgmma_serialized.is_some() && !reports[1].slow_wgmma());
 }
 
 #[test]

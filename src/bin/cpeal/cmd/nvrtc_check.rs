@@ -1,5 +1,6 @@
 //! `cpeal nvrtc-check [--arch sm_80,sm_90] [--kernels DIR]`: compile every kernel with NVRTC for each arch
-//! (ptxas `-v`), print registers and spills per kernel, fail on a compile error or any spill.
+//! (ptxas `-v`), print registers and spills per kernel, fail on a compile error, any spill, or wgmma that ptxas
+//! serialised in a kernel that is timed.
 
 use std::path::PathBuf;
 
@@ -25,6 +26,15 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     if !spills.is_empty() {
         return Err(cpeal::Error::invalid("nvrtc-check", format!("register spills in {}", spills.join(", "))));
     }
-    println!("ok: {} kernel builds, no spills", reports.len());
+    let serialized: Vec<_> = reports
+        .iter()
+        .filter(|r| r.slow_wgmma())
+        .map(|r| format!("{}@{} ({})", r.kernel, r.arch, r.wgmma_serialized.as_deref().unwrap_or_default()))
+        .collect();
+    if !serialized.is_empty() {
+        let msg = format!("ptxas serialised the wgmma instructions of {}", serialized.join(", "));
+        return Err(cpeal::Error::invalid("nvrtc-check", msg));
+    }
+    println!("ok: {} kernel builds, no spills, no serialised wgmma", reports.len());
     Ok(())
 }
