@@ -89,4 +89,6 @@ extern "C" int cpeal_emu_launch(void* entry, const unsigned* grid, const unsigne
     return cpeal_emu::launch(reinterpret_cast<void (*)(void**)>(entry), grid, block, shared_bytes, args, err, errlen,
                              cluster);
 }
+extern "C" void cpeal_emu_bank_count(int on) { cpeal_emu::set_bank_counting(on != 0); }
+extern "C" size_t cpeal_emu_bank_sites(CpealBankSite* out, size_t cap) { return cpeal_emu::take_bank_sites(out, cap); }
 "#;

@@ -274,6 +274,30 @@ extern __shared__ __align__(16) unsigned char cpeal_dyn_smem[];
 #define DYN_SMEM(T) (reinterpret_cast<T*>(cpeal_dyn_smem))
 #endif
 
+// A shared-memory load or store of one V (4, 8 or 16 bytes) whose bank conflicts the emulator counts (emu_banks.h,
+// `cpeal selftest --banks`): a plain access on the GPU. Hot shared accesses go through these.
+#ifdef CPEAL_EMU
+template <class V>
+inline V lds(const V* p, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    cpeal_emu::note_shared(p, sizeof(V), false, file, line);
+    return *p;
+}
+template <class V>
+inline void sts(V* p, const V& v, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    cpeal_emu::note_shared(p, sizeof(V), true, file, line);
+    *p = v;
+}
+#else
+template <class V>
+DEVI V lds(const V* p) {
+    return *p;
+}
+template <class V>
+DEVI void sts(V* p, const V& v) {
+    *p = v;
+}
+#endif
+
 // ---------------------------------------------------------------------------------------------------------
 // Tensor-core helpers (sm_80+). Fragment layouts of mma.m16n8k16 with g = lane/4, t = lane%4:
 //   A (16x16, row-major) a[0]=(g, 2t..2t+1) a[1]=(g+8, 2t..) a[2]=(g, 2t+8..) a[3]=(g+8, 2t+8..)
@@ -306,9 +330,10 @@ DEVI void mma_m16n8k16(float c[4], const u32 a[4], const u32 b[2]) {
     cpeal_emu::warp_barrier();
 }
 template <bool Trans>
-DEVI void ldmatrix_x4_impl(u32 r[4], const void* smem_row) {
+DEVI void ldmatrix_x4_impl(u32 r[4], const void* smem_row, const char* file, int line) {
     cpeal_emu::Warp& w = cpeal_emu::cur_warp();
     int lane = cpeal_emu::lane_id();
+    cpeal_emu::note_shared(smem_row, 16, false, file, line);
     w.ptr[lane] = smem_row;
     cpeal_emu::warp_barrier();
     for (int i = 0; i < 4; ++i) {
@@ -328,10 +353,20 @@ DEVI void ldmatrix_x4_impl(u32 r[4], const void* smem_row) {
 }
 // Shared-memory addresses (of dynamic shared memory only) are offsets into the block's buffer.
 DEVI u32 smem_addr(const void* p) { return cpeal_emu::smem_offset(p); }
-DEVI void ldmatrix_x4(u32 r[4], const void* smem_row) { ldmatrix_x4_impl<false>(r, smem_row); }
-DEVI void ldmatrix_x4_trans(u32 r[4], const void* smem_row) { ldmatrix_x4_impl<true>(r, smem_row); }
+// The emulator's versions take the caller's file and line, for the bank model (emu_banks.h).
+DEVI void ldmatrix_x4(u32 r[4], const void* smem_row, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    ldmatrix_x4_impl<false>(r, smem_row, file, line);
+}
+DEVI void ldmatrix_x4_trans(u32 r[4], const void* smem_row, const char* file = __builtin_FILE(),
+                            int line = __builtin_LINE()) {
+    ldmatrix_x4_impl<true>(r, smem_row, file, line);
+}
 // 16 bytes global -> shared, asynchronously; zero-filled when !pred (gsrc is then not read).
-DEVI void cp_async_16(void* smem_dst, const void* gsrc, bool pred) { cpeal_emu::cp_async(smem_dst, gsrc, pred ? 16 : 0); }
+DEVI void cp_async_16(void* smem_dst, const void* gsrc, bool pred, const char* file = __builtin_FILE(),
+                      int line = __builtin_LINE()) {
+    cpeal_emu::note_shared(smem_dst, 16, true, file, line);
+    cpeal_emu::cp_async(smem_dst, gsrc, pred ? 16 : 0);
+}
 DEVI void cp_async_commit() { cpeal_emu::cp_async_commit(); }
 template <int N>
 DEVI void cp_async_wait() {

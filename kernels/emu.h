@@ -18,6 +18,9 @@
 // - Static __shared__ variables are `static thread_local` (zeroed once per OS thread and kept between blocks);
 //   dynamic shared memory (DYN_SMEM in common.cuh) is refilled with 0xFF bytes (NaN) before every block.
 // - A block whose threads all wait at barriers that can never complete is reported as a deadlock.
+// - Bank model (emu_banks.h, off unless asked for): shared accesses through lds / sts, ldmatrix and cp.async are
+//   logged per thread and, once a block is done, matched across a warp's lanes into warp instructions whose
+//   wavefronts are counted per site.
 // - Hopper (the `*_sm90.cu` files, through kernels/hopper.cuh): shared-memory addresses are offsets into the
 //   block's dynamic shared memory; mbarriers keep phase, pending arrivals and transaction bytes; a bulk tensor
 //   copy (TMA) lands at the end of the scheduler pass it was issued in, then completes its transaction bytes;
@@ -46,6 +49,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -82,6 +86,15 @@ struct PendingCopy {
     long group;
 };
 
+// One shared-memory access a thread made, for the bank model (emu_banks.h).
+struct SharedAccess {
+    uintptr_t addr;
+    int bytes;
+    bool store;
+    const char* file;
+    int line;
+};
+
 struct Thread {
     dim3 idx;
     int linear = 0;
@@ -95,6 +108,7 @@ struct Thread {
     bool wgmma_fenced = false;       // a wgmma.fence since the thread's start or its last wgmma.wait_group
     std::vector<uint32_t> unfenced;  // 16-byte chunks of dynamic shared memory its cp.async landed in since
                                      // its last fence.proxy.async (invisible to wgmma and TMA until then)
+    std::vector<SharedAccess> shared_log;  // for the bank model, while it counts (emu_banks.h)
 };
 
 // An mbarrier: phase parity, arrivals still expected in this phase, transaction bytes still expected.
@@ -477,4 +491,5 @@ inline __half __float2half_rn(float f) { return __float2half(f); }
 inline float __half2float(__half h) { return cpeal_emu::f16_bits_to_f32(h.__x); }
 
 #include "emu_sm90.h"
+#include "emu_banks.h"
 #include "emu_launch.h"

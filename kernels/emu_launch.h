@@ -64,6 +64,7 @@ inline void reset_block(Block& b) {
         t.nreg_issued = 0;
         t.wgmma_fenced = false;
         t.unfenced.clear();
+        t.shared_log.clear();
         getcontext(&t.ctx);
         t.ctx.uc_stack.ss_sp = b.stacks[i];
         t.ctx.uc_stack.ss_size = kStackBytes;
@@ -134,6 +135,7 @@ inline int run_cluster(Cluster& c, int start_backward, char* err, size_t errlen)
             return 1;
         }
     }
+    for (Block& b : c.blocks) tally_banks(b);
     return 0;
 }
 

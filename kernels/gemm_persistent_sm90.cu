@@ -34,17 +34,16 @@
 
 
 // Columns [CW·C, CW·C + CW) of one consumer's 64·NH x 2·NACC tile (acc[h2] holds rows [64·h2, 64·h2 + 64) in the
-// m64nN layout) into its park buffer (row stride CW + 8 floats: a half-warp's 8-byte stores hit 32 distinct
-// banks): compile-time register indices, so the accumulators stay in registers.
+// m64nN layout) into its park buffer (row stride CW + 8 floats, halves swizzled as g90_park's): compile-time
+// register indices, so the accumulators stay in registers.
 template <int CW, int C, int NH, int NACC>
 DEVI void g90_pp_park(float (&acc)[NH][NACC], float* park, int ct) {
-    int warp = ct >> 5, g = (ct & 31) >> 2, t = ct & 3;
+    int warp = ct >> 5, g = (ct & 31) >> 2, t = ct & 3, off[2];
+    g90_park_offsets<CW>(g, t, off);
     UNROLL for (int h2 = 0; h2 < NH; ++h2) UNROLL for (int q = 0; q < CW / 8; ++q) UNROLL for (int h = 0; h < 2; ++h) {
         int reg = 4 * (CW / 8 * C + q) + 2 * h;
-        F2 v;
-        v.x = acc[h2][reg];
-        v.y = acc[h2][reg + 1];
-        *reinterpret_cast<F2*>(park + (64 * h2 + 16 * warp + g + 8 * h) * (CW + 8) + 8 * q + 2 * t) = v;
+        float* p = park + (64 * h2 + 16 * warp + g + 8 * h) * (CW + 8) + 8 * q + off[g90_chunk_swap<CW>(q)];
+        sts(reinterpret_cast<F2*>(p), F2{acc[h2][reg], acc[h2][reg + 1]});
     }
 }
 // Chunk c (a run-time value) through the compile-time parks.

@@ -22,10 +22,17 @@ struct __align__(8) F2 {
     float x, y;
 };
 
-// 8 consecutive floats at p (16-byte aligned; shared or global memory) in two 16-byte loads.
+// 8 consecutive floats at p (16-byte aligned, global memory) in two 16-byte loads.
 DEVI void load_f32x8(float (&v)[8], const float* p) {
     UNROLL for (int h = 0; h < 2; ++h) {
         F4 q = reinterpret_cast<const F4*>(p)[h];
+        v[4 * h] = q.x, v[4 * h + 1] = q.y, v[4 * h + 2] = q.z, v[4 * h + 3] = q.w;
+    }
+}
+// The same from a park buffer's chunk at p, its 16-byte halves swapped when `swap` (g90_half_swap).
+DEVI void lds_f32x8(float (&v)[8], const float* p, int swap) {
+    UNROLL for (int h = 0; h < 2; ++h) {
+        F4 q = lds(reinterpret_cast<const F4*>(p) + (h ^ swap));
         v[4 * h] = q.x, v[4 * h + 1] = q.y, v[4 * h + 2] = q.z, v[4 * h + 3] = q.w;
     }
 }
@@ -49,20 +56,50 @@ DEVI void store_vec8(T* p, const float (&v)[8]) {
 }
 
 // The epilogue goes through shared memory (free once the main loop is done): each consumer thread parks its
-// accumulators in an f32 tile [128][BN + 8], then the consumers walk the tile in rows of 8-column chunks, so
+// accumulators in an f32 tile [rows][COLS + 8], then the consumers walk the tile in rows of 8-column chunks, so
 // bias, layer scale, residual and output move in coalesced 16-byte vectors and the per-element code is one
 // short loop rather than 64 unrolled copies (which overflowed the instruction cache).
 // Accumulator layout of m64nNk16 (per warp of the warpgroup, like mma.m16n8 tiled along N): register
 // 4·q + 2·h + e holds row 16·warp + lane/4 + 8·h, column 8·q + 2·(lane%4) + e.
+//
+// Banks: the park's 8-byte stores hit 32 distinct banks per half-warp thanks to the row padding. The walk reads
+// chunk i = r·COLS/8 + c/8 on lane i % 32 in two 16-byte loads, served 8 lanes at a time; unswizzled, two lanes of
+// each 8 hit the same 4 banks, so every load took two passes. So the two 16-byte halves of a chunk are stored
+// swapped when g90_half_swap says so (bit 2 of i; bit 1 when a row is 2 chunks, where the padding shifts rows by
+// 24 words): each 8 lanes then cover all 32 banks (a bank model of every configuration: bench/results notes).
+template <int COLS>
+DEVI constexpr int g90_swap_bit() {
+    constexpr int CHUNKS = COLS / 8;
+    static_assert(CHUNKS >= 2 && (CHUNKS & (CHUNKS - 1)) == 0, "a power-of-two number of chunks a row");
+    return CHUNKS == 2 ? 1 : 2;
+}
+template <int COLS>
+DEVI int g90_half_swap(int r, int chunk) {
+    return ((r * (COLS / 8) + chunk) >> g90_swap_bit<COLS>()) & 1;
+}
+// Where a park's lane (g, t) stores its column pair 2t of a chunk, in every row 8·k + g: off[b] for the chunks whose
+// bit g90_swap_bit is b (a compile-time index at each unrolled store). Rows 8·k apart share the swap (8 rows are a
+// multiple of 2^(bit+1) chunks), and a chunk's bits add to the row's without carry, so this is g90_half_swap's
+// swizzle computed once a thread.
+template <int COLS>
+DEVI void g90_park_offsets(int g, int t, int (&off)[2]) {
+    off[0] = 2 * t ^ (g90_half_swap<COLS>(g, 0) << 2);
+    off[1] = off[0] ^ 4;
+}
+template <int COLS>
+DEVI constexpr int g90_chunk_swap(int chunk) {
+    return (chunk >> g90_swap_bit<COLS>()) & 1;
+}
+
 template <int NB>
 DEVI void g90_park(float (&acc)[NB][64], float* tile, int row0) {
-    constexpr int LDT = NB * 128 + 8;
+    constexpr int COLS = NB * 128, LDT = COLS + 8;
     int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
-    int g = lane >> 2, t = lane & 3;
+    int g = lane >> 2, t = lane & 3, off[2];
+    g90_park_offsets<COLS>(g, t, off);  // row0 is a multiple of 64
     UNROLL for (int j = 0; j < NB; ++j) UNROLL for (int q = 0; q < 16; ++q) UNROLL for (int h = 0; h < 2; ++h) {
-        float* p = tile + (row0 + warp * 16 + g + 8 * h) * LDT + j * 128 + q * 8 + 2 * t;
-        p[0] = acc[j][4 * q + 2 * h];
-        p[1] = acc[j][4 * q + 2 * h + 1];
+        float* p = tile + (row0 + warp * 16 + g + 8 * h) * LDT + j * 128 + q * 8 + off[g90_chunk_swap<COLS>(16 * j + q)];
+        sts(reinterpret_cast<F2*>(p), F2{acc[j][4 * q + 2 * h], acc[j][4 * q + 2 * h + 1]});
     }
 }
 
@@ -108,10 +145,11 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
         int r = i / CHUNKS, c = (i % CHUNKS) * 8;
         int m = m0 + r, n = n0 + c;
         if (m >= M || n >= N) continue;
-        const float* src = tile + r * LDT + c;
+        const float* src = tile + r * LDT + c;  // 16-byte aligned
+        int swap = g90_half_swap<COLS>(r, c >> 3);
         if (vec && n + 8 <= N) {
             float v[8], w[8];
-            load_f32x8(v, src);  // src is 16-byte aligned
+            lds_f32x8(v, src, swap);
             if (ep.row_stats) {
                 F2 st = reinterpret_cast<const F2*>(ep.row_stats)[m];  // (mean, rstd)
                 load_f32x8(w, ep.col_sum + n);
@@ -137,7 +175,7 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
             store_vec8<T>(C + (long)m * ldc + n, v);
         } else {
             for (int e = 0; e < 8 && n + e < N; ++e)
-                C[(long)m * ldc + n + e] = from_f32<T>(gemm_epilogue(src[e], m, n + e, ep));
+                C[(long)m * ldc + n + e] = from_f32<T>(gemm_epilogue(src[e ^ (swap << 2)], m, n + e, ep));
         }
     }
     if (ep.row_partials) g90_row_partials<T, COLS, ROWS>(tid, nthreads, m0, n0, M, N, ldc, vec, C, ep.row_partials);

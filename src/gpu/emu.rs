@@ -43,7 +43,119 @@ mod ffi {
             err: *mut c_char,
             errlen: usize,
         ) -> c_int;
+        pub fn cpeal_emu_bank_count(on: c_int);
+        pub fn cpeal_emu_bank_sites(out: *mut CpealBankSite, cap: usize) -> usize;
     }
+
+    /// kernels/emu_banks.h's `CpealBankSite`.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct CpealBankSite {
+        pub file: [c_char; 64],
+        pub line: c_int,
+        pub bytes: c_int,
+        pub store: c_int,
+        pub instructions: std::ffi::c_long,
+        pub wavefronts: std::ffi::c_long,
+        pub ideal: std::ffi::c_long,
+        pub divergent: std::ffi::c_long,
+    }
+}
+
+/// One shared-memory access site of a kernel, as the emulator's bank model (kernels/emu_banks.h) counted it over
+/// the launches of [`count_banks`]: warp instructions, the wavefronts they would take on the GPU, and the fewest
+/// their bytes allow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BankSite {
+    pub kernel: String,
+    /// `file:line` of the access (the caller's line for ldmatrix, cp.async, lds and sts).
+    pub site: String,
+    pub bytes: u32,
+    pub store: bool,
+    pub instructions: u64,
+    pub wavefronts: u64,
+    pub ideal: u64,
+    /// Warp instructions whose lanes had reached different sites (divergent code), left out of the counts.
+    pub divergent: u64,
+}
+
+impl BankSite {
+    /// Wavefronts per warp instruction over the fewest possible: 1.0 is conflict-free.
+    pub fn excess(&self) -> f64 {
+        self.wavefronts as f64 / self.ideal.max(1) as f64
+    }
+}
+
+#[cfg(feature = "cuda-emu")]
+thread_local! {
+    /// The sites counted so far on this OS thread, while [`count_banks`] runs.
+    static BANK_SITES: std::cell::RefCell<Option<Vec<BankSite>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with the emulator's bank model on for the emulated launches it makes on this thread, and returns its
+/// result with every kernel's access sites (summed per kernel and site, in launch order).
+#[cfg(feature = "cuda-emu")]
+pub fn count_banks<R>(f: impl FnOnce() -> R) -> (R, Vec<BankSite>) {
+    BANK_SITES.with(|s| *s.borrow_mut() = Some(Vec::new()));
+    // SAFETY: plain flag on this thread's emulator state.
+    unsafe { ffi::cpeal_emu_bank_count(1) };
+    let r = f();
+    // SAFETY: as above.
+    unsafe { ffi::cpeal_emu_bank_count(0) };
+    (r, BANK_SITES.with(|s| s.borrow_mut().take()).unwrap_or_default())
+}
+
+/// After a launch of `kernel`: move the emulator's counts into this thread's list, if it is counting.
+#[cfg(feature = "cuda-emu")]
+fn collect_bank_sites(kernel: &str) {
+    BANK_SITES.with(|sites| {
+        let mut sites = sites.borrow_mut();
+        let Some(list) = sites.as_mut() else { return };
+        // SAFETY: a null buffer with capacity 0 only asks for the count (the sites stay, unless there are none).
+        let n = unsafe { ffi::cpeal_emu_bank_sites(std::ptr::null_mut(), 0) };
+        let mut raw = vec![
+            ffi::CpealBankSite {
+                file: [0; 64],
+                line: 0,
+                bytes: 0,
+                store: 0,
+                instructions: 0,
+                wavefronts: 0,
+                ideal: 0,
+                divergent: 0
+            };
+            n
+        ];
+        // SAFETY: raw holds n sites, the count the emulator just reported.
+        let got = unsafe { ffi::cpeal_emu_bank_sites(raw.as_mut_ptr(), raw.len()) };
+        for r in raw.iter().take(got.min(n)) {
+            // SAFETY: the emulator writes a NUL-terminated name into the zeroed 64-byte buffer.
+            let file = unsafe { std::ffi::CStr::from_ptr(r.file.as_ptr()) }.to_string_lossy();
+            let site = format!("{file}:{}", r.line);
+            let entry = match list.iter_mut().find(|s| {
+                s.kernel == kernel && s.site == site && s.bytes == r.bytes as u32 && s.store == (r.store != 0)
+            }) {
+                Some(e) => e,
+                None => {
+                    list.push(BankSite {
+                        kernel: kernel.to_string(),
+                        site,
+                        bytes: r.bytes as u32,
+                        store: r.store != 0,
+                        instructions: 0,
+                        wavefronts: 0,
+                        ideal: 0,
+                        divergent: 0,
+                    });
+                    list.last_mut().expect("just pushed")
+                }
+            };
+            entry.instructions += r.instructions as u64;
+            entry.wavefronts += r.wavefronts as u64;
+            entry.ideal += r.ideal as u64;
+            entry.divergent += r.divergent as u64;
+        }
+    });
 }
 
 const ALIGN: usize = 256;
@@ -140,6 +252,7 @@ impl Runtime for EmuRuntime {
                 err.len(),
             )
         };
+        collect_bank_sites(kernel);
         if rc != 0 {
             // SAFETY: the emulator writes a NUL-terminated message into err (zero-filled, so terminated anyway).
             let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();

@@ -32,6 +32,7 @@ macro_rules! kernel_sources {
 pub const SOURCES: &[KernelSource] = kernel_sources![
     "attention.cu",
     "attention_sm90.cu",
+    "bank_probe.cu",
     "elementwise.cu",
     "gemm.cu",
     "gemm_persistent_sm90.cu",

@@ -1,0 +1,120 @@
+//! The emulator's shared-memory bank model (kernels/emu_banks.h): proven on accesses whose bank behaviour is known
+//! (kernels/bank_probe.cu), then held against the kernels whose shared accesses were laid out to avoid conflicts.
+#![cfg(feature = "cuda-emu")]
+
+use cpeal::gpu::emu::{count_banks, BankSite};
+use cpeal::gpu::{selftest, DType, GpuDevice, KernelArgs, LaunchConfig};
+
+fn table(sites: &[BankSite]) -> String {
+    sites
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} {}B {}: {} instr, {} wavefronts, ideal {}, divergent {}\n",
+                s.kernel,
+                s.site,
+                s.bytes,
+                if s.store { "st" } else { "ld" },
+                s.instructions,
+                s.wavefronts,
+                s.ideal,
+                s.divergent
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_bank_model_counts_known_patterns() {
+    let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
+    let out = selftest::poisoned(&dev, DType::F32, 32).unwrap();
+    let ((), sites) = count_banks(|| {
+        let mut args = KernelArgs::new();
+        args.buf(&out); // float* out
+        let cfg = LaunchConfig { grid: (1, 1, 1), block: (32, 1, 1), shared_bytes: 8192 };
+        // SAFETY: (float* out): out holds 32 floats; the kernel uses 8 KiB of shared memory.
+        unsafe { dev.launch("probe_banks_f32", cfg, &mut args) }.unwrap();
+    });
+    let mut sites: Vec<_> = sites.into_iter().filter(|s| s.site.starts_with("bank_probe.cu:")).collect();
+    sites.sort_by_key(|s| s.site.rsplit(':').next().and_then(|l| l.parse::<u32>().ok()));
+    let got: Vec<(u32, bool, u64, u64)> = sites.iter().map(|s| (s.bytes, s.store, s.wavefronts, s.ideal)).collect();
+    let want = vec![
+        (4, false, 1, 1),   // consecutive words
+        (4, false, 32, 1),  // every lane in bank 0
+        (4, false, 1, 1),   // one word for all lanes
+        (16, false, 8, 4),  // lanes l and l + 4 of each quarter-warp share banks
+        (16, false, 4, 4),  // consecutive 16-byte vectors
+        (8, false, 4, 2),   // lanes l and l + 8 of each half-warp share banks
+        (4, true, 1, 1),    // stride 33 words
+        (16, false, 16, 4), // ldmatrix: 4 rows of each 8 in the same banks
+    ];
+    assert_eq!(got, want, "\n{}", table(&sites));
+    assert!(sites.iter().all(|s| s.instructions == 1 && s.divergent == 0), "\n{}", table(&sites));
+}
+
+/// The sites of `sites` in `files` (file names), with a message listing every site when one is missing or conflicted.
+fn conflicted<'a>(sites: &'a [BankSite], files: &[&str]) -> Vec<&'a BankSite> {
+    let ours = |s: &&BankSite| files.iter().any(|f| s.site.starts_with(&format!("{f}:")));
+    sites.iter().filter(ours).filter(|s| s.wavefronts != s.ideal || s.divergent > 0).collect()
+}
+
+/// Every Hopper GEMM on whole tiles (M, N multiples of every tile): the epilogue's park (8-byte stores) and walk
+/// (16-byte loads, halves swizzled by g90_half_swap), and the cp.async tile loads of the variants without TMA,
+/// take the fewest wavefronts their bytes allow. Unswizzled, the walk took twice as many.
+#[test]
+fn hopper_gemm_epilogues_and_tile_loads_are_free_of_bank_conflicts() {
+    use cpeal::gpu::ops::gemm::{Activation, Gemm, GemmKernel, SM90_VARIANTS};
+    let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
+    let (m, n, k) = (256, 512, 64);
+    let a = dev.upload(&vec![0.5f32; m * k], DType::Bf16).unwrap();
+    let w = dev.upload(&vec![0.25f32; n * k], DType::Bf16).unwrap();
+    let b = dev.upload(&vec![0.1f32; n], DType::Bf16).unwrap();
+    let c = selftest::poisoned(&dev, DType::Bf16, m * n).unwrap();
+    for variant in SM90_VARIANTS {
+        let gemm = Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(Activation::Gelu).kernel(GemmKernel::Sm90(variant));
+        let ((), sites) = count_banks(|| gemm.launch(&dev).unwrap());
+        let files = ["gemm_sm90.cuh", "gemm_persistent_sm90.cu", "gemm_sm90.cu", "hopper.cuh"];
+        let epilogue =
+            |store: bool| sites.iter().any(|s| s.store == store && s.instructions > 0 && s.site.contains("gemm_"));
+        assert!(epilogue(true) && epilogue(false), "{}: no park or walk counted\n{}", variant.label(), table(&sites));
+        assert!(conflicted(&sites, &files).is_empty(), "{}\n{}", variant.label(), table(&sites));
+    }
+}
+
+/// Every head-dim-64 attention kernel: cp.async tile loads, ldmatrix reads of Q, K and V (rows padded by 8
+/// elements), and the wgmma kernel's swizzled tile loads.
+#[test]
+fn attention_shared_accesses_are_free_of_bank_conflicts() {
+    use cpeal::gpu::ops::attention::{Attention, AttentionKernel};
+    let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
+    let (b, h, t, d) = (1, 2, 192, 64);
+    let x = dev.upload(&vec![0.5f32; b * t * h * d], DType::Bf16).unwrap();
+    let o = selftest::poisoned(&dev, DType::Bf16, b * t * h * d).unwrap();
+    for kernel in AttentionKernel::ALL {
+        let att = Attention::new(b, h, t, d, &x, &x, &x, &o).kernel(kernel);
+        let ((), sites) = count_banks(|| att.launch(&dev).unwrap());
+        assert!(sites.iter().any(|s| s.instructions > 0), "{kernel:?}: nothing counted");
+        assert!(
+            conflicted(&sites, &["attention.cu", "attention_sm90.cu", "hopper.cuh"]).is_empty(),
+            "{kernel:?}\n{}",
+            table(&sites)
+        );
+    }
+}
+
+/// The portable GEMM's ldmatrix reads (rows padded to 40 elements) are conflict-free. Its cp.async fill is not:
+/// two rows of 20 words share a quarter-warp, so it takes twice the wavefronts; padding cannot serve both, an XOR
+/// swizzle would (noted in bench/results/gpu-notes-2026-12-07.md, left as is: Hopper runs gemm_sm90).
+#[test]
+fn the_portable_gemm_reads_its_tiles_free_of_bank_conflicts() {
+    use cpeal::gpu::ops::gemm::{Gemm, GemmKernel};
+    let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
+    let (m, n, k) = (256, 256, 64);
+    let a = dev.upload(&vec![0.5f32; m * k], DType::Bf16).unwrap();
+    let w = dev.upload(&vec![0.25f32; n * k], DType::Bf16).unwrap();
+    let c = selftest::poisoned(&dev, DType::Bf16, m * n).unwrap();
+    let ((), sites) = count_banks(|| Gemm::new(m, n, k, &a, &w, &c).kernel(GemmKernel::Sm80).launch(&dev).unwrap());
+    let reads: Vec<_> = sites.iter().filter(|s| s.site.starts_with("gemm.cu:") && !s.store).collect();
+    assert!(!reads.is_empty(), "{}", table(&sites));
+    assert!(reads.iter().all(|s| s.wavefronts == s.ideal && s.divergent == 0), "{}", table(&sites));
+}
