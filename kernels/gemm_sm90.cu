@@ -18,6 +18,21 @@
 #include "hopper.cuh"
 #include "gemm_sm90.cuh"
 
+// One k tile of a stage: the warpgroup's 64 rows of A (a_off bytes into the stage) times the NB 128-row blocks of W
+// after A's G90_BM rows, as one committed wgmma group.
+template <class T, int NB>
+DEVI void g90_mma_stage(float (&acc)[NB][64], const char* st, int a_off) {
+    unsigned long long da = wgmma_desc_sw128(st + a_off);
+    unsigned long long db = wgmma_desc_sw128(st + G90_BM * 128);
+    wgmma_fence();
+    UNROLL for (int kk = 0; kk < G90_BK / 16; ++kk) {
+        // +32 bytes per k16 step inside the swizzled row: the descriptor's address field is in 16-byte units.
+        UNROLL for (int j = 0; j < NB; ++j)
+            wgmma_m64n128k16<T>(acc[j], da + 2 * kk, db + (unsigned long long)(j * 128 * 128 / 16) + 2 * kk);
+    }
+    wgmma_commit();
+}
+
 template <class T, int BN, int STAGES>
 DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, const T* W, const GemmEpi<T>& ep,
                    T* C) {
@@ -53,16 +68,7 @@ DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, c
             load_tile_sw128<T, BN>(st + A_BYTES, W, ldw, N, K, bn, pre * G90_BK);
         }
         cp_async_commit();
-        const char* st = smem + (kt % STAGES) * STAGE_BYTES;
-        unsigned long long da = wgmma_desc_sw128(st + wg * 64 * 128);
-        unsigned long long db = wgmma_desc_sw128(st + A_BYTES);
-        wgmma_fence();
-        UNROLL for (int kk = 0; kk < G90_BK / 16; ++kk) {
-            // +32 bytes per k16 step inside the swizzled row: the descriptor's address field is in 16-byte units.
-            UNROLL for (int j = 0; j < NB; ++j)
-                wgmma_m64n128k16<T>(acc[j], da + 2 * kk, db + (unsigned long long)(j * 128 * 128 / 16) + 2 * kk);
-        }
-        wgmma_commit();
+        g90_mma_stage<T, NB>(acc, smem + (kt % STAGES) * STAGE_BYTES, wg * 64 * 128);
         if (INFLIGHT) wgmma_wait<1>();  // the previous tile's group has retired; this one runs on
         else wgmma_wait<0>();
     }
@@ -118,15 +124,7 @@ DEVI void g90_tma_body(int M, int N, int K, int ldc, const TmaMap* amap, const T
     for (int kt = 0; kt < ktiles; ++kt) {
         int s = kt % STAGES;
         mbar_wait(full0 + 8 * s, (kt / STAGES) & 1);
-        const char* st = smem + s * STAGE_BYTES;
-        unsigned long long da = wgmma_desc_sw128(st + cw * 64 * 128);
-        unsigned long long db = wgmma_desc_sw128(st + A_BYTES);
-        wgmma_fence();
-        UNROLL for (int kk = 0; kk < G90_BK / 16; ++kk) {
-            UNROLL for (int j = 0; j < NB; ++j)
-                wgmma_m64n128k16<T>(acc[j], da + 2 * kk, db + (unsigned long long)(j * 128 * 128 / 16) + 2 * kk);
-        }
-        wgmma_commit();
+        g90_mma_stage<T, NB>(acc, smem + s * STAGE_BYTES, cw * 64 * 128);
         wgmma_wait<1>();  // tile kt-1's group has retired: its stage may be refilled
         if (kt > 0 && (ct & 127) == 0) mbar_arrive(empty0 + 8 * ((kt - 1) % STAGES));
     }
