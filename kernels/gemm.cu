@@ -11,8 +11,10 @@
 //
 // Tiling: 128x128x32 block tile, 256 threads = 8 warps as 2 (M) x 4 (N), warp tile 64x32 = 4x4 mma tiles.
 // Operands go global -> shared through a 3-stage cp.async pipeline (16-byte chunks, zero-filled past the
-// edges), shared -> registers by ldmatrix.x4. Rows are padded to 40 elements (80 bytes) so the 8 row
-// addresses of an ldmatrix hit distinct banks. Dynamic shared memory: GEMM_SMEM_BYTES = 61440.
+// edges), shared -> registers by ldmatrix.x4. A tile row is 32 elements, 4 chunks of 16 bytes, stored with chunk
+// c at c ^ ((row / 2) % 4) (gemm_chunk): the 8 rows of an ldmatrix matrix and the 2 rows × 4 chunks of each 8
+// cp.async lanes then each cover all 32 banks (row padding could serve only one of the two; tests/gpu_banks.rs).
+// Dynamic shared memory: GEMM_SMEM_BYTES = 49152.
 // The cp.async path needs K, lda, ldw multiples of 8 and 16-byte aligned A, W; the `_unaligned` entry points
 // take any sizes and strides and fill shared memory with ordinary loads instead (same pipeline).
 //
@@ -24,10 +26,13 @@
 #define GEMM_BM 128
 #define GEMM_BN 128
 #define GEMM_BK 32
-#define GEMM_LDS 40  // padded shared row, elements
+#define GEMM_LDS 32  // shared row, elements (unpadded: the chunks are swizzled)
 #define GEMM_STAGES 3
 #define GEMM_THREADS 256
 #define GEMM_SMEM_BYTES (GEMM_STAGES * (GEMM_BM + GEMM_BN) * GEMM_LDS * 2)
+
+// Where chunk c (8 elements) of tile row r is stored: its column in elements.
+DEVI int gemm_chunk(int r, int c) { return (c ^ ((r >> 1) & 3)) * 8; }
 
 // One 128x32 operand tile (rows [row0, row0+128) of a [rows, K] matrix, columns [k0, k0+32)) into shared.
 template <class T, bool Aligned>
@@ -35,7 +40,7 @@ DEVI void gemm_load_tile(T* dst, const T* src, int ld, int rows, int K, int row0
     for (int c = threadIdx.x; c < GEMM_BM * (GEMM_BK / 8); c += GEMM_THREADS) {
         int r = c >> 2, kc = (c & 3) * 8;
         int gr = row0 + r, gk = k0 + kc;
-        T* d = dst + r * GEMM_LDS + kc;
+        T* d = dst + r * GEMM_LDS + gemm_chunk(r, c & 3);
         if (Aligned) {
             bool ok = gr < rows && gk < K;
             cp_async_16(d, ok ? src + (long)gr * ld + gk : src, ok);
@@ -57,6 +62,13 @@ DEVI void gemm_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, 
     int bm = blockIdx.y * GEMM_BM, bn = blockIdx.x * GEMM_BN;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+    // The rows this lane addresses in its ldmatrix calls are 16·i + (lane & 15) of A's tile and
+    // 8·i + (lane & 7) of W's: their swizzle is (lane & 7) / 2 either way, so the element offsets of its rows'
+    // chunks for the two k16 steps are fixed per lane.
+    int sw = (lane & 7) >> 1, a_hi = lane >> 4, b_hi = (lane >> 3) & 1;
+    int a_row = (wm + (lane & 15)) * GEMM_LDS, b_row = (wn + (lane & 7) + (lane >> 4) * 8) * GEMM_LDS;
+    int a_off[2] = {a_row + ((0 + a_hi) ^ sw) * 8, a_row + ((2 + a_hi) ^ sw) * 8};
+    int b_off[2] = {b_row + ((0 + b_hi) ^ sw) * 8, b_row + ((2 + b_hi) ^ sw) * 8};
     float acc[4][4][4];
     UNROLL for (int i = 0; i < 4; ++i) UNROLL for (int j = 0; j < 4; ++j) UNROLL for (int e = 0; e < 4; ++e)
         acc[i][j][e] = 0.0f;
@@ -84,10 +96,10 @@ DEVI void gemm_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, 
         UNROLL for (int kk = 0; kk < GEMM_BK; kk += 16) {
             u32 a[4][4], b[4][2];
             UNROLL for (int mi = 0; mi < 4; ++mi)
-                ldmatrix_x4(a[mi], as + (wm + mi * 16 + (lane & 15)) * GEMM_LDS + kk + (lane >> 4) * 8);
+                ldmatrix_x4(a[mi], as + a_off[kk >> 4] + mi * 16 * GEMM_LDS);
             UNROLL for (int p = 0; p < 2; ++p) {
                 u32 r[4];
-                ldmatrix_x4(r, bs + (wn + p * 16 + (lane & 7) + (lane >> 4) * 8) * GEMM_LDS + kk + ((lane >> 3) & 1) * 8);
+                ldmatrix_x4(r, bs + b_off[kk >> 4] + p * 16 * GEMM_LDS);
                 b[2 * p][0] = r[0];
                 b[2 * p][1] = r[1];
                 b[2 * p + 1][0] = r[2];

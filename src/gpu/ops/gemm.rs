@@ -9,7 +9,7 @@ use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
 
 /// Block tile edge and shared bytes of `gemm.cu` (GEMM_BM = GEMM_BN, GEMM_SMEM_BYTES).
 const TILE: usize = 128;
-const SMEM_BYTES: u32 = 3 * (128 + 128) * 40 * 2;
+const SMEM_BYTES: u32 = 3 * (128 + 128) * 32 * 2; // 3 stages of 128 × 32 A and W tiles, rows unpadded (swizzled)
 
 /// Which kernel computes a GEMM.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
