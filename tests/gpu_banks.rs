@@ -81,24 +81,25 @@ fn hopper_gemm_epilogues_and_tile_loads_are_free_of_bank_conflicts() {
     }
 }
 
-/// Every head-dim-64 attention kernel: cp.async tile loads, ldmatrix reads of Q, K and V (rows padded by 8
-/// elements), and the wgmma kernel's swizzled tile loads.
+/// Every attention kernel of head dim 64, and the tiled kernel of head dims 80, 96 and 128: ldmatrix reads of Q, K
+/// and V (rows padded by 8 elements) and the wgmma kernel's swizzled tile loads are conflict-free; so is the cp.async
+/// fill at head dims 64 and 128. At 80 and 96 a padded row (88, 104 elements) puts a quarter-warp's 8 chunks across
+/// rows whose banks overlap: the fill takes 1.6× and 1.33× the wavefronts, left as is (a small part of the kernel;
+/// the ViT-B, CLIP and DINOv2 models cpeal benchmarks all have head dim 64).
 #[test]
 fn attention_shared_accesses_are_free_of_bank_conflicts() {
     use cpeal::gpu::ops::attention::{Attention, AttentionKernel};
     let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
-    let (b, h, t, d) = (1, 2, 192, 64);
-    let x = dev.upload(&vec![0.5f32; b * t * h * d], DType::Bf16).unwrap();
-    let o = selftest::poisoned(&dev, DType::Bf16, b * t * h * d).unwrap();
-    for kernel in AttentionKernel::ALL {
+    let runs = AttentionKernel::ALL.iter().map(|&k| (64, k)).chain([80, 96, 128].map(|d| (d, AttentionKernel::Tiled)));
+    for (d, kernel) in runs {
+        let (b, h, t) = (1, 2, 192);
+        let x = dev.upload(&vec![0.5f32; b * t * h * d], DType::Bf16).unwrap();
+        let o = selftest::poisoned(&dev, DType::Bf16, b * t * h * d).unwrap();
         let att = Attention::new(b, h, t, d, &x, &x, &x, &o).kernel(kernel);
         let ((), sites) = count_banks(|| att.launch(&dev).unwrap());
-        assert!(sites.iter().any(|s| s.instructions > 0), "{kernel:?}: nothing counted");
-        assert!(
-            conflicted(&sites, &["attention.cu", "attention_sm90.cu", "hopper.cuh"]).is_empty(),
-            "{kernel:?}\n{}",
-            table(&sites)
-        );
+        assert!(sites.iter().any(|s| s.instructions > 0), "{kernel:?} d{d}: nothing counted");
+        let bad = conflicted(&sites, &["attention.cu", "attention_sm90.cu", "hopper.cuh"]);
+        assert!(bad.iter().all(|s| s.store && (d == 80 || d == 96)), "{kernel:?} d{d}\n{}", table(&sites));
     }
 }
 
