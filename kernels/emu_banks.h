@@ -4,8 +4,9 @@
 //
 // What is counted: the accesses that go through lds / sts (common.cuh), ldmatrix and cp.async's shared side, each
 // site named by the file and line of its call. The k-th counted access of every lane of a warp is taken as one
-// warp instruction, which holds for code whose lanes take the same path (a lane that skips an access shifts the
-// match, and the site is then marked divergent rather than counted).
+// warp instruction, which holds for code whose lanes take the same path. A lane that skips an access shifts the
+// match: where the lanes then disagree on the site, the instruction is marked divergent and left out, but where
+// they agree it is counted as matched. So measure on shapes of whole tiles (tests/gpu_banks.rs does).
 // Model: a 4-byte access is served a whole warp at a time, an 8-byte one a half-warp (16 lanes) at a time, a
 // 16-byte one a quarter-warp (8 lanes) at a time, as an ldmatrix serves each 8x8 matrix (8 lanes' row
 // addresses). Within such a phase, lanes reading the same word share it; distinct words in one bank take one
