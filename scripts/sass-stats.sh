@@ -5,7 +5,8 @@
 #   - tensor-core ops (HGMMA = wgmma, HMMA = mma.sync);
 #   - local-memory traffic (LDL/STL);
 #   - special-function ops (MUFU);
-#   - barriers, and FSETP.GEU (among others, the range test exp2f adds before MUFU.EX2).
+#   - barriers, and FSETP.GEU (among others, the range test exp2f adds before MUFU.EX2);
+#   - calls (CALL: IEEE division's and reciprocal's slow paths, which `/` brings without fast math).
 #   scripts/sass-stats.sh [sm_90|sm_80] [kernel-name-regex]
 # nvdisasm comes from the PyPI wheel nvidia-cuda-nvdisasm; 13.2 is the oldest published, and it reads CUDA
 # 13.0's CUBINs. It is installed once into a cache folder like the NVRTC wheel.
@@ -24,7 +25,7 @@ lib = ctypes.CDLL(os.environ["CPEAL_NVRTC_LIB"])
 arch, kfilter = os.environ["ARCH"], re.compile(os.environ["FILTER"])
 headers = {h: open(f"kernels/{h}").read() for h in ("common.cuh", "hopper.cuh", "attention.cuh", "gemm_sm90.cuh")}
 ops = [("HGMMA", "HGMMA"), ("HMMA", "HMMA"), ("LDL/STL", r"\b(LDL|STL)\b"), ("MUFU", "MUFU"),
-       ("BAR", r"\bBAR\."), ("FSETP.GEU", "FSETP.GEU")]
+       ("BAR", r"\bBAR\."), ("FSETP.GEU", "FSETP.GEU"), ("CALL", r"\bCALL\.")]
 
 def cubin(name, src, target):
     prog = ctypes.c_void_p()
