@@ -128,6 +128,42 @@ DEVI void st_global_16(void* p, const u32 (&r)[4]) {
 #endif
 }
 
+// 8 consecutive elements at p (16-byte aligned) as f32, by 16-byte loads (one of 16-bit values, two of floats);
+// p is not written during the kernel. And the converse store.
+template <class T>
+DEVI void load8(float (&v)[8], const T* p) {
+    if constexpr (sizeof(T) == 4) {
+        UNROLL for (int h = 0; h < 2; ++h) {
+            u32 r[4];
+            ld_global_16(r, p + 4 * h);
+            UNROLL for (int e = 0; e < 4; ++e) v[4 * h + e] = __uint_as_float(r[e]);
+        }
+    } else {
+        u32 r[4];
+        ld_global_16(r, p);
+        UNROLL for (int e = 0; e < 4; ++e) v[2 * e] = lo_f32<T>(r[e]), v[2 * e + 1] = hi_f32<T>(r[e]);
+    }
+}
+template <class T>
+DEVI void store8(T* p, const float (&v)[8]) {
+    if constexpr (sizeof(T) == 4) {
+        UNROLL for (int h = 0; h < 2; ++h) {
+            u32 r[4];
+            UNROLL for (int e = 0; e < 4; ++e) r[e] = __float_as_uint(v[4 * h + e]);
+            st_global_16(p + 4 * h, r);
+        }
+    } else {
+        u32 r[4];
+        UNROLL for (int e = 0; e < 4; ++e) r[e] = pack2<T>(v[2 * e], v[2 * e + 1]);
+        st_global_16(p, r);
+    }
+}
+// Whether every pointer given is 16-byte aligned (null ones count as aligned).
+template <class... P>
+DEVI bool aligned16(const P*... p) {
+    return ((((unsigned long long)p) & 15) | ... | 0ull) == 0;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Activations
 // ---------------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ DEVI void lds_f32x8(float (&v)[8], const float* p, int swap) {
 }
 
 // 8 consecutive 16-bit elements at p (16-byte aligned) as f32, with a coherent load (the residual may be the
-// output itself), and the converse store.
+// output itself).
 template <class T>
 DEVI void load_vec8(float (&v)[8], const T* p) {
     u32 r[4];
@@ -47,12 +47,6 @@ DEVI void load_vec8(float (&v)[8], const T* p) {
         v[2 * e] = lo_f32<T>(r[e]);
         v[2 * e + 1] = hi_f32<T>(r[e]);
     }
-}
-template <class T>
-DEVI void store_vec8(T* p, const float (&v)[8]) {
-    u32 r[4];
-    UNROLL for (int e = 0; e < 4; ++e) r[e] = pack2<T>(v[2 * e], v[2 * e + 1]);
-    st_global_16(p, r);
 }
 
 // The epilogue goes through shared memory (free once the main loop is done): each consumer thread parks its
@@ -172,7 +166,7 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
                 load_vec8<T>(w, residual + (long)m * ep.ldr + n);
                 UNROLL for (int e = 0; e < 8; ++e) v[e] += w[e];
             }
-            store_vec8<T>(C + (long)m * ldc + n, v);
+            store8<T>(C + (long)m * ldc + n, v);
         } else {
             for (int e = 0; e < 8 && n + e < N; ++e)
                 C[(long)m * ldc + n + e] = from_f32<T>(gemm_epilogue(src[e ^ (swap << 2)], m, n + e, ep));

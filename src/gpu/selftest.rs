@@ -302,11 +302,14 @@ fn fused_qkv_cases(out: &mut Vec<Case>, hopper: bool) {
 }
 
 fn patch_cases(out: &mut Vec<Case>) {
-    // (dtype, b, c, h, w, p, row stride): exact rows, and rows padded to a multiple of 8 (DINOv2's 3·14·14 = 588).
+    // (dtype, b, c, h, w, p, row stride): exact rows, and rows padded to a multiple of 8 (DINOv2's 3·14·14 = 588),
+    // both written 8 columns a thread; rows of an odd stride take the kernel's one-element path.
     for (dt, b, c, h, w, p, ldc) in [
         (DType::Bf16, 2usize, 3usize, 32usize, 48usize, 16usize, 768usize),
         (DType::F32, 1, 3, 30, 29, 14, 592),
         (DType::F16, 1, 2, 9, 9, 3, 24),
+        (DType::Bf16, 2, 3, 11, 10, 3, 27),
+        (DType::F32, 1, 2, 7, 9, 2, 9),
     ] {
         out.push(case(
             "patch_embed",
