@@ -52,7 +52,7 @@ fn the_bank_model_counts_known_patterns() {
     assert!(sites.iter().all(|s| s.instructions == 1 && s.divergent == 0), "\n{}", table(&sites));
 }
 
-/// The sites of `sites` in `files` (file names), with a message listing every site when one is missing or conflicted.
+/// The sites of `sites` in `files` (file names) that take more wavefronts than their bytes need, or diverged.
 fn conflicted<'a>(sites: &'a [BankSite], files: &[&str]) -> Vec<&'a BankSite> {
     let ours = |s: &&BankSite| files.iter().any(|f| s.site.starts_with(&format!("{f}:")));
     sites.iter().filter(ours).filter(|s| s.wavefronts != s.ideal || s.divergent > 0).collect()
