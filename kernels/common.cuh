@@ -268,7 +268,7 @@ template <int LANES>
 DEVI void row_partial_stats(const float (&v)[8], unsigned valid, int count, bool write, float* out) {
     float s = 0.0f;
     UNROLL for (int e = 0; e < 8; ++e) if (valid >> e & 1) s += v[e];
-    float total = group_sum<LANES>(s), mean = count > 0 ? total / count : 0.0f;
+    float total = group_sum<LANES>(s), mean = count > 0 ? __fdividef(total, (float)count) : 0.0f;  // count <= 256
     float q = 0.0f;
     UNROLL for (int e = 0; e < 8; ++e) if (valid >> e & 1) q += (v[e] - mean) * (v[e] - mean);
     q = group_sum<LANES>(q);
