@@ -128,19 +128,25 @@ DEVI void st_global_16(void* p, const u32 (&r)[4]) {
 #endif
 }
 
-// 8 consecutive elements at p (16-byte aligned) as f32, by 16-byte loads (one of 16-bit values, two of floats);
-// p is not written during the kernel. And the converse store.
-template <class T>
+// 8 consecutive elements at p (16-byte aligned) as f32, by 16-byte loads (one of 16-bit values, two of floats):
+// through the non-coherent path, for memory the kernel does not write, unless COHERENT (an in-place residual, or
+// the kernel's own output read back). And the converse store.
+template <bool COHERENT>
+DEVI void ld_global_16_as(u32 (&r)[4], const void* p) {
+    if constexpr (COHERENT) ld_global_16_coherent(r, p);
+    else ld_global_16(r, p);
+}
+template <class T, bool COHERENT = false>
 DEVI void load8(float (&v)[8], const T* p) {
     if constexpr (sizeof(T) == 4) {
         UNROLL for (int h = 0; h < 2; ++h) {
             u32 r[4];
-            ld_global_16(r, p + 4 * h);
+            ld_global_16_as<COHERENT>(r, p + 4 * h);
             UNROLL for (int e = 0; e < 4; ++e) v[4 * h + e] = __uint_as_float(r[e]);
         }
     } else {
         u32 r[4];
-        ld_global_16(r, p);
+        ld_global_16_as<COHERENT>(r, p);
         UNROLL for (int e = 0; e < 4; ++e) v[2 * e] = lo_f32<T>(r[e]), v[2 * e + 1] = hi_f32<T>(r[e]);
     }
 }
@@ -313,7 +319,7 @@ extern __shared__ __align__(16) unsigned char cpeal_dyn_smem[];
 #endif
 
 // A shared-memory load or store of one V (4, 8 or 16 bytes) whose bank conflicts the emulator counts (emu_banks.h,
-// `cpeal selftest --banks`): a plain access on the GPU. Hot shared accesses go through these.
+// gpu::emu::count_banks): a plain access on the GPU. Hot shared accesses go through these.
 #ifdef CPEAL_EMU
 template <class V>
 inline V lds(const V* p, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {

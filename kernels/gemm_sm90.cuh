@@ -22,30 +22,12 @@ struct __align__(8) F2 {
     float x, y;
 };
 
-// 8 consecutive floats at p (16-byte aligned, global memory) in two 16-byte loads.
-DEVI void load_f32x8(float (&v)[8], const float* p) {
-    UNROLL for (int h = 0; h < 2; ++h) {
-        F4 q = reinterpret_cast<const F4*>(p)[h];
-        v[4 * h] = q.x, v[4 * h + 1] = q.y, v[4 * h + 2] = q.z, v[4 * h + 3] = q.w;
-    }
-}
-// The same from a park buffer's chunk at p, its 16-byte halves swapped when `swap` (g90_half_swap).
+// 8 floats of a park buffer's chunk at p (16-byte aligned), its 16-byte halves swapped when `swap`
+// (g90_half_swap).
 DEVI void lds_f32x8(float (&v)[8], const float* p, int swap) {
     UNROLL for (int h = 0; h < 2; ++h) {
         F4 q = lds(reinterpret_cast<const F4*>(p) + (h ^ swap));
         v[4 * h] = q.x, v[4 * h + 1] = q.y, v[4 * h + 2] = q.z, v[4 * h + 3] = q.w;
-    }
-}
-
-// 8 consecutive 16-bit elements at p (16-byte aligned) as f32, with a coherent load (the residual may be the
-// output itself).
-template <class T>
-DEVI void load_vec8(float (&v)[8], const T* p) {
-    u32 r[4];
-    ld_global_16_coherent(r, p);
-    UNROLL for (int e = 0; e < 4; ++e) {
-        v[2 * e] = lo_f32<T>(r[e]);
-        v[2 * e + 1] = hi_f32<T>(r[e]);
     }
 }
 
@@ -60,7 +42,7 @@ DEVI void load_vec8(float (&v)[8], const T* p) {
 // chunk i = r·COLS/8 + c/8 on lane i % 32 in two 16-byte loads, served 8 lanes at a time; unswizzled, two lanes of
 // each 8 hit the same 4 banks, so every load took two passes. So the two 16-byte halves of a chunk are stored
 // swapped when g90_half_swap says so (bit 2 of i; bit 1 when a row is 2 chunks, where the padding shifts rows by
-// 24 words): each 8 lanes then cover all 32 banks (a bank model of every configuration: bench/results notes).
+// 24 words): each 8 lanes then cover all 32 banks (tests/gpu_banks.rs counts it).
 template <int COLS>
 DEVI constexpr int g90_swap_bit() {
     constexpr int CHUNKS = COLS / 8;
@@ -111,7 +93,7 @@ DEVI void g90_row_partials(int tid, int nthreads, int m0, int n0, int M, int N, 
         float v[8];
         unsigned valid = 0;
         if (m < M && n < N && vec && n + 8 <= N) {
-            load_vec8<T>(v, C + (long)m * ldc + n);
+            load8<T, true>(v, C + (long)m * ldc + n);
             valid = 0xffu;
         } else {
             UNROLL for (int e = 0; e < 8; ++e) {
@@ -146,11 +128,11 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
             lds_f32x8(v, src, swap);
             if (ep.row_stats) {
                 F2 st = reinterpret_cast<const F2*>(ep.row_stats)[m];  // (mean, rstd)
-                load_f32x8(w, ep.col_sum + n);
+                load8(w, ep.col_sum + n);
                 UNROLL for (int e = 0; e < 8; ++e) v[e] = folded_norm(v[e], st.x, st.y, w[e]);
             }
             if (bias) {
-                load_vec8<T>(w, bias + n);
+                load8(w, bias + n);
                 UNROLL for (int e = 0; e < 8; ++e) v[e] += w[e];
             }
             if (ep.act == 1) {
@@ -159,11 +141,11 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
                 UNROLL for (int e = 0; e < 8; ++e) v[e] = quick_gelu(v[e]);
             }
             if (layer_scale) {
-                load_vec8<T>(w, layer_scale + n);
+                load8(w, layer_scale + n);
                 UNROLL for (int e = 0; e < 8; ++e) v[e] *= w[e];
             }
             if (residual) {
-                load_vec8<T>(w, residual + (long)m * ep.ldr + n);
+                load8<T, true>(w, residual + (long)m * ep.ldr + n);
                 UNROLL for (int e = 0; e < 8; ++e) v[e] += w[e];
             }
             store8<T>(C + (long)m * ldc + n, v);

@@ -58,6 +58,16 @@ fn conflicted<'a>(sites: &'a [BankSite], files: &[&str]) -> Vec<&'a BankSite> {
     sites.iter().filter(ours).filter(|s| s.wavefronts != s.ideal || s.divergent > 0).collect()
 }
 
+/// bf16 operands of an m x n x k GEMM on the emulator: A, W, bias, and C poisoned.
+fn gemm_operands(dev: &GpuDevice, m: usize, n: usize, k: usize) -> [cpeal::gpu::GpuBuffer; 4] {
+    [
+        dev.upload(&vec![0.5f32; m * k], DType::Bf16).unwrap(),
+        dev.upload(&vec![0.25f32; n * k], DType::Bf16).unwrap(),
+        dev.upload(&vec![0.1f32; n], DType::Bf16).unwrap(),
+        selftest::poisoned(dev, DType::Bf16, m * n).unwrap(),
+    ]
+}
+
 /// Every Hopper GEMM on whole tiles (M, N multiples of every tile): the epilogue's park (8-byte stores) and walk
 /// (16-byte loads, halves swizzled by g90_half_swap), and the cp.async tile loads of the variants without TMA,
 /// take the fewest wavefronts their bytes allow. Unswizzled, the walk took twice as many.
@@ -66,10 +76,7 @@ fn hopper_gemm_epilogues_and_tile_loads_are_free_of_bank_conflicts() {
     use cpeal::gpu::ops::gemm::{Activation, Gemm, GemmKernel, SM90_VARIANTS};
     let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
     let (m, n, k) = (256, 512, 64);
-    let a = dev.upload(&vec![0.5f32; m * k], DType::Bf16).unwrap();
-    let w = dev.upload(&vec![0.25f32; n * k], DType::Bf16).unwrap();
-    let b = dev.upload(&vec![0.1f32; n], DType::Bf16).unwrap();
-    let c = selftest::poisoned(&dev, DType::Bf16, m * n).unwrap();
+    let [a, w, b, c] = gemm_operands(&dev, m, n, k);
     for variant in SM90_VARIANTS {
         let gemm = Gemm::new(m, n, k, &a, &w, &c).bias(&b).act(Activation::Gelu).kernel(GemmKernel::Sm90(variant));
         let ((), sites) = count_banks(|| gemm.launch(&dev).unwrap());
@@ -111,9 +118,7 @@ fn the_portable_gemm_fills_and_reads_its_tiles_free_of_bank_conflicts() {
     use cpeal::gpu::ops::gemm::{Gemm, GemmKernel};
     let dev = GpuDevice::emu().expect("the cuda-emu feature is on");
     let (m, n, k) = (256, 256, 64);
-    let a = dev.upload(&vec![0.5f32; m * k], DType::Bf16).unwrap();
-    let w = dev.upload(&vec![0.25f32; n * k], DType::Bf16).unwrap();
-    let c = selftest::poisoned(&dev, DType::Bf16, m * n).unwrap();
+    let [a, w, _, c] = gemm_operands(&dev, m, n, k);
     let ((), sites) = count_banks(|| Gemm::new(m, n, k, &a, &w, &c).kernel(GemmKernel::Sm80).launch(&dev).unwrap());
     let kinds =
         |store: bool| sites.iter().any(|s| s.site.starts_with("gemm.cu:") && s.store == store && s.instructions > 0);

@@ -79,13 +79,6 @@ pub struct BankSite {
     pub divergent: u64,
 }
 
-impl BankSite {
-    /// Wavefronts per warp instruction over the fewest possible: 1.0 is conflict-free.
-    pub fn excess(&self) -> f64 {
-        self.wavefronts as f64 / self.ideal.max(1) as f64
-    }
-}
-
 #[cfg(feature = "cuda-emu")]
 thread_local! {
     /// The sites counted so far on this OS thread, while [`count_banks`] runs.
