@@ -29,6 +29,35 @@ fn elementwise_matches_reference() {
     assert_family("elementwise", 1);
 }
 
+/// The activations' own accuracy, finer than the selftest's norm tolerance can see: the largest error over a
+/// dense grid of f32 inputs, beyond the f32 rounding of the result (2 ulps), is within the approximation's
+/// bound (a wrong digit in gelu_erf's fitted polynomial shows here first).
+#[test]
+fn activations_are_accurate_everywhere() {
+    let dev = dev();
+    let x: Vec<f32> = (0..=160_000).map(|i| i as f32 * 1e-4 - 8.0).collect();
+    let xb = dev.upload(&x, DType::F32).unwrap();
+    let y = selftest::poisoned(&dev, DType::F32, x.len()).unwrap();
+    type Unary = fn(&GpuDevice, &cpeal::gpu::GpuBuffer, &cpeal::gpu::GpuBuffer) -> cpeal::Result<()>;
+    let cases: [(&str, Unary, fn(f64) -> f64, f64); 2] = [
+        ("gelu", cpeal::gpu::ops::elementwise::gelu, cpeal::gpu::reference::gelu1, 2e-7),
+        ("quick_gelu", cpeal::gpu::ops::elementwise::quick_gelu, cpeal::gpu::reference::quick_gelu1, 2e-7),
+    ];
+    for (name, launch, exact, bound) in cases {
+        launch(&dev, &xb, &y).unwrap();
+        let got = dev.download(&y).unwrap();
+        let (worst, at) = x
+            .iter()
+            .zip(&got)
+            .map(|(&v, &g)| {
+                let want = exact(v as f64);
+                ((g as f64 - want).abs() - 2.0 * f32::EPSILON as f64 * want.abs(), v)
+            })
+            .fold((0.0, 0.0), |a, b| if b.0 > a.0 || b.0.is_nan() { b } else { a });
+        assert!(worst <= bound, "{name}: |error| {worst:.2e} at x = {at} (bound {bound:.0e}, beyond 2 ulps)");
+    }
+}
+
 #[test]
 fn layernorm_matches_reference() {
     assert_family("layernorm", 2);
