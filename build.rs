@@ -53,7 +53,7 @@ fn build_emu() {
         let src = std::fs::read_to_string(&file).expect("kernel source is readable");
         let stem = file.file_stem().unwrap().to_string_lossy().to_string();
         let mut unit = format!("#include \"{}\"\n", file.display());
-        for (name, cluster) in scan::kernels(&src) {
+        for scan::KernelDecl { name, cluster, .. } in scan::kernels(&src) {
             let _ = writeln!(
                 unit,
                 "extern \"C\" void cpeal_emu_entry_{name}(void** a) {{ cpeal_emu::invoke(&{name}, a); }}"

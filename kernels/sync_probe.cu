@@ -96,3 +96,13 @@ extern "C" __global__ void probe_cp_async_nowait_f32(int n, const float* x, floa
     }
     cp_async_wait<0>();
 }
+
+// Built for four blocks per SM (`__launch_bounds__(64, 4)`): under the emulator a launch whose dynamic shared
+// memory lets fewer fit fails (src/gpu/occupancy.rs). Copies x to y through dynamic shared memory.
+extern "C" __global__ void __launch_bounds__(64, 4) probe_occupancy_f32(int n, const float* x, float* y) {
+    float* stage = DYN_SMEM(float);
+    int i = blockIdx.x * 64 + threadIdx.x;
+    stage[threadIdx.x] = i < n ? x[i] : 0.0f;
+    __syncthreads();
+    if (i < n) y[i] = stage[threadIdx.x];
+}

@@ -39,7 +39,8 @@ fn activations_are_accurate_everywhere() {
     let xb = dev.upload(&x, DType::F32).unwrap();
     let y = selftest::poisoned(&dev, DType::F32, x.len()).unwrap();
     type Unary = fn(&GpuDevice, &cpeal::gpu::GpuBuffer, &cpeal::gpu::GpuBuffer) -> cpeal::Result<()>;
-    let cases: [(&str, Unary, fn(f64) -> f64, f64); 2] = [
+    type Case = (&'static str, Unary, fn(f64) -> f64, f64); // name, kernel, exact value, bound
+    let cases: [Case; 2] = [
         ("gelu", cpeal::gpu::ops::elementwise::gelu, cpeal::gpu::reference::gelu1, 2e-7),
         ("quick_gelu", cpeal::gpu::ops::elementwise::quick_gelu, cpeal::gpu::reference::quick_gelu1, 2e-7),
     ];
@@ -206,6 +207,31 @@ fn missing_cp_async_wait_gives_wrong_result_under_emu() {
     // SAFETY: probe_cp_async_nowait_f32(int n, const float* x, float* y), 1024 values a block.
     unsafe { dev.launch("probe_cp_async_nowait_f32", LaunchConfig::linear(2, 256), &mut args) }.unwrap();
     assert_ne!(dev.download(&yb).unwrap(), x, "reads before cp.async.wait_group must not see the data");
+}
+
+/// A kernel built for 4 blocks per SM runs with the shared memory of a quarter SM (228 KiB, less 1 KiB kept per
+/// block), and fails to launch with 16 bytes more, naming the kernel and the blocks it was built for.
+#[test]
+fn launch_bounds_blocks_per_sm_are_held_to_the_shared_memory() {
+    let dev = dev();
+    let n = 100usize;
+    let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 7.0).collect();
+    let xb = dev.upload(&x, DType::F32).unwrap();
+    let launch = |shared_bytes: u32| {
+        let yb = selftest::poisoned(&dev, DType::F32, n).unwrap();
+        let mut args = KernelArgs::new();
+        args.i32(n as i32).buf(&xb).buf(&yb);
+        let cfg = LaunchConfig { grid: (2, 1, 1), block: (64, 1, 1), shared_bytes };
+        // SAFETY: probe_occupancy_f32(int n, const float* x, float* y), 64 values a block, 256 bytes of shared
+        // memory used.
+        unsafe { dev.launch("probe_occupancy_f32", cfg, &mut args) }.map(|()| dev.download(&yb).unwrap())
+    };
+    let quarter = 228 * 1024 / 4 - 1024;
+    assert_eq!(launch(quarter).unwrap(), x);
+    for _ in 0..2 {
+        let err = launch(quarter + 16).unwrap_err().to_string();
+        assert!(err.contains("probe_occupancy_f32") && err.contains("built for 4 blocks per SM"), "{err}");
+    }
 }
 
 #[test]

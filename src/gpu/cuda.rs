@@ -246,6 +246,17 @@ impl Runtime for CudaRuntime {
         Ok(n)
     }
 
+    fn resident_blocks(&self, kernel: &str, cfg: &LaunchConfig) -> Result<u32> {
+        let f = self.function_for(kernel, cfg)?;
+        let threads = (cfg.block.0 * cfg.block.1 * cfg.block.2) as std::ffi::c_int;
+        let mut blocks: std::ffi::c_int = 0;
+        // SAFETY: f is a loaded function of the bound context.
+        unsafe { sys::cuOccupancyMaxActiveBlocksPerMultiprocessor(&mut blocks, f, threads, cfg.shared_bytes as usize) }
+            .result()
+            .map_err(|e| Error::kernel(kernel, format!("cuOccupancyMaxActiveBlocksPerMultiprocessor: {e:?}")))?;
+        Ok(blocks.max(0) as u32)
+    }
+
     fn sm_count(&self) -> u32 {
         self.sm_count
     }

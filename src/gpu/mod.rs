@@ -20,6 +20,7 @@ pub mod cuda;
 pub mod emu;
 pub mod nvrtc;
 pub mod nvrtc_check;
+pub mod occupancy;
 pub mod ops;
 mod pinned;
 mod profile;
@@ -177,6 +178,11 @@ pub(crate) trait Runtime: Send + Sync {
     fn max_active_clusters(&self, _kernel: &str, _cfg: &LaunchConfig) -> Result<u32> {
         Ok(self.sm_count().div_ceil(2))
     }
+    /// Blocks of `kernel` under `cfg` that one SM holds at once (`occupancy`): the driver's count on a GPU,
+    /// registers and static shared memory included; under emulation, an sm_90 SM's shared memory and threads.
+    fn resident_blocks(&self, _kernel: &str, cfg: &LaunchConfig) -> Result<u32> {
+        Ok(occupancy::SM90.resident_blocks(cfg.block.0 * cfg.block.1 * cfg.block.2, cfg.shared_bytes))
+    }
     fn alloc(&self, bytes: usize) -> Result<u64>;
     /// # Safety
     /// `ptr` came from `alloc(bytes)` of this runtime and is not used afterwards.
@@ -218,6 +224,8 @@ pub struct GpuDevice {
     storage: DType,
     /// Every kernel launched through this device and its clones: what a run used (`launched_kernels`).
     launched: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// The launches whose occupancy was checked against their launch bounds (`occupancy::check`).
+    occupancy_checked: Arc<occupancy::Checked>,
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -238,7 +246,7 @@ impl GpuDevice {
     }
 
     fn over(rt: Arc<dyn Runtime>) -> Self {
-        GpuDevice { rt, storage: DType::Bf16, launched: Default::default() }
+        GpuDevice { rt, storage: DType::Bf16, launched: Default::default(), occupancy_checked: Default::default() }
     }
 
     /// The names of the kernels launched so far through this device (and its clones), sorted: which variants
@@ -393,6 +401,7 @@ impl GpuDevice {
             launched.insert(kernel.to_string());
         }
         drop(launched);
+        occupancy::check(&*self.rt, kernel, &cfg, &self.occupancy_checked)?;
         let tag = args.take_tag();
         let mut params = args.params();
         // SAFETY: forwarded from this function's contract.
