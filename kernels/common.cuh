@@ -202,9 +202,17 @@ DEVI float gelu_erf(float x) {
     float c = exp2_ftz(p);
     return 0.5f * x * (x >= 0.0f ? 2.0f - c : c);
 }
-// Fast division (2 ulp): IEEE `/` (NVRTC runs without fast math) adds a range test and a slow-path call per
-// element, 8 of them unrolled in each GEMM epilogue walk. The divisor is >= 1, or +inf where the result is -0.
-DEVI float quick_gelu(float x) { return __fdividef(x, 1.0f + __expf(-1.702f * x)); }
+// x·σ(1.702·x) = x / d, d = 1 + 2^(−1.702·log2(e)·x): one ex2, and 1/d by three Newton steps from a bit-pattern
+// seed (5% → 0.3% → 1e-5 → 1e-10, then f32 rounding) on the FMA pipe. With a MUFU reciprocal (or `/`, which
+// also adds a slow-path call) the special-function unit, at 16 results a clock per SM, would bound the GEMM
+// epilogue. The exponent is capped at 120 so that d stays finite and the seed a normal number: below
+// x = −48.9 the result is off by more than f32 rounding but under 1e-33 in size.
+DEVI float quick_gelu(float x) {
+    float d = 1.0f + exp2_ftz(fminf(-2.455466960f * x, 120.0f));
+    float r = __int_as_float(0x7EF311C7 - __float_as_int(d));
+    UNROLL for (int i = 0; i < 3; ++i) r = fmaf(r, fmaf(-d, r, 1.0f), r);
+    return x * r;
+}
 
 // The epilogue terms of gemm.cu and gemm_sm90.cu; a null pointer skips its term. `row_stats` ([M][2] f32: mean,
 // rstd) with `col_sum` ([N] f32) is a LayerNorm folded into the GEMM: A is the un-normalised x, W carries gamma
