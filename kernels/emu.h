@@ -470,6 +470,7 @@ inline float __int_as_float(int i) { return cpeal_emu::bits_to_f32(uint32_t(i));
 inline int __float_as_int(float f) { return int(cpeal_emu::f32_to_bits(f)); }
 inline float __uint_as_float(unsigned u) { return cpeal_emu::bits_to_f32(u); }
 inline unsigned __float_as_uint(float f) { return cpeal_emu::f32_to_bits(f); }
+inline int __ffs(int x) { return __builtin_ffs(x); }
 template <class T>
 inline T __ldg(const T* p) { return *p; }
 using std::max;

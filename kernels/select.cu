@@ -54,14 +54,14 @@ DEVI void fold_chunk(RowStats& s, const float (&x)[UNC_CHUNK], int nvalid) {
     }
     // d = m_old − m_new ≤ 0; UNC_CLAMP on the first chunk (m_old = −∞, Z = E = 0), so a = 0 and no NaN.
     float d = fmaxf(s.m - f, UNC_CLAMP);
-    float a = exp2f(d * UNC_LOG2E);
+    float a = exp2_ftz(d * UNC_LOG2E);
     s.E = a * fmaf(d, s.Z, s.E);
     s.Z = a * s.Z;
     float zs[4] = {0.0f, 0.0f, 0.0f, 0.0f}, es[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     UNROLL
     for (int i = 0; i < UNC_CHUNK; ++i) {
         float z = fmaxf(x[i] - f, UNC_CLAMP);  // −∞ − f, and −∞ − (−∞) = NaN, both become UNC_CLAMP
-        float e = exp2f(z * UNC_LOG2E);
+        float e = exp2_ftz(z * UNC_LOG2E);  // a flushed subnormal moves Z (≥ 1) by < 2^-126
         zs[i & 3] += e;
         es[i & 3] = fmaf(z, e, es[i & 3]);
     }
@@ -128,7 +128,7 @@ DEVI void fold_row(RowStats& s, const T* __restrict__ x, int units, int sub, int
 template <class T>
 DEVI void uncertainty_body(int rows, int C, const T* __restrict__ logits, float* __restrict__ out, int lanes) {
     int sub = threadIdx.x & (lanes - 1);
-    long row = ((long)blockIdx.x * blockDim.x + threadIdx.x) / lanes;
+    long row = ((long)blockIdx.x * blockDim.x + threadIdx.x) >> (__ffs(lanes) - 1);  // lanes: a power of two
     bool live = row < rows;  // lanes past the last row still take part in the shuffles
     RowStats s = {NEG_INF, NEG_INF, 0.0f, 0.0f, 0.0f};
     if (live) {

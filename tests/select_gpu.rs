@@ -107,3 +107,28 @@ fn other_strategies_fall_back_to_the_cpu_path() {
     assert_same(Strategy::Badge, &input, "badge");
     assert_same(Strategy::Random, &input, "random");
 }
+
+/// Every lane count a row scores the same (bench-kernels times the old count beside the default one), and one
+/// that is not a power of two up to 32 is an error naming the kernel.
+#[test]
+fn uncertainty_scores_agree_across_lane_counts() {
+    use cpeal::gpu::ops::select::{uncertainty_lanes, uncertainty_scores_in_lanes, SCORE_COLS};
+    use cpeal::gpu::DType;
+    let dev = dev();
+    let (rows, c) = (9, 1000);
+    let x = dev.upload(&random_matrix(rows, c, 4.0, 11), DType::Bf16).unwrap();
+    let scores = |lanes: usize| {
+        let out = dev.alloc(DType::F32, rows * SCORE_COLS).unwrap();
+        uncertainty_scores_in_lanes(&dev, rows, c, &x, &out, lanes).map(|()| dev.download(&out).unwrap())
+    };
+    let default = scores(uncertainty_lanes(c)).unwrap();
+    for lanes in [1, 2, 32] {
+        for (i, (a, b)) in scores(lanes).unwrap().iter().zip(&default).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{lanes} lanes, score {i}: {a} vs {b}");
+        }
+    }
+    for bad in [0, 3, 64] {
+        let err = scores(bad).unwrap_err().to_string();
+        assert!(err.contains("uncertainty_scores_bf16") && err.contains("lanes"), "{err}");
+    }
+}

@@ -67,8 +67,8 @@ fn upload_stored(dev: &GpuDevice, m: &Mat) -> Result<GpuBuffer> {
 /// [`score_error_bound`] of `uncertainty_scores_*` for rows of `c` logits. A lane folds its ⌈c / lanes⌉ values
 /// (one 16-byte vector more with vector loads) in chunks of `UNC_CHUNK`: 3 additions inside each of 4
 /// accumulators, 2 combining them, 1 into the running sum per chunk, 1 per shuffle level; one rescale per
-/// chunk and per shuffle level. exp2f / expf are within 2 ulp (4u) by the CUDA documentation, taken as 8u (the
-/// emulator's libm is within 1 ulp).
+/// chunk and per shuffle level. ex2.approx and expf are within 2 ulp (4u) by the CUDA documentation, taken as
+/// 8u (the emulator's libm is within 1 ulp); the flush of subnormal exponentials moves Z (≥ 1) by < 2^-126.
 pub fn device_score_error(c: usize) -> f64 {
     let lanes = sel::uncertainty_lanes(c);
     let chunks = (c.div_ceil(lanes).div_ceil(sel::UNC_CHUNK) + 1) as f64;

@@ -25,23 +25,44 @@ fn warp_grid(kernel: &str, rows: usize, warps: usize) -> Result<u32> {
     Ok(rows.div_ceil(warps) as u32)
 }
 
-/// Lanes of `uncertainty_scores_*` that share one row of `c` logits: about `UNC_CHUNK` values a lane, a power
-/// of two from 1 to 32 (for small `c` a warp scores several rows, so no lane idles).
+/// Values a lane of `uncertainty_scores_*` is given, about (`uncertainty_lanes`).
+pub const UNC_LANE_VALUES: usize = 128;
+
+/// Lanes of `uncertainty_scores_*` that share one row of `c` logits: about `UNC_LANE_VALUES` values a lane, a
+/// power of two from 1 to 32 (for small `c` a warp scores several rows, so no lane idles). A row's fixed cost
+/// (index math, the shuffle tree, the scores) is some 300 warp instructions: at 16 values a lane, as until
+/// 2026-12-07, it was most of the issue time of a 1000-class row (1.1 instructions a value, which matches the
+/// 1.2 ms measured for 10⁶ bf16 rows on an H100); at 128, about 0.6.
 pub fn uncertainty_lanes(c: usize) -> usize {
-    c.div_ceil(UNC_CHUNK).next_power_of_two().min(32)
+    c.div_ceil(UNC_LANE_VALUES).next_power_of_two().min(32)
 }
 
 /// out[r] = (entropy −Σp ln p, least confidence 1 − max p, margin −(p₁ − p₂)) of p = softmax(logits[r, :]),
 /// in f32; NaN in all three for a row holding NaN or ±Inf. logits: [rows, c] (bf16/f16/f32), out: [rows, 3] f32.
 pub fn uncertainty_scores(dev: &GpuDevice, rows: usize, c: usize, logits: &GpuBuffer, out: &GpuBuffer) -> Result<()> {
+    uncertainty_scores_in_lanes(dev, rows, c, logits, out, uncertainty_lanes(c))
+}
+
+/// `uncertainty_scores` with `lanes` lanes a row (a power of two from 1 to 32), for benchmarks that compare
+/// lane counts; [`device_score_error`](crate::select::gpu::device_score_error) assumes `uncertainty_lanes`.
+pub fn uncertainty_scores_in_lanes(
+    dev: &GpuDevice,
+    rows: usize,
+    c: usize,
+    logits: &GpuBuffer,
+    out: &GpuBuffer,
+    lanes: usize,
+) -> Result<()> {
     let dt = logits.dtype();
     let kernel = format!("uncertainty_scores_{}", dt.suffix());
     if c == 0 {
         return Err(Error::kernel(&kernel, "`logits` has 0 classes"));
     }
+    if !lanes.is_power_of_two() || lanes > 32 {
+        return Err(Error::kernel(&kernel, format!("{lanes} lanes a row; a power of two from 1 to 32")));
+    }
     check(&kernel, "logits", logits, dt, rows * c)?;
     check(&kernel, "out", out, DType::F32, rows * SCORE_COLS)?;
-    let lanes = uncertainty_lanes(c);
     let cfg = LaunchConfig::linear(warp_grid(&kernel, rows, UNC_BLOCK / lanes)?, UNC_BLOCK as u32);
     let mut args = KernelArgs::new();
     args.i32(int(&kernel, "rows", rows)?) // int rows

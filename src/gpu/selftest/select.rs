@@ -22,11 +22,22 @@ pub(super) fn select_cases(out: &mut Vec<Case>) {
 
 fn uncertainty_cases(out: &mut Vec<Case>) {
     for dt in DTYPES {
-        // One class; several rows a warp (c ≤ 16: 1 lane a row; 101: 8 lanes); 16-byte rows (the vector path for
-        // every dtype: 8, 24, 1000, 4096; for half types only: 40) and odd ones; many chunks a lane (4096).
-        for (rows, c) in
-            [(1usize, 1usize), (37, 3), (1000, 10), (33, 8), (9, 24), (21, 40), (37, 101), (5, 1000), (3, 4096)]
-        {
+        // One class; several rows a warp (c ≤ 128: 1 lane a row; 200: 2; 1000: 8; 1500: 16); 16-byte rows (the
+        // vector path for every dtype: 8, 24, 200, 1000, 4096; for half types only: 40) and odd ones (101, 1500);
+        // many chunks a lane (from 101 on: about 128 values a lane).
+        for (rows, c) in [
+            (1usize, 1usize),
+            (37, 3),
+            (1000, 10),
+            (33, 8),
+            (9, 24),
+            (21, 40),
+            (37, 101),
+            (11, 200),
+            (5, 1000),
+            (6, 1500),
+            (3, 4096),
+        ] {
             out.push(case(
                 "select",
                 format!("uncertainty_scores_{}", dt.suffix()),
