@@ -65,7 +65,7 @@ DEVI void g90_pp_epilogue(float (&acc)[NH][NACC], float* park, int ct, int bar, 
         named_barrier_sync(bar, 128);  // this warpgroup's walk of the previous chunk has read the buffer
         g90_pp_park_chunk<CW>(c, acc, park, ct);
         named_barrier_sync(bar, 128);
-        g90_store<T, CW + 8, CW, 64 * NH>(park, ct, 128, m0, n0 + CW * c, M, N, ldc, ep, C);
+        g90_store<T, CW + 8, CW, 128, 64 * NH>(park, ct, m0, n0 + CW * c, M, N, ldc, ep, C);
     }
 }
 

@@ -80,7 +80,7 @@ DEVI void g90_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, c
     __syncthreads();  // every warpgroup is done reading the operand stages
     g90_park<NB>(acc, tile, wg * 64);
     __syncthreads();
-    g90_store<T, BN + 8, BN>(tile, threadIdx.x, 256, bm, bn, M, N, ldc, ep, C);
+    g90_store<T, BN + 8, BN, 256>(tile, threadIdx.x, bm, bn, M, N, ldc, ep, C);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ DEVI void g90_tma_body(int M, int N, int K, int ldc, const TmaMap* amap, const T
     named_barrier_sync(1, 256);  // both consumers are done reading the operand stages
     g90_park<NB>(acc, tile, cw * 64);
     named_barrier_sync(1, 256);
-    g90_store<T, BN + 8, BN>(tile, ct, 256, bm, bn, M, N, ldc, ep, C);
+    g90_store<T, BN + 8, BN, 256>(tile, ct, bm, bn, M, N, ldc, ep, C);
 }
 // Variants: BN x STAGES (n128s3: 97 KiB of shared memory, two blocks per SM, each tile's wgmma retired before
 // the next; n128s4: 129 KiB, one block, one wgmma group in flight; n256s4: 193 KiB, one block, in flight).

@@ -106,44 +106,45 @@ DEVI void g90_row_partials(int tid, int nthreads, int m0, int n0, int M, int N, 
     }
 }
 
-// C[m0 + r, n0 + c] for r < ROWS, c < COLS from `tile` (row stride LDT floats), by `nthreads` threads numbered
-// from 0 (`tid`).
-template <class T, int LDT, int COLS, int ROWS = G90_BM>
-DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, int M, int N, int ldc,
-                    const GemmEpi<T>& ep, T* C) {
+// C[m0 + r, n0 + c] for r < ROWS, c < COLS from `tile` (row stride LDT floats), by NTHREADS threads numbered
+// from 0 (`tid`). A thread keeps one 8-column chunk for every row it stores (NTHREADS is a multiple of the
+// chunks a row), so its bias, layer scale and column sums are loaded once, not once a row.
+template <class T, int LDT, int COLS, int NTHREADS, int ROWS = G90_BM>
+DEVI void g90_store(const float* tile, int tid, int m0, int n0, int M, int N, int ldc, const GemmEpi<T>& ep, T* C) {
     constexpr int CHUNKS = COLS / 8;
+    static_assert(NTHREADS % CHUNKS == 0, "a thread's column chunk must not change from row to row");
     const T *bias = ep.bias, *residual = ep.residual, *layer_scale = ep.layer_scale;
     // 16-byte vectors need every row start and every pointer 16-byte aligned (8 elements of 2 bytes).
     bool vec = ((ldc | (residual ? ep.ldr : 0)) & 7) == 0 &&
                (((unsigned long long)C | (unsigned long long)residual | (unsigned long long)bias |
                  (unsigned long long)layer_scale | (unsigned long long)ep.col_sum) & 15) == 0;
-    for (int i = tid; i < ROWS * CHUNKS; i += nthreads) {
-        int r = i / CHUNKS, c = (i % CHUNKS) * 8;
-        int m = m0 + r, n = n0 + c;
-        if (m >= M || n >= N) continue;
+    int c = (tid % CHUNKS) * 8, n = n0 + c;
+    bool vec_chunk = vec && n + 8 <= N;
+    float col_sum[8], bias8[8], scale8[8];
+    if (vec_chunk) {
+        if (ep.row_stats) load8(col_sum, ep.col_sum + n);
+        if (bias) load8(bias8, bias + n);
+        if (layer_scale) load8(scale8, layer_scale + n);
+    }
+    for (int r = tid / CHUNKS; r < ROWS && n < N; r += NTHREADS / CHUNKS) {
+        int m = m0 + r;
+        if (m >= M) break;
         const float* src = tile + r * LDT + c;  // 16-byte aligned
         int swap = g90_half_swap<COLS>(r, c >> 3);
-        if (vec && n + 8 <= N) {
+        if (vec_chunk) {
             float v[8], w[8];
             lds_f32x8(v, src, swap);
             if (ep.row_stats) {
                 F2 st = reinterpret_cast<const F2*>(ep.row_stats)[m];  // (mean, rstd)
-                load8(w, ep.col_sum + n);
-                UNROLL for (int e = 0; e < 8; ++e) v[e] = folded_norm(v[e], st.x, st.y, w[e]);
+                UNROLL for (int e = 0; e < 8; ++e) v[e] = folded_norm(v[e], st.x, st.y, col_sum[e]);
             }
-            if (bias) {
-                load8(w, bias + n);
-                UNROLL for (int e = 0; e < 8; ++e) v[e] += w[e];
-            }
+            if (bias) UNROLL for (int e = 0; e < 8; ++e) v[e] += bias8[e];
             if (ep.act == 1) {
                 UNROLL for (int e = 0; e < 8; ++e) v[e] = gelu_erf(v[e]);
             } else if (ep.act == 2) {
                 UNROLL for (int e = 0; e < 8; ++e) v[e] = quick_gelu(v[e]);
             }
-            if (layer_scale) {
-                load8(w, layer_scale + n);
-                UNROLL for (int e = 0; e < 8; ++e) v[e] *= w[e];
-            }
+            if (layer_scale) UNROLL for (int e = 0; e < 8; ++e) v[e] *= scale8[e];
             if (residual) {
                 load8<T, true>(w, residual + (long)m * ep.ldr + n);
                 UNROLL for (int e = 0; e < 8; ++e) v[e] += w[e];
@@ -154,7 +155,7 @@ DEVI void g90_store(const float* tile, int tid, int nthreads, int m0, int n0, in
                 C[(long)m * ldc + n + e] = from_f32<T>(gemm_epilogue(src[e ^ (swap << 2)], m, n + e, ep));
         }
     }
-    if (ep.row_partials) g90_row_partials<T, COLS, ROWS>(tid, nthreads, m0, n0, M, N, ldc, vec, C, ep.row_partials);
+    if (ep.row_partials) g90_row_partials<T, COLS, ROWS>(tid, NTHREADS, m0, n0, M, N, ldc, vec, C, ep.row_partials);
 }
 
 // The producer's loads of one output tile (rows m0.., columns n0..) into the ring, fills fill .. fill+ktiles-1:
