@@ -63,12 +63,12 @@ DEVI void gemm_body(int M, int N, int K, int lda, int ldw, int ldc, const T* A, 
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
     // The rows this lane addresses in its ldmatrix calls are 16·i + (lane & 15) of A's tile and
-    // 8·i + (lane & 7) of W's: their swizzle is (lane & 7) / 2 either way, so the element offsets of its rows'
-    // chunks for the two k16 steps are fixed per lane.
-    int sw = (lane & 7) >> 1, a_hi = lane >> 4, b_hi = (lane >> 3) & 1;
+    // 8·i + (lane & 7) of W's: their swizzle is lane's, (lane / 2) % 4, either way, so the element offsets of its
+    // rows' chunks for the two k16 steps are fixed per lane.
+    int a_hi = lane >> 4, b_hi = (lane >> 3) & 1;
     int a_row = (wm + (lane & 15)) * GEMM_LDS, b_row = (wn + (lane & 7) + (lane >> 4) * 8) * GEMM_LDS;
-    int a_off[2] = {a_row + ((0 + a_hi) ^ sw) * 8, a_row + ((2 + a_hi) ^ sw) * 8};
-    int b_off[2] = {b_row + ((0 + b_hi) ^ sw) * 8, b_row + ((2 + b_hi) ^ sw) * 8};
+    int a_off[2] = {a_row + gemm_chunk(lane, a_hi), a_row + gemm_chunk(lane, 2 + a_hi)};
+    int b_off[2] = {b_row + gemm_chunk(lane, b_hi), b_row + gemm_chunk(lane, 2 + b_hi)};
     float acc[4][4][4];
     UNROLL for (int i = 0; i < 4; ++i) UNROLL for (int j = 0; j < 4; ++j) UNROLL for (int e = 0; e < 4; ++e)
         acc[i][j][e] = 0.0f;

@@ -115,9 +115,7 @@ DEVI void g90_store(const float* tile, int tid, int m0, int n0, int M, int N, in
     static_assert(NTHREADS % CHUNKS == 0, "a thread's column chunk must not change from row to row");
     const T *bias = ep.bias, *residual = ep.residual, *layer_scale = ep.layer_scale;
     // 16-byte vectors need every row start and every pointer 16-byte aligned (8 elements of 2 bytes).
-    bool vec = ((ldc | (residual ? ep.ldr : 0)) & 7) == 0 &&
-               (((unsigned long long)C | (unsigned long long)residual | (unsigned long long)bias |
-                 (unsigned long long)layer_scale | (unsigned long long)ep.col_sum) & 15) == 0;
+    bool vec = ((ldc | (residual ? ep.ldr : 0)) & 7) == 0 && aligned16(C, residual, bias, layer_scale, ep.col_sum);
     int c = (tid % CHUNKS) * 8, n = n0 + c;
     bool vec_chunk = vec && n + 8 <= N;
     float col_sum[8], bias8[8], scale8[8];

@@ -134,7 +134,7 @@ DEVI void uncertainty_body(int rows, int C, const T* __restrict__ logits, float*
     if (live) {
         const T* x = logits + row * C;
         constexpr int VW = 16 / sizeof(T);
-        if (C % VW == 0 && ((unsigned long long)logits & 15) == 0) {
+        if (C % VW == 0 && aligned16(logits)) {
             fold_row<T, true>(s, x, C / VW, sub, lanes);
         } else {
             fold_row<T, false>(s, x, C, sub, lanes);

@@ -52,9 +52,20 @@ pub fn designed_blocks(kernel: &str) -> Option<u32> {
     designed.get(kernel).copied()
 }
 
-/// The launches already checked: (kernel, threads per block, dynamic shared bytes).
+/// The launches already checked: per kernel, (threads per block, dynamic shared bytes). Looked up by the
+/// kernel's name, so a launch already checked allocates nothing.
 #[derive(Default)]
-pub(crate) struct Checked(Mutex<HashSet<(String, u32, u32)>>);
+pub(crate) struct Checked(Mutex<HashMap<String, HashSet<(u32, u32)>>>);
+
+impl Checked {
+    fn contains(&self, kernel: &str, shape: (u32, u32)) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(kernel).is_some_and(|s| s.contains(&shape))
+    }
+
+    fn insert(&self, kernel: &str, shape: (u32, u32)) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(kernel.to_string()).or_default().insert(shape);
+    }
+}
 
 /// Checks that `designed_blocks(kernel)` blocks of `cfg` fit on one of `rt`'s SMs: an error under emulation, a
 /// warning on a GPU, where the kernel still runs correctly and a failed query must not stop it.
@@ -62,8 +73,8 @@ pub(crate) fn check(rt: &dyn Runtime, kernel: &str, cfg: &LaunchConfig, checked:
     let Some(designed) = designed_blocks(kernel) else {
         return Ok(());
     };
-    let key = (kernel.to_string(), cfg.block.0 * cfg.block.1 * cfg.block.2, cfg.shared_bytes);
-    if checked.0.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+    let shape = (cfg.block.0 * cfg.block.1 * cfg.block.2, cfg.shared_bytes);
+    if checked.contains(kernel, shape) {
         return Ok(());
     }
     match shortfall(rt, kernel, cfg, designed) {
@@ -74,7 +85,7 @@ pub(crate) fn check(rt: &dyn Runtime, kernel: &str, cfg: &LaunchConfig, checked:
         Err(e) => eprintln!("warning: occupancy of kernel {kernel} unknown: {e}"),
         Ok(None) => {}
     }
-    checked.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+    checked.insert(kernel, shape);
     Ok(())
 }
 
