@@ -1,19 +1,13 @@
 // kernels/select.cu — scoring kernels of the selection engine (`src/select`): uncertainty scores straight from
-// logits, an exact top-k (per-slice candidates, merged on the device), and the per-centre distance updates of
-// coreset (k-center greedy) and BADGE (k-means++ on gradient embeddings). All math in f32.
+// logits, and the per-centre distance updates of coreset (k-center greedy) and BADGE (k-means++ on gradient
+// embeddings). All math in f32. The top-k of a score column is `topk.cu`'s.
 //
 // Launch contracts:
 //   uncertainty_scores_*: blocks of 128 threads; `lanes` consecutive lanes (a power of two, 1–32) score one
 //                         row, so a block scores 128 / lanes rows: grid = ceil(rows · lanes / 128).
-//   topk_partial_f32:     blocks of 256 threads, block b ranks rows [b·TOPK_SLICE, (b+1)·TOPK_SLICE);
-//                         grid = ceil(n / TOPK_SLICE), no dynamic shared memory (16 KiB static).
-//   topk_merge_f32:       blocks of 256 threads, block b merges runs [b·R, (b+1)·R) of k candidates, R =
-//                         TOPK_SLICE / kp with kp the smallest power of two ≥ k: grid = ceil(runs / R); 16 KiB
-//                         static shared memory.
 //   mindist_update_*, badge_d2_update_*: blocks of 256 threads (8 warps), one warp per row: grid = ceil(N / 8).
 #include "common.cuh"
 
-#define TOPK_SLICE 2048
 #define UNC_CHUNK 16          // values a lane folds in at once: one max update and one rescale per chunk
 #define UNC_CLAMP (-150.0f)   // z = x − max is clamped here: e^z = 2^(−216) underflows to exactly 0
 #define UNC_LOG2E 1.44269504088896341f
@@ -174,97 +168,6 @@ extern "C" __global__ void uncertainty_scores_f16(int rows, int C, const f16_t* 
 }
 extern "C" __global__ void uncertainty_scores_f32(int rows, int C, const float* logits, float* out, int lanes) {
     uncertainty_body(rows, C, logits, out, lanes);
-}
-
-// (va, ia) ranks before (vb, ib): higher value, then lower index (skipped slots carry −∞ and INT_MAX).
-DEVI bool ranks_before(float va, int ia, float vb, int ib) { return va > vb || (va == vb && ia < ib); }
-
-// Bitonic sort of sv/si[0 .. TOPK_SLICE) best first, starting at stage `from` (2: unsorted input; 2·kp: runs
-// of kp already sorted best first at even run positions and worst first at odd ones). Every thread calls.
-DEVI void bitonic_sort(float* sv, int* si, int from) {
-    for (int size = from; size <= TOPK_SLICE; size <<= 1) {
-        for (int half = size >> 1; half > 0; half >>= 1) {
-            for (int t = threadIdx.x; t < TOPK_SLICE / 2; t += blockDim.x) {
-                int a = 2 * t - (t & (half - 1));  // the lower element of this compare pair
-                int b = a + half;
-                bool descending = (a & size) == 0;  // best-first runs, alternating for the merge
-                float va = sv[a], vb = sv[b];
-                int ia = si[a], ib = si[b];
-                if (ranks_before(vb, ib, va, ia) == descending) {
-                    sv[a] = vb;
-                    sv[b] = va;
-                    si[a] = ib;
-                    si[b] = ia;
-                }
-            }
-            __syncthreads();
-        }
-    }
-}
-
-// The best min(k, …) of sv/si (sorted) into out_idx/out_val[run·k …]; index −1 and −∞ mark unused slots.
-DEVI void write_run(int k, const float* sv, const int* si, int run, int* out_idx, float* out_val) {
-    for (int t = threadIdx.x; t < k; t += blockDim.x) {
-        long o = (long)run * k + t;
-        bool valid = t < TOPK_SLICE && si[t] != 0x7fffffff;
-        out_idx[o] = valid ? si[t] : -1;
-        out_val[o] = valid ? sv[t] : NEG_INF;
-    }
-}
-
-// Block b: the top min(k, len) of rows i in its slice by scores[i·stride + col], best first (ties to the
-// lower index), into out_idx/out_val[b·k …]; unused slots get index −1. Rows with skip[i] != 0 (skip may be
-// null) take no part; NaN ranks as −∞. out_idx, out_val: [gridDim.x · k]; k ≤ TOPK_SLICE / 2.
-// `topk_merge_f32` then merges the gridDim.x runs. Bitonic sort of the slice in shared memory.
-extern "C" __global__ void topk_partial_f32(int n, int k, int stride, int col, const float* scores, const int* skip,
-                                            int* out_idx, float* out_val) {
-    __shared__ float sv[TOPK_SLICE];
-    __shared__ int si[TOPK_SLICE];
-    long base = (long)blockIdx.x * TOPK_SLICE;
-    for (int t = threadIdx.x; t < TOPK_SLICE; t += blockDim.x) {
-        long i = base + t;
-        float v = NEG_INF;
-        int idx = 0x7fffffff;
-        if (i < n && (skip == nullptr || skip[i] == 0)) {
-            v = scores[i * stride + col];
-            if (v != v) v = NEG_INF;
-            idx = (int)i;
-        }
-        sv[t] = v;
-        si[t] = idx;
-    }
-    __syncthreads();
-    bitonic_sort(sv, si, 2);
-    write_run(k, sv, si, blockIdx.x, out_idx, out_val);
-}
-
-// Block b: the best min(k, …) candidates of runs [b·R, min((b+1)·R, runs)) of in_idx/in_val (each run k
-// candidates best first, index −1 = unused; R = TOPK_SLICE / kp, kp the smallest power of two ≥ k) into run b
-// of out_idx/out_val, best first, ties to the lower index. Odd runs are loaded reversed, so the sort starts
-// at the merge of runs of kp. k ≤ TOPK_SLICE / 2.
-extern "C" __global__ void topk_merge_f32(int runs, int k, const int* in_idx, const float* in_val, int* out_idx,
-                                          float* out_val) {
-    __shared__ float sv[TOPK_SLICE];
-    __shared__ int si[TOPK_SLICE];
-    int kp = 1;
-    while (kp < k) kp <<= 1;
-    int per_block = TOPK_SLICE / kp;
-    for (int t = threadIdx.x; t < TOPK_SLICE; t += blockDim.x) {
-        int j = t / kp, pos = t % kp;
-        long run = (long)blockIdx.x * per_block + j;
-        float v = NEG_INF;
-        int idx = 0x7fffffff;
-        if (run < runs && pos < k && in_idx[run * k + pos] >= 0) {
-            v = in_val[run * k + pos];
-            idx = in_idx[run * k + pos];
-        }
-        int slot = (j & 1) ? j * kp + (kp - 1 - pos) : t;
-        sv[slot] = v;
-        si[slot] = idx;
-    }
-    __syncthreads();
-    bitonic_sort(sv, si, 2 * kp);
-    write_run(k, sv, si, blockIdx.x, out_idx, out_val);
 }
 
 // mindist[i] = min(mindist[i], ‖x_i − x_centre‖²) (f32 sum of squared differences); mindist[centre] = −1 (a

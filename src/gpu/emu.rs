@@ -191,6 +191,10 @@ impl Runtime for EmuRuntime {
         if p.is_null() {
             return Err(Error::invalid("cuda-emu", format!("out of host memory allocating {bytes} bytes")));
         }
+        // Fresh device memory holds whatever was there: all-ones bytes (NaN, and −1 as i32) make a kernel that
+        // reads what nothing wrote fail here, rather than pass on memory that happened to be zero.
+        // SAFETY: p is a new allocation of at least `bytes` bytes.
+        unsafe { std::ptr::write_bytes(p, 0xff, bytes) };
         Ok(p as u64)
     }
 

@@ -46,6 +46,7 @@ pub const SOURCES: &[KernelSource] = kernel_sources![
     "sync_probe.cu",
     "sync_probe_sm90.cu",
     "tokens.cu",
+    "topk.cu",
 ];
 
 /// The source with each `#include "<name>"` of `headers` (name, text) replaced by the header's text, keeping

@@ -16,8 +16,9 @@ use super::uncertainty::{cpu_score_error, logit_row_score, score_error_bound, Un
 use super::{scores_for_output, select_with_scores, topk, Mat, PredictionKind, Selection, SelectionInput, Strategy};
 use crate::error::{Error, Result};
 use crate::gpu::ops::pool::mean_tokens;
-use crate::gpu::ops::select::{self as sel, Column};
+use crate::gpu::ops::select as sel;
 use crate::gpu::ops::softmax::argmax;
+use crate::gpu::ops::topk::{topk as device_topk, Column, TOPK_MAX};
 use crate::gpu::{DType, GpuBuffer, GpuDevice};
 
 /// `select_with_scores` with the scoring on `dev` where a kernel exists, the CPU path elsewhere.
@@ -101,9 +102,9 @@ fn uncertainty(kind: Uncertainty, input: &SelectionInput, dev: &GpuDevice) -> Re
     }
     let labeled = input.labeled_mask(n);
     let k = input.budget.min(n);
-    let kth = if k <= sel::TOPK_MAX {
+    let kth = if k <= TOPK_MAX {
         let skip = skip_mask(dev, &labeled)?;
-        let best = sel::topk(dev, n, k, Column { stride: sel::SCORE_COLS, col }, &out, Some(&skip))?;
+        let best = device_topk(dev, n, k, Column { stride: sel::SCORE_COLS, col }, &out, Some(&skip))?;
         if best.len() == k {
             best[k - 1].1 as f64
         } else {

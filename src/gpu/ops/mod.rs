@@ -13,6 +13,7 @@ pub mod pool;
 pub mod select;
 pub mod softmax;
 pub mod tokens;
+pub mod topk;
 
 use std::sync::OnceLock;
 

@@ -1,15 +1,10 @@
-//! Launchers for `kernels/select.cu`: uncertainty scores from logits, an exact top-k (per-slice candidates
-//! merged on the device), and the per-centre distance updates of coreset and BADGE.
+//! Launchers for `kernels/select.cu`: uncertainty scores from logits and the per-centre distance updates of
+//! coreset and BADGE (the top-k of a score column: `ops::topk`).
 
 use super::{check, int};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
 
-/// Rows ranked by one block of `topk_partial_f32`, and candidates merged by one block of `topk_merge_f32` (the
-/// kernels' `TOPK_SLICE`).
-pub const TOPK_SLICE: usize = 2048;
-/// Largest k the top-k kernels take; a caller wanting more ranks the downloaded scores on the host.
-pub const TOPK_MAX: usize = 1024;
 /// Columns of the `uncertainty_scores_*` output: entropy, least confidence, margin.
 pub const SCORE_COLS: usize = 3;
 /// Values a lane of `uncertainty_scores_*` folds in at once (the kernel's `UNC_CHUNK`).
@@ -72,136 +67,6 @@ pub fn uncertainty_scores_in_lanes(
         .i32(lanes as i32); //               int lanes
                             // SAFETY: sizes checked; signature (int, int, const T*, float*, int).
     unsafe { dev.launch(&kernel, cfg, &mut args) }
-}
-
-/// Where `topk` reads its scores: row i's score is `scores[i·stride + col]`.
-#[derive(Clone, Copy, Debug)]
-pub struct Column {
-    pub stride: usize,
-    pub col: usize,
-}
-
-/// k outside 1..=TOPK_MAX is an error naming `kernel`.
-fn check_k(kernel: &str, k: usize) -> Result<()> {
-    if k == 0 || k > TOPK_MAX {
-        return Err(Error::kernel(kernel, format!("k = {k} outside 1..={TOPK_MAX}")));
-    }
-    Ok(())
-}
-
-/// Per-block candidates: block b writes the top min(k, its rows) of rows [b·TOPK_SLICE, …) best first (ties
-/// to the lower index; index −1 marks an unused slot) to out_idx/out_val[b·k …]. Rows with skip[i] ≠ 0 take
-/// no part; NaN ranks as −∞. out_idx (i32) and out_val (f32) hold `topk_blocks(n)·k` elements.
-#[allow(clippy::too_many_arguments)]
-pub fn topk_partial(
-    dev: &GpuDevice,
-    n: usize,
-    k: usize,
-    column: Column,
-    scores: &GpuBuffer,
-    skip: Option<&GpuBuffer>,
-    out_idx: &GpuBuffer,
-    out_val: &GpuBuffer,
-) -> Result<()> {
-    let kernel = "topk_partial_f32";
-    check_k(kernel, k)?;
-    if column.col >= column.stride.max(1) {
-        return Err(Error::kernel(kernel, format!("column {} of stride {}", column.col, column.stride)));
-    }
-    let blocks = topk_blocks(n);
-    if n == 0 {
-        return Err(Error::kernel(kernel, "0 rows"));
-    }
-    check(kernel, "scores", scores, DType::F32, (n - 1) * column.stride + column.col + 1)?;
-    if let Some(s) = skip {
-        check(kernel, "skip", s, DType::I32, n)?;
-    }
-    check(kernel, "out_idx", out_idx, DType::I32, blocks * k)?;
-    check(kernel, "out_val", out_val, DType::F32, blocks * k)?;
-    let mut args = KernelArgs::new();
-    args.i32(int(kernel, "n", n)?) //                    int n
-        .i32(int(kernel, "k", k)?) //                    int k
-        .i32(int(kernel, "stride", column.stride)?) //   int stride
-        .i32(int(kernel, "col", column.col)?) //         int col
-        .buf(scores) //                                  const float* scores
-        .opt_buf(skip) //                                const int* skip (nullable)
-        .buf(out_idx) //                                 int* out_idx
-        .buf(out_val); //                                float* out_val
-                       // SAFETY: sizes checked; signature (4 × int, const float*, const int*, int*, float*).
-    unsafe { dev.launch(kernel, LaunchConfig::linear(blocks as u32, 256), &mut args) }
-}
-
-/// Blocks of `topk_partial_f32` for n rows.
-pub fn topk_blocks(n: usize) -> usize {
-    n.div_ceil(TOPK_SLICE).max(1)
-}
-
-/// Runs of k candidates one block of `topk_merge_f32` merges.
-pub fn topk_merge_fan_in(k: usize) -> usize {
-    TOPK_SLICE / k.next_power_of_two()
-}
-
-/// Merge `runs` runs of k candidates (each best first, index −1 = unused) in groups of `topk_merge_fan_in(k)`:
-/// run b of out_idx/out_val gets the best k of group b, best first, ties to the lower index. The outputs hold
-/// `runs.div_ceil(fan_in)·k` elements.
-pub fn topk_merge(
-    dev: &GpuDevice,
-    runs: usize,
-    k: usize,
-    in_idx: &GpuBuffer,
-    in_val: &GpuBuffer,
-    out_idx: &GpuBuffer,
-    out_val: &GpuBuffer,
-) -> Result<()> {
-    let kernel = "topk_merge_f32";
-    check_k(kernel, k)?;
-    if runs == 0 {
-        return Err(Error::kernel(kernel, "0 runs"));
-    }
-    let blocks = runs.div_ceil(topk_merge_fan_in(k));
-    check(kernel, "in_idx", in_idx, DType::I32, runs * k)?;
-    check(kernel, "in_val", in_val, DType::F32, runs * k)?;
-    check(kernel, "out_idx", out_idx, DType::I32, blocks * k)?;
-    check(kernel, "out_val", out_val, DType::F32, blocks * k)?;
-    let mut args = KernelArgs::new();
-    args.i32(int(kernel, "runs", runs)?) // int runs
-        .i32(int(kernel, "k", k)?) //       int k
-        .buf(in_idx) //                     const int* in_idx
-        .buf(in_val) //                     const float* in_val
-        .buf(out_idx) //                    int* out_idx
-        .buf(out_val); //                   float* out_val
-                       // SAFETY: sizes checked; signature (int, int, const int*, const float*, int*, float*).
-    unsafe { dev.launch(kernel, LaunchConfig::linear(blocks as u32, 256), &mut args) }
-}
-
-/// The top-k rows by score, best first, ties to the lower index, skipped rows left out (fewer than k when
-/// fewer rows take part): `topk_partial_f32` ranks each slice, `topk_merge_f32` merges the slices' candidates
-/// on the device until one run is left, and only those k pairs are downloaded.
-pub fn topk(
-    dev: &GpuDevice,
-    n: usize,
-    k: usize,
-    column: Column,
-    scores: &GpuBuffer,
-    skip: Option<&GpuBuffer>,
-) -> Result<Vec<(usize, f32)>> {
-    check_k("topk_partial_f32", k)?;
-    let mut runs = topk_blocks(n);
-    let (mut idx, mut val) = (dev.alloc(DType::I32, runs * k)?, dev.alloc(DType::F32, runs * k)?);
-    topk_partial(dev, n, k, column, scores, skip, &idx, &val)?;
-    if runs > 1 {
-        let fan_in = topk_merge_fan_in(k);
-        let size = runs.div_ceil(fan_in) * k;
-        let (mut idx2, mut val2) = (dev.alloc(DType::I32, size)?, dev.alloc(DType::F32, size)?);
-        while runs > 1 {
-            topk_merge(dev, runs, k, &idx, &val, &idx2, &val2)?;
-            runs = runs.div_ceil(fan_in);
-            std::mem::swap(&mut idx, &mut idx2);
-            std::mem::swap(&mut val, &mut val2);
-        }
-    }
-    let (idx, val) = (dev.download_i32(&idx.slice(0, k)?)?, dev.download(&val.slice(0, k)?)?);
-    Ok(idx.into_iter().zip(val).take_while(|&(i, _)| i >= 0).map(|(i, v)| (i as usize, v)).collect())
 }
 
 /// mindist[i] = min(mindist[i], ‖x_i − x_centre‖²) in f32, and mindist[centre] = −1 (a chosen centre: negative

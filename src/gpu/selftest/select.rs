@@ -1,10 +1,11 @@
-//! Cases of `kernels/select.cu`: uncertainty scores, top-k (device blocks merged on the device), and the
-//! coreset and BADGE distance updates.
+//! Cases of `kernels/select.cu` (uncertainty scores, the coreset and BADGE distance updates) and of
+//! `kernels/topk.cu` (the top-k of a score column).
 
 use rand::Rng;
 
 use super::{case, poisoned, random, Case, DTYPES};
-use crate::gpu::ops::select::{self as sel, BadgeInputs, Column};
+use crate::gpu::ops::select::{self as sel, BadgeInputs};
+use crate::gpu::ops::topk::{topk, Column, TOPK_SLICE};
 use crate::gpu::{reference as r, DType};
 use crate::select::gpu::device_score_error;
 
@@ -90,37 +91,104 @@ fn uncertainty_bound_cases(out: &mut Vec<Case>) {
     }
 }
 
+/// Scores of a top-k case.
+#[derive(Clone, Copy, Debug)]
+enum Scores {
+    /// On a grid of 1/8 in [-4, 4): many exact ties.
+    Grid,
+    /// Uniform in [-4, 4): (almost surely) no ties.
+    Continuous,
+    /// All 1.5: the lowest indices win.
+    Equal,
+    /// NaN, −∞, −1, −0, +0 and 1, the k-th among the zeros: NaN ranks as −∞ and −0 as +0.
+    Special,
+}
+
+impl Scores {
+    fn draw(self, rng: &mut rand_chacha::ChaCha8Rng) -> f32 {
+        match self {
+            Scores::Grid => rng.random_range(-32i32..32) as f32 / 8.0,
+            Scores::Continuous => rng.random::<f32>() * 8.0 - 4.0,
+            Scores::Equal => 1.5,
+            Scores::Special => [f32::NAN, f32::NEG_INFINITY, -1.0, -0.0, -0.0, 0.0, 0.0, 1.0][rng.random_range(0..8)],
+        }
+    }
+}
+
+/// Rows left out of a top-k case: none, every 7th, or all but every 7th (fewer than k take part).
+#[derive(Clone, Copy, Debug)]
+enum Skip {
+    None,
+    Some,
+    Most,
+}
+
+impl Skip {
+    fn label(self) -> &'static str {
+        match self {
+            Skip::None => "",
+            Skip::Some => " skip",
+            Skip::Most => " skip most",
+        }
+    }
+}
+
 fn topk_cases(out: &mut Vec<Case>) {
-    // (n, k, stride, skip some): one row, k past the rows that take part, ties (scores on a coarse grid)
-    // across several blocks of 2048 rows, the largest k; device merges of 2 (k > 512), 3 runs (odd), 16 and
-    // 512 runs a block, over one or several rounds.
-    for (n, k, stride, skip) in [
-        (1usize, 1usize, 1usize, false),
-        (37, 5, 3, true),
-        (37, 40, 1, true),
-        (1000, 37, 3, false),
-        (5000, 100, 3, true),
-        (4500, 1024, 1, false),
-        (13000, 700, 1, true),
-        (40000, 128, 3, false),
-        (40000, 3, 1, true),
+    use Scores::*;
+    // Up to 2048 rows one block sorts (one row, k past the rows that take part, the largest k); beyond, the
+    // radix select: two slices, one of them a row, ties across slices (more rows equal to the k-th score than
+    // are taken), none, all rows equal, NaN and signed zeros, fewer rows taking part than k.
+    for (n, k, stride, scores, skip) in [
+        (1usize, 1usize, 1usize, Grid, Skip::None),
+        (37, 5, 3, Grid, Skip::Some),
+        (37, 40, 1, Grid, Skip::Some),
+        (1000, 37, 3, Grid, Skip::None),
+        (2048, 1024, 1, Continuous, Skip::Some),
+        (2049, 1000, 1, Grid, Skip::None),
+        (5000, 100, 3, Grid, Skip::Some),
+        (4500, 1024, 1, Grid, Skip::None),
+        (13000, 700, 1, Grid, Skip::Some),
+        (40000, 128, 3, Grid, Skip::None),
+        (40000, 3, 1, Grid, Skip::Some),
+        (20000, 1000, 1, Continuous, Skip::None),
+        (9000, 300, 2, Equal, Skip::Some),
+        (6000, 1000, 1, Special, Skip::None),
+        (3000, 1000, 3, Grid, Skip::Most),
+        (5000, 1, 1, Continuous, Skip::Most),
     ] {
+        let kernel = if n <= TOPK_SLICE { "topk_block_f32" } else { "topk_radix_f32" };
         out.push(case(
             "select",
-            "topk_partial_f32".into(),
-            format!("n{n} k{k} stride{stride}{}", if skip { " skip" } else { "" }),
+            kernel.into(),
+            format!("n{n} k{k} stride{stride} {scores:?}{}", skip.label()),
             0.0,
             Box::new(move |dev, rng| {
                 let col = stride - 1;
-                // Values on a grid of 1/8 in [-4, 4): many exact ties.
-                let scores: Vec<f32> = (0..n * stride).map(|_| rng.random_range(-32i32..32) as f32 / 8.0).collect();
-                let skip_rows: Vec<bool> = (0..n).map(|i| skip && i % 7 == 3).collect();
+                let values: Vec<f32> = (0..n * stride).map(|_| scores.draw(rng)).collect();
+                let skip_rows: Vec<bool> = (0..n)
+                    .map(|i| match skip {
+                        Skip::None => false,
+                        Skip::Some => i % 7 == 3,
+                        Skip::Most => i % 7 != 3,
+                    })
+                    .collect();
                 let skip_f: Vec<f32> = skip_rows.iter().map(|&s| s as i32 as f32).collect();
-                let (sb, kb) = (dev.upload(&scores, DType::F32)?, dev.upload(&skip_f, DType::I32)?);
-                let got = sel::topk(dev, n, k, Column { stride, col }, &sb, skip.then_some(&kb))?;
-                let column: Vec<f32> = (0..n).map(|i| scores[i * stride + col]).collect();
+                let (sb, kb) = (dev.upload(&values, DType::F32)?, dev.upload(&skip_f, DType::I32)?);
+                let skip_buf = (!matches!(skip, Skip::None)).then_some(&kb);
+                let got = topk(dev, n, k, Column { stride, col }, &sb, skip_buf)?;
+                // The documented order on the host: NaN as −∞ and −0 as +0, then the reference's total order.
+                let ranked = |v: f32| {
+                    if v.is_nan() {
+                        f32::NEG_INFINITY
+                    } else if v == 0.0 {
+                        0.0
+                    } else {
+                        v
+                    }
+                };
+                let column: Vec<f32> = (0..n).map(|i| ranked(values[i * stride + col])).collect();
                 let want = r::topk(&column, &skip_rows, k);
-                // Indices and their scores, both exact.
+                // Indices and their scores, both exact (no case takes a −∞).
                 let mut got_v: Vec<f32> = got.iter().map(|&(i, _)| i as f32).collect();
                 got_v.extend(got.iter().map(|&(_, v)| v));
                 let mut want_v: Vec<f64> = want.iter().map(|&i| i as f64).collect();

@@ -211,9 +211,10 @@ fn bench_attention(dev: &GpuDevice, args: &Args, rng: &mut rand_chacha::ChaCha8R
 }
 
 /// The fused uncertainty-score pass (reads the logits once) in GB/s over [rows, 1000] and [10·rows, 10] logits,
-/// the device top-1000 alone (per-slice ranking + device merges + a 1000-pair download), and both end to end.
+/// the device top-1000 alone (radix select, gather, sort and a 1000-pair download), and both end to end.
 fn bench_selection(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
-    use ops::select::{topk, uncertainty_scores, uncertainty_scores_in_lanes, Column, SCORE_COLS};
+    use ops::select::{uncertainty_scores, uncertainty_scores_in_lanes, SCORE_COLS};
+    use ops::topk::{topk, Column};
     println!("\n| selection kernel | shape | time (us) | GB/s read |\n|---|---|---|---|");
     for (rows, c) in [(args.pool_rows, 1000usize), (args.pool_rows * 10, 10)] {
         // Cheap deterministic non-constant logits (an RNG over 10^9 values would dominate the run).
@@ -236,7 +237,7 @@ fn bench_selection(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
             println!("| {label} | {rows} x {c} | {:.1} | {gbs:.0} |", secs * 1e6);
             let column = Column { stride: SCORE_COLS, col: 0 };
             let secs = time(dev, args.reps.min(5), &|| topk(dev, rows, 1000, column, &out, None).map(|_| ()))?;
-            println!("| top-1000 (partial + device merge + download) | {rows} | {:.1} | |", secs * 1e6);
+            println!("| top-1000 (radix select + gather + sort + download) | {rows} | {:.1} | |", secs * 1e6);
             let secs = time(dev, args.reps.min(5), &|| {
                 uncertainty_scores(dev, rows, c, &x, &out)?;
                 topk(dev, rows, 1000, column, &out, None).map(|_| ())
