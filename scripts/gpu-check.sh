@@ -4,7 +4,8 @@
 #   1. finds libcuda and libnvrtc.so.13 (PyTorch's nvidia/cu13/lib under site-packages, or a CUDA toolkit),
 #   2. `cpeal selftest --device cuda` (every kernel against its CPU reference; stops on failure),
 #   3. `cpeal bench-kernels --device cuda` (our GEMM on ViT-B/16 shapes) next to torch.matmul bf16 on the same
-#      shapes and a large bf16 matmul as the measured peak, in the same run on the same GPU,
+#      shapes and a large bf16 matmul as the measured peak, in the same run on the same GPU; the selection rows
+#      (uncertainty scores, top-1000) next to PyTorch eager's entropy and torch.topk (bench/torch_select.py),
 #   4. when the binary has `cpeal bench forward`: PyTorch's ViT-B/16 at batch 256, then ours under each setting
 #      of GPU_CHECK_VARIANTS (default: the persistent GEMMs forced through CPEAL_GEMM_SM90, the attention
 #      candidates through CPEAL_ATTENTION, the LayerNorm folded into the GEMMs by CPEAL_LN_FOLD, each GEMM
@@ -145,21 +146,11 @@ write_report
 echo "== torch.matmul bf16"
 timeout 120 "$PY" - "$BATCH" "$WORK/ours.md" >"$WORK/torch.md" <<'EOF' || echo "torch comparison failed (exit $?)" >>"$WORK/torch.md"
 import re, sys, torch
+sys.path.insert(0, "bench")
+from torch_timing import median_ms
 batch, ours_path = int(sys.argv[1]), sys.argv[2]
 dev = torch.device("cuda")
 torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
-
-def median_ms(fn, reps=50):
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record(); fn(); e.record(); e.synchronize()
-        times.append(s.elapsed_time(e))
-    times.sort()
-    return times[len(times) // 2]
 
 def tflops(m, n, k, ms):
     return 2 * m * n * k / (ms * 1e-3) / 1e12
@@ -203,6 +194,9 @@ for cells in att:
 print(f"\nSDPA: {att_flop / (sdpa_ms * 1e-3) / 1e12:.0f} TFLOP/s")
 print(f"\ntorch {torch.__version__}, CUDA {torch.version.cuda}")
 EOF
+# Selection: the scores and the top-1000 beside PyTorch eager on the same shapes.
+timeout 60 "$PY" "$ROOT/bench/torch_select.py" "$WORK/ours.md" >>"$WORK/torch.md" 2>"$WORK/torch-select-err.txt" \
+    || { echo "(no selection comparison: bench/torch_select.py failed)"; tail -n 3 "$WORK/torch-select-err.txt"; } >>"$WORK/torch.md"
 cat "$WORK/torch.md"
 write_report
 

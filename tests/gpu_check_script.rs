@@ -213,3 +213,37 @@ print([(k, c, round(ms, 9)) for k, c, ms in kernel_rows(P(), 3)])
         "[('sm90_xmma_gemm_128x256', 48.0, 10.0), ('flash_fwd_kernel', 12.0, 3.0), ('layer_norm', 25.0, 0.2)]"
     );
 }
+
+/// `bench/torch_select.py` pairs cpeal's selection rows with PyTorch's by step and dtype: the rows over 1000
+/// classes only, the top-k row with the scores row before it, and the lane-count comparison row left out.
+#[test]
+fn the_selection_anchor_reads_the_bench_kernels_rows() {
+    let code = r#"
+import sys
+sys.path.insert(0, sys.argv[1])
+from torch_select import our_rows
+text = """| selection kernel | shape | time (us) | GB/s read |
+|---|---|---|---|
+| uncertainty_scores_f32 | 1000000 x 1000 | 1443.0 | 2772 |
+| uncertainty_scores_f32 at 8 lanes a row (before) | 1000000 x 1000 | 1500.0 | 2666 |
+| top-1000 (radix select + gather + sort + download) | 1000000 | 51.5 | |
+| scores + top-1000 (f32) | 1000000 x 1000 | 1494.5 | 2676 |
+| uncertainty_scores_bf16 | 1000000 x 1000 | 750.0 | 2666 |
+| top-1000 (radix select + gather + sort + download) | 1000000 | 52.5 | |
+| scores + top-1000 (bf16) | 1000000 x 1000 | 802.5 | 2492 |
+| uncertainty_scores_f32 | 10000000 x 10 | 242.6 | 1649 |
+"""
+print(sorted(our_rows(text).items()))
+"#;
+    let bench = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench");
+    let out = Command::new("python3").arg("-c").arg(code).arg(&bench).output().expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        rows,
+        "[(('scores', 'bf16'), ('1000000 x 1000', 750.0)), (('scores', 'f32'), ('1000000 x 1000', 1443.0)), \
+         (('scores + top-1000', 'bf16'), ('1000000 x 1000', 802.5)), \
+         (('scores + top-1000', 'f32'), ('1000000 x 1000', 1494.5)), (('top-1000', 'bf16'), ('1000000', 52.5)), \
+         (('top-1000', 'f32'), ('1000000', 51.5))]"
+    );
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""PyTorch eager beside cpeal's selection rows on the same GPU in the same run (the anchor of the selection
+table of `cpeal bench-kernels`): over [rows, 1000] logits in f32 and bf16, the entropy of the softmax, the top
+1000 of those scores by torch.topk with the indices downloaded (as cpeal's top-k downloads its k rows), and the
+two in a row. PyTorch computes the entropy only; cpeal's kernel writes entropy, least confidence and margin.
+
+    python3 bench/torch_select.py <bench-kernels output>      (prints a markdown table)
+"""
+import re
+import sys
+
+STEPS = ("scores", "top-1000", "scores + top-1000")
+
+
+def our_rows(text):
+    """{(step, dtype): (shape, us)} from bench-kernels' selection table, over 1000 classes: `scores` is the
+    `uncertainty_scores_<dtype>` row, `top-1000` the top-k row after it, `scores + top-1000` the end-to-end row."""
+    rows, dtype = {}, None
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) < 5:
+            continue
+        label, shape = cells[1], cells[2]
+        try:
+            us = float(cells[3])
+        except ValueError:
+            continue
+        scores = re.fullmatch(r"uncertainty_scores_(f32|bf16)", label)
+        both = re.fullmatch(r"scores \+ top-1000 \((f32|bf16)\)", label)
+        if scores:
+            dtype = scores.group(1) if shape.endswith(" x 1000") else None
+            if dtype:
+                rows[("scores", dtype)] = (shape, us)
+        elif label.startswith("top-1000") and dtype:
+            rows[("top-1000", dtype)] = (shape, us)
+        elif both:
+            rows[("scores + top-1000", both.group(1))] = (shape, us)
+    return rows
+
+
+def main():
+    import torch
+
+    from torch_timing import median_ms
+
+    ours = our_rows(open(sys.argv[1]).read())
+    if ("scores", "f32") not in ours:
+        print("(no selection rows over 1000 classes in the bench-kernels output)")
+        return
+    rows = int(ours[("scores", "f32")][0].split(" x ")[0])
+    print(f"\n| selection over {rows} x 1000 logits | cpeal (us) | PyTorch eager (us) | cpeal speed / PyTorch |")
+    print("|---|---|---|---|")
+    for dtype, name in ((torch.float32, "f32"), (torch.bfloat16, "bf16")):
+        x = (torch.randn(rows, 1000, device="cuda") * 2).to(dtype)
+
+        def entropy():
+            lp = torch.log_softmax(x.float(), -1)
+            return -(lp.exp() * lp).sum(-1)
+
+        h = entropy()
+        theirs = {
+            "scores": median_ms(entropy, 10),
+            "top-1000": median_ms(lambda: torch.topk(h, 1000).indices.cpu(), 20),
+            "scores + top-1000": median_ms(lambda: torch.topk(entropy(), 1000).indices.cpu(), 10),
+        }
+        for step in STEPS:
+            us = ours.get((step, name), ("", float("nan")))[1]
+            print(f"| {step} ({name}) | {us:.1f} | {theirs[step] * 1e3:.1f} | {theirs[step] * 1e3 / us:.2f} |")
+        del x, h
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
