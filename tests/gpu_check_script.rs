@@ -204,10 +204,7 @@ class P:
                 E("flash_fwd_kernel", "DeviceType.CUDA", 36, 9000.0), E("layer_norm", "DeviceType.CUDA", 75, 600.0)]
 print([(k, c, round(ms, 9)) for k, c, ms in kernel_rows(P(), 3)])
 "#;
-    let bench = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench");
-    let out = Command::new("python3").arg("-c").arg(code).arg(&bench).output().expect("python3 runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rows = run_bench_python(code);
     assert_eq!(
         rows,
         "[('sm90_xmma_gemm_128x256', 48.0, 10.0), ('flash_fwd_kernel', 12.0, 3.0), ('layer_norm', 25.0, 0.2)]"
@@ -235,10 +232,7 @@ text = """| selection kernel | shape | time (us) | GB/s read |
 """
 print(sorted(our_rows(text).items()))
 "#;
-    let bench = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench");
-    let out = Command::new("python3").arg("-c").arg(code).arg(&bench).output().expect("python3 runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rows = run_bench_python(code);
     assert_eq!(
         rows,
         "[(('scores', 'bf16'), ('1000000 x 1000', 750.0)), (('scores', 'f32'), ('1000000 x 1000', 1443.0)), \
@@ -246,4 +240,12 @@ print(sorted(our_rows(text).items()))
          (('scores + top-1000', 'f32'), ('1000000 x 1000', 1494.5)), (('top-1000', 'bf16'), ('1000000', 52.5)), \
          (('top-1000', 'f32'), ('1000000', 51.5))]"
     );
+}
+
+/// Runs `code` with python3, `bench/` as its first argument; its standard output, trimmed.
+fn run_bench_python(code: &str) -> String {
+    let bench = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench");
+    let out = Command::new("python3").arg("-c").arg(code).arg(&bench).output().expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
