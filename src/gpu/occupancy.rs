@@ -39,17 +39,25 @@ impl SmLimits {
     }
 }
 
-/// The blocks per SM that `kernel`'s launch bounds are built for, when they name more than one.
-pub fn designed_blocks(kernel: &str) -> Option<u32> {
-    static DESIGNED: OnceLock<HashMap<String, u32>> = OnceLock::new();
+/// The blocks per SM that `kernel`'s launch bounds are built for when compiled for `cuda_arch` (`__CUDA_ARCH__`,
+/// e.g. 800; None for the emulator), when they name more than one.
+pub fn designed_blocks(kernel: &str, cuda_arch: Option<u32>) -> Option<u32> {
+    // Per kernel naming its blocks: its file's text and the token naming them (a number or a macro).
+    static DESIGNED: OnceLock<HashMap<String, (&'static str, String)>> = OnceLock::new();
     let designed = DESIGNED.get_or_init(|| {
         sources::SOURCES
             .iter()
-            .flat_map(|s| scan::kernels(s.text))
-            .filter_map(|k| Some((k.name, k.min_blocks.filter(|&b| b > 1)?)))
+            .flat_map(|s| scan::kernels(s.text).into_iter().map(move |k| (s.text, k)))
+            .filter_map(|(text, k)| Some((k.name, (text, k.min_blocks?))))
             .collect()
     });
-    designed.get(kernel).copied()
+    let (text, token) = designed.get(kernel)?;
+    scan::blocks_per_sm(text, token, cuda_arch).filter(|&b| b > 1)
+}
+
+/// `__CUDA_ARCH__` for an arch name: `sm_80` → 800, `sm_90a` → 900.
+pub fn cuda_arch(arch: &str) -> Option<u32> {
+    arch.strip_prefix("sm_")?.trim_end_matches('a').parse::<u32>().ok().map(|n| n * 10)
 }
 
 /// The launches already checked: per kernel, (threads per block, dynamic shared bytes). Looked up by the
@@ -70,7 +78,7 @@ impl Checked {
 /// Checks that `designed_blocks(kernel)` blocks of `cfg` fit on one of `rt`'s SMs: an error under emulation, a
 /// warning on a GPU, where the kernel still runs correctly and a failed query must not stop it.
 pub(crate) fn check(rt: &dyn Runtime, kernel: &str, cfg: &LaunchConfig, checked: &Checked) -> Result<()> {
-    let Some(designed) = designed_blocks(kernel) else {
+    let Some(designed) = designed_blocks(kernel, rt.arch().as_deref().and_then(cuda_arch)) else {
         return Ok(());
     };
     let shape = (cfg.block.0 * cfg.block.1 * cfg.block.2, cfg.shared_bytes);
@@ -129,11 +137,21 @@ mod tests {
 
     #[test]
     fn the_kernels_that_name_their_blocks_per_sm_are_found() {
-        assert_eq!(designed_blocks("attention_fwd_wgmma_d64_bf16"), Some(2));
-        assert_eq!(designed_blocks("gemm_sm90_tmaw_n128s3_f16"), Some(2));
-        assert_eq!(designed_blocks("attention_fwd_tail16x4_d64_bf16"), Some(4));
+        let emu = None;
+        assert_eq!(designed_blocks("attention_fwd_wgmma_d64_bf16", emu), Some(2));
+        assert_eq!(designed_blocks("gemm_sm90_tmaw_n128s3_f16", emu), Some(2));
+        // Built for 4 on Hopper and in the emulator, 3 on an A100 (its 164 KiB of shared memory).
+        assert_eq!(designed_blocks("attention_fwd_tail16x4_d64_bf16", emu), Some(4));
+        assert_eq!(designed_blocks("attention_fwd_tail16x4_d64_bf16", cuda_arch("sm_90")), Some(4));
+        assert_eq!(designed_blocks("attention_fwd_tail16x4_d64_bf16", cuda_arch("sm_80")), Some(3));
         // One block per SM, or none named: nothing to check.
-        assert_eq!(designed_blocks("gemm_sm90_coop_n128s4_bf16"), None);
-        assert_eq!(designed_blocks("gemm_bf16"), None);
+        assert_eq!(designed_blocks("gemm_sm90_coop_n128s4_bf16", emu), None);
+        assert_eq!(designed_blocks("gemm_bf16", emu), None);
+    }
+
+    #[test]
+    fn arch_names_become_cuda_arch_numbers() {
+        assert_eq!([cuda_arch("sm_80"), cuda_arch("sm_86"), cuda_arch("sm_90a")], [Some(800), Some(860), Some(900)]);
+        assert_eq!(cuda_arch("gfx90a"), None);
     }
 }

@@ -13,11 +13,10 @@ pub struct KernelDecl {
     pub name: String,
     /// Blocks in a cluster along the grid's x: the first of a `__cluster_dims__(x, 1, 1)` qualifier, else 1.
     pub cluster: u32,
-    /// The blocks per SM its `__launch_bounds__(threads, blocks)` is built for, when it names them: a number, or
-    /// a macro given by a `#define NAME number` line of the file (the last one: what sm_90 and the emulator
-    /// compile).
+    /// The second argument of its `__launch_bounds__(threads, blocks)`, when it names one: the blocks per SM it
+    /// is built for, as a number or a macro (`blocks_per_sm` resolves it for an arch).
     #[allow(dead_code)] // build.rs shares this file and reads only the name and cluster
-    pub min_blocks: Option<u32>,
+    pub min_blocks: Option<String>,
 }
 
 /// The kernels defined in `src`, in order.
@@ -48,7 +47,7 @@ pub fn kernels(src: &str) -> Vec<KernelDecl> {
                 let mut args = after[..close].trim_start_matches([' ', '(']).split(',').map(str::trim);
                 match qualifier {
                     "__cluster_dims__" => cluster = args.next().and_then(|x| x.parse().ok()).unwrap_or(1),
-                    "__launch_bounds__" => min_blocks = args.nth(1).and_then(|b| number_or_define(src, b)),
+                    "__launch_bounds__" => min_blocks = args.nth(1).map(str::to_string),
                     _ => {}
                 }
                 rest = after[close + 1..].trim_start();
@@ -62,14 +61,60 @@ pub fn kernels(src: &str) -> Vec<KernelDecl> {
     found
 }
 
-/// `token` as a number, or the number of the last `#define token number` line of `src`.
-fn number_or_define(src: &str, token: &str) -> Option<u32> {
-    token.parse().ok().or_else(|| {
-        src.lines()
-            .filter_map(|l| l.trim_start().strip_prefix("#define")?.trim_start().strip_prefix(token))
-            .filter_map(|value| value.trim().parse().ok())
-            .next_back()
-    })
+/// A `__launch_bounds__` block count (`token`: a number or a macro of `src`) as compiled for `cuda_arch` (the
+/// value of `__CUDA_ARCH__`, e.g. 800 or 900; None for the emulator, which has none): the macro's last
+/// `#define token number` line that the file's `#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < N` (or `>= N`),
+/// `#if defined(__CUDA_ARCH__)`, `#ifdef CPEAL_EMU` and their `#else` branches keep for that arch. A condition
+/// of another form counts as true.
+pub fn blocks_per_sm(src: &str, token: &str, cuda_arch: Option<u32>) -> Option<u32> {
+    if let Ok(n) = token.parse() {
+        return Some(n);
+    }
+    let mut open: Vec<Option<bool>> = Vec::new(); // each enclosing condition: true, false or unknown
+    let mut value = None;
+    for line in src.lines().map(str::trim) {
+        let directive = line.strip_prefix('#').map(str::trim_start).unwrap_or("");
+        if let Some(cond) = directive.strip_prefix("if ") {
+            open.push(arch_condition(cond.trim(), cuda_arch));
+        } else if let Some(name) = directive.strip_prefix("ifdef ") {
+            open.push((name.trim() == "CPEAL_EMU").then_some(cuda_arch.is_none()));
+        } else if let Some(name) = directive.strip_prefix("ifndef ") {
+            open.push((name.trim() == "CPEAL_EMU").then_some(cuda_arch.is_some()));
+        } else if directive.starts_with("else") {
+            if let Some(c) = open.last_mut() {
+                *c = c.map(|b| !b);
+            }
+        } else if directive.starts_with("elif") {
+            if let Some(c) = open.last_mut() {
+                *c = None;
+            }
+        } else if directive.starts_with("endif") {
+            open.pop();
+        } else if let Some(rest) = directive.strip_prefix("define") {
+            let defined = rest.trim_start().strip_prefix(token).filter(|r| r.starts_with([' ', '\t']));
+            if let (Some(v), true) =
+                (defined.and_then(|r| r.trim().parse().ok()), open.iter().all(|c| *c != Some(false)))
+            {
+                value = Some(v);
+            }
+        }
+    }
+    value
+}
+
+/// `defined(__CUDA_ARCH__)`, alone or `&& __CUDA_ARCH__ < N` / `>= N`, for `cuda_arch`; None for another form.
+fn arch_condition(cond: &str, cuda_arch: Option<u32>) -> Option<bool> {
+    let rest = cond.strip_prefix("defined(__CUDA_ARCH__)")?.trim();
+    if rest.is_empty() {
+        return Some(cuda_arch.is_some());
+    }
+    let test = rest.strip_prefix("&&")?.trim().strip_prefix("__CUDA_ARCH__")?.trim();
+    let (below, n) = match test.strip_prefix(">=") {
+        Some(n) => (false, n),
+        None => (true, test.strip_prefix('<')?),
+    };
+    let n: u32 = n.trim().parse().ok()?;
+    Some(cuda_arch.is_some_and(|a| (a < n) == below))
 }
 
 /// Files of Hopper-only kernels (wgmma, TMA): named `*_sm90.cu`. NVRTC builds them for sm_90a only; the
@@ -122,14 +167,49 @@ mod tests {
                    extern \"C\" __global__ void __launch_bounds__(128, BLOCKS) by_macro_bf16(int n) {}\n\
                    extern \"C\" __global__ void __launch_bounds__(128, UNKNOWN) unknown_bf16(int n) {}\n\
                    extern \"C\" __global__ void plain_f32(int n) {}\n";
-        let found: Vec<_> = kernels(src).into_iter().map(|k| (k.name, k.min_blocks)).collect();
+        // Per arch: sm_80, sm_90, the emulator (no __CUDA_ARCH__).
+        let found: Vec<_> = kernels(src)
+            .into_iter()
+            .map(|k| {
+                let per_arch = [Some(800), Some(900), None]
+                    .map(|arch| k.min_blocks.as_deref().and_then(|t| blocks_per_sm(src, t, arch)));
+                (k.name, per_arch)
+            })
+            .collect();
         let want = [
-            ("three_bf16", Some(3)),
-            ("unstated_bf16", None),
-            ("by_macro_bf16", Some(4)),
-            ("unknown_bf16", None),
-            ("plain_f32", None),
+            ("three_bf16", [Some(3); 3]),
+            ("unstated_bf16", [None; 3]),
+            ("by_macro_bf16", [Some(3), Some(4), Some(4)]),
+            ("unknown_bf16", [None; 3]),
+            ("plain_f32", [None; 3]),
         ];
         assert_eq!(found, want.map(|(n, b)| (n.to_string(), b)));
+    }
+
+    #[test]
+    fn block_counts_follow_the_arch_conditions_they_sit_in() {
+        let src = "#ifdef CPEAL_EMU
+#define B 1
+#else
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+                   #define B 2
+#endif
+#endif
+#if defined(__CUDA_ARCH__)
+#define C 5
+#endif
+                   #if SOMETHING_ELSE
+#define D 6
+#else
+#define D 7
+#endif
+#define BB 9
+";
+        let at = |token: &str, arch| blocks_per_sm(src, token, arch);
+        assert_eq!([at("B", None), at("B", Some(800)), at("B", Some(900))], [Some(1), None, Some(2)]);
+        assert_eq!([at("C", None), at("C", Some(800))], [None, Some(5)]);
+        assert_eq!(at("D", Some(900)), Some(7), "an unknown condition counts as true: the last define");
+        assert_eq!(at("BB", None), Some(9), "B's value is not BB's");
+        assert_eq!(at("12", None), Some(12));
     }
 }
