@@ -1,6 +1,7 @@
 // kernels/topk.cu — the exact top-k of one score column on the device (`src/gpu/ops/topk.rs`): best first, ties
 // to the lower index, rows with skip[i] != 0 left out, NaN ranked as −∞ and −0 as +0. Row i's score is
-// scores[i·stride + col]; k ≤ TOPK_SLICE / 2.
+// scores[i·stride + col]. One block's sort (topk_block_f32, topk_radix_sort_f32) takes k ≤ TOPK_SLICE / 2; the
+// radix select any k (a larger k's candidates are sorted on the host).
 //
 // n ≤ TOPK_SLICE rows: topk_block_f32 alone (one block sorts them in shared memory).
 // More: a radix select of the k-th largest key, 11 bits a pass, then the rows above it and the first rows equal

@@ -1,5 +1,5 @@
 //! The selection engine's device path on `cuda-emu` picks exactly the CPU path's indices: entropy, least
-//! confidence and margin through `uncertainty_scores` + `topk_partial`, coreset through `mindist_update` +
+//! confidence and margin through `uncertainty_scores` + the device top-k, coreset through `mindist_update` +
 //! `argmax`. Run with `cargo test --features cuda-emu --test select_gpu`.
 #![cfg(feature = "cuda-emu")]
 
@@ -52,8 +52,9 @@ fn uncertainty_on_device_picks_the_cpu_indices() {
     }
 }
 
+/// A budget past what one block sorts: the device gathers the candidates, the host sorts them.
 #[test]
-fn uncertainty_beyond_topk_max_ranks_on_the_host() {
+fn uncertainty_with_a_budget_past_one_blocks_sort() {
     let (n, c, budget) = (1500usize, 4usize, 1100usize);
     let logits = random_matrix(n, c, 3.0, 5);
     let preds = Predictions::logits(Mat::from_f32(&logits[..], n, c, "logits").unwrap());

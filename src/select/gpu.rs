@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::pool::mean_tokens;
 use crate::gpu::ops::select as sel;
 use crate::gpu::ops::softmax::argmax;
-use crate::gpu::ops::topk::{topk as device_topk, Column, TOPK_MAX};
+use crate::gpu::ops::topk::{topk as device_topk, Column};
 use crate::gpu::{DType, GpuBuffer, GpuDevice};
 
 /// `select_with_scores` with the scoring on `dev` where a kernel exists, the CPU path elsewhere.
@@ -102,17 +102,12 @@ fn uncertainty(kind: Uncertainty, input: &SelectionInput, dev: &GpuDevice) -> Re
     }
     let labeled = input.labeled_mask(n);
     let k = input.budget.min(n);
-    let kth = if k <= TOPK_MAX {
+    let kth = if k == 0 {
+        f64::INFINITY // nothing to pick
+    } else {
         let skip = skip_mask(dev, &labeled)?;
         let best = device_topk(dev, n, k, Column { stride: sel::SCORE_COLS, col }, &out, Some(&skip))?;
-        if best.len() == k {
-            best[k - 1].1 as f64
-        } else {
-            f64::NEG_INFINITY
-        }
-    } else {
-        let wide: Vec<f64> = device.iter().map(|&s| s as f64).collect();
-        topk::top_k(&wide, &labeled, k).last().map_or(f64::NEG_INFINITY, |&i| wide[i])
+        best.get(k - 1).map_or(f64::NEG_INFINITY, |b| b.1 as f64)
     };
     let floor = kth - 2.0 * score_tolerance(c);
     let candidates: Vec<usize> = (0..n).filter(|&i| !labeled[i] && device[i] as f64 >= floor).collect();

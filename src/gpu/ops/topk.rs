@@ -1,8 +1,9 @@
 //! Launchers for `kernels/topk.cu`: the exact top-k of one score column on the device, best first, ties to the
-//! lower index. Up to `TOPK_SLICE` rows, one block sorts them (`topk_block_f32`). Beyond, a radix select finds
-//! the k-th largest score in three histogram passes of 11 bits, the k rows are gathered and one block sorts
-//! them: seven launches whatever n and k (until 2026-12-07: a bitonic sort of every 2048-row slice, then
-//! log₂ of the slices' merges), and only the k results go to the host.
+//! lower index. Up to `TOPK_SLICE` rows and k ≤ `DEVICE_SORT_MAX`, one block sorts them (`topk_block_f32`).
+//! Otherwise a radix select finds the k-th largest score in three histogram passes of 11 bits and the k rows
+//! are gathered: seven launches whatever n and k (until 2026-12-07: a bitonic sort of every 2048-row slice,
+//! then log₂ of the slices' merges, for k ≤ 1024 only). One block sorts up to `DEVICE_SORT_MAX` of them;
+//! a larger k's candidates are sorted on the host. Only the k results go to the host either way.
 
 use super::{check, int};
 use crate::error::{Error, Result};
@@ -10,8 +11,10 @@ use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
 
 /// Rows one block of `topk_block_f32` sorts, and rows a block of the radix passes reads (`TOPK_SLICE`).
 pub const TOPK_SLICE: usize = 2048;
-/// Largest k the top-k kernels take; a caller wanting more ranks the downloaded scores on the host.
-pub const TOPK_MAX: usize = 1024;
+/// Largest k whose results one block sorts on the device (`topk_block_f32`, `topk_radix_sort_f32`).
+pub const DEVICE_SORT_MAX: usize = 1024;
+/// Word of the radix state counting the candidates gathered (`ST_TAKEN`).
+const ST_TAKEN: usize = 4;
 /// Threads in a block of every top-k kernel (`TOPK_THREADS`).
 const THREADS: u32 = 256;
 /// Words of the radix select's state (`RADIX_STATE`) and of its histogram (`RADIX_BINS`).
@@ -36,12 +39,13 @@ struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    /// Checked: k in 1..=TOPK_MAX, the column inside its stride, and buffers long enough for n rows.
+    /// Checked: k ≥ 1, the column inside its stride, and buffers long enough for n rows (k above n is cut to n).
     fn new(n: usize, k: usize, column: Column, scores: &'a GpuBuffer, skip: Option<&'a GpuBuffer>) -> Result<Self> {
         let kernel = "topk";
-        if k == 0 || k > TOPK_MAX {
-            return Err(Error::kernel(kernel, format!("k = {k} outside 1..={TOPK_MAX}")));
+        if k == 0 {
+            return Err(Error::kernel(kernel, "k = 0"));
         }
+        let k = k.min(n);
         if column.col >= column.stride.max(1) {
             return Err(Error::kernel(kernel, format!("column {} of stride {}", column.col, column.stride)));
         }
@@ -92,29 +96,66 @@ pub fn topk(
     skip: Option<&GpuBuffer>,
 ) -> Result<Vec<(usize, f32)>> {
     let rows = Rows::new(n, k, column, scores, skip)?;
-    let (idx, val) = if n <= TOPK_SLICE { sort_one_block(dev, &rows)? } else { radix_select(dev, &rows)? };
-    let (idx, val) = (dev.download_i32(&idx)?, dev.download(&val)?);
+    if n <= TOPK_SLICE && rows.k <= DEVICE_SORT_MAX {
+        let (idx, val) = (dev.alloc(DType::I32, rows.k)?, dev.alloc(DType::F32, rows.k)?);
+        rows.launch(dev, "topk_block_f32", 1, &[&idx, &val], None)?;
+        return download_sorted(dev, &idx, &val);
+    }
+    let work = radix_select(dev, &rows)?;
+    if rows.k <= DEVICE_SORT_MAX {
+        return sort_on_device(dev, &work, rows.k);
+    }
+    // The state and the candidates' indices are one download, their values a second.
+    let head = dev.download_i32(&work.words.slice(0, RADIX_STATE + rows.k)?)?;
+    let taken = (head[ST_TAKEN] as usize).min(rows.k);
+    let values = dev.download(&work.cand_val.slice(0, taken.max(1))?)?;
+    let mut best: Vec<(usize, f32)> = head[RADIX_STATE..][..taken].iter().map(|&i| i as usize).zip(values).collect();
+    // Scores are never NaN here (the kernels rank NaN as −∞ and report it so); −0 and +0 tie, as on the device.
+    best.sort_unstable_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
+    Ok(best)
+}
+
+/// k sorted results (index −1 in unused slots) as (row, score) pairs, up to the first unused slot.
+fn download_sorted(dev: &GpuDevice, idx: &GpuBuffer, val: &GpuBuffer) -> Result<Vec<(usize, f32)>> {
+    let (idx, val) = (dev.download_i32(idx)?, dev.download(val)?);
     Ok(idx.into_iter().zip(val).take_while(|&(i, _)| i >= 0).map(|(i, v)| (i as usize, v)).collect())
 }
 
-/// `topk_block_f32`: the k best of n ≤ TOPK_SLICE rows (index −1 in unused slots).
-fn sort_one_block(dev: &GpuDevice, rows: &Rows) -> Result<(GpuBuffer, GpuBuffer)> {
-    let (idx, val) = (dev.alloc(DType::I32, rows.k)?, dev.alloc(DType::F32, rows.k)?);
-    rows.launch(dev, "topk_block_f32", 1, &[&idx, &val], None)?;
-    Ok((idx, val))
+/// The radix select's device memory: one I32 workspace of the state, the k candidates' indices, the
+/// histogram and each block's tie count; the candidates' scores in F32.
+struct RadixWork {
+    words: GpuBuffer,
+    state: GpuBuffer,
+    cand_idx: GpuBuffer,
+    cand_val: GpuBuffer,
 }
 
-/// The radix select: init, three passes, tie counts, gather, sort; one I32 and one F32 workspace hold the
-/// state, the histogram, each block's tie count, the candidates and the result.
-fn radix_select(dev: &GpuDevice, rows: &Rows) -> Result<(GpuBuffer, GpuBuffer)> {
+/// `topk_radix_sort_f32`: one block sorts the k ≤ DEVICE_SORT_MAX candidates, then the download.
+fn sort_on_device(dev: &GpuDevice, work: &RadixWork, k: usize) -> Result<Vec<(usize, f32)>> {
+    let (out_idx, out_val) = (dev.alloc(DType::I32, k)?, dev.alloc(DType::F32, k)?);
+    let mut args = KernelArgs::new();
+    args.i32(int("topk_radix_sort_f32", "k", k)?)
+        .buf(&work.state)
+        .buf(&work.cand_idx)
+        .buf(&work.cand_val)
+        .buf(&out_idx)
+        .buf(&out_val);
+    // SAFETY: signature (int k, const unsigned* state, const int* cand_idx, const float* cand_val, int* out_idx,
+    // float* out_val); the candidates and outputs hold k ≤ DEVICE_SORT_MAX each, and the gather took at most k.
+    unsafe { dev.launch("topk_radix_sort_f32", LaunchConfig::linear(1, THREADS), &mut args)? };
+    download_sorted(dev, &out_idx, &out_val)
+}
+
+/// The radix select up to the gather: init, three passes, tie counts, gather. ST_TAKEN of the state counts the
+/// candidates (min(k, rows taking part)), in any order.
+fn radix_select(dev: &GpuDevice, rows: &Rows) -> Result<RadixWork> {
     let (k, blocks) = (rows.k, rows.blocks());
-    let words = dev.alloc(DType::I32, RADIX_STATE + RADIX_BINS + blocks + 2 * k)?;
-    let values = dev.alloc(DType::F32, 2 * k)?;
+    let words = dev.alloc(DType::I32, RADIX_STATE + k + RADIX_BINS + blocks)?;
+    let cand_val = dev.alloc(DType::F32, k)?;
     let state = words.slice(0, RADIX_STATE)?;
-    let hist = words.slice(RADIX_STATE, RADIX_BINS)?;
-    let ties = words.slice(RADIX_STATE + RADIX_BINS, blocks)?;
-    let (cand_idx, out_idx) = (words.slice(words.len() - 2 * k, k)?, words.slice(words.len() - k, k)?);
-    let (cand_val, out_val) = (values.slice(0, k)?, values.slice(k, k)?);
+    let cand_idx = words.slice(RADIX_STATE, k)?;
+    let hist = words.slice(RADIX_STATE + k, RADIX_BINS)?;
+    let ties = words.slice(RADIX_STATE + k + RADIX_BINS, blocks)?;
     let mut args = KernelArgs::new();
     args.buf(&state).buf(&hist);
     // SAFETY: signature (unsigned* state, unsigned* hist); both as long as RADIX_STATE and RADIX_BINS.
@@ -124,10 +165,5 @@ fn radix_select(dev: &GpuDevice, rows: &Rows) -> Result<(GpuBuffer, GpuBuffer)> 
     }
     rows.launch(dev, "topk_radix_ties_f32", blocks, &[&state, &ties], None)?;
     rows.launch(dev, "topk_radix_gather_f32", blocks, &[&state, &ties, &cand_idx, &cand_val], None)?;
-    let mut args = KernelArgs::new();
-    args.i32(int("topk_radix_sort_f32", "k", k)?).buf(&state).buf(&cand_idx).buf(&cand_val).buf(&out_idx).buf(&out_val);
-    // SAFETY: signature (int k, const unsigned* state, const int* cand_idx, const float* cand_val, int* out_idx,
-    // float* out_val); the candidates and outputs hold k each, and the gather took at most k.
-    unsafe { dev.launch("topk_radix_sort_f32", LaunchConfig::linear(1, THREADS), &mut args)? };
-    Ok((out_idx, out_val))
+    Ok(RadixWork { words, state, cand_idx, cand_val })
 }

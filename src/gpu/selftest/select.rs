@@ -5,7 +5,7 @@ use rand::Rng;
 
 use super::{case, poisoned, random, Case, DTYPES};
 use crate::gpu::ops::select::{self as sel, BadgeInputs};
-use crate::gpu::ops::topk::{topk, Column, TOPK_SLICE};
+use crate::gpu::ops::topk::{topk, Column, DEVICE_SORT_MAX, TOPK_SLICE};
 use crate::gpu::{reference as r, DType};
 use crate::select::gpu::device_score_error;
 
@@ -137,7 +137,8 @@ fn topk_cases(out: &mut Vec<Case>) {
     use Scores::*;
     // Up to 2048 rows one block sorts (one row, k past the rows that take part, the largest k); beyond, the
     // radix select: two slices, one of them a row, ties across slices (more rows equal to the k-th score than
-    // are taken), none, all rows equal, NaN and signed zeros, fewer rows taking part than k.
+    // are taken), none, all rows equal, NaN and signed zeros, fewer rows taking part than k; then k past one
+    // block's sort (the candidates sorted on the host) on one slice, with ties, with NaN, with few rows.
     for (n, k, stride, scores, skip) in [
         (1usize, 1usize, 1usize, Grid, Skip::None),
         (37, 5, 3, Grid, Skip::Some),
@@ -155,8 +156,12 @@ fn topk_cases(out: &mut Vec<Case>) {
         (6000, 1000, 1, Special, Skip::None),
         (3000, 1000, 3, Grid, Skip::Most),
         (5000, 1, 1, Continuous, Skip::Most),
+        (1500, 1400, 1, Grid, Skip::None),
+        (30000, 5000, 3, Grid, Skip::Some),
+        (20000, 3000, 1, Special, Skip::None),
+        (3000, 3000, 1, Continuous, Skip::Most),
     ] {
-        let kernel = if n <= TOPK_SLICE { "topk_block_f32" } else { "topk_radix_f32" };
+        let kernel = if n <= TOPK_SLICE && k <= DEVICE_SORT_MAX { "topk_block_f32" } else { "topk_radix_f32" };
         out.push(case(
             "select",
             kernel.into(),
