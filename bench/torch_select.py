@@ -1,20 +1,18 @@
 #!/usr/bin/env python3
 """PyTorch eager beside cpeal's selection rows on the same GPU in the same run (the anchor of the selection
 table of `cpeal bench-kernels`): over [rows, 1000] logits in f32 and bf16, the entropy of the softmax, the top
-1000 of those scores by torch.topk with the indices downloaded (as cpeal's top-k downloads its k rows), and the
-two in a row. PyTorch computes the entropy only; cpeal's kernel writes entropy, least confidence and margin.
+k of those scores by torch.topk with the indices downloaded (as cpeal's top-k downloads its k rows) for each k
+cpeal timed, and scores + top-1000 in a row. PyTorch computes the entropy only; cpeal's kernel writes entropy,
+least confidence and margin.
 
     python3 bench/torch_select.py <bench-kernels output>      (prints a markdown table)
 """
 import re
 import sys
 
-STEPS = ("scores", "top-1000", "scores + top-1000")
-
-
 def our_rows(text):
     """{(step, dtype): (shape, us)} from bench-kernels' selection table, over 1000 classes: `scores` is the
-    `uncertainty_scores_<dtype>` row, `top-1000` the top-k row after it, `scores + top-1000` the end-to-end row."""
+    `uncertainty_scores_<dtype>` row, `top-<k>` the top-k rows after it, `scores + top-1000` the end-to-end row."""
     rows, dtype = {}, None
     for line in text.splitlines():
         cells = [c.strip() for c in line.split("|")]
@@ -27,12 +25,13 @@ def our_rows(text):
             continue
         scores = re.fullmatch(r"uncertainty_scores_(f32|bf16)", label)
         both = re.fullmatch(r"scores \+ top-1000 \((f32|bf16)\)", label)
+        top = re.fullmatch(r"top-(\d+) \(.*\)", label)
         if scores:
             dtype = scores.group(1) if shape.endswith(" x 1000") else None
             if dtype:
                 rows[("scores", dtype)] = (shape, us)
-        elif label.startswith("top-1000") and dtype:
-            rows[("top-1000", dtype)] = (shape, us)
+        elif top and dtype:
+            rows[(f"top-{top.group(1)}", dtype)] = (shape, us)
         elif both:
             rows[("scores + top-1000", both.group(1))] = (shape, us)
     return rows
@@ -58,14 +57,15 @@ def main():
             return -(lp.exp() * lp).sum(-1)
 
         h = entropy()
-        theirs = {
-            "scores": median_ms(entropy, 10),
-            "top-1000": median_ms(lambda: torch.topk(h, 1000).indices.cpu(), 20),
-            "scores + top-1000": median_ms(lambda: torch.topk(entropy(), 1000).indices.cpu(), 10),
-        }
-        for step in STEPS:
-            us = ours.get((step, name), ("", float("nan")))[1]
-            print(f"| {step} ({name}) | {us:.1f} | {theirs[step] * 1e3:.1f} | {theirs[step] * 1e3 / us:.2f} |")
+        for step in sorted((s for s, d in ours if d == name), key=lambda s: (s.startswith("scores +"), len(s), s)):
+            if step == "scores":
+                ms = median_ms(entropy, 10)
+            elif step.startswith("top-"):
+                ms = median_ms(lambda: torch.topk(h, int(step[4:])).indices.cpu(), 20)
+            else:
+                ms = median_ms(lambda: torch.topk(entropy(), 1000).indices.cpu(), 10)
+            us = ours[(step, name)][1]
+            print(f"| {step} ({name}) | {us:.1f} | {ms * 1e3:.1f} | {ms * 1e3 / us:.2f} |")
         del x, h
         torch.cuda.empty_cache()
 
