@@ -95,6 +95,33 @@ fn coreset_on_device_picks_the_cpu_indices() {
     }
 }
 
+/// Many picks over clustered rows, so that most rows are skipped without reading their features (the new
+/// centre provably no closer), with exact duplicates (distance 0), as bf16 (16-byte vector loads) and f32 with
+/// an odd width (scalar loads), and more rows than the update's warps (they stride).
+#[test]
+fn coreset_on_device_skips_rows_as_the_cpu_does() {
+    let (n, clusters) = (800usize, 25usize);
+    for (d, bf16) in [(32usize, true), (13, false)] {
+        let centres = random_matrix(clusters, d, 10.0, 7);
+        let noise = random_matrix(n, d, 0.3, 8);
+        let x: Vec<f32> = (0..n * d)
+            .map(|j| {
+                let (row, col) = (j / d, j % d);
+                let row = if row % 50 == 49 { row - 1 } else { row }; // every 50th row repeats the one before
+                centres[(row % clusters) * d + col] + noise[row * d + col]
+            })
+            .collect();
+        let bytes: Vec<u8> = x.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
+        let features = if bf16 {
+            Mat::from_bf16_bytes(&bytes, n, d, "features").unwrap()
+        } else {
+            Mat::from_f32(&x[..], n, d, "features").unwrap()
+        };
+        let input = SelectionInput::new(60).with_features(features).with_labeled(vec![5, 17, 799], None).with_seed(3);
+        assert_same(Strategy::Coreset, &input, &format!("clustered d{d} bf16 {bf16}"));
+    }
+}
+
 #[test]
 fn other_strategies_fall_back_to_the_cpu_path() {
     let (n, c) = (50usize, 4usize);

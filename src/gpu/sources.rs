@@ -33,6 +33,7 @@ pub const SOURCES: &[KernelSource] = kernel_sources![
     "attention.cu",
     "attention_sm90.cu",
     "bank_probe.cu",
+    "coreset.cu",
     "elementwise.cu",
     "gemm.cu",
     "gemm_persistent_sm90.cu",

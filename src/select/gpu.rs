@@ -2,10 +2,10 @@
 //! margin score the logits with `uncertainty_scores_*` (the logits are uploaded as stored and read once) and
 //! find the K-th best device score with the device top-k; then every row whose device score is within the
 //! error bound of that K-th score is rescored on the host exactly as the CPU path scores it, so the picks and
-//! their order are the CPU path's on any input (see [`uncertainty`]). Coreset keeps the features and the
-//! running min-distances on the device (`mindist_update_*` per new centre, then `argmax_f32` for the farthest
-//! row); its distances are f32 sums in another order than the CPU's. Every other strategy, PCB, MC samples and
-//! probability inputs run the CPU path unchanged.
+//! their order are the CPU path's on any input (see [`uncertainty`]). Coreset keeps the features, the centres
+//! and the running min-distances on the device (`ops::coreset`: two launches a centre, no host round trip, rows
+//! the new centre cannot come closer to skipped as on the CPU); its distances are f32 sums in another order
+//! than the CPU's. Every other strategy, PCB, MC samples and probability inputs run the CPU path unchanged.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -15,9 +15,9 @@ use super::matrix::Stored;
 use super::uncertainty::{cpu_score_error, logit_row_score, score_error_bound, Uncertainty};
 use super::{scores_for_output, select_with_scores, topk, Mat, PredictionKind, Selection, SelectionInput, Strategy};
 use crate::error::{Error, Result};
+use crate::gpu::ops::coreset::Coreset;
 use crate::gpu::ops::pool::mean_tokens;
 use crate::gpu::ops::select as sel;
-use crate::gpu::ops::softmax::argmax;
 use crate::gpu::ops::topk::{topk as device_topk, Column};
 use crate::gpu::{DType, GpuBuffer, GpuDevice};
 
@@ -132,46 +132,31 @@ fn skip_mask(dev: &GpuDevice, labeled: &[bool]) -> Result<GpuBuffer> {
 }
 
 /// k-center greedy as `coreset::select`: labelled rows are the first centres; with none, the first pick is the
-/// same seeded uniform draw; each next pick is the farthest active row (ties to the lower index).
+/// same seeded uniform draw; each next pick is the farthest active row (ties to the lower index). The centres
+/// stay on the device (`ops::coreset`) until the end: two launches a centre, one download of all the picks.
 fn coreset(input: &SelectionInput, dev: &GpuDevice) -> Result<Selection> {
     let features = input.features_for("coreset")?;
     let (n, d) = (features.rows(), features.cols());
     let labeled = input.labeled_mask(n);
     let x = upload_stored(dev, features)?;
-    let start: Vec<f32> = labeled.iter().map(|&l| if l { -1.0 } else { f32::INFINITY }).collect();
-    let mindist = dev.upload(&start, DType::F32)?;
-    let far = dev.alloc(DType::I32, 1)?;
-    let mut active = labeled.iter().filter(|&&l| !l).count();
-    // The farthest active row after the updates so far (`None` once no row is active).
-    let farthest = |active: usize| -> Result<Option<usize>> {
-        if active == 0 {
-            return Ok(None);
-        }
-        argmax(dev, 1, n, &mindist, &far)?;
-        Ok(Some(dev.download(&far)?[0] as usize))
-    };
-    let mut next = None;
     let centres: Vec<usize> = input.labeled.iter().copied().filter(|&i| i < n).collect();
-    for (k, &centre) in centres.iter().enumerate() {
-        sel::mindist_update(dev, n, d, &x, &mindist, centre)?;
-        if k + 1 == centres.len() {
-            next = farthest(active)?;
-        }
-    }
-    if centres.is_empty() {
+    let first = if centres.is_empty() {
         let pool: Vec<usize> = (0..n).filter(|&i| !labeled[i]).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(input.seed);
-        next = pool.get(rng.random_range(0..pool.len().max(1))).copied();
+        pool.get(rng.random_range(0..pool.len().max(1))).copied()
+    } else {
+        None // the farthest row after the labelled centres
+    };
+    let budget = if centres.is_empty() && first.is_none() { 0 } else { input.budget };
+    let state = Coreset::new(dev, d, &x, &labeled, (centres.len() + budget).max(1))?;
+    for (s, &centre) in centres.iter().enumerate() {
+        state.add(dev, s, Some(centre))?;
     }
-    let mut order = Vec::with_capacity(input.budget);
-    while order.len() < input.budget {
-        let Some(pick) = next else { break };
-        order.push(pick);
-        sel::mindist_update(dev, n, d, &x, &mindist, pick)?;
-        active -= 1;
-        next = farthest(active)?;
+    for t in 0..budget {
+        state.add(dev, centres.len() + t, if t == 0 { first } else { None })?;
     }
-    let m = dev.download(&mindist)?;
+    let order = state.centres(dev, centres.len())?;
+    let m = dev.download(state.mindist())?;
     let scores = m.iter().zip(&labeled).map(|(&m, &l)| if l { f32::NAN } else { m.max(0.0).sqrt() });
     Ok(Selection { indices: order, scores: Some(scores.collect()) })
 }
