@@ -18,6 +18,7 @@ pub(super) fn select_cases(out: &mut Vec<Case>) {
     uncertainty_bound_cases(out);
     topk_cases(out);
     mindist_cases(out);
+    coreset_cases(out);
     badge_cases(out);
 }
 
@@ -225,6 +226,44 @@ fn mindist_cases(out: &mut Vec<Case>) {
                     let m = dev.upload(&m0, DType::F32)?;
                     sel::mindist_update(dev, n, d, &dev.upload(&x, dt)?, &m, centre)?;
                     Ok((dev.download(&m)?, r::mindist_update(n, d, &x, &m0, centre)))
+                }),
+            ));
+        }
+    }
+}
+
+/// `cpeal select`'s device coreset (`kernels/coreset.cu`) against the CPU path: the same picks in the same
+/// order, and the same distances to f32 rounding. 16-byte rows with labelled centres; an odd width, seeded.
+fn coreset_cases(out: &mut Vec<Case>) {
+    use crate::select::{gpu::select_on_device, select_with_scores, Mat, SelectionInput, Strategy};
+    for dt in DTYPES {
+        for (n, d, budget, labelled) in [(300usize, 24usize, 40usize, vec![3usize, 299]), (1000, 13, 60, vec![])] {
+            let shape = format!("n{n} d{d} budget{budget} labelled{}", labelled.len());
+            out.push(case(
+                "select",
+                format!("coreset_update_{}", dt.suffix()),
+                shape,
+                1e-5,
+                Box::new(move |dev, rng| {
+                    let bytes = dt.encode(&random(rng, n * d, -1.0, 1.0, dt));
+                    let features = match dt {
+                        DType::Bf16 => Mat::from_bf16_bytes(&bytes, n, d, "features"),
+                        DType::F16 => Mat::from_f16_bytes(&bytes, n, d, "features"),
+                        _ => Mat::from_f32_bytes(&bytes, n, d, "features"),
+                    }?;
+                    let input =
+                        SelectionInput::new(budget).with_features(features).with_labeled(labelled.clone(), None);
+                    let (gpu, cpu) = (
+                        select_on_device(Strategy::Coreset, &input, dev)?,
+                        select_with_scores(Strategy::Coreset, &input)?,
+                    );
+                    // Picks (as numbers: one wrong pick is a large error), then the finite distances.
+                    let finite = |s: Option<Vec<f32>>| s.unwrap_or_default().into_iter().filter(|v| v.is_finite());
+                    let mut got: Vec<f32> = gpu.indices.iter().map(|&i| i as f32).collect();
+                    got.extend(finite(gpu.scores));
+                    let mut want: Vec<f64> = cpu.indices.iter().map(|&i| i as f64).collect();
+                    want.extend(finite(cpu.scores).map(f64::from));
+                    Ok((got, want))
                 }),
             ));
         }

@@ -133,7 +133,8 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
         println!("| layernorm_stats_warp_bf16 | {rows} x {cols} | {:.1} | {gbs:.0} |", secs * 1e6);
     }
     bench_attention(&dev, args, &mut rng)?;
-    bench_selection(&dev, args)
+    bench_selection(&dev, args)?;
+    bench_coreset(&dev, args)
 }
 
 /// The rows of one GEMM shape with LayerNorms folded in (CPEAL_LN_FOLD), on the automatic kernel: on qkv and fc1
@@ -251,6 +252,47 @@ fn bench_selection(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
             println!("| scores + top-1000 ({}) | {rows} x {c} | {:.1} | {gbs:.0} |", dt.suffix(), secs * 1e6);
         }
     }
+    Ok(())
+}
+
+/// Coreset: 100 picks over [pool_rows / 4, 768] bf16 features as `cpeal select` runs them (two launches a pick,
+/// one download at the end), beside the path before 2026-12-07 (`mindist_update`, a one-block `argmax_f32` over
+/// every row and a download, each pick). The features are hashed, not clustered, so few rows are skipped.
+fn bench_coreset(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
+    use ops::coreset::Coreset;
+    let (n, d, picks) = ((args.pool_rows / 4).max(1), 768usize, 100usize);
+    let features: Vec<f32> =
+        (0..n * d).map(|i| ((i.wrapping_mul(2654435761) >> 9) % 2001) as f32 / 1000.0 - 1.0).collect();
+    let x = dev.upload(&features, DType::Bf16)?;
+    drop(features);
+    let labelled = vec![false; n];
+    let secs = time(dev, 1, &|| {
+        let state = Coreset::new(dev, d, &x, &labelled, picks)?;
+        (0..picks).try_for_each(|t| state.add(dev, t, (t == 0).then_some(0)))?;
+        state.centres(dev, 0).map(|_| ())
+    })?;
+    println!("\n| coreset kernel | shape | time a pick (us) | GB/s read |\n|---|---|---|---|");
+    let gbs = |secs: f64| (n * d * 2) as f64 / (secs / picks as f64) / 1e9;
+    println!(
+        "| coreset_centre + coreset_update, {picks} picks | {n} x {d} | {:.1} | {:.0} |",
+        secs * 1e6 / picks as f64,
+        gbs(secs)
+    );
+    let (mindist, far) = (dev.upload(&vec![f32::INFINITY; n], DType::F32)?, dev.alloc(DType::I32, 1)?);
+    let secs = time(dev, 1, &|| {
+        let mut pick = 0;
+        for _ in 0..picks {
+            ops::select::mindist_update(dev, n, d, &x, &mindist, pick)?;
+            ops::softmax::argmax(dev, 1, n, &mindist, &far)?;
+            pick = dev.download_i32(&far)?[0].max(0) as usize;
+        }
+        Ok(())
+    })?;
+    println!(
+        "| mindist_update + argmax + download (before), {picks} picks | {n} x {d} | {:.1} | {:.0} |",
+        secs * 1e6 / picks as f64,
+        gbs(secs)
+    );
     Ok(())
 }
 
