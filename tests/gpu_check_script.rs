@@ -130,6 +130,8 @@ fn every_candidate_setting_reaches_the_binary_and_the_report_comes_back() {
     assert!(report.contains("- `CPEAL_ATTENTION=wgmma`: gemm_auto, attention_wgmma"), "{report}");
     // PyTorch's own kernels beside ours (no PyTorch here, so the script says it could not profile).
     assert!(report.contains("PyTorch eager (the anchor), per forward:\n\n(no profile"), "{report}");
+    // The selection comparison runs last, and its failure (no PyTorch here) leaves the report whole.
+    assert!(report.contains("(no selection comparison: bench/torch_select.py failed)"), "{report}");
 }
 
 #[test]
