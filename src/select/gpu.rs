@@ -147,7 +147,8 @@ fn coreset(input: &SelectionInput, dev: &GpuDevice) -> Result<Selection> {
     } else {
         None // the farthest row after the labelled centres
     };
-    let budget = if centres.is_empty() && first.is_none() { 0 } else { input.budget };
+    // Each pick leaves one active row fewer: no launches past the last.
+    let budget = input.budget.min(labeled.iter().filter(|&&l| !l).count());
     let state = Coreset::new(dev, d, &x, &labeled, (centres.len() + budget).max(1))?;
     for (s, &centre) in centres.iter().enumerate() {
         state.add(dev, s, Some(centre))?;

@@ -103,11 +103,17 @@ pub fn topk(
     }
     let work = radix_select(dev, &rows)?;
     if rows.k <= DEVICE_SORT_MAX {
-        return sort_on_device(dev, &work, rows.k);
+        sort_on_device(dev, &work, rows.k)
+    } else {
+        sort_on_host(dev, &work, rows.k)
     }
-    // The state and the candidates' indices are one download, their values a second.
-    let head = dev.download_i32(&work.words.slice(0, RADIX_STATE + rows.k)?)?;
-    let taken = (head[ST_TAKEN] as usize).min(rows.k);
+}
+
+/// The gathered candidates, downloaded (the state and their indices in one copy, their scores in a second) and
+/// sorted on the host: for a k past what one block sorts.
+fn sort_on_host(dev: &GpuDevice, work: &RadixWork, k: usize) -> Result<Vec<(usize, f32)>> {
+    let head = dev.download_i32(&work.words.slice(0, RADIX_STATE + k)?)?;
+    let taken = (head[ST_TAKEN] as usize).min(k);
     let values = dev.download(&work.cand_val.slice(0, taken.max(1))?)?;
     let mut best: Vec<(usize, f32)> = head[RADIX_STATE..][..taken].iter().map(|&i| i as usize).zip(values).collect();
     // Scores are never NaN here (the kernels rank NaN as −∞ and report it so); −0 and +0 tie, as on the device.
