@@ -209,8 +209,9 @@ fn missing_cp_async_wait_gives_wrong_result_under_emu() {
     assert_ne!(dev.download(&yb).unwrap(), x, "reads before cp.async.wait_group must not see the data");
 }
 
-/// A kernel built for 4 blocks per SM runs with the shared memory of a quarter SM (228 KiB, less 1 KiB kept per
-/// block), and fails to launch with 16 bytes more, naming the kernel and the blocks it was built for.
+/// A kernel built for 4 blocks per SM (on sm_80 and sm_90 alike) runs with the shared memory of a quarter of an
+/// A100's SM (164 KiB, less 1 KiB kept per block), and fails to launch with 16 bytes more, naming the kernel, the
+/// blocks it was built for and the SM; past a quarter of a Hopper SM (228 KiB) the message names sm_90.
 #[test]
 fn launch_bounds_blocks_per_sm_are_held_to_the_shared_memory() {
     let dev = dev();
@@ -226,11 +227,14 @@ fn launch_bounds_blocks_per_sm_are_held_to_the_shared_memory() {
         // memory used.
         unsafe { dev.launch("probe_occupancy_f32", cfg, &mut args) }.map(|()| dev.download(&yb).unwrap())
     };
-    let quarter = 228 * 1024 / 4 - 1024;
-    assert_eq!(launch(quarter).unwrap(), x);
-    for _ in 0..2 {
-        let err = launch(quarter + 16).unwrap_err().to_string();
+    let quarter = |kib: u32| kib * 1024 / 4 - 1024;
+    assert_eq!(launch(quarter(164)).unwrap(), x);
+    for (shared, sm) in
+        [(quarter(164) + 16, "an sm_80 SM"), (quarter(164) + 16, "an sm_80 SM"), (quarter(228) + 16, "an sm_90 SM")]
+    {
+        let err = launch(shared).unwrap_err().to_string();
         assert!(err.contains("probe_occupancy_f32") && err.contains("built for 4 blocks per SM"), "{err}");
+        assert!(err.contains(sm), "{err}");
     }
 }
 

@@ -4,7 +4,8 @@
 //! (ptxas spills instead, and the NVRTC check fails a spill); shared memory can, since the launcher sizes it: a
 //! block that asks for more than its share of the SM silently runs alone, correct and slower, which no test of
 //! results sees. So each launch of such a kernel is checked, once per block size and shared memory: the
-//! emulator (an sm_90 SM's limits) fails the launch, a GPU (the driver's count) warns once.
+//! emulator fails the launch (against an sm_90 SM's limits, and an sm_80 SM's for kernels that also run there,
+//! each with the block count compiled for that arch), a GPU (the driver's count) warns once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
@@ -28,6 +29,9 @@ pub struct SmLimits {
 /// Hopper (H100, H200): 228 KiB of shared memory per SM.
 pub const SM90: SmLimits =
     SmLimits { arch: "sm_90", shared_per_sm: 228 * 1024, reserved_per_block: 1024, max_threads: 2048, max_blocks: 32 };
+/// Ampere A100: 164 KiB of shared memory per SM.
+pub const SM80: SmLimits =
+    SmLimits { arch: "sm_80", shared_per_sm: 164 * 1024, reserved_per_block: 1024, max_threads: 2048, max_blocks: 32 };
 
 impl SmLimits {
     /// Blocks of `threads` threads with `shared_bytes` of dynamic shared memory each that fit on one SM,
@@ -42,17 +46,32 @@ impl SmLimits {
 /// The blocks per SM that `kernel`'s launch bounds are built for when compiled for `cuda_arch` (`__CUDA_ARCH__`,
 /// e.g. 800; None for the emulator), when they name more than one.
 pub fn designed_blocks(kernel: &str, cuda_arch: Option<u32>) -> Option<u32> {
-    // Per kernel naming its blocks: its file's text and the token naming them (a number or a macro).
-    static DESIGNED: OnceLock<HashMap<String, (&'static str, String)>> = OnceLock::new();
-    let designed = DESIGNED.get_or_init(|| {
+    let (source, token) = bounded_kernels().get(kernel)?;
+    scan::blocks_per_sm(source.text, token, cuda_arch).filter(|&b| b > 1)
+}
+
+/// Per kernel that names its blocks per SM: its source file and the token naming them (a number or a macro).
+fn bounded_kernels() -> &'static HashMap<String, (sources::KernelSource, String)> {
+    static BOUNDED: OnceLock<HashMap<String, (sources::KernelSource, String)>> = OnceLock::new();
+    BOUNDED.get_or_init(|| {
         sources::SOURCES
             .iter()
-            .flat_map(|s| scan::kernels(s.text).into_iter().map(move |k| (s.text, k)))
-            .filter_map(|(text, k)| Some((k.name, (text, k.min_blocks?))))
+            .flat_map(|s| scan::kernels(s.text).into_iter().map(move |k| (*s, k)))
+            .filter_map(|(source, k)| Some((k.name, (source, k.min_blocks?))))
             .collect()
-    });
-    let (text, token) = designed.get(kernel)?;
-    scan::blocks_per_sm(text, token, cuda_arch).filter(|&b| b > 1)
+    })
+}
+
+/// The SMs the emulator holds `kernel` to, each with the `__CUDA_ARCH__` its block count is compiled for: an
+/// sm_90 one (the emulator's own build, without `__CUDA_ARCH__`), and an sm_80 one unless the kernel is
+/// Hopper-only.
+fn emulated_sms(kernel: &str) -> Vec<(SmLimits, Option<u32>)> {
+    let hopper_only = bounded_kernels().get(kernel).is_some_and(|(s, _)| scan::is_hopper_only(s.file));
+    let mut sms = vec![(SM90, None)];
+    if !hopper_only {
+        sms.push((SM80, Some(800)));
+    }
+    sms
 }
 
 /// `__CUDA_ARCH__` for an arch name: `sm_80` → 800, `sm_90a` → 900.
@@ -78,46 +97,48 @@ impl Checked {
 /// Checks that `designed_blocks(kernel)` blocks of `cfg` fit on one of `rt`'s SMs: an error under emulation, a
 /// warning on a GPU, where the kernel still runs correctly and a failed query must not stop it.
 pub(crate) fn check(rt: &dyn Runtime, kernel: &str, cfg: &LaunchConfig, checked: &Checked) -> Result<()> {
-    let Some(designed) = designed_blocks(kernel, rt.arch().as_deref().and_then(cuda_arch)) else {
+    if !bounded_kernels().contains_key(kernel) {
         return Ok(());
-    };
-    let shape = (cfg.block.0 * cfg.block.1 * cfg.block.2, cfg.shared_bytes);
+    }
+    let threads = cfg.block.0 * cfg.block.1 * cfg.block.2;
+    let shape = (threads, cfg.shared_bytes);
     if checked.contains(kernel, shape) {
         return Ok(());
     }
-    match shortfall(rt, kernel, cfg, designed) {
-        // Not recorded: every such launch fails.
-        Ok(Some(why)) if rt.is_emu() => return Err(Error::kernel(kernel, why)),
-        Err(e) if rt.is_emu() => return Err(e),
-        Ok(Some(why)) => eprintln!("warning: kernel {kernel}: {why}; it runs, slower than designed"),
-        Err(e) => eprintln!("warning: occupancy of kernel {kernel} unknown: {e}"),
-        Ok(None) => {}
+    if rt.is_emu() {
+        for (sm, arch) in emulated_sms(kernel) {
+            let Some(designed) = designed_blocks(kernel, arch) else { continue };
+            let resident = sm.resident_blocks(threads, cfg.shared_bytes);
+            if resident < designed {
+                // Not recorded: every such launch fails.
+                let why = shortfall(designed, resident, &format!("an {} SM", sm.arch), cfg);
+                let limits =
+                    format!(" ({} bytes of shared memory, {} kept a block)", sm.shared_per_sm, sm.reserved_per_block);
+                return Err(Error::kernel(kernel, why + &limits));
+            }
+        }
+    } else if let Some(designed) = designed_blocks(kernel, rt.arch().as_deref().and_then(cuda_arch)) {
+        match rt.resident_blocks(kernel, cfg) {
+            Ok(resident) if resident < designed => {
+                let why = shortfall(designed, resident, &rt.name(), cfg);
+                eprintln!("warning: kernel {kernel}: {why}; it runs, slower than designed")
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: occupancy of kernel {kernel} unknown: {e}"),
+        }
     }
     checked.insert(kernel, shape);
     Ok(())
 }
 
-/// Why fewer than `designed` blocks of `kernel` under `cfg` fit on one of `rt`'s SMs, if they do.
-fn shortfall(rt: &dyn Runtime, kernel: &str, cfg: &LaunchConfig, designed: u32) -> Result<Option<String>> {
-    let resident = rt.resident_blocks(kernel, cfg)?;
-    if resident >= designed {
-        return Ok(None);
-    }
-    let threads = cfg.block.0 * cfg.block.1 * cfg.block.2;
-    let mut why = format!(
-        "its __launch_bounds__ are built for {designed} blocks per SM, but {resident} fit on {} with {threads} \
-         threads and {} bytes of dynamic shared memory a block",
-        rt.name(),
+/// The message for `resident` blocks of a kernel built for `designed` fitting on `sm` under `cfg`.
+fn shortfall(designed: u32, resident: u32, sm: &str, cfg: &LaunchConfig) -> String {
+    format!(
+        "its __launch_bounds__ are built for {designed} blocks per SM, but {resident} fit on {sm} with {} threads \
+         and {} bytes of dynamic shared memory a block",
+        cfg.block.0 * cfg.block.1 * cfg.block.2,
         cfg.shared_bytes
-    );
-    if rt.is_emu() {
-        let sm = SM90;
-        why += &format!(
-            " (an {} SM: {} bytes of shared memory, {} kept a block)",
-            sm.arch, sm.shared_per_sm, sm.reserved_per_block
-        );
-    }
-    Ok(Some(why))
+    )
 }
 
 #[cfg(test)]
