@@ -161,6 +161,18 @@ fn a_per_role_setting_naming_a_failed_kernel_is_not_timed() {
     assert!(report.contains("| CPEAL_GEMM_SM90=ppo-n128s5 | 1050 |"), "{report}");
 }
 
+/// The selection kernels new on 2026-12-07 are checked as a group of their own: their failure is reported and
+/// the model rows, which never run them, are all timed.
+#[test]
+fn a_failed_selection_kernel_does_not_stop_the_model_rows() {
+    let (ok, log, report) = rehearse(&[("FAIL_CANDIDATES", "1"), ("FAIL_KERNEL", "topk_radix_f32")]);
+    assert!(ok, "{log}");
+    assert!(report.contains("FAILED for candidates: topk_radix_f32"), "{report}");
+    assert!(report.contains("| default | 1000 |"), "{report}");
+    assert!(report.contains("| CPEAL_LN_FOLD=on | 1001 |"), "{report}");
+    assert!(report.contains("| vit-b16 | 256 | 1161 |"), "{report}");
+}
+
 #[test]
 fn a_candidate_group_that_crashes_is_left_out_alone() {
     let (ok, log, report) =
