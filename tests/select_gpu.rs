@@ -122,6 +122,32 @@ fn coreset_on_device_skips_rows_as_the_cpu_does() {
     }
 }
 
+/// PCB over device candidates (γ·N of them; 1500 past one block's device sort for entropy): the CPU path's
+/// balanced picks, in its order, for each device strategy (coreset on a smaller pool: the emulator runs its two
+/// launches a pick slowly).
+#[test]
+fn pcb_on_device_candidates_picks_the_cpu_indices() {
+    let (c, d) = (5usize, 16usize);
+    for (strategy, n, gamma) in [
+        (Strategy::Entropy, 3000usize, 0.5),
+        (Strategy::LeastConfidence, 3000, 0.1),
+        (Strategy::Margin, 3000, 0.4),
+        (Strategy::Coreset, 400, 0.1),
+    ] {
+        let logits = random_matrix(n, c, 3.0, 21);
+        let x = random_matrix(n, d, 1.0, 22);
+        let labeled: Vec<usize> = (0..n).filter(|i| i % 97 == 5).collect();
+        let labels: Vec<usize> = labeled.iter().map(|i| i % c).collect();
+        let mut input = SelectionInput::new(40)
+            .with_predictions(Predictions::logits(Mat::from_f32(&logits[..], n, c, "logits").unwrap()))
+            .with_features(Mat::from_f32(&x[..], n, d, "features").unwrap())
+            .with_labeled(labeled, Some(labels))
+            .with_seed(9);
+        input.pcb = Some(gamma);
+        assert_same(strategy, &input, &format!("pcb {gamma}"));
+    }
+}
+
 #[test]
 fn other_strategies_fall_back_to_the_cpu_path() {
     let (n, c) = (50usize, 4usize);

@@ -21,29 +21,36 @@ use crate::gpu::ops::select as sel;
 use crate::gpu::ops::topk::{topk as device_topk, Column};
 use crate::gpu::{DType, GpuBuffer, GpuDevice};
 
-/// `select_with_scores` with the scoring on `dev` where a kernel exists, the CPU path elsewhere.
+/// `select_with_scores` with the scoring on `dev` where a kernel exists, the CPU path elsewhere. With PCB, the
+/// strategy's ⌊γ·N⌋ candidates come from the device and the class balancing runs on the host as on the CPU path.
 pub fn select_on_device(strategy: Strategy, input: &SelectionInput, dev: &GpuDevice) -> Result<Selection> {
-    let kind = match strategy {
+    let plain_logits =
+        input.predictions.as_ref().is_some_and(|p| p.samples() == 1 && p.kind() == PredictionKind::Logits);
+    let on_device = match uncertainty_kind(strategy) {
+        Some(_) => plain_logits,
+        None => strategy == Strategy::Coreset,
+    };
+    if !on_device || input.budget == 0 {
+        return select_with_scores(strategy, input);
+    }
+    super::validate(strategy, input)?;
+    let run = |budget: usize| match uncertainty_kind(strategy) {
+        Some(kind) => uncertainty(kind, input, dev, budget),
+        None => coreset(input, dev, budget),
+    };
+    match input.pcb {
+        Some(gamma) => super::pcb::select_with(input, gamma, run),
+        None => run(input.budget),
+    }
+}
+
+/// The uncertainty score `strategy` ranks by, if it is one.
+fn uncertainty_kind(strategy: Strategy) -> Option<Uncertainty> {
+    match strategy {
         Strategy::Entropy => Some(Uncertainty::Entropy),
         Strategy::LeastConfidence => Some(Uncertainty::LeastConfidence),
         Strategy::Margin => Some(Uncertainty::Margin),
         _ => None,
-    };
-    let plain_logits =
-        input.predictions.as_ref().is_some_and(|p| p.samples() == 1 && p.kind() == PredictionKind::Logits);
-    if input.pcb.is_some() || input.budget == 0 {
-        return select_with_scores(strategy, input);
-    }
-    match (kind, strategy) {
-        (Some(kind), _) if plain_logits => {
-            super::validate(strategy, input)?;
-            uncertainty(kind, input, dev)
-        }
-        (None, Strategy::Coreset) => {
-            super::validate(strategy, input)?;
-            coreset(input, dev)
-        }
-        _ => select_with_scores(strategy, input),
     }
 }
 
@@ -88,7 +95,7 @@ pub fn score_tolerance(c: usize) -> f64 {
 /// with device score < s_K − 2δ has CPU score < s_K − δ, below K others, and cannot be among the CPU's top K.
 /// So the rows with device score ≥ s_K − 2δ hold the CPU's top K; rescored with the CPU's own function and
 /// ranked with its rule (higher score, then lower index), their top K is the CPU path's, in its order.
-fn uncertainty(kind: Uncertainty, input: &SelectionInput, dev: &GpuDevice) -> Result<Selection> {
+fn uncertainty(kind: Uncertainty, input: &SelectionInput, dev: &GpuDevice, budget: usize) -> Result<Selection> {
     let preds = input.predictions_for("entropy/least-confidence/margin")?;
     let (n, c, values) = (preds.pool_size(), preds.classes(), preds.values());
     let out = dev.alloc(DType::F32, n * sel::SCORE_COLS)?;
@@ -101,7 +108,7 @@ fn uncertainty(kind: Uncertainty, input: &SelectionInput, dev: &GpuDevice) -> Re
         return Err(Error::invalid(values.name(), format!("row {row} contains NaN or Inf")));
     }
     let labeled = input.labeled_mask(n);
-    let k = input.budget.min(n);
+    let k = budget.min(n);
     let kth = if k == 0 {
         f64::INFINITY // nothing to pick
     } else {
@@ -134,7 +141,7 @@ fn skip_mask(dev: &GpuDevice, labeled: &[bool]) -> Result<GpuBuffer> {
 /// k-center greedy as `coreset::select`: labelled rows are the first centres; with none, the first pick is the
 /// same seeded uniform draw; each next pick is the farthest active row (ties to the lower index). The centres
 /// stay on the device (`ops::coreset`) until the end: two launches a centre, one download of all the picks.
-fn coreset(input: &SelectionInput, dev: &GpuDevice) -> Result<Selection> {
+fn coreset(input: &SelectionInput, dev: &GpuDevice, budget: usize) -> Result<Selection> {
     let features = input.features_for("coreset")?;
     let (n, d) = (features.rows(), features.cols());
     let labeled = input.labeled_mask(n);
@@ -148,7 +155,7 @@ fn coreset(input: &SelectionInput, dev: &GpuDevice) -> Result<Selection> {
         None // the farthest row after the labelled centres
     };
     // Each pick leaves one active row fewer: no launches past the last.
-    let budget = input.budget.min(labeled.iter().filter(|&&l| !l).count());
+    let budget = budget.min(labeled.iter().filter(|&&l| !l).count());
     let state = Coreset::new(dev, d, &x, &labeled, (centres.len() + budget).max(1))?;
     for (s, &centre) in centres.iter().enumerate() {
         state.add(dev, s, Some(centre))?;

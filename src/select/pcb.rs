@@ -19,12 +19,21 @@ use crate::error::{Error, Result};
 
 /// Balanced selection of `input.budget` rows from the candidates `strategy` ranks first.
 pub fn select(strategy: Strategy, input: &SelectionInput, gamma: f64) -> Result<Selection> {
+    select_with(input, gamma, |n_candidates| run_strategy(strategy, input, n_candidates))
+}
+
+/// [`select`] with the strategy run by `strategy(n_candidates)` (the device path passes its own).
+pub(crate) fn select_with(
+    input: &SelectionInput,
+    gamma: f64,
+    strategy: impl FnOnce(usize) -> Result<Selection>,
+) -> Result<Selection> {
     let preds = input.predictions_for("--pcb")?;
     let n = preds.pool_size();
     let budget = input.budget;
     let unlabeled = n - input.labeled.len();
     let n_candidates = ((n as f64 * gamma).floor() as usize).clamp(budget, unlabeled);
-    let base = run_strategy(strategy, input, n_candidates)?;
+    let base = strategy(n_candidates)?;
     let candidates = base.indices;
     let predicted: Vec<usize> = {
         let c = preds.classes();
