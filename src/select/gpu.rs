@@ -5,7 +5,8 @@
 //! their order are the CPU path's on any input (see [`uncertainty`]). Coreset keeps the features, the centres
 //! and the running min-distances on the device (`ops::coreset`: two launches a centre, no host round trip, rows
 //! the new centre cannot come closer to skipped as on the CPU); its distances are f32 sums in another order
-//! than the CPU's. Every other strategy, PCB, MC samples and probability inputs run the CPU path unchanged.
+//! than the CPU's. With PCB these strategies give the ⌊γ·N⌋ candidates and the host balances them, as on the CPU
+//! path. Every other strategy, MC samples and probability inputs run the CPU path unchanged.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
