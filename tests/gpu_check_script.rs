@@ -236,7 +236,7 @@ from torch_select import our_rows
 text = """| selection kernel | shape | time (us) | GB/s read |
 |---|---|---|---|
 | uncertainty_scores_f32 | 1000000 x 1000 | 1443.0 | 2772 |
-| uncertainty_scores_f32 at 8 lanes a row (before) | 1000000 x 1000 | 1500.0 | 2666 |
+| uncertainty_scores_f32 at 32 lanes a row (before) | 1000000 x 1000 | 1500.0 | 2666 |
 | top-1000 (radix select + gather + sort + download) | 1000000 | 51.5 | |
 | top-10000 (radix select + gather + download + host sort) | 1000000 | 480.0 | |
 | scores + top-1000 (f32) | 1000000 x 1000 | 1494.5 | 2676 |

@@ -133,8 +133,10 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
         println!("| layernorm_stats_warp_bf16 | {rows} x {cols} | {:.1} | {gbs:.0} |", secs * 1e6);
     }
     bench_attention(&dev, args, &mut rng)?;
-    bench_selection(&dev, args)?;
-    bench_coreset(&dev, args)
+    for row in selection_table(&dev, args)?.into_iter().chain(coreset_table(&dev, args)?) {
+        println!("{row}");
+    }
+    Ok(())
 }
 
 /// The rows of one GEMM shape with LayerNorms folded in (CPEAL_LN_FOLD), on the automatic kernel: on qkv and fc1
@@ -214,10 +216,10 @@ fn bench_attention(dev: &GpuDevice, args: &Args, rng: &mut rand_chacha::ChaCha8R
 /// The fused uncertainty-score pass (reads the logits once) in GB/s over [rows, 1000] and [10·rows, 10] logits,
 /// the device top-1000 alone (radix select, gather, sort and a 1000-pair download) and top-10000 (sorted on the
 /// host), and scores + top-1000 end to end.
-fn bench_selection(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
+fn selection_table(dev: &GpuDevice, args: &Args) -> cpeal::Result<Vec<String>> {
     use ops::select::{uncertainty_scores, uncertainty_scores_in_lanes, SCORE_COLS};
     use ops::topk::{topk, Column};
-    println!("\n| selection kernel | shape | time (us) | GB/s read |\n|---|---|---|---|");
+    let mut table = vec!["\n| selection kernel | shape | time (us) | GB/s read |\n|---|---|---|---|".to_string()];
     for (rows, c) in [(args.pool_rows, 1000usize), (args.pool_rows * 10, 10)] {
         // Cheap deterministic non-constant logits (an RNG over 10^9 values would dominate the run).
         let logits: Vec<f32> =
@@ -227,7 +229,7 @@ fn bench_selection(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
             let out = dev.alloc(DType::F32, rows * SCORE_COLS)?;
             let secs = time(dev, args.reps.min(5), &|| uncertainty_scores(dev, rows, c, &x, &out))?;
             let gbs = (rows * c * dt.size()) as f64 / secs / 1e9;
-            println!("| uncertainty_scores_{} | {rows} x {c} | {:.1} | {gbs:.0} |", dt.suffix(), secs * 1e6);
+            table.push(format!("| uncertainty_scores_{} | {rows} x {c} | {:.1} | {gbs:.0} |", dt.suffix(), secs * 1e6));
             if c != 1000 {
                 continue;
             }
@@ -236,31 +238,40 @@ fn bench_selection(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
             let secs = time(dev, args.reps.min(5), &|| uncertainty_scores_in_lanes(dev, rows, c, &x, &out, before))?;
             let gbs = (rows * c * dt.size()) as f64 / secs / 1e9;
             let label = format!("uncertainty_scores_{} at {before} lanes a row (before)", dt.suffix());
-            println!("| {label} | {rows} x {c} | {:.1} | {gbs:.0} |", secs * 1e6);
+            table.push(format!("| {label} | {rows} x {c} | {:.1} | {gbs:.0} |", secs * 1e6));
             let column = Column { stride: SCORE_COLS, col: 0 };
             let secs = time(dev, args.reps.min(5), &|| topk(dev, rows, 1000, column, &out, None).map(|_| ()))?;
-            println!("| top-1000 (radix select + gather + sort + download) | {rows} | {:.1} | |", secs * 1e6);
+            table
+                .push(format!("| top-1000 (radix select + gather + sort + download) | {rows} | {:.1} | |", secs * 1e6));
             // A budget past one block's sort: the 10 000 candidates are downloaded and sorted on the host.
             let k = 10_000.min(rows);
             let secs = time(dev, args.reps.min(5), &|| topk(dev, rows, k, column, &out, None).map(|_| ()))?;
-            println!("| top-{k} (radix select + gather + download + host sort) | {rows} | {:.1} | |", secs * 1e6);
+            table.push(format!(
+                "| top-{k} (radix select + gather + download + host sort) | {rows} | {:.1} | |",
+                secs * 1e6
+            ));
             let secs = time(dev, args.reps.min(5), &|| {
                 uncertainty_scores(dev, rows, c, &x, &out)?;
                 topk(dev, rows, 1000, column, &out, None).map(|_| ())
             })?;
             let gbs = (rows * c * dt.size()) as f64 / secs / 1e9;
-            println!("| scores + top-1000 ({}) | {rows} x {c} | {:.1} | {gbs:.0} |", dt.suffix(), secs * 1e6);
+            table.push(format!(
+                "| scores + top-1000 ({}) | {rows} x {c} | {:.1} | {gbs:.0} |",
+                dt.suffix(),
+                secs * 1e6
+            ));
         }
     }
-    Ok(())
+    Ok(table)
 }
 
-/// Coreset: 100 picks over [pool_rows / 4, 768] bf16 features as `cpeal select` runs them (two launches a pick,
+/// Coreset: 100 picks (fewer in a smaller pool) over [pool_rows / 4, 768] bf16 features as `cpeal select` runs them (two launches a pick,
 /// one download at the end), beside the path before 2026-12-07 (`mindist_update`, a one-block `argmax_f32` over
 /// every row and a download, each pick). The features are hashed, not clustered, so few rows are skipped.
-fn bench_coreset(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
+fn coreset_table(dev: &GpuDevice, args: &Args) -> cpeal::Result<Vec<String>> {
     use ops::coreset::Coreset;
-    let (n, d, picks) = ((args.pool_rows / 4).max(1), 768usize, 100usize);
+    let n = (args.pool_rows / 4).max(1);
+    let (d, picks) = (768usize, 100.min(n));
     let features: Vec<f32> =
         (0..n * d).map(|i| ((i.wrapping_mul(2654435761) >> 9) % 2001) as f32 / 1000.0 - 1.0).collect();
     let x = dev.upload(&features, DType::Bf16)?;
@@ -271,13 +282,13 @@ fn bench_coreset(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
         (0..picks).try_for_each(|t| state.add(dev, t, (t == 0).then_some(0)))?;
         state.centres(dev, 0).map(|_| ())
     })?;
-    println!("\n| coreset kernel | shape | time a pick (us) | GB/s read |\n|---|---|---|---|");
+    let mut table = vec!["\n| coreset kernel | shape | time a pick (us) | GB/s read |\n|---|---|---|---|".to_string()];
     let gbs = |secs: f64| (n * d * 2) as f64 / (secs / picks as f64) / 1e9;
-    println!(
+    table.push(format!(
         "| coreset_centre + coreset_update, {picks} picks | {n} x {d} | {:.1} | {:.0} |",
         secs * 1e6 / picks as f64,
         gbs(secs)
-    );
+    ));
     let (mindist, far) = (dev.upload(&vec![f32::INFINITY; n], DType::F32)?, dev.alloc(DType::I32, 1)?);
     let secs = time(dev, 1, &|| {
         let mut pick = 0;
@@ -288,12 +299,12 @@ fn bench_coreset(dev: &GpuDevice, args: &Args) -> cpeal::Result<()> {
         }
         Ok(())
     })?;
-    println!(
+    table.push(format!(
         "| mindist_update + argmax + download (before), {picks} picks | {n} x {d} | {:.1} | {:.0} |",
         secs * 1e6 / picks as f64,
         gbs(secs)
-    );
-    Ok(())
+    ));
+    Ok(table)
 }
 
 #[cfg(test)]
@@ -325,6 +336,34 @@ mod tests {
         assert!(stats.len() == 2 && stats[1].starts_with("| layernorm_stats_merge_f32 fc2 (width 32) |"), "{stats:?}");
         args.skip = vec!["lnstats_".into()];
         assert!(rows(&args, "fc2", &mut rng).is_empty());
+    }
+
+    /// The selection and coreset rows run what they time (a failure there would lose the whole bench-kernels
+    /// section of a GPU run): on the emulator, at a small pool, each gives its row.
+    #[cfg(feature = "cuda-emu")]
+    #[test]
+    fn the_selection_rows_run_on_the_emulator() {
+        use super::{coreset_table, selection_table, Args, GpuKind};
+        let dev = cpeal::gpu::GpuDevice::emu().unwrap();
+        let args = Args { device: GpuKind::CudaEmu, batch: 1, reps: 1, pool_rows: 40, skip: Vec::new() };
+        let rows = selection_table(&dev, &args).unwrap();
+        for label in [
+            "| uncertainty_scores_bf16 | 40 x 1000 |",
+            "| uncertainty_scores_f32 at 32 lanes a row (before) | 40 x 1000 |",
+            "| top-1000 (radix select + gather + sort + download) | 40 |",
+            "| top-40 (radix select + gather + download + host sort) | 40 |",
+            "| scores + top-1000 (bf16) | 40 x 1000 |",
+            "| uncertainty_scores_f32 | 400 x 10 |",
+        ] {
+            assert!(rows.iter().any(|r| r.starts_with(label)), "no `{label}` in {rows:#?}");
+        }
+        let rows = coreset_table(&dev, &args).unwrap();
+        for label in [
+            "| coreset_centre + coreset_update, 10 picks | 10 x 768 |",
+            "| mindist_update + argmax + download (before), 10 picks | 10 x 768 |",
+        ] {
+            assert!(rows.iter().any(|r| r.starts_with(label)), "no `{label}` in {rows:#?}");
+        }
     }
 
     #[test]
