@@ -1,8 +1,8 @@
 //! Launchers for `kernels/topk.cu`: the exact top-k of one score column on the device, best first, ties to the
 //! lower index. Up to `TOPK_SLICE` rows and k ≤ `DEVICE_SORT_MAX`, one block sorts them (`topk_block_f32`).
 //! Otherwise a radix select finds the k-th largest score in three histogram passes of 11 bits and the k rows
-//! are gathered: seven launches whatever n and k (until 2026-12-07: a bitonic sort of every 2048-row slice,
-//! then log₂ of the slices' merges, for k ≤ 1024 only). One block sorts up to `DEVICE_SORT_MAX` of them;
+//! are gathered: six launches whatever n and k (until 2026-12-07: a bitonic sort of every 2048-row slice, then
+//! log₂ of the slices' merges, for k ≤ 1024 only). A seventh, one block, sorts up to `DEVICE_SORT_MAX` of them;
 //! a larger k's candidates are sorted on the host. Only the k results go to the host either way.
 
 use super::{check, int};
