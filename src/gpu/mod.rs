@@ -179,10 +179,10 @@ pub(crate) trait Runtime: Send + Sync {
         Ok(self.sm_count().div_ceil(2))
     }
     /// Blocks of `kernel` under `cfg` that one SM holds at once: the driver's count on a GPU, registers and static
-    /// shared memory included. The default, an sm_90 SM's shared memory and threads, is the emulator's
-    /// (`occupancy::check` holds emulated launches to the sm_90 and sm_80 limits itself).
-    fn resident_blocks(&self, _kernel: &str, cfg: &LaunchConfig) -> Result<u32> {
-        Ok(occupancy::SM90.resident_blocks(cfg.block.0 * cfg.block.1 * cfg.block.2, cfg.shared_bytes))
+    /// shared memory included. The emulator has none to give: `occupancy::check` holds its launches to the
+    /// sm_90 and sm_80 limits itself.
+    fn resident_blocks(&self, kernel: &str, _cfg: &LaunchConfig) -> Result<u32> {
+        Err(Error::kernel(kernel, format!("{} counts no resident blocks", self.name())))
     }
     fn alloc(&self, bytes: usize) -> Result<u64>;
     /// # Safety

@@ -28,21 +28,24 @@ pub struct Coreset<'a> {
     nearest: GpuBuffer,
     /// Per slot, the farthest active row after it, packed (0: none); two I32 words a slot.
     best: GpuBuffer,
+    /// `coreset_centre_<dtype>` and `coreset_update_<dtype>` for the features' type.
+    kernels: [String; 2],
 }
 
 impl<'a> Coreset<'a> {
     /// The state before any centre: rows with `labelled[i]` inactive (−1) from the start, the others at +∞.
     pub fn new(dev: &GpuDevice, d: usize, features: &'a GpuBuffer, labelled: &[bool], slots: usize) -> Result<Self> {
         let n = labelled.len();
-        let kernel = format!("coreset_update_{}", features.dtype().suffix());
+        let dt = features.dtype().suffix();
+        let kernels = [format!("coreset_centre_{dt}"), format!("coreset_update_{dt}")];
+        let kernel = &kernels[1];
         if n == 0 || slots == 0 {
-            return Err(Error::kernel(&kernel, format!("{n} rows and {slots} centre slots")));
+            return Err(Error::kernel(kernel, format!("{n} rows and {slots} centre slots")));
         }
-        check(&kernel, "features", features, features.dtype(), n * d)?;
-        int(&kernel, "n", n)?;
-        int(&kernel, "slots", slots)?;
+        check(kernel, "features", features, features.dtype(), n * d)?;
+        int(kernel, "n", n)?;
+        int(kernel, "slots", slots)?;
         let start: Vec<f32> = labelled.iter().map(|&l| if l { -1.0 } else { f32::INFINITY }).collect();
-        let words = |value: i32, len: usize| -> Vec<u8> { (0..len).flat_map(|_| value.to_le_bytes()).collect() };
         Ok(Coreset {
             n,
             d,
@@ -51,26 +54,26 @@ impl<'a> Coreset<'a> {
             centres: dev.alloc(DType::I32, slots)?,
             cdist: dev.alloc(DType::F32, slots)?,
             mindist: dev.upload(&start, DType::F32)?,
-            nearest: dev.upload_bytes(&words(-1, n), DType::I32)?,
-            best: dev.upload_bytes(&words(0, 2 * slots), DType::I32)?,
+            nearest: dev.upload(&vec![-1.0; n], DType::I32)?,
+            best: dev.upload(&vec![0.0; 2 * slots], DType::I32)?,
+            kernels,
         })
     }
 
     /// Makes slot `s` a centre: row `given`, or with None the farthest active row after slot s − 1 (none when
     /// no row was left, or s = 0). Slots are added in order.
     pub fn add(&self, dev: &GpuDevice, s: usize, given: Option<usize>) -> Result<()> {
-        let dt = self.features.dtype().suffix();
-        let (centre, update) = (format!("coreset_centre_{dt}"), format!("coreset_update_{dt}"));
+        let [centre, update] = &self.kernels;
         if s >= self.slots {
-            return Err(Error::kernel(&centre, format!("slot {s} of {}", self.slots)));
+            return Err(Error::kernel(centre, format!("slot {s} of {}", self.slots)));
         }
         let given = match given {
-            Some(row) if row >= self.n => return Err(Error::kernel(&centre, format!("row {row} of {}", self.n))),
+            Some(row) if row >= self.n => return Err(Error::kernel(centre, format!("row {row} of {}", self.n))),
             Some(row) => row as i32,
             None => -1,
         };
         let mut args = KernelArgs::new();
-        args.i32(int(&centre, "D", self.d)?) //  int D
+        args.i32(int(centre, "D", self.d)?) //  int D
             .buf(self.features) //                const T* x
             .buf(&self.centres) //                int* centres
             .buf(&self.cdist) //                  float* cdist
@@ -80,10 +83,10 @@ impl<'a> Coreset<'a> {
         let grid = s.div_ceil((THREADS / 32) as usize).max(1) as u32;
         // SAFETY: signature (int, const T*, int*, float*, const unsigned long long*, int, int); features hold
         // n·d values, centres, cdist and best (two words each) `slots` entries, and s < slots.
-        unsafe { dev.launch(&centre, LaunchConfig::linear(grid, THREADS), &mut args)? };
+        unsafe { dev.launch(centre, LaunchConfig::linear(grid, THREADS), &mut args)? };
         let mut args = KernelArgs::new();
-        args.i32(int(&update, "N", self.n)?) //   int N
-            .i32(int(&update, "D", self.d)?) //   int D
+        args.i32(int(update, "N", self.n)?) //   int N
+            .i32(int(update, "D", self.d)?) //   int D
             .buf(self.features) //                const T* x
             .buf(&self.centres) //                const int* centres
             .buf(&self.cdist) //                  const float* cdist
@@ -94,7 +97,7 @@ impl<'a> Coreset<'a> {
         let grid = (self.n.div_ceil((THREADS / 32) as usize) as u32).min(dev.sm_count() * UPDATE_BLOCKS_PER_SM).max(1);
         // SAFETY: signature (int, int, const T*, const int*, const float*, float*, int*, unsigned long long*,
         // int); mindist and nearest hold n entries, the others as above.
-        unsafe { dev.launch(&update, LaunchConfig::linear(grid, THREADS), &mut args) }
+        unsafe { dev.launch(update, LaunchConfig::linear(grid, THREADS), &mut args) }
     }
 
     /// The rows of slots `from..` in order, up to the first slot that found no row.
