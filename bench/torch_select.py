@@ -2,7 +2,7 @@
 """PyTorch eager beside cpeal's selection rows on the same GPU in the same run (the anchor of the selection
 table of `cpeal bench-kernels`): over [rows, 1000] logits in f32 and bf16, the entropy of the softmax, the top
 k of those scores by torch.topk with the indices downloaded (as cpeal's top-k downloads its k rows) for each k
-cpeal timed, and scores + top-1000 in a row. PyTorch computes the entropy only; cpeal's kernel writes entropy,
+cpeal timed, the k-th score alone (torch.topk's last value), and scores + top-1000 in a row. PyTorch computes the entropy only; cpeal's kernel writes entropy,
 least confidence and margin.
 
     python3 bench/torch_select.py <bench-kernels output>      (prints a markdown table)
@@ -12,7 +12,8 @@ import sys
 
 def our_rows(text):
     """{(step, dtype): (shape, us)} from bench-kernels' selection table, over 1000 classes: `scores` is the
-    `uncertainty_scores_<dtype>` row, `top-<k>` the top-k rows after it, `scores + top-1000` the end-to-end row."""
+    `uncertainty_scores_<dtype>` row, `top-<k>` the top-k rows after it, `kth-<k>` the k-th score rows,
+    `scores + top-1000` the end-to-end row."""
     rows, dtype = {}, None
     for line in text.splitlines():
         cells = [c.strip() for c in line.split("|")]
@@ -26,12 +27,15 @@ def our_rows(text):
         scores = re.fullmatch(r"uncertainty_scores_(f32|bf16)", label)
         both = re.fullmatch(r"scores \+ top-1000 \((f32|bf16)\)", label)
         top = re.fullmatch(r"top-(\d+) \(.*\)", label)
+        kth = re.fullmatch(r"k-th score of top-(\d+) \(.*\)", label)
         if scores:
             dtype = scores.group(1) if shape.endswith(" x 1000") else None
             if dtype:
                 rows[("scores", dtype)] = (shape, us)
         elif top and dtype:
             rows[(f"top-{top.group(1)}", dtype)] = (shape, us)
+        elif kth and dtype:
+            rows[(f"kth-{kth.group(1)}", dtype)] = (shape, us)
         elif both:
             rows[("scores + top-1000", both.group(1))] = (shape, us)
     return rows
@@ -62,6 +66,8 @@ def main():
                 ms = median_ms(entropy, 10)
             elif step.startswith("top-"):
                 ms = median_ms(lambda: torch.topk(h, int(step[4:])).indices.cpu(), 20)
+            elif step.startswith("kth-"):
+                ms = median_ms(lambda: torch.topk(h, int(step[4:])).values[-1].item(), 20)
             else:
                 ms = median_ms(lambda: torch.topk(entropy(), 1000).indices.cpu(), 10)
             us = ours[(step, name)][1]

@@ -226,7 +226,8 @@ print([(k, c, round(ms, 9)) for k, c, ms in kernel_rows(P(), 3)])
 }
 
 /// `bench/torch_select.py` pairs cpeal's selection rows with PyTorch's by step and dtype: the rows over 1000
-/// classes only, each top-k row (by k) with the scores row before it, and the lane-count comparison left out.
+/// classes only, each top-k and k-th score row (by k) with the scores row before it, and the lane-count comparison
+/// left out.
 #[test]
 fn the_selection_anchor_reads_the_bench_kernels_rows() {
     let code = r#"
@@ -238,6 +239,7 @@ text = """| selection kernel | shape | time (us) | GB/s read |
 | uncertainty_scores_f32 | 1000000 x 1000 | 1443.0 | 2772 |
 | uncertainty_scores_f32 at 32 lanes a row (before) | 1000000 x 1000 | 1500.0 | 2666 |
 | top-1000 (radix select + gather + sort + download) | 1000000 | 51.5 | |
+| k-th score of top-1000 (radix select + state download) | 1000000 | 30.5 | |
 | top-10000 (radix select + gather + download + host sort) | 1000000 | 480.0 | |
 | scores + top-1000 (f32) | 1000000 x 1000 | 1494.5 | 2676 |
 | uncertainty_scores_bf16 | 1000000 x 1000 | 750.0 | 2666 |
@@ -250,8 +252,8 @@ print(sorted(our_rows(text).items()))
     let rows = run_bench_python(code);
     assert_eq!(
         rows,
-        "[(('scores', 'bf16'), ('1000000 x 1000', 750.0)), (('scores', 'f32'), ('1000000 x 1000', 1443.0)), \
-         (('scores + top-1000', 'bf16'), ('1000000 x 1000', 802.5)), \
+        "[(('kth-1000', 'f32'), ('1000000', 30.5)), (('scores', 'bf16'), ('1000000 x 1000', 750.0)), \
+         (('scores', 'f32'), ('1000000 x 1000', 1443.0)), (('scores + top-1000', 'bf16'), ('1000000 x 1000', 802.5)), \
          (('scores + top-1000', 'f32'), ('1000000 x 1000', 1494.5)), (('top-1000', 'bf16'), ('1000000', 52.5)), \
          (('top-1000', 'f32'), ('1000000', 51.5)), (('top-10000', 'f32'), ('1000000', 480.0))]"
     );

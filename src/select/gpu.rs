@@ -1,12 +1,13 @@
 //! The selection engine's device path (`cpeal select --device cuda|cuda-emu`): entropy, least confidence and
 //! margin score the logits with `uncertainty_scores_*` (the logits are uploaded as stored and read once) and
-//! find the K-th best device score with the device top-k; then every row whose device score is within the
-//! error bound of that K-th score is rescored on the host exactly as the CPU path scores it, so the picks and
-//! their order are the CPU path's on any input (see [`uncertainty`]). Coreset keeps the features, the centres
-//! and the running min-distances on the device (`ops::coreset`: two launches a centre, no host round trip, rows
-//! the new centre cannot come closer to skipped as on the CPU); its distances are f32 sums in another order
-//! than the CPU's. With PCB these strategies give the ⌊γ·N⌋ candidates and the host balances them, as on the CPU
-//! path. Every other strategy, MC samples and probability inputs run the CPU path unchanged.
+//! find the K-th best device score with the device radix select (`ops::topk::kth_score`, nothing sorted); then
+//! every row whose device score is within the error bound of that K-th score is rescored on the host exactly as
+//! the CPU path scores it, so the picks and their order are the CPU path's on any input (see [`uncertainty`]).
+//! Coreset keeps the features, the centres and the running min-distances on the device (`ops::coreset`: two
+//! launches a centre, no host round trip, rows the new centre cannot come closer to skipped as on the CPU); its
+//! distances are f32 sums in another order than the CPU's. With PCB these strategies give the ⌊γ·N⌋ candidates
+//! and the host balances them, as on the CPU path. Every other strategy, MC samples and probability inputs run
+//! the CPU path unchanged.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::gpu::ops::coreset::Coreset;
 use crate::gpu::ops::pool::mean_tokens;
 use crate::gpu::ops::select as sel;
-use crate::gpu::ops::topk::{topk as device_topk, Column};
+use crate::gpu::ops::topk::{kth_score, Column};
 use crate::gpu::{DType, GpuBuffer, GpuDevice};
 
 /// `select_with_scores` with the scoring on `dev` where a kernel exists, the CPU path elsewhere. With PCB, the
@@ -114,8 +115,9 @@ fn uncertainty(kind: Uncertainty, input: &SelectionInput, dev: &GpuDevice, budge
         f64::INFINITY // nothing to pick
     } else {
         let skip = skip_mask(dev, &labeled)?;
-        let best = device_topk(dev, n, k, Column { stride: sel::SCORE_COLS, col }, &out, Some(&skip))?;
-        best.get(k - 1).map_or(f64::NEG_INFINITY, |b| b.1 as f64)
+        // None: no more than k rows take part, so every unlabelled row is a candidate.
+        let kth = kth_score(dev, n, k, Column { stride: sel::SCORE_COLS, col }, &out, Some(&skip))?;
+        kth.map_or(f64::NEG_INFINITY, |s| s as f64)
     };
     let floor = kth - 2.0 * score_tolerance(c);
     let candidates: Vec<usize> = (0..n).filter(|&i| !labeled[i] && device[i] as f64 >= floor).collect();

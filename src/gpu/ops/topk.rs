@@ -4,6 +4,7 @@
 //! are gathered: six launches whatever n and k (until 2026-12-07: a bitonic sort of every 2048-row slice, then
 //! log₂ of the slices' merges, for k ≤ 1024 only). A seventh, one block, sorts up to `DEVICE_SORT_MAX` of them;
 //! a larger k's candidates are sorted on the host. Only the k results go to the host either way.
+//! [`kth_score`] stops after the passes: the k-th best score alone, for any k, in four launches.
 
 use super::{check, int};
 use crate::error::{Error, Result};
@@ -13,8 +14,11 @@ use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
 pub const TOPK_SLICE: usize = 2048;
 /// Largest k whose results one block sorts on the device (`topk_block_f32`, `topk_radix_sort_f32`).
 pub const DEVICE_SORT_MAX: usize = 1024;
-/// Word of the radix state counting the candidates gathered (`ST_TAKEN`).
+/// Words of the radix state: the threshold key after the last pass (`ST_PREFIX`), the candidates gathered
+/// (`ST_TAKEN`), and 1 once no more than k rows take part (`ST_SETTLED`).
+const ST_PREFIX: usize = 0;
 const ST_TAKEN: usize = 4;
+const ST_SETTLED: usize = 5;
 /// Threads in a block of every top-k kernel (`TOPK_THREADS`).
 const THREADS: u32 = 256;
 /// Words of the radix select's state (`RADIX_STATE`) and of its histogram (`RADIX_BINS`).
@@ -152,6 +156,44 @@ fn sort_on_device(dev: &GpuDevice, work: &RadixWork, k: usize) -> Result<Vec<(us
     download_sorted(dev, &out_idx, &out_val)
 }
 
+/// The k-th best score of the column among the rows taking part (NaN ranked as −∞, −0 as +0), or None when no
+/// more than k rows take part (each of them is then among the best k). Nothing is gathered or sorted: the radix
+/// select's init and three passes, then one download of its 8-word state. This is what the exact device path
+/// of `cpeal select` needs (it rescores every row near the k-th score on the host).
+pub fn kth_score(
+    dev: &GpuDevice,
+    n: usize,
+    k: usize,
+    column: Column,
+    scores: &GpuBuffer,
+    skip: Option<&GpuBuffer>,
+) -> Result<Option<f32>> {
+    let rows = Rows::new(n, k, column, scores, skip)?;
+    let words = dev.alloc(DType::I32, RADIX_STATE + RADIX_BINS)?;
+    let state = words.slice(0, RADIX_STATE)?;
+    radix_passes(dev, &rows, &state, &words.slice(RADIX_STATE, RADIX_BINS)?)?;
+    let state = dev.download_i32(&state)?;
+    Ok((state[ST_SETTLED] == 0).then(|| score_of_key(state[ST_PREFIX] as u32)))
+}
+
+/// The score whose `order_key` (kernels/topk.cu) is `key`: the inverse of the key's sign flip.
+fn score_of_key(key: u32) -> f32 {
+    f32::from_bits(if key & 0x8000_0000 != 0 { key & 0x7fff_ffff } else { !key })
+}
+
+/// The radix select's init and its three histogram passes: afterwards the state holds the k-th best key
+/// (ST_PREFIX) and how many rows equal to it are taken (ST_NEED) of how many (ST_TIES), or ST_SETTLED.
+fn radix_passes(dev: &GpuDevice, rows: &Rows, state: &GpuBuffer, hist: &GpuBuffer) -> Result<()> {
+    let mut args = KernelArgs::new();
+    args.buf(state).buf(hist);
+    // SAFETY: signature (unsigned* state, unsigned* hist); both as long as RADIX_STATE and RADIX_BINS.
+    unsafe { dev.launch("topk_radix_init_f32", LaunchConfig::linear(1, THREADS), &mut args)? };
+    for pass in 0..3 {
+        rows.launch(dev, "topk_radix_pass_f32", rows.blocks(), &[state, hist], Some(pass))?;
+    }
+    Ok(())
+}
+
 /// The radix select up to the gather: init, three passes, tie counts, gather. ST_TAKEN of the state counts the
 /// candidates (min(k, rows taking part)), in any order.
 fn radix_select(dev: &GpuDevice, rows: &Rows) -> Result<RadixWork> {
@@ -162,13 +204,7 @@ fn radix_select(dev: &GpuDevice, rows: &Rows) -> Result<RadixWork> {
     let cand_idx = words.slice(RADIX_STATE, k)?;
     let hist = words.slice(RADIX_STATE + k, RADIX_BINS)?;
     let ties = words.slice(RADIX_STATE + k + RADIX_BINS, blocks)?;
-    let mut args = KernelArgs::new();
-    args.buf(&state).buf(&hist);
-    // SAFETY: signature (unsigned* state, unsigned* hist); both as long as RADIX_STATE and RADIX_BINS.
-    unsafe { dev.launch("topk_radix_init_f32", LaunchConfig::linear(1, THREADS), &mut args)? };
-    for pass in 0..3 {
-        rows.launch(dev, "topk_radix_pass_f32", blocks, &[&state, &hist], Some(pass))?;
-    }
+    radix_passes(dev, rows, &state, &hist)?;
     rows.launch(dev, "topk_radix_ties_f32", blocks, &[&state, &ties], None)?;
     rows.launch(dev, "topk_radix_gather_f32", blocks, &[&state, &ties, &cand_idx, &cand_val], None)?;
     Ok(RadixWork { words, state, cand_idx, cand_val })

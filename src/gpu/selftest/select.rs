@@ -4,9 +4,10 @@
 use rand::Rng;
 
 use super::{case, poisoned, random, Case, DTYPES};
+use crate::error::Result;
 use crate::gpu::ops::select::{self as sel, BadgeInputs};
-use crate::gpu::ops::topk::{topk, Column, DEVICE_SORT_MAX, TOPK_SLICE};
-use crate::gpu::{reference as r, DType};
+use crate::gpu::ops::topk::{kth_score, topk, Column, DEVICE_SORT_MAX, TOPK_SLICE};
+use crate::gpu::{reference as r, DType, GpuBuffer, GpuDevice};
 use crate::select::gpu::device_score_error;
 
 /// Outputs are f32 computed from inputs already rounded to the storage type, so every dtype gets f32-level
@@ -17,6 +18,7 @@ pub(super) fn select_cases(out: &mut Vec<Case>) {
     uncertainty_cases(out);
     uncertainty_bound_cases(out);
     topk_cases(out);
+    kth_cases(out);
     mindist_cases(out);
     coreset_cases(out);
     badge_cases(out);
@@ -134,13 +136,16 @@ impl Skip {
     }
 }
 
-fn topk_cases(out: &mut Vec<Case>) {
+/// A top-k case: rows, k, the column's stride (the score is its last column), the scores, the rows left out.
+type TopkShape = (usize, usize, usize, Scores, Skip);
+
+// Up to 2048 rows one block sorts (one row, k past the rows that take part, the largest k); beyond, the radix
+// select: two slices, one of them a row, ties across slices (more rows equal to the k-th score than are taken),
+// none, all rows equal, NaN and signed zeros, fewer rows taking part than k; then k past one block's sort (the
+// candidates sorted on the host) on one slice, with ties, with NaN, with few rows.
+const TOPK_SHAPES: [TopkShape; 20] = {
     use Scores::*;
-    // Up to 2048 rows one block sorts (one row, k past the rows that take part, the largest k); beyond, the
-    // radix select: two slices, one of them a row, ties across slices (more rows equal to the k-th score than
-    // are taken), none, all rows equal, NaN and signed zeros, fewer rows taking part than k; then k past one
-    // block's sort (the candidates sorted on the host) on one slice, with ties, with NaN, with few rows.
-    for (n, k, stride, scores, skip) in [
+    [
         (1usize, 1usize, 1usize, Grid, Skip::None),
         (37, 5, 3, Grid, Skip::Some),
         (37, 40, 1, Grid, Skip::Some),
@@ -161,7 +166,49 @@ fn topk_cases(out: &mut Vec<Case>) {
         (30000, 5000, 3, Grid, Skip::Some),
         (20000, 3000, 1, Special, Skip::None),
         (3000, 3000, 1, Continuous, Skip::Most),
-    ] {
+    ]
+};
+
+/// A top-k case's input on the device (scores [n, stride], the skip mask unless no row is left out), which rows
+/// are left out, and the score column as ranked on the host (NaN as −∞ and −0 as +0, the documented order).
+struct TopkInput {
+    scores: GpuBuffer,
+    skip: Option<GpuBuffer>,
+    skip_rows: Vec<bool>,
+    column: Vec<f32>,
+}
+
+fn topk_input(dev: &GpuDevice, rng: &mut rand_chacha::ChaCha8Rng, shape: TopkShape) -> Result<TopkInput> {
+    let (n, _, stride, scores, skip) = shape;
+    let values: Vec<f32> = (0..n * stride).map(|_| scores.draw(rng)).collect();
+    let skip_rows: Vec<bool> = (0..n)
+        .map(|i| match skip {
+            Skip::None => false,
+            Skip::Some => i % 7 == 3,
+            Skip::Most => i % 7 != 3,
+        })
+        .collect();
+    let ranked = |v: f32| {
+        if v.is_nan() {
+            f32::NEG_INFINITY
+        } else if v == 0.0 {
+            0.0
+        } else {
+            v
+        }
+    };
+    let skip_f: Vec<f32> = skip_rows.iter().map(|&s| s as i32 as f32).collect();
+    Ok(TopkInput {
+        scores: dev.upload(&values, DType::F32)?,
+        skip: (!matches!(skip, Skip::None)).then(|| dev.upload(&skip_f, DType::I32)).transpose()?,
+        column: (0..n).map(|i| ranked(values[i * stride + stride - 1])).collect(),
+        skip_rows,
+    })
+}
+
+fn topk_cases(out: &mut Vec<Case>) {
+    for shape in TOPK_SHAPES {
+        let (n, k, stride, scores, skip) = shape;
         let kernel = if n <= TOPK_SLICE && k <= DEVICE_SORT_MAX { "topk_block_f32" } else { "topk_radix_f32" };
         out.push(case(
             "select",
@@ -169,30 +216,8 @@ fn topk_cases(out: &mut Vec<Case>) {
             format!("n{n} k{k} stride{stride} {scores:?}{}", skip.label()),
             0.0,
             Box::new(move |dev, rng| {
-                let col = stride - 1;
-                let values: Vec<f32> = (0..n * stride).map(|_| scores.draw(rng)).collect();
-                let skip_rows: Vec<bool> = (0..n)
-                    .map(|i| match skip {
-                        Skip::None => false,
-                        Skip::Some => i % 7 == 3,
-                        Skip::Most => i % 7 != 3,
-                    })
-                    .collect();
-                let skip_f: Vec<f32> = skip_rows.iter().map(|&s| s as i32 as f32).collect();
-                let (sb, kb) = (dev.upload(&values, DType::F32)?, dev.upload(&skip_f, DType::I32)?);
-                let skip_buf = (!matches!(skip, Skip::None)).then_some(&kb);
-                let got = topk(dev, n, k, Column { stride, col }, &sb, skip_buf)?;
-                // The documented order on the host: NaN as −∞ and −0 as +0, then the reference's total order.
-                let ranked = |v: f32| {
-                    if v.is_nan() {
-                        f32::NEG_INFINITY
-                    } else if v == 0.0 {
-                        0.0
-                    } else {
-                        v
-                    }
-                };
-                let column: Vec<f32> = (0..n).map(|i| ranked(values[i * stride + col])).collect();
+                let TopkInput { scores, skip, skip_rows, column } = topk_input(dev, rng, shape)?;
+                let got = topk(dev, n, k, Column { stride, col: stride - 1 }, &scores, skip.as_ref())?;
                 let want = r::topk(&column, &skip_rows, k);
                 // Indices and their scores, both exact (no case takes a −∞).
                 let mut got_v: Vec<f32> = got.iter().map(|&(i, _)| i as f32).collect();
@@ -200,6 +225,33 @@ fn topk_cases(out: &mut Vec<Case>) {
                 let mut want_v: Vec<f64> = want.iter().map(|&i| i as f64).collect();
                 want_v.extend(want.iter().map(|&i| column[i] as f64));
                 Ok((got_v, want_v))
+            }),
+        ));
+    }
+}
+
+/// `kth_score` on the shapes of TOPK_SHAPES whose k-th score is finite, or where no more than k rows take part:
+/// [1, 0] for None, [0, score] for Some, against the reference's k-th row.
+fn kth_cases(out: &mut Vec<Case>) {
+    for shape in TOPK_SHAPES.into_iter().filter(|&(_, _, _, scores, _)| !matches!(scores, Scores::Special)) {
+        let (n, k, stride, scores, skip) = shape;
+        out.push(case(
+            "select",
+            "topk_kth_f32".into(),
+            format!("n{n} k{k} stride{stride} {scores:?}{}", skip.label()),
+            0.0,
+            Box::new(move |dev, rng| {
+                let TopkInput { scores, skip, skip_rows, column } = topk_input(dev, rng, shape)?;
+                let got = match kth_score(dev, n, k, Column { stride, col: stride - 1 }, &scores, skip.as_ref())? {
+                    None => vec![1.0, 0.0],
+                    Some(v) => vec![0.0, v],
+                };
+                let ranking = r::topk(&column, &skip_rows, n);
+                let want = match ranking.get(k) {
+                    None => vec![1.0, 0.0], // no more than k rows take part
+                    Some(_) => vec![0.0, column[ranking[k - 1]] as f64],
+                };
+                Ok((got, want))
             }),
         ));
     }
