@@ -444,14 +444,17 @@ inline float atomicAdd(float* p, float v) {
     return old;
 }
 inline unsigned atomicExch(unsigned* p, unsigned v) { return __atomic_exchange_n(p, v, __ATOMIC_RELAXED); }
-template <class I>
+// *p = max(*p, v) (or, with Min, the minimum); returns the old value.
+template <class I, bool Min = false>
 inline I atomic_max_integral(I* p, I v) {
     I old = __atomic_load_n(p, __ATOMIC_RELAXED);
-    while (old < v && !__atomic_compare_exchange_n(p, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    while ((Min ? v < old : old < v) &&
+           !__atomic_compare_exchange_n(p, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
     return old;
 }
 inline int atomicMax(int* p, int v) { return atomic_max_integral(p, v); }
+inline int atomicMin(int* p, int v) { return atomic_max_integral<int, true>(p, v); }
 inline unsigned atomicMax(unsigned* p, unsigned v) { return atomic_max_integral(p, v); }
 inline unsigned long long atomicMax(unsigned long long* p, unsigned long long v) { return atomic_max_integral(p, v); }
 inline int atomicCAS(int* p, int cmp, int v) {

@@ -5,7 +5,7 @@
 
 use cpeal::gpu::GpuDevice;
 use cpeal::select::gpu::select_on_device;
-use cpeal::select::{select_with_scores, Mat, Predictions, SelectionInput, Strategy};
+use cpeal::select::{select_with_scores, Mat, PredictionKind, Predictions, SelectionInput, Strategy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -158,8 +158,57 @@ fn other_strategies_fall_back_to_the_cpu_path() {
         .with_predictions(preds)
         .with_features(Mat::from_f32(&x[..], n, 8, "features").unwrap())
         .with_seed(4);
-    assert_same(Strategy::Badge, &input, "badge");
     assert_same(Strategy::Random, &input, "random");
+    assert_same(Strategy::MeanEntropy, &input, "mean entropy");
+}
+
+/// Inputs on which every inner product, D² and running sum is exact in f32 and f64 whatever the order:
+/// integer features in [−3, 3] (exact in bf16 too) and probabilities in sixteenths. Rows repeat every
+/// `distinct` rows (exact duplicates: D² = 0).
+fn exact_badge_input(n: usize, d: usize, c: usize, distinct: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let base_x: Vec<f32> = (0..distinct * d).map(|_| rng.random_range(-3i32..=3) as f32).collect();
+    let base_p: Vec<f32> = (0..distinct)
+        .flat_map(|_| {
+            let mut row = vec![0f32; c];
+            (0..16).for_each(|_| row[rng.random_range(0..c)] += 1.0);
+            row
+        })
+        .collect();
+    let x = (0..n * d).map(|j| base_x[(j / d % distinct) * d + j % d]).collect();
+    let p = (0..n * c).map(|j| base_p[(j / c % distinct) * c + j % c]).collect();
+    (x, p)
+}
+
+/// BADGE seeded on the device draws the CPU path's rows on exact inputs: the same first centre, the same
+/// uniforms from the seeded stream, the same D²; with only duplicates of the centres left (every D² 0), the
+/// host's uniform draws take over as on the CPU. Labelled rows take no part; bf16 and f32 features.
+#[test]
+fn badge_on_device_draws_the_cpu_rows_on_exact_inputs() {
+    // (n, d, c, budget, distinct rows, labelled, bf16)
+    for (n, d, c, budget, distinct, labelled, bf16) in [
+        (1usize, 1usize, 2usize, 1usize, 1usize, false, false),
+        (37, 5, 3, 9, 37, true, false),
+        (300, 33, 4, 40, 300, true, true),
+        (60, 8, 3, 20, 6, false, true),
+        (2100, 16, 5, 12, 2100, true, false),
+    ] {
+        let (x, p) = exact_badge_input(n, d, c, distinct, (n + d) as u64);
+        let bytes: Vec<u8> = x.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
+        let features = if bf16 {
+            Mat::from_bf16_bytes(&bytes, n, d, "features").unwrap()
+        } else {
+            Mat::from_f32(&x[..], n, d, "features").unwrap()
+        };
+        let probs = Mat::from_f32(&p[..], n, c, "probs").unwrap();
+        let labeled: Vec<usize> = if labelled { (0..n).filter(|i| i % 11 == 3).collect() } else { Vec::new() };
+        let input = SelectionInput::new(budget)
+            .with_predictions(Predictions::stacked(probs, 1, PredictionKind::Probabilities).unwrap())
+            .with_features(features)
+            .with_labeled(labeled, None)
+            .with_seed(n as u64 + 1);
+        assert_same(Strategy::Badge, &input, &format!("n{n} d{d} c{c} budget{budget} distinct{distinct}"));
+    }
 }
 
 /// Every lane count a row scores the same (bench-kernels times the old count beside the default one), and one

@@ -32,6 +32,7 @@ macro_rules! kernel_sources {
 pub const SOURCES: &[KernelSource] = kernel_sources![
     "attention.cu",
     "attention_sm90.cu",
+    "badge.cu",
     "bank_probe.cu",
     "coreset.cu",
     "elementwise.cu",

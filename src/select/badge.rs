@@ -50,7 +50,7 @@ pub fn select(input: &SelectionInput, budget: usize) -> Result<Selection> {
 }
 
 /// q = p − onehot(argmax p) for every pool row, flattened `[M, C]`.
-fn residuals(preds: &super::Predictions, pool: &[usize]) -> Vec<f32> {
+pub(crate) fn residuals(preds: &super::Predictions, pool: &[usize]) -> Vec<f32> {
     let c = preds.classes();
     let mut q = vec![0f32; pool.len() * c];
     q.par_chunks_mut(c.max(1)).zip(pool.par_iter()).for_each_init(

@@ -17,6 +17,7 @@ use super::matrix::Stored;
 use super::uncertainty::{cpu_score_error, logit_row_score, score_error_bound, Uncertainty};
 use super::{scores_for_output, select_with_scores, topk, Mat, PredictionKind, Selection, SelectionInput, Strategy};
 use crate::error::{Error, Result};
+use crate::gpu::ops::badge::{Badge, UNIFORM_REST};
 use crate::gpu::ops::coreset::Coreset;
 use crate::gpu::ops::pool::mean_tokens;
 use crate::gpu::ops::select as sel;
@@ -30,7 +31,7 @@ pub fn select_on_device(strategy: Strategy, input: &SelectionInput, dev: &GpuDev
         input.predictions.as_ref().is_some_and(|p| p.samples() == 1 && p.kind() == PredictionKind::Logits);
     let on_device = match uncertainty_kind(strategy) {
         Some(_) => plain_logits,
-        None => strategy == Strategy::Coreset,
+        None => matches!(strategy, Strategy::Coreset | Strategy::Badge),
     };
     if !on_device || input.budget == 0 {
         return select_with_scores(strategy, input);
@@ -38,6 +39,7 @@ pub fn select_on_device(strategy: Strategy, input: &SelectionInput, dev: &GpuDev
     super::validate(strategy, input)?;
     let run = |budget: usize| match uncertainty_kind(strategy) {
         Some(kind) => uncertainty(kind, input, dev, budget),
+        None if strategy == Strategy::Badge => badge(input, dev, budget),
         None => coreset(input, dev, budget),
     };
     match input.pcb {
@@ -170,4 +172,58 @@ fn coreset(input: &SelectionInput, dev: &GpuDevice, budget: usize) -> Result<Sel
     let m = dev.download(state.mindist())?;
     let scores = m.iter().zip(&labeled).map(|(&m, &l)| if l { f32::NAN } else { m.max(0.0).sqrt() });
     Ok(Selection { indices: order, scores: Some(scores.collect()) })
+}
+
+/// BADGE as `badge::select`, seeded on the device (`ops::badge`): the first centre is the unlabelled row of
+/// largest ‖g‖² (ties to the lower index); every next one is drawn ∝ D² on the device with the uniforms the CPU
+/// path would draw, `rng.random::<f64>()` from the same seeded stream, drawn here first. Once every remaining
+/// D² is 0, the host finishes with the CPU path's uniform draws. The draws equal the CPU path's wherever the
+/// D² agree; they are f32 inner products summed in another order, so on inexact inputs a draw that lands
+/// within rounding of a row's boundary can part the two paths from there on (each reproducible from its seed).
+fn badge(input: &SelectionInput, dev: &GpuDevice, budget: usize) -> Result<Selection> {
+    let features = input.features_for("badge")?;
+    let preds = input.predictions_for("badge")?;
+    let (n, d) = (features.rows(), features.cols());
+    let labeled = input.labeled_mask(n);
+    let pool: Vec<usize> = (0..n).filter(|&i| !labeled[i]).collect();
+    let budget = budget.min(pool.len());
+    if budget == 0 {
+        return Ok(Selection { indices: Vec::new(), scores: None });
+    }
+    let q = super::badge::residuals(preds, &(0..n).collect::<Vec<_>>());
+    let mut rng = ChaCha8Rng::seed_from_u64(input.seed);
+    let us: Vec<f64> = (1..budget).map(|_| rng.random::<f64>()).collect();
+    let x = upload_stored(dev, features)?;
+    let mut state = Badge::new(dev, d, &x, &q, &labeled, &us)?;
+    let norm2 = state.norm2(dev)?;
+    let first = pool.iter().copied().reduce(|best, i| if norm2[i] > norm2[best] { i } else { best });
+    state.seed(dev, first.expect("budget > 0, so the pool has a row"))?;
+    let mut order: Vec<usize> = Vec::with_capacity(budget);
+    for (slot, row) in state.centres(dev)?.into_iter().enumerate() {
+        match row {
+            UNIFORM_REST => {
+                uniform_rest(input.seed, slot, &pool, &mut order, budget);
+                break;
+            }
+            row if row >= 0 => order.push(row as usize),
+            _ => break,
+        }
+    }
+    let d2 = state.d2(dev)?;
+    let scores = d2.iter().zip(&labeled).map(|(&m, &l)| if l { f32::NAN } else { m.max(0.0).sqrt() as f32 });
+    Ok(Selection { indices: order, scores: Some(scores.collect()) })
+}
+
+/// The CPU path's picks once every remaining D² is 0, from slot `slot` on: the seeded stream past the slot − 1
+/// uniforms of the draws before, then one `random_range` over the unchosen pool rows (in pool order) a pick.
+fn uniform_rest(seed: u64, slot: usize, pool: &[usize], order: &mut Vec<usize>, budget: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (1..slot).for_each(|_| {
+        rng.random::<f64>();
+    });
+    let chosen: std::collections::HashSet<usize> = order.iter().copied().collect();
+    let mut remaining: Vec<usize> = pool.iter().copied().filter(|i| !chosen.contains(i)).collect();
+    while order.len() < budget && !remaining.is_empty() {
+        order.push(remaining.remove(rng.random_range(0..remaining.len())));
+    }
 }

@@ -3,6 +3,7 @@
 //! signature and launches. The same code drives the CUDA and the emulated device.
 
 pub mod attention;
+pub mod badge;
 pub mod coreset;
 pub mod elementwise;
 pub mod gemm;
