@@ -113,21 +113,29 @@ struct CrossingScratch {
     int slot;
 };
 
-// Over `count` weights w(0 .. count) (each ≥ 0) in order, with the running sum starting at `base`: the first
-// position p with w(p) > 0 and (running sum before p) + w(p) > target(total), total being the weights' sum;
-// when rounding leaves none, the last position with w(p) > 0. Thread t takes a contiguous run of positions.
-template <class W, class Target>
-DEVI Crossing find_crossing(int count, double base, W w, Target target_of, CrossingScratch& sh) {
+// A weight of the draw: w[p] if positive, else 0 (centres and labelled rows hold −1). Other blocks wrote it:
+// volatile reads go past the (incoherent) L1.
+DEVI double weight(const double* w, long p) {
+    double v = *(volatile const double*)(w + p);
+    return v > 0.0 ? v : 0.0;
+}
+
+// Over `count` weights (weight(w, 0 .. count)) in order, with the running sum starting at `base`: the first
+// position p with a positive weight where (running sum before p) + weight > target, target being `u` times the
+// weights' total when `relative`, else `u`; when rounding leaves none, the last position of positive weight.
+// `total` gets the weights' sum. Thread t takes a contiguous run of positions.
+DEVI Crossing find_crossing(int count, double base, const double* w, double u, bool relative, double& total,
+                            CrossingScratch& sh) {
     int per = (count + (int)blockDim.x - 1) / (int)blockDim.x;
     int lo = min(count, (int)threadIdx.x * per), hi = min(count, lo + per);
     double mine = 0.0;
-    for (int p = lo; p < hi; ++p) mine += w(p);
-    double total, cum = base + block_scan_f64(mine, sh.scan, total);
-    double target = target_of(total);
+    for (int p = lo; p < hi; ++p) mine += weight(w, p);
+    double cum = base + block_scan_f64(mine, sh.scan, total);
+    double target = relative ? u * total : u;
     int found = NO_PICK, last = -1;
     double found_before = 0.0, last_before = 0.0;
     for (int p = lo; p < hi; ++p) {
-        double v = w(p);
+        double v = weight(w, p);
         if (v > 0.0) {
             if (found == NO_PICK && cum + v > target) found = p, found_before = cum;
             last = p, last_before = cum;
@@ -142,33 +150,30 @@ DEVI Crossing find_crossing(int count, double base, W w, Target target_of, Cross
     return Crossing{pos, pos >= 0 ? sh.before : 0.0};
 }
 
-// The last block's draw of slot s + 1 (see the top of the file): the block holding the crossing of u·Σ, then
-// the row inside it.
+// The last block's draw of slot s + 1 (see the top of the file): the block holding the crossing of u·Σ (level
+// 0, over the blocks' sums), then the row inside it (level 1). One call site of find_crossing: inlined twice, it
+// spilled on sm_80.
 DEVI void draw_next(int N, int R, const double* d2, const double* block_sums, const double* us, int* centres,
                     int s, int slots) {
     __shared__ CrossingScratch sh;
-    __shared__ double sum;
-    double u = us[s];
-    // Other blocks wrote these: volatile reads go past the (incoherent) L1.
-    auto block_weight = [&](int b) { return *(volatile const double*)(block_sums + b); };
-    Crossing block = find_crossing(
-        gridDim.x, 0.0, block_weight,
-        [&](double total) {
-            if (threadIdx.x == 0) sum = total;
-            return u * total;
-        },
-        sh);
-    int pick = UNIFORM_REST;
-    if (sum > 0.0) {  // false for 0 and NaN
-        long row0 = (long)block.pos * R;
-        auto row_weight = [&](int p) {
-            double m = *(volatile const double*)(d2 + row0 + p);
-            return m > 0.0 ? m : 0.0;
-        };
-        double target = u * sum;
-        int rows = (int)min((long)R, (long)N - row0);
-        Crossing row = find_crossing(rows, block.before, row_weight, [&](double) { return target; }, sh);
-        pick = row.pos < 0 ? UNIFORM_REST : (int)(row0 + row.pos);
+    const double* w = block_sums;
+    int count = gridDim.x, pick = UNIFORM_REST;
+    double base = 0.0, target = us[s], total;
+    long row0 = 0;
+#pragma unroll 1
+    for (int level = 0; level < 2; ++level) {
+        Crossing c = find_crossing(count, base, w, target, level == 0, total, sh);
+        if (level == 1) {
+            pick = c.pos < 0 ? UNIFORM_REST : (int)(row0 + c.pos);
+        } else if (total > 0.0) {  // false for 0 and NaN
+            target *= total;
+            row0 = (long)c.pos * R;
+            count = (int)min((long)R, (long)N - row0);
+            w = d2 + row0;
+            base = c.before;
+        } else {
+            break;
+        }
     }
     if (threadIdx.x == 0 && s + 1 < slots) centres[s + 1] = pick;
 }

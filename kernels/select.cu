@@ -1,11 +1,11 @@
 // kernels/select.cu — scoring kernels of the selection engine (`src/select`): uncertainty scores straight from
-// logits, and the per-centre distance updates of coreset (k-center greedy) and BADGE (k-means++ on gradient
-// embeddings). All math in f32. The top-k of a score column is `topk.cu`'s.
+// logits, and coreset's per-centre distance update of before `coreset.cu` (bench-kernels' baseline). All math
+// in f32. The top-k of a score column is `topk.cu`'s; BADGE is `badge.cu`.
 //
 // Launch contracts:
 //   uncertainty_scores_*: blocks of 128 threads; `lanes` consecutive lanes (a power of two, 1–32) score one
 //                         row, so a block scores 128 / lanes rows: grid = ceil(rows · lanes / 128).
-//   mindist_update_*, badge_d2_update_*: blocks of 256 threads (8 warps), one warp per row: grid = ceil(N / 8).
+//   mindist_update_*: blocks of 256 threads (8 warps), one warp per row: grid = ceil(N / 8).
 #include "common.cuh"
 
 #define UNC_CHUNK 16          // values a lane folds in at once: one max update and one rescale per chunk
@@ -196,41 +196,4 @@ extern "C" __global__ void mindist_update_f16(int N, int D, const f16_t* feature
 }
 extern "C" __global__ void mindist_update_f32(int N, int D, const float* features, float* mindist, int centre) {
     mindist_body(N, D, features, mindist, centre);
-}
-
-// BADGE's D² in gradient space without forming g = q ⊗ h:
-// d2[i] = min(d2[i], max(0, ‖q_i‖²‖h_i‖² + ‖q_c‖²‖h_c‖² − 2⟨q_i, q_c⟩⟨h_i, h_c⟩)); d2[centre] = −1.
-// q: [N, C] f32, qnorm2: [N], h: [N, D], hnorm2: [N], d2: [N] f32.
-template <class T>
-DEVI void badge_body(int N, int C, int D, const float* __restrict__ q, const float* __restrict__ qnorm2,
-                     const T* __restrict__ h, const float* __restrict__ hnorm2, float* __restrict__ d2, int centre) {
-    int lane = threadIdx.x & 31;
-    long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (row >= N) return;
-    const float* qi = q + row * C;
-    const float* qc = q + (long)centre * C;
-    const T* hi = h + row * D;
-    const T* hc = h + (long)centre * D;
-    float qq = 0.0f, hh = 0.0f;
-    for (int j = lane; j < C; j += 32) qq += qi[j] * qc[j];
-    for (int d = lane; d < D; d += 32) hh += to_f32(hi[d]) * to_f32(hc[d]);
-    qq = warp_sum(qq);
-    hh = warp_sum(hh);
-    if (lane == 0) {
-        float v = qnorm2[row] * hnorm2[row] + qnorm2[centre] * hnorm2[centre] - 2.0f * qq * hh;
-        d2[row] = row == centre ? -1.0f : fminf(d2[row], fmaxf(v, 0.0f));
-    }
-}
-
-extern "C" __global__ void badge_d2_update_bf16(int N, int C, int D, const float* q, const float* qnorm2,
-                                                const bf16_t* h, const float* hnorm2, float* d2, int centre) {
-    badge_body(N, C, D, q, qnorm2, h, hnorm2, d2, centre);
-}
-extern "C" __global__ void badge_d2_update_f16(int N, int C, int D, const float* q, const float* qnorm2,
-                                               const f16_t* h, const float* hnorm2, float* d2, int centre) {
-    badge_body(N, C, D, q, qnorm2, h, hnorm2, d2, centre);
-}
-extern "C" __global__ void badge_d2_update_f32(int N, int C, int D, const float* q, const float* qnorm2,
-                                               const float* h, const float* hnorm2, float* d2, int centre) {
-    badge_body(N, C, D, q, qnorm2, h, hnorm2, d2, centre);
 }

@@ -1,6 +1,7 @@
 //! The selection engine's device path on `cuda-emu` picks exactly the CPU path's indices: entropy, least
-//! confidence and margin through `uncertainty_scores` + the device top-k, coreset through `mindist_update` +
-//! `argmax`. Run with `cargo test --features cuda-emu --test select_gpu`.
+//! confidence and margin through `uncertainty_scores` + the device k-th score, coreset through `ops::coreset`,
+//! BADGE through `ops::badge` (on inputs where its arithmetic is exact). Run with
+//! `cargo test --features cuda-emu --test select_gpu`.
 #![cfg(feature = "cuda-emu")]
 
 use cpeal::gpu::GpuDevice;
@@ -162,24 +163,6 @@ fn other_strategies_fall_back_to_the_cpu_path() {
     assert_same(Strategy::MeanEntropy, &input, "mean entropy");
 }
 
-/// Inputs on which every inner product, D² and running sum is exact in f32 and f64 whatever the order:
-/// integer features in [−3, 3] (exact in bf16 too) and probabilities in sixteenths. Rows repeat every
-/// `distinct` rows (exact duplicates: D² = 0).
-fn exact_badge_input(n: usize, d: usize, c: usize, distinct: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let base_x: Vec<f32> = (0..distinct * d).map(|_| rng.random_range(-3i32..=3) as f32).collect();
-    let base_p: Vec<f32> = (0..distinct)
-        .flat_map(|_| {
-            let mut row = vec![0f32; c];
-            (0..16).for_each(|_| row[rng.random_range(0..c)] += 1.0);
-            row
-        })
-        .collect();
-    let x = (0..n * d).map(|j| base_x[(j / d % distinct) * d + j % d]).collect();
-    let p = (0..n * c).map(|j| base_p[(j / c % distinct) * c + j % c]).collect();
-    (x, p)
-}
-
 /// BADGE seeded on the device draws the CPU path's rows on exact inputs: the same first centre, the same
 /// uniforms from the seeded stream, the same D²; with only duplicates of the centres left (every D² 0), the
 /// host's uniform draws take over as on the CPU. Labelled rows take no part; bf16 and f32 features.
@@ -192,8 +175,9 @@ fn badge_on_device_draws_the_cpu_rows_on_exact_inputs() {
         (300, 33, 4, 40, 300, true, true),
         (60, 8, 3, 20, 6, false, true),
         (2100, 16, 5, 12, 2100, true, false),
+        (7000, 4, 3, 6, 7000, false, false), // more rows in a block of the update than it has threads
     ] {
-        let (x, p) = exact_badge_input(n, d, c, distinct, (n + d) as u64);
+        let (x, p) = cpeal::gpu::selftest::exact_badge_input(n, d, c, distinct, (n + d) as u64);
         let bytes: Vec<u8> = x.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
         let features = if bf16 {
             Mat::from_bf16_bytes(&bytes, n, d, "features").unwrap()

@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 mod gemm;
 mod select;
+pub use select::exact_badge_input;
 mod stream;
 mod tokens;
 

@@ -1,5 +1,5 @@
-//! Launchers for `kernels/select.cu`: uncertainty scores from logits and the per-centre distance updates of
-//! coreset and BADGE (the top-k of a score column: `ops::topk`).
+//! Launchers for `kernels/select.cu`: uncertainty scores from logits and coreset's per-centre distance update
+//! of before `ops::coreset` (the top-k of a score column: `ops::topk`; BADGE: `ops::badge`).
 
 use super::{check, int};
 use crate::error::{Error, Result};
@@ -94,45 +94,5 @@ pub fn mindist_update(
         .buf(mindist) //                          float* mindist
         .i32(int(&kernel, "centre", centre)?); // int centre
                                                // SAFETY: sizes checked; signature (int, int, const T*, float*, int).
-    unsafe { dev.launch(&kernel, cfg, &mut args) }
-}
-
-/// The inputs of `badge_d2_update_*`: q [n, c] f32 (p − onehot(argmax p)), its row norms², the features h
-/// [n, d] and their row norms² (f32).
-pub struct BadgeInputs<'a> {
-    pub n: usize,
-    pub c: usize,
-    pub d: usize,
-    pub q: &'a GpuBuffer,
-    pub qnorm2: &'a GpuBuffer,
-    pub h: &'a GpuBuffer,
-    pub hnorm2: &'a GpuBuffer,
-}
-
-/// d2[i] = min(d2[i], max(0, ‖q_i‖²‖h_i‖² + ‖q_c‖²‖h_c‖² − 2⟨q_i, q_c⟩⟨h_i, h_c⟩)) for c = `centre`, and
-/// d2[centre] = −1 (BADGE's squared gradient-embedding distance, never forming q ⊗ h). d2: [n] f32.
-pub fn badge_d2_update(dev: &GpuDevice, x: &BadgeInputs, d2: &GpuBuffer, centre: usize) -> Result<()> {
-    let dt = x.h.dtype();
-    let kernel = format!("badge_d2_update_{}", dt.suffix());
-    if centre >= x.n {
-        return Err(Error::kernel(&kernel, format!("centre {centre} outside 0..{}", x.n)));
-    }
-    check(&kernel, "q", x.q, DType::F32, x.n * x.c)?;
-    check(&kernel, "qnorm2", x.qnorm2, DType::F32, x.n)?;
-    check(&kernel, "h", x.h, dt, x.n * x.d)?;
-    check(&kernel, "hnorm2", x.hnorm2, DType::F32, x.n)?;
-    check(&kernel, "d2", d2, DType::F32, x.n)?;
-    let cfg = LaunchConfig::linear(warp_grid(&kernel, x.n, 8)?, 256);
-    let mut args = KernelArgs::new();
-    args.i32(int(&kernel, "N", x.n)?) //          int N
-        .i32(int(&kernel, "C", x.c)?) //          int C
-        .i32(int(&kernel, "D", x.d)?) //          int D
-        .buf(x.q) //                              const float* q
-        .buf(x.qnorm2) //                         const float* qnorm2
-        .buf(x.h) //                              const T* h
-        .buf(x.hnorm2) //                         const float* hnorm2
-        .buf(d2) //                               float* d2
-        .i32(int(&kernel, "centre", centre)?); // int centre
-                                               // SAFETY: sizes checked; signature (3 × int, 2 × const float*, const T*, const float*, float*, int).
     unsafe { dev.launch(&kernel, cfg, &mut args) }
 }

@@ -1,14 +1,16 @@
 //! Cases of `kernels/select.cu` (uncertainty scores, the coreset and BADGE distance updates) and of
 //! `kernels/topk.cu` (the top-k of a score column).
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
 use super::{case, poisoned, random, Case, DTYPES};
 use crate::error::Result;
-use crate::gpu::ops::select::{self as sel, BadgeInputs};
+use crate::gpu::ops::badge::Badge;
+use crate::gpu::ops::select as sel;
 use crate::gpu::ops::topk::{kth_score, topk, Column, DEVICE_SORT_MAX, TOPK_SLICE};
 use crate::gpu::{reference as r, DType, GpuBuffer, GpuDevice};
-use crate::select::gpu::device_score_error;
+use crate::select::gpu::{device_score_error, select_on_device};
+use crate::select::{select_with_scores, Mat, PredictionKind, Predictions, SelectionInput, Strategy};
 
 /// Outputs are f32 computed from inputs already rounded to the storage type, so every dtype gets f32-level
 /// tolerance (a little above `tol(F32)`: f32 exp/log and differences of f32 sums).
@@ -287,7 +289,6 @@ fn mindist_cases(out: &mut Vec<Case>) {
 /// `cpeal select`'s device coreset (`kernels/coreset.cu`) against the CPU path: the same picks in the same
 /// order, and the same distances to f32 rounding. 16-byte rows with labelled centres; an odd width, seeded.
 fn coreset_cases(out: &mut Vec<Case>) {
-    use crate::select::{gpu::select_on_device, select_with_scores, Mat, SelectionInput, Strategy};
     for dt in DTYPES {
         for (n, d, budget, labelled) in [(300usize, 24usize, 40usize, vec![3usize, 299]), (1000, 13, 60, vec![])] {
             let shape = format!("n{n} d{d} budget{budget} labelled{}", labelled.len());
@@ -298,11 +299,7 @@ fn coreset_cases(out: &mut Vec<Case>) {
                 1e-5,
                 Box::new(move |dev, rng| {
                     let bytes = dt.encode(&random(rng, n * d, -1.0, 1.0, dt));
-                    let features = match dt {
-                        DType::Bf16 => Mat::from_bf16_bytes(&bytes, n, d, "features"),
-                        DType::F16 => Mat::from_f16_bytes(&bytes, n, d, "features"),
-                        _ => Mat::from_f32_bytes(&bytes, n, d, "features"),
-                    }?;
+                    let features = features_mat(dt, &bytes, n, d)?;
                     let input =
                         SelectionInput::new(budget).with_features(features).with_labeled(labelled.clone(), None);
                     let (gpu, cpu) = (
@@ -322,32 +319,88 @@ fn coreset_cases(out: &mut Vec<Case>) {
     }
 }
 
+/// `badge_update_*` after one centre on random inputs: every row's D² against explicit gradient embeddings in
+/// f64 (labelled rows and the centre −1).
 fn badge_cases(out: &mut Vec<Case>) {
     for dt in DTYPES {
         for (n, c, d) in [(1usize, 1usize, 1usize), (37, 3, 48), (1000, 10, 16), (37, 101, 48), (50, 10, 768)] {
             out.push(case(
                 "select",
-                format!("badge_d2_update_{}", dt.suffix()),
-                format!("N{n} C{c} D{d}"),
+                format!("badge_update_{}", dt.suffix()),
+                format!("N{n} C{c} D{d} first centre"),
                 SCORE_TOL,
                 Box::new(move |dev, rng| {
                     let h = random(rng, n * d, -1.0, 1.0, dt);
                     let q = residuals(&random(rng, n * c, -3.0, 3.0, DType::F32), c);
-                    let norms = |v: &[f32], w: usize| -> Vec<f32> {
-                        v.chunks_exact(w).map(|r| r.iter().map(|&a| a * a).sum()).collect()
-                    };
-                    let (qn, hn) = (norms(&q, c), norms(&h, d));
-                    let d0 = start_dist(rng, n, 2.0 * d as f32 / 3.0);
+                    let labelled: Vec<bool> = (0..n).map(|i| i % 7 == 5).collect();
                     let centre = rng.random_range(0..n);
-                    let up = |v: &[f32]| dev.upload(v, DType::F32);
-                    let (qb, qnb, hb, hnb, d2) = (up(&q)?, up(&qn)?, dev.upload(&h, dt)?, up(&hn)?, up(&d0)?);
-                    let inputs = BadgeInputs { n, c, d, q: &qb, qnorm2: &qnb, h: &hb, hnorm2: &hnb };
-                    sel::badge_d2_update(dev, &inputs, &d2, centre)?;
-                    Ok((dev.download(&d2)?, r::badge_d2_update(n, c, d, &q, &h, &d0, centre)))
+                    let hb = dev.upload(&h, dt)?;
+                    let mut state = Badge::new(dev, d, &hb, &q, &labelled, &[])?;
+                    state.seed(dev, centre)?;
+                    let got = state.d2(dev)?.into_iter().map(|v| v as f32).collect();
+                    let start: Vec<f32> = labelled.iter().map(|&l| if l { -1.0 } else { f32::INFINITY }).collect();
+                    Ok((got, r::badge_d2_update(n, c, d, &q, &h, &start, centre)))
                 }),
             ));
         }
     }
+    for dt in DTYPES {
+        // (n, d, c, budget, distinct rows): the uniform draws of the host take over in the second.
+        for (n, d, c, budget, distinct) in
+            [(300usize, 33usize, 4usize, 40usize, 300usize), (60, 8, 3, 20, 6), (3000, 40, 10, 30, 3000)]
+        {
+            out.push(case(
+                "select",
+                format!("badge_seed_{}", dt.suffix()),
+                format!("N{n} D{d} C{c} budget{budget} distinct{distinct}"),
+                0.0,
+                Box::new(move |dev, rng| {
+                    let (x, p) = exact_badge_input(n, d, c, distinct, rng.random());
+                    let bytes = dt.encode(&x);
+                    let features = features_mat(dt, &bytes, n, d)?;
+                    let probs = Mat::from_f32(&p[..], n, c, "probs")?;
+                    let input = SelectionInput::new(budget)
+                        .with_predictions(Predictions::stacked(probs, 1, PredictionKind::Probabilities)?)
+                        .with_features(features)
+                        .with_labeled((0..n).filter(|i| i % 11 == 3).collect(), None)
+                        .with_seed(rng.random());
+                    let (gpu, cpu) =
+                        (select_on_device(Strategy::Badge, &input, dev)?, select_with_scores(Strategy::Badge, &input)?);
+                    Ok((
+                        gpu.indices.iter().map(|&i| i as f32).collect(),
+                        cpu.indices.iter().map(|&i| i as f64).collect(),
+                    ))
+                }),
+            ));
+        }
+    }
+}
+
+/// Features [n, d] stored as `dt` (the bytes of `DType::encode`), as `cpeal select` reads them.
+fn features_mat(dt: DType, bytes: &[u8], n: usize, d: usize) -> Result<Mat<'_>> {
+    match dt {
+        DType::Bf16 => Mat::from_bf16_bytes(bytes, n, d, "features"),
+        DType::F16 => Mat::from_f16_bytes(bytes, n, d, "features"),
+        _ => Mat::from_f32_bytes(bytes, n, d, "features"),
+    }
+}
+
+/// BADGE inputs on which every inner product, D² and running sum is exact in f32 and f64 whatever the order, so
+/// the device's draws are the CPU's: features [n, d], integers in [−3, 3] (exact in bf16 and f16 too), and
+/// probabilities [n, c] in sixteenths. Rows repeat every `distinct` rows (exact duplicates: D² = 0).
+pub fn exact_badge_input(n: usize, d: usize, c: usize, distinct: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let base_x: Vec<f32> = (0..distinct * d).map(|_| rng.random_range(-3i32..=3) as f32).collect();
+    let base_p: Vec<f32> = (0..distinct)
+        .flat_map(|_| {
+            let mut row = vec![0f32; c];
+            (0..16).for_each(|_| row[rng.random_range(0..c)] += 1.0);
+            row
+        })
+        .collect();
+    let x = (0..n * d).map(|j| base_x[(j / d % distinct) * d + j % d]).collect();
+    let p = (0..n * c).map(|j| base_p[(j / c % distinct) * c + j % c]).collect();
+    (x, p)
 }
 
 /// q = softmax(logits) − onehot(argmax), per row of `c`.
