@@ -96,9 +96,10 @@ echo "== selftest"
 SELFTEST=passed
 # Opt-in candidate kernels (bench/results/gpu-notes-*.md) are checked second, a group at a time, each in its own
 # process and time limit: when one fails, hangs or faults, the defaults and the other groups are still timed,
-# and the failed ones are left out at model level. The selection kernels new on 2026-12-07 (top-k, coreset) are a
-# group of their own until a GPU has run them: no model runs them, so their failure must not stop the model rows.
-CANDIDATE_GROUPS="gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop- gemm_sm90_coopmc-,gemm_sm90_ppomc-,gemm_sm90_coopmw- attention_fwd_tail16 attention_fwd_wgmma lnfold_,lnstats_,layernorm_stats topk_,coreset_"
+# and the failed ones are left out at model level. The selection kernels new on 2026-12-07 (top-k and its k-th
+# score, coreset, BADGE) are a group of their own until a GPU has run them: no model runs them, so their failure
+# must not stop the model rows.
+CANDIDATE_GROUPS="gemm_sm90_pp-,gemm_sm90_ppo-,gemm_sm90_coop- gemm_sm90_coopmc-,gemm_sm90_ppomc-,gemm_sm90_coopmw- attention_fwd_tail16 attention_fwd_wgmma lnfold_,lnstats_,layernorm_stats topk_,coreset_,badge_"
 CANDIDATES=${CANDIDATE_GROUPS// /,}
 BROKEN_CANDIDATES=""  # the candidate kernels that failed a case
 HUNG_GROUPS=""        # the prefixes of the groups whose selftest hung or crashed (no verdict)

@@ -271,9 +271,11 @@ fn selection_table(dev: &GpuDevice, args: &Args) -> cpeal::Result<Vec<String>> {
     Ok(table)
 }
 
-/// Coreset: 100 picks (fewer in a smaller pool) over [pool_rows / 4, 768] bf16 features as `cpeal select` runs them (two launches a pick,
-/// one download at the end), beside the path before 2026-12-07 (`mindist_update`, a one-block `argmax_f32` over
-/// every row and a download, each pick). The features are hashed, not clustered, so few rows are skipped.
+/// Coreset: 100 picks (fewer in a smaller pool) over [pool_rows / 4, 768] bf16 features as `cpeal select` runs
+/// them (two launches a pick, one download at the end), beside the path before 2026-12-07 (`mindist_update`, a
+/// one-block `argmax_f32` over every row and a download, each pick); then BADGE's seeding over the same features
+/// (the first pick included, which reads every row). The features are hashed, not clustered, so few rows are
+/// skipped.
 fn coreset_table(dev: &GpuDevice, args: &Args) -> cpeal::Result<Vec<String>> {
     use ops::coreset::Coreset;
     let n = (args.pool_rows / 4).max(1);
@@ -307,6 +309,22 @@ fn coreset_table(dev: &GpuDevice, args: &Args) -> cpeal::Result<Vec<String>> {
     })?;
     table.push(format!(
         "| mindist_update + argmax + download (before), {picks} picks | {n} x {d} | {:.1} | {:.0} |",
+        secs * 1e6 / picks as f64,
+        gbs(secs)
+    ));
+    // BADGE over the same features with 10 classes: two launches a pick, each drawn on the device.
+    let c = 10usize;
+    let q: Vec<f32> = (0..n * c)
+        .map(|i| if i % c == i / c % c { -0.5 } else { 0.5 / (c - 1) as f32 } + (i % 7) as f32 * 1e-3)
+        .collect();
+    let us: Vec<f64> = (1..picks).map(|t| (t as f64 * 0.618_033_988_75).fract()).collect();
+    let secs = time(dev, 1, &|| {
+        let mut state = ops::badge::Badge::new(dev, d, &x, &q, &labelled, &us)?;
+        state.seed(dev, 0)?;
+        state.centres(dev).map(|_| ())
+    })?;
+    table.push(format!(
+        "| badge_centre + badge_update (draw on the device), {picks} picks | {n} x {d}, {c} classes | {:.1} | {:.0} |",
         secs * 1e6 / picks as f64,
         gbs(secs)
     ));
@@ -368,6 +386,7 @@ mod tests {
         for label in [
             "| coreset_centre + coreset_update, 10 picks | 10 x 768 |",
             "| mindist_update + argmax + download (before), 10 picks | 10 x 768 |",
+            "| badge_centre + badge_update (draw on the device), 10 picks | 10 x 768, 10 classes |",
         ] {
             assert!(rows.iter().any(|r| r.starts_with(label)), "no `{label}` in {rows:#?}");
         }
