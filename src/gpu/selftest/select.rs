@@ -347,7 +347,7 @@ fn badge_cases(out: &mut Vec<Case>) {
     for dt in DTYPES {
         // (n, d, c, budget, distinct rows): the uniform draws of the host take over in the second.
         for (n, d, c, budget, distinct) in
-            [(300usize, 33usize, 4usize, 40usize, 300usize), (60, 8, 3, 20, 6), (3000, 40, 10, 30, 3000)]
+            [(300usize, 33usize, 4usize, 25usize, 300usize), (60, 8, 3, 20, 6), (1000, 40, 10, 10, 1000)]
         {
             out.push(case(
                 "select",
