@@ -26,16 +26,29 @@
 
 #define BADGE_THREADS 256
 #define BADGE_SLACK 1.0001
+#define BADGE_UPDATE_BLOCKS 4  // blocks of badge_update_* an SM holds: at most 64 registers a thread
 #define NO_PICK 0x7fffffff
 #define UNIFORM_REST (-2)  // a slot's row when every active D² is 0: the host draws the rest uniformly
 
-// ⟨x_a, x_b⟩ over n values, summed by the 32 lanes of a warp in f32; every lane gets it.
+// ⟨x_a, x_b⟩ over n values, summed by the 32 lanes of a warp in f32; every lane gets it. Rows of a multiple of
+// 8 values at a 16-byte aligned base are read 8 values a load (16-byte vectors, as coreset does).
 template <class T>
 DEVI float warp_dot(const T* __restrict__ x, long a, long b, int n) {
     const T* xa = x + a * n;
     const T* xb = x + b * n;
+    int lane = threadIdx.x & 31;
     float s = 0.0f;
-    for (int d = threadIdx.x & 31; d < n; d += 32) s = fmaf(to_f32(xa[d]), to_f32(xb[d]), s);
+    if (n % 8 == 0 && aligned16(x)) {
+        for (int d = 8 * lane; d < n; d += 256) {
+            float va[8], vb[8];
+            load8(va, xa + d);
+            load8(vb, xb + d);
+            UNROLL
+            for (int e = 0; e < 8; ++e) s = fmaf(va[e], vb[e], s);
+        }
+    } else {
+        for (int d = lane; d < n; d += 32) s = fmaf(to_f32(xa[d]), to_f32(xb[d]), s);
+    }
     return warp_sum(s);
 }
 
@@ -247,17 +260,17 @@ extern "C" __global__ void badge_centre_f32(int C, int D, const float* q, const 
                                         const int* centres, double* cdist, int s) {
     centre_body(C, D, q, h, norm2, centres, cdist, s);
 }
-extern "C" __global__ void __launch_bounds__(BADGE_THREADS) badge_update_bf16(
+extern "C" __global__ void __launch_bounds__(BADGE_THREADS, BADGE_UPDATE_BLOCKS) badge_update_bf16(
     int N, int C, int D, int R, const float* q, const bf16_t* h, const double* norm2, int* centres, const double* cdist,
     double* d2, int* nearest, double* block_sums, unsigned* state, const double* us, int s, int slots) {
     update_body(N, C, D, R, q, h, norm2, centres, cdist, d2, nearest, block_sums, state, us, s, slots);
 }
-extern "C" __global__ void __launch_bounds__(BADGE_THREADS) badge_update_f16(
+extern "C" __global__ void __launch_bounds__(BADGE_THREADS, BADGE_UPDATE_BLOCKS) badge_update_f16(
     int N, int C, int D, int R, const float* q, const f16_t* h, const double* norm2, int* centres, const double* cdist,
     double* d2, int* nearest, double* block_sums, unsigned* state, const double* us, int s, int slots) {
     update_body(N, C, D, R, q, h, norm2, centres, cdist, d2, nearest, block_sums, state, us, s, slots);
 }
-extern "C" __global__ void __launch_bounds__(BADGE_THREADS) badge_update_f32(
+extern "C" __global__ void __launch_bounds__(BADGE_THREADS, BADGE_UPDATE_BLOCKS) badge_update_f32(
     int N, int C, int D, int R, const float* q, const float* h, const double* norm2, int* centres, const double* cdist,
     double* d2, int* nearest, double* block_sums, unsigned* state, const double* us, int s, int slots) {
     update_body(N, C, D, R, q, h, norm2, centres, cdist, d2, nearest, block_sums, state, us, s, slots);

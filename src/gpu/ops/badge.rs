@@ -9,8 +9,9 @@ use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
 
 /// Threads (8 warps) in a block of the BADGE kernels (`BADGE_THREADS`).
 const THREADS: u32 = 256;
-/// Blocks per SM of `badge_update_*`: 8 of 256 threads fill an SM's 2048.
-const UPDATE_BLOCKS_PER_SM: u32 = 8;
+/// Blocks per SM of `badge_update_*`: its launch bound (`BADGE_UPDATE_BLOCKS`, 64 registers a thread), so
+/// that the grid is one wave.
+const UPDATE_BLOCKS_PER_SM: u32 = 4;
 /// A slot's row when every active D² was 0 (`UNIFORM_REST`): the rest are uniform draws, made on the host.
 pub const UNIFORM_REST: i32 = -2;
 
