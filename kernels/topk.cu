@@ -1,19 +1,20 @@
 // kernels/topk.cu — the exact top-k of one score column on the device (`src/gpu/ops/topk.rs`): best first, ties
 // to the lower index, rows with skip[i] != 0 left out, NaN ranked as −∞ and −0 as +0. Row i's score is
 // scores[i·stride + col]. One block's sort (topk_block_f32, topk_radix_sort_f32) takes k ≤ TOPK_SLICE / 2; the
-// radix select any k (a larger k's candidates are sorted on the host).
+// radix select any k (a larger k's candidates are sorted by tiles and merges, below).
 //
 // n ≤ TOPK_SLICE rows: topk_block_f32 alone (one block sorts them in shared memory).
 // More: a radix select of the k-th largest key, 11 bits a pass, then the rows above it and the first rows equal
 // to it are gathered and sorted; all on the stream, so only the k results go to the host:
 //   topk_radix_init_f32 → topk_radix_pass_f32 (pass 0, 1, 2) → topk_radix_ties_f32 → topk_radix_gather_f32
-//   → topk_radix_sort_f32.
+//   → topk_radix_sort_f32 (k ≤ TOPK_SLICE / 2), or topk_tile_sort_f32 → topk_merge_f32 × ⌈log₂ tiles⌉.
 //
 // The kernels that read the column take (n, k, stride, col, scores, skip) first.
 // Launch contracts: blocks of exactly TOPK_THREADS (256) threads, no dynamic shared memory.
 //   topk_block_f32, topk_radix_init_f32, topk_radix_sort_f32: grid = 1.
 //   topk_radix_pass_f32, topk_radix_ties_f32, topk_radix_gather_f32: grid = ceil(n / TOPK_SLICE); block b reads
 //   rows [b·TOPK_SLICE, (b+1)·TOPK_SLICE).
+//   topk_tile_sort_f32: grid = ceil(k / TOPK_SLICE), outputs of grid · TOPK_SLICE.   topk_merge_f32: any grid.
 //   `state` holds RADIX_STATE words, `hist` RADIX_BINS, `ties` one word a block of the grid.
 #include "common.cuh"
 
@@ -259,4 +260,55 @@ extern "C" __global__ void topk_radix_sort_f32(int k, const unsigned* state, con
     __syncthreads();
     bitonic_sort(sv, si, len);
     write_sorted(k, sv, si, out_idx, out_val);
+}
+
+// A k past one block's sort (k > TOPK_SLICE / 2): the candidates sorted on the device by tiles, then merges.
+//   topk_tile_sort_f32: block t sorts candidates [t·TOPK_SLICE, (t+1)·TOPK_SLICE) into out_idx/out_val; slots
+//                       past the ST_TAKEN candidates get −∞ and INT_MAX (they rank last). grid = tiles.
+//   topk_merge_f32:     each pair of sorted runs of `width` into one run of 2·width (the last pair may be short),
+//                       one thread an element: its place in its own run plus, by binary search, the elements
+//                       of the other run that rank before it (before or equal, for the second run's: equal
+//                       padding then keeps distinct places). Any grid (threads stride over the elements).
+extern "C" __global__ void topk_tile_sort_f32(int k, const unsigned* state, const int* cand_idx,
+                                              const float* cand_val, int* out_idx, float* out_val) {
+    __shared__ float sv[TOPK_SLICE];
+    __shared__ int si[TOPK_SLICE];
+    long m = min((int)state[ST_TAKEN], k), base = (long)blockIdx.x * TOPK_SLICE;
+    for (int t = threadIdx.x; t < TOPK_SLICE; t += blockDim.x) {
+        bool valid = base + t < m;
+        sv[t] = valid ? cand_val[base + t] : NEG_INF;
+        si[t] = valid ? cand_idx[base + t] : 0x7fffffff;
+    }
+    __syncthreads();
+    bitonic_sort(sv, si, TOPK_SLICE);
+    for (int t = threadIdx.x; t < TOPK_SLICE; t += blockDim.x) {
+        out_idx[base + t] = si[t];
+        out_val[base + t] = sv[t];
+    }
+}
+
+// Elements of run[0 .. len) (sorted best first) that rank before (v, i), or with `or_equal` before or equal.
+DEVI int rank_in(const float* val, const int* idx, int len, float v, int i, bool or_equal) {
+    int lo = 0, hi = len;
+    while (lo < hi) {
+        int mid = (lo + hi) >> 1;
+        bool before = ranks_before(val[mid], idx[mid], v, i) || (or_equal && val[mid] == v && idx[mid] == i);
+        if (before) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+extern "C" __global__ void topk_merge_f32(int len, int width, const int* in_idx, const float* in_val, int* out_idx,
+                                          float* out_val) {
+    for (long e = (long)blockIdx.x * blockDim.x + threadIdx.x; e < len; e += (long)gridDim.x * blockDim.x) {
+        long a0 = e / (2L * width) * (2L * width), b0 = min(a0 + width, (long)len), end = min(a0 + 2L * width, (long)len);
+        float v = in_val[e];
+        int i = in_idx[e];
+        bool first = e < b0;  // in the pair's first run
+        long other = first ? b0 : a0, other_len = first ? end - b0 : b0 - a0;
+        long place = (e - (first ? a0 : b0)) + rank_in(in_val + other, in_idx + other, (int)other_len, v, i, !first);
+        out_idx[a0 + place] = i;
+        out_val[a0 + place] = v;
+    }
 }

@@ -3,7 +3,8 @@
 //! Otherwise a radix select finds the k-th largest score in three histogram passes of 11 bits and the k rows
 //! are gathered: six launches whatever n and k (until 2026-12-07: a bitonic sort of every 2048-row slice, then
 //! log₂ of the slices' merges, for k ≤ 1024 only). A seventh, one block, sorts up to `DEVICE_SORT_MAX` of them;
-//! a larger k's candidates are sorted on the host. Only the k results go to the host either way.
+//! a larger k's candidates are sorted by tiles of `TOPK_SLICE` and ⌈log₂ tiles⌉ merges (until 2026-12-07, on
+//! the host). Only the k results go to the host either way.
 //! [`kth_score`] stops after the passes: the k-th best score alone, for any k, in four launches.
 
 use super::{check, int};
@@ -14,10 +15,9 @@ use crate::gpu::{DType, GpuBuffer, GpuDevice, KernelArgs, LaunchConfig};
 pub const TOPK_SLICE: usize = 2048;
 /// Largest k whose results one block sorts on the device (`topk_block_f32`, `topk_radix_sort_f32`).
 pub const DEVICE_SORT_MAX: usize = 1024;
-/// Words of the radix state: the threshold key after the last pass (`ST_PREFIX`), the candidates gathered
-/// (`ST_TAKEN`), and 1 once no more than k rows take part (`ST_SETTLED`).
+/// Words of the radix state: the threshold key after the last pass (`ST_PREFIX`), and 1 once no more than k
+/// rows take part (`ST_SETTLED`).
 const ST_PREFIX: usize = 0;
-const ST_TAKEN: usize = 4;
 const ST_SETTLED: usize = 5;
 /// Threads in a block of every top-k kernel (`TOPK_THREADS`).
 const THREADS: u32 = 256;
@@ -109,32 +109,64 @@ pub fn topk(
     if rows.k <= DEVICE_SORT_MAX {
         sort_on_device(dev, &work, rows.k)
     } else {
-        sort_on_host(dev, &work, rows.k)
+        sort_by_merges(dev, &work, rows.k)
     }
 }
 
-/// The gathered candidates, downloaded (the state and their indices in one copy, their scores in a second) and
-/// sorted on the host: for a k past what one block sorts.
-fn sort_on_host(dev: &GpuDevice, work: &RadixWork, k: usize) -> Result<Vec<(usize, f32)>> {
-    let head = dev.download_i32(&work.words.slice(0, RADIX_STATE + k)?)?;
-    let taken = (head[ST_TAKEN] as usize).min(k);
-    let values = dev.download(&work.cand_val.slice(0, taken.max(1))?)?;
-    let mut best: Vec<(usize, f32)> = head[RADIX_STATE..][..taken].iter().map(|&i| i as usize).zip(values).collect();
-    // Scores are never NaN here (the kernels rank NaN as −∞ and report it so); −0 and +0 tie, as on the device.
-    best.sort_unstable_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
-    Ok(best)
+/// `topk_tile_sort_f32` and `topk_merge_f32`: the candidates of a k past one block's sort, sorted on the device
+/// (tiles of `TOPK_SLICE`, then ⌈log₂ tiles⌉ merges of pairs of runs), then the download of the k best.
+fn sort_by_merges(dev: &GpuDevice, work: &RadixWork, k: usize) -> Result<Vec<(usize, f32)>> {
+    let len = k.div_ceil(TOPK_SLICE) * TOPK_SLICE;
+    let runs = [
+        (dev.alloc(DType::I32, len)?, dev.alloc(DType::F32, len)?),
+        (dev.alloc(DType::I32, len)?, dev.alloc(DType::F32, len)?),
+    ];
+    let mut args = KernelArgs::new();
+    args.i32(int("topk_tile_sort_f32", "k", k)?)
+        .buf(&work.state)
+        .buf(&work.cand_idx)
+        .buf(&work.cand_val)
+        .buf(&runs[0].0)
+        .buf(&runs[0].1);
+    let tiles = (len / TOPK_SLICE) as u32;
+    // SAFETY: signature (int k, const unsigned* state, const int* cand_idx, const float* cand_val, int* out_idx,
+    // float* out_val); the candidates hold k, the outputs `tiles` · TOPK_SLICE, and the gather took at most k.
+    unsafe { dev.launch("topk_tile_sort_f32", LaunchConfig::linear(tiles, THREADS), &mut args)? };
+    let (mut from, mut width) = (0, TOPK_SLICE);
+    while width < len {
+        let ((in_idx, in_val), (out_idx, out_val)) = (&runs[from], &runs[1 - from]);
+        let mut args = KernelArgs::new();
+        args.i32(int("topk_merge_f32", "len", len)?)
+            .i32(width as i32)
+            .buf(in_idx)
+            .buf(in_val)
+            .buf(out_idx)
+            .buf(out_val);
+        // SAFETY: signature (int len, int width, const int* in_idx, const float* in_val, int* out_idx,
+        // float* out_val); all four hold len, and width < len.
+        unsafe {
+            dev.launch(
+                "topk_merge_f32",
+                LaunchConfig::linear(len.div_ceil(THREADS as usize) as u32, THREADS),
+                &mut args,
+            )?
+        };
+        (from, width) = (1 - from, 2 * width);
+    }
+    download_sorted(dev, &runs[from].0.slice(0, k)?, &runs[from].1.slice(0, k)?)
 }
 
-/// k sorted results (index −1 in unused slots) as (row, score) pairs, up to the first unused slot.
+/// k sorted results as (row, score) pairs, up to the first unused slot (index −1, or `i32::MAX` from the
+/// merges' padding).
 fn download_sorted(dev: &GpuDevice, idx: &GpuBuffer, val: &GpuBuffer) -> Result<Vec<(usize, f32)>> {
     let (idx, val) = (dev.download_i32(idx)?, dev.download(val)?);
-    Ok(idx.into_iter().zip(val).take_while(|&(i, _)| i >= 0).map(|(i, v)| (i as usize, v)).collect())
+    let used = |i: i32| i >= 0 && i != i32::MAX;
+    Ok(idx.into_iter().zip(val).take_while(|&(i, _)| used(i)).map(|(i, v)| (i as usize, v)).collect())
 }
 
-/// The radix select's device memory: one I32 workspace of the state, the k candidates' indices, the
-/// histogram and each block's tie count; the candidates' scores in F32.
+/// The radix select's device memory the sorts read: its state and the k candidates' indices (views of one I32
+/// workspace that also holds the histogram and each block's tie count), and the candidates' scores.
 struct RadixWork {
-    words: GpuBuffer,
     state: GpuBuffer,
     cand_idx: GpuBuffer,
     cand_val: GpuBuffer,
@@ -207,5 +239,5 @@ fn radix_select(dev: &GpuDevice, rows: &Rows) -> Result<RadixWork> {
     radix_passes(dev, rows, &state, &hist)?;
     rows.launch(dev, "topk_radix_ties_f32", blocks, &[&state, &ties], None)?;
     rows.launch(dev, "topk_radix_gather_f32", blocks, &[&state, &ties, &cand_idx, &cand_val], None)?;
-    Ok(RadixWork { words, state, cand_idx, cand_val })
+    Ok(RadixWork { state, cand_idx, cand_val })
 }
