@@ -240,7 +240,7 @@ text = """| selection kernel | shape | time (us) | GB/s read |
 | uncertainty_scores_f32 at 32 lanes a row (before) | 1000000 x 1000 | 1500.0 | 2666 |
 | top-1000 (radix select + gather + sort + download) | 1000000 | 51.5 | |
 | k-th score of top-1000 (radix select + state download) | 1000000 | 30.5 | |
-| top-10000 (radix select + gather + download + host sort) | 1000000 | 480.0 | |
+| top-10000 (radix select + gather + tile sort + merges + download) | 1000000 | 480.0 | |
 | scores + top-1000 (f32) | 1000000 x 1000 | 1494.5 | 2676 |
 | uncertainty_scores_bf16 | 1000000 x 1000 | 750.0 | 2666 |
 | top-1000 (radix select + gather + sort + download) | 1000000 | 52.5 | |

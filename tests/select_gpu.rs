@@ -53,7 +53,7 @@ fn uncertainty_on_device_picks_the_cpu_indices() {
     }
 }
 
-/// A budget past what one block sorts: the device gathers the candidates, the host sorts them.
+/// A budget past what one block sorts (the K-th score is all the device path needs, whatever K).
 #[test]
 fn uncertainty_with_a_budget_past_one_blocks_sort() {
     let (n, c, budget) = (1500usize, 4usize, 1100usize);

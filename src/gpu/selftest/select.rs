@@ -144,7 +144,8 @@ type TopkShape = (usize, usize, usize, Scores, Skip);
 // Up to 2048 rows one block sorts (one row, k past the rows that take part, the largest k); beyond, the radix
 // select: two slices, one of them a row, ties across slices (more rows equal to the k-th score than are taken),
 // none, all rows equal, NaN and signed zeros, fewer rows taking part than k; then k past one block's sort (the
-// candidates sorted on the host) on one slice, with ties, with NaN, with few rows.
+// candidates sorted by tiles and merges: one tile, two, three with a short last pair) on one slice, with ties,
+// with NaN, with few rows.
 const TOPK_SHAPES: [TopkShape; 20] = {
     use Scores::*;
     [

@@ -215,7 +215,7 @@ fn bench_attention(dev: &GpuDevice, args: &Args, rng: &mut rand_chacha::ChaCha8R
 
 /// The fused uncertainty-score pass (reads the logits once) in GB/s over [rows, 1000] and [10·rows, 10] logits,
 /// the device top-1000 alone (radix select, gather, sort and a 1000-pair download), its 1000th score alone (what
-/// `cpeal select` takes) and top-10000 (sorted on the host), and scores + top-1000 end to end.
+/// `cpeal select` takes) and top-10000 (sorted by tiles and merges), and scores + top-1000 end to end.
 fn selection_table(dev: &GpuDevice, args: &Args) -> cpeal::Result<Vec<String>> {
     use ops::select::{uncertainty_scores, uncertainty_scores_in_lanes, SCORE_COLS};
     use ops::topk::{kth_score, topk, Column};
@@ -249,11 +249,11 @@ fn selection_table(dev: &GpuDevice, args: &Args) -> cpeal::Result<Vec<String>> {
                 "| k-th score of top-1000 (radix select + state download) | {rows} | {:.1} | |",
                 secs * 1e6
             ));
-            // A budget past one block's sort: the 10 000 candidates are downloaded and sorted on the host.
+            // A budget past one block's sort: the 10 000 candidates are sorted by tiles and merges.
             let k = 10_000.min(rows);
             let secs = time(dev, args.reps.min(5), &|| topk(dev, rows, k, column, &out, None).map(|_| ()))?;
             table.push(format!(
-                "| top-{k} (radix select + gather + download + host sort) | {rows} | {:.1} | |",
+                "| top-{k} (radix select + gather + tile sort + merges + download) | {rows} | {:.1} | |",
                 secs * 1e6
             ));
             let secs = time(dev, args.reps.min(5), &|| {
@@ -376,7 +376,7 @@ mod tests {
             "| uncertainty_scores_f32 at 32 lanes a row (before) | 40 x 1000 |",
             "| top-1000 (radix select + gather + sort + download) | 40 |",
             "| k-th score of top-1000 (radix select + state download) | 40 |",
-            "| top-40 (radix select + gather + download + host sort) | 40 |",
+            "| top-40 (radix select + gather + tile sort + merges + download) | 40 |",
             "| scores + top-1000 (bf16) | 40 x 1000 |",
             "| uncertainty_scores_f32 | 400 x 10 |",
         ] {
