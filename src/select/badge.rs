@@ -36,12 +36,15 @@ pub fn select(input: &SelectionInput, budget: usize) -> Result<Selection> {
     let mut rng = ChaCha8Rng::seed_from_u64(input.seed);
     let mut order = Vec::with_capacity(budget);
     let mut next = state.largest_norm();
+    let mut progress = input.picks_progress(budget, "badge");
     while order.len() < budget {
         let Some(j) = next else { break };
         order.push(pool[j]);
         let chunk_sums = state.add_centre(j);
         next = state.draw(&chunk_sums, &mut rng);
+        progress.iter_mut().for_each(|p| p.inc(1));
     }
+    progress.iter_mut().for_each(|p| p.finish());
     let mut scores = vec![f32::NAN; n];
     for (j, &i) in pool.iter().enumerate() {
         scores[i] = state.min_dist2[j].max(0.0).sqrt() as f32;

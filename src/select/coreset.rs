@@ -40,11 +40,14 @@ pub fn select(input: &SelectionInput, budget: usize) -> Result<Selection> {
         farthest = pool.get(rng.random_range(0..pool.len().max(1))).copied();
     }
     let mut order = Vec::with_capacity(budget);
+    let mut progress = input.picks_progress(budget, "coreset");
     while order.len() < budget {
         let Some(pick) = farthest else { break };
         order.push(pick);
         farthest = state.add_centre(pick);
+        progress.iter_mut().for_each(|p| p.inc(1));
     }
+    progress.iter_mut().for_each(|p| p.finish());
     let scores = state.min_dist2.iter().zip(&labeled).map(|(&m, &l)| if l { f32::NAN } else { m.max(0.0).sqrt() });
     Ok(Selection { indices: order, scores: Some(scores.collect()) })
 }

@@ -23,6 +23,7 @@ use crate::gpu::ops::pool::mean_tokens;
 use crate::gpu::ops::select as sel;
 use crate::gpu::ops::topk::{kth_score, Column};
 use crate::gpu::{DType, GpuBuffer, GpuDevice};
+use crate::progress::Progress;
 
 /// `select_with_scores` with the scoring on `dev` where a kernel exists, the CPU path elsewhere. With PCB, the
 /// strategy's ⌊γ·N⌋ candidates come from the device and the class balancing runs on the host as on the CPU path.
@@ -165,8 +166,10 @@ fn coreset(input: &SelectionInput, dev: &GpuDevice, budget: usize) -> Result<Sel
     for (s, &centre) in centres.iter().enumerate() {
         state.add(dev, s, Some(centre))?;
     }
+    let mut progress = input.picks_progress(budget, "coreset");
     for t in 0..budget {
         state.add(dev, centres.len() + t, if t == 0 { first } else { None })?;
+        report_pick(dev, &mut progress, t + 1)?;
     }
     let order = state.centres(dev, centres.len())?;
     let m = dev.download(state.mindist())?;
@@ -197,7 +200,12 @@ fn badge(input: &SelectionInput, dev: &GpuDevice, budget: usize) -> Result<Selec
     let mut state = Badge::new(dev, d, &x, &q, &labeled, &us)?;
     let norm2 = state.norm2(dev)?;
     let first = pool.iter().copied().reduce(|best, i| if norm2[i] > norm2[best] { i } else { best });
-    state.seed(dev, first.expect("budget > 0, so the pool has a row"))?;
+    state.start(dev, first.expect("budget > 0, so the pool has a row"))?;
+    let mut progress = input.picks_progress(budget, "badge");
+    for s in 0..budget {
+        state.add(dev, s)?;
+        report_pick(dev, &mut progress, s + 1)?;
+    }
     let mut order: Vec<usize> = Vec::with_capacity(budget);
     for (slot, row) in state.centres(dev)?.into_iter().enumerate() {
         match row {
@@ -226,4 +234,18 @@ fn uniform_rest(seed: u64, slot: usize, pool: &[usize], order: &mut Vec<usize>, 
     while order.len() < budget && !remaining.is_empty() {
         order.push(remaining.remove(rng.random_range(0..remaining.len())));
     }
+}
+
+/// Reports `done` picks queued on the device: every ~1% of the total (and at the last) it waits for the device
+/// first, so the count is what the device has finished, at the cost of at most ~100 waits a run.
+fn report_pick(dev: &GpuDevice, progress: &mut Option<Progress>, done: usize) -> Result<()> {
+    let Some(p) = progress else { return Ok(()) };
+    if done % (p.total() / 100).max(1) == 0 || done == p.total() {
+        dev.synchronize()?;
+        p.inc(done - p.done());
+    }
+    if done == p.total() {
+        p.finish();
+    }
+    Ok(())
 }

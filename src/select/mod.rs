@@ -231,6 +231,9 @@ pub struct SelectionInput<'a> {
     /// featdist: fraction of the budget taken from samples whose predicted class has no labelled sample
     /// (C_PEAL's `splitval`, default 0).
     pub featdist_split: f64,
+    /// Report the picks of the greedy strategies (coreset, BADGE) as they are made, through `progress`: a bar
+    /// on a terminal, JSON lines otherwise. Off by default (a library caller's stderr stays quiet).
+    pub progress: bool,
 }
 
 impl<'a> SelectionInput<'a> {
@@ -245,6 +248,7 @@ impl<'a> SelectionInput<'a> {
             seed: 0,
             pcb: None,
             featdist_split: 0.0,
+            progress: false,
         }
     }
 
@@ -271,6 +275,17 @@ impl<'a> SelectionInput<'a> {
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    /// Report the greedy strategies' picks as they are made (see [`SelectionInput::progress`]).
+    pub fn with_progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
+    /// The reporter of `picks` greedy picks labelled `label`, when progress is on.
+    pub(crate) fn picks_progress(&self, picks: usize, label: &str) -> Option<crate::progress::Progress> {
+        self.progress.then(|| crate::progress::Progress::new(picks, label))
     }
 
     /// Pool size N, from predictions or features.

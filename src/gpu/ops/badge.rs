@@ -106,52 +106,64 @@ impl<'a> Badge<'a> {
         download_f64(dev, &self.norm2)
     }
 
-    /// Makes `first` the centre of slot 0 and draws every other slot, two launches each.
-    pub fn seed(&mut self, dev: &GpuDevice, first: usize) -> Result<()> {
-        let [centre, update] = &self.kernels;
+    /// Makes `first` the centre of slot 0; [`Badge::add`] then takes the slots in order.
+    pub fn start(&mut self, dev: &GpuDevice, first: usize) -> Result<()> {
         if first >= self.n {
-            return Err(Error::kernel(centre, format!("row {first} of {}", self.n)));
+            return Err(Error::kernel(&self.kernels[0], format!("row {first} of {}", self.n)));
         }
         let mut rows = vec![-1; self.slots];
         rows[0] = first as i32;
         self.centres = upload_i32(dev, &rows)?;
-        for s in 0..self.slots {
-            let mut args = KernelArgs::new();
-            args.i32(int(centre, "C", self.c)?) //  int C
-                .i32(int(centre, "D", self.d)?) //  int D
-                .buf(&self.q) //                     const float* q
-                .buf(self.features) //               const T* h
-                .buf(&self.norm2) //                 const double* norm2
-                .buf(&self.centres) //               const int* centres
-                .buf(&self.cdist) //                 double* cdist
-                .i32(s as i32); //                   int s (< slots, checked to fit an int)
-            let grid = s.div_ceil((THREADS / 32) as usize).max(1) as u32;
-            // SAFETY: signature (int, int, const float*, const T*, const double*, const int*, double*, int);
-            // centres hold `slots` rows, cdist 2·slots words, and s < slots.
-            unsafe { dev.launch(centre, LaunchConfig::linear(grid, THREADS), &mut args)? };
-            let mut args = KernelArgs::new();
-            args.i32(self.n as i32) //                             int N
-                .i32(self.c as i32) //                             int C
-                .i32(self.d as i32) //                             int D
-                .i32(self.rows_per_block as i32) //                int R
-                .buf(&self.q) //                                   const float* q
-                .buf(self.features) //                             const T* h
-                .buf(&self.norm2) //                               const double* norm2
-                .buf(&self.centres) //                             int* centres
-                .buf(&self.cdist) //                               const double* cdist
-                .buf(&self.d2) //                                  double* d2
-                .buf(&self.nearest) //                             int* nearest
-                .buf(&self.block_sums) //                          double* block_sums
-                .buf(&self.state) //                               unsigned* state
-                .buf(&self.us) //                                  const double* us
-                .i32(s as i32) //                                  int s
-                .i32(self.slots as i32); //                        int slots
-                                         // SAFETY: signature (4 × int, const float*, const T*, const double*, int*, const double*, double*,
-                                         // int*, double*, unsigned*, const double*, int, int); d2 and nearest hold n entries, block_sums one
-                                         // per block of `grid`, whose blocks of rows_per_block rows cover n; us one per slot.
-            unsafe { dev.launch(update, LaunchConfig::linear(self.grid, THREADS), &mut args)? };
-        }
         Ok(())
+    }
+
+    /// Makes `first` the centre of slot 0 and draws every other slot.
+    pub fn seed(&mut self, dev: &GpuDevice, first: usize) -> Result<()> {
+        self.start(dev, first)?;
+        (0..self.slots).try_for_each(|s| self.add(dev, s))
+    }
+
+    /// Slot `s`'s centre (given, or drawn by slot s − 1) takes its part: two launches, the second drawing slot
+    /// s + 1. Slots are added in order, after [`Badge::start`].
+    pub fn add(&self, dev: &GpuDevice, s: usize) -> Result<()> {
+        let [centre, update] = &self.kernels;
+        if s >= self.slots {
+            return Err(Error::kernel(centre, format!("slot {s} of {}", self.slots)));
+        }
+        let mut args = KernelArgs::new();
+        args.i32(int(centre, "C", self.c)?) //  int C
+            .i32(int(centre, "D", self.d)?) //  int D
+            .buf(&self.q) //                     const float* q
+            .buf(self.features) //               const T* h
+            .buf(&self.norm2) //                 const double* norm2
+            .buf(&self.centres) //               const int* centres
+            .buf(&self.cdist) //                 double* cdist
+            .i32(s as i32); //                   int s (< slots, checked to fit an int)
+        let grid = s.div_ceil((THREADS / 32) as usize).max(1) as u32;
+        // SAFETY: signature (int, int, const float*, const T*, const double*, const int*, double*, int); centres
+        // hold `slots` rows, cdist 2·slots words, and s < slots.
+        unsafe { dev.launch(centre, LaunchConfig::linear(grid, THREADS), &mut args)? };
+        let mut args = KernelArgs::new();
+        args.i32(self.n as i32) //                int N
+            .i32(self.c as i32) //                int C
+            .i32(self.d as i32) //                int D
+            .i32(self.rows_per_block as i32) //   int R
+            .buf(&self.q) //                      const float* q
+            .buf(self.features) //                const T* h
+            .buf(&self.norm2) //                  const double* norm2
+            .buf(&self.centres) //                int* centres
+            .buf(&self.cdist) //                  const double* cdist
+            .buf(&self.d2) //                     double* d2
+            .buf(&self.nearest) //                int* nearest
+            .buf(&self.block_sums) //             double* block_sums
+            .buf(&self.state) //                  unsigned* state
+            .buf(&self.us) //                     const double* us
+            .i32(s as i32) //                     int s
+            .i32(self.slots as i32); //           int slots
+                                     // SAFETY: signature (4 × int, const float*, const T*, const double*, int*, const double*, double*, int*,
+                                     // double*, unsigned*, const double*, int, int); d2 and nearest hold n entries, block_sums one per block
+                                     // of `grid`, whose blocks of rows_per_block rows cover n; us one per slot.
+        unsafe { dev.launch(update, LaunchConfig::linear(self.grid, THREADS), &mut args) }
     }
 
     /// The row of every slot in order: a row, −1 (not drawn) or [`UNIFORM_REST`].

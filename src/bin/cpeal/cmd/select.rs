@@ -63,7 +63,8 @@ pub fn run(args: &Args) -> Result<()> {
     let (labeled, labels) = read_labeled(args, n, predictions.as_ref().map(Predictions::classes))?;
     check_budget(args, n, labeled.len())?;
 
-    let mut input = SelectionInput::new(args.budget).with_labeled(labeled, labels).with_seed(args.seed);
+    let mut input =
+        SelectionInput::new(args.budget).with_labeled(labeled, labels).with_seed(args.seed).with_progress(true);
     input.predictions = predictions;
     input.features = features_mat;
     input.pcb = args.pcb.then_some(args.candidates);
