@@ -151,16 +151,11 @@ fn collect_bank_sites(kernel: &str) {
     });
 }
 
-const ALIGN: usize = 256;
 
 /// The most dynamic shared memory a block may opt in to on the GPUs cpeal targets (an H100's or H200's 227 KiB):
 /// a launch asking for more fails here as it would there.
 pub const SHARED_BYTES_OPTIN: u32 = 232_448;
 
-fn layout(bytes: usize) -> std::alloc::Layout {
-    // ALIGN is a power of two and bytes.max(1) rounded up cannot overflow for any real allocation size.
-    std::alloc::Layout::from_size_align(bytes.max(1), ALIGN).expect("allocation size fits a Layout")
-}
 
 impl Runtime for EmuRuntime {
     fn name(&self) -> String {
@@ -186,21 +181,16 @@ impl Runtime for EmuRuntime {
     }
 
     fn alloc(&self, bytes: usize) -> Result<u64> {
-        // SAFETY: the layout has non-zero size.
-        let p = unsafe { std::alloc::alloc(layout(bytes)) };
-        if p.is_null() {
-            return Err(Error::invalid("cuda-emu", format!("out of host memory allocating {bytes} bytes")));
-        }
-        // Fresh device memory holds whatever was there: all-ones bytes (NaN, and −1 as i32) make a kernel that
-        // reads what nothing wrote fail here, rather than pass on memory that happened to be zero.
-        // SAFETY: p is a new allocation of at least `bytes` bytes.
-        unsafe { std::ptr::write_bytes(p, 0xff, bytes) };
+        // All-ones bytes, ending at a faulting page (`emu_memory`): reads of what nothing wrote, and accesses
+        // past the buffer, fail here rather than pass.
+        let p = super::emu_memory::alloc(bytes)
+            .ok_or_else(|| Error::invalid("cuda-emu", format!("out of host memory allocating {bytes} bytes")))?;
         Ok(p as u64)
     }
 
     unsafe fn free(&self, ptr: u64, bytes: usize) {
-        // SAFETY: ptr came from alloc(bytes) with the same layout (caller's contract).
-        unsafe { std::alloc::dealloc(ptr as *mut u8, layout(bytes)) }
+        // SAFETY: ptr came from alloc(bytes) (caller's contract).
+        unsafe { super::emu_memory::free(ptr as *mut u8, bytes) }
     }
 
     fn upload(&self, dst: u64, bytes: usize, fill: Fill) -> Result<()> {

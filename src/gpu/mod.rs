@@ -18,6 +18,7 @@ mod args;
 pub mod cublas;
 pub mod cuda;
 pub mod emu;
+mod emu_memory;
 pub mod nvrtc;
 pub mod nvrtc_check;
 pub mod occupancy;
