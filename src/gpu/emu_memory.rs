@@ -1,10 +1,13 @@
-//! Host memory of the emulator's device allocations. Each allocation is its size rounded up to `ALIGN` (the
-//! alignment a GPU allocation has), placed to end exactly at a page that faults on any access (Unix). A kernel
-//! that reads or writes more than the rounding past its buffer stops there, at the faulting instruction, instead
-//! of reading a neighbour's bytes or corrupting them and passing. Fresh memory is filled with all-ones bytes.
+//! Host memory of the emulator's device allocations. Each allocation is its size rounded up to `ALIGN` bytes,
+//! placed to end exactly at a page that faults on any access (Unix). A kernel that reads or writes past its
+//! buffer (by more than the rounding to 16 bytes, one vector load) stops there, at the faulting instruction,
+//! instead of reading a neighbour's bytes or corrupting them and passing. That is stricter than a GPU, whose
+//! allocations start 256-byte aligned and whose reads past an end within the allocation granularity return
+//! garbage without a fault. Fresh memory is filled with all-ones bytes.
 
-/// Alignment of every allocation's start (a GPU's is at least 256 bytes).
-pub const ALIGN: usize = 256;
+/// Alignment of every allocation's start and of its end: one 16-byte vector, the widest access of any kernel
+/// (a GPU's allocations are 256-byte aligned; kernels ask for no more than 16).
+pub const ALIGN: usize = 16;
 
 /// The size an allocation of `bytes` takes: at least one `ALIGN` unit.
 fn rounded(bytes: usize) -> usize {
