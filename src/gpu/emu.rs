@@ -151,11 +151,9 @@ fn collect_bank_sites(kernel: &str) {
     });
 }
 
-
 /// The most dynamic shared memory a block may opt in to on the GPUs cpeal targets (an H100's or H200's 227 KiB):
 /// a launch asking for more fails here as it would there.
 pub const SHARED_BYTES_OPTIN: u32 = 232_448;
-
 
 impl Runtime for EmuRuntime {
     fn name(&self) -> String {
