@@ -5,9 +5,11 @@
 //! the CPU path scores it, so the picks and their order are the CPU path's on any input (see [`uncertainty`]).
 //! Coreset keeps the features, the centres and the running min-distances on the device (`ops::coreset`: two
 //! launches a centre, no host round trip, rows the new centre cannot come closer to skipped as on the CPU); its
-//! distances are f32 sums in another order than the CPU's. With PCB these strategies give the ⌊γ·N⌋ candidates
-//! and the host balances them, as on the CPU path. Every other strategy, MC samples and probability inputs run
-//! the CPU path unchanged.
+//! distances are f32 sums in another order than the CPU's. BADGE does the same (`ops::badge`), each centre
+//! drawn on the device from the CPU path's own uniforms (see [`badge`]), from any predictions (its residuals are
+//! computed on the host). With PCB these strategies give the ⌊γ·N⌋ candidates and the host balances them, as on
+//! the CPU path. Every other strategy, and the uncertainty strategies on MC samples or probabilities, run the
+//! CPU path unchanged.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -191,7 +193,8 @@ fn badge(input: &SelectionInput, dev: &GpuDevice, budget: usize) -> Result<Selec
     let pool: Vec<usize> = (0..n).filter(|&i| !labeled[i]).collect();
     let budget = budget.min(pool.len());
     if budget == 0 {
-        return Ok(Selection { indices: Vec::new(), scores: None });
+        return Ok(Selection { indices: Vec::new(), scores: Some(vec![f32::NAN; n]) });
+        // every row labelled
     }
     let q = super::badge::residuals(preds, &(0..n).collect::<Vec<_>>());
     let mut rng = ChaCha8Rng::seed_from_u64(input.seed);
