@@ -51,6 +51,13 @@ fn build_emu() {
     let mut table = String::from("static const CpealEmuEntry cpeal_emu_table[] = {\n");
     for file in kernel_files(&kernels) {
         let src = std::fs::read_to_string(&file).expect("kernel source is readable");
+        if let Some(line) = scan::unreadable_declarations(&src).first() {
+            panic!(
+                "{}:{line}: an `extern \"C\" __global__` declaration without `void [qualifiers] name(` on its line \
+                 (src/gpu/scan.rs reads kernels line by line; the emulator and the NVRTC check would miss it)",
+                file.display()
+            );
+        }
         let stem = file.file_stem().unwrap().to_string_lossy().to_string();
         let mut unit = format!("#include \"{}\"\n", file.display());
         for scan::KernelDecl { name, cluster, .. } in scan::kernels(&src) {

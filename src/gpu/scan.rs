@@ -21,44 +21,49 @@ pub struct KernelDecl {
 
 /// The kernels defined in `src`, in order.
 pub fn kernels(src: &str) -> Vec<KernelDecl> {
-    let mut found = Vec::new();
-    'lines: for line in src.lines() {
-        let line = line.trim_start();
-        if line.starts_with("//") {
-            continue;
-        }
-        let Some(pos) = line.find("__global__") else {
-            continue;
-        };
-        if !line[..pos].contains("extern \"C\"") {
-            continue;
-        }
-        let rest = line[pos + "__global__".len()..].trim_start();
-        let Some(rest) = rest.strip_prefix("void") else {
-            continue;
-        };
-        let mut rest = rest.trim_start();
-        let (mut cluster, mut min_blocks) = (1, None);
-        for qualifier in ["__launch_bounds__", "__maxnreg__", "__cluster_dims__"] {
-            if let Some(after) = rest.strip_prefix(qualifier) {
-                let Some(close) = after.find(')') else {
-                    continue 'lines;
-                };
-                let mut args = after[..close].trim_start_matches([' ', '(']).split(',').map(str::trim);
-                match qualifier {
-                    "__cluster_dims__" => cluster = args.next().and_then(|x| x.parse().ok()).unwrap_or(1),
-                    "__launch_bounds__" => min_blocks = args.nth(1).map(str::to_string),
-                    _ => {}
-                }
-                rest = after[close + 1..].trim_start();
+    src.lines().filter_map(declaration).flatten().collect()
+}
+
+/// Lines (1-based) of `src` that open an `extern "C" __global__` declaration this scanner cannot read (its name
+/// not on the same line, an unclosed qualifier): such a kernel would be missing from the emulator's registry and
+/// from the NVRTC check, so `build.rs` refuses the file.
+pub fn unreadable_declarations(src: &str) -> Vec<usize> {
+    src.lines().enumerate().filter(|(_, line)| matches!(declaration(line), Some(None))).map(|(i, _)| i + 1).collect()
+}
+
+/// None when `line` declares no kernel; Some(None) when it opens an `extern "C" __global__` declaration that
+/// cannot be read; else the kernel.
+fn declaration(line: &str) -> Option<Option<KernelDecl>> {
+    let line = line.trim_start();
+    if line.starts_with("//") {
+        return None;
+    }
+    let pos = line.find("__global__")?;
+    if !line[..pos].contains("extern \"C\"") {
+        return None;
+    }
+    let Some(rest) = line[pos + "__global__".len()..].trim_start().strip_prefix("void") else {
+        return Some(None);
+    };
+    let mut rest = rest.trim_start();
+    let (mut cluster, mut min_blocks) = (1, None);
+    for qualifier in ["__launch_bounds__", "__maxnreg__", "__cluster_dims__"] {
+        if let Some(after) = rest.strip_prefix(qualifier) {
+            let Some(close) = after.find(')') else {
+                return Some(None);
+            };
+            let mut args = after[..close].trim_start_matches([' ', '(']).split(',').map(str::trim);
+            match qualifier {
+                "__cluster_dims__" => cluster = args.next().and_then(|x| x.parse().ok()).unwrap_or(1),
+                "__launch_bounds__" => min_blocks = args.nth(1).map(str::to_string),
+                _ => {}
             }
-        }
-        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-        if !name.is_empty() && rest[name.len()..].trim_start().starts_with('(') {
-            found.push(KernelDecl { name, cluster, min_blocks });
+            rest = after[close + 1..].trim_start();
         }
     }
-    found
+    let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let opens = !name.is_empty() && rest[name.len()..].trim_start().starts_with('(');
+    Some(opens.then_some(KernelDecl { name, cluster, min_blocks }))
 }
 
 /// A `__launch_bounds__` block count (`token`: a number or a macro of `src`) as compiled for `cuda_arch` (the
@@ -147,6 +152,20 @@ mod tests {
                    __global__ void not_extern_c(int n) {}\n\
                    extern \"C\" __global__ void __launch_bounds__(128 unclosed_f32(int n) {}\n";
         assert_eq!(kernel_names(src), ["plain_f32", "bounded_bf16", "capped_f16"]);
+        assert_eq!(unreadable_declarations(src), [6], "the unclosed qualifier");
+    }
+
+    /// A declaration whose name is on the next line is reported (the emulator and the NVRTC check would miss
+    /// it), and every kernel file of the project has none.
+    #[test]
+    fn declarations_split_over_lines_are_reported() {
+        let src = "extern \"C\" __global__ void __launch_bounds__(256)\n    split_f32(int n) {}\n\
+                   extern \"C\" __global__ void whole_f32(int n) {}\n";
+        assert_eq!(unreadable_declarations(src), [1]);
+        assert_eq!(kernel_names(src), ["whole_f32"]);
+        for file in crate::gpu::sources::SOURCES {
+            assert_eq!(unreadable_declarations(file.text), Vec::<usize>::new(), "{}", file.file);
+        }
     }
 
     #[test]
