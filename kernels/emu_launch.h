@@ -183,12 +183,16 @@ inline int launch(void (*entry)(void**), const unsigned* grid, const unsigned* b
     block_dim = dim3(block[0], block[1], block[2]);
     grid_dim = dim3(grid[0], grid[1], grid[2]);
     int rc = 0;
-    for (unsigned z = 0; z < grid[2] && rc == 0; ++z)
-        for (unsigned y = 0; y < grid[1] && rc == 0; ++y)
-            for (unsigned x = 0; x < grid[0] && rc == 0; x += cluster) {
-                for (unsigned r = 0; r < cluster; ++r) c.blocks[r].idx = dim3(x + r, y, z);
-                rc = run_cluster(c, int((x / cluster + y + z) & 1), err, errlen);
-            }
+    // Clusters run one after another, last first: a GPU runs blocks in no set order, so a kernel whose block
+    // reads what a lower block of the same launch wrote (or expects block 0 to finish first) fails here rather
+    // than passing in index order.
+    unsigned long long per_row = grid[0] / cluster, total = per_row * grid[1] * grid[2];
+    for (unsigned long long i = total; i-- > 0 && rc == 0;) {
+        unsigned x = unsigned(i % per_row) * cluster, y = unsigned(i / per_row % grid[1]),
+                 z = unsigned(i / per_row / grid[1]);
+        for (unsigned r = 0; r < cluster; ++r) c.blocks[r].idx = dim3(x + r, y, z);
+        rc = run_cluster(c, int((x / cluster + y + z) & 1), err, errlen);
+    }
     cur_block = saved_block;
     cur_thread = saved_thread;
     block_idx = saved_idx;
