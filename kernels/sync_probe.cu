@@ -1,6 +1,7 @@
 // kernels/sync_probe.cu — small kernels that prove the emulator models synchronisation (and that the same
 // semantics hold on a GPU): barriers, warp shuffles and votes, dynamic shared memory, atomics, cp.async.
-// `probe_reverse_nosync_f32` omits a required barrier on purpose: under emu its result must be wrong.
+// `probe_reverse_nosync_f32` omits a required barrier on purpose: under emu its result must be wrong, and
+// `probe_block_order_f32` relies on blocks running in index order, which no GPU promises.
 #include "common.cuh"
 
 // y[i] = x[n-1-i] through shared memory, one block of n <= 1024 threads.
@@ -105,4 +106,14 @@ extern "C" __global__ void __launch_bounds__(64, 4) probe_occupancy_f32(int n, c
     stage[threadIdx.x] = i < n ? x[i] : 0.0f;
     __syncthreads();
     if (i < n) y[i] = stage[threadIdx.x];
+}
+
+// Block b writes flags[b] = b + 1, then copies what block b − 1 wrote: correct only if blocks ran in index
+// order, which a GPU does not promise (the emulator runs them last first, so seen[b] is never b there).
+extern "C" __global__ void probe_block_order_f32(int* flags, int* seen) {
+    int b = blockIdx.x;
+    if (threadIdx.x != 0) return;
+    flags[b] = b + 1;
+    __threadfence();
+    seen[b] = b > 0 ? *(volatile int*)(flags + b - 1) : 0;
 }

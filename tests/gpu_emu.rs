@@ -130,6 +130,23 @@ fn missing_barrier_gives_wrong_result_under_emu() {
     assert_ne!(got, want, "a kernel without its barrier must not pass under emulation");
 }
 
+/// A kernel that reads what a lower block of the same launch wrote fails under emulation: the blocks run last
+/// first, so no block sees its predecessor's flag.
+#[test]
+fn blocks_run_in_an_order_a_kernel_cannot_rely_on() {
+    let dev = dev();
+    let blocks = 6;
+    let (flags, seen) = (dev.alloc(DType::I32, blocks).unwrap(), dev.alloc(DType::I32, blocks).unwrap());
+    let mut args = KernelArgs::new();
+    args.buf(&flags).buf(&seen);
+    // SAFETY: signature (int* flags, int* seen); both hold one word per block.
+    unsafe { dev.launch("probe_block_order_f32", LaunchConfig::linear(blocks as u32, 32), &mut args) }.unwrap();
+    let seen = dev.download_i32(&seen).unwrap();
+    let in_order: Vec<i32> = (0..blocks as i32).collect(); // what index order would give
+    assert_ne!(seen, in_order);
+    assert!(seen[1..].iter().all(|&s| s == -1), "each block read its predecessor before it ran: {seen:?}");
+}
+
 #[test]
 fn warp_shuffles_and_votes() {
     let dev = dev();
