@@ -130,6 +130,35 @@ fn missing_barrier_gives_wrong_result_under_emu() {
     assert_ne!(got, want, "a kernel without its barrier must not pass under emulation");
 }
 
+/// A kernel reading past its buffer stops at the guard page after it, and the report names the kernel: the
+/// test runs itself again as a child process that launches `probe_reverse_f32` over 256 threads with a
+/// 4-value input, and reads the child's stderr.
+#[cfg(unix)]
+#[test]
+fn a_kernel_reading_past_its_buffer_faults_and_is_named() {
+    const CHILD: &str = "CPEAL_TEST_FAULT_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let dev = dev();
+        let (x, y) = (dev.upload(&[1.0; 4], DType::F32).unwrap(), dev.alloc(DType::F32, 256).unwrap());
+        let mut args = KernelArgs::new();
+        args.i32(256).buf(&x).buf(&y);
+        // SAFETY: deliberately wrong: x holds 4 values and the kernel reads 256; the child must die here.
+        let _ = unsafe { dev.launch("probe_reverse_f32", LaunchConfig::linear(1, 256), &mut args) };
+        std::process::exit(0); // not reached when the guard page works
+    }
+    let me = std::env::current_exe().unwrap();
+    let name = "a_kernel_reading_past_its_buffer_faults_and_is_named";
+    let out = std::process::Command::new(me)
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert!(out.status.signal().is_some(), "the child was not stopped by a fault: {:?}\n{stderr}", out.status);
+    assert!(stderr.contains("cuda-emu: kernel probe_reverse_f32 touched memory outside its buffers"), "{stderr}");
+}
+
 /// A kernel that reads what a lower block of the same launch wrote fails under emulation: the blocks run last
 /// first, so no block sees its predecessor's flag.
 #[test]

@@ -226,7 +226,7 @@ impl Runtime for EmuRuntime {
         let block = [cfg.block.0, cfg.block.1, cfg.block.2];
         let mut err = vec![0 as std::ffi::c_char; 512];
         // SAFETY: entry is a trampoline from the registry; params match its signature (caller's contract).
-        let rc = unsafe {
+        let rc = super::emu_memory::naming_faults(kernel, || unsafe {
             ffi::cpeal_emu_launch(
                 entry,
                 grid.as_ptr(),
@@ -236,7 +236,7 @@ impl Runtime for EmuRuntime {
                 err.as_mut_ptr(),
                 err.len(),
             )
-        };
+        });
         collect_bank_sites(kernel);
         if rc != 0 {
             // SAFETY: the emulator writes a NUL-terminated message into err (zero-filled, so terminated anyway).

@@ -3,7 +3,11 @@
 //! buffer (by more than the rounding to 16 bytes, one vector load) stops there, at the faulting instruction,
 //! instead of reading a neighbour's bytes or corrupting them and passing. That is stricter than a GPU, whose
 //! allocations start 256-byte aligned and whose reads past an end within the allocation granularity return
-//! garbage without a fault. Fresh memory is filled with all-ones bytes.
+//! garbage without a fault. The fault is reported on stderr with the kernel's name ([`naming_faults`]) before
+//! the process dies of it. Fresh memory is filled with all-ones bytes.
+
+// Without the emulator's launches, the fault report has nothing to name.
+#![cfg_attr(not(feature = "cuda-emu"), allow(dead_code))]
 
 /// Alignment of every allocation's start and of its end: one 16-byte vector, the widest access of any kernel
 /// (a GPU's allocations are 256-byte aligned; kernels ask for no more than 16).
@@ -16,7 +20,52 @@ fn rounded(bytes: usize) -> usize {
 
 #[cfg(unix)]
 mod imp {
-    use super::rounded;
+    use super::{rounded, RUNNING};
+    use std::sync::OnceLock;
+
+    /// The handlers of SIGSEGV and SIGBUS before ours, to hand a fault on to.
+    static PREVIOUS: OnceLock<[libc::sigaction; 2]> = OnceLock::new();
+    const SIGNALS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
+
+    /// Installs `on_fault` for SIGSEGV and SIGBUS once per process.
+    pub fn install_fault_report() {
+        PREVIOUS.get_or_init(|| {
+            SIGNALS.map(|sig| {
+                // SAFETY: zeroed sigaction structs are valid; sigaction only reads `ours` and writes `previous`.
+                unsafe {
+                    let mut ours: libc::sigaction = std::mem::zeroed();
+                    ours.sa_sigaction = on_fault as *const () as usize;
+                    ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                    libc::sigemptyset(&mut ours.sa_mask);
+                    let mut previous: libc::sigaction = std::mem::zeroed();
+                    libc::sigaction(sig, &ours, &mut previous);
+                    previous
+                }
+            })
+        });
+    }
+
+    /// Writes which emulated kernel faulted (if one is running on this thread), puts the previous handler back
+    /// and returns: the faulting access runs again and the previous handler (Rust's, or the default action)
+    /// deals with it. Only async-signal-safe calls.
+    extern "C" fn on_fault(sig: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+        let (name, len) = RUNNING.with(|r| r.get());
+        if len > 0 {
+            let parts: [&[u8]; 3] = [
+                b"cuda-emu: kernel ",
+                &name[..len],
+                b" touched memory outside its buffers (past an allocation's end, or unmapped)\n",
+            ];
+            for part in parts {
+                // SAFETY: write(2) is async-signal-safe; the buffer is valid for its length.
+                unsafe { libc::write(2, part.as_ptr() as *const libc::c_void, part.len()) };
+            }
+        }
+        if let (Some(previous), Some(i)) = (PREVIOUS.get(), SIGNALS.iter().position(|&s| s == sig)) {
+            // SAFETY: sigaction is async-signal-safe; previous[i] is the handler this signal had before ours.
+            unsafe { libc::sigaction(sig, &previous[i], std::ptr::null_mut()) };
+        }
+    }
 
     fn page() -> usize {
         // SAFETY: sysconf has no preconditions.
@@ -76,6 +125,8 @@ mod imp {
 mod imp {
     use super::{rounded, ALIGN};
 
+    pub fn install_fault_report() {}
+
     fn layout(bytes: usize) -> std::alloc::Layout {
         std::alloc::Layout::from_size_align(rounded(bytes), ALIGN).expect("allocation size fits a Layout")
     }
@@ -92,6 +143,28 @@ mod imp {
         // SAFETY: the caller's contract; the layout is alloc's.
         unsafe { std::alloc::dealloc(ptr, layout(bytes)) }
     }
+}
+
+/// Runs `launch` (an emulated launch of `kernel`, on this thread) so that a fault inside it names the kernel on
+/// stderr before the process dies of it: the guard pages stop a kernel, and this says which.
+pub fn naming_faults<T>(kernel: &str, launch: impl FnOnce() -> T) -> T {
+    imp::install_fault_report();
+    let mut name = [0u8; NAME_BYTES];
+    let len = kernel.len().min(NAME_BYTES);
+    name[..len].copy_from_slice(&kernel.as_bytes()[..len]);
+    RUNNING.with(|r| r.set((name, len)));
+    let out = launch();
+    RUNNING.with(|r| r.set(([0; NAME_BYTES], 0)));
+    out
+}
+
+/// Bytes of a kernel's name kept for the fault report.
+const NAME_BYTES: usize = 96;
+
+thread_local! {
+    /// The kernel this thread is running under emulation (its name's bytes and length; 0 when none). Plain data
+    /// with a constant initialiser, so the fault handler can read it.
+    static RUNNING: std::cell::Cell<([u8; NAME_BYTES], usize)> = const { std::cell::Cell::new(([0; NAME_BYTES], 0)) };
 }
 
 /// `bytes` of fresh emulated device memory, all-ones bytes (NaN, and −1 as i32), so that a kernel reading what
