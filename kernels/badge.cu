@@ -78,30 +78,6 @@ DEVI void centre_body(int C, int D, const float* q, const T* h, const double* no
     if ((threadIdx.x & 31) == 0) cdist[j] = d2;
 }
 
-// Exclusive prefix sum of v over the block's threads in thread order, with `total` the whole sum: a fixed
-// order of additions (so the same on every run), no subtraction. scratch: 32 doubles of shared memory.
-DEVI double block_scan_f64(double v, double* scratch, double& total) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    double x = v;  // inclusive within the warp
-    for (int o = 1; o < 32; o <<= 1) {
-        double y = __shfl_up_sync(0xffffffffu, x, o);
-        if (lane >= o) x += y;
-    }
-    double before = __shfl_up_sync(0xffffffffu, x, 1);
-    __syncthreads();  // scratch may still be read by a previous call
-    if (lane == 31) scratch[warp] = x;
-    __syncthreads();
-    double w = lane < nwarps ? scratch[lane] : 0.0;  // every warp scans the warp totals
-    for (int o = 1; o < 32; o <<= 1) {
-        double y = __shfl_up_sync(0xffffffffu, w, o);
-        if (lane >= o) w += y;
-    }
-    double w_before = __shfl_up_sync(0xffffffffu, w, 1);
-    total = __shfl_sync(0xffffffffu, w, nwarps - 1);
-    double warps_before = __shfl_sync(0xffffffffu, w_before, warp);
-    return (warp == 0 ? 0.0 : warps_before) + (lane == 0 ? 0.0 : before);
-}
-
 // The smallest (or, with `largest`, the largest) v over the block; every thread gets it.
 DEVI int block_extreme(int v, bool largest, int* slot) {
     __syncthreads();
@@ -143,7 +119,7 @@ DEVI Crossing find_crossing(int count, double base, const double* w, double u, b
     int lo = min(count, (int)threadIdx.x * per), hi = min(count, lo + per);
     double mine = 0.0;
     for (int p = lo; p < hi; ++p) mine += weight(w, p);
-    double cum = base + block_scan_f64(mine, sh.scan, total);
+    double cum = base + block_scan(mine, sh.scan, total);
     double target = relative ? u * total : u;
     int found = NO_PICK, last = -1;
     double found_before = 0.0, last_before = 0.0;

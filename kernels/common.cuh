@@ -322,25 +322,30 @@ DEVI float block_max(float v, float* scratch) {
     __syncthreads();
     return warp_max(lane < nwarps ? scratch[lane] : NEG_INF);
 }
-// Exclusive prefix sum of v over the block's threads in thread order; `total` gets the sum over the block.
-// scratch: 32 words of shared memory.
-DEVI unsigned block_scan_u32(unsigned v, unsigned* scratch, unsigned& total) {
+// Exclusive prefix sum of v over the block's threads in thread order; `total` gets the sum over the block. The
+// additions run in a fixed order and nothing is subtracted, so a floating-point scan is the same on every run.
+// scratch: 32 values of shared memory.
+template <class T>
+DEVI T block_scan(T v, T* scratch, T& total) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    unsigned x = v;  // inclusive within the warp
+    T x = v;  // inclusive within the warp
     for (int o = 1; o < 32; o <<= 1) {
-        unsigned y = __shfl_up_sync(0xffffffffu, x, o);
+        T y = __shfl_up_sync(0xffffffffu, x, o);
         if (lane >= o) x += y;
     }
+    T before = __shfl_up_sync(0xffffffffu, x, 1);
     __syncthreads();  // scratch may still be read by a previous call
     if (lane == 31) scratch[warp] = x;
     __syncthreads();
-    unsigned w = lane < nwarps ? scratch[lane] : 0u;  // every warp scans the warp totals
+    T w = lane < nwarps ? scratch[lane] : T(0);  // every warp scans the warp totals
     for (int o = 1; o < 32; o <<= 1) {
-        unsigned y = __shfl_up_sync(0xffffffffu, w, o);
+        T y = __shfl_up_sync(0xffffffffu, w, o);
         if (lane >= o) w += y;
     }
+    T w_before = __shfl_up_sync(0xffffffffu, w, 1);
     total = __shfl_sync(0xffffffffu, w, nwarps - 1);
-    return __shfl_sync(0xffffffffu, w, warp) - scratch[warp] + x - v;
+    T warps_before = __shfl_sync(0xffffffffu, w_before, warp);
+    return (warp == 0 ? T(0) : warps_before) + (lane == 0 ? T(0) : before);
 }
 
 // Dynamic shared memory (the launch's shared_bytes), 16-byte aligned.

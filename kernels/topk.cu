@@ -133,7 +133,7 @@ DEVI void choose_digit(unsigned* state, unsigned* hist, int pass, int k, unsigne
     // Read before the scan's barriers: after them, one thread rewrites the state.
     unsigned need = pass == 0 ? (unsigned)k : state[ST_NEED], prefix = state[ST_PREFIX];
     unsigned total;
-    unsigned above = block_scan_u32(sum, scratch, total);  // rows with a higher digit than this thread's
+    unsigned above = block_scan(sum, scratch, total);  // rows with a higher digit than this thread's
     if (threadIdx.x == 0) state[ST_ARRIVED] = 0u;
     if (pass == 0 && total <= need) {  // no more than k rows take part: every one is taken
         if (threadIdx.x == 0) state[ST_SETTLED] = 1u;  // the threshold (ST_PREFIX), ST_NEED and ST_TIES stay 0
@@ -204,7 +204,7 @@ extern "C" __global__ void topk_radix_ties_f32(int n, int k, int stride, int col
     UNROLL
     for (int r = 0; r < ROWS_A_THREAD; ++r) count += keys[r] == threshold;
     unsigned total;
-    block_scan_u32(count, scratch, total);
+    block_scan(count, scratch, total);
     if (threadIdx.x == 0) ties[blockIdx.x] = total;
 }
 
@@ -220,7 +220,7 @@ extern "C" __global__ void topk_radix_gather_f32(int n, int k, int stride, int c
     if (rank) {
         unsigned part = 0u;
         for (int b = threadIdx.x; b < (int)blockIdx.x; b += blockDim.x) part += ties[b];
-        block_scan_u32(part, scratch, before);
+        block_scan(part, scratch, before);
     }
     unsigned keys[ROWS_A_THREAD];
     slice_keys(keys, n, stride, col, scores, skip);
@@ -231,7 +231,7 @@ extern "C" __global__ void topk_radix_gather_f32(int n, int k, int stride, int c
         bool tie = key == threshold && key != 0u;
         bool take = key > threshold || (tie && !rank);
         if (rank) {
-            unsigned count, pos = block_scan_u32(tie ? 1u : 0u, scratch, count);
+            unsigned count, pos = block_scan(tie ? 1u : 0u, scratch, count);
             take = take || (tie && before + pos < need);
             before += count;
         }

@@ -359,6 +359,11 @@ impl GpuDevice {
         Ok(buf)
     }
 
+    /// An I32 buffer holding `data` exactly (`upload` converts from f32, exact only up to 2^24).
+    pub fn upload_i32(&self, data: &[i32]) -> Result<GpuBuffer> {
+        self.upload_bytes(bytemuck::cast_slice(data), DType::I32)
+    }
+
     /// Copy an I32 buffer back to the host exactly (waits for pending work).
     pub fn download_i32(&self, buf: &GpuBuffer) -> Result<Vec<i32>> {
         if buf.dtype() != DType::I32 {

@@ -142,8 +142,7 @@ fn uncertainty(kind: Uncertainty, input: &SelectionInput, dev: &GpuDevice, budge
 
 /// The labelled mask as the kernel's `skip` (i32, non-zero = take no part).
 fn skip_mask(dev: &GpuDevice, labeled: &[bool]) -> Result<GpuBuffer> {
-    let v: Vec<u8> = labeled.iter().flat_map(|&l| (l as i32).to_le_bytes()).collect();
-    dev.upload_bytes(&v, DType::I32)
+    dev.upload_i32(&labeled.iter().map(|&l| l as i32).collect::<Vec<_>>())
 }
 
 /// k-center greedy as `coreset::select`: labelled rows are the first centres; with none, the first pick is the

@@ -76,12 +76,12 @@ impl<'a> Badge<'a> {
             features,
             q: dev.upload(q, DType::F32)?,
             norm2: dev.alloc(DType::I32, 2 * n)?,
-            centres: upload_i32(dev, &vec![-1; slots])?,
+            centres: dev.upload_i32(&vec![-1; slots])?,
             cdist: dev.alloc(DType::I32, 2 * slots)?,
             d2: upload_f64(dev, &start)?,
-            nearest: upload_i32(dev, &vec![-1; n])?,
+            nearest: dev.upload_i32(&vec![-1; n])?,
             block_sums: dev.alloc(DType::I32, 2 * grid as usize)?,
-            state: upload_i32(dev, &[0])?,
+            state: dev.upload_i32(&[0])?,
             us: upload_f64(dev, &padded)?,
             slots,
             grid,
@@ -113,7 +113,7 @@ impl<'a> Badge<'a> {
         }
         let mut rows = vec![-1; self.slots];
         rows[0] = first as i32;
-        self.centres = upload_i32(dev, &rows)?;
+        self.centres = dev.upload_i32(&rows)?;
         Ok(())
     }
 
@@ -177,16 +177,11 @@ impl<'a> Badge<'a> {
     }
 }
 
-fn upload_i32(dev: &GpuDevice, v: &[i32]) -> Result<GpuBuffer> {
-    dev.upload_bytes(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(), DType::I32)
-}
-
 /// f64 values into an I32 buffer of two words each (the kernels read them as `double`).
 fn upload_f64(dev: &GpuDevice, v: &[f64]) -> Result<GpuBuffer> {
-    dev.upload_bytes(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(), DType::I32)
+    dev.upload_bytes(bytemuck::cast_slice(v), DType::I32)
 }
 
 fn download_f64(dev: &GpuDevice, buf: &GpuBuffer) -> Result<Vec<f64>> {
-    let words = dev.download_i32(buf)?;
-    Ok(words.chunks_exact(2).map(|w| f64::from_bits((w[0] as u32 as u64) | ((w[1] as u32 as u64) << 32))).collect())
+    Ok(bytemuck::pod_collect_to_vec(&dev.download_i32(buf)?))
 }
