@@ -1,6 +1,7 @@
 //! cpeal — parameter-efficient active learning with uncertainty calibration on vision(-language)
 //! transformers. See `README.md` for use and `ARCHITECTURE.md` for the layout.
 
+pub mod autograd;
 pub mod convert;
 pub mod data;
 pub mod device;

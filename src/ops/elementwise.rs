@@ -1,5 +1,6 @@
 //! Element-wise ops: activations (also used as linear epilogues), residual add, row L2 normalisation.
 
+use crate::autograd::{self, Backward};
 use crate::error::{Error, Result};
 use crate::tensor::{Storage, Tensor};
 
@@ -54,13 +55,32 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.shape() != b.shape() {
         return Err(Error::shape("add", format!("{:?} + {:?}", a.shape(), b.shape())));
     }
-    match (a.storage(), b.storage()) {
+    let out = match (a.storage(), b.storage()) {
         (Storage::Cpu(_), Storage::Cpu(_)) => {
             let (x, y) = (a.cpu_slice()?, b.cpu_slice()?);
             let out: Vec<f32> = x.iter().zip(y).map(|(p, q)| p + q).collect();
-            Tensor::from_vec(out, a.shape())
+            Tensor::from_vec(out, a.shape())?
         }
-        _ => super::gpu::add(a, b),
+        _ => super::gpu::add(a, b)?,
+    };
+    Ok(autograd::record(out, &[a, b], || AddBackward { a: a.clone(), b: b.clone() }))
+}
+
+/// Both inputs of a sum get the output's gradient.
+struct AddBackward {
+    a: Tensor,
+    b: Tensor,
+}
+
+impl Backward for AddBackward {
+    fn name(&self) -> &'static str {
+        "add"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.a, &self.b]
+    }
+    fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok([&self.a, &self.b].map(|t| t.is_tracked().then(|| grad.detach())).to_vec())
     }
 }
 

@@ -72,6 +72,33 @@ pub(crate) mod test_util {
         2.0 / std::f64::consts::PI.sqrt() * sum
     }
 
+    /// Central-difference gradient of `f` at `x`, in float64: the reference every backward is checked against
+    /// (with `f` a float64 forward written in the test).
+    pub fn fd_grad(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+        let mut xs = x.to_vec();
+        (0..x.len())
+            .map(|i| {
+                let h = 1e-6 * x[i].abs().max(1.0);
+                xs[i] = x[i] + h;
+                let up = f(&xs);
+                xs[i] = x[i] - h;
+                let down = f(&xs);
+                xs[i] = x[i];
+                (up - down) / (2.0 * h)
+            })
+            .collect()
+    }
+
+    pub fn to_f64(x: &[f32]) -> Vec<f64> {
+        x.iter().map(|&v| v as f64).collect()
+    }
+
+    /// Σ a ⊙ b: a float64 output against an upstream gradient, the scalar whose derivative `fd_grad` takes.
+    pub fn weighted_sum(a: &[f64], b: &[f32]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| x * *y as f64).sum()
+    }
+
     /// ‖a − b‖ / ‖b‖ with b in float64.
     pub fn rel_err(a: &[f32], b: &[f64]) -> f64 {
         assert_eq!(a.len(), b.len());

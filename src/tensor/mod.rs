@@ -8,6 +8,9 @@ mod storage;
 
 pub use storage::{CpuStorage, GpuStorage, Storage};
 
+use std::sync::Arc;
+
+use crate::autograd::Node;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::gpu::DType;
@@ -16,6 +19,9 @@ use crate::gpu::DType;
 pub struct Tensor {
     storage: Storage,
     shape: Vec<usize>,
+    /// Where the tensor came from when a gradient must flow through it (`crate::autograd`); `None` for frozen
+    /// weights and everything computed from them alone.
+    node: Option<Arc<Node>>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -31,11 +37,30 @@ impl Tensor {
         if data.len() != numel {
             return Err(Error::shape("from_vec", format!("{} values for shape {shape:?}", data.len())));
         }
-        Ok(Tensor { storage: Storage::Cpu(CpuStorage::owned(data)), shape: shape.to_vec() })
+        Ok(Tensor { storage: Storage::Cpu(CpuStorage::owned(data)), shape: shape.to_vec(), node: None })
     }
 
     pub(crate) fn from_storage(storage: Storage, shape: Vec<usize>) -> Tensor {
-        Tensor { storage, shape }
+        Tensor { storage, shape, node: None }
+    }
+
+    pub(crate) fn node(&self) -> Option<&Arc<Node>> {
+        self.node.as_ref()
+    }
+
+    pub(crate) fn with_node(mut self, node: Arc<Node>) -> Tensor {
+        self.node = Some(node);
+        self
+    }
+
+    /// Whether gradients flow through this tensor: it is a variable (`variable`) or was computed from one.
+    pub fn is_tracked(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// The same values with no gradient history: a constant to whatever is computed from it.
+    pub fn detach(&self) -> Tensor {
+        Tensor { storage: self.storage.clone(), shape: self.shape.clone(), node: None }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -74,7 +99,8 @@ impl Tensor {
         if numel != self.numel() {
             return Err(Error::shape("reshape", format!("{:?} -> {shape:?}", self.shape)));
         }
-        Ok(Tensor { storage: self.storage.clone(), shape: shape.to_vec() })
+        let out = Tensor { storage: self.storage.clone(), shape: shape.to_vec(), node: None };
+        Ok(crate::autograd::record(out, &[self], || crate::autograd::Reshape::of(self)))
     }
 
     /// The values of a CPU tensor, borrowed. Device tensors must be copied with `to_vec`.
