@@ -90,9 +90,7 @@ pub fn backward(loss: &Tensor) -> Result<Gradients> {
 
 /// Gradients of Σ `output` ⊙ `grad` (a vector-Jacobian product): `backward` for a non-scalar output.
 pub fn backward_with(output: &Tensor, grad: &Tensor) -> Result<Gradients> {
-    let root = output
-        .node()
-        .ok_or_else(|| Error::invalid("backward", "the output does not depend on any variable"))?;
+    let root = output.node().ok_or_else(|| Error::invalid("backward", "the output does not depend on any variable"))?;
     if grad.shape() != output.shape() {
         return Err(Error::shape("backward", format!("gradient {:?} for output {:?}", grad.shape(), output.shape())));
     }

@@ -39,6 +39,23 @@ impl Activation {
         }
     }
 
+    /// d act / dx at `x`, for the backward.
+    pub fn derivative(self, x: f32) -> f32 {
+        match self {
+            Activation::None => 1.0,
+            Activation::Gelu => {
+                let pdf =
+                    (-0.5 * x * x).exp() * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
+                0.5 * (1.0 + math::erf(x * std::f32::consts::FRAC_1_SQRT_2)) + x * pdf
+            }
+            Activation::QuickGelu => {
+                let s = 1.0 / (1.0 + (-1.702 * x).exp());
+                s + 1.702 * x * s * (1.0 - s)
+            }
+            Activation::Tanh => 1.0 - x.tanh().powi(2),
+        }
+    }
+
     /// Apply in place to a slice; one loop per activation so each vectorises.
     pub fn apply_slice(self, xs: &mut [f32]) {
         match self {

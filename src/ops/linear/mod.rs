@@ -2,20 +2,25 @@
 //! epilogue fused (applied to each output tile as the GEMM kernel finishes it, on the CPU and on CUDA).
 //! `W` is `[N, K]` as Hugging Face stores `nn.Linear` weights. The CPU kernel reads Wᵀ packed into panels
 //! (`pack_weight`; `nn::Linear` packs once and keeps it); no other transpose is materialised.
+//! LoRA terms join x·Wᵀ before the epilogue; the backward (`backward.rs`) gives gradients to whichever of x,
+//! W, the epilogue's tensors and the LoRA factors are tracked, and computes nothing for the others.
 
+mod backward;
 mod cpu;
 
+use crate::autograd;
 use crate::error::{Error, Result};
 use crate::tensor::{Storage, Tensor};
 
 use super::sgemm::{self, PackedB};
 use super::Activation;
 
-/// What happens to x·Wᵀ before it is written: row normalisation, bias, activation, layer scale, residual add
-/// (in that order).
+/// What happens to x·Wᵀ before it is written: row normalisation, LoRA terms, bias, activation, layer scale,
+/// residual add (in that order).
 #[derive(Clone, Copy)]
 pub struct Epilogue<'a> {
     pub row_norm: Option<RowNorm<'a>>,
+    pub lora: &'a [LoraTerm],
     pub bias: Option<&'a Tensor>,
     pub activation: Activation,
     pub layer_scale: Option<&'a Tensor>,
@@ -30,9 +35,32 @@ pub struct RowNorm<'a> {
     pub col_sum: &'a Tensor,
 }
 
+/// A low-rank adapter on output columns `start..start + len`: `scale·(x·Aᵀ)·Bᵀ` is added there, with A
+/// `[r, K]` and B `[len, r]` as peft stores `lora_A` / `lora_B` (scale = α/r, or α/√r for rsLoRA).
+#[derive(Clone)]
+pub struct LoraTerm {
+    pub start: usize,
+    pub a: Tensor,
+    pub b: Tensor,
+    pub scale: f32,
+}
+
+impl LoraTerm {
+    fn rank(&self) -> usize {
+        self.a.shape()[0]
+    }
+    fn len(&self) -> usize {
+        self.b.shape()[0]
+    }
+}
+
 impl<'a> Epilogue<'a> {
     pub fn bias(bias: Option<&'a Tensor>) -> Self {
-        Epilogue { row_norm: None, bias, activation: Activation::None, layer_scale: None, residual: None }
+        Epilogue { row_norm: None, lora: &[], bias, activation: Activation::None, layer_scale: None, residual: None }
+    }
+    pub fn with_lora(mut self, lora: &'a [LoraTerm]) -> Self {
+        self.lora = lora;
+        self
     }
     pub fn with_row_norm(mut self, row_norm: RowNorm<'a>) -> Self {
         self.row_norm = Some(row_norm);
@@ -69,13 +97,20 @@ pub fn pack_weight(w: &Tensor) -> Option<PackedB> {
 /// CPU path packs W on every call.
 pub fn linear_packed(x: &Tensor, w: &Tensor, packed: Option<&PackedB>, epilogue: Epilogue) -> Result<Tensor> {
     let (n, k, out_shape) = check(x, w, &epilogue)?;
-    match x.storage() {
+    let inputs = backward::inputs(x, w, &epilogue);
+    let tracked = inputs.iter().any(|t| t.is_tracked());
+    if tracked && epilogue.row_norm.is_some() {
+        return Err(Error::invalid("linear", "a LayerNorm folded into the GEMM has no backward (unfold it to train)"));
+    }
+    let out = match x.storage() {
         Storage::Cpu(_) => {
             let out = cpu::linear(x.cpu_slice()?, w.cpu_slice()?, packed, (x.rows(), n, k), &epilogue)?;
-            Tensor::from_vec(out, &out_shape)
+            Tensor::from_vec(out, &out_shape)?
         }
-        Storage::Gpu(_) => super::gpu::linear(x, w, &epilogue, (x.rows(), n, k), &out_shape),
-    }
+        Storage::Gpu(_) if !epilogue.lora.is_empty() => return Err(autograd::cpu_only("linear with LoRA terms")),
+        Storage::Gpu(_) => super::gpu::linear(x, w, &epilogue, (x.rows(), n, k), &out_shape)?,
+    };
+    Ok(autograd::record(out, &inputs, || backward::LinearBackward::new(x, w, &epilogue)))
 }
 
 /// `linear_packed`, also returning `layer_norm_stats(y, eps)` (f32 `[rows, 2]`) for a LayerNorm folded into the
@@ -94,6 +129,9 @@ pub fn linear_with_row_stats(
             Ok((y, stats))
         }
         Storage::Gpu(_) => {
+            if backward::inputs(x, w, &epilogue).iter().any(|t| t.is_tracked()) {
+                return Err(autograd::cpu_only("linear with row statistics"));
+            }
             let (n, k, out_shape) = check(x, w, &epilogue)?;
             super::gpu::linear_with_row_stats(x, w, &epilogue, (x.rows(), n, k), &out_shape, eps)
         }
@@ -108,11 +146,11 @@ fn check(x: &Tensor, w: &Tensor, epilogue: &Epilogue) -> Result<(usize, usize, V
     }
     let mut out_shape = x.shape().to_vec();
     *out_shape.last_mut().unwrap() = n;
-    check_epilogue(epilogue, n, &out_shape)?;
+    check_epilogue(epilogue, n, k, &out_shape)?;
     Ok((n, k, out_shape))
 }
 
-fn check_epilogue(e: &Epilogue, n: usize, out_shape: &[usize]) -> Result<()> {
+fn check_epilogue(e: &Epilogue, n: usize, k: usize, out_shape: &[usize]) -> Result<()> {
     for (what, t) in [("bias", e.bias), ("layer_scale", e.layer_scale)] {
         if let Some(t) = t {
             if t.numel() != n {
@@ -127,6 +165,18 @@ fn check_epilogue(e: &Epilogue, n: usize, out_shape: &[usize]) -> Result<()> {
                 "linear",
                 format!("row norm of {} stats and {} column sums for {rows} x {n}", stats.numel(), col_sum.numel()),
             ));
+        }
+    }
+    for term in e.lora {
+        let ([r, ka], [len, rb]) = (term.a.dims::<2>("linear lora_A")?, term.b.dims::<2>("linear lora_B")?);
+        if r != rb || ka != k || term.start + len > n || r == 0 {
+            return Err(Error::shape(
+                "linear",
+                format!("LoRA A {:?} and B {:?} at column {} of {n} x {k}", [r, ka], [len, rb], term.start),
+            ));
+        }
+        if e.row_norm.is_some() {
+            return Err(Error::invalid("linear", "LoRA terms with a folded LayerNorm"));
         }
     }
     if let Some(r) = e.residual {
