@@ -12,6 +12,7 @@ pub mod interpolate;
 pub mod layer_norm;
 pub mod linear;
 pub mod math;
+pub(crate) mod matmul;
 pub mod patch_embed;
 pub mod sgemm;
 #[cfg(target_arch = "x86_64")]

@@ -8,8 +8,9 @@ use crate::error::Result;
 use crate::ops::Activation;
 use crate::tensor::{Storage, Tensor};
 
-use super::cpu::{self, matmul, Layout};
+use super::cpu;
 use super::{Epilogue, LoraTerm};
+use crate::ops::matmul::{matmul, Layout};
 
 /// Every tensor `linear` reads, in the order `LinearBackward` returns gradients.
 pub(super) fn inputs<'a>(x: &'a Tensor, w: &'a Tensor, e: &Epilogue<'a>) -> Vec<&'a Tensor> {
