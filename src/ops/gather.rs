@@ -1,6 +1,7 @@
 //! Token bookkeeping: prepend the class token and add position embeddings, look up token embeddings, pick one
 //! token per sequence (CLS, end-of-text), average patch tokens, concatenate features.
 
+use crate::autograd::{self, Backward};
 use crate::error::{Error, Result};
 use crate::gpu::DType;
 use crate::tensor::{Storage, Tensor};
@@ -82,15 +83,16 @@ pub fn select_rows(x: &Tensor, index: &[usize]) -> Result<Tensor> {
     if index.len() != b || index.iter().any(|&i| i >= t) {
         return Err(Error::shape("select_rows", format!("indices {index:?} for shape {:?}", x.shape())));
     }
-    match x.storage() {
+    let out = match x.storage() {
         Storage::Cpu(_) => {
             let src = x.cpu_slice()?;
             let out: Vec<f32> =
                 index.iter().enumerate().flat_map(|(bi, &i)| src[(bi * t + i) * d..][..d].iter().copied()).collect();
-            Tensor::from_vec(out, &[b, d])
+            Tensor::from_vec(out, &[b, d])?
         }
-        Storage::Gpu(_) => super::gpu::select_rows(x, index, [b, t, d]),
-    }
+        Storage::Gpu(_) => super::gpu::select_rows(x, index, [b, t, d])?,
+    };
+    Ok(autograd::record(out, &[x], || TokenGather { x: x.clone(), pick: Pick::Rows(index.to_vec()) }))
 }
 
 /// Mean over tokens `from..T` of `[B, T, D]` → `[B, D]` (DINOv2's classifier uses the patch-token mean).
@@ -99,7 +101,7 @@ pub fn mean_tokens(x: &Tensor, from: usize) -> Result<Tensor> {
     if from >= t {
         return Err(Error::shape("mean_tokens", format!("start {from} for {t} tokens")));
     }
-    match x.storage() {
+    let out = match x.storage() {
         Storage::Cpu(_) => {
             let src = x.cpu_slice()?;
             let mut out = vec![0f32; b * d];
@@ -109,9 +111,51 @@ pub fn mean_tokens(x: &Tensor, from: usize) -> Result<Tensor> {
                 }
                 dst.iter_mut().for_each(|o| *o /= (t - from) as f32);
             });
-            Tensor::from_vec(out, &[b, d])
+            Tensor::from_vec(out, &[b, d])?
         }
-        Storage::Gpu(_) => super::gpu::mean_tokens(x, from, [b, t, d]),
+        Storage::Gpu(_) => super::gpu::mean_tokens(x, from, [b, t, d])?,
+    };
+    Ok(autograd::record(out, &[x], || TokenGather { x: x.clone(), pick: Pick::MeanFrom(from) }))
+}
+
+/// Which tokens of `[B, T, D]` made each `[B, D]` output row.
+enum Pick {
+    Rows(Vec<usize>),
+    MeanFrom(usize),
+}
+
+/// Backward of `select_rows` and `mean_tokens`: the row's gradient goes back to the tokens it came from.
+struct TokenGather {
+    x: Tensor,
+    pick: Pick,
+}
+
+impl Backward for TokenGather {
+    fn name(&self) -> &'static str {
+        match self.pick {
+            Pick::Rows(_) => "select_rows",
+            Pick::MeanFrom(_) => "mean_tokens",
+        }
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.x]
+    }
+    fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let [b, t, d] = self.x.dims::<3>(self.name())?;
+        let Storage::Cpu(_) = grad.storage() else { return Err(autograd::cpu_only(self.name())) };
+        let g = grad.cpu_slice()?;
+        let mut dx = vec![0f32; b * t * d];
+        for (bi, g_row) in g.chunks(d).enumerate() {
+            let tokens = match &self.pick {
+                Pick::Rows(index) => index[bi]..index[bi] + 1,
+                Pick::MeanFrom(from) => *from..t,
+            };
+            let share = 1.0 / tokens.len() as f32;
+            for ti in tokens {
+                dx[(bi * t + ti) * d..][..d].iter_mut().zip(g_row).for_each(|(o, g)| *o = g * share);
+            }
+        }
+        Ok(vec![Some(Tensor::from_vec(dx, self.x.shape())?)])
     }
 }
 
@@ -121,14 +165,43 @@ pub fn concat_last(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if n != n2 {
         return Err(Error::shape("concat_last", format!("{:?} and {:?}", a.shape(), b.shape())));
     }
-    match a.storage() {
+    let out = match a.storage() {
         Storage::Cpu(_) => {
             let (x, y) = (a.cpu_slice()?, b.cpu_slice()?);
             let out: Vec<f32> =
                 (0..n).flat_map(|i| x[i * d1..][..d1].iter().chain(&y[i * d2..][..d2]).copied()).collect();
-            Tensor::from_vec(out, &[n, d1 + d2])
+            Tensor::from_vec(out, &[n, d1 + d2])?
         }
-        Storage::Gpu(_) => super::gpu::concat_last(a, b, [n, d1, d2]),
+        Storage::Gpu(_) => super::gpu::concat_last(a, b, [n, d1, d2])?,
+    };
+    Ok(autograd::record(out, &[a, b], || ConcatBackward { parts: [a.clone(), b.clone()] }))
+}
+
+/// Each part gets its columns of the gradient.
+struct ConcatBackward {
+    parts: [Tensor; 2],
+}
+
+impl Backward for ConcatBackward {
+    fn name(&self) -> &'static str {
+        "concat_last"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        self.parts.iter().collect()
+    }
+    fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let Storage::Cpu(_) = grad.storage() else { return Err(autograd::cpu_only("concat_last")) };
+        let (g, width) = (grad.cpu_slice()?, grad.last_dim());
+        let d1 = self.parts[0].last_dim();
+        let columns = |range: std::ops::Range<usize>, part: &Tensor| {
+            let values = g.chunks(width).flat_map(|row| row[range.clone()].iter().copied()).collect();
+            Tensor::from_vec(values, part.shape())
+        };
+        let [a, b] = &self.parts;
+        Ok(vec![
+            a.is_tracked().then(|| columns(0..d1, a)).transpose()?,
+            b.is_tracked().then(|| columns(d1..width, b)).transpose()?,
+        ])
     }
 }
 
@@ -165,6 +238,32 @@ mod tests {
         assert!(embedding(&[vec![0, 3]], &table, &pos, DType::F32).is_err());
         let y = embedding(&[vec![2, 1]], &table, &pos, DType::F32).unwrap();
         assert_eq!(y.shape(), &[1, 2, 2]);
+    }
+
+    #[test]
+    fn pooling_gradients_match_float64_finite_differences() {
+        use crate::ops::test_util::{fd_grad, rand_vec, rel_err, to_f64, weighted_sum};
+        let (b, t, d) = (3, 5, 4);
+        let x = rand_vec(b * t * d, 1, 1.0);
+        let var = Tensor::from_vec(x.clone(), &[b, t, d]).unwrap().variable();
+        let index = [4, 0, 2];
+        // concat(x[b, index[b]], mean of tokens 1.., as DINOv2's classifier input), in float64.
+        let forward64 = |x: &[f64]| -> Vec<f64> {
+            (0..b)
+                .flat_map(|bi| {
+                    let picked = (0..d).map(move |j| x[(bi * t + index[bi]) * d + j]);
+                    let mean =
+                        (0..d).map(move |j| (1..t).map(|ti| x[(bi * t + ti) * d + j]).sum::<f64>() / (t - 1) as f64);
+                    picked.chain(mean).collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let y = concat_last(&select_rows(&var, &index).unwrap(), &mean_tokens(&var, 1).unwrap()).unwrap();
+        let up = rand_vec(b * 2 * d, 2, 1.0);
+        let grads = autograd::backward_with(&y, &Tensor::from_vec(up.clone(), &[b, 2 * d]).unwrap()).unwrap();
+        let want = fd_grad(&to_f64(&x), |p| weighted_sum(&forward64(p), &up));
+        let err = rel_err(&grads.get(&var).unwrap().to_vec().unwrap(), &want);
+        assert!(err < 1e-6, "{err}");
     }
 
     #[test]
