@@ -1,6 +1,7 @@
 //! cpeal — parameter-efficient active learning with uncertainty calibration on vision(-language)
 //! transformers. See `README.md` for use and `ARCHITECTURE.md` for the layout.
 
+pub mod adapters;
 pub mod autograd;
 pub mod convert;
 pub mod data;
@@ -11,6 +12,7 @@ pub mod images;
 pub mod models;
 pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod preprocess;
 pub mod progress;
 pub mod select;

@@ -30,7 +30,7 @@ pub struct Dinov2 {
     embeddings: PatchEmbeddings,
     pub(crate) encoder: Encoder,
     norm: LayerNorm,
-    classifier: Option<Linear>,
+    pub(crate) classifier: Option<Linear>,
     /// Register tokens between the class token and the patches (0 for plain DINOv2).
     pub registers: usize,
 }

@@ -50,6 +50,13 @@ impl VisionOutput {
     }
 }
 
+/// A model's two transformer stacks (only CLIP has a text one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tower {
+    Vision,
+    Text,
+}
+
 #[allow(clippy::large_enum_variant)] // one per process; boxing buys nothing
 pub enum Model {
     Vit(vit::Vit),
@@ -107,6 +114,35 @@ impl Model {
             Model::Clip(c) => Some(c),
             _ => None,
         }
+    }
+
+    /// The transformer blocks of one tower (`None` when the checkpoint has no such tower).
+    pub fn encoder_mut(&mut self, tower: Tower) -> Option<&mut crate::nn::Encoder> {
+        match (self, tower) {
+            (Model::Vit(m), Tower::Vision) => Some(&mut m.encoder),
+            (Model::Dinov2(m), Tower::Vision) => Some(&mut m.encoder),
+            (Model::Clip(c), Tower::Vision) => c.vision.as_mut().map(|v| &mut v.encoder),
+            (Model::Clip(c), Tower::Text) => c.text.as_mut().map(|t| &mut t.encoder),
+            (_, Tower::Text) => None,
+        }
+    }
+
+    /// Replaces (or adds) the image classification head: `[num_labels, in]` over the architecture's pooled
+    /// features (ViT: CLS; DINOv2: concat(CLS, mean of patch tokens)).
+    pub fn set_classifier(&mut self, weight: Tensor, bias: Option<Tensor>) -> Result<()> {
+        let (slot, in_dim) = match self {
+            Model::Vit(m) => (&mut m.classifier, m.encoder_config.hidden),
+            Model::Dinov2(m) => (&mut m.classifier, 2 * m.encoder_config.hidden),
+            Model::Clip(_) => return Err(Error::invalid("classifier", "CLIP has no classification head")),
+        };
+        let [labels, k] = weight.dims::<2>("classifier")?;
+        if k != in_dim || bias.as_ref().is_some_and(|b| b.shape() != [labels]) {
+            let bias_shape = bias.as_ref().map(|b| b.shape().to_vec());
+            let why = format!("weight {:?} and bias {bias_shape:?} for {in_dim} pooled features", weight.shape());
+            return Err(Error::shape("classifier", why));
+        }
+        *slot = Some(crate::nn::Linear::new(weight, bias));
+        Ok(())
     }
 
     /// Whether the image encoder runs with its LayerNorms folded into the GEMMs (`CPEAL_LN_FOLD=on` on a GPU).

@@ -29,7 +29,7 @@ pub struct Vit {
     pub(crate) encoder: Encoder,
     norm: LayerNorm,
     pooler: Option<Linear>,
-    classifier: Option<Linear>,
+    pub(crate) classifier: Option<Linear>,
 }
 
 impl Vit {

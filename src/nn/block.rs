@@ -3,8 +3,8 @@
 //! Residual adds, layer scales and activations are fused into the GEMM epilogues; on request the LayerNorms
 //! too (`NormedLinear`).
 
-use crate::error::Result;
-use crate::ops::{self, Activation};
+use crate::error::{Error, Result};
+use crate::ops::{self, Activation, LoraTerm};
 use crate::tensor::Tensor;
 use crate::weights::VarBuilder;
 
@@ -55,6 +55,18 @@ pub struct Encoder {
     blocks: Vec<Block>,
 }
 
+/// The linears of a block a LoRA adapter can sit on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoraSite {
+    Query,
+    Key,
+    Value,
+    /// the attention output projection
+    Out,
+    Fc1,
+    Fc2,
+}
+
 impl Encoder {
     /// Blocks `0..layers` under `vb` (e.g. `encoder.layer` or `encoder.layers`).
     pub fn load(vb: &VarBuilder, cfg: EncoderConfig, names: &BlockNames) -> Result<Encoder> {
@@ -69,6 +81,37 @@ impl Encoder {
     /// Whether the blocks' LayerNorms are folded into the GEMMs after them (`CPEAL_LN_FOLD=on` on a GPU).
     pub fn folds_layer_norms(&self) -> bool {
         self.blocks.iter().any(|b| matches!(b.qkv, NormedLinear::Folded { .. }))
+    }
+
+    /// Adds a LoRA term (`scale·x·Aᵀ·Bᵀ`, A `[r, in]`, B `[out, r]`) to `site` of block `layer`.
+    pub fn add_lora(&mut self, layer: usize, site: LoraSite, a: Tensor, b: Tensor, scale: f32) -> Result<()> {
+        let layers = self.blocks.len();
+        let d = self.cfg.hidden;
+        let block = self
+            .blocks
+            .get_mut(layer)
+            .ok_or_else(|| Error::invalid("LoRA", format!("layer {layer} of an encoder with {layers}")))?;
+        let (linear, start) = match site {
+            LoraSite::Query | LoraSite::Key | LoraSite::Value => {
+                (block.qkv.unfolded_linear("LoRA on q/k/v")?, d * site as usize)
+            }
+            LoraSite::Out => (&mut block.out, 0),
+            LoraSite::Fc1 => (block.fc1.unfolded_linear("LoRA on fc1")?, 0),
+            LoraSite::Fc2 => (&mut block.fc2, 0),
+        };
+        let out = match site {
+            LoraSite::Fc1 => self.cfg.intermediate,
+            _ => d,
+        };
+        let in_dim = linear.weight.shape()[1];
+        if a.shape().len() != 2 || a.shape()[1] != in_dim || b.shape() != [out, a.shape()[0]] {
+            return Err(Error::shape(
+                "LoRA",
+                format!("A {:?} and B {:?} on {site:?} of layer {layer} ({in_dim} -> {out})", a.shape(), b.shape()),
+            ));
+        }
+        linear.add_lora(LoraTerm { start, a, b, scale });
+        Ok(())
     }
 
     pub fn forward(&self, mut x: Tensor) -> Result<Tensor> {

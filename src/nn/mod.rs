@@ -6,7 +6,7 @@ mod block;
 mod normed;
 mod patches;
 
-pub use block::{BlockNames, Encoder, EncoderConfig};
+pub use block::{BlockNames, Encoder, EncoderConfig, LoraSite};
 pub use normed::NormedLinear;
 pub use patches::PatchEmbeddings;
 
@@ -14,13 +14,15 @@ use std::sync::OnceLock;
 
 use crate::error::Result;
 use crate::ops::sgemm::PackedB;
-use crate::ops::{self, Epilogue};
+use crate::ops::{self, Epilogue, LoraTerm};
 use crate::tensor::{Storage, Tensor};
 use crate::weights::VarBuilder;
 
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// LoRA adapters on this layer's output columns (training, or an adapter kept apart from the weights).
+    pub lora: Vec<LoraTerm>,
     /// Wᵀ packed for the CPU GEMM kernel, made at the first CPU forward (`None` where that kernel is not used).
     /// This is the one copy of the weight beyond those loading makes (none for aligned f32 checkpoints, which
     /// are mapped, except the fused Q/K/V of `concat`; one f32 conversion for f16/bf16 ones).
@@ -38,7 +40,7 @@ impl Linear {
     }
 
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Linear {
-        Linear { weight, bias, packed: OnceLock::new() }
+        Linear { weight, bias, lora: Vec::new(), packed: OnceLock::new() }
     }
 
     /// Move to `device` in its storage dtype.
@@ -82,7 +84,7 @@ impl Linear {
 
     /// Forward with more fused into the epilogue (activation, layer scale, residual).
     pub fn forward_with<'a>(&'a self, x: &Tensor, extend: impl FnOnce(Epilogue<'a>) -> Epilogue<'a>) -> Result<Tensor> {
-        ops::linear_packed(x, &self.weight, self.packed_for(x), extend(Epilogue::bias(self.bias.as_ref())))
+        ops::linear_packed(x, &self.weight, self.packed_for(x), extend(self.epilogue()))
     }
 
     /// `forward_with`, and with `stats_eps` the LayerNorm statistics of the output rows for a folded LayerNorm
@@ -93,12 +95,22 @@ impl Linear {
         extend: impl FnOnce(Epilogue<'a>) -> Epilogue<'a>,
         stats_eps: Option<f64>,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let epilogue = extend(Epilogue::bias(self.bias.as_ref()));
+        let epilogue = extend(self.epilogue());
         let Some(eps) = stats_eps else {
             return Ok((ops::linear_packed(x, &self.weight, self.packed_for(x), epilogue)?, None));
         };
         let (y, stats) = ops::linear_with_row_stats(x, &self.weight, self.packed_for(x), epilogue, eps)?;
         Ok((y, Some(stats)))
+    }
+
+    /// The layer's own part of the epilogue: bias and LoRA terms.
+    fn epilogue(&self) -> Epilogue<'_> {
+        Epilogue::bias(self.bias.as_ref()).with_lora(&self.lora)
+    }
+
+    /// Adds a LoRA term on output columns `start..` (`ops::LoraTerm`); its shapes are checked at the forward.
+    pub fn add_lora(&mut self, term: LoraTerm) {
+        self.lora.push(term);
     }
 
     /// The packed Wᵀ for a CPU input (made at the first call).

@@ -32,6 +32,17 @@ pub enum NormedLinear {
 }
 
 impl NormedLinear {
+    /// The linear of an unfolded pair, for an adapter; a folded one has no separate linear to adapt.
+    pub fn unfolded_linear(&mut self, what: &str) -> Result<&mut Linear> {
+        match self {
+            NormedLinear::Separate { linear, .. } => Ok(linear),
+            NormedLinear::Folded { .. } => Err(crate::Error::invalid(
+                what.to_string(),
+                "the LayerNorm is folded into this linear (CPEAL_LN_FOLD=on); unset it to use adapters",
+            )),
+        }
+    }
+
     /// `norm` and `linear` as they are (on the device), one after the other.
     pub fn separate(norm: LayerNorm, linear: Linear) -> NormedLinear {
         NormedLinear::Separate { norm, linear }

@@ -23,7 +23,7 @@ pub use elementwise::{add, l2_normalize, Activation};
 pub use gather::{assemble_tokens, concat_last, embedding, mean_tokens, select_rows};
 pub use interpolate::{interpolate_bicubic, interpolate_bicubic_antialiased};
 pub use layer_norm::{layer_norm, layer_norm_stats};
-pub use linear::{linear, linear_packed, linear_with_row_stats, pack_weight, Epilogue, RowNorm};
+pub use linear::{linear, linear_packed, linear_with_row_stats, pack_weight, Epilogue, LoraTerm, RowNorm};
 pub use patch_embed::{patch_embed, patch_gemm_weight};
 
 use crate::error::{Error, Result};

@@ -14,7 +14,7 @@ pub struct ClipText {
     pub encoder_config: EncoderConfig,
     token_embedding: Tensor,
     position_embedding: Tensor,
-    encoder: Encoder,
+    pub(crate) encoder: Encoder,
     final_norm: LayerNorm,
     projection: Option<Linear>,
 }

@@ -1,0 +1,6 @@
+//! Adapters: the few parameters that are trained while the backbone stays frozen. `peft` reads and places
+//! LoRA adapters (and the heads saved beside them) in peft's own format, so Python users can share them.
+
+pub mod peft;
+
+pub use peft::{LoraAdapter, LoraConfig};
