@@ -101,27 +101,110 @@ impl Backward for AddBackward {
     }
 }
 
+/// s·x.
+pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
+    let out = match x.storage() {
+        Storage::Cpu(_) => Tensor::from_vec(x.cpu_slice()?.iter().map(|v| v * s).collect(), x.shape())?,
+        Storage::Gpu(_) => super::gpu::scale(x, s)?,
+    };
+    Ok(autograd::record(out, &[x], || ScaleBackward { x: x.clone(), s }))
+}
+
+struct ScaleBackward {
+    x: Tensor,
+    s: f32,
+}
+
+impl Backward for ScaleBackward {
+    fn name(&self) -> &'static str {
+        "scale"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.x]
+    }
+    fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(scale(grad, self.s)?)])
+    }
+}
+
 /// Each row of the last dimension divided by its L2 norm.
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     let width = x.last_dim();
-    match x.storage() {
+    let out = match x.storage() {
         Storage::Cpu(_) => {
-            let src = x.cpu_slice()?;
-            let mut out = src.to_vec();
+            let mut out = x.cpu_slice()?.to_vec();
             par_rows(&mut out, width, |_, row| {
-                let norm = row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt() as f32;
-                row.iter_mut().for_each(|v| *v /= norm.max(f32::MIN_POSITIVE));
+                let norm = row_norm(row);
+                row.iter_mut().for_each(|v| *v /= norm);
             });
-            Tensor::from_vec(out, x.shape())
+            Tensor::from_vec(out, x.shape())?
         }
-        Storage::Gpu(_) => super::gpu::l2_normalize(x),
+        Storage::Gpu(_) => super::gpu::l2_normalize(x)?,
+    };
+    Ok(autograd::record(out, &[x], || L2NormalizeBackward { x: x.clone() }))
+}
+
+fn row_norm(row: &[f32]) -> f32 {
+    (row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt() as f32).max(f32::MIN_POSITIVE)
+}
+
+/// y = x/‖x‖: dx = (g − y·⟨y, g⟩)/‖x‖ per row.
+struct L2NormalizeBackward {
+    x: Tensor,
+}
+
+impl Backward for L2NormalizeBackward {
+    fn name(&self) -> &'static str {
+        "l2_normalize"
+    }
+    fn inputs(&self) -> Vec<&Tensor> {
+        vec![&self.x]
+    }
+    fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let (Storage::Cpu(_), Storage::Cpu(_)) = (self.x.storage(), grad.storage()) else {
+            return Err(autograd::cpu_only("l2_normalize"));
+        };
+        let width = self.x.last_dim();
+        let (x, g) = (self.x.cpu_slice()?, grad.cpu_slice()?);
+        let mut dx = vec![0f32; x.len()];
+        par_rows(&mut dx, width, |r, out| {
+            let (x, g) = (&x[r * width..][..width], &g[r * width..][..width]);
+            let norm = row_norm(x) as f64;
+            let y_dot_g: f64 = x.iter().zip(g).map(|(x, g)| *x as f64 / norm * *g as f64).sum();
+            for j in 0..width {
+                out[j] = ((g[j] as f64 - x[j] as f64 / norm * y_dot_g) / norm) as f32;
+            }
+        });
+        Ok(vec![Some(Tensor::from_vec(dx, self.x.shape())?)])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::erf64;
+    use crate::ops::test_util::{erf64, fd_grad, rand_vec, rel_err, to_f64, weighted_sum};
+
+    #[test]
+    fn normalise_and_scale_gradients_match_float64_finite_differences() {
+        for (rows, width, seed) in [(1, 1, 1), (3, 7, 2), (4, 64, 3)] {
+            let x = rand_vec(rows * width, seed, 1.0);
+            let up = rand_vec(rows * width, seed + 1, 1.0);
+            let var = Tensor::from_vec(x.clone(), &[rows, width]).unwrap().variable();
+            let y = scale(&l2_normalize(&var).unwrap(), 2.5).unwrap();
+            let forward64 = |p: &[f64]| -> Vec<f64> {
+                p.chunks(width)
+                    .flat_map(|row| {
+                        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+                        row.iter().map(move |v| 2.5 * v / norm)
+                    })
+                    .collect()
+            };
+            let grads = crate::autograd::backward_with(&y, &Tensor::from_vec(up.clone(), &[rows, width]).unwrap());
+            let want = fd_grad(&to_f64(&x), |p| weighted_sum(&forward64(p), &up));
+            let err = rel_err(&grads.unwrap().get(&var).unwrap().to_vec().unwrap(), &want);
+            assert!(err < 1e-4, "rows={rows} width={width}: {err}");
+        }
+    }
 
     #[test]
     fn activations_match_definitions() {

@@ -208,6 +208,13 @@ pub(super) fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(wrap(&dev, y, a.shape()))
 }
 
+pub(super) fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
+    let (dev, xb) = parts(x, "scale input")?;
+    let y = dev.alloc(xb.dtype(), x.numel())?;
+    elementwise::scale(&dev, &xb, &y, s)?;
+    Ok(wrap(&dev, y, x.shape()))
+}
+
 pub(super) fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     let (dev, xb) = parts(x, "l2_normalize input")?;
     let y = dev.alloc(xb.dtype(), x.numel())?;

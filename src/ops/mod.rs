@@ -19,7 +19,7 @@ pub mod sgemm;
 mod simd;
 
 pub use attention::attention;
-pub use elementwise::{add, l2_normalize, Activation};
+pub use elementwise::{add, l2_normalize, scale, Activation};
 pub use gather::{assemble_tokens, concat_last, embedding, mean_tokens, select_rows};
 pub use interpolate::{interpolate_bicubic, interpolate_bicubic_antialiased};
 pub use layer_norm::{layer_norm, layer_norm_stats};

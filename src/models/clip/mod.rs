@@ -86,9 +86,7 @@ impl Clip {
     /// exp(logit_scale) · image_embeds · text_embedsᵀ for unit-norm embeddings: `[images, texts]`.
     pub fn logits_per_image(&self, image_embeds: &Tensor, text_embeds: &Tensor) -> Result<Tensor> {
         let scale = self.logit_scale.ok_or_else(|| Error::invalid("clip", "checkpoint has no logit_scale"))?;
-        let logits = ops::linear(image_embeds, text_embeds, ops::Epilogue::bias(None))?;
-        let scaled: Vec<f32> = logits.to_vec()?.iter().map(|v| v * scale.exp()).collect();
-        Tensor::from_vec(scaled, logits.shape())
+        ops::scale(&ops::linear(image_embeds, text_embeds, ops::Epilogue::bias(None))?, scale.exp())
     }
 }
 
