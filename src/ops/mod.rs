@@ -11,6 +11,7 @@ mod gpu;
 pub mod interpolate;
 pub mod layer_norm;
 pub mod linear;
+pub mod loss;
 pub mod math;
 pub(crate) mod matmul;
 pub mod patch_embed;
@@ -24,6 +25,7 @@ pub use gather::{assemble_tokens, concat_last, embedding, mean_tokens, select_ro
 pub use interpolate::{interpolate_bicubic, interpolate_bicubic_antialiased};
 pub use layer_norm::{layer_norm, layer_norm_stats};
 pub use linear::{linear, linear_packed, linear_with_row_stats, pack_weight, Epilogue, LoraTerm, RowNorm};
+pub use loss::{calibration_loss, CalibWeighting, CalibrationLoss, LossTerms};
 pub use patch_embed::{patch_embed, patch_gemm_weight};
 
 use crate::error::{Error, Result};
