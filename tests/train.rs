@@ -26,3 +26,55 @@ fn lora_adapter_from_peft_gives_pytorchs_logits() {
     let err = max_abs_diff(&logits, &load(&step.join("expected.safetensors"), "logits"));
     assert!(err < 1e-5, "logits: max abs error {err}");
 }
+
+fn labels(path: &std::path::Path) -> Vec<usize> {
+    let (ids, _) = cpeal::weights::SafetensorsFile::open(path).unwrap().get_i64("labels").unwrap();
+    ids.into_iter().map(|v| v as usize).collect()
+}
+
+/// ‖a − b‖ / ‖b‖.
+fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let (x, y) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+    let num: f64 = x.iter().zip(&y).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum();
+    let den: f64 = y.iter().map(|q| (*q as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+/// One SGD step of LoRA + classifier with the calibration loss (λ = 1, inter weighting, lr 0.05), as peft and
+/// PyTorch took it: the loss terms, every adapter gradient, and the adapter after the step.
+#[test]
+fn one_lora_sgd_step_matches_pytorch() {
+    use cpeal::ops::{calibration_loss, CalibWeighting, CalibrationLoss};
+    let (model, mut params) = lora_step_model();
+    let step = fixture("train/dinov2_lora_step");
+    let expected = step.join("expected.safetensors");
+    let batch = step.join("batch.safetensors");
+    let logits = model.forward_images(&load(&batch, "pixel_values")).unwrap().logits.unwrap();
+    let cfg = CalibrationLoss { weight: 1.0, weighting: CalibWeighting::Inter };
+    let terms = calibration_loss(&logits, &labels(&batch), &cfg).unwrap();
+    for (name, got) in [("ce", terms.ce), ("l_uc", terms.l_uc), ("loss", terms.loss.to_vec().unwrap()[0])] {
+        let want = load(&expected, name).to_vec().unwrap()[0];
+        assert!(((got - want) / want).abs() < 1e-5, "{name}: {got} vs PyTorch {want}");
+    }
+    let entropy = Tensor::from_vec(terms.entropy.clone(), &[terms.entropy.len()]).unwrap();
+    assert!(rel_err(&entropy, &load(&expected, "entropy")) < 1e-5);
+
+    let grads = cpeal::autograd::backward(&terms.loss).unwrap();
+    for (name, p) in &params {
+        // PyTorch names the saved head's parameters by its in-memory copy.
+        let torch_name = format!("grad.{}", name.replace("classifier.", "classifier.modules_to_save."));
+        let err = rel_err(grads.get(p).unwrap(), &load(&expected, &torch_name));
+        eprintln!("{torch_name}: {err:.1e}");
+        assert!(err < 1e-4, "{torch_name}: relative error {err}");
+    }
+
+    cpeal::optim::Sgd::new(0.05, 0.0, 0.0).step(&mut params, &grads).unwrap();
+    let after = LoraAdapter::load(&step.join("adapter_after_step")).unwrap();
+    for ((name, p), (after_name, want)) in params.iter().zip(&after.tensors) {
+        assert_eq!(name, after_name);
+        let err = rel_err(p, want);
+        eprintln!("{name} after the step: {err:.1e}");
+        assert!(err < 1e-4, "{name} after the step: relative error {err}");
+    }
+}
