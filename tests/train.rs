@@ -78,3 +78,47 @@ fn one_lora_sgd_step_matches_pytorch() {
         assert!(err < 1e-4, "{name} after the step: relative error {err}");
     }
 }
+
+/// One SGD step of CoOp (4 class-specific context vectors replacing "X X X X" in "X X X X {class}.") on the tiny
+/// CLIP with the calibration loss (λ = 1, inter weighting, lr 0.1), as PyTorch took it.
+#[test]
+fn one_coop_sgd_step_matches_pytorch() {
+    use cpeal::ops::{calibration_loss, CalibWeighting, CalibrationLoss};
+    let step = fixture("train/clip_coop_step");
+    let (batch, expected) = (step.join("batch.safetensors"), step.join("expected.safetensors"));
+    let model = Model::load(&fixture("hf-tiny/clip")).unwrap();
+    let clip = model.clip().unwrap();
+    // Each prompt up to its end-of-text token; the context takes positions 1..=4.
+    let (ids, shape) = cpeal::weights::SafetensorsFile::open(&batch).unwrap().get_i64("prompt_input_ids").unwrap();
+    let prompts: Vec<Vec<u32>> = ids
+        .chunks(shape[1])
+        .map(|row| {
+            let end = row.iter().position(|&t| t == 49407).unwrap();
+            row[..=end].iter().map(|&t| t as u32).collect()
+        })
+        .collect();
+    let ctx = load(&step.join("adapter_init.safetensors"), "prompt_learner.ctx").variable();
+    let text = clip.forward_prompts(&prompts, &ctx, 1).unwrap().text_embeds.unwrap();
+    let images = clip.forward_images(&load(&batch, "pixel_values")).unwrap().image_embeds.unwrap();
+    assert!(text.is_tracked() && !images.is_tracked());
+    let logits = clip.logits_per_image(&images, &text).unwrap();
+    let err = max_abs_diff(&logits, &load(&expected, "logits"));
+    assert!(err < 1e-4, "logits: max abs error {err}");
+
+    let cfg = CalibrationLoss { weight: 1.0, weighting: CalibWeighting::Inter };
+    let terms = calibration_loss(&logits, &labels(&batch), &cfg).unwrap();
+    for (name, got) in [("ce", terms.ce), ("l_uc", terms.l_uc), ("loss", terms.loss.to_vec().unwrap()[0])] {
+        let want = load(&expected, name).to_vec().unwrap()[0];
+        assert!(((got - want) / want).abs() < 1e-5, "{name}: {got} vs PyTorch {want}");
+    }
+    let grads = cpeal::autograd::backward(&terms.loss).unwrap();
+    let err = rel_err(grads.get(&ctx).unwrap(), &load(&expected, "grad.prompt_learner.ctx"));
+    eprintln!("grad.prompt_learner.ctx: {err:.1e}");
+    assert!(err < 1e-4, "context gradient: relative error {err}");
+
+    let mut params = vec![("prompt_learner.ctx".to_string(), ctx)];
+    cpeal::optim::Sgd::new(0.1, 0.0, 0.0).step(&mut params, &grads).unwrap();
+    let err = rel_err(&params[0].1, &load(&step.join("adapter_after_step.safetensors"), "prompt_learner.ctx"));
+    eprintln!("prompt_learner.ctx after the step: {err:.1e}");
+    assert!(err < 1e-4, "context after the step: relative error {err}");
+}

@@ -15,6 +15,7 @@ pub mod loss;
 pub mod math;
 pub(crate) mod matmul;
 pub mod patch_embed;
+pub mod prompt;
 pub mod sgemm;
 #[cfg(target_arch = "x86_64")]
 mod simd;
@@ -27,6 +28,7 @@ pub use layer_norm::{layer_norm, layer_norm_stats};
 pub use linear::{linear, linear_packed, linear_with_row_stats, pack_weight, Epilogue, LoraTerm, RowNorm};
 pub use loss::{calibration_loss, CalibWeighting, CalibrationLoss, LossTerms};
 pub use patch_embed::{patch_embed, patch_gemm_weight};
+pub use prompt::prompt_embedding;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;

@@ -75,8 +75,20 @@ impl Clip {
 
     /// Token ids (each starting with BOS and containing EOS) → `text_embeds` (unit-norm for a `CLIPModel`).
     pub fn forward_texts(&self, ids: &[Vec<u32>]) -> Result<TextOutput> {
-        let text = self.text.as_ref().ok_or_else(|| Error::invalid("clip", "this checkpoint has no text tower"))?;
-        let mut out = text.forward(ids)?;
+        self.normalized(self.text_tower()?.forward(ids)?)
+    }
+
+    /// CoOp prompts: `forward_texts` with the learned context `ctx` in place of the token embeddings at
+    /// `at..at + n` (`ClipText::forward_prompts`).
+    pub fn forward_prompts(&self, ids: &[Vec<u32>], ctx: &Tensor, at: usize) -> Result<TextOutput> {
+        self.normalized(self.text_tower()?.forward_prompts(ids, ctx, at)?)
+    }
+
+    fn text_tower(&self) -> Result<&ClipText> {
+        self.text.as_ref().ok_or_else(|| Error::invalid("clip", "this checkpoint has no text tower"))
+    }
+
+    fn normalized(&self, mut out: TextOutput) -> Result<TextOutput> {
         if self.normalize {
             out.text_embeds = out.text_embeds.map(|e| ops::l2_normalize(&e)).transpose()?;
         }

@@ -49,6 +49,23 @@ impl ClipText {
     }
 
     pub fn forward(&self, ids: &[Vec<u32>]) -> Result<TextOutput> {
+        let (padded, pool_at) = self.pad(ids)?;
+        // The residual stream stays f32 on every device (on a GPU, LayerNorms hand the GEMMs 16-bit inputs and each
+        // block adds its output in f32): rounded to bf16 between blocks, it took the tiny CLIP fixture's
+        // text_embeds from 7.7e-3 to 1.06e-2 relative error.
+        let tokens = ops::embedding(&padded, &self.token_embedding, &self.position_embedding, DType::F32)?;
+        self.encode(tokens, &pool_at)
+    }
+
+    /// CoOp: `forward` with the learned context `ctx` (`[B, n, D]`, or `[n, D]` shared) in place of the token
+    /// embeddings at positions `at..at + n` (`ops::prompt_embedding`).
+    pub fn forward_prompts(&self, ids: &[Vec<u32>], ctx: &Tensor, at: usize) -> Result<TextOutput> {
+        let (padded, pool_at) = self.pad(ids)?;
+        self.encode(ops::prompt_embedding(&padded, &self.token_embedding, &self.position_embedding, ctx, at)?, &pool_at)
+    }
+
+    /// The sequences padded to the longest with end-of-text, and where each is pooled (its first end-of-text).
+    fn pad(&self, ids: &[Vec<u32>]) -> Result<(Vec<Vec<u32>>, Vec<usize>)> {
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
         if ids.is_empty() || longest == 0 || longest > self.context_length {
             return Err(Error::invalid(
@@ -62,12 +79,12 @@ impl ClipText {
             .iter()
             .map(|s| s.iter().copied().chain(std::iter::repeat(self.eos_token_id)).take(longest).collect())
             .collect();
-        // The residual stream stays f32 on every device (on a GPU, LayerNorms hand the GEMMs 16-bit inputs and each
-        // block adds its output in f32): rounded to bf16 between blocks, it took the tiny CLIP fixture's
-        // text_embeds from 7.7e-3 to 1.06e-2 relative error.
-        let tokens = ops::embedding(&padded, &self.token_embedding, &self.position_embedding, DType::F32)?;
+        Ok((padded, pool_at))
+    }
+
+    fn encode(&self, tokens: Tensor, pool_at: &[usize]) -> Result<TextOutput> {
         let last_hidden_state = self.final_norm.forward(&self.encoder.forward(tokens)?)?;
-        let pooler_output = ops::select_rows(&last_hidden_state, &pool_at)?;
+        let pooler_output = ops::select_rows(&last_hidden_state, pool_at)?;
         let text_embeds = self.projection.as_ref().map(|p| p.forward(&pooler_output)).transpose()?;
         Ok(TextOutput { last_hidden_state, pooler_output, text_embeds })
     }
