@@ -12,7 +12,8 @@ use crate::nn::LoraSite;
 use crate::tensor::Tensor;
 use crate::weights::{JsonConfig, SafetensorsFile};
 
-const PREFIX: &str = "base_model.model.";
+/// What peft puts before every module path.
+pub const PEFT_PREFIX: &str = "base_model.model.";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoraConfig {
@@ -46,6 +47,26 @@ impl LoraConfig {
         })
     }
 
+    /// The fields peft reads (the ones it writes for a plain LoRA adapter).
+    pub fn to_json(&self, base_model: &str) -> serde_json::Value {
+        serde_json::json!({
+            "peft_type": "LORA",
+            "task_type": null,
+            "base_model_name_or_path": base_model,
+            "r": self.r,
+            "lora_alpha": self.alpha,
+            "target_modules": self.target_modules,
+            "lora_dropout": self.dropout,
+            "use_rslora": self.rslora,
+            "modules_to_save": if self.modules_to_save.is_empty() { serde_json::Value::Null } else { self.modules_to_save.clone().into() },
+            "bias": "none",
+            "fan_in_fan_out": false,
+            "init_lora_weights": true,
+            "inference_mode": true,
+            "use_dora": false,
+        })
+    }
+
     /// The factor of B·A: α/r, or α/√r with rsLoRA.
     pub fn scale(&self) -> f32 {
         if self.rslora {
@@ -69,9 +90,10 @@ fn string_list(cfg: &JsonConfig, path: &Path, field: &str) -> Result<Vec<String>
     }
 }
 
-/// An adapter as read from its directory: the config and every tensor under its on-disk name.
+/// An adapter: its config and every tensor under its on-disk name, sorted by name as peft's files are.
 pub struct LoraAdapter {
-    pub dir: PathBuf,
+    /// Where the tensors came from, for errors (a file, or a description of a fresh adapter).
+    pub source: PathBuf,
     pub config: LoraConfig,
     pub tensors: Vec<(String, Tensor)>,
 }
@@ -96,14 +118,51 @@ impl LoraAdapter {
         let mut names: Vec<&str> = file.names().collect();
         names.sort();
         let tensors = names.into_iter().map(|n| Ok((n.to_string(), file.get(n, None)?))).collect::<Result<_>>()?;
-        Ok(LoraAdapter { dir: dir.to_path_buf(), config, tensors })
+        Ok(LoraAdapter { source: dir.join("adapter_model.safetensors"), config, tensors })
+    }
+
+    /// A new adapter for `model` (`adapters::fresh_lora`), plus a new head for `labels` classes when given.
+    pub fn fresh(model: &mut Model, config: LoraConfig, labels: Option<usize>, seed: u64) -> Result<LoraAdapter> {
+        let mut tensors = super::init::fresh_lora(model, &config, labels.is_some(), seed)?;
+        if let Some(labels) = labels {
+            tensors.extend(super::init::fresh_classifier(model.pooled_features()?, labels, seed)?);
+        }
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(LoraAdapter { source: PathBuf::from("(new adapter)"), config, tensors })
+    }
+
+    /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `dir`, replacing what was there
+    /// only once both are complete: a failed or interrupted save leaves the previous adapter whole.
+    pub fn save(&self, dir: &Path, base_model: &str) -> Result<()> {
+        let staging = dir.with_extension("saving");
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        }
+        std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        let named: Vec<(&str, &Tensor)> = self.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        crate::weights::save_safetensors(&staging.join("adapter_model.safetensors"), &named, None)?;
+        let config = serde_json::to_string_pretty(&self.config.to_json(base_model)).expect("JSON values serialise");
+        let config_path = staging.join("adapter_config.json");
+        std::fs::write(&config_path, config + "\n").map_err(|e| Error::io(&config_path, e))?;
+        let previous = dir.with_extension("previous");
+        if dir.exists() {
+            if previous.exists() {
+                std::fs::remove_dir_all(&previous).map_err(|e| Error::io(&previous, e))?;
+            }
+            std::fs::rename(dir, &previous).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
+        if previous.exists() {
+            std::fs::remove_dir_all(&previous).map_err(|e| Error::io(&previous, e))?;
+        }
+        Ok(())
     }
 
     /// Puts every tensor into `model`: LoRA factors onto their encoder linears, a saved classifier as the head.
     /// With `trainable` each becomes a variable. Returns the placed tensors by on-disk name, in this adapter's
     /// order (what an optimiser updates and `backward` gives gradients for).
     pub fn attach(&self, model: &mut Model, trainable: bool) -> Result<Vec<(String, Tensor)>> {
-        let file = self.dir.join("adapter_model.safetensors");
+        let file = &self.source;
         let placed: Vec<(String, Tensor)> =
             self.tensors.iter().map(|(n, t)| (n.clone(), if trainable { t.variable() } else { t.clone() })).collect();
         let get = |name: &str| placed.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone());
@@ -134,7 +193,7 @@ impl LoraAdapter {
 
 /// The place of an adapter tensor named as peft saves it (or holds it in memory).
 fn place(name: &str) -> std::result::Result<Place, String> {
-    let path = name.strip_prefix(PREFIX).ok_or_else(|| format!("expected a name starting with {PREFIX}"))?;
+    let path = name.strip_prefix(PEFT_PREFIX).ok_or_else(|| format!("expected a name starting with {PEFT_PREFIX}"))?;
     let path = path.replace(".default.", ".").replace(".modules_to_save.", ".");
     for (suffix, factor) in [(".lora_A.weight", Factor::A), (".lora_B.weight", Factor::B)] {
         if let Some(module) = path.strip_suffix(suffix) {

@@ -12,7 +12,7 @@ use crate::weights::{JsonConfig, VarBuilder};
 
 use super::VisionOutput;
 
-const NAMES: BlockNames = BlockNames {
+pub(crate) const NAMES: BlockNames = BlockNames {
     norm1: "norm1",
     norm2: "norm2",
     query: &["attention.attention.query", "attention.q_proj"],

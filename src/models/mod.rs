@@ -10,6 +10,7 @@ pub mod vit;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::nn::LoraSite;
 use crate::tensor::Tensor;
 use crate::weights::{Checkpoint, JsonConfig, VarBuilder};
 
@@ -127,13 +128,43 @@ impl Model {
         }
     }
 
+    /// The width of the pooled features an image classification head reads (ViT: D; DINOv2: 2·D).
+    pub fn pooled_features(&self) -> Result<usize> {
+        match self {
+            Model::Vit(m) => Ok(m.encoder_config.hidden),
+            Model::Dinov2(m) => Ok(2 * m.encoder_config.hidden),
+            Model::Clip(_) => Err(Error::invalid("classifier", "CLIP has no classification head")),
+        }
+    }
+
+    /// The module path peft gives `site` of block `layer` in `tower` (current transformers names). With
+    /// `with_head` the model class is the one with a classification head (peft wraps that to train a head).
+    pub fn peft_module(&self, tower: Tower, layer: usize, site: LoraSite, with_head: bool) -> Result<String> {
+        let class = |name: &str| if with_head { format!("{name}.") } else { String::new() };
+        Ok(match (self, tower) {
+            (Model::Vit(_), Tower::Vision) => {
+                format!("{}encoder.layer.{layer}.{}", class("vit"), vit::NAMES.current(site))
+            }
+            (Model::Dinov2(m), Tower::Vision) => {
+                let base = if m.registers > 0 { "dinov2_with_registers" } else { "dinov2" };
+                format!("{}encoder.layer.{layer}.{}", class(base), dinov2::NAMES.current(site))
+            }
+            (Model::Clip(_), Tower::Vision) => {
+                format!("vision_model.encoder.layers.{layer}.{}", clip::NAMES.current(site))
+            }
+            (Model::Clip(_), Tower::Text) => format!("text_model.encoder.layers.{layer}.{}", clip::NAMES.current(site)),
+            (_, Tower::Text) => return Err(Error::invalid("LoRA", "this model has no text tower")),
+        })
+    }
+
     /// Replaces (or adds) the image classification head: `[num_labels, in]` over the architecture's pooled
     /// features (ViT: CLS; DINOv2: concat(CLS, mean of patch tokens)).
     pub fn set_classifier(&mut self, weight: Tensor, bias: Option<Tensor>) -> Result<()> {
-        let (slot, in_dim) = match self {
-            Model::Vit(m) => (&mut m.classifier, m.encoder_config.hidden),
-            Model::Dinov2(m) => (&mut m.classifier, 2 * m.encoder_config.hidden),
-            Model::Clip(_) => return Err(Error::invalid("classifier", "CLIP has no classification head")),
+        let in_dim = self.pooled_features()?;
+        let slot = match self {
+            Model::Vit(m) => &mut m.classifier,
+            Model::Dinov2(m) => &mut m.classifier,
+            Model::Clip(_) => unreachable!("pooled_features refuses CLIP"),
         };
         let [labels, k] = weight.dims::<2>("classifier")?;
         if k != in_dim || bias.as_ref().is_some_and(|b| b.shape() != [labels]) {

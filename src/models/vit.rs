@@ -10,7 +10,7 @@ use crate::weights::{JsonConfig, VarBuilder};
 
 use super::VisionOutput;
 
-const NAMES: BlockNames = BlockNames {
+pub(crate) const NAMES: BlockNames = BlockNames {
     norm1: "layernorm_before",
     norm2: "layernorm_after",
     query: &["attention.attention.query", "attention.q_proj"],

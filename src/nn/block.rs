@@ -25,6 +25,21 @@ pub struct BlockNames {
     pub layer_scale: Option<(&'static str, &'static str)>,
 }
 
+impl BlockNames {
+    /// The module name of `site` in current transformers (the last spelling listed), as peft names adapters.
+    pub fn current(&self, site: LoraSite) -> &'static str {
+        let spellings = match site {
+            LoraSite::Query => self.query,
+            LoraSite::Key => self.key,
+            LoraSite::Value => self.value,
+            LoraSite::Out => self.out,
+            LoraSite::Fc1 => self.fc1,
+            LoraSite::Fc2 => self.fc2,
+        };
+        spellings[spellings.len() - 1]
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct EncoderConfig {
     pub hidden: usize,
@@ -87,23 +102,19 @@ impl Encoder {
     pub fn add_lora(&mut self, layer: usize, site: LoraSite, a: Tensor, b: Tensor, scale: f32) -> Result<()> {
         let layers = self.blocks.len();
         let d = self.cfg.hidden;
+        let (in_dim, out) = self.site_dims(site);
         let block = self
             .blocks
             .get_mut(layer)
             .ok_or_else(|| Error::invalid("LoRA", format!("layer {layer} of an encoder with {layers}")))?;
         let (linear, start) = match site {
-            LoraSite::Query | LoraSite::Key | LoraSite::Value => {
-                (block.qkv.unfolded_linear("LoRA on q/k/v")?, d * site as usize)
-            }
+            LoraSite::Query => (block.qkv.unfolded_linear("LoRA on q")?, 0),
+            LoraSite::Key => (block.qkv.unfolded_linear("LoRA on k")?, d),
+            LoraSite::Value => (block.qkv.unfolded_linear("LoRA on v")?, 2 * d),
             LoraSite::Out => (&mut block.out, 0),
             LoraSite::Fc1 => (block.fc1.unfolded_linear("LoRA on fc1")?, 0),
             LoraSite::Fc2 => (&mut block.fc2, 0),
         };
-        let out = match site {
-            LoraSite::Fc1 => self.cfg.intermediate,
-            _ => d,
-        };
-        let in_dim = linear.weight.shape()[1];
         if a.shape().len() != 2 || a.shape()[1] != in_dim || b.shape() != [out, a.shape()[0]] {
             return Err(Error::shape(
                 "LoRA",
@@ -112,6 +123,30 @@ impl Encoder {
         }
         linear.add_lora(LoraTerm { start, a, b, scale });
         Ok(())
+    }
+
+    /// The input width of `site`'s linear (the hidden size, or the MLP's for fc2) and its output width.
+    pub fn site_dims(&self, site: LoraSite) -> (usize, usize) {
+        let (d, f) = (self.cfg.hidden, self.cfg.intermediate);
+        match site {
+            LoraSite::Fc1 => (d, f),
+            LoraSite::Fc2 => (f, d),
+            _ => (d, d),
+        }
+    }
+
+    /// Removes every LoRA term (before placing updated ones).
+    pub fn clear_lora(&mut self) {
+        for block in &mut self.blocks {
+            for linear in [&mut block.out, &mut block.fc2] {
+                linear.lora.clear();
+            }
+            for normed in [&mut block.qkv, &mut block.fc1] {
+                if let Ok(linear) = normed.unfolded_linear("") {
+                    linear.lora.clear();
+                }
+            }
+        }
     }
 
     pub fn forward(&self, mut x: Tensor) -> Result<Tensor> {

@@ -18,7 +18,7 @@ use crate::weights::{JsonConfig, VarBuilder};
 
 use super::VisionOutput;
 
-const NAMES: BlockNames = BlockNames {
+pub(crate) const NAMES: BlockNames = BlockNames {
     norm1: "layer_norm1",
     norm2: "layer_norm2",
     query: &["self_attn.q_proj"],
