@@ -121,7 +121,7 @@ impl Encoder {
                 format!("A {:?} and B {:?} on {site:?} of layer {layer} ({in_dim} -> {out})", a.shape(), b.shape()),
             ));
         }
-        linear.add_lora(LoraTerm { start, a, b, scale });
+        linear.add_lora(LoraTerm { start, a, b, scale, dropout: None });
         Ok(())
     }
 

@@ -9,6 +9,8 @@ use crate::ops::Activation;
 use crate::tensor::{Storage, Tensor};
 
 use super::cpu;
+#[cfg(test)]
+use super::LoraDropout;
 use super::{Epilogue, LoraTerm};
 use crate::ops::matmul::{matmul, Layout};
 
@@ -137,13 +139,14 @@ impl LinearBackward {
         Ok(dz)
     }
 
-    /// dx = dz·W + Σ scale·(dz_cols·B)·A, in the input's shape.
+    /// dx = dz·W + Σ scale·mask ⊙ (dz_cols·B)·A, in the input's shape.
     fn grad_x(&self, dz: &[f32], (m, n, k): (usize, usize, usize)) -> Result<Tensor> {
         let mut dx = matmul(dz, Layout::RowMajor, self.w.cpu_slice()?, Layout::RowMajor, (m, n, k));
         for term in &self.lora {
             let t = lora_grad_u(term, dz, m, n)?;
             let part = matmul(&t, Layout::RowMajor, term.a.cpu_slice()?, Layout::RowMajor, (m, term.rank(), k));
-            dx.iter_mut().zip(&part).for_each(|(d, p)| *d += term.scale * p);
+            let mask = |i: usize| term.dropout.map_or(1.0, |d| d.mask(i));
+            dx.iter_mut().zip(&part).enumerate().for_each(|(i, (d, p))| *d += term.scale * mask(i) * p);
         }
         Tensor::from_vec(dx, self.x.shape())
     }
@@ -165,6 +168,14 @@ fn grad_lora(
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
     let (r, len) = (term.rank(), term.len());
     let scaled = |v: Vec<f32>| v.into_iter().map(|e| e * term.scale).collect::<Vec<_>>();
+    let dropped;
+    let x = match &term.dropout {
+        Some(d) => {
+            dropped = d.apply(x);
+            &dropped
+        }
+        None => x,
+    };
     let da = if term.a.is_tracked() {
         let t = lora_grad_u(term, dz, m, n)?;
         Some(Tensor::from_vec(scaled(matmul(&t, Layout::Transposed, x, Layout::RowMajor, (r, m, k))), &[r, k])?)
@@ -202,6 +213,7 @@ fn product(a: &[f32], b: &[f32]) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::autograd::backward_with;
+    use crate::ops::linear::LoraDropout;
     use crate::ops::test_util::{erf64, fd_grad, rand_vec, rel_err, to_f64, weighted_sum};
 
     /// Shapes of one case: x [m, k], W [n, k], a LoRA term of rank r on columns start..start+len.
@@ -214,6 +226,7 @@ mod tests {
         len: usize,
         scale: f64,
         activation: Activation,
+        dropout: Option<LoraDropout>,
     }
 
     fn act64(a: Activation, z: f64) -> f64 {
@@ -230,7 +243,9 @@ mod tests {
         let (x, w, b, ls, res, a, bb) = (&p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &p[6]);
         let mut out = vec![0f64; c.m * c.n];
         for i in 0..c.m {
-            let u: Vec<f64> = (0..c.r).map(|q| (0..c.k).map(|t| x[i * c.k + t] * a[q * c.k + t]).sum()).collect();
+            let kept = |e: usize| c.dropout.map_or(1.0, |d| d.mask(e) as f64);
+            let u: Vec<f64> =
+                (0..c.r).map(|q| (0..c.k).map(|t| x[i * c.k + t] * kept(i * c.k + t) * a[q * c.k + t]).sum()).collect();
             for j in 0..c.n {
                 let mut z = (0..c.k).map(|t| x[i * c.k + t] * w[j * c.k + t]).sum::<f64>() + b[j];
                 if (c.start..c.start + c.len).contains(&j) {
@@ -245,10 +260,40 @@ mod tests {
     #[test]
     fn gradients_match_float64_finite_differences() {
         let cases = [
-            Case { m: 1, n: 1, k: 1, r: 1, start: 0, len: 1, scale: 2.0, activation: Activation::None },
-            Case { m: 5, n: 7, k: 3, r: 2, start: 2, len: 4, scale: 0.5, activation: Activation::Gelu },
-            Case { m: 13, n: 17, k: 11, r: 3, start: 9, len: 8, scale: 1.5, activation: Activation::QuickGelu },
-            Case { m: 6, n: 9, k: 20, r: 4, start: 0, len: 9, scale: 1.0, activation: Activation::Tanh },
+            Case { m: 1, n: 1, k: 1, r: 1, start: 0, len: 1, scale: 2.0, activation: Activation::None, dropout: None },
+            Case {
+                m: 5,
+                n: 7,
+                k: 3,
+                r: 2,
+                start: 2,
+                len: 4,
+                scale: 0.5,
+                activation: Activation::Gelu,
+                dropout: Some(LoraDropout { p: 0.25, seed: 3 }),
+            },
+            Case {
+                m: 13,
+                n: 17,
+                k: 11,
+                r: 3,
+                start: 9,
+                len: 8,
+                scale: 1.5,
+                activation: Activation::QuickGelu,
+                dropout: None,
+            },
+            Case {
+                m: 6,
+                n: 9,
+                k: 20,
+                r: 4,
+                start: 0,
+                len: 9,
+                scale: 1.0,
+                activation: Activation::Tanh,
+                dropout: Some(LoraDropout { p: 0.5, seed: 11 }),
+            },
         ];
         for (seed, c) in cases.iter().enumerate() {
             let seed = 10 * seed as u64;
@@ -259,7 +304,13 @@ mod tests {
                 [&[c.m, c.k], &[c.n, c.k], &[c.n], &[c.n], &[c.m, c.n], &[c.r, c.k], &[c.len, c.r]];
             let vars: Vec<Tensor> =
                 params.iter().zip(shapes).map(|(p, s)| Tensor::from_vec(p.clone(), s).unwrap().variable()).collect();
-            let lora = [LoraTerm { start: c.start, a: vars[5].clone(), b: vars[6].clone(), scale: c.scale as f32 }];
+            let lora = [LoraTerm {
+                start: c.start,
+                a: vars[5].clone(),
+                b: vars[6].clone(),
+                scale: c.scale as f32,
+                dropout: c.dropout,
+            }];
             let e = Epilogue::bias(Some(&vars[2]))
                 .with_activation(c.activation)
                 .with_layer_scale(Some(&vars[3]))
@@ -303,7 +354,7 @@ mod tests {
         let w = Tensor::from_vec(rand_vec(20, 2, 1.0), &[5, 4]).unwrap();
         let a = Tensor::from_vec(rand_vec(8, 3, 1.0), &[2, 4]).unwrap();
         let b = Tensor::from_vec(rand_vec(8, 4, 1.0), &[4, 2]).unwrap();
-        let term = [LoraTerm { start: 3, a, b, scale: 1.0 }]; // columns 3..7 of 5
+        let term = [LoraTerm { start: 3, a, b, scale: 1.0, dropout: None }]; // columns 3..7 of 5
         let err = crate::ops::linear(&x, &w, Epilogue::bias(None).with_lora(&term)).unwrap_err().to_string();
         assert!(err.contains("linear") && err.contains("LoRA"), "{err}");
     }

@@ -43,6 +43,37 @@ pub struct LoraTerm {
     pub a: Tensor,
     pub b: Tensor,
     pub scale: f32,
+    /// Dropout on the term's input while training (peft's `lora_dropout`): x·mask where each element is kept
+    /// with probability 1 − p and then divided by it. The mask is a function of `seed` and the element's
+    /// index, so the backward recomputes it and a run is reproducible.
+    pub dropout: Option<LoraDropout>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoraDropout {
+    pub p: f32,
+    pub seed: u64,
+}
+
+impl LoraDropout {
+    /// The multiplier of element `i`: 0 (dropped) or 1/(1 − p).
+    pub fn mask(&self, i: usize) -> f32 {
+        let mut z = self.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let uniform = (z >> 40) as f32 / (1u64 << 24) as f32;
+        if uniform < self.p {
+            0.0
+        } else {
+            1.0 / (1.0 - self.p)
+        }
+    }
+
+    /// x with the mask applied.
+    pub fn apply(&self, x: &[f32]) -> Vec<f32> {
+        x.iter().enumerate().map(|(i, v)| v * self.mask(i)).collect()
+    }
 }
 
 impl LoraTerm {
@@ -169,6 +200,9 @@ fn check_epilogue(e: &Epilogue, n: usize, k: usize, out_shape: &[usize]) -> Resu
     }
     for term in e.lora {
         let ([r, ka], [len, rb]) = (term.a.dims::<2>("linear lora_A")?, term.b.dims::<2>("linear lora_B")?);
+        if term.dropout.is_some_and(|d| !(0.0..1.0).contains(&d.p)) {
+            return Err(Error::invalid("linear", "LoRA dropout must be in [0, 1)"));
+        }
         if r != rb || ka != k || term.start + len > n || r == 0 {
             return Err(Error::shape(
                 "linear",
