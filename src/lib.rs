@@ -18,6 +18,7 @@ pub mod progress;
 pub mod select;
 pub mod tensor;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 pub use device::{Device, DeviceKind, StorageDtype};

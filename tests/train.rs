@@ -122,3 +122,107 @@ fn one_coop_sgd_step_matches_pytorch() {
     eprintln!("prompt_learner.ctx after the step: {err:.1e}");
     assert!(err < 1e-4, "context after the step: relative error {err}");
 }
+
+fn options(epochs: usize, batch_size: usize, lr: f32, seed: u64) -> cpeal::train::TrainOptions {
+    cpeal::train::TrainOptions {
+        schedule: cpeal::train::Schedule {
+            epochs,
+            lr,
+            warmup_epochs: 0,
+            warmup_lr: 0.0,
+            calib_weight: 1.0,
+            anneal: false,
+        },
+        batch_size,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        weighting: cpeal::ops::CalibWeighting::Inter,
+        seed,
+    }
+}
+
+/// The trainer's first full-batch step is the fixture's step: the adapter it ends with is PyTorch's.
+#[test]
+fn the_trainer_takes_pytorchs_step() {
+    let mut model = Model::load(&fixture("hf-tiny/dinov2")).unwrap();
+    let step = fixture("train/dinov2_lora_step");
+    let mut adapter = LoraAdapter::load(&step.join("adapter_init")).unwrap();
+    let batch = step.join("batch.safetensors");
+    let mut logs = Vec::new();
+    let opts = options(1, 6, 0.05, 3);
+    cpeal::train::train_image_classifier(
+        &mut model,
+        &mut adapter,
+        &load(&batch, "pixel_values"),
+        &labels(&batch),
+        &opts,
+        |l| logs.push(l.clone()),
+    )
+    .unwrap();
+    assert_eq!(logs.len(), 1);
+    let want_loss = load(&step.join("expected.safetensors"), "loss").to_vec().unwrap()[0];
+    assert!((logs[0].loss - want_loss).abs() < 1e-5 * want_loss, "{} vs {want_loss}", logs[0].loss);
+    let after = LoraAdapter::load(&step.join("adapter_after_step")).unwrap();
+    for ((name, got), (_, want)) in adapter.tensors.iter().zip(&after.tensors) {
+        assert!(rel_err(got, want) < 1e-4, "{name}");
+        assert!(!got.is_tracked());
+    }
+}
+
+/// A fresh adapter (with dropout) learns the tiny batch, and the run is a function of its seed.
+#[test]
+fn training_lowers_the_loss_and_is_reproducible() {
+    let batch = fixture("train/dinov2_lora_step/batch.safetensors");
+    let (pixels, labels) = (load(&batch, "pixel_values"), labels(&batch));
+    let run = |seed: u64| {
+        let mut model = Model::load(&fixture("hf-tiny/dinov2")).unwrap();
+        let config = cpeal::adapters::LoraConfig {
+            r: 4,
+            alpha: 4.0,
+            target_modules: vec!["q_proj".into(), "v_proj".into(), "fc1".into()],
+            rslora: true,
+            dropout: 0.25,
+            modules_to_save: vec!["classifier".into()],
+        };
+        let mut adapter = LoraAdapter::fresh(&mut model, config, Some(5), seed).unwrap();
+        let mut losses = Vec::new();
+        let opts = options(8, 3, 0.5, seed);
+        cpeal::train::train_image_classifier(&mut model, &mut adapter, &pixels, &labels, &opts, |l| {
+            losses.push(l.loss)
+        })
+        .unwrap();
+        (losses, adapter.tensors.iter().map(|(_, t)| t.to_vec().unwrap()).collect::<Vec<_>>())
+    };
+    let (losses, tensors) = run(11);
+    assert_eq!(losses.len(), 16, "2 batches of 3 for 8 epochs");
+    let first: f32 = losses[..4].iter().sum::<f32>();
+    let last: f32 = losses[12..].iter().sum::<f32>();
+    assert!(last < 0.7 * first, "losses {losses:?}");
+    assert_eq!(run(11), (losses, tensors.clone()), "the same seed gives the same run");
+    assert_ne!(run(12).1, tensors, "another seed, another run");
+}
+
+#[test]
+fn a_non_finite_loss_stops_training_and_keeps_the_adapter() {
+    let mut model = Model::load(&fixture("hf-tiny/dinov2")).unwrap();
+    let step = fixture("train/dinov2_lora_step");
+    let mut adapter = LoraAdapter::load(&step.join("adapter_init")).unwrap();
+    let before: Vec<Vec<f32>> = adapter.tensors.iter().map(|(_, t)| t.to_vec().unwrap()).collect();
+    let batch = step.join("batch.safetensors");
+    let mut pixels = load(&batch, "pixel_values").to_vec().unwrap();
+    pixels[5] = f32::NAN;
+    let pixels = Tensor::from_vec(pixels, &[6, 3, 32, 32]).unwrap();
+    let err = cpeal::train::train_image_classifier(
+        &mut model,
+        &mut adapter,
+        &pixels,
+        &labels(&batch),
+        &options(1, 6, 0.05, 1),
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("loss is NaN at step 1"), "{err}");
+    let after: Vec<Vec<f32>> = adapter.tensors.iter().map(|(_, t)| t.to_vec().unwrap()).collect();
+    assert_eq!(after, before);
+}

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::models::{Model, Tower};
 use crate::nn::LoraSite;
+use crate::ops::{LoraDropout, LoraTerm};
 use crate::tensor::Tensor;
 use crate::weights::{JsonConfig, SafetensorsFile};
 
@@ -162,12 +163,31 @@ impl LoraAdapter {
     /// With `trainable` each becomes a variable. Returns the placed tensors by on-disk name, in this adapter's
     /// order (what an optimiser updates and `backward` gives gradients for).
     pub fn attach(&self, model: &mut Model, trainable: bool) -> Result<Vec<(String, Tensor)>> {
+        self.place_all(model, trainable, None)
+    }
+
+    /// `attach` for one training step: every tensor a variable, and the config's LoRA dropout on with masks
+    /// drawn from `dropout_seed` (a different seed each step).
+    pub fn attach_training(&self, model: &mut Model, dropout_seed: u64) -> Result<Vec<(String, Tensor)>> {
+        self.place_all(model, true, Some(dropout_seed))
+    }
+
+    fn place_all(
+        &self,
+        model: &mut Model,
+        trainable: bool,
+        dropout_seed: Option<u64>,
+    ) -> Result<Vec<(String, Tensor)>> {
         let file = &self.source;
         let placed: Vec<(String, Tensor)> =
             self.tensors.iter().map(|(n, t)| (n.clone(), if trainable { t.variable() } else { t.clone() })).collect();
         let get = |name: &str| placed.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone());
         let mut classifier = (None, None);
-        for (name, tensor) in &placed {
+        for (index, (name, tensor)) in placed.iter().enumerate() {
+            let dropout = dropout_seed.filter(|_| self.config.dropout > 0.0).map(|seed| LoraDropout {
+                p: self.config.dropout,
+                seed: seed.wrapping_mul(0x100_0000_01B3).wrapping_add(index as u64),
+            });
             match place(name).map_err(|why| Error::tensor(&file, name, why))? {
                 Place::Lora { factor: Factor::B, .. } => {} // placed with its A
                 Place::Lora { tower, layer, site, factor: Factor::A } => {
@@ -176,9 +196,8 @@ impl LoraAdapter {
                     let encoder = model
                         .encoder_mut(tower)
                         .ok_or_else(|| Error::tensor(&file, name, format!("the model has no {tower:?} tower")))?;
-                    encoder
-                        .add_lora(layer, site, tensor.clone(), b, self.config.scale())
-                        .map_err(|e| Error::tensor(&file, name, e.to_string()))?;
+                    let term = LoraTerm { start: 0, a: tensor.clone(), b, scale: self.config.scale(), dropout };
+                    encoder.add_lora(layer, site, term).map_err(|e| Error::tensor(&file, name, e.to_string()))?;
                 }
                 Place::Classifier { bias: false } => classifier.0 = Some(tensor.clone()),
                 Place::Classifier { bias: true } => classifier.1 = Some(tensor.clone()),

@@ -157,6 +157,15 @@ impl Model {
         })
     }
 
+    /// Removes every LoRA term from both towers (before placing an adapter's updated tensors).
+    pub fn clear_adapters(&mut self) {
+        for tower in [Tower::Vision, Tower::Text] {
+            if let Some(encoder) = self.encoder_mut(tower) {
+                encoder.clear_lora();
+            }
+        }
+    }
+
     /// Replaces (or adds) the image classification head: `[num_labels, in]` over the architecture's pooled
     /// features (ViT: CLS; DINOv2: concat(CLS, mean of patch tokens)).
     pub fn set_classifier(&mut self, weight: Tensor, bias: Option<Tensor>) -> Result<()> {

@@ -98,8 +98,10 @@ impl Encoder {
         self.blocks.iter().any(|b| matches!(b.qkv, NormedLinear::Folded { .. }))
     }
 
-    /// Adds a LoRA term (`scale·x·Aᵀ·Bᵀ`, A `[r, in]`, B `[out, r]`) to `site` of block `layer`.
-    pub fn add_lora(&mut self, layer: usize, site: LoraSite, a: Tensor, b: Tensor, scale: f32) -> Result<()> {
+    /// Adds a LoRA term (`scale·x·Aᵀ·Bᵀ`, A `[r, in]`, B `[out, r]`, dropout on x while training) to `site` of
+    /// block `layer`.
+    pub fn add_lora(&mut self, layer: usize, site: LoraSite, term: LoraTerm) -> Result<()> {
+        let (a, b) = (&term.a, &term.b);
         let layers = self.blocks.len();
         let d = self.cfg.hidden;
         let (in_dim, out) = self.site_dims(site);
@@ -121,7 +123,7 @@ impl Encoder {
                 format!("A {:?} and B {:?} on {site:?} of layer {layer} ({in_dim} -> {out})", a.shape(), b.shape()),
             ));
         }
-        linear.add_lora(LoraTerm { start, a, b, scale, dropout: None });
+        linear.add_lora(LoraTerm { start, ..term });
         Ok(())
     }
 

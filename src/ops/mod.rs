@@ -25,7 +25,7 @@ pub use elementwise::{add, l2_normalize, scale, Activation};
 pub use gather::{assemble_tokens, concat_last, embedding, mean_tokens, select_rows};
 pub use interpolate::{interpolate_bicubic, interpolate_bicubic_antialiased};
 pub use layer_norm::{layer_norm, layer_norm_stats};
-pub use linear::{linear, linear_packed, linear_with_row_stats, pack_weight, Epilogue, LoraTerm, RowNorm};
+pub use linear::{linear, linear_packed, linear_with_row_stats, pack_weight, Epilogue, LoraDropout, LoraTerm, RowNorm};
 pub use loss::{calibration_loss, CalibWeighting, CalibrationLoss, LossTerms};
 pub use patch_embed::{patch_embed, patch_gemm_weight};
 pub use prompt::prompt_embedding;
