@@ -188,23 +188,23 @@ impl LoraAdapter {
                 p: self.config.dropout,
                 seed: seed.wrapping_mul(0x100_0000_01B3).wrapping_add(index as u64),
             });
-            match place(name).map_err(|why| Error::tensor(&file, name, why))? {
+            match place(name).map_err(|why| Error::tensor(file, name, why))? {
                 Place::Lora { factor: Factor::B, .. } => {} // placed with its A
                 Place::Lora { tower, layer, site, factor: Factor::A } => {
                     let b_name = name.replacen("lora_A", "lora_B", 1);
-                    let b = get(&b_name).ok_or_else(|| Error::tensor(&file, &b_name, "lora_A without its lora_B"))?;
+                    let b = get(&b_name).ok_or_else(|| Error::tensor(file, &b_name, "lora_A without its lora_B"))?;
                     let encoder = model
                         .encoder_mut(tower)
-                        .ok_or_else(|| Error::tensor(&file, name, format!("the model has no {tower:?} tower")))?;
+                        .ok_or_else(|| Error::tensor(file, name, format!("the model has no {tower:?} tower")))?;
                     let term = LoraTerm { start: 0, a: tensor.clone(), b, scale: self.config.scale(), dropout };
-                    encoder.add_lora(layer, site, term).map_err(|e| Error::tensor(&file, name, e.to_string()))?;
+                    encoder.add_lora(layer, site, term).map_err(|e| Error::tensor(file, name, e.to_string()))?;
                 }
                 Place::Classifier { bias: false } => classifier.0 = Some(tensor.clone()),
                 Place::Classifier { bias: true } => classifier.1 = Some(tensor.clone()),
             }
         }
         if let (Some(weight), bias) = classifier {
-            model.set_classifier(weight, bias).map_err(|e| Error::tensor(&file, "classifier.weight", e.to_string()))?;
+            model.set_classifier(weight, bias).map_err(|e| Error::tensor(file, "classifier.weight", e.to_string()))?;
         }
         Ok(placed)
     }

@@ -37,7 +37,7 @@ pub fn prompt_embedding(ids: &[Vec<u32>], table: &Tensor, pos: &Tensor, ctx: &Te
     if table.is_tracked() || pos.is_tracked() {
         return Err(Error::invalid(OP, "only the context is trained; the token and position tables are frozen"));
     }
-    let ([Storage::Cpu(_), Storage::Cpu(_), Storage::Cpu(_)]) = [table.storage(), pos.storage(), ctx.storage()] else {
+    let [Storage::Cpu(_), Storage::Cpu(_), Storage::Cpu(_)] = [table.storage(), pos.storage(), ctx.storage()] else {
         return Err(autograd::cpu_only(OP));
     };
     let (tab, positions, context) = (table.cpu_slice()?, pos.cpu_slice()?, ctx.cpu_slice()?);

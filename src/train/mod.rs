@@ -76,7 +76,7 @@ pub fn train_image_classifier(
     mut on_step: impl FnMut(&StepLog),
 ) -> Result<()> {
     let n = check_data(images, labels, opts.batch_size)?;
-    let batches_per_epoch = if n >= opts.batch_size { n / opts.batch_size } else { 1 };
+    let batches_per_epoch = batches_per_epoch(n, opts.batch_size);
     let steps = batches_per_epoch * opts.schedule.epochs;
     let mut sgd = Sgd::new(opts.schedule.lr, opts.momentum, opts.weight_decay);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -107,6 +107,15 @@ pub fn train_image_classifier(
     model.clear_adapters();
     adapter.attach(model, false)?;
     Ok(())
+}
+
+/// Batches in an epoch of `n` rows: the full batches, or one short batch when there is no full one.
+pub fn batches_per_epoch(n: usize, batch_size: usize) -> usize {
+    if n >= batch_size {
+        n / batch_size.max(1)
+    } else {
+        1
+    }
 }
 
 /// One forward, backward and update on a batch.

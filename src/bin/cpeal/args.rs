@@ -34,4 +34,6 @@ pub enum Command {
     BenchKernels(cmd::bench_kernels::Args),
     /// Choose the next samples to label from a pool's logits and/or features.
     Select(cmd::select::Args),
+    /// Train a LoRA adapter and classification head with the calibration loss; writes it in peft's format.
+    Train(cmd::train::Args),
 }

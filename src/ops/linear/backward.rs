@@ -9,8 +9,6 @@ use crate::ops::Activation;
 use crate::tensor::{Storage, Tensor};
 
 use super::cpu;
-#[cfg(test)]
-use super::LoraDropout;
 use super::{Epilogue, LoraTerm};
 use crate::ops::matmul::{matmul, Layout};
 

@@ -11,6 +11,7 @@ pub mod info;
 pub mod nvrtc_check;
 pub mod select;
 pub mod selftest;
+pub mod train;
 pub mod zero_shot;
 
 use crate::args::Command;
@@ -27,5 +28,6 @@ pub fn dispatch(command: Command) -> cpeal::Result<()> {
         Command::Selftest(args) => selftest::run(&args),
         Command::BenchKernels(args) => bench_kernels::run(&args),
         Command::Select(args) => select::run(&args),
+        Command::Train(args) => train::run(&args),
     }
 }

@@ -1,0 +1,184 @@
+//! `cpeal train`: LoRA on the blocks of a ViT or DINOv2 checkpoint plus a classification head, trained with
+//! cross-entropy and the calibration loss on a batch file; the adapter is written in peft's format.
+
+use std::path::{Path, PathBuf};
+
+use cpeal::adapters::{LoraAdapter, LoraConfig};
+use cpeal::models::Model;
+use cpeal::ops::CalibWeighting;
+use cpeal::progress::Progress;
+use cpeal::train::{self, Schedule, TrainOptions};
+use cpeal::weights::SafetensorsFile;
+use cpeal::{DeviceKind, Error, Tensor};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CalibLoss {
+    /// cross-entropy + λ·L_UC (the paper's)
+    Uc,
+    /// cross-entropy alone
+    None,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CalibSchedule {
+    Const,
+    /// from λ/100 up to λ over the epochs, as the reference code
+    Anneal,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// ViT or DINOv2 checkpoint directory
+    #[arg(long)]
+    pub model: PathBuf,
+    /// safetensors file with `pixel_values` [N, 3, H, W] (f32, normalised) and `labels` [N] (int64)
+    #[arg(long)]
+    pub data: PathBuf,
+    /// start from this peft adapter (its own r, α, targets, rsLoRA, dropout) instead of a fresh one
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// classes of the new head (default: the largest label + 1)
+    #[arg(long)]
+    pub num_labels: Option<usize>,
+    #[arg(long, default_value_t = 4)]
+    pub lora_r: usize,
+    #[arg(long, default_value_t = 4.0)]
+    pub lora_alpha: f32,
+    /// module names, comma-separated: q_proj, k_proj, v_proj, o_proj, fc1, fc2 (or query, key, value)
+    #[arg(long, default_value = "q_proj,k_proj,v_proj", value_delimiter = ',')]
+    pub lora_targets: Vec<String>,
+    #[arg(long, default_value_t = 0.0)]
+    pub lora_dropout: f32,
+    /// scale α/√r instead of α/r
+    #[arg(long)]
+    pub rslora: bool,
+    #[arg(long, default_value_t = 0.002)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f32,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// epochs at the constant --warmup-lr before the cosine schedule
+    #[arg(long, default_value_t = 1)]
+    pub warmup_epochs: usize,
+    #[arg(long, default_value_t = 1e-5)]
+    pub warmup_lr: f32,
+    #[arg(long, value_enum, default_value = "uc")]
+    pub calib_loss: CalibLoss,
+    /// λ
+    #[arg(long, default_value_t = 1.0)]
+    pub calib_weight: f32,
+    /// inter: each group weighted by the other's share of the batch; sum: L_cor + L_inc
+    #[arg(long, default_value = "inter", value_parser = ["inter", "sum"])]
+    pub calib_weighting: String,
+    #[arg(long, value_enum, default_value = "anneal")]
+    pub calib_schedule: CalibSchedule,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// one JSON object per step on standard output (step, epoch, loss, ce, l_uc, lr, calib_weight, …)
+    #[arg(long)]
+    pub json: bool,
+    /// gradients are computed on the CPU so far
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceKind,
+    /// the adapter directory to write (adapter_config.json + adapter_model.safetensors)
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: &Args) -> cpeal::Result<()> {
+    if args.device != DeviceKind::Cpu {
+        return Err(Error::invalid("--device", "training runs on the CPU so far (gradients have no GPU kernels yet)"));
+    }
+    let (images, labels) = read_batch(&args.data)?;
+    let mut model = Model::load(&args.model)?;
+    let mut adapter = match &args.init {
+        Some(dir) => LoraAdapter::load(dir)?,
+        None => {
+            let classes = args.num_labels.unwrap_or(labels.iter().max().map_or(0, |m| m + 1));
+            LoraAdapter::fresh(&mut model, lora_config(args), Some(classes), args.seed)?
+        }
+    };
+    check_labels(&adapter, &labels, &args.data)?;
+    adapter.attach(&mut model, false)?;
+    let opts = options(args);
+    let steps = train::batches_per_epoch(labels.len(), args.batch_size) * args.epochs;
+    let mut progress = (!args.json).then(|| Progress::new(steps, "train"));
+    train::train_image_classifier(&mut model, &mut adapter, &images, &labels, &opts, |log| match &mut progress {
+        Some(p) => p.inc(1),
+        None => println!("{}", log.json()),
+    })?;
+    if let Some(p) = &mut progress {
+        p.finish();
+    }
+    adapter.save(&args.out, &args.model.display().to_string())?;
+    eprintln!("adapter written to {}", args.out.display());
+    Ok(())
+}
+
+fn lora_config(args: &Args) -> LoraConfig {
+    LoraConfig {
+        r: args.lora_r,
+        alpha: args.lora_alpha,
+        target_modules: args.lora_targets.clone(),
+        rslora: args.rslora,
+        dropout: args.lora_dropout,
+        modules_to_save: vec!["classifier".to_string()],
+    }
+}
+
+fn options(args: &Args) -> TrainOptions {
+    let calib_weight = match args.calib_loss {
+        CalibLoss::Uc => args.calib_weight,
+        CalibLoss::None => 0.0,
+    };
+    TrainOptions {
+        schedule: Schedule {
+            epochs: args.epochs,
+            lr: args.lr,
+            warmup_epochs: args.warmup_epochs,
+            warmup_lr: args.warmup_lr,
+            calib_weight,
+            anneal: args.calib_schedule == CalibSchedule::Anneal,
+        },
+        batch_size: args.batch_size,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+        weighting: if args.calib_weighting == "sum" { CalibWeighting::Sum } else { CalibWeighting::Inter },
+        seed: args.seed,
+    }
+}
+
+/// `pixel_values` and `labels` (non-negative) of a batch file.
+fn read_batch(path: &Path) -> cpeal::Result<(Tensor, Vec<usize>)> {
+    let file = SafetensorsFile::open(path)?;
+    let images = file.get("pixel_values", None)?;
+    let (raw, _) = file.get_i64("labels")?;
+    let labels = raw
+        .iter()
+        .enumerate()
+        .map(|(row, &l)| {
+            usize::try_from(l).map_err(|_| Error::tensor(path, "labels", format!("row {row} has label {l}")))
+        })
+        .collect::<cpeal::Result<Vec<_>>>()?;
+    Ok((images, labels))
+}
+
+/// Every label is a class of the head the adapter trains.
+fn check_labels(adapter: &LoraAdapter, labels: &[usize], data: &Path) -> cpeal::Result<()> {
+    let head = adapter.tensors.iter().find(|(name, _)| name.ends_with("classifier.weight"));
+    let Some((_, weight)) = head else {
+        return Err(Error::invalid("train", "the adapter has no classifier to train (modules_to_save: classifier)"));
+    };
+    let classes = weight.shape()[0];
+    match labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+        Some((row, l)) => {
+            Err(Error::tensor(data, "labels", format!("row {row} has label {l}, but the head has {classes} classes")))
+        }
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,121 @@
+//! `cpeal train` end to end: the peft adapter it writes, its JSON lines, and its errors on bad input.
+
+mod common;
+
+use std::process::Command;
+
+use common::{cpeal_bin, fixture};
+use cpeal::adapters::LoraAdapter;
+use cpeal::Tensor;
+
+fn train(args: &[&str]) -> std::process::Output {
+    Command::new(cpeal_bin()).arg("train").args(args).output().unwrap()
+}
+
+fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    let (x, y) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+    let num: f64 = x.iter().zip(&y).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum();
+    (num / y.iter().map(|q| (*q as f64).powi(2)).sum::<f64>()).sqrt()
+}
+
+#[test]
+fn trains_a_fresh_adapter_and_writes_it_in_peft_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("adapter");
+    let (model, data) = (fixture("hf-tiny/dinov2"), fixture("train/dinov2_lora_step/batch.safetensors"));
+    let o = train(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "3",
+        "--lora-dropout",
+        "0.25",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4, "2 batches × 2 epochs");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["step"], i + 1);
+        assert!(line["loss"].as_f64().unwrap().is_finite() && line["lr"].as_f64().unwrap() > 0.0);
+    }
+    let adapter = LoraAdapter::load(&out).unwrap();
+    assert_eq!((adapter.config.r, adapter.config.dropout), (4, 0.25));
+    let peft = LoraAdapter::load(&fixture("train/dinov2_lora_step/adapter_init")).unwrap();
+    let names = |a: &LoraAdapter| a.tensors.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&adapter), names(&peft));
+    let b = &adapter.tensors.iter().find(|(n, _)| n.contains("lora_B")).unwrap().1;
+    assert!(b.to_vec().unwrap().iter().any(|&v| v != 0.0), "B moved away from its zero start");
+}
+
+#[test]
+fn from_pytorchs_adapter_one_step_gives_pytorchs_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("adapter");
+    let step = fixture("train/dinov2_lora_step");
+    let (init, data) = (step.join("adapter_init"), step.join("batch.safetensors"));
+    let o = train(&[
+        "--model",
+        fixture("hf-tiny/dinov2").to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--init",
+        init.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "6",
+        "--warmup-epochs",
+        "0",
+        "--lr",
+        "0.05",
+        "--momentum",
+        "0",
+        "--weight-decay",
+        "0",
+        "--calib-schedule",
+        "const",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (ours, theirs) =
+        (LoraAdapter::load(&out).unwrap(), LoraAdapter::load(&step.join("adapter_after_step")).unwrap());
+    for ((name, a), (_, b)) in ours.tensors.iter().zip(&theirs.tensors) {
+        assert!(rel_err(a, b) < 1e-4, "{name}: {}", rel_err(a, b));
+    }
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("adapter");
+    let model = fixture("hf-tiny/dinov2");
+    let data = fixture("train/dinov2_lora_step/batch.safetensors");
+    let no_labels = fixture("hf-tiny/dinov2/inputs.safetensors");
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["--data", no_labels.to_str().unwrap()], vec!["inputs.safetensors", "labels"]),
+        (vec!["--data", data.to_str().unwrap(), "--num-labels", "4"], vec!["labels", "row 0", "4 classes"]),
+        (vec!["--data", data.to_str().unwrap(), "--lora-targets", "q_proj,dense"], vec!["--lora-targets", "dense"]),
+        (vec!["--data", data.to_str().unwrap(), "--device", "cuda"], vec!["--device", "CPU"]),
+    ];
+    for (extra, words) in cases {
+        let mut args = vec!["--model", model.to_str().unwrap(), "--epochs", "1", "--out", out.to_str().unwrap()];
+        args.extend(extra);
+        let o = train(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}");
+        for w in words {
+            assert!(err.contains(w), "{args:?}: `{w}` not in {err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists());
+    }
+}
