@@ -166,14 +166,7 @@ fn grad_lora(
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
     let (r, len) = (term.rank(), term.len());
     let scaled = |v: Vec<f32>| v.into_iter().map(|e| e * term.scale).collect::<Vec<_>>();
-    let dropped;
-    let x = match &term.dropout {
-        Some(d) => {
-            dropped = d.apply(x);
-            &dropped
-        }
-        None => x,
-    };
+    let x = &term.input(x);
     let da = if term.a.is_tracked() {
         let t = lora_grad_u(term, dz, m, n)?;
         Some(Tensor::from_vec(scaled(matmul(&t, Layout::Transposed, x, Layout::RowMajor, (r, m, k))), &[r, k])?)

@@ -66,14 +66,7 @@ pub(super) fn linear(
 /// out[:, start..start+len] += scale·(x·Aᵀ)·Bᵀ.
 fn add_lora(out: &mut [f32], x: &[f32], term: &LoraTerm, m: usize, n: usize, k: usize) -> Result<()> {
     let (r, len) = (term.a.shape()[0], term.b.shape()[0]);
-    let dropped;
-    let x = match &term.dropout {
-        Some(d) => {
-            dropped = d.apply(x);
-            &dropped
-        }
-        None => x,
-    };
+    let x = &term.input(x);
     let u = matmul(x, Layout::RowMajor, term.a.cpu_slice()?, Layout::Transposed, (m, k, r));
     let delta = matmul(&u, Layout::RowMajor, term.b.cpu_slice()?, Layout::Transposed, (m, r, len));
     par_rows(out, n, |i, row| {

@@ -77,6 +77,14 @@ impl LoraDropout {
 }
 
 impl LoraTerm {
+    /// What the term reads of x: x itself, or x with the dropout mask applied.
+    fn input<'x>(&self, x: &'x [f32]) -> std::borrow::Cow<'x, [f32]> {
+        match &self.dropout {
+            Some(d) => std::borrow::Cow::Owned(d.apply(x)),
+            None => std::borrow::Cow::Borrowed(x),
+        }
+    }
+
     fn rank(&self) -> usize {
         self.a.shape()[0]
     }
