@@ -9,6 +9,7 @@ pub mod device;
 pub mod error;
 pub mod gpu;
 pub mod images;
+pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod ops;

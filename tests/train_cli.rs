@@ -119,3 +119,30 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
         assert!(!out.exists());
     }
 }
+
+/// `cpeal eval` with PyTorch's adapter gives the metrics of PyTorch's logits for that batch.
+#[test]
+fn eval_reports_the_metrics_of_the_adapted_model() {
+    let step = fixture("train/dinov2_lora_step");
+    let (init, data) = (step.join("adapter_init"), step.join("batch.safetensors"));
+    let o = Command::new(cpeal_bin())
+        .args(["eval", "--model", fixture("hf-tiny/dinov2").to_str().unwrap(), "--adapter", init.to_str().unwrap()])
+        .args(["--data", data.to_str().unwrap(), "--batch-size", "4", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let logits = common::load(&step.join("expected.safetensors"), "logits").to_vec().unwrap();
+    let (labels, _) = cpeal::weights::SafetensorsFile::open(&data).unwrap().get_i64("labels").unwrap();
+    let labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+    let want = cpeal::metrics::evaluate(&logits, 5, &labels).unwrap();
+    assert_eq!(got["samples"], 6);
+    assert_eq!(got["accuracy"].as_f64().unwrap(), want.accuracy);
+    for key in ["ece", "nll", "brier"] {
+        let (a, b) = (
+            got[key].as_f64().unwrap(),
+            serde_json::from_str::<serde_json::Value>(&want.json()).unwrap()[key].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-5, "{key}: {a} vs {b}");
+    }
+}

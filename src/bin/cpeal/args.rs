@@ -36,4 +36,6 @@ pub enum Command {
     Select(cmd::select::Args),
     /// Train a LoRA adapter and classification head with the calibration loss; writes it in peft's format.
     Train(cmd::train::Args),
+    /// Accuracy and calibration (ECE, NLL, Brier, error AUROC of the entropy) of a classifier on a batch file.
+    Eval(cmd::eval::Args),
 }

@@ -7,6 +7,7 @@ pub mod embed;
 pub mod embed_idx;
 pub mod embed_images;
 pub mod embed_text;
+pub mod eval;
 pub mod info;
 pub mod nvrtc_check;
 pub mod select;
@@ -29,5 +30,6 @@ pub fn dispatch(command: Command) -> cpeal::Result<()> {
         Command::BenchKernels(args) => bench_kernels::run(&args),
         Command::Select(args) => select::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Eval(args) => eval::run(&args),
     }
 }

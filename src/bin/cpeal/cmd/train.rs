@@ -154,7 +154,7 @@ fn options(args: &Args) -> TrainOptions {
 }
 
 /// `pixel_values` and `labels` (non-negative) of a batch file.
-fn read_batch(path: &Path) -> cpeal::Result<(Tensor, Vec<usize>)> {
+pub fn read_batch(path: &Path) -> cpeal::Result<(Tensor, Vec<usize>)> {
     let file = SafetensorsFile::open(path)?;
     let images = file.get("pixel_values", None)?;
     let (raw, _) = file.get_i64("labels")?;

@@ -1,0 +1,83 @@
+//! `cpeal eval`: accuracy and calibration (ECE over 15 bins, NLL, Brier, AUROC of the entropy at telling wrong
+//! predictions from right ones) of an image classifier, optionally with a peft adapter, on a batch file.
+
+use std::path::PathBuf;
+
+use cpeal::adapters::LoraAdapter;
+use cpeal::metrics;
+use cpeal::models::Model;
+use cpeal::progress::Progress;
+use cpeal::{Device, DeviceKind, Error, Tensor};
+
+use super::train::read_batch;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// ViT or DINOv2 checkpoint directory (with a classification head, or an adapter that brings one)
+    #[arg(long)]
+    pub model: PathBuf,
+    /// a peft adapter to place on the model (LoRA factors and the saved classifier)
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// safetensors file with `pixel_values` [N, 3, H, W] and `labels` [N] (int64)
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// print the metrics as one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// adapters run unmerged, on the CPU so far
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceKind,
+}
+
+pub fn run(args: &Args) -> cpeal::Result<()> {
+    if args.adapter.is_some() && args.device != DeviceKind::Cpu {
+        return Err(Error::invalid("--device", "adapters run on the CPU so far (they are not merged for the GPU)"));
+    }
+    let device = Device::open(args.device)?;
+    let (images, labels) = read_batch(&args.data)?;
+    let mut model = Model::load_on(&args.model, &device)?;
+    if let Some(dir) = &args.adapter {
+        LoraAdapter::load(dir)?.attach(&mut model, false)?;
+    }
+    let logits = classify(&model, &images, args.batch_size.max(1), &device)?;
+    let classes = logits.len() / labels.len();
+    let m =
+        metrics::evaluate(&logits, classes, &labels).map_err(|e| Error::tensor(&args.data, "labels", e.to_string()))?;
+    if args.json {
+        println!("{}", m.json());
+    } else {
+        let auroc = m.error_auroc.map_or("n/a".to_string(), |a| format!("{a:.4}"));
+        println!(
+            "samples {}  accuracy {:.4}  ECE {:.4}  NLL {:.4}  Brier {:.4}  error AUROC {auroc}",
+            m.samples, m.accuracy, m.ece, m.nll, m.brier
+        );
+    }
+    Ok(())
+}
+
+/// The model's logits for every image, batch by batch, as host values `[N · classes]`.
+fn classify(model: &Model, images: &Tensor, batch_size: usize, device: &Device) -> cpeal::Result<Vec<f32>> {
+    let n = images.shape()[0];
+    let per_image = images.numel() / n.max(1);
+    let all = images.cpu_slice()?;
+    let mut progress = Progress::new(n, "eval");
+    let mut logits = Vec::new();
+    for start in (0..n).step_by(batch_size) {
+        let rows = batch_size.min(n - start);
+        let mut shape = images.shape().to_vec();
+        shape[0] = rows;
+        let batch =
+            Tensor::from_vec(all[start * per_image..][..rows * per_image].to_vec(), &shape)?.to_device(device)?;
+        let out = model.forward_images(&batch)?;
+        let z = out
+            .logits
+            .ok_or_else(|| Error::invalid("eval", "the model has no classification head (give --adapter)"))?;
+        logits.extend(z.to_vec()?);
+        progress.inc(rows);
+    }
+    progress.finish();
+    Ok(logits)
+}
