@@ -86,7 +86,7 @@ fn expected_calibration_error(rows: &[Row]) -> f64 {
         bins[b].1 += r.correct as u8 as f64;
         bins[b].2 += r.confidence;
     }
-    bins.iter().filter(|b| b.0 > 0).map(|&(k, right, conf)| (right - conf).abs()).sum::<f64>() / rows.len() as f64
+    bins.iter().filter(|b| b.0 > 0).map(|&(_, right, conf)| (right - conf).abs()).sum::<f64>() / rows.len() as f64
 }
 
 /// Mann–Whitney: over every (wrong, right) pair, how often the wrong one has the larger entropy.

@@ -226,3 +226,34 @@ fn a_non_finite_loss_stops_training_and_keeps_the_adapter() {
     let after: Vec<Vec<f32>> = adapter.tensors.iter().map(|(_, t)| t.to_vec().unwrap()).collect();
     assert_eq!(after, before);
 }
+
+/// The CoOp trainer (images encoded once, prompts built by the tokenizer) takes PyTorch's step too.
+#[test]
+fn the_coop_trainer_takes_pytorchs_step() {
+    use cpeal::train::coop::{encode_images, CoopPrompts, CONTEXT};
+    let step = fixture("train/clip_coop_step");
+    let batch = step.join("batch.safetensors");
+    let model = Model::load(&fixture("hf-tiny/clip")).unwrap();
+    let clip = model.clip().unwrap();
+    let tokenizer = cpeal::tokenizer::ClipTokenizer::from_dir(fixture("hf-tiny/clip")).unwrap();
+    let classnames: Vec<String> =
+        std::fs::read_to_string(step.join("classnames.txt")).unwrap().lines().map(String::from).collect();
+    let images = encode_images(clip, &load(&batch, "pixel_values"), 4).unwrap();
+    let mut coop = CoopPrompts::new(clip, &tokenizer, &classnames, 4, images).unwrap();
+    // The tokenizer's prompts are the fixture's, up to their end-of-text token.
+    let (ids, shape) = cpeal::weights::SafetensorsFile::open(&batch).unwrap().get_i64("prompt_input_ids").unwrap();
+    for (ours, theirs) in coop.prompts().iter().zip(ids.chunks(shape[1])) {
+        let theirs: Vec<u32> = theirs[..ours.len()].iter().map(|&t| t as u32).collect();
+        assert_eq!(ours, &theirs);
+        assert_eq!(*ours.last().unwrap(), 49407);
+    }
+    let mut params = vec![(CONTEXT.to_string(), load(&step.join("adapter_init.safetensors"), CONTEXT))];
+    let mut losses = Vec::new();
+    cpeal::train::train(&mut coop, &mut params, &labels(&batch), &options(1, 6, 0.1, 5), |l| losses.push(l.loss))
+        .unwrap();
+    let want = load(&step.join("expected.safetensors"), "loss").to_vec().unwrap()[0];
+    assert!((losses[0] - want).abs() < 1e-5 * want, "{} vs {want}", losses[0]);
+    let err = rel_err(&params[0].1, &load(&step.join("adapter_after_step.safetensors"), CONTEXT));
+    assert!(err < 1e-4, "context after the step: {err}");
+    assert_eq!(coop.fresh_context(true, 1).unwrap().shape(), &[5, 4, 48]);
+}

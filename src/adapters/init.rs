@@ -66,13 +66,18 @@ pub fn fresh_classifier(in_features: usize, labels: usize, seed: u64) -> Result<
     ])
 }
 
-/// A standard normal draw conditioned on |x| ≤ 2 (Box–Muller, redrawn outside).
+/// A standard normal draw conditioned on |x| ≤ 2 (redrawn outside).
 fn truncated_normal(rng: &mut ChaCha8Rng) -> f32 {
     loop {
-        let (u, v): (f64, f64) = (rng.random_range(f64::EPSILON..1.0), rng.random::<f64>());
-        let x = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+        let x = standard_normal(rng);
         if x.abs() <= 2.0 {
-            return x as f32;
+            return x;
         }
     }
+}
+
+/// A standard normal draw (Box–Muller).
+pub(crate) fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
+    let (u, v): (f64, f64) = (rng.random_range(f64::EPSILON..1.0), rng.random::<f64>());
+    ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
 }

@@ -163,24 +163,16 @@ impl LoraAdapter {
     /// With `trainable` each becomes a variable. Returns the placed tensors by on-disk name, in this adapter's
     /// order (what an optimiser updates and `backward` gives gradients for).
     pub fn attach(&self, model: &mut Model, trainable: bool) -> Result<Vec<(String, Tensor)>> {
-        self.place_all(model, trainable, None)
-    }
-
-    /// `attach` for one training step: every tensor a variable, and the config's LoRA dropout on with masks
-    /// drawn from `dropout_seed` (a different seed each step).
-    pub fn attach_training(&self, model: &mut Model, dropout_seed: u64) -> Result<Vec<(String, Tensor)>> {
-        self.place_all(model, true, Some(dropout_seed))
-    }
-
-    fn place_all(
-        &self,
-        model: &mut Model,
-        trainable: bool,
-        dropout_seed: Option<u64>,
-    ) -> Result<Vec<(String, Tensor)>> {
-        let file = &self.source;
         let placed: Vec<(String, Tensor)> =
             self.tensors.iter().map(|(n, t)| (n.clone(), if trainable { t.variable() } else { t.clone() })).collect();
+        self.place(model, &placed, None)?;
+        Ok(placed)
+    }
+
+    /// Puts `placed` (this adapter's tensors by name, e.g. variables for a training step) into `model`; with
+    /// `dropout_seed`, the config's LoRA dropout is on, with masks drawn from that seed.
+    pub fn place(&self, model: &mut Model, placed: &[(String, Tensor)], dropout_seed: Option<u64>) -> Result<()> {
+        let file = &self.source;
         let get = |name: &str| placed.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone());
         let mut classifier = (None, None);
         for (index, (name, tensor)) in placed.iter().enumerate() {
@@ -206,7 +198,7 @@ impl LoraAdapter {
         if let (Some(weight), bias) = classifier {
             model.set_classifier(weight, bias).map_err(|e| Error::tensor(file, "classifier.weight", e.to_string()))?;
         }
-        Ok(placed)
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! schedules, reproducible from a seed. Only the adapter's tensors are variables; every step places them on
 //! the model afresh (with new dropout masks) and the optimiser replaces them with their updated values.
 
+pub mod coop;
 pub mod schedule;
 
 use rand::seq::SliceRandom;
@@ -62,20 +63,30 @@ impl StepLog {
     }
 }
 
-/// Trains `adapter` (LoRA factors and the classification head it holds) on `images` `[N, 3, H, W]` with
-/// `labels`; `adapter.tensors` end as the trained values and the model is left with them placed, frozen.
+/// A model under training: logits for rows of the training set with the trained tensors in place.
+pub trait Trainee {
+    /// Logits `[rows, classes]` for `rows` of the training set, computed with `params` (this step's variables)
+    /// in place; `step` seeds any dropout.
+    fn logits(&mut self, params: &[(String, Tensor)], rows: &[usize], step: usize) -> Result<Tensor>;
+    /// Leaves the model with `params` in place for inference.
+    fn finish(&mut self, params: &[(String, Tensor)]) -> Result<()>;
+}
+
+/// Trains `params` (by name, as the trainee places them) against `labels`, one per row of the training set.
 /// Batches are reshuffled every epoch; a batch of fewer than `batch_size` rows is dropped when the set has at
 /// least one full batch (as the reference code's loader does). A non-finite loss stops training with an error
-/// and leaves `adapter` as it was before that step.
-pub fn train_image_classifier(
-    model: &mut Model,
-    adapter: &mut LoraAdapter,
-    images: &Tensor,
+/// and leaves `params` as they were before that step.
+pub fn train(
+    trainee: &mut impl Trainee,
+    params: &mut Vec<(String, Tensor)>,
     labels: &[usize],
     opts: &TrainOptions,
     mut on_step: impl FnMut(&StepLog),
 ) -> Result<()> {
-    let n = check_data(images, labels, opts.batch_size)?;
+    let n = labels.len();
+    if n == 0 || opts.batch_size == 0 {
+        return Err(Error::invalid("train", format!("{n} labelled rows in batches of {}", opts.batch_size)));
+    }
     let batches_per_epoch = batches_per_epoch(n, opts.batch_size);
     let steps = batches_per_epoch * opts.schedule.epochs;
     let mut sgd = Sgd::new(opts.schedule.lr, opts.momentum, opts.weight_decay);
@@ -87,8 +98,7 @@ pub fn train_image_classifier(
         for rows in order.chunks(opts.batch_size.min(n)).take(batches_per_epoch) {
             let loss = CalibrationLoss { weight: opts.schedule.calib_weight(epoch), weighting: opts.weighting };
             sgd.lr = opts.schedule.lr(epoch);
-            let done =
-                train_step(model, adapter, &mut sgd, &gather_rows(images, rows)?, &pick(labels, rows), loss, step)?;
+            let done = train_step(trainee, params, &mut sgd, rows, &pick(labels, rows), loss, step)?;
             step += 1;
             on_step(&StepLog {
                 step,
@@ -104,36 +114,21 @@ pub fn train_image_classifier(
             });
         }
     }
-    model.clear_adapters();
-    adapter.attach(model, false)?;
-    Ok(())
-}
-
-/// Batches in an epoch of `n` rows: the full batches, or one short batch when there is no full one.
-pub fn batches_per_epoch(n: usize, batch_size: usize) -> usize {
-    if n >= batch_size {
-        n / batch_size.max(1)
-    } else {
-        1
-    }
+    trainee.finish(params)
 }
 
 /// One forward, backward and update on a batch.
 fn train_step(
-    model: &mut Model,
-    adapter: &mut LoraAdapter,
+    trainee: &mut impl Trainee,
+    params: &mut Vec<(String, Tensor)>,
     sgd: &mut Sgd,
-    images: &Tensor,
+    rows: &[usize],
     labels: &[usize],
     loss: CalibrationLoss,
     step: usize,
 ) -> Result<StepDone> {
-    model.clear_adapters();
-    let mut params = adapter.attach_training(model, step as u64)?;
-    let logits = model
-        .forward_images(images)?
-        .logits
-        .ok_or_else(|| Error::invalid("train", "the model has no classification head to train against"))?;
+    let mut vars: Vec<(String, Tensor)> = params.iter().map(|(n, t)| (n.clone(), t.variable())).collect();
+    let logits = trainee.logits(&vars, rows, step)?;
     let terms = calibration_loss(&logits, labels, &loss)?;
     let value = terms.loss.to_vec()?[0];
     if !value.is_finite() {
@@ -143,8 +138,8 @@ fn train_step(
         ));
     }
     let grads = autograd::backward(&terms.loss)?;
-    sgd.step(&mut params, &grads)?;
-    adapter.tensors = params.into_iter().map(|(name, t)| (name, t.detach())).collect();
+    sgd.step(&mut vars, &grads)?;
+    *params = vars.into_iter().map(|(name, t)| (name, t.detach())).collect();
     Ok(StepDone { loss: value, ce: terms.ce, l_uc: terms.l_uc, correct: terms.correct })
 }
 
@@ -156,7 +151,56 @@ struct StepDone {
     correct: usize,
 }
 
-fn check_data(images: &Tensor, labels: &[usize], batch_size: usize) -> Result<usize> {
+/// Batches in an epoch of `n` rows: the full batches, or one short batch when there is no full one.
+pub fn batches_per_epoch(n: usize, batch_size: usize) -> usize {
+    if n >= batch_size {
+        n / batch_size.max(1)
+    } else {
+        1
+    }
+}
+
+/// LoRA and a classification head on a ViT or DINOv2 model, over images `[N, 3, H, W]`.
+pub struct ImageClassifier<'a> {
+    pub model: &'a mut Model,
+    pub adapter: &'a LoraAdapter,
+    pub images: &'a Tensor,
+}
+
+impl Trainee for ImageClassifier<'_> {
+    fn logits(&mut self, params: &[(String, Tensor)], rows: &[usize], step: usize) -> Result<Tensor> {
+        self.model.clear_adapters();
+        self.adapter.place(self.model, params, Some(step as u64))?;
+        self.model
+            .forward_images(&gather_rows(self.images, rows)?)?
+            .logits
+            .ok_or_else(|| Error::invalid("train", "the model has no classification head to train against"))
+    }
+
+    fn finish(&mut self, params: &[(String, Tensor)]) -> Result<()> {
+        self.model.clear_adapters();
+        self.adapter.place(self.model, params, None)
+    }
+}
+
+/// Trains `adapter` (LoRA factors and the classification head it holds) on `images` `[N, 3, H, W]` with
+/// `labels` (see `train`); `adapter.tensors` end as the trained values, placed on the model for inference.
+pub fn train_image_classifier(
+    model: &mut Model,
+    adapter: &mut LoraAdapter,
+    images: &Tensor,
+    labels: &[usize],
+    opts: &TrainOptions,
+    on_step: impl FnMut(&StepLog),
+) -> Result<()> {
+    check_data(images, labels)?;
+    let mut params = adapter.tensors.clone();
+    let result = train(&mut ImageClassifier { model, adapter: &*adapter, images }, &mut params, labels, opts, on_step);
+    adapter.tensors = params;
+    result
+}
+
+fn check_data(images: &Tensor, labels: &[usize]) -> Result<()> {
     let n = images.shape().first().copied().unwrap_or(0);
     if images.rank() != 4 || n == 0 {
         return Err(Error::shape("train", format!("images {:?}: expected [N, 3, H, W] with N > 0", images.shape())));
@@ -164,14 +208,11 @@ fn check_data(images: &Tensor, labels: &[usize], batch_size: usize) -> Result<us
     if labels.len() != n {
         return Err(Error::shape("train", format!("{} labels for {n} images", labels.len())));
     }
-    if batch_size == 0 {
-        return Err(Error::invalid("train", "the batch size must be at least 1"));
-    }
-    Ok(n)
+    Ok(())
 }
 
 /// Rows `rows` of `[N, …]`, in that order.
-fn gather_rows(images: &Tensor, rows: &[usize]) -> Result<Tensor> {
+pub(crate) fn gather_rows(images: &Tensor, rows: &[usize]) -> Result<Tensor> {
     let per_row = images.numel() / images.shape()[0];
     let all = images.cpu_slice()?;
     let values: Vec<f32> = rows.iter().flat_map(|&r| all[r * per_row..][..per_row].iter().copied()).collect();
