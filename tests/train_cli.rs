@@ -146,3 +146,47 @@ fn eval_reports_the_metrics_of_the_adapted_model() {
         assert!((a - b).abs() < 1e-5, "{key}: {a} vs {b}");
     }
 }
+
+/// `--method coop` from PyTorch's context: one step gives PyTorch's context; a fresh run writes an adapter that
+/// `--init` reads back.
+#[test]
+fn coop_from_pytorchs_context_one_step_gives_pytorchs_context() {
+    use cpeal::adapters::CoopAdapter;
+    let tmp = tempfile::tempdir().unwrap();
+    let step = fixture("train/clip_coop_step");
+    let classnames = step.join("classnames.txt");
+    let names: Vec<String> = std::fs::read_to_string(&classnames).unwrap().lines().map(String::from).collect();
+    let ctx = common::load(&step.join("adapter_init.safetensors"), "prompt_learner.ctx");
+    let init = tmp.path().join("init");
+    CoopAdapter { classnames: names, n_ctx: 4, class_specific: true, ctx }.save(&init, "tiny").unwrap();
+    let out = tmp.path().join("adapter");
+    let (model, data) = (fixture("hf-tiny/clip"), step.join("batch.safetensors"));
+    let common_args = ["--method", "coop", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap()];
+    let o = train(
+        &[
+            &common_args[..],
+            &["--classnames", classnames.to_str().unwrap(), "--init", init.to_str().unwrap(), "--epochs", "1"],
+            &["--batch-size", "6", "--warmup-epochs", "0", "--lr", "0.1", "--momentum", "0", "--weight-decay", "0"],
+            &["--calib-schedule", "const", "--out", out.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = CoopAdapter::load(&out).unwrap();
+    let want = common::load(&step.join("adapter_after_step.safetensors"), "prompt_learner.ctx");
+    assert!(rel_err(&got.ctx, &want) < 1e-4, "{}", rel_err(&got.ctx, &want));
+
+    let fresh = tmp.path().join("fresh");
+    let o = train(
+        &[
+            &common_args[..],
+            &["--classnames", classnames.to_str().unwrap(), "--n-ctx", "2", "--epochs", "2", "--batch-size", "3"],
+            &["--json", "--out", fresh.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 4);
+    let adapter = CoopAdapter::load(&fresh).unwrap();
+    assert_eq!((adapter.ctx.shape(), adapter.class_specific, adapter.classnames.len()), (&[2usize, 48][..], false, 5));
+}

@@ -135,28 +135,7 @@ impl LoraAdapter {
     /// Writes `adapter_config.json` and `adapter_model.safetensors` (f32) into `dir`, replacing what was there
     /// only once both are complete: a failed or interrupted save leaves the previous adapter whole.
     pub fn save(&self, dir: &Path, base_model: &str) -> Result<()> {
-        let staging = dir.with_extension("saving");
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        }
-        std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        let named: Vec<(&str, &Tensor)> = self.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        crate::weights::save_safetensors(&staging.join("adapter_model.safetensors"), &named, None)?;
-        let config = serde_json::to_string_pretty(&self.config.to_json(base_model)).expect("JSON values serialise");
-        let config_path = staging.join("adapter_config.json");
-        std::fs::write(&config_path, config + "\n").map_err(|e| Error::io(&config_path, e))?;
-        let previous = dir.with_extension("previous");
-        if dir.exists() {
-            if previous.exists() {
-                std::fs::remove_dir_all(&previous).map_err(|e| Error::io(&previous, e))?;
-            }
-            std::fs::rename(dir, &previous).map_err(|e| Error::io(dir, e))?;
-        }
-        std::fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
-        if previous.exists() {
-            std::fs::remove_dir_all(&previous).map_err(|e| Error::io(&previous, e))?;
-        }
-        Ok(())
+        super::write_adapter_dir(dir, &self.tensors, "adapter_config.json", &self.config.to_json(base_model))
     }
 
     /// Puts every tensor into `model`: LoRA factors onto their encoder linears, a saved classifier as the head.

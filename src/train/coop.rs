@@ -14,8 +14,7 @@ use crate::tokenizer::ClipTokenizer;
 
 use super::{gather_rows, Trainee};
 
-/// The name CoOp's reference code gives the context (`prompt_learner.ctx`), as saved.
-pub const CONTEXT: &str = "prompt_learner.ctx";
+pub use crate::adapters::coop::CONTEXT;
 
 /// The prompts of every class and the training images' embeddings.
 pub struct CoopPrompts<'a> {

@@ -1,12 +1,15 @@
-//! `cpeal train`: LoRA on the blocks of a ViT or DINOv2 checkpoint plus a classification head, trained with
-//! cross-entropy and the calibration loss on a batch file; the adapter is written in peft's format.
+//! `cpeal train`: an adapter trained with cross-entropy and the calibration loss on a batch file. `lora`: LoRA on
+//! the blocks of a ViT or DINOv2 checkpoint plus a classification head, written in peft's format; `coop`: CLIP's
+//! prompt context (the image tower frozen, each image encoded once).
 
 use std::path::{Path, PathBuf};
 
-use cpeal::adapters::{LoraAdapter, LoraConfig};
+use cpeal::adapters::{CoopAdapter, LoraAdapter, LoraConfig};
 use cpeal::models::Model;
 use cpeal::ops::CalibWeighting;
 use cpeal::progress::Progress;
+use cpeal::tokenizer::ClipTokenizer;
+use cpeal::train::coop;
 use cpeal::train::{self, Schedule, TrainOptions};
 use cpeal::weights::SafetensorsFile;
 use cpeal::{DeviceKind, Error, Tensor};
@@ -26,15 +29,33 @@ pub enum CalibSchedule {
     Anneal,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Method {
+    Lora,
+    Coop,
+}
+
 #[derive(clap::Args)]
 pub struct Args {
-    /// ViT or DINOv2 checkpoint directory
+    #[arg(long, value_enum, default_value = "lora")]
+    pub method: Method,
+    /// ViT or DINOv2 checkpoint directory (lora), or a CLIPModel one with tokenizer.json (coop)
     #[arg(long)]
     pub model: PathBuf,
+    /// coop: one class name per line, in label order
+    #[arg(long)]
+    pub classnames: Option<PathBuf>,
+    /// coop: context vectors in each prompt ("X X … X {class}.")
+    #[arg(long, default_value_t = 16)]
+    pub n_ctx: usize,
+    /// coop: one context per class instead of one shared by all
+    #[arg(long)]
+    pub class_specific: bool,
     /// safetensors file with `pixel_values` [N, 3, H, W] (f32, normalised) and `labels` [N] (int64)
     #[arg(long)]
     pub data: PathBuf,
-    /// start from this peft adapter (its own r, α, targets, rsLoRA, dropout) instead of a fresh one
+    /// start from this adapter (peft's, with its own r, α, targets, rsLoRA, dropout; or a CoOp one) instead of
+    /// a fresh one
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// classes of the new head (default: the largest label + 1)
@@ -95,6 +116,13 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
         return Err(Error::invalid("--device", "training runs on the CPU so far (gradients have no GPU kernels yet)"));
     }
     let (images, labels) = read_batch(&args.data)?;
+    match args.method {
+        Method::Lora => train_lora(args, &images, &labels),
+        Method::Coop => train_coop(args, &images, &labels),
+    }
+}
+
+fn train_lora(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<()> {
     let mut model = Model::load(&args.model)?;
     let mut adapter = match &args.init {
         Some(dir) => LoraAdapter::load(dir)?,
@@ -103,21 +131,71 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
             LoraAdapter::fresh(&mut model, lora_config(args), Some(classes), args.seed)?
         }
     };
-    check_labels(&adapter, &labels, &args.data)?;
+    let classes =
+        adapter.tensors.iter().find(|(name, _)| name.ends_with("classifier.weight")).map(|(_, w)| w.shape()[0]);
+    let classes =
+        classes.ok_or_else(|| Error::invalid("train", "the adapter has no classifier to train (modules_to_save)"))?;
+    check_labels(labels, classes, &args.data)?;
     adapter.attach(&mut model, false)?;
-    let opts = options(args);
-    let steps = train::batches_per_epoch(labels.len(), args.batch_size) * args.epochs;
-    let mut progress = (!args.json).then(|| Progress::new(steps, "train"));
-    train::train_image_classifier(&mut model, &mut adapter, &images, &labels, &opts, |log| match &mut progress {
-        Some(p) => p.inc(1),
-        None => println!("{}", log.json()),
-    })?;
-    if let Some(p) = &mut progress {
-        p.finish();
-    }
+    let mut report = StepReport::new(args, labels.len());
+    train::train_image_classifier(&mut model, &mut adapter, images, labels, &options(args), |log| report.step(log))?;
+    report.finish();
     adapter.save(&args.out, &args.model.display().to_string())?;
     eprintln!("adapter written to {}", args.out.display());
     Ok(())
+}
+
+fn train_coop(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<()> {
+    let classnames_file =
+        args.classnames.as_ref().ok_or_else(|| Error::invalid("--classnames", "coop needs the class names"))?;
+    let classnames = super::embed_text::read_lines(classnames_file)?;
+    check_labels(labels, classnames.len(), &args.data)?;
+    let model = Model::load(&args.model)?;
+    let clip =
+        model.clip().ok_or_else(|| Error::invalid(args.model.display().to_string(), "coop needs a CLIP checkpoint"))?;
+    let tokenizer = ClipTokenizer::from_dir(&args.model)?;
+    let init = args.init.as_ref().map(|dir| CoopAdapter::load(dir)).transpose()?;
+    let (n_ctx, class_specific) =
+        init.as_ref().map_or((args.n_ctx, args.class_specific), |a| (a.n_ctx, a.class_specific));
+    let embeds = coop::encode_images(clip, images, args.batch_size)?;
+    let mut prompts = coop::CoopPrompts::new(clip, &tokenizer, &classnames, n_ctx, embeds)?;
+    let ctx = match init {
+        Some(a) => a.ctx,
+        None => prompts.fresh_context(class_specific, args.seed)?,
+    };
+    let mut params = vec![(coop::CONTEXT.to_string(), ctx)];
+    let mut report = StepReport::new(args, labels.len());
+    train::train(&mut prompts, &mut params, labels, &options(args), |log| report.step(log))?;
+    report.finish();
+    let adapter = CoopAdapter { classnames, n_ctx, class_specific, ctx: params.remove(0).1 };
+    adapter.save(&args.out, &args.model.display().to_string())?;
+    eprintln!("adapter written to {}", args.out.display());
+    Ok(())
+}
+
+/// Each step as a JSON line on standard output (`--json`), or as a progress bar.
+struct StepReport {
+    progress: Option<Progress>,
+}
+
+impl StepReport {
+    fn new(args: &Args, rows: usize) -> StepReport {
+        let steps = train::batches_per_epoch(rows, args.batch_size) * args.epochs;
+        StepReport { progress: (!args.json).then(|| Progress::new(steps, "train")) }
+    }
+
+    fn step(&mut self, log: &train::StepLog) {
+        match &mut self.progress {
+            Some(p) => p.inc(1),
+            None => println!("{}", log.json()),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(p) = &mut self.progress {
+            p.finish();
+        }
+    }
 }
 
 fn lora_config(args: &Args) -> LoraConfig {
@@ -168,16 +246,11 @@ pub fn read_batch(path: &Path) -> cpeal::Result<(Tensor, Vec<usize>)> {
     Ok((images, labels))
 }
 
-/// Every label is a class of the head the adapter trains.
-fn check_labels(adapter: &LoraAdapter, labels: &[usize], data: &Path) -> cpeal::Result<()> {
-    let head = adapter.tensors.iter().find(|(name, _)| name.ends_with("classifier.weight"));
-    let Some((_, weight)) = head else {
-        return Err(Error::invalid("train", "the adapter has no classifier to train (modules_to_save: classifier)"));
-    };
-    let classes = weight.shape()[0];
+/// Every label is one of the `classes`.
+fn check_labels(labels: &[usize], classes: usize, data: &Path) -> cpeal::Result<()> {
     match labels.iter().enumerate().find(|(_, &l)| l >= classes) {
         Some((row, l)) => {
-            Err(Error::tensor(data, "labels", format!("row {row} has label {l}, but the head has {classes} classes")))
+            Err(Error::tensor(data, "labels", format!("row {row} has label {l}, but there are {classes} classes")))
         }
         None => Ok(()),
     }
