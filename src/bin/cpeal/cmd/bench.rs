@@ -22,6 +22,8 @@ pub enum What {
     Forward(ForwardArgs),
     /// Measure the f32 FMA peak of the CPU threads (GFLOP/s).
     CpuPeak(PeakArgs),
+    /// Time adapter training steps (LoRA on q, k, v + head) on the CPU.
+    Train(super::bench_train::TrainArgs),
 }
 
 #[derive(clap::Args)]
@@ -63,6 +65,7 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     match &args.what {
         What::Forward(a) => forward(a),
         What::CpuPeak(a) => cpu_peak(a),
+        What::Train(a) => super::bench_train::run(a),
     }
 }
 
@@ -87,15 +90,7 @@ fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
         return Err(Error::invalid("bench", "--batch-size and --iters must be at least 1"));
     }
     let device = Device::open_with(args.device, args.dtype)?;
-    let (dir, label, _tmp) = match (&args.model, &args.arch) {
-        (Some(dir), _) => (dir.clone(), dir.display().to_string(), None),
-        (None, Some(arch)) => {
-            let tmp = std::env::temp_dir().join(format!("cpeal-bench-{arch}-{}", std::process::id()));
-            presets::write_random_checkpoint(arch, &tmp, 0)?;
-            (tmp.clone(), arch.clone(), Some(TempDir(tmp)))
-        }
-        (None, None) => return Err(Error::invalid("bench", "give --arch or --model")),
-    };
+    let (dir, label, _tmp) = model_dir(&args.model, &args.arch)?;
     let model = Model::load_on(&dir, &device)?;
     let s = args.image_size;
     let gflop = cpeal::models::flops::image_gflop(&cpeal::weights::JsonConfig::read(&dir.join("config.json"))?, s)?;
@@ -149,12 +144,25 @@ fn launched_kernels(device: &Device) -> Vec<String> {
     }
 }
 
-fn median_of(mut times: Vec<f64>) -> f64 {
+/// The checkpoint to time: `model`, or a random one of preset `arch` written to a directory removed on drop.
+pub fn model_dir(model: &Option<PathBuf>, arch: &Option<String>) -> cpeal::Result<(PathBuf, String, Option<TempDir>)> {
+    Ok(match (model, arch) {
+        (Some(dir), _) => (dir.clone(), dir.display().to_string(), None),
+        (None, Some(arch)) => {
+            let tmp = std::env::temp_dir().join(format!("cpeal-bench-{arch}-{}", std::process::id()));
+            presets::write_random_checkpoint(arch, &tmp, 0)?;
+            (tmp.clone(), arch.clone(), Some(TempDir(tmp)))
+        }
+        (None, None) => return Err(Error::invalid("bench", "give --arch or --model")),
+    })
+}
+
+pub fn median_of(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
 }
 
-struct TempDir(PathBuf);
+pub struct TempDir(PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_kernels;
+pub mod bench_train;
 pub mod convert;
 pub mod embed;
 pub mod embed_idx;
