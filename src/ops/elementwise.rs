@@ -45,11 +45,11 @@ impl Activation {
             Activation::None => 1.0,
             Activation::Gelu => {
                 let pdf =
-                    (-0.5 * x * x).exp() * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
+                    math::exp(-0.5 * x * x) * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
                 0.5 * (1.0 + math::erf(x * std::f32::consts::FRAC_1_SQRT_2)) + x * pdf
             }
             Activation::QuickGelu => {
-                let s = 1.0 / (1.0 + (-1.702 * x).exp());
+                let s = 1.0 / (1.0 + math::exp(-1.702 * x));
                 s + 1.702 * x * s * (1.0 - s)
             }
             Activation::Tanh => 1.0 - x.tanh().powi(2),

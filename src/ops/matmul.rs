@@ -17,7 +17,8 @@ pub enum Layout {
 /// available, on the gemm crate reading both through strides.
 pub fn matmul(a: &[f32], a_layout: Layout, b: &[f32], b_layout: Layout, (m, k, n): (usize, usize, usize)) -> Vec<f32> {
     assert!(a.len() == m * k && b.len() == k * n);
-    if sgemm::available() && m * n * k >= 1 << 18 {
+    // The packed kernel's tiles are 6 rows by 16 columns: skinny products (a LoRA rank) stay on the gemm crate.
+    if sgemm::available() && m * n * k >= 1 << 18 && m.min(n).min(k) >= 16 {
         return with_sgemm(a, a_layout, b, b_layout, (m, k, n));
     }
     let mut out = vec![0f32; m * n];

@@ -5,7 +5,7 @@
 
 use crate::autograd::{self, Backward};
 use crate::error::Result;
-use crate::ops::Activation;
+use crate::ops::{par_rows, Activation};
 use crate::tensor::{Storage, Tensor};
 
 use super::cpu;
@@ -96,8 +96,14 @@ impl Backward for LinearBackward {
         let dz = self.grad_pre_activation(g, z.as_deref(), n)?;
 
         let x = self.x.cpu_slice()?;
+        // Per LoRA term, t = dz[:, its columns]·B: the gradient of x·Aᵀ up to the scale, shared by dA and dx.
+        let lora_t = self
+            .lora
+            .iter()
+            .map(|term| (term.a.is_tracked() || self.x.is_tracked()).then(|| lora_grad_u(term, &dz, m, n)).transpose())
+            .collect::<Result<Vec<_>>>()?;
         let mut out: Vec<Option<Tensor>> = Vec::new();
-        out.push(self.x.is_tracked().then(|| self.grad_x(&dz, (m, n, k))).transpose()?);
+        out.push(self.x.is_tracked().then(|| self.grad_x(&dz, &lora_t, (m, n, k))).transpose()?);
         out.push(
             self.w
                 .is_tracked()
@@ -115,8 +121,8 @@ impl Backward for LinearBackward {
         if let Some(res) = &self.residual {
             out.push(res.is_tracked().then(|| grad.detach()));
         }
-        for term in &self.lora {
-            let (da, db) = grad_lora(term, &dz, x, (m, n, k))?;
+        for (term, t) in self.lora.iter().zip(&lora_t) {
+            let (da, db) = grad_lora(term, t.as_deref(), &dz, x, (m, n, k))?;
             out.extend([da, db]);
         }
         Ok(out)
@@ -127,22 +133,25 @@ impl LinearBackward {
     /// dz = g ⊙ ls ⊙ act′(z).
     fn grad_pre_activation(&self, g: &[f32], z: Option<&[f32]>, n: usize) -> Result<Vec<f32>> {
         let mut dz = g.to_vec();
-        if let Some(z) = z.filter(|_| self.activation != Activation::None) {
-            dz.iter_mut().zip(z).for_each(|(d, &z)| *d *= self.activation.derivative(z));
-        }
-        if let Some(ls) = &self.layer_scale {
-            let ls = ls.cpu_slice()?;
-            dz.chunks_mut(n).for_each(|row| row.iter_mut().zip(ls).for_each(|(d, s)| *d *= s));
-        }
+        let z = z.filter(|_| self.activation != Activation::None);
+        let ls = self.layer_scale.as_ref().map(|t| t.cpu_slice()).transpose()?;
+        par_rows(&mut dz, n, |r, row| {
+            if let Some(z) = z {
+                row.iter_mut().zip(&z[r * n..][..n]).for_each(|(d, &z)| *d *= self.activation.derivative(z));
+            }
+            if let Some(ls) = ls {
+                row.iter_mut().zip(ls).for_each(|(d, s)| *d *= s);
+            }
+        });
         Ok(dz)
     }
 
     /// dx = dz·W + Σ scale·mask ⊙ (dz_cols·B)·A, in the input's shape.
-    fn grad_x(&self, dz: &[f32], (m, n, k): (usize, usize, usize)) -> Result<Tensor> {
+    fn grad_x(&self, dz: &[f32], lora_t: &[Option<Vec<f32>>], (m, n, k): (usize, usize, usize)) -> Result<Tensor> {
         let mut dx = matmul(dz, Layout::RowMajor, self.w.cpu_slice()?, Layout::RowMajor, (m, n, k));
-        for term in &self.lora {
-            let t = lora_grad_u(term, dz, m, n)?;
-            let part = matmul(&t, Layout::RowMajor, term.a.cpu_slice()?, Layout::RowMajor, (m, term.rank(), k));
+        for (term, t) in self.lora.iter().zip(lora_t) {
+            let t = t.as_deref().expect("computed when x is tracked");
+            let part = matmul(t, Layout::RowMajor, term.a.cpu_slice()?, Layout::RowMajor, (m, term.rank(), k));
             let mask = |i: usize| term.dropout.map_or(1.0, |d| d.mask(i));
             dx.iter_mut().zip(&part).enumerate().for_each(|(i, (d, p))| *d += term.scale * mask(i) * p);
         }
@@ -160,6 +169,7 @@ fn lora_grad_u(term: &LoraTerm, dz: &[f32], m: usize, n: usize) -> Result<Vec<f3
 /// (dA, dB) of one LoRA term, each only when tracked.
 fn grad_lora(
     term: &LoraTerm,
+    t: Option<&[f32]>,
     dz: &[f32],
     x: &[f32],
     (m, n, k): (usize, usize, usize),
@@ -167,11 +177,11 @@ fn grad_lora(
     let (r, len) = (term.rank(), term.len());
     let scaled = |v: Vec<f32>| v.into_iter().map(|e| e * term.scale).collect::<Vec<_>>();
     let x = &term.input(x);
-    let da = if term.a.is_tracked() {
-        let t = lora_grad_u(term, dz, m, n)?;
-        Some(Tensor::from_vec(scaled(matmul(&t, Layout::Transposed, x, Layout::RowMajor, (r, m, k))), &[r, k])?)
-    } else {
-        None
+    let da = match t.filter(|_| term.a.is_tracked()) {
+        Some(t) => {
+            Some(Tensor::from_vec(scaled(matmul(t, Layout::Transposed, x, Layout::RowMajor, (r, m, k))), &[r, k])?)
+        }
+        None => None,
     };
     let db = if term.b.is_tracked() {
         let u = matmul(x, Layout::RowMajor, term.a.cpu_slice()?, Layout::Transposed, (m, k, r));
