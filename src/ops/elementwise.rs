@@ -56,6 +56,17 @@ impl Activation {
         }
     }
 
+    /// `grads[i] *= derivative(z[i])`; one loop per activation so each vectorises.
+    pub fn scale_by_derivative(self, grads: &mut [f32], z: &[f32]) {
+        let each = |grads: &mut [f32], f: fn(f32) -> f32| grads.iter_mut().zip(z).for_each(|(g, &z)| *g *= f(z));
+        match self {
+            Activation::None => {}
+            Activation::Gelu => each(grads, |z| Activation::Gelu.derivative(z)),
+            Activation::QuickGelu => each(grads, |z| Activation::QuickGelu.derivative(z)),
+            Activation::Tanh => each(grads, |z| Activation::Tanh.derivative(z)),
+        }
+    }
+
     /// Apply in place to a slice; one loop per activation so each vectorises.
     pub fn apply_slice(self, xs: &mut [f32]) {
         match self {

@@ -137,7 +137,7 @@ impl LinearBackward {
         let ls = self.layer_scale.as_ref().map(|t| t.cpu_slice()).transpose()?;
         par_rows(&mut dz, n, |r, row| {
             if let Some(z) = z {
-                row.iter_mut().zip(&z[r * n..][..n]).for_each(|(d, &z)| *d *= self.activation.derivative(z));
+                self.activation.scale_by_derivative(row, &z[r * n..][..n]);
             }
             if let Some(ls) = ls {
                 row.iter_mut().zip(ls).for_each(|(d, s)| *d *= s);
