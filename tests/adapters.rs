@@ -82,3 +82,25 @@ fn a_saved_adapter_reads_back_with_peft_s_config_fields() {
     left.sort();
     assert_eq!(left, vec![std::ffi::OsString::from("adapter")]);
 }
+
+/// The adapter merged into the checkpoint's weights gives PyTorch's logits, and the merged tensors are those of
+/// the checkpoint merged by hand (`common::write_dinov2_classifier_checkpoint`).
+#[test]
+fn a_merged_adapter_gives_pytorchs_logits() {
+    let adapter = LoraAdapter::load(&fixture("train/dinov2_lora_step/adapter_init")).unwrap();
+    let model = Model::load_merged(&fixture("hf-tiny/dinov2"), &cpeal::Device::Cpu, &adapter).unwrap();
+    let step = fixture("train/dinov2_lora_step");
+    let logits = model.forward_images(&load(&step.join("batch.safetensors"), "pixel_values")).unwrap().logits.unwrap();
+    assert!(max_abs_diff(&logits, &load(&step.join("expected.safetensors"), "logits")) < 1e-5);
+
+    let mut adapted = Model::load(&fixture("hf-tiny/dinov2")).unwrap();
+    adapter.attach(&mut adapted, false).unwrap();
+    let merged = adapted.merged_weights().unwrap();
+    assert_eq!(merged.len(), 6 + 2, "q, k, v of two blocks and the head");
+    let tmp = tempfile::tempdir().unwrap();
+    common::write_dinov2_classifier_checkpoint(tmp.path());
+    let by_hand = cpeal::weights::SafetensorsFile::open(&tmp.path().join("model.safetensors")).unwrap();
+    for (name, t) in &merged {
+        assert!(max_abs_diff(t, &by_hand.get(name, None).unwrap()) < 1e-6, "{name}");
+    }
+}

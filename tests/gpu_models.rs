@@ -206,6 +206,22 @@ fn dinov2_classifier_head_on_emu_matches_pytorch_logits() {
     }
 }
 
+/// A peft adapter merged into the weights before they are uploaded: the adapted model on the device.
+#[test]
+fn merged_adapter_on_emu_matches_pytorch_logits() {
+    let step = fixture("train/dinov2_lora_step");
+    let adapter = cpeal::adapters::LoraAdapter::load(&step.join("adapter_init")).unwrap();
+    for dtype in DTYPES {
+        let device = emu(dtype);
+        let model = Model::load_merged(&fixture("hf-tiny/dinov2"), &device, &adapter).unwrap();
+        let pixels = load(&step.join("batch.safetensors"), "pixel_values").to_device(&device).unwrap();
+        let logits = model.forward_images(&pixels).unwrap().logits.unwrap();
+        let (rel, max) = errors(&logits, &load(&step.join("expected.safetensors"), "logits"));
+        eprintln!("cuda-emu {dtype:?} merged adapter logits: rel {rel:.2e}, max abs {max:.2e}");
+        assert!(rel <= REL_TOL, "{dtype:?}: relative error {rel}");
+    }
+}
+
 /// A LayerNorm folded into the linear after it (`CPEAL_LN_FOLD=on`), on the emulated device: the row statistics
 /// kernel and the GEMM's normalising epilogue together give LN then linear as the CPU computes it, on rows with
 /// a large mean (where `x·Gᵀ − mean·c` cancels most) and on shapes that take the vector and the scalar epilogue.

@@ -190,3 +190,49 @@ fn coop_from_pytorchs_context_one_step_gives_pytorchs_context() {
     let adapter = CoopAdapter::load(&fresh).unwrap();
     assert_eq!((adapter.ctx.shape(), adapter.class_specific, adapter.classnames.len()), (&[2usize, 48][..], false, 5));
 }
+
+/// `cpeal merge` writes a plain `Dinov2ForImageClassification` checkpoint that gives PyTorch's logits.
+#[test]
+fn merge_writes_a_plain_checkpoint_with_the_adapted_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("merged");
+    let step = fixture("train/dinov2_lora_step");
+    let o = Command::new(cpeal_bin())
+        .args(["merge", "--model", fixture("hf-tiny/dinov2").to_str().unwrap()])
+        .args(["--adapter", step.join("adapter_init").to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "Dinov2ForImageClassification");
+    assert_eq!(config["id2label"].as_object().unwrap().len(), 5);
+    let file = cpeal::weights::SafetensorsFile::open(&out.join("model.safetensors")).unwrap();
+    assert!(file.names().all(|n| n.starts_with("dinov2.") || n.starts_with("classifier.")));
+    let model = cpeal::models::Model::load(&out).unwrap();
+    let logits = model.forward_images(&common::load(&step.join("batch.safetensors"), "pixel_values")).unwrap();
+    let err =
+        common::max_abs_diff(&logits.logits.unwrap(), &common::load(&step.join("expected.safetensors"), "logits"));
+    assert!(err < 1e-5, "{err}");
+}
+
+/// `cpeal eval --adapter` on the emulated GPU: the adapter is merged before the weights are uploaded.
+#[cfg(feature = "cuda-emu")]
+#[test]
+fn eval_runs_an_adapter_on_the_emulated_gpu() {
+    let step = fixture("train/dinov2_lora_step");
+    let o = Command::new(cpeal_bin())
+        .args(["eval", "--model", fixture("hf-tiny/dinov2").to_str().unwrap(), "--device", "cuda-emu"])
+        .args(["--adapter", step.join("adapter_init").to_str().unwrap()])
+        .args(["--data", step.join("batch.safetensors").to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let logits = common::load(&step.join("expected.safetensors"), "logits").to_vec().unwrap();
+    let (labels, _) =
+        cpeal::weights::SafetensorsFile::open(&step.join("batch.safetensors")).unwrap().get_i64("labels").unwrap();
+    let want = cpeal::metrics::evaluate(&logits, 5, &labels.iter().map(|&l| l as usize).collect::<Vec<_>>()).unwrap();
+    assert_eq!(got["accuracy"].as_f64().unwrap(), want.accuracy);
+    assert!((got["nll"].as_f64().unwrap() - want.nll).abs() < 2e-2 * want.nll, "bf16 logits: {got} vs {want:?}");
+}

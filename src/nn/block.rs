@@ -137,6 +137,21 @@ impl Encoder {
         }
     }
 
+    /// Every linear with LoRA terms, merged (`Linear::merged`): checkpoint tensor names and their new values.
+    pub fn merged_weights(&mut self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for block in &mut self.blocks {
+            for normed in [&mut block.qkv, &mut block.fc1] {
+                if let Ok(linear) = normed.unfolded_linear("") {
+                    out.extend(linear.merged()?);
+                }
+            }
+            out.extend(block.out.merged()?);
+            out.extend(block.fc2.merged()?);
+        }
+        Ok(out)
+    }
+
     /// Removes every LoRA term (before placing updated ones).
     pub fn clear_lora(&mut self) {
         for block in &mut self.blocks {

@@ -23,6 +23,9 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     /// LoRA adapters on this layer's output columns (training, or an adapter kept apart from the weights).
     pub lora: Vec<LoraTerm>,
+    /// The checkpoint tensors the weight's rows came from, in order, with their row counts (several for the
+    /// fused Q/K/V): where a merged adapter is written back.
+    pub sources: Vec<(String, usize)>,
     /// Wᵀ packed for the CPU GEMM kernel, made at the first CPU forward (`None` where that kernel is not used).
     /// This is the one copy of the weight beyond those loading makes (none for aligned f32 checkpoints, which
     /// are mapped, except the fused Q/K/V of `concat`; one f32 conversion for f16/bf16 ones).
@@ -36,20 +39,24 @@ impl Linear {
         let found = names.iter().zip(&weights).find(|(_, w)| vb.contains(w)).map(|(n, _)| *n).unwrap_or(names[0]);
         let weight = vb.get_any(&weights.iter().map(String::as_str).collect::<Vec<_>>(), &[out_dim, in_dim])?;
         let bias = if with_bias { Some(vb.get(&format!("{found}.bias"), &[out_dim])?) } else { None };
-        Ok(Linear::new(weight, bias))
+        let mut linear = Linear::new(weight, bias);
+        linear.sources = vec![(vb.path(&format!("{found}.weight")), out_dim)];
+        Ok(linear)
     }
 
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Linear {
-        Linear { weight, bias, lora: Vec::new(), packed: OnceLock::new() }
+        Linear { weight, bias, lora: Vec::new(), sources: Vec::new(), packed: OnceLock::new() }
     }
 
     /// Move to `device` in its storage dtype.
     pub fn to_device(&self, device: &crate::Device) -> Result<Linear> {
         let dt = device.storage_dtype();
-        Ok(Linear::new(
+        let mut moved = Linear::new(
             self.weight.to_device_as(device, dt)?,
             self.bias.as_ref().map(|b| b.to_device_as(device, dt)).transpose()?,
-        ))
+        );
+        moved.sources = self.sources.clone();
+        Ok(moved)
     }
 
     /// Several linears over the same input fused into one (outputs side by side): one GEMM instead of many.
@@ -71,7 +78,9 @@ impl Linear {
             None
         };
         let weight = Tensor::from_vec(weight, &[out_dim, in_dim])?;
-        Ok(Linear::new(weight, bias))
+        let mut linear = Linear::new(weight, bias);
+        linear.sources = parts.iter().flat_map(|p| p.sources.iter().cloned()).collect();
+        Ok(linear)
     }
 
     pub fn out_dim(&self) -> usize {
@@ -106,6 +115,35 @@ impl Linear {
     /// The layer's own part of the epilogue: bias and LoRA terms.
     fn epilogue(&self) -> Epilogue<'_> {
         Epilogue::bias(self.bias.as_ref()).with_lora(&self.lora)
+    }
+
+    /// W + Σ scale·B·A over the LoRA terms, split back into the checkpoint tensors it came from; none when the
+    /// layer has no LoRA term. (CPU, f32; dropout plays no part at inference.)
+    pub fn merged(&self) -> Result<Vec<(String, Tensor)>> {
+        if self.lora.is_empty() {
+            return Ok(Vec::new());
+        }
+        let [_, k] = self.weight.dims::<2>("merge")?;
+        let mut w = self.weight.to_vec()?;
+        for term in &self.lora {
+            let (a, b, r) = (term.a.to_vec()?, term.b.to_vec()?, term.a.shape()[0]);
+            for (row, b_row) in b.chunks(r).enumerate() {
+                let w_row = &mut w[(term.start + row) * k..][..k];
+                for (q, &bq) in b_row.iter().enumerate() {
+                    w_row.iter_mut().zip(&a[q * k..][..k]).for_each(|(w, a)| *w += term.scale * bq * a);
+                }
+            }
+        }
+        if self.sources.iter().map(|(_, rows)| rows).sum::<usize>() != self.out_dim() {
+            return Err(crate::Error::invalid("merge", "this linear did not come from a checkpoint tensor"));
+        }
+        let mut start = 0;
+        let mut out = Vec::new();
+        for (name, rows) in &self.sources {
+            out.push((name.clone(), Tensor::from_vec(w[start * k..(start + rows) * k].to_vec(), &[*rows, k])?));
+            start += rows;
+        }
+        Ok(out)
     }
 
     /// Adds a LoRA term on output columns `start..` (`ops::LoraTerm`); its shapes are checked at the forward.

@@ -44,8 +44,8 @@ impl Activation {
         match self {
             Activation::None => 1.0,
             Activation::Gelu => {
-                let pdf =
-                    math::exp(-0.5 * x * x) * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
+                let pdf = math::exp(-0.5 * x * x)
+                    * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
                 0.5 * (1.0 + math::erf(x * std::f32::consts::FRAC_1_SQRT_2)) + x * pdf
             }
             Activation::QuickGelu => {

@@ -24,6 +24,8 @@ pub struct Checkpoint {
     shards: Vec<SafetensorsFile>,
     /// tensor name -> index into `shards`
     location: HashMap<String, usize>,
+    /// Tensors that replace (or join) the stored ones: an adapter merged into its weights.
+    overrides: HashMap<String, Tensor>,
 }
 
 impl Checkpoint {
@@ -53,7 +55,13 @@ impl Checkpoint {
             }
             shards.push(file);
         }
-        Ok(Checkpoint { dir: dir.to_path_buf(), shards, location })
+        Ok(Checkpoint { dir: dir.to_path_buf(), shards, location, overrides: HashMap::new() })
+    }
+
+    /// The checkpoint with `tensors` in place of the stored tensors of the same names (or beside them).
+    pub fn with_overrides(mut self, tensors: Vec<(String, Tensor)>) -> Checkpoint {
+        self.overrides.extend(tensors);
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -61,16 +69,20 @@ impl Checkpoint {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.location.contains_key(name)
+        self.location.contains_key(name) || self.overrides.contains_key(name)
     }
 
     pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        if let Some(t) = self.overrides.get(name) {
+            return Some(t.shape().to_vec());
+        }
         let shard = self.location.get(name)?;
         self.shards[*shard].info(name).map(|i| i.shape.clone())
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.location.keys().map(String::as_str)
+        let added = self.overrides.keys().filter(|n| !self.location.contains_key(*n));
+        self.location.keys().chain(added).map(String::as_str)
     }
 
     pub fn shards(&self) -> &[SafetensorsFile] {
@@ -79,6 +91,13 @@ impl Checkpoint {
 
     /// The tensor `name` as f32, checked against `expected` shape when given.
     pub fn get(&self, name: &str, expected: Option<&[usize]>) -> Result<Tensor> {
+        if let Some(t) = self.overrides.get(name) {
+            if expected.is_some_and(|e| e != t.shape()) {
+                let why = format!("merged tensor has shape {:?}, expected {expected:?}", t.shape());
+                return Err(Error::tensor(&self.dir, name, why));
+            }
+            return Ok(t.clone());
+        }
         let shard = self.location.get(name).ok_or_else(|| Error::MissingTensor {
             path: self.shards.first().map(|s| s.path().to_path_buf()).unwrap_or_else(|| self.dir.clone()),
             tensor: name.to_string(),

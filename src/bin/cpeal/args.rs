@@ -38,4 +38,6 @@ pub enum Command {
     Train(cmd::train::Args),
     /// Accuracy and calibration (ECE, NLL, Brier, error AUROC of the entropy) of a classifier on a batch file.
     Eval(cmd::eval::Args),
+    /// Merge a peft adapter into its checkpoint, giving a plain Hugging Face checkpoint.
+    Merge(cmd::merge::Args),
 }

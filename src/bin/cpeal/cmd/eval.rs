@@ -16,7 +16,7 @@ pub struct Args {
     /// ViT or DINOv2 checkpoint directory (with a classification head, or an adapter that brings one)
     #[arg(long)]
     pub model: PathBuf,
-    /// a peft adapter to place on the model (LoRA factors and the saved classifier)
+    /// a peft adapter to merge into the model (LoRA factors and the saved classifier)
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// safetensors file with `pixel_values` [N, 3, H, W] and `labels` [N] (int64)
@@ -27,21 +27,18 @@ pub struct Args {
     /// print the metrics as one JSON object
     #[arg(long)]
     pub json: bool,
-    /// adapters run unmerged, on the CPU so far
-    #[arg(long, value_enum, default_value = "cpu")]
+    /// the adapter is merged into the weights first, so it runs on any device
+    #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceKind,
 }
 
 pub fn run(args: &Args) -> cpeal::Result<()> {
-    if args.adapter.is_some() && args.device != DeviceKind::Cpu {
-        return Err(Error::invalid("--device", "adapters run on the CPU so far (they are not merged for the GPU)"));
-    }
     let device = Device::open(args.device)?;
     let (images, labels) = read_batch(&args.data)?;
-    let mut model = Model::load_on(&args.model, &device)?;
-    if let Some(dir) = &args.adapter {
-        LoraAdapter::load(dir)?.attach(&mut model, false)?;
-    }
+    let model = match &args.adapter {
+        Some(dir) => Model::load_merged(&args.model, &device, &LoraAdapter::load(dir)?)?,
+        None => Model::load_on(&args.model, &device)?,
+    };
     let logits = classify(&model, &images, args.batch_size.max(1), &device)?;
     let classes = logits.len() / labels.len();
     let m =

@@ -10,6 +10,7 @@ pub mod embed_images;
 pub mod embed_text;
 pub mod eval;
 pub mod info;
+pub mod merge;
 pub mod nvrtc_check;
 pub mod select;
 pub mod selftest;
@@ -32,5 +33,6 @@ pub fn dispatch(command: Command) -> cpeal::Result<()> {
         Command::Select(args) => select::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Merge(args) => merge::run(&args),
     }
 }
