@@ -257,3 +257,76 @@ fn the_coop_trainer_takes_pytorchs_step() {
     assert!(err < 1e-4, "context after the step: {err}");
     assert_eq!(coop.fresh_context(true, 1).unwrap().shape(), &[5, 4, 48]);
 }
+
+/// LoRA on both CLIP towers end to end: the gradient of the calibrated loss along a random direction of every
+/// LoRA factor equals the loss's central difference along it (both towers, causal text attention, quick-GELU,
+/// the normalised embeddings and the logit scale all lie on the path).
+#[test]
+fn clip_lora_gradient_matches_the_loss_along_a_direction() {
+    use cpeal::ops::{calibration_loss, CalibWeighting, CalibrationLoss};
+    use cpeal::train::{clip_lora::ClipLora, Trainee};
+    use rand::{Rng, SeedableRng};
+    let step = fixture("train/clip_coop_step");
+    let batch = step.join("batch.safetensors");
+    let mut model = Model::load(&fixture("hf-tiny/clip")).unwrap();
+    let config = cpeal::adapters::LoraConfig {
+        r: 2,
+        alpha: 2.0,
+        target_modules: vec!["q_proj".into(), "v_proj".into(), "fc1".into()],
+        rslora: false,
+        dropout: 0.0,
+        modules_to_save: vec![],
+    };
+    let mut adapter = LoraAdapter::fresh(&mut model, config, None, 3).unwrap();
+    assert!(
+        adapter.tensors.iter().any(|(n, _)| n.contains("text_model"))
+            && adapter.tensors.iter().any(|(n, _)| n.contains("vision_model"))
+    );
+    // B away from zero, so that A gets a gradient too.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    for (name, t) in adapter.tensors.iter_mut() {
+        if name.contains("lora_B") {
+            *t = Tensor::from_vec((0..t.numel()).map(|_| rng.random_range(-0.2f32..0.2)).collect(), t.shape()).unwrap();
+        }
+    }
+    let params = adapter.tensors.clone();
+    let tokenizer = cpeal::tokenizer::ClipTokenizer::from_dir(fixture("hf-tiny/clip")).unwrap();
+    let classnames: Vec<String> =
+        std::fs::read_to_string(step.join("classnames.txt")).unwrap().lines().map(String::from).collect();
+    let images = load(&batch, "pixel_values");
+    let labels = labels(&batch);
+    let mut trainee = ClipLora::new(&mut model, &adapter, &tokenizer, &classnames, 4, &images).unwrap();
+    let cfg = CalibrationLoss { weight: 1.0, weighting: CalibWeighting::Inter };
+    let rows: Vec<usize> = (0..6).collect();
+    let mut loss_at = |p: &[(String, Tensor)]| {
+        let logits = trainee.logits(p, &rows, 0).unwrap();
+        calibration_loss(&logits, &labels, &cfg).unwrap()
+    };
+    let vars: Vec<(String, Tensor)> = params.iter().map(|(n, t)| (n.clone(), t.variable())).collect();
+    let grads = cpeal::autograd::backward(&loss_at(&vars).loss).unwrap();
+    let direction: Vec<Vec<f32>> =
+        params.iter().map(|(_, t)| (0..t.numel()).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect();
+    let along: f64 = vars
+        .iter()
+        .zip(&direction)
+        .map(|((_, v), d)| {
+            grads.get(v).unwrap().to_vec().unwrap().iter().zip(d).map(|(g, d)| (*g * *d) as f64).sum::<f64>()
+        })
+        .sum();
+    let h = 1e-2f32;
+    let mut shifted = |sign: f32| {
+        let p: Vec<(String, Tensor)> = params
+            .iter()
+            .zip(&direction)
+            .map(|((n, t), d)| {
+                let v: Vec<f32> = t.to_vec().unwrap().iter().zip(d).map(|(x, d)| x + sign * h * d).collect();
+                (n.clone(), Tensor::from_vec(v, t.shape()).unwrap())
+            })
+            .collect();
+        loss_at(&p).loss.to_vec().unwrap()[0] as f64
+    };
+    let central = (shifted(1.0) - shifted(-1.0)) / (2.0 * h as f64);
+    eprintln!("directional derivative: backward {along:.6}, central difference {central:.6}");
+    assert!(along.abs() > 1e-3, "a direction the loss depends on");
+    assert!((along - central).abs() < 2e-2 * along.abs(), "backward {along} vs central difference {central}");
+}

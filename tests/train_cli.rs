@@ -236,3 +236,44 @@ fn eval_runs_an_adapter_on_the_emulated_gpu() {
     assert_eq!(got["accuracy"].as_f64().unwrap(), want.accuracy);
     assert!((got["nll"].as_f64().unwrap() - want.nll).abs() < 2e-2 * want.nll, "bf16 logits: {got} vs {want:?}");
 }
+
+/// `--method lora` on a CLIP checkpoint: LoRA on both towers with fixed prompts, saved under peft's names for
+/// `CLIPModel`.
+#[test]
+fn lora_on_clip_trains_both_towers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("adapter");
+    let step = fixture("train/clip_coop_step");
+    let o = train(&[
+        "--model",
+        fixture("hf-tiny/clip").to_str().unwrap(),
+        "--data",
+        step.join("batch.safetensors").to_str().unwrap(),
+        "--classnames",
+        step.join("classnames.txt").to_str().unwrap(),
+        "--n-ctx",
+        "4",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "3",
+        "--lr",
+        "0.05",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 4);
+    let adapter = LoraAdapter::load(&out).unwrap();
+    let names: Vec<&str> = adapter.tensors.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.contains(&"base_model.model.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight"),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"base_model.model.vision_model.encoder.layers.1.self_attn.v_proj.lora_B.weight"),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.contains("classifier")));
+}

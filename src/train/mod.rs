@@ -2,6 +2,7 @@
 //! schedules, reproducible from a seed. Only the adapter's tensors are variables; every step places them on
 //! the model afresh (with new dropout masks) and the optimiser replaces them with their updated values.
 
+pub mod clip_lora;
 pub mod coop;
 pub mod schedule;
 

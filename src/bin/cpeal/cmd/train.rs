@@ -9,6 +9,7 @@ use cpeal::models::Model;
 use cpeal::ops::CalibWeighting;
 use cpeal::progress::Progress;
 use cpeal::tokenizer::ClipTokenizer;
+use cpeal::train::clip_lora::ClipLora;
 use cpeal::train::coop;
 use cpeal::train::{self, Schedule, TrainOptions};
 use cpeal::weights::SafetensorsFile;
@@ -42,10 +43,10 @@ pub struct Args {
     /// ViT or DINOv2 checkpoint directory (lora), or a CLIPModel one with tokenizer.json (coop)
     #[arg(long)]
     pub model: PathBuf,
-    /// coop: one class name per line, in label order
+    /// CLIP (coop, or lora on a CLIP checkpoint): one class name per line, in label order
     #[arg(long)]
     pub classnames: Option<PathBuf>,
-    /// coop: context vectors in each prompt ("X X … X {class}.")
+    /// CLIP: context vectors (coop), or placeholder words (lora), before the class name in "X X … X {class}."
     #[arg(long, default_value_t = 16)]
     pub n_ctx: usize,
     /// coop: one context per class instead of one shared by all
@@ -124,6 +125,9 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
 
 fn train_lora(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<()> {
     let mut model = Model::load(&args.model)?;
+    if model.clip().is_some() {
+        return train_clip_lora(args, model, images, labels);
+    }
     let mut adapter = match &args.init {
         Some(dir) => LoraAdapter::load(dir)?,
         None => {
@@ -145,10 +149,39 @@ fn train_lora(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<(
     Ok(())
 }
 
+/// LoRA on both CLIP towers with the fixed prompts "X … X {class}." (`--n-ctx` placeholders).
+fn train_clip_lora(args: &Args, mut model: Model, images: &Tensor, labels: &[usize]) -> cpeal::Result<()> {
+    let classnames = read_classnames(args)?;
+    check_labels(labels, classnames.len(), &args.data)?;
+    let mut adapter = match &args.init {
+        Some(dir) => LoraAdapter::load(dir)?,
+        None => LoraAdapter::fresh(
+            &mut model,
+            LoraConfig { modules_to_save: Vec::new(), ..lora_config(args) },
+            None,
+            args.seed,
+        )?,
+    };
+    let tokenizer = ClipTokenizer::from_dir(&args.model)?;
+    let mut params = adapter.tensors.clone();
+    let mut report = StepReport::new(args, labels.len());
+    let mut trainee = ClipLora::new(&mut model, &adapter, &tokenizer, &classnames, args.n_ctx, images)?;
+    train::train(&mut trainee, &mut params, labels, &options(args), |log| report.step(log))?;
+    report.finish();
+    adapter.tensors = params;
+    adapter.save(&args.out, &args.model.display().to_string())?;
+    eprintln!("adapter written to {}", args.out.display());
+    Ok(())
+}
+
+fn read_classnames(args: &Args) -> cpeal::Result<Vec<String>> {
+    let file =
+        args.classnames.as_ref().ok_or_else(|| Error::invalid("--classnames", "CLIP methods need the class names"))?;
+    super::embed_text::read_lines(file)
+}
+
 fn train_coop(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<()> {
-    let classnames_file =
-        args.classnames.as_ref().ok_or_else(|| Error::invalid("--classnames", "coop needs the class names"))?;
-    let classnames = super::embed_text::read_lines(classnames_file)?;
+    let classnames = read_classnames(args)?;
     check_labels(labels, classnames.len(), &args.data)?;
     let model = Model::load(&args.model)?;
     let clip =
