@@ -62,6 +62,15 @@ pub(crate) fn record<B: Backward + 'static>(out: Tensor, inputs: &[&Tensor], mak
     }
 }
 
+/// An error when any of `inputs` is tracked: for the ops with no backward yet, so that a gradient is never
+/// dropped without a word.
+pub(crate) fn untracked(op: &'static str, inputs: &[&Tensor]) -> Result<()> {
+    if inputs.iter().any(|t| t.is_tracked()) {
+        return Err(Error::invalid(op, "has no backward yet, and one of its inputs needs a gradient"));
+    }
+    Ok(())
+}
+
 /// The error of a backward that has no implementation for the tensor's device yet.
 pub(crate) fn cpu_only(op: &'static str) -> Error {
     Error::invalid(op, "gradients are computed on the CPU only so far (train with --device cpu)")
@@ -193,6 +202,13 @@ mod tests {
         assert_eq!(ga.to_vec().unwrap(), vec![2.0, 4.0, -6.0, 1.0]);
         assert!(grads.get(&b).is_none());
         assert!(!b.is_tracked() && y.is_tracked());
+    }
+
+    #[test]
+    fn an_op_without_a_backward_refuses_a_tracked_input() {
+        let grid = t(&[1.0, 2.0, 3.0, 4.0], &[1, 2, 2]).variable();
+        let err = crate::ops::interpolate_bicubic(&grid, 3, 3).unwrap_err().to_string();
+        assert!(err.contains("interpolate_bicubic") && err.contains("no backward"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,10 @@ use super::par_rows;
 /// `[B, N, D]` patches → `[B, 1+R+N, D]` = concat(cls + pos[0], registers, patches + pos[1..]), with cls `[D]`,
 /// pos `[1+N, D]` and optional register tokens `[R, D]` (DINOv2 with registers: they take no position).
 pub fn assemble_tokens(patches: &Tensor, cls: &Tensor, pos: &Tensor, registers: Option<&Tensor>) -> Result<Tensor> {
+    crate::autograd::untracked(
+        "assemble_tokens",
+        &[patches, cls, pos].into_iter().chain(registers).collect::<Vec<_>>(),
+    )?;
     let [b, n, d] = patches.dims::<3>("assemble_tokens")?;
     let r = registers.map_or(0, |t| t.numel() / d.max(1));
     if cls.numel() != d || pos.shape() != [n + 1, d] || registers.is_some_and(|t| t.shape() != [r, d]) {
@@ -51,6 +55,7 @@ pub fn assemble_tokens(patches: &Tensor, cls: &Tensor, pos: &Tensor, registers: 
 /// Token embeddings of `ids` (one sequence per row, all of length T) plus position embeddings: `[B, T, D]`,
 /// stored as `dtype` on a GPU (f32 starts an f32 residual stream; the CPU always holds f32).
 pub fn embedding(ids: &[Vec<u32>], table: &Tensor, pos: &Tensor, dtype: DType) -> Result<Tensor> {
+    crate::autograd::untracked("embedding", &[table, pos])?;
     let [vocab, d] = table.dims::<2>("embedding")?;
     let t = ids.first().map_or(0, Vec::len);
     if ids.iter().any(|s| s.len() != t) || pos.dims::<2>("embedding")?[0] < t || pos.shape()[1] != d {

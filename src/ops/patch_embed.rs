@@ -12,6 +12,7 @@ use super::{linear, par_rows, Epilogue};
 /// GPU, K is padded with zero columns to a multiple of 8, so that the GEMM takes its aligned kernels (DINOv2's
 /// 3·14·14 = 588 would not). Made once per model: a padded weight is a new device tensor.
 pub fn patch_gemm_weight(weight: &Tensor) -> Result<Tensor> {
+    crate::autograd::untracked("patch_gemm_weight", &[weight])?;
     let [d, c, p, p2] = weight.dims::<4>("patch_embed")?;
     if p != p2 || p == 0 {
         return Err(Error::shape("patch_embed", format!("patch weight {:?} is not [D, C, P, P]", weight.shape())));
@@ -33,6 +34,7 @@ pub fn patch_gemm_weight(weight: &Tensor) -> Result<Tensor> {
 /// pixels `[B, C, H, W]` and `gemm_weight` from [`patch_gemm_weight`] (`[D, K']`, K' ≥ C·P·P) for patches of
 /// `p` → `[B, (H/P)·(W/P), D]`.
 pub fn patch_embed(pixels: &Tensor, gemm_weight: &Tensor, p: usize, bias: Option<&Tensor>) -> Result<Tensor> {
+    crate::autograd::untracked("patch_embed", &[pixels, gemm_weight].into_iter().chain(bias).collect::<Vec<_>>())?;
     let [b, c, h, w] = pixels.dims::<4>("patch_embed")?;
     let [_, width] = gemm_weight.dims::<2>("patch_embed")?;
     let k = c * p * p; // the weight's columns, exact or padded to a multiple of 8

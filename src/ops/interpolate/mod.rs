@@ -9,12 +9,14 @@ use crate::error::{Error, Result};
 use crate::tensor::{Storage, Tensor};
 
 pub fn interpolate_bicubic(grid: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
+    crate::autograd::untracked("interpolate_bicubic", &[grid])?;
     resample(grid, out_h, out_w, false)
 }
 
 /// The same with `antialias=True` (transformers' `Dinov2WithRegistersModel`): when shrinking, each output
 /// averages every input under a kernel stretched by the scale; PyTorch's `_upsample_bicubic2d_aa` semantics.
 pub fn interpolate_bicubic_antialiased(grid: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
+    crate::autograd::untracked("interpolate_bicubic_antialiased", &[grid])?;
     resample(grid, out_h, out_w, true)
 }
 

@@ -56,6 +56,7 @@ impl Backward for LayerNormBackward {
 /// Each row's mean and 1/sqrt(var + eps) as f32 `[rows, 2]`: the statistics of `layer_norm` for a linear that
 /// folds the normalisation into its epilogue (`Epilogue::with_row_norm`).
 pub fn layer_norm_stats(x: &Tensor, eps: f64) -> Result<Tensor> {
+    crate::autograd::untracked("layer_norm_stats", &[x])?;
     match x.storage() {
         Storage::Cpu(_) => Tensor::from_vec(cpu::row_stats(x.cpu_slice()?, x.last_dim(), eps), &[x.rows(), 2]),
         Storage::Gpu(_) => super::gpu::layer_norm_stats(x, eps),
