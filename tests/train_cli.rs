@@ -277,3 +277,15 @@ fn lora_on_clip_trains_both_towers() {
     );
     assert!(!names.iter().any(|n| n.contains("classifier")));
 }
+
+#[test]
+fn bench_train_times_a_step_on_a_checkpoint() {
+    let o = Command::new(cpeal_bin())
+        .args(["bench", "train", "--model", fixture("hf-tiny/dinov2").to_str().unwrap(), "--image-size", "32"])
+        .args(["--batch-size", "2", "--iters", "1", "--warmup", "0", "--classes", "3", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(got["step_s"].as_f64().unwrap() > 0.0 && got["forward_s"].as_f64().unwrap() > 0.0, "{got}");
+}

@@ -35,8 +35,9 @@ pub struct PeakArgs {
     pub json: bool,
 }
 
+/// What is timed: a preset architecture with random weights, or a checkpoint, at an input size.
 #[derive(clap::Args)]
-pub struct ForwardArgs {
+pub struct Subject {
     /// preset with random weights: vit-b16, dinov2-s14, clip-b16-vision
     #[arg(long, conflicts_with = "model", required_unless_present = "model")]
     pub arch: Option<String>,
@@ -45,6 +46,12 @@ pub struct ForwardArgs {
     pub model: Option<PathBuf>,
     #[arg(long, default_value_t = 224)]
     pub image_size: usize,
+}
+
+#[derive(clap::Args)]
+pub struct ForwardArgs {
+    #[command(flatten)]
+    pub subject: Subject,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 1)]
@@ -90,9 +97,9 @@ fn forward(args: &ForwardArgs) -> cpeal::Result<()> {
         return Err(Error::invalid("bench", "--batch-size and --iters must be at least 1"));
     }
     let device = Device::open_with(args.device, args.dtype)?;
-    let (dir, label, _tmp) = model_dir(&args.model, &args.arch)?;
+    let (dir, label, _tmp) = model_dir(&args.subject)?;
     let model = Model::load_on(&dir, &device)?;
-    let s = args.image_size;
+    let s = args.subject.image_size;
     let gflop = cpeal::models::flops::image_gflop(&cpeal::weights::JsonConfig::read(&dir.join("config.json"))?, s)?;
     let data: Vec<f32> = (0..args.batch_size * 3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
     let pixels = Tensor::from_vec(data, &[args.batch_size, 3, s, s])?.to_device(&device)?;
@@ -145,8 +152,8 @@ fn launched_kernels(device: &Device) -> Vec<String> {
 }
 
 /// The checkpoint to time: `model`, or a random one of preset `arch` written to a directory removed on drop.
-pub fn model_dir(model: &Option<PathBuf>, arch: &Option<String>) -> cpeal::Result<(PathBuf, String, Option<TempDir>)> {
-    Ok(match (model, arch) {
+pub fn model_dir(subject: &Subject) -> cpeal::Result<(PathBuf, String, Option<TempDir>)> {
+    Ok(match (&subject.model, &subject.arch) {
         (Some(dir), _) => (dir.clone(), dir.display().to_string(), None),
         (None, Some(arch)) => {
             let tmp = std::env::temp_dir().join(format!("cpeal-bench-{arch}-{}", std::process::id()));

@@ -2,7 +2,6 @@
 //! backward to the adapters, SGD) of LoRA on q, k, v plus a head, on a preset architecture with random weights
 //! or a checkpoint. The forward alone (no variables, so nothing recorded) is timed in the same run.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use cpeal::adapters::{LoraAdapter, LoraConfig};
@@ -12,14 +11,9 @@ use cpeal::{Error, Tensor};
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// preset with random weights: vit-b16, dinov2-s14
-    #[arg(long, conflicts_with = "model", required_unless_present = "model")]
-    pub arch: Option<String>,
-    /// a ViT or DINOv2 checkpoint directory instead of a preset
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    #[arg(long, default_value_t = 224)]
-    pub image_size: usize,
+    /// a ViT or DINOv2 preset (vit-b16, dinov2-s14) or checkpoint
+    #[command(flatten)]
+    pub subject: super::bench::Subject,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 4)]
@@ -39,7 +33,7 @@ pub fn run(args: &TrainArgs) -> cpeal::Result<()> {
     if args.batch_size == 0 || args.iters == 0 {
         return Err(Error::invalid("bench", "--batch-size and --iters must be at least 1"));
     }
-    let (dir, label, _tmp) = super::bench::model_dir(&args.model, &args.arch)?;
+    let (dir, label, _tmp) = super::bench::model_dir(&args.subject)?;
     let mut model = Model::load(&dir)?;
     let config = LoraConfig {
         r: args.lora_r,
@@ -50,7 +44,7 @@ pub fn run(args: &TrainArgs) -> cpeal::Result<()> {
         modules_to_save: vec!["classifier".into()],
     };
     let mut adapter = LoraAdapter::fresh(&mut model, config, Some(args.classes), 0)?;
-    let (b, s) = (args.batch_size, args.image_size);
+    let (b, s) = (args.batch_size, args.subject.image_size);
     let data: Vec<f32> = (0..b * 3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
     let pixels = Tensor::from_vec(data, &[b, 3, s, s])?;
     let labels: Vec<usize> = (0..b).map(|i| i % args.classes).collect();
