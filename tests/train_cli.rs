@@ -37,10 +37,15 @@ fn trains_a_fresh_adapter_and_writes_it_in_peft_format() {
         "--json",
         "--out",
         out.to_str().unwrap(),
+        "--eval-data",
+        data.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<serde_json::Value> =
+    let mut lines: Vec<serde_json::Value> =
         String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let metrics = lines.pop().unwrap();
+    assert_eq!(metrics["samples"], 6, "the evaluation comes last: {metrics}");
+    assert!((0.0..=1.0).contains(&metrics["ece"].as_f64().unwrap()));
     assert_eq!(lines.len(), 4, "2 batches × 2 epochs");
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["step"], i + 1);

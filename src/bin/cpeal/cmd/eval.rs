@@ -39,11 +39,24 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
         Some(dir) => Model::load_merged(&args.model, &device, &LoraAdapter::load(dir)?)?,
         None => Model::load_on(&args.model, &device)?,
     };
-    let logits = classify(&model, &images, args.batch_size.max(1), &device)?;
-    let classes = logits.len() / labels.len();
-    let m =
-        metrics::evaluate(&logits, classes, &labels).map_err(|e| Error::tensor(&args.data, "labels", e.to_string()))?;
-    if args.json {
+    report(&model, &device, &images, &labels, args.batch_size, &args.data, args.json)
+}
+
+/// Evaluates `model` on `images` and `labels` (read from `data`) and prints the metrics: one JSON object on
+/// standard output, or a line.
+pub fn report(
+    model: &Model,
+    device: &Device,
+    images: &Tensor,
+    labels: &[usize],
+    batch_size: usize,
+    data: &std::path::Path,
+    json: bool,
+) -> cpeal::Result<()> {
+    let logits = classify(model, images, batch_size.max(1), device)?;
+    let classes = logits.len() / labels.len().max(1);
+    let m = metrics::evaluate(&logits, classes, labels).map_err(|e| Error::tensor(data, "labels", e.to_string()))?;
+    if json {
         println!("{}", m.json());
     } else {
         let auroc = m.error_auroc.map_or("n/a".to_string(), |a| format!("{a:.4}"));

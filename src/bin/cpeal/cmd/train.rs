@@ -107,6 +107,9 @@ pub struct Args {
     /// gradients are computed on the CPU so far
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
+    /// lora on a ViT/DINOv2: after training, report accuracy and calibration on this batch file (as `cpeal eval`)
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
     /// the adapter directory to write (adapter_config.json + adapter_model.safetensors)
     #[arg(long)]
     pub out: PathBuf,
@@ -146,6 +149,10 @@ fn train_lora(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<(
     report.finish();
     adapter.save(&args.out, &args.model.display().to_string())?;
     eprintln!("adapter written to {}", args.out.display());
+    if let Some(data) = &args.eval_data {
+        let (images, labels) = read_batch(data)?;
+        super::eval::report(&model, &cpeal::Device::Cpu, &images, &labels, args.batch_size, data, args.json)?;
+    }
     Ok(())
 }
 
@@ -153,6 +160,7 @@ fn train_lora(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<(
 fn train_clip_lora(args: &Args, mut model: Model, images: &Tensor, labels: &[usize]) -> cpeal::Result<()> {
     let classnames = read_classnames(args)?;
     check_labels(labels, classnames.len(), &args.data)?;
+    no_eval_data(args)?;
     let mut adapter = match &args.init {
         Some(dir) => LoraAdapter::load(dir)?,
         None => LoraAdapter::fresh(
@@ -174,6 +182,13 @@ fn train_clip_lora(args: &Args, mut model: Model, images: &Tensor, labels: &[usi
     Ok(())
 }
 
+fn no_eval_data(args: &Args) -> cpeal::Result<()> {
+    match args.eval_data {
+        Some(_) => Err(Error::invalid("--eval-data", "evaluates image classifiers (lora on ViT or DINOv2) so far")),
+        None => Ok(()),
+    }
+}
+
 fn read_classnames(args: &Args) -> cpeal::Result<Vec<String>> {
     let file =
         args.classnames.as_ref().ok_or_else(|| Error::invalid("--classnames", "CLIP methods need the class names"))?;
@@ -181,6 +196,7 @@ fn read_classnames(args: &Args) -> cpeal::Result<Vec<String>> {
 }
 
 fn train_coop(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<()> {
+    no_eval_data(args)?;
     let classnames = read_classnames(args)?;
     check_labels(labels, classnames.len(), &args.data)?;
     let model = Model::load(&args.model)?;
