@@ -294,3 +294,56 @@ fn bench_train_times_a_step_on_a_checkpoint() {
     let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(got["step_s"].as_f64().unwrap() > 0.0 && got["forward_s"].as_f64().unwrap() > 0.0, "{got}");
 }
+
+/// Training and evaluating straight from an MNIST-layout dataset: the rows an index file lists (as `cpeal
+/// select` writes it), preprocessed for the model; a bad index names the file and line.
+#[test]
+fn trains_and_evaluates_on_the_rows_an_index_file_lists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = |dims: &[u32], data: &[u8]| {
+        let mut out = vec![0, 0, 0x08, dims.len() as u8];
+        dims.iter().for_each(|d| out.extend_from_slice(&d.to_be_bytes()));
+        out.extend_from_slice(data);
+        out
+    };
+    let pixels: Vec<u8> = (0..8 * 28 * 28).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(tmp.path().join("t10k-images-idx3-ubyte"), idx(&[8, 28, 28], &pixels)).unwrap();
+    std::fs::write(tmp.path().join("t10k-labels-idx1-ubyte"), idx(&[8], &[0, 1, 2, 0, 1, 2, 0, 1])).unwrap();
+    std::fs::write(tmp.path().join("picked.txt"), "5\n0\n2\n7\n").unwrap();
+    std::fs::write(tmp.path().join("bad.txt"), "1\n8\n").unwrap();
+    let (model, out) = (fixture("hf-tiny/dinov2"), tmp.path().join("adapter"));
+    let dataset = ["--idx", tmp.path().to_str().unwrap(), "--split", "t10k"];
+    let picked = tmp.path().join("picked.txt");
+    let o = train(
+        &[
+            &["--model", model.to_str().unwrap(), "--epochs", "1", "--batch-size", "2", "--json"][..],
+            &dataset,
+            &["--indices", picked.to_str().unwrap(), "--num-labels", "3", "--out", out.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 2, "4 rows in batches of 2");
+
+    let o = Command::new(cpeal_bin())
+        .args(["eval", "--model", model.to_str().unwrap(), "--adapter", out.to_str().unwrap(), "--device", "cpu"])
+        .args(dataset)
+        .args(["--limit", "6", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let metrics: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(metrics["samples"], 6);
+
+    let bad = tmp.path().join("bad.txt");
+    let o = train(
+        &[
+            &["--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()][..],
+            &dataset,
+            &["--indices", bad.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("bad.txt:2") && err.contains("`8`"), "{err}");
+}

@@ -9,8 +9,6 @@ use cpeal::models::Model;
 use cpeal::progress::Progress;
 use cpeal::{Device, DeviceKind, Error, Tensor};
 
-use super::train::read_batch;
-
 #[derive(clap::Args)]
 pub struct Args {
     /// ViT or DINOv2 checkpoint directory (with a classification head, or an adapter that brings one)
@@ -19,9 +17,8 @@ pub struct Args {
     /// a peft adapter to merge into the model (LoRA factors and the saved classifier)
     #[arg(long)]
     pub adapter: Option<PathBuf>,
-    /// safetensors file with `pixel_values` [N, 3, H, W] and `labels` [N] (int64)
-    #[arg(long)]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub data: super::labelled::Source,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// print the metrics as one JSON object
@@ -34,12 +31,12 @@ pub struct Args {
 
 pub fn run(args: &Args) -> cpeal::Result<()> {
     let device = Device::open(args.device)?;
-    let (images, labels) = read_batch(&args.data)?;
     let model = match &args.adapter {
         Some(dir) => Model::load_merged(&args.model, &device, &LoraAdapter::load(dir)?)?,
         None => Model::load_on(&args.model, &device)?,
     };
-    report(&model, &device, &images, &labels, args.batch_size, &args.data, args.json)
+    let (images, labels) = args.data.read(&model, &args.model)?;
+    report(&model, &device, &images, &labels, args.batch_size, args.data.path(), args.json)
 }
 
 /// Evaluates `model` on `images` and `labels` (read from `data`) and prints the metrics: one JSON object on

@@ -10,6 +10,7 @@ pub mod embed_images;
 pub mod embed_text;
 pub mod eval;
 pub mod info;
+pub mod labelled;
 pub mod merge;
 pub mod nvrtc_check;
 pub mod select;

@@ -12,7 +12,6 @@ use cpeal::tokenizer::ClipTokenizer;
 use cpeal::train::clip_lora::ClipLora;
 use cpeal::train::coop;
 use cpeal::train::{self, Schedule, TrainOptions};
-use cpeal::weights::SafetensorsFile;
 use cpeal::{DeviceKind, Error, Tensor};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,9 +51,8 @@ pub struct Args {
     /// coop: one context per class instead of one shared by all
     #[arg(long)]
     pub class_specific: bool,
-    /// safetensors file with `pixel_values` [N, 3, H, W] (f32, normalised) and `labels` [N] (int64)
-    #[arg(long)]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub data: super::labelled::Source,
     /// start from this adapter (peft's, with its own r, α, targets, rsLoRA, dropout; or a CoOp one) instead of
     /// a fresh one
     #[arg(long)]
@@ -119,18 +117,16 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     if args.device != DeviceKind::Cpu {
         return Err(Error::invalid("--device", "training runs on the CPU so far (gradients have no GPU kernels yet)"));
     }
-    let (images, labels) = read_batch(&args.data)?;
+    let model = Model::load(&args.model)?;
+    let (images, labels) = args.data.read(&model, &args.model)?;
     match args.method {
-        Method::Lora => train_lora(args, &images, &labels),
-        Method::Coop => train_coop(args, &images, &labels),
+        Method::Lora if model.clip().is_some() => train_clip_lora(args, model, &images, &labels),
+        Method::Lora => train_lora(args, model, &images, &labels),
+        Method::Coop => train_coop(args, model, &images, &labels),
     }
 }
 
-fn train_lora(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<()> {
-    let mut model = Model::load(&args.model)?;
-    if model.clip().is_some() {
-        return train_clip_lora(args, model, images, labels);
-    }
+fn train_lora(args: &Args, mut model: Model, images: &Tensor, labels: &[usize]) -> cpeal::Result<()> {
     let mut adapter = match &args.init {
         Some(dir) => LoraAdapter::load(dir)?,
         None => {
@@ -142,7 +138,7 @@ fn train_lora(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<(
         adapter.tensors.iter().find(|(name, _)| name.ends_with("classifier.weight")).map(|(_, w)| w.shape()[0]);
     let classes =
         classes.ok_or_else(|| Error::invalid("train", "the adapter has no classifier to train (modules_to_save)"))?;
-    check_labels(labels, classes, &args.data)?;
+    check_labels(labels, classes, args.data.path())?;
     adapter.attach(&mut model, false)?;
     let mut report = StepReport::new(args, labels.len());
     train::train_image_classifier(&mut model, &mut adapter, images, labels, &options(args), |log| report.step(log))?;
@@ -150,7 +146,7 @@ fn train_lora(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<(
     adapter.save(&args.out, &args.model.display().to_string())?;
     eprintln!("adapter written to {}", args.out.display());
     if let Some(data) = &args.eval_data {
-        let (images, labels) = read_batch(data)?;
+        let (images, labels) = super::labelled::read_batch(data)?;
         super::eval::report(&model, &cpeal::Device::Cpu, &images, &labels, args.batch_size, data, args.json)?;
     }
     Ok(())
@@ -159,7 +155,7 @@ fn train_lora(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<(
 /// LoRA on both CLIP towers with the fixed prompts "X … X {class}." (`--n-ctx` placeholders).
 fn train_clip_lora(args: &Args, mut model: Model, images: &Tensor, labels: &[usize]) -> cpeal::Result<()> {
     let classnames = read_classnames(args)?;
-    check_labels(labels, classnames.len(), &args.data)?;
+    check_labels(labels, classnames.len(), args.data.path())?;
     no_eval_data(args)?;
     let mut adapter = match &args.init {
         Some(dir) => LoraAdapter::load(dir)?,
@@ -195,11 +191,10 @@ fn read_classnames(args: &Args) -> cpeal::Result<Vec<String>> {
     super::embed_text::read_lines(file)
 }
 
-fn train_coop(args: &Args, images: &Tensor, labels: &[usize]) -> cpeal::Result<()> {
+fn train_coop(args: &Args, model: Model, images: &Tensor, labels: &[usize]) -> cpeal::Result<()> {
     no_eval_data(args)?;
     let classnames = read_classnames(args)?;
-    check_labels(labels, classnames.len(), &args.data)?;
-    let model = Model::load(&args.model)?;
+    check_labels(labels, classnames.len(), args.data.path())?;
     let clip =
         model.clip().ok_or_else(|| Error::invalid(args.model.display().to_string(), "coop needs a CLIP checkpoint"))?;
     let tokenizer = ClipTokenizer::from_dir(&args.model)?;
@@ -278,21 +273,6 @@ fn options(args: &Args) -> TrainOptions {
         weighting: if args.calib_weighting == "sum" { CalibWeighting::Sum } else { CalibWeighting::Inter },
         seed: args.seed,
     }
-}
-
-/// `pixel_values` and `labels` (non-negative) of a batch file.
-pub fn read_batch(path: &Path) -> cpeal::Result<(Tensor, Vec<usize>)> {
-    let file = SafetensorsFile::open(path)?;
-    let images = file.get("pixel_values", None)?;
-    let (raw, _) = file.get_i64("labels")?;
-    let labels = raw
-        .iter()
-        .enumerate()
-        .map(|(row, &l)| {
-            usize::try_from(l).map_err(|_| Error::tensor(path, "labels", format!("row {row} has label {l}")))
-        })
-        .collect::<cpeal::Result<Vec<_>>>()?;
-    Ok((images, labels))
 }
 
 /// Every label is one of the `classes`.
