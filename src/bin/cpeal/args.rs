@@ -13,6 +13,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Architecture, sizes, parameter count and dtype of a Hugging Face checkpoint.
     Info(cmd::info::Args),
