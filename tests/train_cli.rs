@@ -347,3 +347,39 @@ fn trains_and_evaluates_on_the_rows_an_index_file_lists() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("bad.txt:2") && err.contains("`8`"), "{err}");
 }
+
+/// A classifier's pool pass writes `logits` beside the features, for `cpeal select --logits`: the round after
+/// training (merge, score the pool, pick by entropy).
+#[test]
+fn embedding_a_dataset_with_a_classifier_writes_its_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = |dims: &[u32], data: &[u8]| {
+        let mut out = vec![0, 0, 0x08, dims.len() as u8];
+        dims.iter().for_each(|d| out.extend_from_slice(&d.to_be_bytes()));
+        out.extend_from_slice(data);
+        out
+    };
+    let pixels: Vec<u8> = (0..5 * 28 * 28).map(|i| (i * 13 % 251) as u8).collect();
+    std::fs::write(tmp.path().join("t10k-images-idx3-ubyte"), idx(&[5, 28, 28], &pixels)).unwrap();
+    std::fs::write(tmp.path().join("t10k-labels-idx1-ubyte"), idx(&[5], &[0, 1, 2, 3, 4])).unwrap();
+    let merged = tmp.path().join("merged");
+    std::fs::create_dir(&merged).unwrap();
+    common::write_dinov2_classifier_checkpoint(&merged);
+    let out = tmp.path().join("pool.safetensors");
+    let o = Command::new(cpeal_bin())
+        .args(["embed", "--model", merged.to_str().unwrap(), "--idx", tmp.path().to_str().unwrap(), "--device", "cpu"])
+        .args(["--output", out.to_str().unwrap(), "--batch-size", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let file = cpeal::weights::SafetensorsFile::open(&out).unwrap();
+    assert_eq!(file.get("logits", None).unwrap().shape(), &[5, 5]);
+    let picked = tmp.path().join("picked.txt");
+    let o = Command::new(cpeal_bin())
+        .args(["select", "--strategy", "entropy", "--logits", out.to_str().unwrap(), "--budget", "2"])
+        .args(["--device", "cpu", "--out", picked.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&picked).unwrap().lines().count(), 2);
+}

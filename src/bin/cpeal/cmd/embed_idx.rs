@@ -1,5 +1,6 @@
 //! `cpeal embed --idx DIR [--split t10k] [--limit N]`: pooled embeddings of an MNIST-layout dataset
-//! (Fashion-MNIST), with its labels: `features` [N, D] and `labels` [N].
+//! (Fashion-MNIST), with its labels: `features` [N, D] and `labels` [N], and `logits` [N, C] when the model has
+//! a classification head (what `cpeal select --logits` scores).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -29,7 +30,7 @@ pub fn run(model: &Model, model_dir: &Path, device: &Device, req: &IdxRequest, o
     }
     let pre = preprocessor_for(model, model_dir)?;
     let mut progress = Progress::new(n, "embed");
-    let mut parts = Vec::new();
+    let (mut parts, mut logits) = (Vec::new(), Vec::new());
     for start in (0..n).step_by(req.batch_size) {
         let end = (start + req.batch_size).min(n);
         let rows: Vec<Vec<f32>> = (start..end)
@@ -39,7 +40,9 @@ pub fn run(model: &Model, model_dir: &Path, device: &Device, req: &IdxRequest, o
         let per = rows[0].len();
         let side = ((per / 3) as f64).sqrt() as usize;
         let pixels = Tensor::from_vec(rows.concat(), &[end - start, 3, side, per / 3 / side])?;
-        parts.push(model.forward_images(&pixels.to_device(device)?)?.pooled()?);
+        let out = model.forward_images(&pixels.to_device(device)?)?;
+        parts.push(out.pooled()?);
+        logits.extend(out.logits);
         progress.inc(end - start);
     }
     progress.finish();
@@ -49,7 +52,10 @@ pub fn run(model: &Model, model_dir: &Path, device: &Device, req: &IdxRequest, o
         ("model".to_string(), model_dir.display().to_string()),
         ("dataset".to_string(), format!("{} ({}, first {n})", req.dir.display(), req.split)),
     ]);
-    save_safetensors(output, &[("features", &embeddings), ("labels", &labels)], Some(meta))?;
+    let logits = if logits.is_empty() { None } else { Some(concat_rows(&logits.iter().collect::<Vec<_>>())?) };
+    let mut tensors = vec![("features", &embeddings), ("labels", &labels)];
+    tensors.extend(logits.as_ref().map(|l| ("logits", l)));
+    save_safetensors(output, &tensors, Some(meta))?;
     eprintln!("wrote {} ({n} images)", output.display());
     Ok(())
 }
