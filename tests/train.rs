@@ -6,6 +6,7 @@ mod common;
 use common::{fixture, load, max_abs_diff};
 use cpeal::adapters::LoraAdapter;
 use cpeal::models::Model;
+use cpeal::optim::Optimizer;
 use cpeal::Tensor;
 
 fn lora_step_model() -> (Model, Vec<(String, Tensor)>) {
@@ -134,8 +135,8 @@ fn options(epochs: usize, batch_size: usize, lr: f32, seed: u64) -> cpeal::train
             anneal: false,
         },
         batch_size,
-        momentum: 0.0,
-        weight_decay: 0.0,
+        optimizer: cpeal::optim::OptimizerKind::Sgd { momentum: 0.0, weight_decay: 0.0 },
+        clip_grad_norm: None,
         weighting: cpeal::ops::CalibWeighting::Inter,
         seed,
     }

@@ -383,3 +383,41 @@ fn embedding_a_dataset_with_a_classifier_writes_its_logits() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read_to_string(&picked).unwrap().lines().count(), 2);
 }
+
+#[test]
+fn trains_with_adamw_and_clipped_gradients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("adapter");
+    let (model, data) = (fixture("hf-tiny/dinov2"), fixture("train/dinov2_lora_step/batch.safetensors"));
+    let o = train(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--optimizer",
+        "adamw",
+        "--weight-decay",
+        "0.01",
+        "--clip-grad-norm",
+        "1.0",
+        "--lr",
+        "0.01",
+        "--warmup-epochs",
+        "0",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "3",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let losses: Vec<f64> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 6);
+    assert!(losses[4..].iter().sum::<f64>() < losses[..2].iter().sum::<f64>(), "{losses:?}");
+}

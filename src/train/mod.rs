@@ -17,15 +17,16 @@ use crate::autograd;
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::ops::{calibration_loss, CalibWeighting, CalibrationLoss};
-use crate::optim::Sgd;
+use crate::optim::{Optimizer, OptimizerKind};
 use crate::tensor::Tensor;
 
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
     pub schedule: Schedule,
     pub batch_size: usize,
-    pub momentum: f32,
-    pub weight_decay: f32,
+    pub optimizer: OptimizerKind,
+    /// Scale the gradients down together when their global L2 norm exceeds this.
+    pub clip_grad_norm: Option<f32>,
     pub weighting: CalibWeighting,
     pub seed: u64,
 }
@@ -90,7 +91,7 @@ pub fn train(
     }
     let batches_per_epoch = batches_per_epoch(n, opts.batch_size);
     let steps = batches_per_epoch * opts.schedule.epochs;
-    let mut sgd = Sgd::new(opts.schedule.lr, opts.momentum, opts.weight_decay);
+    let mut optimizer = opts.optimizer.build(opts.schedule.lr);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut step = 0;
     for epoch in 0..opts.schedule.epochs {
@@ -98,8 +99,17 @@ pub fn train(
         order.shuffle(&mut rng);
         for rows in order.chunks(opts.batch_size.min(n)).take(batches_per_epoch) {
             let loss = CalibrationLoss { weight: opts.schedule.calib_weight(epoch), weighting: opts.weighting };
-            sgd.lr = opts.schedule.lr(epoch);
-            let done = train_step(trainee, params, &mut sgd, rows, &pick(labels, rows), loss, step)?;
+            optimizer.set_lr(opts.schedule.lr(epoch));
+            let done = train_step(
+                trainee,
+                params,
+                optimizer.as_mut(),
+                opts.clip_grad_norm,
+                rows,
+                &pick(labels, rows),
+                loss,
+                step,
+            )?;
             step += 1;
             on_step(&StepLog {
                 step,
@@ -108,7 +118,7 @@ pub fn train(
                 loss: done.loss,
                 ce: done.ce,
                 l_uc: done.l_uc,
-                lr: sgd.lr,
+                lr: optimizer.lr(),
                 calib_weight: loss.weight,
                 correct: done.correct,
                 batch: rows.len(),
@@ -122,7 +132,8 @@ pub fn train(
 fn train_step(
     trainee: &mut impl Trainee,
     params: &mut Vec<(String, Tensor)>,
-    sgd: &mut Sgd,
+    optimizer: &mut dyn Optimizer,
+    clip_grad_norm: Option<f32>,
     rows: &[usize],
     labels: &[usize],
     loss: CalibrationLoss,
@@ -139,7 +150,7 @@ fn train_step(
         ));
     }
     let grads = autograd::backward(&terms.loss)?;
-    sgd.step(&mut vars, &grads)?;
+    optimizer.step_clipped(&mut vars, &grads, clip_grad_norm)?;
     *params = vars.into_iter().map(|(name, t)| (name, t.detach())).collect();
     Ok(StepDone { loss: value, ce: terms.ce, l_uc: terms.l_uc, correct: terms.correct })
 }

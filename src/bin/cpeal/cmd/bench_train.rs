@@ -53,8 +53,8 @@ pub fn run(args: &TrainArgs) -> cpeal::Result<()> {
     let opts = TrainOptions {
         schedule: Schedule { epochs, lr: 1e-3, warmup_epochs: 0, warmup_lr: 0.0, calib_weight: 1.0, anneal: false },
         batch_size: b,
-        momentum: 0.9,
-        weight_decay: 0.0,
+        optimizer: cpeal::optim::OptimizerKind::Sgd { momentum: 0.9, weight_decay: 0.0 },
+        clip_grad_norm: None,
         weighting: cpeal::ops::CalibWeighting::Inter,
         seed: 0,
     };

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use cpeal::adapters::{CoopAdapter, LoraAdapter, LoraConfig};
 use cpeal::models::Model;
 use cpeal::ops::CalibWeighting;
+use cpeal::optim::OptimizerKind;
 use cpeal::progress::Progress;
 use cpeal::tokenizer::ClipTokenizer;
 use cpeal::train::clip_lora::ClipLora;
@@ -27,6 +28,12 @@ pub enum CalibSchedule {
     Const,
     /// from λ/100 up to λ over the epochs, as the reference code
     Anneal,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizerChoice {
+    Sgd,
+    Adamw,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -72,12 +79,18 @@ pub struct Args {
     /// scale α/√r instead of α/r
     #[arg(long)]
     pub rslora: bool,
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: OptimizerChoice,
     #[arg(long, default_value_t = 0.002)]
     pub lr: f32,
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f32,
+    /// SGD's L2 term, or AdamW's decoupled decay
     #[arg(long, default_value_t = 5e-4)]
     pub weight_decay: f32,
+    /// scale the gradients down together when their global L2 norm exceeds this
+    #[arg(long)]
+    pub clip_grad_norm: Option<f32>,
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]
@@ -268,8 +281,11 @@ fn options(args: &Args) -> TrainOptions {
             anneal: args.calib_schedule == CalibSchedule::Anneal,
         },
         batch_size: args.batch_size,
-        momentum: args.momentum,
-        weight_decay: args.weight_decay,
+        optimizer: match args.optimizer {
+            OptimizerChoice::Sgd => OptimizerKind::Sgd { momentum: args.momentum, weight_decay: args.weight_decay },
+            OptimizerChoice::Adamw => OptimizerKind::AdamW { weight_decay: args.weight_decay },
+        },
+        clip_grad_norm: args.clip_grad_norm,
         weighting: if args.calib_weighting == "sum" { CalibWeighting::Sum } else { CalibWeighting::Inter },
         seed: args.seed,
     }
