@@ -117,8 +117,15 @@ pub struct AdamW {
     pub weight_decay: f32,
     pub betas: (f32, f32),
     pub eps: f32,
-    /// (t, m, v) per parameter
-    state: Vec<Option<(i32, Vec<f32>, Vec<f32>)>>,
+    state: Vec<Option<Moments>>,
+}
+
+/// One parameter's step count and first and second moments.
+#[derive(Clone)]
+struct Moments {
+    t: i32,
+    m: Vec<f32>,
+    v: Vec<f32>,
 }
 
 impl AdamW {
@@ -140,7 +147,8 @@ impl Optimizer for AdamW {
             self.state.resize(index + 1, None);
         }
         let (b1, b2) = self.betas;
-        let (t, m, v) = self.state[index].get_or_insert_with(|| (0, vec![0.0; g.len()], vec![0.0; g.len()]));
+        let Moments { t, m, v } =
+            self.state[index].get_or_insert_with(|| Moments { t: 0, m: vec![0.0; g.len()], v: vec![0.0; g.len()] });
         *t += 1;
         let (c1, c2) = (1.0 - b1.powi(*t), 1.0 - b2.powi(*t));
         let mut next = Vec::with_capacity(values.len());

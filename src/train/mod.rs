@@ -129,6 +129,7 @@ pub fn train(
 }
 
 /// One forward, backward and update on a batch.
+#[allow(clippy::too_many_arguments)] // the loop's state, passed apart so that each piece is borrowed alone
 fn train_step(
     trainee: &mut impl Trainee,
     params: &mut Vec<(String, Tensor)>,
