@@ -421,3 +421,29 @@ fn trains_with_adamw_and_clipped_gradients() {
     assert_eq!(losses.len(), 6);
     assert!(losses[4..].iter().sum::<f64>() < losses[..2].iter().sum::<f64>(), "{losses:?}");
 }
+
+/// `cpeal eval --coop` with PyTorch's context: the metrics of PyTorch's logits for that batch.
+#[test]
+fn eval_of_a_coop_adapter_gives_the_metrics_of_pytorchs_logits() {
+    use cpeal::adapters::CoopAdapter;
+    let tmp = tempfile::tempdir().unwrap();
+    let step = fixture("train/clip_coop_step");
+    let names: Vec<String> =
+        std::fs::read_to_string(step.join("classnames.txt")).unwrap().lines().map(String::from).collect();
+    let ctx = common::load(&step.join("adapter_init.safetensors"), "prompt_learner.ctx");
+    let dir = tmp.path().join("coop");
+    CoopAdapter { classnames: names, n_ctx: 4, class_specific: true, ctx }.save(&dir, "tiny").unwrap();
+    let data = step.join("batch.safetensors");
+    let o = Command::new(cpeal_bin())
+        .args(["eval", "--model", fixture("hf-tiny/clip").to_str().unwrap(), "--coop", dir.to_str().unwrap()])
+        .args(["--data", data.to_str().unwrap(), "--device", "cpu", "--batch-size", "4", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let logits = common::load(&step.join("expected.safetensors"), "logits").to_vec().unwrap();
+    let (labels, _) = cpeal::weights::SafetensorsFile::open(&data).unwrap().get_i64("labels").unwrap();
+    let want = cpeal::metrics::evaluate(&logits, 5, &labels.iter().map(|&l| l as usize).collect::<Vec<_>>()).unwrap();
+    assert_eq!(got["accuracy"].as_f64().unwrap(), want.accuracy);
+    assert!((got["nll"].as_f64().unwrap() - want.nll).abs() < 1e-4 * want.nll, "{got} vs {want:?}");
+}

@@ -33,18 +33,7 @@ impl<'a> CoopPrompts<'a> {
         n_ctx: usize,
         image_embeds: Tensor,
     ) -> Result<CoopPrompts<'a>> {
-        let placeholders = vec!["X"; n_ctx].join(" ");
-        let texts: Vec<String> = classnames.iter().map(|c| format!("{placeholders} {c}.")).collect();
-        let prompts = tokenizer.encode_batch(&texts)?;
-        // The context replaces tokens 1..=n_ctx: each placeholder must be one token.
-        if let Some((class, _)) =
-            prompts.iter().enumerate().find(|(_, p)| p.len() < n_ctx + 2 || p[1..=n_ctx].iter().any(|&t| t != p[1]))
-        {
-            return Err(Error::invalid(
-                "coop",
-                format!("the prompt of class `{}` does not start with {n_ctx} placeholders", classnames[class]),
-            ));
-        }
+        let prompts = prompt_ids(tokenizer, classnames, n_ctx)?;
         Ok(CoopPrompts { clip, prompts, n_ctx, image_embeds })
     }
 
@@ -74,6 +63,22 @@ impl Trainee for CoopPrompts<'_> {
     fn finish(&mut self, _params: &[(String, Tensor)]) -> Result<()> {
         Ok(())
     }
+}
+
+/// The token ids of "X X … X {class}." for each class (`n_ctx` placeholders, whose embeddings the context
+/// replaces: tokens 1..=n_ctx).
+pub fn prompt_ids(tokenizer: &ClipTokenizer, classnames: &[String], n_ctx: usize) -> Result<Vec<Vec<u32>>> {
+    let placeholders = vec!["X"; n_ctx].join(" ");
+    let texts: Vec<String> = classnames.iter().map(|c| format!("{placeholders} {c}.")).collect();
+    let prompts = tokenizer.encode_batch(&texts)?;
+    // Each placeholder must be one token.
+    if let Some((class, _)) =
+        prompts.iter().enumerate().find(|(_, p)| p.len() < n_ctx + 2 || p[1..=n_ctx].iter().any(|&t| t != p[1]))
+    {
+        let why = format!("the prompt of class `{}` does not start with {n_ctx} placeholders", classnames[class]);
+        return Err(Error::invalid("coop", why));
+    }
+    Ok(prompts)
 }
 
 fn context(params: &[(String, Tensor)]) -> Result<&Tensor> {

@@ -1,12 +1,15 @@
 //! `cpeal eval`: accuracy and calibration (ECE over 15 bins, NLL, Brier, AUROC of the entropy at telling wrong
-//! predictions from right ones) of an image classifier, optionally with a peft adapter, on a batch file.
+//! predictions from right ones) of an image classifier, optionally with a peft adapter, or of CLIP with a CoOp
+//! adapter's prompts, on labelled images.
 
 use std::path::PathBuf;
 
-use cpeal::adapters::LoraAdapter;
+use cpeal::adapters::{CoopAdapter, LoraAdapter};
 use cpeal::metrics;
 use cpeal::models::Model;
 use cpeal::progress::Progress;
+use cpeal::tokenizer::ClipTokenizer;
+use cpeal::train::coop;
 use cpeal::{Device, DeviceKind, Error, Tensor};
 
 #[derive(clap::Args)]
@@ -15,8 +18,11 @@ pub struct Args {
     #[arg(long)]
     pub model: PathBuf,
     /// a peft adapter to merge into the model (LoRA factors and the saved classifier)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "coop")]
     pub adapter: Option<PathBuf>,
+    /// a CoOp adapter (`cpeal train --method coop`) for a CLIP checkpoint: its classes and learned prompts
+    #[arg(long)]
+    pub coop: Option<PathBuf>,
     #[command(flatten)]
     pub data: super::labelled::Source,
     #[arg(long, default_value_t = 64)]
@@ -31,6 +37,9 @@ pub struct Args {
 
 pub fn run(args: &Args) -> cpeal::Result<()> {
     let device = Device::open(args.device)?;
+    if let Some(dir) = &args.coop {
+        return eval_coop(args, dir, &device);
+    }
     let model = match &args.adapter {
         Some(dir) => Model::load_merged(&args.model, &device, &LoraAdapter::load(dir)?)?,
         None => Model::load_on(&args.model, &device)?,
@@ -51,8 +60,51 @@ pub fn report(
     json: bool,
 ) -> cpeal::Result<()> {
     let logits = classify(model, images, batch_size.max(1), device)?;
+    print_metrics(&logits, labels, data, json)
+}
+
+/// CLIP with a CoOp adapter: the class prompts' embeddings with the learned context (on the CPU: C prompts),
+/// the images' on `device`, and exp(logit_scale)·cos between them.
+fn eval_coop(args: &Args, dir: &std::path::Path, device: &Device) -> cpeal::Result<()> {
+    let adapter = CoopAdapter::load(dir)?;
+    let cpu = Model::load(&args.model)?;
+    let not_clip = || Error::invalid(args.model.display().to_string(), "--coop needs a CLIP checkpoint");
+    let clip = cpu.clip().ok_or_else(not_clip)?;
+    let prompts = coop::prompt_ids(&ClipTokenizer::from_dir(&args.model)?, &adapter.classnames, adapter.n_ctx)?;
+    let no_projection = || Error::invalid("eval", "the CLIP checkpoint lacks a projection");
+    let text = clip.forward_prompts(&prompts, &adapter.ctx, 1)?.text_embeds.ok_or_else(no_projection)?;
+    let on_device = match device {
+        Device::Cpu => None,
+        _ => Some(Model::load_on(&args.model, device)?),
+    };
+    let model = on_device.as_ref().unwrap_or(&cpu);
+    let (images, labels) = args.data.read(model, &args.model)?;
+    let embeds = image_embeds(model.clip().ok_or_else(not_clip)?, &images, args.batch_size.max(1), device)?;
+    let logits = clip.logits_per_image(&embeds, &text)?.to_vec()?;
+    print_metrics(&logits, &labels, args.data.path(), args.json)
+}
+
+/// Unit-norm image embeddings `[N, D]` on the CPU, computed `batch_size` at a time on `device`.
+fn image_embeds(
+    clip: &cpeal::models::clip::Clip,
+    images: &Tensor,
+    batch_size: usize,
+    device: &Device,
+) -> cpeal::Result<Tensor> {
+    let (n, mut d) = (images.shape()[0], 0);
+    let mut values = Vec::new();
+    for batch in batches(images, batch_size, device) {
+        let embeds = clip.forward_images(&batch?)?.image_embeds;
+        let embeds = embeds.ok_or_else(|| Error::invalid("eval", "the CLIP checkpoint lacks a visual projection"))?;
+        d = embeds.last_dim();
+        values.extend(embeds.to_vec()?);
+    }
+    Tensor::from_vec(values, &[n, d])
+}
+
+fn print_metrics(logits: &[f32], labels: &[usize], data: &std::path::Path, json: bool) -> cpeal::Result<()> {
     let classes = logits.len() / labels.len().max(1);
-    let m = metrics::evaluate(&logits, classes, labels).map_err(|e| Error::tensor(data, "labels", e.to_string()))?;
+    let m = metrics::evaluate(logits, classes, labels).map_err(|e| Error::tensor(data, "labels", e.to_string()))?;
     if json {
         println!("{}", m.json());
     } else {
@@ -67,24 +119,36 @@ pub fn report(
 
 /// The model's logits for every image, batch by batch, as host values `[N · classes]`.
 fn classify(model: &Model, images: &Tensor, batch_size: usize, device: &Device) -> cpeal::Result<Vec<f32>> {
-    let n = images.shape()[0];
-    let per_image = images.numel() / n.max(1);
-    let all = images.cpu_slice()?;
-    let mut progress = Progress::new(n, "eval");
+    let mut progress = Progress::new(images.shape()[0], "eval");
     let mut logits = Vec::new();
-    for start in (0..n).step_by(batch_size) {
-        let rows = batch_size.min(n - start);
-        let mut shape = images.shape().to_vec();
-        shape[0] = rows;
-        let batch =
-            Tensor::from_vec(all[start * per_image..][..rows * per_image].to_vec(), &shape)?.to_device(device)?;
+    for batch in batches(images, batch_size, device) {
+        let batch = batch?;
+        let rows = batch.shape()[0];
         let out = model.forward_images(&batch)?;
-        let z = out
-            .logits
-            .ok_or_else(|| Error::invalid("eval", "the model has no classification head (give --adapter)"))?;
-        logits.extend(z.to_vec()?);
+        let no_head = || Error::invalid("eval", "the model has no classification head (give --adapter)");
+        logits.extend(out.logits.ok_or_else(no_head)?.to_vec()?);
         progress.inc(rows);
     }
     progress.finish();
     Ok(logits)
+}
+
+/// `images` `[N, …]` (on the CPU) in consecutive batches of `batch_size` rows, each copied to `device`.
+fn batches<'a>(
+    images: &'a Tensor,
+    batch_size: usize,
+    device: &'a Device,
+) -> impl Iterator<Item = cpeal::Result<Tensor>> + 'a {
+    let n = images.shape()[0];
+    let per_image = images.numel() / n.max(1);
+    (0..n).step_by(batch_size.max(1)).map(move |start| {
+        let rows = batch_size.max(1).min(n - start);
+        let mut shape = images.shape().to_vec();
+        shape[0] = rows;
+        let batch = images
+            .cpu_slice()
+            .and_then(|all| Tensor::from_vec(all[start * per_image..][..rows * per_image].to_vec(), &shape))
+            .and_then(|t| t.to_device(device));
+        batch
+    })
 }
