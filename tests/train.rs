@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixture, load, max_abs_diff};
+use common::{batch_labels, fixture, load, max_abs_diff, rel_err};
 use cpeal::adapters::LoraAdapter;
 use cpeal::models::Model;
 use cpeal::optim::Optimizer;
@@ -28,20 +28,6 @@ fn lora_adapter_from_peft_gives_pytorchs_logits() {
     assert!(err < 1e-5, "logits: max abs error {err}");
 }
 
-fn labels(path: &std::path::Path) -> Vec<usize> {
-    let (ids, _) = cpeal::weights::SafetensorsFile::open(path).unwrap().get_i64("labels").unwrap();
-    ids.into_iter().map(|v| v as usize).collect()
-}
-
-/// ‖a − b‖ / ‖b‖.
-fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.shape(), b.shape());
-    let (x, y) = (a.to_vec().unwrap(), b.to_vec().unwrap());
-    let num: f64 = x.iter().zip(&y).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum();
-    let den: f64 = y.iter().map(|q| (*q as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
-
 /// One SGD step of LoRA + classifier with the calibration loss (λ = 1, inter weighting, lr 0.05), as peft and
 /// PyTorch took it: the loss terms, every adapter gradient, and the adapter after the step.
 #[test]
@@ -53,7 +39,7 @@ fn one_lora_sgd_step_matches_pytorch() {
     let batch = step.join("batch.safetensors");
     let logits = model.forward_images(&load(&batch, "pixel_values")).unwrap().logits.unwrap();
     let cfg = CalibrationLoss { weight: 1.0, weighting: CalibWeighting::Inter };
-    let terms = calibration_loss(&logits, &labels(&batch), &cfg).unwrap();
+    let terms = calibration_loss(&logits, &batch_labels(&batch), &cfg).unwrap();
     for (name, got) in [("ce", terms.ce), ("l_uc", terms.l_uc), ("loss", terms.loss.to_vec().unwrap()[0])] {
         let want = load(&expected, name).to_vec().unwrap()[0];
         assert!(((got - want) / want).abs() < 1e-5, "{name}: {got} vs PyTorch {want}");
@@ -107,7 +93,7 @@ fn one_coop_sgd_step_matches_pytorch() {
     assert!(err < 1e-4, "logits: max abs error {err}");
 
     let cfg = CalibrationLoss { weight: 1.0, weighting: CalibWeighting::Inter };
-    let terms = calibration_loss(&logits, &labels(&batch), &cfg).unwrap();
+    let terms = calibration_loss(&logits, &batch_labels(&batch), &cfg).unwrap();
     for (name, got) in [("ce", terms.ce), ("l_uc", terms.l_uc), ("loss", terms.loss.to_vec().unwrap()[0])] {
         let want = load(&expected, name).to_vec().unwrap()[0];
         assert!(((got - want) / want).abs() < 1e-5, "{name}: {got} vs PyTorch {want}");
@@ -155,7 +141,7 @@ fn the_trainer_takes_pytorchs_step() {
         &mut model,
         &mut adapter,
         &load(&batch, "pixel_values"),
-        &labels(&batch),
+        &batch_labels(&batch),
         &opts,
         |l| logs.push(l.clone()),
     )
@@ -174,7 +160,7 @@ fn the_trainer_takes_pytorchs_step() {
 #[test]
 fn training_lowers_the_loss_and_is_reproducible() {
     let batch = fixture("train/dinov2_lora_step/batch.safetensors");
-    let (pixels, labels) = (load(&batch, "pixel_values"), labels(&batch));
+    let (pixels, labels) = (load(&batch, "pixel_values"), batch_labels(&batch));
     let run = |seed: u64| {
         let mut model = Model::load(&fixture("hf-tiny/dinov2")).unwrap();
         let config = cpeal::adapters::LoraConfig {
@@ -217,7 +203,7 @@ fn a_non_finite_loss_stops_training_and_keeps_the_adapter() {
         &mut model,
         &mut adapter,
         &pixels,
-        &labels(&batch),
+        &batch_labels(&batch),
         &options(1, 6, 0.05, 1),
         |_| {},
     )
@@ -239,7 +225,7 @@ fn the_coop_trainer_takes_pytorchs_step() {
     let tokenizer = cpeal::tokenizer::ClipTokenizer::from_dir(fixture("hf-tiny/clip")).unwrap();
     let classnames: Vec<String> =
         std::fs::read_to_string(step.join("classnames.txt")).unwrap().lines().map(String::from).collect();
-    let images = encode_images(clip, &load(&batch, "pixel_values"), 4).unwrap();
+    let images = encode_images(clip, &load(&batch, "pixel_values"), 4, &cpeal::Device::Cpu).unwrap();
     let mut coop = CoopPrompts::new(clip, &tokenizer, &classnames, 4, images).unwrap();
     // The tokenizer's prompts are the fixture's, up to their end-of-text token.
     let (ids, shape) = cpeal::weights::SafetensorsFile::open(&batch).unwrap().get_i64("prompt_input_ids").unwrap();
@@ -250,7 +236,7 @@ fn the_coop_trainer_takes_pytorchs_step() {
     }
     let mut params = vec![(CONTEXT.to_string(), load(&step.join("adapter_init.safetensors"), CONTEXT))];
     let mut losses = Vec::new();
-    cpeal::train::train(&mut coop, &mut params, &labels(&batch), &options(1, 6, 0.1, 5), |l| losses.push(l.loss))
+    cpeal::train::train(&mut coop, &mut params, &batch_labels(&batch), &options(1, 6, 0.1, 5), |l| losses.push(l.loss))
         .unwrap();
     let want = load(&step.join("expected.safetensors"), "loss").to_vec().unwrap()[0];
     assert!((losses[0] - want).abs() < 1e-5 * want, "{} vs {want}", losses[0]);
@@ -295,7 +281,7 @@ fn clip_lora_gradient_matches_the_loss_along_a_direction() {
     let classnames: Vec<String> =
         std::fs::read_to_string(step.join("classnames.txt")).unwrap().lines().map(String::from).collect();
     let images = load(&batch, "pixel_values");
-    let labels = labels(&batch);
+    let labels = batch_labels(&batch);
     let mut trainee = ClipLora::new(&mut model, &adapter, &tokenizer, &classnames, 4, &images).unwrap();
     let cfg = CalibrationLoss { weight: 1.0, weighting: CalibWeighting::Inter };
     let rows: Vec<usize> = (0..6).collect();

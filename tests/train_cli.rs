@@ -2,20 +2,44 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
-use common::{cpeal_bin, fixture};
+use common::{batch_labels, cpeal_bin, fixture, rel_err};
 use cpeal::adapters::LoraAdapter;
-use cpeal::Tensor;
 
 fn train(args: &[&str]) -> std::process::Output {
     Command::new(cpeal_bin()).arg("train").args(args).output().unwrap()
 }
 
-fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
-    let (x, y) = (a.to_vec().unwrap(), b.to_vec().unwrap());
-    let num: f64 = x.iter().zip(&y).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum();
-    (num / y.iter().map(|q| (*q as f64).powi(2)).sum::<f64>()).sqrt()
+/// The metrics of PyTorch's logits for a fixture step's batch (what `cpeal eval` must report for the model that
+/// gave them).
+fn pytorch_metrics(step: &Path) -> cpeal::metrics::Metrics {
+    let logits = common::load(&step.join("expected.safetensors"), "logits").to_vec().unwrap();
+    cpeal::metrics::evaluate(&logits, 5, &batch_labels(&step.join("batch.safetensors"))).unwrap()
+}
+
+/// The CoOp fixture's initial context as a CoOp adapter directory in `dir`.
+fn save_pytorch_coop_adapter(dir: &Path) {
+    let step = fixture("train/clip_coop_step");
+    let names: Vec<String> =
+        std::fs::read_to_string(step.join("classnames.txt")).unwrap().lines().map(String::from).collect();
+    let ctx = common::load(&step.join("adapter_init.safetensors"), "prompt_learner.ctx");
+    cpeal::adapters::CoopAdapter { classnames: names, n_ctx: 4, class_specific: true, ctx }.save(dir, "tiny").unwrap();
+}
+
+/// A `t10k` split of `labels.len()` 28×28 images (IDX files) in `dir`; `stride` varies the pixels.
+fn write_idx_split(dir: &Path, labels: &[u8], stride: usize) {
+    let idx = |dims: &[u32], data: &[u8]| {
+        let mut out = vec![0, 0, 0x08, dims.len() as u8];
+        dims.iter().for_each(|d| out.extend_from_slice(&d.to_be_bytes()));
+        out.extend_from_slice(data);
+        out
+    };
+    let n = labels.len();
+    let pixels: Vec<u8> = (0..n * 28 * 28).map(|i| (i * stride % 251) as u8).collect();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), idx(&[n as u32, 28, 28], &pixels)).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[n as u32], labels)).unwrap();
 }
 
 #[test]
@@ -137,10 +161,7 @@ fn eval_reports_the_metrics_of_the_adapted_model() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let logits = common::load(&step.join("expected.safetensors"), "logits").to_vec().unwrap();
-    let (labels, _) = cpeal::weights::SafetensorsFile::open(&data).unwrap().get_i64("labels").unwrap();
-    let labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
-    let want = cpeal::metrics::evaluate(&logits, 5, &labels).unwrap();
+    let want = pytorch_metrics(&step);
     assert_eq!(got["samples"], 6);
     assert_eq!(got["accuracy"].as_f64().unwrap(), want.accuracy);
     for key in ["ece", "nll", "brier"] {
@@ -160,10 +181,8 @@ fn coop_from_pytorchs_context_one_step_gives_pytorchs_context() {
     let tmp = tempfile::tempdir().unwrap();
     let step = fixture("train/clip_coop_step");
     let classnames = step.join("classnames.txt");
-    let names: Vec<String> = std::fs::read_to_string(&classnames).unwrap().lines().map(String::from).collect();
-    let ctx = common::load(&step.join("adapter_init.safetensors"), "prompt_learner.ctx");
     let init = tmp.path().join("init");
-    CoopAdapter { classnames: names, n_ctx: 4, class_specific: true, ctx }.save(&init, "tiny").unwrap();
+    save_pytorch_coop_adapter(&init);
     let out = tmp.path().join("adapter");
     let (model, data) = (fixture("hf-tiny/clip"), step.join("batch.safetensors"));
     let common_args = ["--method", "coop", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap()];
@@ -234,10 +253,7 @@ fn eval_runs_an_adapter_on_the_emulated_gpu() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let logits = common::load(&step.join("expected.safetensors"), "logits").to_vec().unwrap();
-    let (labels, _) =
-        cpeal::weights::SafetensorsFile::open(&step.join("batch.safetensors")).unwrap().get_i64("labels").unwrap();
-    let want = cpeal::metrics::evaluate(&logits, 5, &labels.iter().map(|&l| l as usize).collect::<Vec<_>>()).unwrap();
+    let want = pytorch_metrics(&step);
     assert_eq!(got["accuracy"].as_f64().unwrap(), want.accuracy);
     assert!((got["nll"].as_f64().unwrap() - want.nll).abs() < 2e-2 * want.nll, "bf16 logits: {got} vs {want:?}");
 }
@@ -300,15 +316,7 @@ fn bench_train_times_a_step_on_a_checkpoint() {
 #[test]
 fn trains_and_evaluates_on_the_rows_an_index_file_lists() {
     let tmp = tempfile::tempdir().unwrap();
-    let idx = |dims: &[u32], data: &[u8]| {
-        let mut out = vec![0, 0, 0x08, dims.len() as u8];
-        dims.iter().for_each(|d| out.extend_from_slice(&d.to_be_bytes()));
-        out.extend_from_slice(data);
-        out
-    };
-    let pixels: Vec<u8> = (0..8 * 28 * 28).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(tmp.path().join("t10k-images-idx3-ubyte"), idx(&[8, 28, 28], &pixels)).unwrap();
-    std::fs::write(tmp.path().join("t10k-labels-idx1-ubyte"), idx(&[8], &[0, 1, 2, 0, 1, 2, 0, 1])).unwrap();
+    write_idx_split(tmp.path(), &[0, 1, 2, 0, 1, 2, 0, 1], 7);
     std::fs::write(tmp.path().join("picked.txt"), "5\n0\n2\n7\n").unwrap();
     std::fs::write(tmp.path().join("bad.txt"), "1\n8\n").unwrap();
     let (model, out) = (fixture("hf-tiny/dinov2"), tmp.path().join("adapter"));
@@ -353,15 +361,7 @@ fn trains_and_evaluates_on_the_rows_an_index_file_lists() {
 #[test]
 fn embedding_a_dataset_with_a_classifier_writes_its_logits() {
     let tmp = tempfile::tempdir().unwrap();
-    let idx = |dims: &[u32], data: &[u8]| {
-        let mut out = vec![0, 0, 0x08, dims.len() as u8];
-        dims.iter().for_each(|d| out.extend_from_slice(&d.to_be_bytes()));
-        out.extend_from_slice(data);
-        out
-    };
-    let pixels: Vec<u8> = (0..5 * 28 * 28).map(|i| (i * 13 % 251) as u8).collect();
-    std::fs::write(tmp.path().join("t10k-images-idx3-ubyte"), idx(&[5, 28, 28], &pixels)).unwrap();
-    std::fs::write(tmp.path().join("t10k-labels-idx1-ubyte"), idx(&[5], &[0, 1, 2, 3, 4])).unwrap();
+    write_idx_split(tmp.path(), &[0, 1, 2, 3, 4], 13);
     let merged = tmp.path().join("merged");
     std::fs::create_dir(&merged).unwrap();
     common::write_dinov2_classifier_checkpoint(&merged);
@@ -425,14 +425,10 @@ fn trains_with_adamw_and_clipped_gradients() {
 /// `cpeal eval --coop` with PyTorch's context: the metrics of PyTorch's logits for that batch.
 #[test]
 fn eval_of_a_coop_adapter_gives_the_metrics_of_pytorchs_logits() {
-    use cpeal::adapters::CoopAdapter;
     let tmp = tempfile::tempdir().unwrap();
     let step = fixture("train/clip_coop_step");
-    let names: Vec<String> =
-        std::fs::read_to_string(step.join("classnames.txt")).unwrap().lines().map(String::from).collect();
-    let ctx = common::load(&step.join("adapter_init.safetensors"), "prompt_learner.ctx");
     let dir = tmp.path().join("coop");
-    CoopAdapter { classnames: names, n_ctx: 4, class_specific: true, ctx }.save(&dir, "tiny").unwrap();
+    save_pytorch_coop_adapter(&dir);
     let data = step.join("batch.safetensors");
     let o = Command::new(cpeal_bin())
         .args(["eval", "--model", fixture("hf-tiny/clip").to_str().unwrap(), "--coop", dir.to_str().unwrap()])
@@ -441,9 +437,7 @@ fn eval_of_a_coop_adapter_gives_the_metrics_of_pytorchs_logits() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let logits = common::load(&step.join("expected.safetensors"), "logits").to_vec().unwrap();
-    let (labels, _) = cpeal::weights::SafetensorsFile::open(&data).unwrap().get_i64("labels").unwrap();
-    let want = cpeal::metrics::evaluate(&logits, 5, &labels.iter().map(|&l| l as usize).collect::<Vec<_>>()).unwrap();
+    let want = pytorch_metrics(&step);
     assert_eq!(got["accuracy"].as_f64().unwrap(), want.accuracy);
     assert!((got["nll"].as_f64().unwrap() - want.nll).abs() < 1e-4 * want.nll, "{got} vs {want:?}");
 }

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::models::clip::Clip;
 use crate::tensor::Tensor;
 use crate::tokenizer::ClipTokenizer;
+use crate::Device;
 
 use super::{gather_rows, Trainee};
 
@@ -89,14 +90,15 @@ fn context(params: &[(String, Tensor)]) -> Result<&Tensor> {
         .ok_or_else(|| Error::invalid("coop", format!("no `{CONTEXT}` among the trained tensors")))
 }
 
-/// The unit-norm image embeddings of `images` `[N, 3, H, W]`, `batch_size` at a time.
-pub fn encode_images(clip: &Clip, images: &Tensor, batch_size: usize) -> Result<Tensor> {
+/// The unit-norm image embeddings of `images` `[N, 3, H, W]` (on the CPU), `batch_size` at a time on `device`
+/// (where `clip` lives), brought back to the CPU.
+pub fn encode_images(clip: &Clip, images: &Tensor, batch_size: usize, device: &Device) -> Result<Tensor> {
     let n = images.shape()[0];
     let mut parts = Vec::new();
     let mut d = 0;
     for start in (0..n).step_by(batch_size.max(1)) {
         let rows: Vec<usize> = (start..n.min(start + batch_size.max(1))).collect();
-        let embeds = clip.forward_images(&gather_rows(images, &rows)?)?.image_embeds;
+        let embeds = clip.forward_images(&gather_rows(images, &rows)?.to_device(device)?)?.image_embeds;
         let embeds = embeds.ok_or_else(|| Error::invalid("coop", "the CLIP checkpoint has no visual projection"))?;
         d = embeds.last_dim();
         parts.extend(embeds.to_vec()?);

@@ -31,6 +31,21 @@ pub fn clip_fixture_sequences() -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// The int64 `labels` of a batch file, as class indices.
+pub fn batch_labels(path: &Path) -> Vec<usize> {
+    let (ids, _) = SafetensorsFile::open(path).unwrap().get_i64("labels").unwrap();
+    ids.into_iter().map(|v| v as usize).collect()
+}
+
+/// ‖a − b‖ / ‖b‖, asserting equal shapes.
+pub fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let (x, y) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+    let num: f64 = x.iter().zip(&y).map(|(p, q)| (*p as f64 - *q as f64).powi(2)).sum();
+    let den: f64 = y.iter().map(|q| (*q as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
 pub fn cpeal_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cpeal"))
 }

@@ -47,24 +47,22 @@ impl LinearBackward {
         }
     }
 
-    /// z = x·Wᵀ + LoRA + b, as the forward computed it before the activation.
-    fn pre_activation(&self, (m, n, k): (usize, usize, usize)) -> Result<Vec<f32>> {
-        let lora: Vec<LoraTerm> =
-            self.lora.iter().map(|t| LoraTerm { a: t.a.detach(), b: t.b.detach(), ..t.clone() }).collect();
-        let bias = self.bias.as_ref().map(Tensor::detach);
-        let e = Epilogue::bias(bias.as_ref()).with_lora(&lora);
-        cpu::linear(self.x.cpu_slice()?, self.w.cpu_slice()?, None, (m, n, k), &e)
-    }
-
-    fn all_on_cpu(&self, grad: &Tensor) -> bool {
-        let e = Epilogue {
+    /// The forward's epilogue, over the kept tensors.
+    fn epilogue(&self) -> Epilogue<'_> {
+        Epilogue {
+            row_norm: None,
+            lora: &self.lora,
             bias: self.bias.as_ref(),
+            activation: self.activation,
             layer_scale: self.layer_scale.as_ref(),
             residual: self.residual.as_ref(),
-            lora: &self.lora,
-            ..Epilogue::bias(None)
-        };
-        inputs(&self.x, &self.w, &e).iter().chain([&grad]).all(|t| matches!(t.storage(), Storage::Cpu(_)))
+        }
+    }
+
+    /// z = x·Wᵀ + LoRA + b, as the forward computed it before the activation (the CPU kernel records nothing).
+    fn pre_activation(&self, (m, n, k): (usize, usize, usize)) -> Result<Vec<f32>> {
+        let e = Epilogue::bias(self.bias.as_ref()).with_lora(&self.lora);
+        cpu::linear(self.x.cpu_slice()?, self.w.cpu_slice()?, None, (m, n, k), &e)
     }
 }
 
@@ -74,18 +72,11 @@ impl Backward for LinearBackward {
     }
 
     fn inputs(&self) -> Vec<&Tensor> {
-        let mut all = vec![&self.x, &self.w];
-        all.extend(&self.bias);
-        all.extend(&self.layer_scale);
-        all.extend(&self.residual);
-        for term in &self.lora {
-            all.extend([&term.a, &term.b]);
-        }
-        all
+        inputs(&self.x, &self.w, &self.epilogue())
     }
 
     fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        if !self.all_on_cpu(grad) {
+        if !self.inputs().iter().chain([&grad]).all(|t| matches!(t.storage(), Storage::Cpu(_))) {
             return Err(autograd::cpu_only("linear"));
         }
         let [n, k] = [self.w.shape()[0], self.w.shape()[1]];

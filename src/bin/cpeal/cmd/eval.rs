@@ -79,27 +79,9 @@ fn eval_coop(args: &Args, dir: &std::path::Path, device: &Device) -> cpeal::Resu
     };
     let model = on_device.as_ref().unwrap_or(&cpu);
     let (images, labels) = args.data.read(model, &args.model)?;
-    let embeds = image_embeds(model.clip().ok_or_else(not_clip)?, &images, args.batch_size.max(1), device)?;
+    let embeds = coop::encode_images(model.clip().ok_or_else(not_clip)?, &images, args.batch_size, device)?;
     let logits = clip.logits_per_image(&embeds, &text)?.to_vec()?;
     print_metrics(&logits, &labels, args.data.path(), args.json)
-}
-
-/// Unit-norm image embeddings `[N, D]` on the CPU, computed `batch_size` at a time on `device`.
-fn image_embeds(
-    clip: &cpeal::models::clip::Clip,
-    images: &Tensor,
-    batch_size: usize,
-    device: &Device,
-) -> cpeal::Result<Tensor> {
-    let (n, mut d) = (images.shape()[0], 0);
-    let mut values = Vec::new();
-    for batch in batches(images, batch_size, device) {
-        let embeds = clip.forward_images(&batch?)?.image_embeds;
-        let embeds = embeds.ok_or_else(|| Error::invalid("eval", "the CLIP checkpoint lacks a visual projection"))?;
-        d = embeds.last_dim();
-        values.extend(embeds.to_vec()?);
-    }
-    Tensor::from_vec(values, &[n, d])
 }
 
 fn print_metrics(logits: &[f32], labels: &[usize], data: &std::path::Path, json: bool) -> cpeal::Result<()> {

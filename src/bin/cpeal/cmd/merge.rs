@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use cpeal::adapters::LoraAdapter;
 use cpeal::models::Model;
-use cpeal::weights::{save_safetensors, Checkpoint, JsonConfig};
+use cpeal::weights::{replace_dir, save_safetensors, write_json, Checkpoint};
 use cpeal::{Error, Tensor};
 
 #[derive(clap::Args)]
@@ -39,32 +39,30 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
             .map_err(|e| Error::field(&config_path, "(file)", e.to_string()))?;
     let classes = merged.iter().find(|(n, _)| n == "classifier.weight").map(|(_, w)| w.shape()[0]);
     let prefix = match classes {
-        Some(classes) => with_head(&mut config, &JsonConfig::read(&config_path)?, classes),
+        Some(classes) => with_head(&mut config, classes),
         None => None,
     };
-    let staging = args.out.with_extension("saving");
-    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-    write_tensors(&Checkpoint::open(&args.model)?, merged, prefix.as_deref(), &staging.join("model.safetensors"))?;
-    let text = serde_json::to_string_pretty(&config).expect("JSON values serialise") + "\n";
-    std::fs::write(staging.join("config.json"), text).map_err(|e| Error::io(staging.join("config.json"), e))?;
-    for extra in ["preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"] {
-        if args.model.join(extra).exists() {
-            std::fs::copy(args.model.join(extra), staging.join(extra))
-                .map_err(|e| Error::io(args.model.join(extra), e))?;
+    let ckpt = Checkpoint::open(&args.model)?;
+    replace_dir(&args.out, |staging| {
+        write_tensors(&ckpt, merged, prefix.as_deref(), &staging.join("model.safetensors"))?;
+        write_json(&staging.join("config.json"), &config)?;
+        for extra in ["preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"]
+        {
+            if args.model.join(extra).exists() {
+                std::fs::copy(args.model.join(extra), staging.join(extra))
+                    .map_err(|e| Error::io(args.model.join(extra), e))?;
+            }
         }
-    }
-    if args.out.exists() {
-        std::fs::remove_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
-    }
-    std::fs::rename(&staging, &args.out).map_err(|e| Error::io(&args.out, e))?;
+        Ok(())
+    })?;
     eprintln!("merged checkpoint written to {}", args.out.display());
     Ok(())
 }
 
 /// Turns a base model's config into its image-classification class with `classes` labels; returns the prefix
 /// the backbone's tensors take in that class (none when the checkpoint already was one).
-fn with_head(config: &mut serde_json::Value, cfg: &JsonConfig, classes: usize) -> Option<String> {
-    let arch = cfg.first_str("architectures").unwrap_or_default().to_string();
+fn with_head(config: &mut serde_json::Value, classes: usize) -> Option<String> {
+    let arch = config["architectures"][0].as_str().unwrap_or_default().to_string();
     let (mut id2label, mut label2id) = (serde_json::Map::new(), serde_json::Map::new());
     for i in 0..classes {
         id2label.insert(i.to_string(), format!("LABEL_{i}").into());

@@ -214,7 +214,7 @@ fn train_coop(args: &Args, model: Model, images: &Tensor, labels: &[usize]) -> c
     let init = args.init.as_ref().map(|dir| CoopAdapter::load(dir)).transpose()?;
     let (n_ctx, class_specific) =
         init.as_ref().map_or((args.n_ctx, args.class_specific), |a| (a.n_ctx, a.class_specific));
-    let embeds = coop::encode_images(clip, images, args.batch_size)?;
+    let embeds = coop::encode_images(clip, images, args.batch_size, &cpeal::Device::Cpu)?;
     let mut prompts = coop::CoopPrompts::new(clip, &tokenizer, &classnames, n_ctx, embeds)?;
     let ctx = match init {
         Some(a) => a.ctx,
