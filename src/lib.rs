@@ -2,6 +2,7 @@
 //! transformers. See `README.md` for use and `ARCHITECTURE.md` for the layout.
 
 pub mod adapters;
+pub mod al;
 pub mod autograd;
 pub mod convert;
 pub mod data;

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 /// The confidence bins of the ECE, as is customary (and as the paper reports it).
 pub const ECE_BINS: usize = 15;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Metrics {
     pub samples: usize,
     pub accuracy: f64,

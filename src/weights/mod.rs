@@ -177,3 +177,15 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
+
+/// Writes `bytes` to a temporary file beside `path`, flushes it to disk and renames it over `path`: a reader,
+/// or a run resumed after a kill, sees the old content or the new, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    let temp = path.with_file_name(name);
+    let mut file = std::fs::File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| Error::io(&temp, e))?;
+    std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))
+}
