@@ -46,6 +46,29 @@ pub struct Preprocessor {
 }
 
 impl Preprocessor {
+    /// Images `rows` of an MNIST-layout file, preprocessed in parallel: `[rows, 3, H, W]` on the CPU.
+    pub fn idx_batch(&self, images: &crate::data::idx::IdxImages, rows: &[usize]) -> Result<crate::tensor::Tensor> {
+        use rayon::prelude::*;
+        let pixels: Vec<Vec<f32>> = rows
+            .par_iter()
+            .map(|&r| self.from_gray_u8(images.image(r).unwrap_or_default(), images.cols, images.rows))
+            .collect::<Result<_>>()?;
+        let per = pixels.first().map_or(0, Vec::len);
+        let side = ((per / 3) as f64).sqrt() as usize;
+        crate::tensor::Tensor::from_vec(pixels.concat(), &[rows.len(), 3, side, per / 3 / side.max(1)])
+    }
+
+    /// The preprocessing a checkpoint expects: its `preprocessor_config.json`, else the architecture's defaults.
+    pub fn for_model(model: &crate::models::Model, model_dir: &Path) -> Result<Preprocessor> {
+        let model_type = model.vision_model_type();
+        // DINOv2 configs say 518 (the pretraining size) but its processor crops 224.
+        let size = match model_type {
+            "dinov2" => 224,
+            _ => model.image_size().unwrap_or(224),
+        };
+        Preprocessor::from_dir(model_dir, model_type, size)
+    }
+
     /// Settings of the transformers processor that ships with each architecture, for `image_size` inputs.
     pub fn default_for(model_type: &str, image_size: usize) -> Result<Preprocessor> {
         if image_size == 0 {

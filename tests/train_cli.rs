@@ -28,20 +28,6 @@ fn save_pytorch_coop_adapter(dir: &Path) {
     cpeal::adapters::CoopAdapter { classnames: names, n_ctx: 4, class_specific: true, ctx }.save(dir, "tiny").unwrap();
 }
 
-/// A `t10k` split of `labels.len()` 28×28 images (IDX files) in `dir`; `stride` varies the pixels.
-fn write_idx_split(dir: &Path, labels: &[u8], stride: usize) {
-    let idx = |dims: &[u32], data: &[u8]| {
-        let mut out = vec![0, 0, 0x08, dims.len() as u8];
-        dims.iter().for_each(|d| out.extend_from_slice(&d.to_be_bytes()));
-        out.extend_from_slice(data);
-        out
-    };
-    let n = labels.len();
-    let pixels: Vec<u8> = (0..n * 28 * 28).map(|i| (i * stride % 251) as u8).collect();
-    std::fs::write(dir.join("t10k-images-idx3-ubyte"), idx(&[n as u32, 28, 28], &pixels)).unwrap();
-    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[n as u32], labels)).unwrap();
-}
-
 #[test]
 fn trains_a_fresh_adapter_and_writes_it_in_peft_format() {
     let tmp = tempfile::tempdir().unwrap();
@@ -316,7 +302,7 @@ fn bench_train_times_a_step_on_a_checkpoint() {
 #[test]
 fn trains_and_evaluates_on_the_rows_an_index_file_lists() {
     let tmp = tempfile::tempdir().unwrap();
-    write_idx_split(tmp.path(), &[0, 1, 2, 0, 1, 2, 0, 1], 7);
+    common::write_idx_split(tmp.path(), &[0, 1, 2, 0, 1, 2, 0, 1], 7);
     std::fs::write(tmp.path().join("picked.txt"), "5\n0\n2\n7\n").unwrap();
     std::fs::write(tmp.path().join("bad.txt"), "1\n8\n").unwrap();
     let (model, out) = (fixture("hf-tiny/dinov2"), tmp.path().join("adapter"));
@@ -361,7 +347,7 @@ fn trains_and_evaluates_on_the_rows_an_index_file_lists() {
 #[test]
 fn embedding_a_dataset_with_a_classifier_writes_its_logits() {
     let tmp = tempfile::tempdir().unwrap();
-    write_idx_split(tmp.path(), &[0, 1, 2, 3, 4], 13);
+    common::write_idx_split(tmp.path(), &[0, 1, 2, 3, 4], 13);
     let merged = tmp.path().join("merged");
     std::fs::create_dir(&merged).unwrap();
     common::write_dinov2_classifier_checkpoint(&merged);

@@ -1,7 +1,74 @@
 //! The active-learning runner: rounds of training an adapter on the labelled images, evaluating it, and
-//! choosing the next images to label, for several arms (strategy + loss) and seeds, resumable at any point.
+//! choosing the next images to label, for several arms (strategy + loss) and seeds. Resumable at any point:
+//! the same command continues a killed run and ends with the results an uninterrupted one would have.
+//!
+//! Layout of a run directory: `experiment.toml` (the experiment, to recognise a resume), `selected/` (the split
+//! rows labelled at the start of each round), `rounds/` (one JSON record per completed round), `cache/` (frozen
+//! features), and the reports made from the records: `metrics.csv`, `timings.csv`, `summary.md`, `curves.svg`.
 
+pub mod config;
+pub mod data;
+pub mod learner;
 pub mod record;
 pub mod report;
+pub mod runner;
 
+use std::path::Path;
+use std::sync::Arc;
+
+pub use config::Experiment;
 pub use record::RoundRecord;
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::preprocess::Preprocessor;
+use config::MethodKind;
+use learner::{HeadLearner, Learner, LoraLearner};
+use runner::{Budgets, RunDir};
+
+/// Forward batch of the frozen and evaluation passes.
+const FORWARD_BATCH: usize = 32;
+
+/// Runs (or resumes) `exp`, read from `config`, in `out`; `on_round` sees each completed round. Returns every
+/// record of the experiment.
+pub fn run(
+    exp: &Experiment,
+    config: &Path,
+    out: &Path,
+    mut on_round: impl FnMut(&RoundRecord),
+) -> Result<Vec<RoundRecord>> {
+    let kind = exp.device_kind().map_err(|why| Error::field(config, "device", why))?;
+    let device = Device::open(kind)?;
+    let cpu_model = Model::load(&exp.model)?;
+    let pre = Preprocessor::for_model(&cpu_model, &exp.model)?;
+    let data = Arc::new(data::Dataset::load(&exp.data, pre, config)?);
+    let budgets = Budgets::of(exp, &data, config)?;
+    let dir = RunDir::new(out);
+    dir.prepare(exp)?; // only once the experiment is known to be runnable
+    let mut learner: Box<dyn Learner> = match exp.method.kind {
+        MethodKind::Head => {
+            let frozen = match device {
+                Device::Cpu => cpu_model,
+                _ => Model::load_on(&exp.model, &device)?,
+            };
+            Box::new(HeadLearner::new(&frozen, &data, &device, FORWARD_BATCH, &dir.feature_cache())?)
+        }
+        MethodKind::Lora => {
+            drop(cpu_model);
+            Box::new(LoraLearner::new(&exp.model, exp.lora_config(), data.clone(), device, FORWARD_BATCH)?)
+        }
+    };
+    let arms = exp.arm_names();
+    for &seed in &exp.seeds {
+        for arm in &exp.arms {
+            runner::run_arm(exp, arm, seed, &data, &budgets, learner.as_mut(), &dir, &mut |record| {
+                on_round(record);
+                report::write_reports(out, &dir.records(exp)?, &arms, &exp.title)
+            })?;
+        }
+    }
+    let records = dir.records(exp)?;
+    report::write_reports(out, &records, &arms, &exp.title)?;
+    Ok(records)
+}

@@ -72,11 +72,15 @@ impl Dinov2 {
         let last_hidden_state = self.norm.forward(&hidden)?;
         let cls = ops::select_rows(&last_hidden_state, &vec![0; last_hidden_state.shape()[0]])?;
         let logits = match &self.classifier {
-            Some(c) => {
-                Some(c.forward(&ops::concat_last(&cls, &ops::mean_tokens(&last_hidden_state, 1 + self.registers)?)?)?)
-            }
+            Some(c) => Some(c.forward(&self.head_input(&last_hidden_state)?)?),
             None => None,
         };
         Ok(VisionOutput { last_hidden_state, pooler_output: Some(cls), image_embeds: None, logits })
+    }
+
+    /// What the classifier reads: concat(CLS, mean of the patch tokens) of the normed hidden states `[B, 2·D]`.
+    pub fn head_input(&self, last_hidden_state: &Tensor) -> Result<Tensor> {
+        let cls = ops::select_rows(last_hidden_state, &vec![0; last_hidden_state.shape()[0]])?;
+        ops::concat_last(&cls, &ops::mean_tokens(last_hidden_state, 1 + self.registers)?)
     }
 }

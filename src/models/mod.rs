@@ -46,6 +46,11 @@ impl VisionOutput {
         if let Some(t) = self.image_embeds.as_ref().or(self.pooler_output.as_ref()) {
             return Ok(t.clone());
         }
+        self.pooled_cls()
+    }
+
+    /// The CLS token of the last hidden state, `[B, D]`.
+    pub fn pooled_cls(&self) -> Result<Tensor> {
         let b = self.last_hidden_state.shape()[0];
         crate::ops::select_rows(&self.last_hidden_state, &vec![0; b])
     }
@@ -197,6 +202,16 @@ impl Model {
             if let Some(encoder) = self.encoder_mut(tower) {
                 encoder.clear_lora();
             }
+        }
+    }
+
+    /// The features the image classification head reads, from a forward's output (ViT: CLS; DINOv2:
+    /// concat(CLS, mean of patch tokens)): `[B, pooled_features()]`.
+    pub fn head_input(&self, out: &VisionOutput) -> Result<Tensor> {
+        match self {
+            Model::Vit(_) => out.pooled_cls(),
+            Model::Dinov2(m) => m.head_input(&out.last_hidden_state),
+            Model::Clip(_) => Err(Error::invalid("classifier", "CLIP has no classification head")),
         }
     }
 

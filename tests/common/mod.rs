@@ -136,3 +136,22 @@ pub fn write_vit_head_dim_64(dir: &Path) {
     }
     std::fs::write(dir.join("config.json"), config).unwrap();
 }
+
+/// A `t10k` split of `labels.len()` 28×28 images (IDX files) in `dir`; `stride` varies the pixels.
+pub fn write_idx_split(dir: &Path, labels: &[u8], stride: usize) {
+    write_idx_images(dir, labels, |i| (i * stride % 251) as u8);
+}
+
+/// A `t10k` split in `dir` whose pixel `i` (counted over all images, row-major) is `pixel(i)`.
+pub fn write_idx_images(dir: &Path, labels: &[u8], pixel: impl FnMut(usize) -> u8) {
+    let idx = |dims: &[u32], data: &[u8]| {
+        let mut out = vec![0, 0, 0x08, dims.len() as u8];
+        dims.iter().for_each(|d| out.extend_from_slice(&d.to_be_bytes()));
+        out.extend_from_slice(data);
+        out
+    };
+    let n = labels.len();
+    let pixels: Vec<u8> = (0..n * 28 * 28).map(pixel).collect();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), idx(&[n as u32, 28, 28], &pixels)).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[n as u32], labels)).unwrap();
+}

@@ -37,6 +37,8 @@ pub enum Command {
     Select(cmd::select::Args),
     /// Train a LoRA adapter and classification head with the calibration loss; writes it in peft's format.
     Train(cmd::train::Args),
+    /// Run (or resume) an active-learning experiment from a TOML config: arms × seeds × rounds, with reports.
+    Run(cmd::run::Args),
     /// Accuracy and calibration (ECE, NLL, Brier, error AUROC of the entropy) of a classifier on a batch file.
     Eval(cmd::eval::Args),
     /// Merge a peft adapter into its checkpoint, giving a plain Hugging Face checkpoint.

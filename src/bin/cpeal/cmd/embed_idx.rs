@@ -10,10 +10,8 @@ use cpeal::models::Model;
 use cpeal::progress::Progress;
 use cpeal::weights::save_safetensors;
 use cpeal::{Device, Error, Tensor};
-use rayon::prelude::*;
 
 use super::embed::concat_rows;
-use super::embed_images::preprocessor_for;
 
 pub struct IdxRequest<'a> {
     pub dir: &'a Path,
@@ -28,18 +26,12 @@ pub fn run(model: &Model, model_dir: &Path, device: &Device, req: &IdxRequest, o
     if n == 0 {
         return Err(Error::invalid(req.dir.display().to_string(), format!("split `{}` has no images", req.split)));
     }
-    let pre = preprocessor_for(model, model_dir)?;
+    let pre = cpeal::preprocess::Preprocessor::for_model(model, model_dir)?;
     let mut progress = Progress::new(n, "embed");
     let (mut parts, mut logits) = (Vec::new(), Vec::new());
     for start in (0..n).step_by(req.batch_size) {
         let end = (start + req.batch_size).min(n);
-        let rows: Vec<Vec<f32>> = (start..end)
-            .into_par_iter()
-            .map(|i| pre.from_gray_u8(images.image(i).unwrap_or_default(), images.cols, images.rows))
-            .collect::<cpeal::Result<_>>()?;
-        let per = rows[0].len();
-        let side = ((per / 3) as f64).sqrt() as usize;
-        let pixels = Tensor::from_vec(rows.concat(), &[end - start, 3, side, per / 3 / side])?;
+        let pixels = pre.idx_batch(&images, &(start..end).collect::<Vec<_>>())?;
         let out = model.forward_images(&pixels.to_device(device)?)?;
         parts.push(out.pooled()?);
         logits.extend(out.logits);

@@ -13,17 +13,6 @@ use cpeal::{Device, Error, Tensor};
 
 use super::embed::concat_rows;
 
-/// The preprocessing a checkpoint expects: its `preprocessor_config.json`, else the architecture's defaults.
-pub fn preprocessor_for(model: &Model, model_dir: &Path) -> cpeal::Result<Preprocessor> {
-    let model_type = model.vision_model_type();
-    // DINOv2 configs say 518 (the pretraining size) but its processor crops 224.
-    let size = match model_type {
-        "dinov2" => 224,
-        _ => model.image_size().unwrap_or(224),
-    };
-    Preprocessor::from_dir(model_dir, model_type, size)
-}
-
 /// Pooled embeddings of every image in `paths`, in file order.
 pub fn embed_paths(
     model: &Model,
@@ -33,7 +22,7 @@ pub fn embed_paths(
     batch_size: usize,
 ) -> cpeal::Result<(Vec<PathBuf>, Tensor)> {
     let source = ImageSource::from_args(paths)?;
-    let pre = preprocessor_for(model, model_dir)?;
+    let pre = Preprocessor::for_model(model, model_dir)?;
     let mut files = Vec::with_capacity(source.len());
     let mut parts = Vec::new();
     for batch in source.batches(&pre, batch_size)? {

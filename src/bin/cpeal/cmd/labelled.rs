@@ -8,9 +8,6 @@ use cpeal::data::idx::read_split;
 use cpeal::models::Model;
 use cpeal::weights::SafetensorsFile;
 use cpeal::{Error, Tensor};
-use rayon::prelude::*;
-
-use super::embed_images::preprocessor_for;
 
 #[derive(clap::Args)]
 pub struct Source {
@@ -54,14 +51,8 @@ impl Source {
         if rows.is_empty() {
             return Err(Error::invalid(dir.display().to_string(), "no images to read"));
         }
-        let pre = preprocessor_for(model, model_dir)?;
-        let pixels: Vec<Vec<f32>> = rows
-            .par_iter()
-            .map(|&i| pre.from_gray_u8(images.image(i).unwrap_or_default(), images.cols, images.rows))
-            .collect::<cpeal::Result<_>>()?;
-        let per = pixels[0].len();
-        let side = ((per / 3) as f64).sqrt() as usize;
-        let tensor = Tensor::from_vec(pixels.concat(), &[rows.len(), 3, side, per / 3 / side])?;
+        let pre = cpeal::preprocess::Preprocessor::for_model(model, model_dir)?;
+        let tensor = pre.idx_batch(&images, &rows)?;
         Ok((tensor, rows.iter().map(|&i| usize::from(labels[i])).collect()))
     }
 }

@@ -13,6 +13,7 @@ pub mod info;
 pub mod labelled;
 pub mod merge;
 pub mod nvrtc_check;
+pub mod run;
 pub mod select;
 pub mod selftest;
 pub mod train;
@@ -35,5 +36,6 @@ pub fn dispatch(command: Command) -> cpeal::Result<()> {
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Merge(args) => merge::run(&args),
+        Command::Run(args) => run::run(&args),
     }
 }

@@ -1,0 +1,213 @@
+//! What an experiment trains each round, from scratch, and how it predicts: a linear head on the frozen
+//! backbone's features (computed once and cached on disk), or LoRA on the blocks plus the head. Training runs on
+//! the CPU; the frozen forwards (and, for LoRA, the adapted model merged into its weights) run on the device.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::data::Dataset;
+use crate::adapters::{init::fresh_classifier, LoraAdapter, LoraConfig};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::nn::Linear;
+use crate::tensor::Tensor;
+use crate::train::{self, gather_rows, StepLog, TrainOptions, Trainee};
+use crate::weights::SafetensorsFile;
+
+/// A model's outputs for some rows, on the host.
+pub struct Predicted {
+    /// `[rows, classes]`
+    pub logits: Vec<f32>,
+    /// What the head reads, `[rows, dim]` (coreset, BADGE and featdist select on these).
+    pub features: Vec<f32>,
+    pub dim: usize,
+}
+
+pub trait Learner {
+    /// Trains afresh (initialised from `seed`) on split rows `rows` with `labels`.
+    fn fit(&mut self, rows: &[usize], labels: &[usize], opts: &TrainOptions, seed: u64) -> Result<()>;
+    /// The trained model's outputs for split rows `rows`.
+    fn predict(&mut self, rows: &[usize]) -> Result<Predicted>;
+}
+
+/// Logits (when the model has a head) and head features of split rows `rows`, in batches on `device`.
+pub fn forward_rows(model: &Model, data: &Dataset, rows: &[usize], device: &Device, batch: usize) -> Result<Predicted> {
+    let (mut logits, mut features) = (Vec::new(), Vec::new());
+    for chunk in rows.chunks(batch.max(1)) {
+        let out = model.forward_images(&data.pixels(chunk)?.to_device(device)?)?;
+        features.extend(model.head_input(&out)?.to_vec()?);
+        if let Some(l) = &out.logits {
+            logits.extend(l.to_vec()?);
+        }
+    }
+    Ok(Predicted { logits, features, dim: model.pooled_features()? })
+}
+
+/// A linear head (with bias) over features cached once per experiment.
+pub struct HeadLearner {
+    /// Cached features of every pool and test row, `[rows, dim]`, and each split row's position.
+    features: Tensor,
+    position: HashMap<usize, usize>,
+    classes: usize,
+    head: Vec<(String, Tensor)>,
+}
+
+impl HeadLearner {
+    /// The frozen backbone's features of the pool and test rows: read from `cache` when it is there (written
+    /// by an earlier run of this experiment), else computed on `device` and written there.
+    pub fn new(model: &Model, data: &Dataset, device: &Device, batch: usize, cache: &Path) -> Result<HeadLearner> {
+        let rows: Vec<usize> = data.pool_rows().into_iter().chain(data.test_rows()).collect();
+        let dim = model.pooled_features()?;
+        let features = if cache.exists() {
+            read_cache(cache, rows.len(), dim)?
+        } else {
+            let computed = forward_rows(model, data, &rows, device, batch)?;
+            let t = Tensor::from_vec(computed.features, &[rows.len(), dim])?;
+            write_cache(cache, &t)?;
+            t
+        };
+        let position = rows.iter().enumerate().map(|(k, &r)| (r, k)).collect();
+        Ok(HeadLearner { features, position, classes: data.classes, head: Vec::new() })
+    }
+
+    fn gather(&self, rows: &[usize]) -> Result<Tensor> {
+        let at = rows
+            .iter()
+            .map(|r| self.position.get(r).copied().ok_or_else(|| Error::invalid("head", format!("row {r} not cached"))))
+            .collect::<Result<Vec<_>>>()?;
+        gather_rows(&self.features, &at)
+    }
+}
+
+impl Learner for HeadLearner {
+    fn fit(&mut self, rows: &[usize], labels: &[usize], opts: &TrainOptions, seed: u64) -> Result<()> {
+        let mut params = fresh_classifier(self.features.shape()[1], self.classes, seed)?;
+        let mut trainee = HeadTrainee { features: self.gather(rows)? };
+        train::train(&mut trainee, &mut params, labels, opts, |_: &StepLog| {})?;
+        self.head = params;
+        Ok(())
+    }
+
+    fn predict(&mut self, rows: &[usize]) -> Result<Predicted> {
+        let features = self.gather(rows)?;
+        let logits = head_linear(&self.head)?.forward(&features)?.to_vec()?;
+        Ok(Predicted { logits, dim: features.shape()[1], features: features.to_vec()? })
+    }
+}
+
+/// The head's two tensors (`…classifier.weight`, `…classifier.bias`) as a layer.
+fn head_linear(params: &[(String, Tensor)]) -> Result<Linear> {
+    let get = |suffix: &str| {
+        params.iter().find(|(n, _)| n.ends_with(suffix)).map(|(_, t)| t.clone()).ok_or_else(|| {
+            Error::invalid("head", format!("no {suffix} among the trained tensors (train before predicting)"))
+        })
+    };
+    Ok(Linear::new(get("classifier.weight")?, Some(get("classifier.bias")?)))
+}
+
+/// Training rows of the head: the cached features of the labelled rows.
+struct HeadTrainee {
+    features: Tensor,
+}
+
+impl Trainee for HeadTrainee {
+    fn logits(&mut self, params: &[(String, Tensor)], rows: &[usize], _step: usize) -> Result<Tensor> {
+        head_linear(params)?.forward(&gather_rows(&self.features, rows)?)
+    }
+
+    fn finish(&mut self, _params: &[(String, Tensor)]) -> Result<()> {
+        Ok(())
+    }
+}
+
+const CACHE_TENSOR: &str = "features";
+
+fn read_cache(path: &Path, rows: usize, dim: usize) -> Result<Tensor> {
+    let corrupt = |why: String| {
+        Error::invalid(
+            path.display().to_string(),
+            format!("the feature cache is unusable ({why}); delete it and run again to recompute it"),
+        )
+    };
+    let file = SafetensorsFile::open(path).map_err(|e| corrupt(e.to_string()))?;
+    let t = file.get(CACHE_TENSOR, None).map_err(|e| corrupt(e.to_string()))?;
+    if t.shape() != [rows, dim] {
+        return Err(corrupt(format!("shape {:?}, expected [{rows}, {dim}]", t.shape())));
+    }
+    if t.cpu_slice()?.iter().any(|v| !v.is_finite()) {
+        return Err(corrupt("non-finite values".into()));
+    }
+    Ok(t)
+}
+
+fn write_cache(path: &Path, features: &Tensor) -> Result<()> {
+    let partial = path.with_extension("partial");
+    crate::weights::save_safetensors(&partial, &[(CACHE_TENSOR, features)], None)?;
+    std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
+}
+
+/// LoRA on the blocks plus a head, trained on the CPU model; predictions from the adapted model, merged into
+/// the checkpoint's weights when they run on a GPU.
+pub struct LoraLearner {
+    model: Model,
+    model_dir: PathBuf,
+    config: LoraConfig,
+    classes: usize,
+    adapter: Option<LoraAdapter>,
+    /// The adapted model on the GPU, made once per fit.
+    merged: Option<Model>,
+    data: std::sync::Arc<Dataset>,
+    device: Device,
+    batch: usize,
+}
+
+impl LoraLearner {
+    pub fn new(
+        model_dir: &Path,
+        config: LoraConfig,
+        data: std::sync::Arc<Dataset>,
+        device: Device,
+        batch: usize,
+    ) -> Result<LoraLearner> {
+        let model = Model::load(model_dir)?;
+        model.pooled_features()?; // a model with no image head (CLIP) is refused before any training
+        let classes = data.classes;
+        Ok(LoraLearner {
+            model,
+            model_dir: model_dir.to_path_buf(),
+            config,
+            classes,
+            adapter: None,
+            merged: None,
+            data,
+            device,
+            batch,
+        })
+    }
+}
+
+impl Learner for LoraLearner {
+    fn fit(&mut self, rows: &[usize], labels: &[usize], opts: &TrainOptions, seed: u64) -> Result<()> {
+        self.model.clear_adapters();
+        self.merged = None;
+        let mut adapter = LoraAdapter::fresh(&mut self.model, self.config.clone(), Some(self.classes), seed)?;
+        adapter.attach(&mut self.model, false)?;
+        let images = self.data.pixels(rows)?;
+        train::train_image_classifier(&mut self.model, &mut adapter, &images, labels, opts, |_| {})?;
+        self.adapter = Some(adapter);
+        Ok(())
+    }
+
+    fn predict(&mut self, rows: &[usize]) -> Result<Predicted> {
+        let adapter = self.adapter.as_ref().ok_or_else(|| Error::invalid("lora", "predict before fit"))?;
+        if matches!(self.device, Device::Cpu) {
+            return forward_rows(&self.model, &self.data, rows, &Device::Cpu, self.batch);
+        }
+        if self.merged.is_none() {
+            self.merged = Some(Model::load_merged(&self.model_dir, &self.device, adapter)?);
+        }
+        let merged = self.merged.as_ref().expect("made above");
+        forward_rows(merged, &self.data, rows, &self.device, self.batch)
+    }
+}
