@@ -189,12 +189,17 @@ fn a_killed_run_resumes_to_the_results_of_an_uninterrupted_one() {
         .spawn()
         .unwrap();
     let records = resumed.join("rounds");
-    while child.try_wait().unwrap().is_none() && std::fs::read_dir(&records).map_or(0, |d| d.count()) < 4 {
+    // Completed rounds: a kill mid-write may also leave a `.partial` file.
+    let completed = || {
+        std::fs::read_dir(&records)
+            .map_or(0, |d| d.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json")).count())
+    };
+    while child.try_wait().unwrap().is_none() && completed() < 4 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     child.kill().ok();
     child.wait().unwrap();
-    let before = std::fs::read_dir(&records).unwrap().count();
+    let before = completed();
     let o = cpeal_run(&config, &resumed);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(before < 12, "the run finished before it was killed ({before} records)");
@@ -296,4 +301,19 @@ fn damaged_state_is_reported_and_earlier_results_kept() {
     assert!(err.contains("features.safetensors") && err.contains("delete it"), "{err}");
     assert_eq!(std::fs::read(out.join("metrics.csv")).unwrap(), metrics, "results were lost");
     assert_eq!(std::fs::read_dir(out.join("rounds")).unwrap().count(), 12);
+}
+
+#[test]
+fn the_shipped_configs_are_valid_experiments() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut read = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") && !path.to_string_lossy().contains(".local-") {
+            let exp = cpeal::al::Experiment::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(exp.model.ends_with("assets/dinov2-s14"), "{}", path.display());
+            read += 1;
+        }
+    }
+    assert!(read >= 2, "configs/ holds {read} experiments");
 }
