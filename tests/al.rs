@@ -317,3 +317,33 @@ fn the_shipped_configs_are_valid_experiments() {
     }
     assert!(read >= 2, "configs/ holds {read} experiments");
 }
+
+/// The device path: frozen features (head) and the merged adapted model (LoRA) computed on the emulated GPU agree
+/// with the CPU's within bf16 tolerance.
+#[cfg(feature = "cuda-emu")]
+#[test]
+fn on_the_emulated_gpu_the_forwards_match_the_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_on = |device: &str, method: &str| {
+        let dir = tmp.path().join(format!("{device}-{method}"));
+        let config = write_config(&dir, method, "");
+        let mut exp = cpeal::al::Experiment::read(&config).unwrap();
+        (exp.device, exp.seeds, exp.protocol.rounds) = (device.to_string(), vec![3], 1);
+        (exp.data.pool, exp.data.test) = ([0, 12], [80, 100]); // the emulator runs a few images a second
+        let records = cpeal::al::run(&exp, &config, &dir.join("run"), |_| {}).unwrap();
+        (dir.join("run"), records)
+    };
+    let features = |dir: &Path| common::load(&dir.join("cache/features.safetensors"), "features");
+    let (cpu, _) = run_on("cpu", "head");
+    let (emu, _) = run_on("cuda-emu", "head");
+    let rel = common::rel_err(&features(&emu), &features(&cpu));
+    assert!(rel < 1e-2, "frozen features on cuda-emu: rel {rel:.2e}");
+
+    let (_, cpu) = run_on("cpu", "lora");
+    let (_, emu) = run_on("cuda-emu", "lora");
+    for (c, e) in cpu.iter().zip(&emu) {
+        let (c, e) = (&c.metrics, &e.metrics);
+        assert!((c.nll - e.nll).abs() / c.nll < 2e-2, "{}: NLL {} on the CPU, {} on cuda-emu", c.samples, c.nll, e.nll);
+        assert!((c.accuracy - e.accuracy).abs() <= 2.0 / 20.0, "accuracy {} vs {}", c.accuracy, e.accuracy);
+    }
+}

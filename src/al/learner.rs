@@ -11,6 +11,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::nn::Linear;
+use crate::progress::Progress;
 use crate::tensor::Tensor;
 use crate::train::{self, gather_rows, StepLog, TrainOptions, Trainee};
 use crate::weights::SafetensorsFile;
@@ -31,16 +32,27 @@ pub trait Learner {
     fn predict(&mut self, rows: &[usize]) -> Result<Predicted>;
 }
 
-/// Logits (when the model has a head) and head features of split rows `rows`, in batches on `device`.
-pub fn forward_rows(model: &Model, data: &Dataset, rows: &[usize], device: &Device, batch: usize) -> Result<Predicted> {
+/// Logits (when the model has a head) and head features of split rows `rows`, in batches on `device`; with a
+/// `label`, shows progress (a bar, or JSON lines on stderr).
+pub fn forward_rows(
+    model: &Model,
+    data: &Dataset,
+    rows: &[usize],
+    device: &Device,
+    batch: usize,
+    label: Option<&str>,
+) -> Result<Predicted> {
     let (mut logits, mut features) = (Vec::new(), Vec::new());
+    let mut progress = label.map(|l| Progress::new(rows.len(), l));
     for chunk in rows.chunks(batch.max(1)) {
         let out = model.forward_images(&data.pixels(chunk)?.to_device(device)?)?;
         features.extend(model.head_input(&out)?.to_vec()?);
         if let Some(l) = &out.logits {
             logits.extend(l.to_vec()?);
         }
+        progress.iter_mut().for_each(|p| p.inc(chunk.len()));
     }
+    progress.iter_mut().for_each(Progress::finish);
     Ok(Predicted { logits, features, dim: model.pooled_features()? })
 }
 
@@ -62,7 +74,7 @@ impl HeadLearner {
         let features = if cache.exists() {
             read_cache(cache, rows.len(), dim)?
         } else {
-            let computed = forward_rows(model, data, &rows, device, batch)?;
+            let computed = forward_rows(model, data, &rows, device, batch, Some("frozen features"))?;
             let t = Tensor::from_vec(computed.features, &[rows.len(), dim])?;
             write_cache(cache, &t)?;
             t
@@ -202,12 +214,12 @@ impl Learner for LoraLearner {
     fn predict(&mut self, rows: &[usize]) -> Result<Predicted> {
         let adapter = self.adapter.as_ref().ok_or_else(|| Error::invalid("lora", "predict before fit"))?;
         if matches!(self.device, Device::Cpu) {
-            return forward_rows(&self.model, &self.data, rows, &Device::Cpu, self.batch);
+            return forward_rows(&self.model, &self.data, rows, &Device::Cpu, self.batch, Some("predict"));
         }
         if self.merged.is_none() {
             self.merged = Some(Model::load_merged(&self.model_dir, &self.device, adapter)?);
         }
         let merged = self.merged.as_ref().expect("made above");
-        forward_rows(merged, &self.data, rows, &self.device, self.batch)
+        forward_rows(merged, &self.data, rows, &self.device, self.batch, Some("predict"))
     }
 }

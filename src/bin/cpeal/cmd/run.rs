@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use cpeal::al::{self, Experiment, RoundRecord};
-use cpeal::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,20 +24,17 @@ pub fn run(args: &Args) -> cpeal::Result<()> {
     let stem = args.config.file_stem().unwrap_or_default();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(stem));
     let total = exp.arms.len() * exp.seeds.len() * exp.protocol.rounds;
-    let mut progress = Progress::new(total, "rounds");
-    let records = al::run(&exp, &args.config, &out, |record| {
-        progress.inc(1);
-        report_round(record, args.json);
-    })?;
-    progress.finish();
+    let records = al::run(&exp, &args.config, &out, |record| report_round(record, total, args.json))?;
     eprintln!("{} rounds done; results in {} (summary.md, metrics.csv, curves.svg)", records.len(), out.display());
     Ok(())
 }
 
-fn report_round(r: &RoundRecord, json: bool) {
+/// One completed round (of `total` in the experiment).
+fn report_round(r: &RoundRecord, total: usize, json: bool) {
     if json {
         let line = serde_json::json!({"event": "round", "arm": r.arm, "seed": r.seed, "round": r.round,
-            "labelled": r.labelled, "metrics": r.metrics, "train_s": r.train_s, "select_s": r.select_s});
+            "rounds_in_experiment": total, "labelled": r.labelled, "metrics": r.metrics, "train_s": r.train_s,
+            "select_s": r.select_s});
         println!("{line}");
     } else {
         let m = &r.metrics;
