@@ -329,7 +329,7 @@ fn on_the_emulated_gpu_the_forwards_match_the_cpu() {
         let config = write_config(&dir, method, "");
         let mut exp = cpeal::al::Experiment::read(&config).unwrap();
         (exp.device, exp.seeds, exp.protocol.rounds) = (device.to_string(), vec![3], 1);
-        (exp.data.pool, exp.data.test) = ([0, 12], [80, 100]); // the emulator runs a few images a second
+        (exp.data.pool, exp.data.test) = (Some([0, 12]), Some([80, 100])); // the emulator runs a few images a second
         let records = cpeal::al::run(&exp, &config, &dir.join("run"), |_| {}).unwrap();
         (dir.join("run"), records)
     };
@@ -346,4 +346,85 @@ fn on_the_emulated_gpu_the_forwards_match_the_cpu() {
         assert!((c.nll - e.nll).abs() / c.nll < 2e-2, "{}: NLL {} on the CPU, {} on cuda-emu", c.samples, c.nll, e.nll);
         assert!((c.accuracy - e.accuracy).abs() <= 2.0 / 20.0, "accuracy {} vs {}", c.accuracy, e.accuracy);
     }
+}
+
+/// 3 classes of 16×16 PNGs (class colour over noise): `pool/<class>/` with 6 each, `test/<class>/` with 3, and
+/// `split.json` listing the same files in the same order, as CoOp's split files do.
+fn write_image_dataset(root: &Path) {
+    let mut split = serde_json::json!({"train": [], "val": [], "test": []});
+    let mut state = 7u32;
+    for (part, key, count) in [("pool", "train", 6), ("test", "test", 3)] {
+        for (label, class) in ["apple", "moss", "sky"].iter().enumerate() {
+            let dir = root.join(part).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for k in 0..count {
+                let img = image::RgbImage::from_fn(16, 16, |_, _| {
+                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    let noise = (state >> 24) as u8 / 3;
+                    let mut px = [noise; 3];
+                    px[label] = px[label].saturating_add(150);
+                    image::Rgb(px)
+                });
+                let rel = format!("{part}/{class}/{k}.png");
+                img.save(root.join(&rel)).unwrap();
+                split[key].as_array_mut().unwrap().push(serde_json::json!([rel, label, class]));
+            }
+        }
+    }
+    std::fs::write(root.join("split.json"), split.to_string()).unwrap();
+}
+
+fn image_config(dir: &Path, data: &str) -> PathBuf {
+    let text = format!(
+        "model = \"{}\"\ndevice = \"cpu\"\nseeds = [1]\n[data]\n{data}\n[protocol]\nrounds = 2\ninitial = 3\n\
+         budget = 3\n[train]\nepochs = 2\nbatch_size = 4\n[[arm]]\nname = \"margin\"\nstrategy = \"margin\"\n",
+        fixture("hf-tiny/vit").display()
+    );
+    let path = dir.join(format!("{}.toml", if data.contains("split") { "split" } else { "folders" }));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn split_files_and_class_folders_feed_the_same_experiment() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_image_dataset(tmp.path());
+    let by_split = image_config(tmp.path(), "split_file = \"split.json\"");
+    let by_folders = image_config(tmp.path(), "pool_folder = \"pool\"\ntest_folder = \"test\"");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for (config, out) in [(&by_split, &a), (&by_folders, &b)] {
+        let o = cpeal_run(config, out);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let pool = std::fs::read_to_string(a.join("pool.txt")).unwrap();
+    assert_eq!(pool.lines().count(), 18);
+    assert!(pool.lines().nth(6).unwrap().ends_with("pool/moss/0.png"), "{pool}");
+    assert_eq!(std::fs::read_to_string(b.join("pool.txt")).unwrap(), pool);
+    let picks = rows(&a.join("selected/margin_seed1_round1.txt"));
+    assert!(picks.len() == 3 && picks.iter().all(|&r| r < 18));
+    let metrics = std::fs::read_to_string(a.join("metrics.csv")).unwrap();
+    assert_eq!(std::fs::read_to_string(b.join("metrics.csv")).unwrap(), metrics);
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("rounds/margin_seed1_round0.json")).unwrap()).unwrap();
+    assert_eq!(record["metrics"]["samples"], 9);
+}
+
+#[test]
+fn a_missing_image_or_unknown_class_folder_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_image_dataset(tmp.path());
+    std::fs::remove_file(tmp.path().join("test/sky/2.png")).unwrap();
+    let err = run_err(&image_config(tmp.path(), "split_file = \"split.json\""), &tmp.path().join("a"));
+    assert!(err.contains("test/sky/2.png"), "{err}");
+
+    std::fs::create_dir_all(tmp.path().join("test/stone")).unwrap();
+    std::fs::copy(tmp.path().join("test/sky/1.png"), tmp.path().join("test/stone/0.png")).unwrap();
+    let err =
+        run_err(&image_config(tmp.path(), "pool_folder = \"pool\"\ntest_folder = \"test\""), &tmp.path().join("b"));
+    assert!(err.contains("stone"), "{err}");
+    let err = run_err(
+        &image_config(tmp.path(), "split_file = \"split.json\"\npool_folder = \"pool\""),
+        &tmp.path().join("c"),
+    );
+    assert!(err.contains("exactly one"), "{err}");
 }

@@ -38,21 +38,70 @@ pub struct Experiment {
     pub arms: Vec<Arm>,
 }
 
-/// An MNIST-layout dataset (Fashion-MNIST): the pool and the test set are row ranges of one split.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Where the images come from; exactly one source:
+/// - `idx` (an MNIST-layout folder such as Fashion-MNIST's): `pool` and `test` are row ranges of `split`;
+/// - `split_file` (CoOp's / PCB's `split_zhou_<Name>.json`): the pool is its `train` list, the test set its
+///   `test` list, image paths relative to `image_root` (default: the split file's folder);
+/// - `pool_folder` and `test_folder`: one subfolder of images per class, classes sorted by name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    pub idx: PathBuf,
+    pub idx: Option<PathBuf>,
     #[serde(default = "default_split")]
     pub split: String,
-    /// Rows `[start, end)` forming the unlabelled pool.
-    pub pool: [usize; 2],
-    /// Rows `[start, end)` the model is evaluated on each round; they must not overlap the pool.
-    pub test: [usize; 2],
-    /// Classes (default: the largest label among pool and test + 1).
+    /// `idx`: rows `[start, end)` forming the unlabelled pool.
+    pub pool: Option<[usize; 2]>,
+    /// `idx`: rows `[start, end)` the model is evaluated on each round; they must not overlap the pool.
+    pub test: Option<[usize; 2]>,
+    pub split_file: Option<PathBuf>,
+    pub image_root: Option<PathBuf>,
+    pub pool_folder: Option<PathBuf>,
+    pub test_folder: Option<PathBuf>,
+    /// Classes (default: from the source: the largest label + 1, the split file's or the folders' classes).
     pub classes: Option<usize>,
-    /// Class names for the reports (default: Fashion-MNIST's when there are 10 classes, else numbers).
-    pub class_names: Option<Vec<String>>,
+}
+
+impl DataConfig {
+    fn check(&self) -> std::result::Result<(), (String, String)> {
+        let given = [self.idx.is_some(), self.split_file.is_some(), self.pool_folder.is_some()];
+        if given.iter().filter(|&&g| g).count() != 1 {
+            let why = "give exactly one of idx (with pool and test), split_file, pool_folder (with test_folder)";
+            return Err(("data".into(), why.into()));
+        }
+        if self.pool_folder.is_some() != self.test_folder.is_some() {
+            return Err(("data.test_folder".into(), "pool_folder and test_folder go together".into()));
+        }
+        if self.idx.is_none() {
+            return match (self.pool, self.test) {
+                (None, None) => Ok(()),
+                _ => Err(("data.pool".into(), "row ranges are for idx datasets".into())),
+            };
+        }
+        let (Some([ps, pe]), Some([ts, te])) = (self.pool, self.test) else {
+            return Err((
+                "data.pool".into(),
+                "an idx dataset needs pool = [start, end] and test = [start, end]".into(),
+            ));
+        };
+        if ps >= pe || ts >= te {
+            return Err(("data".into(), format!("empty range: pool {:?}, test {:?}", [ps, pe], [ts, te])));
+        }
+        if ps < te && ts < pe {
+            return Err(("data.test".into(), format!("rows {:?} overlap the pool {:?}", [ts, te], [ps, pe])));
+        }
+        Ok(())
+    }
+
+    /// Relative paths taken from `base`.
+    fn rebase(&mut self, base: &Path) {
+        for path in
+            [&mut self.idx, &mut self.split_file, &mut self.image_root, &mut self.pool_folder, &mut self.test_folder]
+        {
+            if let Some(p) = path {
+                *p = base.join(&*p);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -186,7 +235,7 @@ impl Experiment {
         let mut exp = Experiment::parse(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         exp.model = base.join(&exp.model);
-        exp.data.idx = base.join(&exp.data.idx);
+        exp.data.rebase(base);
         Ok(exp)
     }
 
@@ -217,14 +266,7 @@ impl Experiment {
         if !(self.protocol.candidates > 0.0 && self.protocol.candidates <= 1.0) {
             return fail("protocol.candidates", format!("{} is not in (0, 1]", self.protocol.candidates));
         }
-        let [ps, pe] = self.data.pool;
-        let [ts, te] = self.data.test;
-        if ps >= pe || ts >= te {
-            return fail("data", format!("empty range: pool {:?}, test {:?}", self.data.pool, self.data.test));
-        }
-        if ps < te && ts < pe {
-            return fail("data.test", format!("rows {:?} overlap the pool {:?}", self.data.test, self.data.pool));
-        }
+        self.data.check()?;
         self.device_kind().map_err(|why| ("device".to_string(), why))?;
         self.optimizer().map_err(|why| ("train.optimizer".to_string(), why))?;
         if !matches!(self.train.calib_weighting.as_str(), "inter" | "sum") {

@@ -1,8 +1,11 @@
-//! The experiment's images: an MNIST-layout split whose row ranges form the unlabelled pool and the test set.
-//! Images stay as their raw bytes and are preprocessed for the model batch by batch, when a forward needs
-//! them; pool positions (0..pool) are what the selection engine sees, split rows are what files record.
+//! The experiment's images: an unlabelled pool and a test set, from an MNIST-layout split (row ranges), a
+//! CoOp/PCB split file (its train and test lists) or two folders with a subfolder per class. Images are decoded
+//! and preprocessed for the model batch by batch, when a forward needs them.
+//!
+//! Rows: pool positions (0..pool) are what the selection engine sees; *rows* are what files record. For an IDX
+//! split a row is the split's own row; for file lists, pool files are rows 0..pool and test files follow.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::config::DataConfig;
 use crate::data::idx::{read_split, IdxImages};
@@ -10,10 +13,16 @@ use crate::error::{Error, Result};
 use crate::preprocess::Preprocessor;
 use crate::tensor::Tensor;
 
+enum Images {
+    Idx(IdxImages),
+    Files(Vec<PathBuf>),
+}
+
 pub struct Dataset {
-    images: IdxImages,
+    images: Images,
+    /// By row.
     labels: Vec<usize>,
-    /// Split rows `[start, end)` of the pool and of the test set.
+    /// Rows `[start, end)` of the pool and of the test set.
     pool: [usize; 2],
     test: [usize; 2],
     pub classes: usize,
@@ -21,26 +30,40 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Reads `cfg`'s split; `config` names the experiment file in errors.
+    /// Reads `cfg`'s source (checked by `Experiment::read`); `config` names the experiment file in errors.
     pub fn load(cfg: &DataConfig, pre: Preprocessor, config: &Path) -> Result<Dataset> {
-        let (images, labels) = read_split(&cfg.idx, &cfg.split, cfg.classes.unwrap_or(256))?;
-        let labels: Vec<usize> = labels.into_iter().map(usize::from).collect();
-        for (field, [_, end]) in [("data.pool", cfg.pool), ("data.test", cfg.test)] {
-            if end > images.count {
-                let why = format!("rows up to {end}, but split `{}` has {} images", cfg.split, images.count);
-                return Err(Error::field(config, field, why));
-            }
+        let (images, labels, pool, test, classes) = if let Some(dir) = &cfg.idx {
+            load_idx(cfg, dir, config)?
+        } else {
+            let (pool, test, classes) = match (&cfg.split_file, &cfg.pool_folder, &cfg.test_folder) {
+                (Some(file), _, _) => read_split_file(file, cfg.image_root.as_deref())?,
+                (None, Some(pool), Some(test)) => read_class_folders(pool, test)?,
+                _ => return Err(Error::field(config, "data", "no image source")),
+            };
+            let (np, nt) = (pool.len(), test.len());
+            let (files, labels): (Vec<PathBuf>, Vec<usize>) = pool.into_iter().chain(test).unzip();
+            (Images::Files(files), labels, [0, np], [np, np + nt], classes)
+        };
+        let classes = cfg.classes.unwrap_or(classes);
+        if let Some((row, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+            let why = format!("row {row} has label {label}, but data.classes is {classes}");
+            return Err(Error::field(config, "data.classes", why));
         }
-        let used = labels[cfg.pool[0]..cfg.pool[1]].iter().chain(&labels[cfg.test[0]..cfg.test[1]]);
-        let classes = cfg.classes.unwrap_or_else(|| used.max().map_or(0, |m| m + 1));
-        Ok(Dataset { images, labels, pool: cfg.pool, test: cfg.test, classes, pre })
+        if pool[0] == pool[1] || test[0] == test[1] {
+            return Err(Error::field(
+                config,
+                "data",
+                format!("{} pool and {} test images", pool[1] - pool[0], test[1] - test[0]),
+            ));
+        }
+        Ok(Dataset { images, labels, pool, test, classes, pre })
     }
 
     pub fn pool_size(&self) -> usize {
         self.pool[1] - self.pool[0]
     }
 
-    /// The split rows of the pool, in pool order.
+    /// The rows of the pool, in pool order.
     pub fn pool_rows(&self) -> Vec<usize> {
         (self.pool[0]..self.pool[1]).collect()
     }
@@ -49,12 +72,12 @@ impl Dataset {
         (self.test[0]..self.test[1]).collect()
     }
 
-    /// The split row of pool position `i`.
+    /// The row of pool position `i`.
     pub fn pool_row(&self, i: usize) -> usize {
         self.pool[0] + i
     }
 
-    /// The pool position of split row `row`, if the pool holds it.
+    /// The pool position of row `row`, if the pool holds it.
     pub fn pool_position(&self, row: usize) -> Option<usize> {
         (self.pool[0]..self.pool[1]).contains(&row).then(|| row - self.pool[0])
     }
@@ -63,8 +86,106 @@ impl Dataset {
         rows.iter().map(|&r| self.labels[r]).collect()
     }
 
-    /// Split rows `rows`, preprocessed for the model: `[rows, 3, H, W]` on the CPU.
-    pub fn pixels(&self, rows: &[usize]) -> Result<Tensor> {
-        self.pre.idx_batch(&self.images, rows)
+    /// The image file of each pool row, for file-list datasets (what the run directory's `pool.txt` lists).
+    pub fn pool_files(&self) -> Option<Vec<&Path>> {
+        match &self.images {
+            Images::Idx(_) => None,
+            Images::Files(files) => Some(self.pool_rows().iter().map(|&r| files[r].as_path()).collect()),
+        }
     }
+
+    /// Rows `rows`, preprocessed for the model: `[rows, 3, H, W]` on the CPU.
+    pub fn pixels(&self, rows: &[usize]) -> Result<Tensor> {
+        match &self.images {
+            Images::Idx(images) => self.pre.idx_batch(images, rows),
+            Images::Files(files) => {
+                let batch: Vec<PathBuf> = rows.iter().map(|&r| files[r].clone()).collect();
+                Ok(crate::images::load_batch(&batch, &self.pre)?.1)
+            }
+        }
+    }
+}
+
+type Loaded = (Images, Vec<usize>, [usize; 2], [usize; 2], usize);
+
+fn load_idx(cfg: &DataConfig, dir: &Path, config: &Path) -> Result<Loaded> {
+    let (images, labels) = read_split(dir, &cfg.split, cfg.classes.unwrap_or(256))?;
+    let labels: Vec<usize> = labels.into_iter().map(usize::from).collect();
+    let (pool, test) = (cfg.pool.unwrap_or_default(), cfg.test.unwrap_or_default());
+    for (field, [_, end]) in [("data.pool", pool), ("data.test", test)] {
+        if end > images.count {
+            let why = format!("rows up to {end}, but split `{}` has {} images", cfg.split, images.count);
+            return Err(Error::field(config, field, why));
+        }
+    }
+    let used = labels[pool[0]..pool[1]].iter().chain(&labels[test[0]..test[1]]);
+    let classes = used.max().map_or(0, |m| m + 1);
+    Ok((Images::Idx(images), labels, pool, test, classes))
+}
+
+type Labelled = Vec<(PathBuf, usize)>;
+
+/// CoOp's split file: `{"train": [[path, label, classname], …], "val": […], "test": […]}`.
+fn read_split_file(file: &Path, root: Option<&Path>) -> Result<(Labelled, Labelled, usize)> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::field(file, "json", e.to_string()))?;
+    let root = root.map(Path::to_path_buf).unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let list = |key: &str| -> Result<Labelled> {
+        let entries = json
+            .get(key)
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| Error::field(file, key, "missing: a list of [path, label, classname]"))?;
+        entries
+            .iter()
+            .enumerate()
+            .map(|(k, e)| {
+                let path = e.get(0).and_then(|v| v.as_str());
+                let label = e.get(1).and_then(|v| v.as_u64());
+                match (path, label) {
+                    (Some(p), Some(l)) => Ok((root.join(p), l as usize)),
+                    _ => Err(Error::field(
+                        file,
+                        format!("{key}[{k}]"),
+                        format!("expected [path, label, classname], got {e}"),
+                    )),
+                }
+            })
+            .collect()
+    };
+    let (train, test) = (list("train")?, list("test")?);
+    let classes = train.iter().chain(&test).map(|(_, l)| l + 1).max().unwrap_or(0);
+    Ok((train, test, classes))
+}
+
+/// Two folders with a subfolder per class; the pool's subfolders, sorted by name, are the classes.
+fn read_class_folders(pool: &Path, test: &Path) -> Result<(Labelled, Labelled, usize)> {
+    let classes = subfolders(pool)?;
+    let mut lists = Vec::new();
+    for dir in [pool, test] {
+        let mut list = Vec::new();
+        for name in subfolders(dir)? {
+            let label = classes.iter().position(|c| *c == name).ok_or_else(|| {
+                Error::invalid(dir.join(&name).display().to_string(), format!("class `{name}` is not among the pool's"))
+            })?;
+            let files = crate::images::ImageSource::from_args(&[dir.join(&name)])?;
+            list.extend(files.files().iter().map(|f| (f.clone(), label)));
+        }
+        lists.push(list);
+    }
+    let test = lists.pop().unwrap_or_default();
+    Ok((lists.pop().unwrap_or_default(), test, classes.len()))
+}
+
+fn subfolders(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(Error::invalid(dir.display().to_string(), "no class subfolders"));
+    }
+    Ok(names)
 }

@@ -2,9 +2,12 @@
 //! choosing the next images to label, for several arms (strategy + loss) and seeds. Resumable at any point:
 //! the same command continues a killed run and ends with the results an uninterrupted one would have.
 //!
-//! Layout of a run directory: `experiment.toml` (the experiment, to recognise a resume), `selected/` (the split
-//! rows labelled at the start of each round), `rounds/` (one JSON record per completed round), `cache/` (frozen
-//! features), and the reports made from the records: `metrics.csv`, `timings.csv`, `summary.md`, `curves.svg`.
+//! Layout of a run directory:
+//! - `experiment.toml`: the experiment, to recognise a resume;
+//! - `selected/`: the rows labelled at the start of each round (an IDX split's rows; for file lists, line
+//!   numbers of `pool.txt`, counted from 0);
+//! - `rounds/`: one JSON record per completed round; `cache/`: frozen features;
+//! - the reports made from the records: `metrics.csv`, `timings.csv`, `summary.md`, `curves.svg`.
 
 pub mod config;
 pub mod data;
@@ -46,6 +49,10 @@ pub fn run(
     let budgets = Budgets::of(exp, &data, config)?;
     let dir = RunDir::new(out);
     dir.prepare(exp)?; // only once the experiment is known to be runnable
+    if let Some(files) = data.pool_files() {
+        let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
+        crate::weights::write_atomic(&out.join("pool.txt"), list.as_bytes())?;
+    }
     let mut learner: Box<dyn Learner> = match exp.method.kind {
         MethodKind::Head => {
             let frozen = match device {
