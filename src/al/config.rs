@@ -94,12 +94,10 @@ impl DataConfig {
 
     /// Relative paths taken from `base`.
     fn rebase(&mut self, base: &Path) {
-        for path in
-            [&mut self.idx, &mut self.split_file, &mut self.image_root, &mut self.pool_folder, &mut self.test_folder]
-        {
-            if let Some(p) = path {
-                *p = base.join(&*p);
-            }
+        let paths =
+            [&mut self.idx, &mut self.split_file, &mut self.image_root, &mut self.pool_folder, &mut self.test_folder];
+        for path in paths.into_iter().flatten() {
+            *path = base.join(&*path);
         }
     }
 }
