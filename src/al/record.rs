@@ -17,8 +17,8 @@ pub struct RoundRecord {
     pub labelled: usize,
     /// Accuracy and calibration on the test rows.
     pub metrics: Metrics,
-    /// Wall-clock seconds of training, and of scoring the pool and choosing the next images (0 in the last
-    /// round). Not part of the results: they differ between runs.
+    /// Wall-clock seconds of training and evaluating, and of scoring the pool and choosing the next images
+    /// (about 0 in the last round). Not part of the results: they differ between runs.
     pub train_s: f64,
     pub select_s: f64,
 }
