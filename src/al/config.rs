@@ -240,7 +240,7 @@ impl Experiment {
     /// Parses and checks TOML text; `path` names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Experiment> {
         let exp: Experiment =
-            toml::from_str(text).map_err(|e| Error::field(path, "toml", e.to_string().trim_end().to_string()))?;
+            toml::from_str(text).map_err(|e| Error::invalid(path.display().to_string(), e.to_string().trim_end()))?;
         exp.check().map_err(|(field, why)| Error::field(path, field, why))?;
         Ok(exp)
     }
