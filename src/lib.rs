@@ -17,6 +17,7 @@ pub mod ops;
 pub mod optim;
 pub mod preprocess;
 pub mod progress;
+pub mod seed;
 pub mod select;
 pub mod tensor;
 pub mod tokenizer;

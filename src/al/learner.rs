@@ -175,14 +175,15 @@ pub struct LoraLearner {
 }
 
 impl LoraLearner {
+    /// Trains on `model` (on the CPU, loaded from `model_dir`, which the merged GPU copies are made from).
     pub fn new(
+        model: Model,
         model_dir: &Path,
         config: LoraConfig,
         data: std::sync::Arc<Dataset>,
         device: Device,
         batch: usize,
     ) -> Result<LoraLearner> {
-        let model = Model::load(model_dir)?;
         model.pooled_features()?; // a model with no image head (CLIP) is refused before any training
         let classes = data.classes;
         Ok(LoraLearner {

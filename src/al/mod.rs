@@ -62,20 +62,23 @@ pub fn run(
             Box::new(HeadLearner::new(&frozen, &data, &device, FORWARD_BATCH, &dir.feature_cache())?)
         }
         MethodKind::Lora => {
-            drop(cpu_model);
-            Box::new(LoraLearner::new(&exp.model, exp.lora_config(), data.clone(), device, FORWARD_BATCH)?)
+            Box::new(LoraLearner::new(cpu_model, &exp.model, exp.lora_config(), data.clone(), device, FORWARD_BATCH)?)
         }
     };
     let arms = exp.arm_names();
+    let mut records = dir.records(exp)?;
+    let done_before = records.len();
     for &seed in &exp.seeds {
         for arm in &exp.arms {
             runner::run_arm(exp, arm, seed, &data, &budgets, learner.as_mut(), &dir, &mut |record| {
                 on_round(record);
-                report::write_reports(out, &dir.records(exp)?, &arms, &exp.title)
+                records.push(record.clone());
+                report::write_reports(out, &records, &arms, &exp.title)
             })?;
         }
     }
-    let records = dir.records(exp)?;
-    report::write_reports(out, &records, &arms, &exp.title)?;
+    if records.len() == done_before {
+        report::write_reports(out, &records, &arms, &exp.title)?; // nothing ran: the reports of a finished run
+    }
     Ok(records)
 }

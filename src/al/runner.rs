@@ -12,6 +12,7 @@ use super::learner::Learner;
 use super::record::RoundRecord;
 use crate::error::{Error, Result};
 use crate::metrics;
+use crate::select::input::{line_of_entry, read_integers};
 use crate::select::{self, Mat, Predictions, SelectionInput, Strategy};
 use crate::weights::write_atomic;
 
@@ -95,12 +96,11 @@ impl RunDir {
     }
 }
 
-/// A seed for one purpose of one round, derived from the experiment's seed (SplitMix64's finaliser).
+/// A seed for one purpose of one round, derived from the experiment's seed.
 pub fn derive_seed(seed: u64, round: usize, purpose: u64) -> u64 {
-    let mut z = seed ^ (round as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ purpose.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::seed::mix(
+        seed ^ (round as u64).wrapping_mul(crate::seed::GOLDEN) ^ purpose.wrapping_mul(0xD1B5_4A32_D192_ED03),
+    )
 }
 
 const TRAIN: u64 = 1;
@@ -250,18 +250,15 @@ fn write_rows(path: &Path, rows: &[usize]) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// Split rows, one per line; each must be a pool row.
+/// Rows, one per line; each must be a pool row.
 fn read_rows(path: &Path, data: &Dataset) -> Result<Vec<usize>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(k, l)| match l.trim().parse::<usize>() {
-            Ok(r) if data.pool_position(r).is_some() => Ok(r),
-            _ => Err(Error::invalid(
-                format!("{}:{}", path.display(), k + 1),
-                format!("`{}` is not a pool row", l.trim()),
-            )),
-        })
-        .collect()
+    let rows = read_integers(path, "row")?;
+    match rows.iter().position(|&r| data.pool_position(r).is_none()) {
+        Some(k) => Err(Error::field(
+            path,
+            format!("line {}", line_of_entry(path, k)),
+            format!("row {} is not in the pool", rows[k]),
+        )),
+        None => Ok(rows),
+    }
 }

@@ -58,10 +58,7 @@ pub struct LoraDropout {
 impl LoraDropout {
     /// The multiplier of element `i`: 0 (dropped) or 1/(1 − p).
     pub fn mask(&self, i: usize) -> f32 {
-        let mut z = self.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
+        let z = crate::seed::mix(self.seed ^ (i as u64).wrapping_mul(crate::seed::GOLDEN));
         let uniform = (z >> 40) as f32 / (1u64 << 24) as f32;
         if uniform < self.p {
             0.0
