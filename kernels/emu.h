@@ -8,7 +8,7 @@
 // - Blocks run one after another on the calling OS thread; the blocks of a thread block cluster (a kernel's
 //   __cluster_dims__(x, 1, 1), read by build.rs) run together, their threads interleaved in one scheduler, one
 //   of them taking two turns per pass so that it runs ahead. The threads of a block are cooperatively scheduled
-//   fibers (ucontext), each with its own stack. A fiber runs until it reaches a synchronisation point
+//   fibers (emu_fiber.h), each with its own stack. A fiber runs until it reaches a synchronisation point
 //   (__syncthreads, __syncwarp, a shuffle, a vote, ldmatrix, mma) and then yields to the scheduler, which
 //   resumes the next fiber. Passes alternate direction (forward, backward, …; odd blocks start backward), so
 //   a read of shared memory that another thread has not yet written — a missing barrier — gives a wrong value.
@@ -37,7 +37,7 @@
 //   block is still running.
 #pragma once
 
-#include <ucontext.h>
+#include "emu_fiber.h"
 
 #include <algorithm>
 #include <cmath>
@@ -99,7 +99,7 @@ struct Thread {
     dim3 idx;
     int linear = 0;
     bool done = false;
-    ucontext_t ctx;
+    Fiber fiber;
     std::vector<PendingCopy> pending;
     long open_group = 0;     // id of the cp.async group not yet committed
     long wgmma_issued = 0;   // wgmma instructions this thread has issued
@@ -194,7 +194,7 @@ struct Block {
     int live = 0;
     Rendezvous bar;   // __syncthreads
     long events = 0;  // arrivals, releases and exits: progress made by the block
-    ucontext_t sched;
+    Fiber sched;                        // the scheduler (run_cluster) while a thread of the block runs
     unsigned char* dyn_smem = nullptr;
     size_t dyn_bytes = 0;
     void (*entry)(void**) = nullptr;
@@ -231,7 +231,7 @@ inline thread_local dim3 block_idx;
 inline thread_local dim3 block_dim;
 inline thread_local dim3 grid_dim;
 
-inline void yield() { swapcontext(&cur_thread->ctx, &cur_block->sched); }
+inline void yield() { fiber_switch(cur_thread->fiber, cur_block->sched); }
 inline int lane_id() { return cur_thread->linear & 31; }
 inline Warp& cur_warp() { return cur_block->warps[cur_thread->linear >> 5]; }
 inline unsigned char* dyn_smem() { return cur_block->dyn_smem; }

@@ -43,7 +43,9 @@ inline void on_thread_exit() {
 inline void fiber_main() {
     cur_block->entry(cur_block->args);
     on_thread_exit();
-}  // returns to Block::sched through uc_link
+    fiber_switch(cur_thread->fiber, cur_block->sched);  // a finished thread is never resumed
+    __builtin_unreachable();
+}
 
 // Make block b ready to run from the start.
 inline void reset_block(Block& b) {
@@ -65,11 +67,7 @@ inline void reset_block(Block& b) {
         t.wgmma_fenced = false;
         t.unfenced.clear();
         t.shared_log.clear();
-        getcontext(&t.ctx);
-        t.ctx.uc_stack.ss_sp = b.stacks[i];
-        t.ctx.uc_stack.ss_size = kStackBytes;
-        t.ctx.uc_link = &b.sched;
-        makecontext(&t.ctx, fiber_main, 0);
+        fiber_prepare(t.fiber, b.stacks[i], kStackBytes, fiber_main);
     }
     if (b.dyn_bytes) std::memset(b.dyn_smem, 0xff, b.dyn_bytes);
     b.fault.clear();
@@ -110,7 +108,7 @@ inline int run_cluster(Cluster& c, int start_backward, char* err, size_t errlen)
                     Thread& t = b.threads[backward ? n - 1 - k : k];
                     if (t.done) continue;
                     cur_thread = &t;
-                    swapcontext(&b.sched, &t.ctx);
+                    fiber_switch(b.sched, t.fiber);
                     if (t.done) remaining--;
                 }
                 end_pass_sm90(b);

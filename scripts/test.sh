@@ -2,7 +2,7 @@
 # The project's test command (README; CI runs it through .ci/run). Installs the CUDA 13 NVRTC wheels it needs
 # (no GPU needed), then: every test with the cuda-emu device compiled in (the model tests again per Hopper
 # GEMM and attention candidate, and with the LayerNorms folded into the GEMMs), the NVRTC compile check of every kernel for sm_80 and sm_90 (fails on errors or register
-# spills), the kernel selftest on the emulator, and a type check of the benchmarks and examples.
+# spills), the kernel selftest on the emulator, and a build of the benchmarks and examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cuda-wheels.sh
@@ -20,4 +20,6 @@ for setting in CPEAL_GEMM_SM90={tmaw-n128s3,tma-n128s5,pp-n128s5,ppo-n128s5,coop
 done
 cargo run --locked --quiet --features cuda-emu -- nvrtc-check --arch sm_80,sm_90
 cargo run --locked --quiet --features cuda-emu -- selftest --device cuda-emu
-cargo check --locked --features cuda-emu --benches --examples
+# Built, not run (criterion times them), with the test build's artifacts: a `cargo check` would redo every
+# dependency in check mode, minutes on CI.
+cargo test --locked --features cuda-emu --benches --examples --no-run
