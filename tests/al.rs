@@ -130,7 +130,7 @@ fn runs_every_arm_and_seed_through_the_protocol() {
 /// with a head fitted by the library on the same cached features and an entropy computed here.
 #[test]
 fn the_entropy_arm_picks_the_most_uncertain_unlabelled_images() {
-    use cpeal::al::learner::{HeadLearner, Learner};
+    use cpeal::al::learner::{FrozenFeatures, HeadLearner, Learner};
     let tmp = tempfile::tempdir().unwrap();
     let config = write_config(tmp.path(), "head", "calib_loss = \"uc\"\n");
     let out = tmp.path().join("run");
@@ -144,7 +144,8 @@ fn the_entropy_arm_picks_the_most_uncertain_unlabelled_images() {
     let pre = cpeal::preprocess::Preprocessor::for_model(&model, &exp.model).unwrap();
     let data = cpeal::al::data::Dataset::load(&exp.data, pre, &config).unwrap();
     let cache = out.join("cache/features.safetensors");
-    let mut head = HeadLearner::new(&model, &data, &cpeal::Device::Cpu, 16, &cache).unwrap();
+    let frozen = FrozenFeatures::new(&model, &data, &cpeal::Device::Cpu, 16, &cache).unwrap();
+    let mut head = HeadLearner::new(frozen, data.classes);
     let labelled = rows(&out.join("selected/entropy+uc_seed3_round0.txt"));
     let arm = &exp.arms[1];
     let opts = exp.train_options(arm, cpeal::al::runner::derive_seed(3, 0, 1));
@@ -311,11 +312,11 @@ fn the_shipped_configs_are_valid_experiments() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") && !path.to_string_lossy().contains(".local-") {
             let exp = cpeal::al::Experiment::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert!(exp.model.ends_with("assets/dinov2-s14"), "{}", path.display());
+            assert!(exp.model.parent().unwrap().ends_with("assets"), "{}: a model under assets/", path.display());
             read += 1;
         }
     }
-    assert!(read >= 2, "configs/ holds {read} experiments");
+    assert!(read >= 3, "configs/ holds {read} experiments");
 }
 
 /// The device path: frozen features (head) and the merged adapted model (LoRA) computed on the emulated GPU agree
@@ -350,30 +351,6 @@ fn on_the_emulated_gpu_the_forwards_match_the_cpu() {
 
 /// 3 classes of 16×16 PNGs (class colour over noise): `pool/<class>/` with 6 each, `test/<class>/` with 3, and
 /// `split.json` listing the same files in the same order, as CoOp's split files do.
-fn write_image_dataset(root: &Path) {
-    let mut split = serde_json::json!({"train": [], "val": [], "test": []});
-    let mut state = 7u32;
-    for (part, key, count) in [("pool", "train", 6), ("test", "test", 3)] {
-        for (label, class) in ["apple", "moss", "sky"].iter().enumerate() {
-            let dir = root.join(part).join(class);
-            std::fs::create_dir_all(&dir).unwrap();
-            for k in 0..count {
-                let img = image::RgbImage::from_fn(16, 16, |_, _| {
-                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                    let noise = (state >> 24) as u8 / 3;
-                    let mut px = [noise; 3];
-                    px[label] = px[label].saturating_add(150);
-                    image::Rgb(px)
-                });
-                let rel = format!("{part}/{class}/{k}.png");
-                img.save(root.join(&rel)).unwrap();
-                split[key].as_array_mut().unwrap().push(serde_json::json!([rel, label, class]));
-            }
-        }
-    }
-    std::fs::write(root.join("split.json"), split.to_string()).unwrap();
-}
-
 fn image_config(dir: &Path, data: &str) -> PathBuf {
     let text = format!(
         "model = \"{}\"\ndevice = \"cpu\"\nseeds = [1]\n[data]\n{data}\n[protocol]\nrounds = 2\ninitial = 3\n\
@@ -388,7 +365,7 @@ fn image_config(dir: &Path, data: &str) -> PathBuf {
 #[test]
 fn split_files_and_class_folders_feed_the_same_experiment() {
     let tmp = tempfile::tempdir().unwrap();
-    write_image_dataset(tmp.path());
+    common::write_image_dataset(tmp.path());
     let by_split = image_config(tmp.path(), "split_file = \"split.json\"");
     let by_folders = image_config(tmp.path(), "pool_folder = \"pool\"\ntest_folder = \"test\"");
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
@@ -412,7 +389,7 @@ fn split_files_and_class_folders_feed_the_same_experiment() {
 #[test]
 fn a_missing_image_or_unknown_class_folder_is_named() {
     let tmp = tempfile::tempdir().unwrap();
-    write_image_dataset(tmp.path());
+    common::write_image_dataset(tmp.path());
     std::fs::remove_file(tmp.path().join("test/sky/2.png")).unwrap();
     let err = run_err(&image_config(tmp.path(), "split_file = \"split.json\""), &tmp.path().join("a"));
     assert!(err.contains("test/sky/2.png"), "{err}");

@@ -20,7 +20,7 @@ pub struct Experiment {
     /// The title of the summary and the plot.
     #[serde(default = "default_title")]
     pub title: String,
-    /// A ViT or DINOv2 checkpoint directory.
+    /// A ViT or DINOv2 checkpoint directory, or a CLIPModel one (with `tokenizer.json` for CoOp).
     pub model: PathBuf,
     /// cpu, cuda, cuda-emu or auto: where the frozen forwards run (training runs on the CPU).
     #[serde(default = "default_device")]
@@ -59,6 +59,8 @@ pub struct DataConfig {
     pub test_folder: Option<PathBuf>,
     /// Classes (default: from the source: the largest label + 1, the split file's or the folders' classes).
     pub classes: Option<usize>,
+    /// The class names in label order, for CoOp's prompts (default: the split file's, or the folders' names).
+    pub classnames: Option<Vec<String>>,
 }
 
 impl DataConfig {
@@ -127,14 +129,19 @@ impl Default for Protocol {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MethodConfig {
-    /// `head`: a linear head on the frozen backbone's features (computed once per experiment and cached);
-    /// `lora`: LoRA on the blocks plus the head.
+    /// `head`: a linear head on the frozen backbone's features (computed once per experiment and cached; on
+    /// CLIP, its image embeddings); `lora`: LoRA on the blocks plus the head (ViT, DINOv2); `coop`: CoOp's learned
+    /// prompts on a CLIPModel (the paper's method).
     pub kind: MethodKind,
+    /// LoRA: rank, α, target modules, rsLoRA scaling, dropout on the LoRA input.
     pub r: usize,
     pub alpha: f32,
     pub targets: Vec<String>,
     pub rslora: bool,
     pub dropout: f32,
+    /// CoOp: context vectors before the class name, and one context per class (or one shared by all).
+    pub n_ctx: usize,
+    pub class_specific: bool,
 }
 
 impl Default for MethodConfig {
@@ -146,6 +153,8 @@ impl Default for MethodConfig {
             targets: ["q_proj", "k_proj", "v_proj"].map(String::from).to_vec(),
             rslora: true,
             dropout: 0.0,
+            n_ctx: 16,
+            class_specific: true,
         }
     }
 }
@@ -155,6 +164,7 @@ impl Default for MethodConfig {
 pub enum MethodKind {
     Head,
     Lora,
+    Coop,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -269,6 +279,9 @@ impl Experiment {
         self.optimizer().map_err(|why| ("train.optimizer".to_string(), why))?;
         if !matches!(self.train.calib_weighting.as_str(), "inter" | "sum") {
             return fail("train.calib_weighting", format!("`{}`: expected inter or sum", self.train.calib_weighting));
+        }
+        if self.method.kind == MethodKind::Coop && self.method.n_ctx == 0 {
+            return fail("method.n_ctx", "CoOp needs at least one context vector".into());
         }
         if self.train.epochs == 0 || self.train.batch_size == 0 {
             return fail("train", "epochs and batch_size must be positive".into());

@@ -26,25 +26,38 @@ pub struct Dataset {
     pool: [usize; 2],
     test: [usize; 2],
     pub classes: usize,
+    /// In label order: `data.classnames`, else the split file's or the class folders' names.
+    pub classnames: Option<Vec<String>>,
     pre: Preprocessor,
 }
 
 impl Dataset {
     /// Reads `cfg`'s source (checked by `Experiment::read`); `config` names the experiment file in errors.
     pub fn load(cfg: &DataConfig, pre: Preprocessor, config: &Path) -> Result<Dataset> {
-        let (images, labels, pool, test, classes) = if let Some(dir) = &cfg.idx {
+        let (images, labels, pool, test, classes, names) = if let Some(dir) = &cfg.idx {
             load_idx(cfg, dir, config)?
         } else {
-            let (pool, test, classes) = match (&cfg.split_file, &cfg.pool_folder, &cfg.test_folder) {
+            let (pool, test, names) = match (&cfg.split_file, &cfg.pool_folder, &cfg.test_folder) {
                 (Some(file), _, _) => read_split_file(file, cfg.image_root.as_deref())?,
                 (None, Some(pool), Some(test)) => read_class_folders(pool, test)?,
                 _ => return Err(Error::field(config, "data", "no image source")),
             };
+            let classes = pool.iter().chain(&test).map(|(_, l)| l + 1).max().unwrap_or(0).max(names.len());
+            let names = (names.len() == classes && names.iter().all(Option::is_some))
+                .then(|| names.into_iter().flatten().collect());
             let (np, nt) = (pool.len(), test.len());
             let (files, labels): (Vec<PathBuf>, Vec<usize>) = pool.into_iter().chain(test).unzip();
-            (Images::Files(files), labels, [0, np], [np, np + nt], classes)
+            (Images::Files(files), labels, [0, np], [np, np + nt], classes, names)
         };
         let classes = cfg.classes.unwrap_or(classes);
+        let classnames = match &cfg.classnames {
+            Some(given) if given.len() != classes => {
+                let why = format!("{} names for {classes} classes", given.len());
+                return Err(Error::field(config, "data.classnames", why));
+            }
+            Some(given) => Some(given.clone()),
+            None => names.filter(|n: &Vec<String>| n.len() == classes),
+        };
         if let Some((row, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
             let why = format!("row {row} has label {label}, but data.classes is {classes}");
             return Err(Error::field(config, "data.classes", why));
@@ -56,7 +69,7 @@ impl Dataset {
                 format!("{} pool and {} test images", pool[1] - pool[0], test[1] - test[0]),
             ));
         }
-        Ok(Dataset { images, labels, pool, test, classes, pre })
+        Ok(Dataset { images, labels, pool, test, classes, classnames, pre })
     }
 
     pub fn pool_size(&self) -> usize {
@@ -106,7 +119,7 @@ impl Dataset {
     }
 }
 
-type Loaded = (Images, Vec<usize>, [usize; 2], [usize; 2], usize);
+type Loaded = (Images, Vec<usize>, [usize; 2], [usize; 2], usize, Option<Vec<String>>);
 
 fn load_idx(cfg: &DataConfig, dir: &Path, config: &Path) -> Result<Loaded> {
     let (images, labels) = read_split(dir, &cfg.split, cfg.classes.unwrap_or(256))?;
@@ -120,17 +133,20 @@ fn load_idx(cfg: &DataConfig, dir: &Path, config: &Path) -> Result<Loaded> {
     }
     let used = labels[pool[0]..pool[1]].iter().chain(&labels[test[0]..test[1]]);
     let classes = used.max().map_or(0, |m| m + 1);
-    Ok((Images::Idx(images), labels, pool, test, classes))
+    Ok((Images::Idx(images), labels, pool, test, classes, None))
 }
 
 type Labelled = Vec<(PathBuf, usize)>;
+/// A source's pool and test images, and the name of each label where it gives one.
+type Lists = (Labelled, Labelled, Vec<Option<String>>);
 
 /// CoOp's split file: `{"train": [[path, label, classname], …], "val": […], "test": […]}`.
-fn read_split_file(file: &Path, root: Option<&Path>) -> Result<(Labelled, Labelled, usize)> {
+fn read_split_file(file: &Path, root: Option<&Path>) -> Result<Lists> {
     let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::field(file, "json", e.to_string()))?;
     let root = root.map(Path::to_path_buf).unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).to_path_buf());
-    let list = |key: &str| -> Result<Labelled> {
+    let mut names: Vec<Option<String>> = Vec::new();
+    let mut list = |key: &str| -> Result<Labelled> {
         let entries = json
             .get(key)
             .and_then(|v| v.as_array())
@@ -142,7 +158,16 @@ fn read_split_file(file: &Path, root: Option<&Path>) -> Result<(Labelled, Labell
                 let path = e.get(0).and_then(|v| v.as_str());
                 let label = e.get(1).and_then(|v| v.as_u64());
                 match (path, label) {
-                    (Some(p), Some(l)) => Ok((root.join(p), l as usize)),
+                    (Some(p), Some(l)) => {
+                        let l = l as usize;
+                        if names.len() <= l {
+                            names.resize(l + 1, None);
+                        }
+                        if let (None, Some(name)) = (&names[l], e.get(2).and_then(|v| v.as_str())) {
+                            names[l] = Some(name.to_string());
+                        }
+                        Ok((root.join(p), l))
+                    }
                     _ => Err(Error::field(
                         file,
                         format!("{key}[{k}]"),
@@ -153,12 +178,11 @@ fn read_split_file(file: &Path, root: Option<&Path>) -> Result<(Labelled, Labell
             .collect()
     };
     let (train, test) = (list("train")?, list("test")?);
-    let classes = train.iter().chain(&test).map(|(_, l)| l + 1).max().unwrap_or(0);
-    Ok((train, test, classes))
+    Ok((train, test, names))
 }
 
 /// Two folders with a subfolder per class; the pool's subfolders, sorted by name, are the classes.
-fn read_class_folders(pool: &Path, test: &Path) -> Result<(Labelled, Labelled, usize)> {
+fn read_class_folders(pool: &Path, test: &Path) -> Result<Lists> {
     let classes = subfolders(pool)?;
     let mut lists = Vec::new();
     for dir in [pool, test] {
@@ -173,7 +197,7 @@ fn read_class_folders(pool: &Path, test: &Path) -> Result<(Labelled, Labelled, u
         lists.push(list);
     }
     let test = lists.pop().unwrap_or_default();
-    Ok((lists.pop().unwrap_or_default(), test, classes.len()))
+    Ok((lists.pop().unwrap_or_default(), test, classes.into_iter().map(Some).collect()))
 }
 
 fn subfolders(dir: &Path) -> Result<Vec<String>> {

@@ -1,6 +1,7 @@
 //! What an experiment trains each round, from scratch, and how it predicts: a linear head on the frozen
-//! backbone's features (computed once and cached on disk), or LoRA on the blocks plus the head. Training runs on
-//! the CPU; the frozen forwards (and, for LoRA, the adapted model merged into its weights) run on the device.
+//! backbone's features (computed once and cached on disk), LoRA on the blocks plus the head, or CoOp's context
+//! (`al::coop`). Training runs on the CPU; the frozen forwards (and, for LoRA, the adapted model merged into its
+//! weights) run on the device.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ pub trait Learner {
     fn predict(&mut self, rows: &[usize]) -> Result<Predicted>;
 }
 
-/// Logits (when the model has a head) and head features of split rows `rows`, in batches on `device`; with a
+/// Logits (when the model has a head) and image features (`Model::image_features`) of split rows `rows`, in batches on `device`; with a
 /// `label`, shows progress (a bar, or JSON lines on stderr).
 pub fn forward_rows(
     model: &Model,
@@ -46,31 +47,29 @@ pub fn forward_rows(
     let mut progress = label.map(|l| Progress::new(rows.len(), l));
     for chunk in rows.chunks(batch.max(1)) {
         let out = model.forward_images(&data.pixels(chunk)?.to_device(device)?)?;
-        features.extend(model.head_input(&out)?.to_vec()?);
+        features.extend(model.image_features(&out)?.to_vec()?);
         if let Some(l) = &out.logits {
             logits.extend(l.to_vec()?);
         }
         progress.iter_mut().for_each(|p| p.inc(chunk.len()));
     }
     progress.iter_mut().for_each(Progress::finish);
-    Ok(Predicted { logits, features, dim: model.pooled_features()? })
+    Ok(Predicted { logits, features, dim: model.image_feature_dim()? })
 }
 
-/// A linear head (with bias) over features cached once per experiment.
-pub struct HeadLearner {
-    /// Cached features of every pool and test row, `[rows, dim]`, and each split row's position.
+/// The frozen model's image features of every pool and test row, `[rows, dim]`, computed once per experiment.
+pub struct FrozenFeatures {
     features: Tensor,
+    /// Each split row's position in `features`.
     position: HashMap<usize, usize>,
-    classes: usize,
-    head: Vec<(String, Tensor)>,
 }
 
-impl HeadLearner {
-    /// The frozen backbone's features of the pool and test rows: read from `cache` when it is there (written
-    /// by an earlier run of this experiment), else computed on `device` and written there.
-    pub fn new(model: &Model, data: &Dataset, device: &Device, batch: usize, cache: &Path) -> Result<HeadLearner> {
+impl FrozenFeatures {
+    /// Read from `cache` when it is there (written by an earlier run of this experiment), else computed on
+    /// `device` and written there.
+    pub fn new(model: &Model, data: &Dataset, device: &Device, batch: usize, cache: &Path) -> Result<FrozenFeatures> {
         let rows: Vec<usize> = data.pool_rows().into_iter().chain(data.test_rows()).collect();
-        let dim = model.pooled_features()?;
+        let dim = model.image_feature_dim()?;
         let features = if cache.exists() {
             read_cache(cache, rows.len(), dim)?
         } else {
@@ -80,29 +79,49 @@ impl HeadLearner {
             t
         };
         let position = rows.iter().enumerate().map(|(k, &r)| (r, k)).collect();
-        Ok(HeadLearner { features, position, classes: data.classes, head: Vec::new() })
+        Ok(FrozenFeatures { features, position })
     }
 
-    fn gather(&self, rows: &[usize]) -> Result<Tensor> {
+    /// The features of split rows `rows`, `[rows, dim]`.
+    pub fn gather(&self, rows: &[usize]) -> Result<Tensor> {
         let at = rows
             .iter()
-            .map(|r| self.position.get(r).copied().ok_or_else(|| Error::invalid("head", format!("row {r} not cached"))))
+            .map(|r| {
+                self.position.get(r).copied().ok_or_else(|| Error::invalid("features", format!("row {r} not cached")))
+            })
             .collect::<Result<Vec<_>>>()?;
         gather_rows(&self.features, &at)
+    }
+
+    pub fn dim(&self) -> usize {
+        self.features.shape()[1]
+    }
+}
+
+/// A linear head (with bias) over the frozen features.
+pub struct HeadLearner {
+    frozen: FrozenFeatures,
+    classes: usize,
+    head: Vec<(String, Tensor)>,
+}
+
+impl HeadLearner {
+    pub fn new(frozen: FrozenFeatures, classes: usize) -> HeadLearner {
+        HeadLearner { frozen, classes, head: Vec::new() }
     }
 }
 
 impl Learner for HeadLearner {
     fn fit(&mut self, rows: &[usize], labels: &[usize], opts: &TrainOptions, seed: u64) -> Result<()> {
-        let mut params = fresh_classifier(self.features.shape()[1], self.classes, seed)?;
-        let mut trainee = HeadTrainee { features: self.gather(rows)? };
+        let mut params = fresh_classifier(self.frozen.dim(), self.classes, seed)?;
+        let mut trainee = HeadTrainee { features: self.frozen.gather(rows)? };
         train::train(&mut trainee, &mut params, labels, opts, |_: &StepLog| {})?;
         self.head = params;
         Ok(())
     }
 
     fn predict(&mut self, rows: &[usize]) -> Result<Predicted> {
-        let features = self.gather(rows)?;
+        let features = self.frozen.gather(rows)?;
         let logits = head_linear(&self.head)?.forward(&features)?.to_vec()?;
         Ok(Predicted { logits, dim: features.shape()[1], features: features.to_vec()? })
     }

@@ -10,6 +10,7 @@
 //! - the reports made from the records: `metrics.csv`, `timings.csv`, `summary.md`, `curves.svg`.
 
 pub mod config;
+pub mod coop;
 pub mod data;
 pub mod learner;
 pub mod record;
@@ -26,8 +27,10 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::preprocess::Preprocessor;
+use crate::tokenizer::ClipTokenizer;
 use config::MethodKind;
-use learner::{HeadLearner, Learner, LoraLearner};
+use coop::{CoopLearner, CoopSettings};
+use learner::{FrozenFeatures, HeadLearner, Learner, LoraLearner};
 use runner::{Budgets, RunDir};
 
 /// Forward batch of the frozen and evaluation passes.
@@ -47,24 +50,17 @@ pub fn run(
     let pre = Preprocessor::for_model(&cpu_model, &exp.model)?;
     let data = Arc::new(data::Dataset::load(&exp.data, pre, config)?);
     let budgets = Budgets::of(exp, &data, config)?;
+    let coop = match exp.method.kind {
+        MethodKind::Coop => Some(coop_settings(exp, &data, &cpu_model, config)?),
+        _ => None,
+    };
     let dir = RunDir::new(out);
     dir.prepare(exp)?; // only once the experiment is known to be runnable
     if let Some(files) = data.pool_files() {
         let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
         crate::weights::write_atomic(&out.join("pool.txt"), list.as_bytes())?;
     }
-    let mut learner: Box<dyn Learner> = match exp.method.kind {
-        MethodKind::Head => {
-            let frozen = match device {
-                Device::Cpu => cpu_model,
-                _ => Model::load_on(&exp.model, &device)?,
-            };
-            Box::new(HeadLearner::new(&frozen, &data, &device, FORWARD_BATCH, &dir.feature_cache())?)
-        }
-        MethodKind::Lora => {
-            Box::new(LoraLearner::new(cpu_model, &exp.model, exp.lora_config(), data.clone(), device, FORWARD_BATCH)?)
-        }
-    };
+    let mut learner = build_learner(exp, cpu_model, coop, &data, device, &dir)?;
     let arms = exp.arm_names();
     let mut records = dir.records(exp)?;
     let done_before = records.len();
@@ -81,4 +77,51 @@ pub fn run(
         report::write_reports(out, &records, &arms, &exp.title)?; // nothing ran: the reports of a finished run
     }
     Ok(records)
+}
+
+/// CoOp's settings and the checkpoint's tokenizer, checked before anything is computed or written.
+fn coop_settings(
+    exp: &Experiment,
+    data: &data::Dataset,
+    model: &Model,
+    config: &Path,
+) -> Result<(CoopSettings, ClipTokenizer)> {
+    let classnames = data.classnames.clone().ok_or_else(|| {
+        Error::field(config, "data.classnames", "CoOp's prompts need the class names, in label order")
+    })?;
+    let settings = CoopSettings { classnames, n_ctx: exp.method.n_ctx, class_specific: exp.method.class_specific };
+    let tokenizer = coop::check_model(model, &exp.model, &settings)?;
+    Ok((settings, tokenizer))
+}
+
+/// The method's learner; the frozen features (head, CoOp) are computed on `device`, or read from the run's cache.
+fn build_learner(
+    exp: &Experiment,
+    cpu_model: Model,
+    coop: Option<(CoopSettings, ClipTokenizer)>,
+    data: &Arc<data::Dataset>,
+    device: Device,
+    dir: &RunDir,
+) -> Result<Box<dyn Learner>> {
+    let frozen = |model: &Model| match device {
+        Device::Cpu => FrozenFeatures::new(model, data, &device, FORWARD_BATCH, &dir.feature_cache()),
+        _ => FrozenFeatures::new(
+            &Model::load_on(&exp.model, &device)?,
+            data,
+            &device,
+            FORWARD_BATCH,
+            &dir.feature_cache(),
+        ),
+    };
+    Ok(match exp.method.kind {
+        MethodKind::Head => Box::new(HeadLearner::new(frozen(&cpu_model)?, data.classes)),
+        MethodKind::Lora => {
+            Box::new(LoraLearner::new(cpu_model, &exp.model, exp.lora_config(), data.clone(), device, FORWARD_BATCH)?)
+        }
+        MethodKind::Coop => {
+            let (settings, tokenizer) = coop.expect("`run` checks a CoOp experiment's settings first");
+            let features = frozen(&cpu_model)?;
+            Box::new(CoopLearner::new(cpu_model, tokenizer, features, settings))
+        }
+    })
 }

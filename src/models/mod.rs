@@ -215,6 +215,31 @@ impl Model {
         }
     }
 
+    /// What a linear probe, CoOp's cosine logits or a feature-based strategy reads from an image: the
+    /// classification head's input (ViT, DINOv2; `head_input`), or CLIP's image embedding (unit-norm for a
+    /// `CLIPModel`): `[B, image_feature_dim()]`.
+    pub fn image_features(&self, out: &VisionOutput) -> Result<Tensor> {
+        match self {
+            Model::Clip(_) => out
+                .image_embeds
+                .clone()
+                .ok_or_else(|| Error::invalid("clip", "the checkpoint has no visual projection (image_embeds)")),
+            _ => self.head_input(out),
+        }
+    }
+
+    /// The width of `image_features`.
+    pub fn image_feature_dim(&self) -> Result<usize> {
+        match self {
+            Model::Clip(c) => {
+                c.vision.as_ref().and_then(|v| v.projection_dim()).ok_or_else(|| {
+                    Error::invalid("clip", "the checkpoint has no vision tower with a visual projection")
+                })
+            }
+            _ => self.pooled_features(),
+        }
+    }
+
     /// Replaces (or adds) the image classification head: `[num_labels, in]` over the architecture's pooled
     /// features (ViT: CLS; DINOv2: concat(CLS, mean of patch tokens)).
     pub fn set_classifier(&mut self, weight: Tensor, bias: Option<Tensor>) -> Result<()> {

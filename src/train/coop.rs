@@ -43,6 +43,12 @@ impl<'a> CoopPrompts<'a> {
         &self.prompts
     }
 
+    /// The class embeddings `[C, D]` of the prompts with context `ctx` in place of the placeholders.
+    pub fn text_embeds(&self, ctx: &Tensor) -> Result<Tensor> {
+        let text = self.clip.forward_prompts(&self.prompts, ctx, 1)?.text_embeds;
+        text.ok_or_else(|| Error::invalid("coop", "the CLIP checkpoint has no text projection"))
+    }
+
     /// A new context as CoOp initialises one: N(0, 0.02), `[C, n_ctx, D]` class-specific or `[n_ctx, D]`.
     pub fn fresh_context(&self, class_specific: bool, seed: u64) -> Result<Tensor> {
         let d = self.clip.text.as_ref().map(|t| t.encoder_config.hidden).unwrap_or(0);
@@ -55,9 +61,7 @@ impl<'a> CoopPrompts<'a> {
 
 impl Trainee for CoopPrompts<'_> {
     fn logits(&mut self, params: &[(String, Tensor)], rows: &[usize], _step: usize) -> Result<Tensor> {
-        let ctx = context(params)?;
-        let text = self.clip.forward_prompts(&self.prompts, ctx, 1)?.text_embeds;
-        let text = text.ok_or_else(|| Error::invalid("coop", "the CLIP checkpoint has no text projection"))?;
+        let text = self.text_embeds(context(params)?)?;
         self.clip.logits_per_image(&gather_rows(&self.image_embeds, rows)?, &text)
     }
 

@@ -155,3 +155,29 @@ pub fn write_idx_images(dir: &Path, labels: &[u8], pixel: impl FnMut(usize) -> u
     std::fs::write(dir.join("t10k-images-idx3-ubyte"), idx(&[n as u32, 28, 28], &pixels)).unwrap();
     std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[n as u32], labels)).unwrap();
 }
+
+/// Images of 3 classes (apple, moss, sky: red, green or blue over noise), 16×16 PNGs: 6 a class in
+/// `pool/<class>/`, 3 in `test/<class>/`, and the same lists as CoOp's `split.json`.
+pub fn write_image_dataset(root: &Path) {
+    let mut split = serde_json::json!({"train": [], "val": [], "test": []});
+    let mut state = 7u32;
+    for (part, key, count) in [("pool", "train", 6), ("test", "test", 3)] {
+        for (label, class) in ["apple", "moss", "sky"].iter().enumerate() {
+            let dir = root.join(part).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for k in 0..count {
+                let img = image::RgbImage::from_fn(16, 16, |_, _| {
+                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    let noise = (state >> 24) as u8 / 3;
+                    let mut px = [noise; 3];
+                    px[label] = px[label].saturating_add(150);
+                    image::Rgb(px)
+                });
+                let rel = format!("{part}/{class}/{k}.png");
+                img.save(root.join(&rel)).unwrap();
+                split[key].as_array_mut().unwrap().push(serde_json::json!([rel, label, class]));
+            }
+        }
+    }
+    std::fs::write(root.join("split.json"), split.to_string()).unwrap();
+}

@@ -43,6 +43,11 @@ impl ClipVision {
         })
     }
 
+    /// The width of `image_embeds`, when the tower has a projection.
+    pub fn projection_dim(&self) -> Option<usize> {
+        self.projection.as_ref().map(|p| p.weight.shape()[0])
+    }
+
     pub fn forward(&self, pixels: &Tensor) -> Result<VisionOutput> {
         let tokens = self.pre_norm.forward(&self.embeddings.forward(pixels)?)?;
         let last_hidden_state = self.encoder.forward(tokens)?;
