@@ -62,6 +62,30 @@ fn clip_model_text_image_and_logits_match_transformers() {
     assert!(err <= 1e-3, "clip/logits_per_image: max abs error {err}");
 }
 
+/// OpenAI's configs say `eos_token_id: 2`; transformers then pools at the largest id (end-of-text), not at an id
+/// 2 inside the text. The same weights with the corrected id must give the same embeddings.
+#[test]
+fn clip_text_with_openai_legacy_eos_id_pools_at_end_of_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fixture("hf-tiny/clip");
+    for file in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(dir.join(file), tmp.path().join(file)).unwrap();
+    }
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    assert_eq!(config.matches("\"eos_token_id\": 49407").count(), 1, "the text config's id, once");
+    std::fs::write(tmp.path().join("config.json"), config.replace("\"eos_token_id\": 49407", "\"eos_token_id\": 2"))
+        .unwrap();
+    let tokenizer = cpeal::tokenizer::ClipTokenizer::from_dir(&dir).unwrap();
+    let mut ids = tokenizer.encode_batch(&["a sign", "a photo of a cat"]).unwrap();
+    ids[0].insert(2, 2); // id 2 inside the text (the byte `#` without a word's end)
+    let embeds = |dir: &std::path::Path| {
+        let model = Model::load(dir).unwrap();
+        model.clip().unwrap().forward_texts(&ids).unwrap().text_embeds.unwrap()
+    };
+    let (fixed, legacy) = (embeds(&dir), embeds(tmp.path()));
+    assert!(max_abs_diff(&legacy, &fixed) == 0.0, "legacy {:?} vs {:?}", legacy.to_vec(), fixed.to_vec());
+}
+
 fn row(t: &Tensor, i: usize) -> Vec<f32> {
     let per = t.numel() / t.shape()[0];
     t.to_vec().unwrap()[i * per..(i + 1) * per].to_vec()

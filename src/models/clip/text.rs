@@ -19,6 +19,9 @@ pub struct ClipText {
     projection: Option<Linear>,
 }
 
+/// The `eos_token_id` of OpenAI's CLIP configs (see `ClipText::pool_position`).
+const LEGACY_EOS_TOKEN_ID: u32 = 2;
+
 pub struct TextOutput {
     /// `[B, T, D]` (T = longest sequence; shorter ones are padded with end-of-text after their end)
     pub last_hidden_state: Tensor,
@@ -73,13 +76,23 @@ impl ClipText {
                 format!("{} sequences of up to {longest} tokens (context is {})", ids.len(), self.context_length),
             ));
         }
-        let pool_at: Vec<usize> =
-            ids.iter().map(|s| s.iter().position(|&t| t == self.eos_token_id).unwrap_or(s.len() - 1)).collect();
+        let pool_at: Vec<usize> = ids.iter().map(|s| self.pool_position(s)).collect();
         let padded: Vec<Vec<u32>> = ids
             .iter()
             .map(|s| s.iter().copied().chain(std::iter::repeat(self.eos_token_id)).take(longest).collect())
             .collect();
         Ok((padded, pool_at))
+    }
+
+    /// Where a sequence is pooled: at its first end-of-text, as transformers does. OpenAI's own configs say
+    /// `eos_token_id` 2, not the id of their end-of-text token; for those transformers pools at the largest id
+    /// (the first, if repeated), where end-of-text sits as the last entry of CLIP's vocabulary, and so does this.
+    fn pool_position(&self, ids: &[u32]) -> usize {
+        if self.eos_token_id == LEGACY_EOS_TOKEN_ID {
+            let largest = ids.iter().copied().max().unwrap_or(0);
+            return ids.iter().position(|&t| t == largest).unwrap_or(0);
+        }
+        ids.iter().position(|&t| t == self.eos_token_id).unwrap_or(ids.len() - 1)
     }
 
     fn encode(&self, tokens: Tensor, pool_at: &[usize]) -> Result<TextOutput> {
