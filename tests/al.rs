@@ -349,8 +349,7 @@ fn on_the_emulated_gpu_the_forwards_match_the_cpu() {
     }
 }
 
-/// 3 classes of 16×16 PNGs (class colour over noise): `pool/<class>/` with 6 each, `test/<class>/` with 3, and
-/// `split.json` listing the same files in the same order, as CoOp's split files do.
+/// A margin experiment on the tiny ViT over `common::write_image_dataset`'s images, with `data` as the source.
 fn image_config(dir: &Path, data: &str) -> PathBuf {
     let text = format!(
         "model = \"{}\"\ndevice = \"cpu\"\nseeds = [1]\n[data]\n{data}\n[protocol]\nrounds = 2\ninitial = 3\n\

@@ -130,8 +130,8 @@ impl Default for Protocol {
 #[serde(deny_unknown_fields, default)]
 pub struct MethodConfig {
     /// `head`: a linear head on the frozen backbone's features (computed once per experiment and cached; on
-    /// CLIP, its image embeddings); `lora`: LoRA on the blocks plus the head (ViT, DINOv2); `coop`: CoOp's learned
-    /// prompts on a CLIPModel (the paper's method).
+    /// CLIP, its image embeddings); `lora`: LoRA on the blocks plus the head (ViT, DINOv2), or on both towers of a
+    /// CLIPModel with fixed prompts; `coop`: CoOp's learned prompts on a CLIPModel (the paper's method).
     pub kind: MethodKind,
     /// LoRA: rank, α, target modules, rsLoRA scaling, dropout on the LoRA input.
     pub r: usize,
@@ -139,7 +139,8 @@ pub struct MethodConfig {
     pub targets: Vec<String>,
     pub rslora: bool,
     pub dropout: f32,
-    /// CoOp: context vectors before the class name, and one context per class (or one shared by all).
+    /// CLIP: words before the class name (CoOp's learned context vectors, LoRA's plain "X"s); CoOp: one context
+    /// per class, or one shared by all.
     pub n_ctx: usize,
     pub class_specific: bool,
 }

@@ -14,13 +14,13 @@ use crate::tokenizer::ClipTokenizer;
 use crate::train::coop::{prompt_ids, CoopPrompts, CONTEXT};
 use crate::train::{self, TrainOptions};
 
-/// How the prompts are learned.
+/// The class prompts "X X … X {class}." of the CLIP methods.
 #[derive(Clone, Debug)]
-pub struct CoopSettings {
+pub struct PromptSettings {
     pub classnames: Vec<String>,
-    /// Context vectors before the class name.
+    /// Words before the class name: CoOp's learned context vectors, or CLIP-LoRA's plain "X"s.
     pub n_ctx: usize,
-    /// One context per class (the paper's), or one shared by all.
+    /// CoOp: one context per class (the paper's), or one shared by all.
     pub class_specific: bool,
 }
 
@@ -28,19 +28,20 @@ pub struct CoopLearner {
     /// The CLIP checkpoint on the CPU: its text tower trains the context.
     model: Model,
     tokenizer: ClipTokenizer,
-    settings: CoopSettings,
+    settings: PromptSettings,
     frozen: FrozenFeatures,
     /// The class embeddings `[C, D]` of the last fit's prompts.
     text_embeds: Option<Tensor>,
 }
 
 /// The tokenizer of `model_dir`, once `model` (loaded from there) is known to be a full CLIPModel and every class
-/// name to make a prompt: before any image is encoded.
-pub fn check_model(model: &Model, model_dir: &Path, settings: &CoopSettings) -> Result<ClipTokenizer> {
+/// name to make a prompt: before any image is encoded. `method` names what needs it in errors.
+pub fn check_model(model: &Model, model_dir: &Path, settings: &PromptSettings, method: &str) -> Result<ClipTokenizer> {
     let where_ = model_dir.display().to_string();
-    let clip = model.clip().ok_or_else(|| Error::invalid(&where_, "CoOp needs a CLIP checkpoint (CLIPModel)"))?;
+    let clip = model.clip().ok_or_else(|| Error::invalid(&where_, format!("{method} needs a CLIP checkpoint")))?;
     if clip.text.is_none() || clip.vision.is_none() || clip.logit_scale.is_none() {
-        return Err(Error::invalid(&where_, "CoOp needs both towers and logit_scale: a full CLIPModel"));
+        let why = format!("{method} needs both towers and logit_scale: a full CLIPModel");
+        return Err(Error::invalid(&where_, why));
     }
     let tokenizer = ClipTokenizer::from_dir(model_dir)?;
     prompt_ids(&tokenizer, &settings.classnames, settings.n_ctx)?;
@@ -49,7 +50,12 @@ pub fn check_model(model: &Model, model_dir: &Path, settings: &CoopSettings) -> 
 
 impl CoopLearner {
     /// `model` on the CPU and its `tokenizer` (`check_model`), and the image embeddings of the pool and test rows.
-    pub fn new(model: Model, tokenizer: ClipTokenizer, frozen: FrozenFeatures, settings: CoopSettings) -> CoopLearner {
+    pub fn new(
+        model: Model,
+        tokenizer: ClipTokenizer,
+        frozen: FrozenFeatures,
+        settings: PromptSettings,
+    ) -> CoopLearner {
         CoopLearner { model, tokenizer, settings, frozen, text_embeds: None }
     }
 

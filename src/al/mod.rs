@@ -9,6 +9,7 @@
 //! - `rounds/`: one JSON record per completed round; `cache/`: frozen features;
 //! - the reports made from the records: `metrics.csv`, `timings.csv`, `summary.md`, `curves.svg`.
 
+pub mod clip_lora;
 pub mod config;
 pub mod coop;
 pub mod data;
@@ -28,8 +29,9 @@ use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::preprocess::Preprocessor;
 use crate::tokenizer::ClipTokenizer;
+use clip_lora::ClipLoraLearner;
 use config::MethodKind;
-use coop::{CoopLearner, CoopSettings};
+use coop::{CoopLearner, PromptSettings};
 use learner::{FrozenFeatures, HeadLearner, Learner, LoraLearner};
 use runner::{Budgets, RunDir};
 
@@ -50,8 +52,12 @@ pub fn run(
     let pre = Preprocessor::for_model(&cpu_model, &exp.model)?;
     let data = Arc::new(data::Dataset::load(&exp.data, pre, config)?);
     let budgets = Budgets::of(exp, &data, config)?;
-    let coop = match exp.method.kind {
-        MethodKind::Coop => Some(coop_settings(exp, &data, &cpu_model, config)?),
+    // The CLIP methods (CoOp, LoRA on a CLIPModel) classify by prompts: their names and tokenizer first.
+    let prompts = match exp.method.kind {
+        MethodKind::Coop => Some(prompt_settings(exp, &data, &cpu_model, config, "CoOp")?),
+        MethodKind::Lora if cpu_model.clip().is_some() => {
+            Some(prompt_settings(exp, &data, &cpu_model, config, "LoRA on CLIP")?)
+        }
         _ => None,
     };
     let dir = RunDir::new(out);
@@ -60,7 +66,7 @@ pub fn run(
         let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
         crate::weights::write_atomic(&out.join("pool.txt"), list.as_bytes())?;
     }
-    let mut learner = build_learner(exp, cpu_model, coop, &data, device, &dir)?;
+    let mut learner = build_learner(exp, cpu_model, prompts, &data, device, &dir)?;
     let arms = exp.arm_names();
     let mut records = dir.records(exp)?;
     let done_before = records.len();
@@ -79,18 +85,20 @@ pub fn run(
     Ok(records)
 }
 
-/// CoOp's settings and the checkpoint's tokenizer, checked before anything is computed or written.
-fn coop_settings(
+/// The class prompts of a CLIP `method` and the checkpoint's tokenizer, checked before anything is computed or
+/// written.
+fn prompt_settings(
     exp: &Experiment,
     data: &data::Dataset,
     model: &Model,
     config: &Path,
-) -> Result<(CoopSettings, ClipTokenizer)> {
+    method: &str,
+) -> Result<(PromptSettings, ClipTokenizer)> {
     let classnames = data.classnames.clone().ok_or_else(|| {
-        Error::field(config, "data.classnames", "CoOp's prompts need the class names, in label order")
+        Error::field(config, "data.classnames", format!("{method} prompts with the class names, in label order"))
     })?;
-    let settings = CoopSettings { classnames, n_ctx: exp.method.n_ctx, class_specific: exp.method.class_specific };
-    let tokenizer = coop::check_model(model, &exp.model, &settings)?;
+    let settings = PromptSettings { classnames, n_ctx: exp.method.n_ctx, class_specific: exp.method.class_specific };
+    let tokenizer = coop::check_model(model, &exp.model, &settings, method)?;
     Ok((settings, tokenizer))
 }
 
@@ -98,7 +106,7 @@ fn coop_settings(
 fn build_learner(
     exp: &Experiment,
     cpu_model: Model,
-    coop: Option<(CoopSettings, ClipTokenizer)>,
+    prompts: Option<(PromptSettings, ClipTokenizer)>,
     data: &Arc<data::Dataset>,
     device: Device,
     dir: &RunDir,
@@ -115,11 +123,28 @@ fn build_learner(
     };
     Ok(match exp.method.kind {
         MethodKind::Head => Box::new(HeadLearner::new(frozen(&cpu_model)?, data.classes)),
-        MethodKind::Lora => {
-            Box::new(LoraLearner::new(cpu_model, &exp.model, exp.lora_config(), data.clone(), device, FORWARD_BATCH)?)
-        }
+        MethodKind::Lora => match prompts {
+            Some((settings, tokenizer)) => Box::new(ClipLoraLearner::new(
+                cpu_model,
+                &exp.model,
+                tokenizer,
+                settings,
+                exp.lora_config(),
+                data.clone(),
+                device,
+                FORWARD_BATCH,
+            )),
+            None => Box::new(LoraLearner::new(
+                cpu_model,
+                &exp.model,
+                exp.lora_config(),
+                data.clone(),
+                device,
+                FORWARD_BATCH,
+            )?),
+        },
         MethodKind::Coop => {
-            let (settings, tokenizer) = coop.expect("`run` checks a CoOp experiment's settings first");
+            let (settings, tokenizer) = prompts.expect("`run` checks a CoOp experiment's prompts first");
             let features = frozen(&cpu_model)?;
             Box::new(CoopLearner::new(cpu_model, tokenizer, features, settings))
         }

@@ -30,11 +30,20 @@ impl<'a> ClipLora<'a> {
         if model.clip().is_none() {
             return Err(Error::invalid("clip lora", "the model is not a CLIP checkpoint"));
         }
-        let prefix = vec!["X"; placeholders].join(" ");
-        let texts: Vec<String> = classnames.iter().map(|c| format!("{prefix} {c}.").trim_start().to_string()).collect();
-        let prompts = tokenizer.encode_batch(&texts)?;
+        let prompts = fixed_prompt_ids(tokenizer, classnames, placeholders)?;
         Ok(ClipLora { model, adapter, prompts, images })
     }
+}
+
+/// The token ids of "X X … X {class}." for each class, with `placeholders` plain "X" words.
+pub fn fixed_prompt_ids(
+    tokenizer: &ClipTokenizer,
+    classnames: &[String],
+    placeholders: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let prefix = vec!["X"; placeholders].join(" ");
+    let texts: Vec<String> = classnames.iter().map(|c| format!("{prefix} {c}.").trim_start().to_string()).collect();
+    tokenizer.encode_batch(&texts)
 }
 
 impl Trainee for ClipLora<'_> {

@@ -1,6 +1,6 @@
-//! CoOp as the runner's method (`method.kind = "coop"`) on the tiny CLIPModel: its predictions against the same
-//! training done directly through the library, the class names taken from each data source, and the errors that
-//! come before anything is computed or written.
+//! The runner's CLIP methods on the tiny CLIPModel: CoOp (`method.kind = "coop"`) and LoRA on both towers
+//! (`"lora"`). Their predictions against the same training done directly through the library, the class names
+//! taken from each data source, and the errors that come before anything is computed or written.
 
 mod common;
 
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{cpeal_bin, fixture};
-use cpeal::al::coop::{check_model, CoopLearner, CoopSettings};
+use cpeal::al::coop::{check_model, CoopLearner, PromptSettings};
 use cpeal::al::data::Dataset;
 use cpeal::al::learner::{FrozenFeatures, Learner};
 use cpeal::al::Experiment;
@@ -99,8 +99,8 @@ fn the_learner_predicts_with_the_prompts_that_training_on_the_labelled_embedding
     let exp = Experiment::read(&config).unwrap();
     let model = Model::load(&exp.model).unwrap();
     let data = Dataset::load(&exp.data, Preprocessor::for_model(&model, &exp.model).unwrap(), &config).unwrap();
-    let settings = CoopSettings { classnames: data.classnames.clone().unwrap(), n_ctx: 4, class_specific: true };
-    let tokenizer = check_model(&model, &exp.model, &settings).unwrap();
+    let settings = PromptSettings { classnames: data.classnames.clone().unwrap(), n_ctx: 4, class_specific: true };
+    let tokenizer = check_model(&model, &exp.model, &settings, "CoOp").unwrap();
     // Features computed 5 rows at a time and cached; the direct path below encodes each set at once.
     let frozen = FrozenFeatures::new(&model, &data, &Device::Cpu, 5, &tmp.path().join("features.safetensors")).unwrap();
     let mut learner = CoopLearner::new(model, tokenizer, frozen, settings.clone());
@@ -211,5 +211,124 @@ fn coop_without_class_names_or_clip_is_refused_before_anything_is_written() {
         assert!(err.contains(want), "{}: {err}", config.display());
         assert!(!err.contains("panicked"), "{err}");
         assert!(!out.join("experiment.toml").exists(), "{}: the run directory was written", config.display());
+    }
+}
+
+/// `coop_config` with LoRA on both towers instead (r 2, 4 "X"s before each class name).
+fn clip_lora_config(dir: &Path, name: &str, data: &str) -> PathBuf {
+    let config = coop_config(dir, name, &clip(), data);
+    let text = std::fs::read_to_string(&config).unwrap().replace("kind = \"coop\"", "kind = \"lora\"\nr = 2");
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn clip_lora_predicts_with_the_adapted_towers_that_training_gives() {
+    use cpeal::adapters::{LoraAdapter, LoraConfig};
+    use cpeal::al::clip_lora::ClipLoraLearner;
+    use cpeal::train::clip_lora::{fixed_prompt_ids, ClipLora};
+
+    let tmp = tempfile::tempdir().unwrap();
+    common::write_image_dataset(tmp.path());
+    let config = clip_lora_config(tmp.path(), "lora", "split_file = \"split.json\"");
+    let exp = Experiment::read(&config).unwrap();
+    let model = Model::load(&exp.model).unwrap();
+    let data = std::sync::Arc::new(
+        Dataset::load(&exp.data, Preprocessor::for_model(&model, &exp.model).unwrap(), &config).unwrap(),
+    );
+    let settings = PromptSettings { classnames: data.classnames.clone().unwrap(), n_ctx: 4, class_specific: true };
+    let tokenizer = check_model(&model, &exp.model, &settings, "LoRA on CLIP").unwrap();
+    let lora = LoraConfig { modules_to_save: Vec::new(), ..exp.lora_config() };
+    let mut learner = ClipLoraLearner::new(
+        model,
+        &exp.model,
+        tokenizer,
+        settings.clone(),
+        exp.lora_config(),
+        data.clone(),
+        Device::Cpu,
+        4,
+    );
+    let (rows, test) = ([1usize, 8, 14, 3, 10, 17], data.test_rows());
+    let labels = data.labels_of(&rows);
+    let opts = exp.train_options(&exp.arms[0], 5);
+    learner.fit(&rows, &labels, &opts, 77).unwrap();
+    let got = learner.predict(&test).unwrap();
+
+    let mut model = Model::load(&exp.model).unwrap();
+    let adapter = LoraAdapter::fresh(&mut model, lora, None, 77).unwrap();
+    adapter.attach(&mut model, false).unwrap();
+    let tokenizer = ClipTokenizer::from_dir(&exp.model).unwrap();
+    let images = data.pixels(&rows).unwrap();
+    let mut params = adapter.tensors.clone();
+    let mut trainee = ClipLora::new(&mut model, &adapter, &tokenizer, &settings.classnames, 4, &images).unwrap();
+    train::train(&mut trainee, &mut params, &labels, &opts, |_| {}).unwrap();
+    let clip = model.clip().unwrap();
+    let prompts = fixed_prompt_ids(&tokenizer, &settings.classnames, 4).unwrap();
+    let text = clip.forward_texts(&prompts).unwrap().text_embeds.unwrap();
+    let logits = |rows: &[usize]| {
+        let images = clip.forward_images(&data.pixels(rows).unwrap()).unwrap().image_embeds.unwrap();
+        (clip.logits_per_image(&images, &text).unwrap().to_vec().unwrap(), images.to_vec().unwrap())
+    };
+    let (want, features) = logits(&test);
+    assert_eq!(got.dim, 24);
+    assert!(rel_err(&got.features, &features) < 1e-5, "features are the adapted image embeddings");
+    let err = rel_err(&got.logits, &want);
+    assert!(err < 1e-4, "logits: relative error {err}");
+    assert!(params
+        .iter()
+        .any(|(name, t)| name.contains("text_model") && t.to_vec().unwrap().iter().any(|&v| v != 0.0)));
+
+    // Training moved the factors: the labelled rows fit better than with the fresh ones (B = 0: the checkpoint).
+    let (after, _) = logits(&rows);
+    let base = Model::load(&exp.model).unwrap();
+    let fresh = base.clip().unwrap();
+    let base_images = fresh.forward_images(&images).unwrap().image_embeds.unwrap();
+    let base_text = fresh.forward_texts(&prompts).unwrap().text_embeds.unwrap();
+    let before = fresh.logits_per_image(&base_images, &base_text).unwrap().to_vec().unwrap();
+    let (ce_before, ce_after) = (cross_entropy(&before, &labels), cross_entropy(&after, &labels));
+    assert!(ce_after < ce_before, "cross-entropy on the labelled rows {ce_before} -> {ce_after}");
+}
+
+#[test]
+fn clip_lora_runs_the_protocol_and_needs_class_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::write_image_dataset(tmp.path());
+    let config = clip_lora_config(tmp.path(), "lora", "pool_folder = \"pool\"\ntest_folder = \"test\"");
+    let out = tmp.path().join("lora");
+    let o = cpeal_run(&config, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(out.join("rounds")).unwrap().count(), 2 * 2, "two arms of two rounds");
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 1 + 2 * 2, "{metrics}");
+
+    let idx_dir = tmp.path().join("idx");
+    std::fs::create_dir_all(&idx_dir).unwrap();
+    common::write_idx_split(&idx_dir, &[0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2], 7);
+    let unnamed = clip_lora_config(tmp.path(), "unnamed", "idx = \"idx\"\npool = [0, 8]\ntest = [8, 12]");
+    let o = cpeal_run(&unnamed, &tmp.path().join("unnamed"));
+    assert!(!o.status.success() && stderr(&o).contains("data.classnames"), "{}", stderr(&o));
+    assert!(!tmp.path().join("unnamed/experiment.toml").exists());
+}
+
+/// The device path of LoRA on CLIP: both towers' factors merged into the weights of the model on the emulated GPU
+/// give the CPU's predictions within bf16 tolerance.
+#[cfg(feature = "cuda-emu")]
+#[test]
+fn clip_lora_on_the_emulated_gpu_matches_the_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::write_image_dataset(tmp.path());
+    let run_on = |device: &str| {
+        let config = clip_lora_config(tmp.path(), device, "split_file = \"split.json\"");
+        let mut exp = Experiment::read(&config).unwrap();
+        (exp.device, exp.arms) = (device.to_string(), exp.arms[..1].to_vec());
+        cpeal::al::run(&exp, &config, &tmp.path().join(device), |_| {}).unwrap()
+    };
+    let (cpu, emu) = (run_on("cpu"), run_on("cuda-emu"));
+    assert_eq!(cpu.len(), 2);
+    for (c, e) in cpu.iter().zip(&emu) {
+        let (c, e) = (&c.metrics, &e.metrics);
+        assert!((c.nll - e.nll).abs() / c.nll < 2e-2, "{}: NLL {} on the CPU, {} on cuda-emu", c.samples, c.nll, e.nll);
+        assert!((c.accuracy - e.accuracy).abs() <= 1.0 / 9.0, "accuracy {} vs {}", c.accuracy, e.accuracy);
     }
 }
