@@ -304,7 +304,7 @@ fn trains_and_evaluates_on_the_rows_an_index_file_lists() {
     let tmp = tempfile::tempdir().unwrap();
     common::write_idx_split(tmp.path(), &[0, 1, 2, 0, 1, 2, 0, 1], 7);
     std::fs::write(tmp.path().join("picked.txt"), "5\n0\n2\n7\n").unwrap();
-    std::fs::write(tmp.path().join("bad.txt"), "1\n8\n").unwrap();
+    std::fs::write(tmp.path().join("bad.txt"), "1\n\n8\n").unwrap(); // the blank line counts
     let (model, out) = (fixture("hf-tiny/dinov2"), tmp.path().join("adapter"));
     let dataset = ["--idx", tmp.path().to_str().unwrap(), "--split", "t10k"];
     let picked = tmp.path().join("picked.txt");
@@ -339,7 +339,7 @@ fn trains_and_evaluates_on_the_rows_an_index_file_lists() {
         .concat(),
     );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("bad.txt:2") && err.contains("`8`"), "{err}");
+    assert!(!o.status.success() && err.contains("bad.txt: field `line 3`") && err.contains("row 8"), "{err}");
 }
 
 /// A classifier's pool pass writes `logits` beside the features, for `cpeal select --logits`: the round after

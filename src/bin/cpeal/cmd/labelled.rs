@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use cpeal::data::idx::read_split;
 use cpeal::models::Model;
+use cpeal::select::input::{line_of_entry, read_integers};
 use cpeal::weights::SafetensorsFile;
 use cpeal::{Error, Tensor};
 
@@ -74,16 +75,12 @@ pub fn read_batch(path: &Path) -> cpeal::Result<(Tensor, Vec<usize>)> {
 
 /// Row indices, one per line, each below `count`; errors name the file and line.
 fn read_indices(file: &Path, count: usize) -> cpeal::Result<Vec<usize>> {
-    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| match l.trim().parse::<usize>() {
-            Ok(i) if i < count => Ok(i),
-            _ => Err(Error::invalid(
-                format!("{}:{}", file.display(), n + 1),
-                format!("`{}` is not a row index below {count}", l.trim()),
-            )),
-        })
-        .collect()
+    let rows = read_integers(file, "row index")?;
+    match rows.iter().position(|&row| row >= count) {
+        Some(k) => {
+            let line = format!("line {}", line_of_entry(file, k));
+            Err(Error::field(file, line, format!("row {} is not below {count}, the split's size", rows[k])))
+        }
+        None => Ok(rows),
+    }
 }
