@@ -356,19 +356,37 @@ fn image_config(dir: &Path, data: &str) -> PathBuf {
          budget = 3\n[train]\nepochs = 2\nbatch_size = 4\n[[arm]]\nname = \"margin\"\nstrategy = \"margin\"\n",
         fixture("hf-tiny/vit").display()
     );
-    let path = dir.join(format!("{}.toml", if data.contains("split") { "split" } else { "folders" }));
+    let name = ["split", "csv"].into_iter().find(|n| data.contains(n)).unwrap_or("folders");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
 }
 
+/// `split.json`'s lists as CSV files in `dir/lists/` (paths relative to `dir`, quoted, an extra column first).
+fn write_csv_lists(dir: &Path) {
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("split.json")).unwrap()).unwrap();
+    std::fs::create_dir_all(dir.join("lists")).unwrap();
+    for (key, file) in [("train", "pool.csv"), ("test", "test.csv")] {
+        let mut text = String::from("source,path,label,classname\n");
+        for e in split[key].as_array().unwrap() {
+            text += &format!("camera 1,\"{}\",{},{}\n", e[0].as_str().unwrap(), e[1], e[2].as_str().unwrap());
+        }
+        std::fs::write(dir.join("lists").join(file), text).unwrap();
+    }
+}
+
 #[test]
-fn split_files_and_class_folders_feed_the_same_experiment() {
+fn split_files_class_folders_and_csv_files_feed_the_same_experiment() {
     let tmp = tempfile::tempdir().unwrap();
     common::write_image_dataset(tmp.path());
+    write_csv_lists(tmp.path());
     let by_split = image_config(tmp.path(), "split_file = \"split.json\"");
     let by_folders = image_config(tmp.path(), "pool_folder = \"pool\"\ntest_folder = \"test\"");
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    for (config, out) in [(&by_split, &a), (&by_folders, &b)] {
+    let by_csv =
+        image_config(tmp.path(), "pool_csv = \"lists/pool.csv\"\ntest_csv = \"lists/test.csv\"\nimage_root = \".\"");
+    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    for (config, out) in [(&by_split, &a), (&by_folders, &b), (&by_csv, &c)] {
         let o = cpeal_run(config, out);
         assert!(o.status.success(), "{}", stderr(&o));
     }
@@ -376,10 +394,12 @@ fn split_files_and_class_folders_feed_the_same_experiment() {
     assert_eq!(pool.lines().count(), 18);
     assert!(pool.lines().nth(6).unwrap().ends_with("pool/moss/0.png"), "{pool}");
     assert_eq!(std::fs::read_to_string(b.join("pool.txt")).unwrap(), pool);
+    assert_eq!(std::fs::read_to_string(c.join("pool.txt")).unwrap(), pool);
     let picks = rows(&a.join("selected/margin_seed1_round1.txt"));
     assert!(picks.len() == 3 && picks.iter().all(|&r| r < 18));
     let metrics = std::fs::read_to_string(a.join("metrics.csv")).unwrap();
     assert_eq!(std::fs::read_to_string(b.join("metrics.csv")).unwrap(), metrics);
+    assert_eq!(std::fs::read_to_string(c.join("metrics.csv")).unwrap(), metrics);
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(a.join("rounds/margin_seed1_round0.json")).unwrap()).unwrap();
     assert_eq!(record["metrics"]["samples"], 9);
@@ -403,4 +423,15 @@ fn a_missing_image_or_unknown_class_folder_is_named() {
         &tmp.path().join("c"),
     );
     assert!(err.contains("exactly one"), "{err}");
+
+    write_csv_lists(tmp.path());
+    let csv = "pool_csv = \"lists/pool.csv\"\ntest_csv = \"lists/test.csv\"\nimage_root = \".\"";
+    let pool = tmp.path().join("lists/pool.csv");
+    let text = std::fs::read_to_string(&pool).unwrap();
+    std::fs::write(&pool, text.replacen(",1,moss", ",one,moss", 1)).unwrap();
+    let err = run_err(&image_config(tmp.path(), csv), &tmp.path().join("d"));
+    assert!(err.contains("pool.csv") && err.contains("line 8") && err.contains("`one`"), "{err}");
+    std::fs::write(&pool, text.replace("source,path,label", "source,file,label")).unwrap();
+    let err = run_err(&image_config(tmp.path(), csv), &tmp.path().join("e"));
+    assert!(err.contains("pool.csv") && err.contains("`path`"), "{err}");
 }

@@ -42,7 +42,9 @@ pub struct Experiment {
 /// - `idx` (an MNIST-layout folder such as Fashion-MNIST's): `pool` and `test` are row ranges of `split`;
 /// - `split_file` (CoOp's / PCB's `split_zhou_<Name>.json`): the pool is its `train` list, the test set its
 ///   `test` list, image paths relative to `image_root` (default: the split file's folder);
-/// - `pool_folder` and `test_folder`: one subfolder of images per class, classes sorted by name.
+/// - `pool_folder` and `test_folder`: one subfolder of images per class, classes sorted by name;
+/// - `pool_csv` and `test_csv`: CSV files with a header naming a `path` and a `label` column (and optionally
+///   `classname`; other columns are ignored), paths relative to `image_root` (default: each file's folder).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
@@ -57,6 +59,8 @@ pub struct DataConfig {
     pub image_root: Option<PathBuf>,
     pub pool_folder: Option<PathBuf>,
     pub test_folder: Option<PathBuf>,
+    pub pool_csv: Option<PathBuf>,
+    pub test_csv: Option<PathBuf>,
     /// Classes (default: from the source: the largest label + 1, the split file's or the folders' classes).
     pub classes: Option<usize>,
     /// The class names in label order, for CoOp's prompts (default: the split file's, or the folders' names).
@@ -65,13 +69,18 @@ pub struct DataConfig {
 
 impl DataConfig {
     fn check(&self) -> std::result::Result<(), (String, String)> {
-        let given = [self.idx.is_some(), self.split_file.is_some(), self.pool_folder.is_some()];
+        let given =
+            [self.idx.is_some(), self.split_file.is_some(), self.pool_folder.is_some(), self.pool_csv.is_some()];
         if given.iter().filter(|&&g| g).count() != 1 {
-            let why = "give exactly one of idx (with pool and test), split_file, pool_folder (with test_folder)";
+            let why = "give exactly one of idx (with pool and test), split_file, pool_folder (with test_folder), \
+                       pool_csv (with test_csv)";
             return Err(("data".into(), why.into()));
         }
         if self.pool_folder.is_some() != self.test_folder.is_some() {
             return Err(("data.test_folder".into(), "pool_folder and test_folder go together".into()));
+        }
+        if self.pool_csv.is_some() != self.test_csv.is_some() {
+            return Err(("data.test_csv".into(), "pool_csv and test_csv go together".into()));
         }
         if self.idx.is_none() {
             return match (self.pool, self.test) {
@@ -96,10 +105,18 @@ impl DataConfig {
 
     /// Relative paths taken from `base`.
     fn rebase(&mut self, base: &Path) {
-        let paths =
-            [&mut self.idx, &mut self.split_file, &mut self.image_root, &mut self.pool_folder, &mut self.test_folder];
+        let paths = [
+            &mut self.idx,
+            &mut self.split_file,
+            &mut self.image_root,
+            &mut self.pool_folder,
+            &mut self.test_folder,
+            &mut self.pool_csv,
+            &mut self.test_csv,
+        ];
         for path in paths.into_iter().flatten() {
-            *path = base.join(&*path);
+            // Without `.` components: `image_root = "."` names the config's folder itself in every image path.
+            *path = base.join(&*path).components().filter(|c| *c != std::path::Component::CurDir).collect();
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The experiment's images: an unlabelled pool and a test set, from an MNIST-layout split (row ranges), a
-//! CoOp/PCB split file (its train and test lists) or two folders with a subfolder per class. Images are decoded
+//! CoOp/PCB split file (its train and test lists), two folders with a subfolder per class, or two CSV files. Images are decoded
 //! and preprocessed for the model batch by batch, when a forward needs them.
 //!
 //! Rows: pool positions (0..pool) are what the selection engine sees; *rows* are what files record. For an IDX
@@ -37,9 +37,14 @@ impl Dataset {
         let (images, labels, pool, test, classes, names) = if let Some(dir) = &cfg.idx {
             load_idx(cfg, dir, config)?
         } else {
-            let (pool, test, names) = match (&cfg.split_file, &cfg.pool_folder, &cfg.test_folder) {
-                (Some(file), _, _) => read_split_file(file, cfg.image_root.as_deref())?,
-                (None, Some(pool), Some(test)) => read_class_folders(pool, test)?,
+            let root = cfg.image_root.as_deref();
+            let (pool, test, names) = match (&cfg.split_file, &cfg.pool_folder, &cfg.test_folder, &cfg.pool_csv) {
+                (Some(file), ..) => read_split_file(file, root)?,
+                (None, Some(pool), Some(test), _) => read_class_folders(pool, test)?,
+                (None, None, _, Some(pool)) => {
+                    let test = cfg.test_csv.as_ref().ok_or_else(|| Error::field(config, "data.test_csv", "missing"))?;
+                    read_csv_lists(pool, test, root)?
+                }
                 _ => return Err(Error::field(config, "data", "no image source")),
             };
             let classes = pool.iter().chain(&test).map(|(_, l)| l + 1).max().unwrap_or(0).max(names.len());
@@ -159,14 +164,8 @@ fn read_split_file(file: &Path, root: Option<&Path>) -> Result<Lists> {
                 let label = e.get(1).and_then(|v| v.as_u64());
                 match (path, label) {
                     (Some(p), Some(l)) => {
-                        let l = l as usize;
-                        if names.len() <= l {
-                            names.resize(l + 1, None);
-                        }
-                        if let (None, Some(name)) = (&names[l], e.get(2).and_then(|v| v.as_str())) {
-                            names[l] = Some(name.to_string());
-                        }
-                        Ok((root.join(p), l))
+                        note_name(&mut names, l as usize, e.get(2).and_then(|v| v.as_str()));
+                        Ok((root.join(p), l as usize))
                     }
                     _ => Err(Error::field(
                         file,
@@ -179,6 +178,51 @@ fn read_split_file(file: &Path, root: Option<&Path>) -> Result<Lists> {
     };
     let (train, test) = (list("train")?, list("test")?);
     Ok((train, test, names))
+}
+
+/// Records that `label` is called `name` (the first name given for a label stands).
+fn note_name(names: &mut Vec<Option<String>>, label: usize, name: Option<&str>) {
+    if names.len() <= label {
+        names.resize(label + 1, None);
+    }
+    if let (None, Some(name)) = (&names[label], name) {
+        names[label] = Some(name.to_string());
+    }
+}
+
+/// The pool's and the test set's CSV files (see `DataConfig`).
+fn read_csv_lists(pool: &Path, test: &Path, root: Option<&Path>) -> Result<Lists> {
+    let mut names = Vec::new();
+    let pool = read_csv(pool, root, &mut names)?;
+    let test = read_csv(test, root, &mut names)?;
+    Ok((pool, test, names))
+}
+
+/// One CSV file: a header naming `path` and `label` columns (and optionally `classname`), a row per image.
+fn read_csv(file: &Path, root: Option<&Path>, names: &mut Vec<Option<String>>) -> Result<Labelled> {
+    let bad = |line: u64, why: String| Error::field(file, format!("line {line}"), why);
+    let mut reader =
+        csv::Reader::from_path(file).map_err(|e| Error::invalid(file.display().to_string(), e.to_string()))?;
+    let header = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
+    let column = |name: &str| header.iter().position(|h| h.trim() == name);
+    let (Some(path_at), Some(label_at)) = (column("path"), column("label")) else {
+        return Err(bad(1, format!("the header must name `path` and `label` columns; it has {:?}", header)));
+    };
+    let name_at = column("classname");
+    let root = root.map(Path::to_path_buf).unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| bad(e.position().map_or(0, |p| p.line()), e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let (path, label) = (record.get(path_at).unwrap_or("").trim(), record.get(label_at).unwrap_or("").trim());
+        let label: usize = label.parse().map_err(|_| bad(line, format!("label `{label}` is not a class index")))?;
+        if path.is_empty() {
+            return Err(bad(line, "no path".into()));
+        }
+        note_name(names, label, name_at.and_then(|k| record.get(k)).map(str::trim).filter(|n| !n.is_empty()));
+        rows.push((root.join(path), label));
+    }
+    Ok(rows)
 }
 
 /// Two folders with a subfolder per class; the pool's subfolders, sorted by name, are the classes.
