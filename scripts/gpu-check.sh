@@ -89,6 +89,19 @@ MODEL_SECTION="not run (cut off before this section)"
 # Sections that would start after this many seconds are left out (the lent machine's limit is 600 s a call).
 BUDGET=${GPU_CHECK_BUDGET:-420}
 over_budget() { ((SECONDS >= BUDGET)); }
+# Number `key` of the one-line JSON object on stdin (cpeal's compact JSON, or Python's with spaces); fails when
+# it is absent. (Shell, not a Python process per row: a rehearsal runs this script many times on CI.)
+json_number() {
+    local value
+    value=$(sed -n "s/.*\"$1\": *\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p" | head -n 1)
+    [[ -n $value ]] && echo "$value"
+}
+# $1 / $2, scaled by $4 (default 1), through the printf format $3; "-" unless both are numbers and $2 > 0.
+quotient() {
+    awk -v a="$1" -v b="$2" -v f="$3" -v s="${4:-1}" 'BEGIN {
+        num = "^[0-9]+([.][0-9]*)?([eE][-+]?[0-9]+)?$"
+        if (a ~ num && b ~ num && b + 0 > 0) printf f "\n", s * a / b; else print "-" }'
+}
 echo "GPU: $GPU (driver $DRIVER); libcuda: $LIBCUDA; NVRTC: $NVRTC"
 
 # --- 1. correctness ---------------------------------------------------------------------------------------------
@@ -285,13 +298,14 @@ PYEOF
         local ips ratio
         with_setting "$setting" timeout 60 "$BIN" bench forward --arch vit-b16 --device cuda --batch-size 256 --iters 10 --json \
             >"$WORK/run.json" 2>"$WORK/err.txt" || true
-        ips=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["images_per_s"])' "$WORK/run.json" 2>/dev/null || echo "failed")
+        ips=$(json_number images_per_s <"$WORK/run.json" || echo "failed")
         [[ "$ips" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
         # What the setting ran: a row that did not reach its candidate shows here.
-        python3 -c 'import json,sys; print(f"- `{sys.argv[2]}`: " + ", ".join(json.load(open(sys.argv[1]))["kernels"]))' \
-            "$WORK/run.json" "$label" >>"$WORK/kernels.md" 2>/dev/null || true
+        local kernels
+        kernels=$(sed -n 's/.*"kernels": *\[\([^]]*\)\].*/\1/p' "$WORK/run.json" | sed 's/", *"/, /g; s/"//g')
+        if [[ -n $kernels ]]; then echo "- \`$label\`: $kernels" >>"$WORK/kernels.md"; fi
         IPS[$setting]=$ips
-        ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$ips" "$ANCHOR" 2>/dev/null || echo "-")
+        ratio=$(quotient "$ips" "$ANCHOR" "%.2fx")
         row "| $label | $ips | $ratio |"
     }
     for setting in default ${GPU_CHECK_VARIANTS:-CPEAL_GEMM_SM90=pp-n128s5 CPEAL_GEMM_SM90=ppo-n128s5 CPEAL_GEMM_SM90=coop-n128s4 CPEAL_GEMM_SM90=coop-n256s4 CPEAL_GEMM_SM90=coopmw-n256s4 CPEAL_GEMM_SM90=coopmc-n128s4 CPEAL_GEMM_SM90=ppomc-n128s5 CPEAL_ATTENTION=tail16 CPEAL_ATTENTION=tail16x4 CPEAL_ATTENTION=tail16w CPEAL_ATTENTION=wgmma CPEAL_LN_FOLD=on $PER_ROLE $COMBINED_TAIL16 $COMBINED_WGMMA $COMBINED_ROLE}; do
@@ -383,12 +397,14 @@ else:
                 row "| $arch | $bs | not run: past the ${BUDGET} s budget | | | | |"
                 continue
             fi
-            read -r ours tflops < <(with_setting "$TABLE_SETTING" timeout 60 "$BIN" bench forward --arch "$arch" --device cuda --batch-size "$bs" --iters 10 --json 2>"$WORK/err.txt" \
-                | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["images_per_s"], r["tflop_per_s"])' 2>/dev/null || echo "failed -")
+            with_setting "$TABLE_SETTING" timeout 60 "$BIN" bench forward --arch "$arch" --device cuda --batch-size "$bs" --iters 10 --json \
+                >"$WORK/run.json" 2>"$WORK/err.txt" || true
+            ours=$(json_number images_per_s <"$WORK/run.json" || echo "failed")
+            tflops=$(json_number tflop_per_s <"$WORK/run.json" || echo "-")
             [[ "$ours" == failed ]] && tail -n 5 "$WORK/err.txt" >&2
-            mfu=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.0%}")' "$tflops" "$PEAK" 2>/dev/null || echo "-")
-            theirs=$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(next((x["images_per_s"] for x in r if x["batch"]==int(sys.argv[2])), "n/a"))' "$WORK/torch-$arch.jsonl" "$bs" 2>/dev/null || echo "n/a")
-            ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$ours" "$theirs" 2>/dev/null || echo "-")
+            mfu=$(quotient "$tflops" "$PEAK" "%.0f%%" 100)
+            theirs=$(grep -E "\"batch\": *$bs[,} ]" "$WORK/torch-$arch.jsonl" 2>/dev/null | json_number images_per_s || echo "n/a")
+            ratio=$(quotient "$ours" "$theirs" "%.2fx")
             row "| $arch | $bs | $ours | $theirs | $ratio | $tflops | $mfu |"
         done
     done
