@@ -336,9 +336,11 @@ fn on_the_emulated_gpu_the_forwards_match_the_cpu() {
     };
     let features = |dir: &Path| common::load(&dir.join("cache/features.safetensors"), "features");
     let (cpu, _) = run_on("cpu", "head");
-    let (emu, _) = run_on("cuda-emu", "head");
+    let (emu, first) = run_on("cuda-emu", "head");
     let rel = common::rel_err(&features(&emu), &features(&cpu));
     assert!(rel < 1e-2, "frozen features on cuda-emu: rel {rel:.2e}");
+    let (_, again) = run_on("cuda-emu", "head"); // a resume: the features come from the cache
+    assert_eq!(again, first);
 
     let (_, cpu) = run_on("cpu", "lora");
     let (_, emu) = run_on("cuda-emu", "lora");

@@ -111,15 +111,13 @@ fn build_learner(
     device: Device,
     dir: &RunDir,
 ) -> Result<Box<dyn Learner>> {
-    let frozen = |model: &Model| match device {
-        Device::Cpu => FrozenFeatures::new(model, data, &device, FORWARD_BATCH, &dir.feature_cache()),
-        _ => FrozenFeatures::new(
-            &Model::load_on(&exp.model, &device)?,
-            data,
-            &device,
-            FORWARD_BATCH,
-            &dir.feature_cache(),
-        ),
+    let cache = dir.feature_cache();
+    // On a GPU the frozen model is uploaded only when there is no cache to read the features from (a resume).
+    let frozen = |cpu_model: &Model| match device {
+        Device::Gpu(_) if !cache.exists() => {
+            FrozenFeatures::new(&Model::load_on(&exp.model, &device)?, data, &device, FORWARD_BATCH, &cache)
+        }
+        _ => FrozenFeatures::new(cpu_model, data, &Device::Cpu, FORWARD_BATCH, &cache),
     };
     Ok(match exp.method.kind {
         MethodKind::Head => Box::new(HeadLearner::new(frozen(&cpu_model)?, data.classes)),
