@@ -364,15 +364,16 @@ fn image_config(dir: &Path, data: &str) -> PathBuf {
     path
 }
 
-/// `split.json`'s lists as CSV files in `dir/lists/` (paths relative to `dir`, quoted, an extra column first).
+/// `split.json`'s lists as CSV files in `dir/lists/` (paths relative to `dir`, quoted; a byte-order mark and an
+/// extra column).
 fn write_csv_lists(dir: &Path) {
     let split: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("split.json")).unwrap()).unwrap();
     std::fs::create_dir_all(dir.join("lists")).unwrap();
     for (key, file) in [("train", "pool.csv"), ("test", "test.csv")] {
-        let mut text = String::from("source,path,label,classname\n");
+        let mut text = String::from("\u{feff}path,source,label,classname\n"); // as spreadsheets export it
         for e in split[key].as_array().unwrap() {
-            text += &format!("camera 1,\"{}\",{},{}\n", e[0].as_str().unwrap(), e[1], e[2].as_str().unwrap());
+            text += &format!("\"{}\",camera 1,{},{}\n", e[0].as_str().unwrap(), e[1], e[2].as_str().unwrap());
         }
         std::fs::write(dir.join("lists").join(file), text).unwrap();
     }
@@ -433,7 +434,7 @@ fn a_missing_image_or_unknown_class_folder_is_named() {
     std::fs::write(&pool, text.replacen(",1,moss", ",one,moss", 1)).unwrap();
     let err = run_err(&image_config(tmp.path(), csv), &tmp.path().join("d"));
     assert!(err.contains("pool.csv") && err.contains("line 8") && err.contains("`one`"), "{err}");
-    std::fs::write(&pool, text.replace("source,path,label", "source,file,label")).unwrap();
+    std::fs::write(&pool, text.replace("path,source,label", "file,source,label")).unwrap();
     let err = run_err(&image_config(tmp.path(), csv), &tmp.path().join("e"));
     assert!(err.contains("pool.csv") && err.contains("`path`"), "{err}");
 }

@@ -204,7 +204,7 @@ fn read_csv(file: &Path, root: Option<&Path>, names: &mut Vec<Option<String>>) -
     let mut reader =
         csv::Reader::from_path(file).map_err(|e| Error::invalid(file.display().to_string(), e.to_string()))?;
     let header = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
-    let column = |name: &str| header.iter().position(|h| h.trim() == name);
+    let column = |name: &str| header.iter().position(|h| h.trim() == name); // (csv drops a byte-order mark)
     let (Some(path_at), Some(label_at)) = (column("path"), column("label")) else {
         return Err(bad(1, format!("the header must name `path` and `label` columns; it has {:?}", header)));
     };
