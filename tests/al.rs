@@ -434,6 +434,9 @@ fn a_missing_image_or_unknown_class_folder_is_named() {
     std::fs::write(&pool, text.replacen(",1,moss", ",one,moss", 1)).unwrap();
     let err = run_err(&image_config(tmp.path(), csv), &tmp.path().join("d"));
     assert!(err.contains("pool.csv") && err.contains("line 8") && err.contains("`one`"), "{err}");
+    std::fs::write(&pool, text.replacen(",1,moss", ",4000000000,moss", 1)).unwrap();
+    let err = run_err(&image_config(tmp.path(), csv), &tmp.path().join("f"));
+    assert!(err.contains("a label of 4000000000"), "{err}");
     std::fs::write(&pool, text.replace("path,source,label", "file,source,label")).unwrap();
     let err = run_err(&image_config(tmp.path(), csv), &tmp.path().join("e"));
     assert!(err.contains("pool.csv") && err.contains("`path`"), "{err}");

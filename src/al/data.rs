@@ -1,6 +1,6 @@
 //! The experiment's images: an unlabelled pool and a test set, from an MNIST-layout split (row ranges), a
-//! CoOp/PCB split file (its train and test lists), two folders with a subfolder per class, or two CSV files. Images are decoded
-//! and preprocessed for the model batch by batch, when a forward needs them.
+//! CoOp/PCB split file (its train and test lists), two folders with a subfolder per class, or two CSV files.
+//! Images are decoded and preprocessed for the model batch by batch, when a forward needs them.
 //!
 //! Rows: pool positions (0..pool) are what the selection engine sees; *rows* are what files record. For an IDX
 //! split a row is the split's own row; for file lists, pool files are rows 0..pool and test files follow.
@@ -48,6 +48,10 @@ impl Dataset {
                 _ => return Err(Error::field(config, "data", "no image source")),
             };
             let classes = pool.iter().chain(&test).map(|(_, l)| l + 1).max().unwrap_or(0).max(names.len());
+            if classes > MAX_CLASSES {
+                let why = format!("a label of {}: more than {MAX_CLASSES} classes", classes - 1);
+                return Err(Error::field(config, "data", why));
+            }
             let names = (names.len() == classes && names.iter().all(Option::is_some))
                 .then(|| names.into_iter().flatten().collect());
             let (np, nt) = (pool.len(), test.len());
@@ -180,8 +184,14 @@ fn read_split_file(file: &Path, root: Option<&Path>) -> Result<Lists> {
     Ok((train, test, names))
 }
 
+/// More classes than any dataset has: a larger label is a mistake (and no name table is grown for it).
+const MAX_CLASSES: usize = 1 << 20;
+
 /// Records that `label` is called `name` (the first name given for a label stands).
 fn note_name(names: &mut Vec<Option<String>>, label: usize, name: Option<&str>) {
+    if label >= MAX_CLASSES {
+        return;
+    }
     if names.len() <= label {
         names.resize(label + 1, None);
     }
