@@ -3,12 +3,12 @@
 //! trains fresh factors on the CPU model; predictions run the adapted image tower on the device (merged into the
 //! weights on a GPU) against the class embeddings of the adapted text tower.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::coop::PromptSettings;
 use super::data::Dataset;
-use super::learner::{forward_rows, Learner, Predicted};
+use super::learner::{AdaptedForward, Learner, Predicted};
 use crate::adapters::{LoraAdapter, LoraConfig};
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -19,19 +19,14 @@ use crate::train::clip_lora::{fixed_prompt_ids, ClipLora};
 use crate::train::{self, TrainOptions};
 
 pub struct ClipLoraLearner {
-    /// The checkpoint on the CPU, where the factors train (loaded from `model_dir`).
+    /// The checkpoint on the CPU, where the factors train.
     model: Model,
-    model_dir: PathBuf,
     tokenizer: ClipTokenizer,
     settings: PromptSettings,
     config: LoraConfig,
-    data: Arc<Dataset>,
-    device: Device,
-    batch: usize,
     /// The last fit's adapter and its class embeddings `[C, D]`.
     fitted: Option<(LoraAdapter, Tensor)>,
-    /// The adapted model on the GPU, made once per fit.
-    merged: Option<Model>,
+    adapted: AdaptedForward,
 }
 
 impl ClipLoraLearner {
@@ -49,29 +44,19 @@ impl ClipLoraLearner {
         batch: usize,
     ) -> ClipLoraLearner {
         let config = LoraConfig { modules_to_save: Vec::new(), ..config };
-        let model_dir = model_dir.to_path_buf();
-        ClipLoraLearner {
-            model,
-            model_dir,
-            tokenizer,
-            settings,
-            config,
-            data,
-            device,
-            batch,
-            fitted: None,
-            merged: None,
-        }
+        let adapted = AdaptedForward::new(model_dir, data, device, batch);
+        ClipLoraLearner { model, tokenizer, settings, config, fitted: None, adapted }
     }
 }
 
 impl Learner for ClipLoraLearner {
     fn fit(&mut self, rows: &[usize], labels: &[usize], opts: &TrainOptions, seed: u64) -> Result<()> {
         self.model.clear_adapters();
-        (self.fitted, self.merged) = (None, None);
+        self.fitted = None;
+        self.adapted.reset();
         let mut adapter = LoraAdapter::fresh(&mut self.model, self.config.clone(), None, seed)?;
         adapter.attach(&mut self.model, false)?;
-        let images = self.data.pixels(rows)?;
+        let images = self.adapted.data().pixels(rows)?;
         let (classnames, placeholders) = (&self.settings.classnames, self.settings.n_ctx);
         let mut params = adapter.tensors.clone();
         let mut trainee = ClipLora::new(&mut self.model, &adapter, &self.tokenizer, classnames, placeholders, &images)?;
@@ -88,16 +73,7 @@ impl Learner for ClipLoraLearner {
 
     fn predict(&mut self, rows: &[usize]) -> Result<Predicted> {
         let (adapter, text) = self.fitted.as_ref().ok_or_else(|| Error::invalid("clip lora", "predict before fit"))?;
-        let images = match self.device {
-            Device::Cpu => forward_rows(&self.model, &self.data, rows, &Device::Cpu, self.batch, Some("predict"))?,
-            _ => {
-                if self.merged.is_none() {
-                    self.merged = Some(Model::load_merged(&self.model_dir, &self.device, adapter)?);
-                }
-                let merged = self.merged.as_ref().expect("made above");
-                forward_rows(merged, &self.data, rows, &self.device, self.batch, Some("predict"))?
-            }
-        };
+        let images = self.adapted.forward(&self.model, adapter, rows)?;
         let features = Tensor::from_vec(images.features, &[rows.len(), images.dim])?;
         let clip = self.model.clip().expect("checked by coop::check_model");
         let logits = clip.logits_per_image(&features, text)?.to_vec()?;

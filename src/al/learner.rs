@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::data::Dataset;
 use crate::adapters::{init::fresh_classifier, LoraAdapter, LoraConfig};
@@ -178,19 +179,51 @@ fn write_cache(path: &Path, features: &Tensor) -> Result<()> {
     std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
 }
 
-/// LoRA on the blocks plus a head, trained on the CPU model; predictions from the adapted model, merged into
-/// the checkpoint's weights when they run on a GPU.
+/// Forwards of a model adapted by LoRA: the CPU model itself (the adapter in place), or on a GPU the checkpoint
+/// with the adapter merged into its weights, made once per fit.
+pub struct AdaptedForward {
+    model_dir: PathBuf,
+    data: Arc<Dataset>,
+    device: Device,
+    batch: usize,
+    merged: Option<Model>,
+}
+
+impl AdaptedForward {
+    /// `model_dir`: the checkpoint the merged GPU copies are made from.
+    pub fn new(model_dir: &Path, data: Arc<Dataset>, device: Device, batch: usize) -> AdaptedForward {
+        AdaptedForward { model_dir: model_dir.to_path_buf(), data, device, batch, merged: None }
+    }
+
+    pub fn data(&self) -> &Dataset {
+        &self.data
+    }
+
+    /// Forgets the merged model: the adapter is about to change.
+    pub fn reset(&mut self) {
+        self.merged = None;
+    }
+
+    /// Split rows `rows` through `cpu_model` with `adapter` in place, or through its merged copy on the GPU.
+    pub fn forward(&mut self, cpu_model: &Model, adapter: &LoraAdapter, rows: &[usize]) -> Result<Predicted> {
+        if matches!(self.device, Device::Cpu) {
+            return forward_rows(cpu_model, &self.data, rows, &Device::Cpu, self.batch, Some("predict"));
+        }
+        if self.merged.is_none() {
+            self.merged = Some(Model::load_merged(&self.model_dir, &self.device, adapter)?);
+        }
+        let merged = self.merged.as_ref().expect("made above");
+        forward_rows(merged, &self.data, rows, &self.device, self.batch, Some("predict"))
+    }
+}
+
+/// LoRA on the blocks plus a head, trained on the CPU model; predictions from the adapted model (`AdaptedForward`).
 pub struct LoraLearner {
     model: Model,
-    model_dir: PathBuf,
     config: LoraConfig,
     classes: usize,
     adapter: Option<LoraAdapter>,
-    /// The adapted model on the GPU, made once per fit.
-    merged: Option<Model>,
-    data: std::sync::Arc<Dataset>,
-    device: Device,
-    batch: usize,
+    adapted: AdaptedForward,
 }
 
 impl LoraLearner {
@@ -199,33 +232,24 @@ impl LoraLearner {
         model: Model,
         model_dir: &Path,
         config: LoraConfig,
-        data: std::sync::Arc<Dataset>,
+        data: Arc<Dataset>,
         device: Device,
         batch: usize,
     ) -> Result<LoraLearner> {
         model.pooled_features()?; // a model with no image head (CLIP) is refused before any training
         let classes = data.classes;
-        Ok(LoraLearner {
-            model,
-            model_dir: model_dir.to_path_buf(),
-            config,
-            classes,
-            adapter: None,
-            merged: None,
-            data,
-            device,
-            batch,
-        })
+        let adapted = AdaptedForward::new(model_dir, data, device, batch);
+        Ok(LoraLearner { model, config, classes, adapter: None, adapted })
     }
 }
 
 impl Learner for LoraLearner {
     fn fit(&mut self, rows: &[usize], labels: &[usize], opts: &TrainOptions, seed: u64) -> Result<()> {
         self.model.clear_adapters();
-        self.merged = None;
+        self.adapted.reset();
         let mut adapter = LoraAdapter::fresh(&mut self.model, self.config.clone(), Some(self.classes), seed)?;
         adapter.attach(&mut self.model, false)?;
-        let images = self.data.pixels(rows)?;
+        let images = self.adapted.data().pixels(rows)?;
         train::train_image_classifier(&mut self.model, &mut adapter, &images, labels, opts, |_| {})?;
         self.adapter = Some(adapter);
         Ok(())
@@ -233,13 +257,6 @@ impl Learner for LoraLearner {
 
     fn predict(&mut self, rows: &[usize]) -> Result<Predicted> {
         let adapter = self.adapter.as_ref().ok_or_else(|| Error::invalid("lora", "predict before fit"))?;
-        if matches!(self.device, Device::Cpu) {
-            return forward_rows(&self.model, &self.data, rows, &Device::Cpu, self.batch, Some("predict"));
-        }
-        if self.merged.is_none() {
-            self.merged = Some(Model::load_merged(&self.model_dir, &self.device, adapter)?);
-        }
-        let merged = self.merged.as_ref().expect("made above");
-        forward_rows(merged, &self.data, rows, &self.device, self.batch, Some("predict"))
+        self.adapted.forward(&self.model, adapter, rows)
     }
 }
