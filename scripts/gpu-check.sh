@@ -278,7 +278,7 @@ PYEOF
     # PyTorch's ViT-B/16 at batch 256 first, so every setting's row has the goal's ratio even if the budget
     # runs out before the full model table.
     ANCHOR=$(timeout 120 python3 "$ROOT/bench/gpu_forward.py" --arch vit-b16 --batch-sizes 256 2>/dev/null \
-        | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["images_per_s"])' 2>/dev/null || echo "n/a")
+        | head -n 1 | json_number images_per_s || echo "n/a")
     row "PyTorch eager (SDPA, bf16) ViT-B/16 at batch 256 in this run: $ANCHOR images/s"
     row ""
     row "| ViT-B/16 batch 256, setting | cpeal images/s | cpeal / PyTorch |"

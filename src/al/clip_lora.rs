@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::tensor::Tensor;
 use crate::tokenizer::ClipTokenizer;
-use crate::train::clip_lora::{fixed_prompt_ids, ClipLora};
+use crate::train::clip_lora::ClipLora;
 use crate::train::{self, TrainOptions};
 
 pub struct ClipLoraLearner {
@@ -61,9 +61,9 @@ impl Learner for ClipLoraLearner {
         let mut params = adapter.tensors.clone();
         let mut trainee = ClipLora::new(&mut self.model, &adapter, &self.tokenizer, classnames, placeholders, &images)?;
         train::train(&mut trainee, &mut params, labels, opts, |_| {})?;
+        let prompts = trainee.prompts().to_vec();
         adapter.tensors = params;
         // The trained factors are in place on the CPU model (`ClipLora::finish`): its text tower gives the classes.
-        let prompts = fixed_prompt_ids(&self.tokenizer, classnames, placeholders)?;
         let clip = self.model.clip().expect("checked by coop::check_model");
         let text = clip.forward_texts(&prompts)?.text_embeds;
         let text = text.ok_or_else(|| Error::invalid("clip lora", "the checkpoint has no text projection"))?;

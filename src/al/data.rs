@@ -153,7 +153,7 @@ type Lists = (Labelled, Labelled, Vec<Option<String>>);
 fn read_split_file(file: &Path, root: Option<&Path>) -> Result<Lists> {
     let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::field(file, "json", e.to_string()))?;
-    let root = root.map(Path::to_path_buf).unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let root = root_or_folder_of(root, file);
     let mut names: Vec<Option<String>> = Vec::new();
     let mut list = |key: &str| -> Result<Labelled> {
         let entries = json
@@ -182,6 +182,11 @@ fn read_split_file(file: &Path, root: Option<&Path>) -> Result<Lists> {
     };
     let (train, test) = (list("train")?, list("test")?);
     Ok((train, test, names))
+}
+
+/// `root`, or else the folder holding `file`: where a list's relative image paths start.
+fn root_or_folder_of(root: Option<&Path>, file: &Path) -> PathBuf {
+    root.map(Path::to_path_buf).unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).to_path_buf())
 }
 
 /// More classes than any dataset has: a larger label is a mistake (and no name table is grown for it).
@@ -219,7 +224,7 @@ fn read_csv(file: &Path, root: Option<&Path>, names: &mut Vec<Option<String>>) -
         return Err(bad(1, format!("the header must name `path` and `label` columns; it has {:?}", header)));
     };
     let name_at = column("classname");
-    let root = root.map(Path::to_path_buf).unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let root = root_or_folder_of(root, file);
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| bad(e.position().map_or(0, |p| p.line()), e.to_string()))?;

@@ -34,8 +34,8 @@ pub trait Learner {
     fn predict(&mut self, rows: &[usize]) -> Result<Predicted>;
 }
 
-/// Logits (when the model has a head) and image features (`Model::image_features`) of split rows `rows`, in batches on `device`; with a
-/// `label`, shows progress (a bar, or JSON lines on stderr).
+/// Logits (when the model has a head) and image features (`Model::image_features`) of split rows `rows`, in
+/// batches on `device`; with a `label`, shows progress (a bar, or JSON lines on stderr).
 pub fn forward_rows(
     model: &Model,
     data: &Dataset,

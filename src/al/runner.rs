@@ -12,7 +12,7 @@ use super::learner::Learner;
 use super::record::RoundRecord;
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::select::input::{line_of_entry, read_integers};
+use crate::select::input::read_integers_checked;
 use crate::select::{self, Mat, Predictions, SelectionInput, Strategy};
 use crate::weights::write_atomic;
 
@@ -252,13 +252,7 @@ fn write_rows(path: &Path, rows: &[usize]) -> Result<()> {
 
 /// Rows, one per line; each must be a pool row.
 fn read_rows(path: &Path, data: &Dataset) -> Result<Vec<usize>> {
-    let rows = read_integers(path, "row")?;
-    match rows.iter().position(|&r| data.pool_position(r).is_none()) {
-        Some(k) => Err(Error::field(
-            path,
-            format!("line {}", line_of_entry(path, k)),
-            format!("row {} is not in the pool", rows[k]),
-        )),
-        None => Ok(rows),
-    }
+    read_integers_checked(path, "row", |r| {
+        data.pool_position(r).is_none().then(|| format!("row {r} is not in the pool"))
+    })
 }

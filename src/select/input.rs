@@ -198,6 +198,16 @@ pub fn read_integers(path: &Path, what: &str) -> Result<Vec<usize>> {
     Ok(values)
 }
 
+/// [`read_integers`], each value held to `check`: None passes it, Some(why) is an error naming the file and
+/// the value's line.
+pub fn read_integers_checked(path: &Path, what: &str, check: impl Fn(usize) -> Option<String>) -> Result<Vec<usize>> {
+    let values = read_integers(path, what)?;
+    match values.iter().enumerate().find_map(|(k, &v)| check(v).map(|why| (k, why))) {
+        Some((k, why)) => Err(Error::field(path, format!("line {}", line_of_entry(path, k)), why)),
+        None => Ok(values),
+    }
+}
+
 /// The 1-based line of the k-th non-blank line of an integer file (for errors that refer to an entry).
 pub fn line_of_entry(path: &Path, k: usize) -> usize {
     let text = std::fs::read_to_string(path).unwrap_or_default();

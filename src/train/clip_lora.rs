@@ -33,6 +33,11 @@ impl<'a> ClipLora<'a> {
         let prompts = fixed_prompt_ids(tokenizer, classnames, placeholders)?;
         Ok(ClipLora { model, adapter, prompts, images })
     }
+
+    /// The token ids of each class's prompt.
+    pub fn prompts(&self) -> &[Vec<u32>] {
+        &self.prompts
+    }
 }
 
 /// The token ids of "X X … X {class}." for each class, with `placeholders` plain "X" words.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use cpeal::data::idx::read_split;
 use cpeal::models::Model;
-use cpeal::select::input::{line_of_entry, read_integers};
+use cpeal::select::input::read_integers_checked;
 use cpeal::weights::SafetensorsFile;
 use cpeal::{Error, Tensor};
 
@@ -75,12 +75,7 @@ pub fn read_batch(path: &Path) -> cpeal::Result<(Tensor, Vec<usize>)> {
 
 /// Row indices, one per line, each below `count`; errors name the file and line.
 fn read_indices(file: &Path, count: usize) -> cpeal::Result<Vec<usize>> {
-    let rows = read_integers(file, "row index")?;
-    match rows.iter().position(|&row| row >= count) {
-        Some(k) => {
-            let line = format!("line {}", line_of_entry(file, k));
-            Err(Error::field(file, line, format!("row {} is not below {count}, the split's size", rows[k])))
-        }
-        None => Ok(rows),
-    }
+    read_integers_checked(file, "row index", |row| {
+        (row >= count).then(|| format!("row {row} is not below {count}, the split's size"))
+    })
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use cpeal::select::gpu::select_on_device;
-use cpeal::select::input::{line_of_entry, read_integers, ArrayFile};
+use cpeal::select::input::{line_of_entry, read_integers, read_integers_checked, ArrayFile};
 use cpeal::select::{select_with_scores, Mat, PredictionKind, Predictions, SelectionInput, Strategy};
 use cpeal::{Device, DeviceKind, Error, Result, Tensor};
 
@@ -163,19 +163,14 @@ fn read_labeled(args: &Args, n: usize, classes: Option<usize>) -> Result<(Vec<us
     let Some(labels_path) = &args.labels else {
         return Ok((labeled, None));
     };
-    let labels = read_integers(labels_path, "class label")?;
+    let out_of_range = |l: usize| classes.filter(|&c| l >= c).map(|c| format!("class {l} is out of range for C = {c}"));
+    let labels = read_integers_checked(labels_path, "class label", out_of_range)?;
     if labels.len() != labeled.len() {
         return Err(Error::field(
             labels_path,
             "labels",
             format!("{} labels for {} labelled indices in {}", labels.len(), labeled.len(), path.display()),
         ));
-    }
-    if let Some(c) = classes {
-        if let Some(k) = labels.iter().position(|&l| l >= c) {
-            let line = format!("line {}", line_of_entry(labels_path, k));
-            return Err(Error::field(labels_path, line, format!("class {} is out of range for C = {c}", labels[k])));
-        }
     }
     Ok((labeled, Some(labels)))
 }
